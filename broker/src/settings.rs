@@ -1,0 +1,77 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The settings both binaries read (contract: every setting has an environment variable and a
+/// flag; the flag wins).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Broker URL.
+    #[arg(long, env = "YIZHAN_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name (and of the state store's keys).
+    #[arg(long, env = "YIZHAN_PREFIX", default_value = "yizhan")]
+    pub prefix: String,
+    /// Connector config file (TOML).
+    #[arg(long, env = "YIZHAN_CONFIG", default_value = "yizhan.toml")]
+    pub config: PathBuf,
+    /// State store: sqlite://PATH, or redis://HOST:PORT/DB for a fleet.
+    #[arg(long, env = "YIZHAN_STATE", default_value = "sqlite://yizhan-state.db", hide_env_values = true)]
+    pub state: String,
+    /// Worker metrics and health address.
+    #[arg(long, env = "YIZHAN_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+    /// Retry backoff: the n-th retry waits the n-th delay (the last one repeats), with jitter.
+    #[arg(long, env = "YIZHAN_RETRY_DELAYS", default_value = "5s,30s,2m,10m,1h", value_parser = parse_delays)]
+    pub retry_delays: Delays,
+}
+
+/// A parsed `--retry-delays` list (never empty).
+pub type Delays = Vec<Duration>;
+
+/// Parses `5s,30s,2m` into durations.
+pub fn parse_delays(text: &str) -> Result<Delays, String> {
+    let delays = text
+        .split(',')
+        .map(|part| {
+            let part = part.trim();
+            humantime::parse_duration(part).map_err(|e| format!("retry delay {part:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.is_empty() || delays.iter().any(Duration::is_zero) {
+        return Err("retry delays must be a comma-separated list of positive durations such as 5s,30s,2m".into());
+    }
+    Ok(delays)
+}
+
+/// The URL with any password replaced by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_parse_and_reject_nonsense() {
+        assert_eq!(parse_delays("5s,30s,2m").unwrap(), [5, 30, 120].map(Duration::from_secs));
+        assert_eq!(parse_delays("200ms").unwrap(), [Duration::from_millis(200)]);
+        assert!(parse_delays("5s,soon").unwrap_err().contains("\"soon\""));
+        assert!(parse_delays("0s").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact_url("amqp://h:5672"), "amqp://h:5672");
+    }
+}

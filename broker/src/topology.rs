@@ -1,0 +1,154 @@
+//! The broker topology, declared idempotently by every producer and worker at start.
+//!
+//! ```text
+//! <p>.jobs (direct) --high|normal|bulk--> <p>.jobs.<lane>   quorum; DLX <p>.dead (delivery limit)
+//! retry/defer: publish to <p>.delay.<d> (fanout) --> queue <p>.delay.<d>, TTL d, DLX <p>.jobs
+//!              (the routing key, the lane, is kept, so the job comes back to its own lane)
+//! <p>.dead (fanout) --> <p>.dead   quorum; permanent, exhausted, invalid and ambiguous jobs
+//! ```
+//! Dead-lettering between quorum queues is `at-least-once` (with `reject-publish` overflow), so a
+//! job waiting in a delay queue cannot be dropped on its way back.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+use yizhan_schemas::Priority;
+
+/// A message that crashed workers this many times goes to the dead-letter queue.
+pub const DELIVERY_LIMIT: i32 = 10;
+
+/// Every exchange and queue name, derived from the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub prefix: String,
+}
+
+impl Names {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Names { prefix: prefix.into() }
+    }
+
+    /// The exchange jobs are published to, routing key = priority.
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+
+    /// The queue of one lane.
+    pub fn lane(&self, priority: Priority) -> String {
+        format!("{}.jobs.{}", self.prefix, priority.as_str())
+    }
+
+    /// The dead-letter queue (and the fanout exchange in front of it).
+    pub fn dead(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    /// The delay exchange and queue for one delay.
+    pub fn delay(&self, delay: Duration) -> String {
+        format!("{}.delay.{}", self.prefix, delay_label(delay))
+    }
+}
+
+fn delay_label(delay: Duration) -> String {
+    humantime::format_duration(delay).to_string().replace(' ', "")
+}
+
+/// What to declare: the lanes, the dead-letter queue and one delay queue per distinct delay.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub names: Names,
+    pub delays: Vec<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("declaring {what}: {source} (a queue of that name may exist with other arguments: delete it or use another prefix)")]
+    Declare { what: String, source: lapin::Error },
+}
+
+fn quorum_args(dead_letter_exchange: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(dead_letter_exchange)));
+    args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString(LongString::from("at-least-once")));
+    args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
+    args
+}
+
+/// Declares the whole topology; safe to call from every process at every start.
+pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), TopologyError> {
+    let names = &topology.names;
+    let durable_exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable_queue = QueueDeclareOptions { durable: true, ..Default::default() };
+    let err = |what: String| move |source| TopologyError::Declare { what: what.clone(), source };
+
+    let dead = names.dead();
+    channel
+        .exchange_declare(dead.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+        .await
+        .map_err(err(format!("exchange {dead}")))?;
+    let mut dead_args = FieldTable::default();
+    dead_args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    channel
+        .queue_declare(dead.as_str().into(), durable_queue, dead_args)
+        .await
+        .map_err(err(format!("queue {dead}")))?;
+    channel
+        .queue_bind(dead.as_str().into(), dead.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .map_err(err(format!("binding {dead}")))?;
+
+    let jobs = names.jobs_exchange();
+    channel
+        .exchange_declare(jobs.as_str().into(), ExchangeKind::Direct, durable_exchange, FieldTable::default())
+        .await
+        .map_err(err(format!("exchange {jobs}")))?;
+    for priority in Priority::ALL {
+        let lane = names.lane(priority);
+        let mut args = quorum_args(&dead);
+        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
+        channel.queue_declare(lane.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {lane}")))?;
+        channel
+            .queue_bind(lane.as_str().into(), jobs.as_str().into(), priority.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .map_err(err(format!("binding {lane}")))?;
+    }
+
+    let mut delays = topology.delays.clone();
+    delays.sort();
+    delays.dedup();
+    for delay in delays {
+        let name = names.delay(delay);
+        channel
+            .exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+            .await
+            .map_err(err(format!("exchange {name}")))?;
+        let mut args = quorum_args(&jobs);
+        let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        channel.queue_declare(name.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {name}")))?;
+        channel
+            .queue_bind(name.as_str().into(), name.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .map_err(err(format!("binding {name}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let names = Names::new("acme");
+        assert_eq!(names.jobs_exchange(), "acme.jobs");
+        assert_eq!(names.lane(Priority::High), "acme.jobs.high");
+        assert_eq!(names.dead(), "acme.dead");
+        assert_eq!(names.delay(Duration::from_secs(120)), "acme.delay.2m");
+        assert_eq!(names.delay(Duration::from_secs(90)), "acme.delay.1m30s");
+        assert_eq!(names.delay(Duration::from_millis(200)), "acme.delay.200ms");
+    }
+}

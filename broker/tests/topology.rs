@@ -1,0 +1,89 @@
+//! Against the real broker: the topology declares twice without error, a delayed message comes back
+//! to its own lane after the delay, an unroutable publish is reported, and a lane's delivery limit
+//! dead-letters a message that keeps being rejected.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicRejectOptions, QueueDeleteOptions, ExchangeDeleteOptions};
+use lapin::types::FieldTable;
+use yizhan_broker::{Message, Names, PublishError, Publisher, Topology, connect, declare};
+use yizhan_schemas::Priority;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn topology() -> Topology {
+    let prefix = format!("test-topology-{}", uuid::Uuid::now_v7().simple());
+    Topology { names: Names::new(prefix), delays: vec![Duration::from_millis(300)] }
+}
+
+async fn cleanup(channel: &lapin::Channel, topology: &Topology) {
+    let names = &topology.names;
+    let mut queues: Vec<String> = Priority::ALL.iter().map(|p| names.lane(*p)).collect();
+    queues.push(names.dead());
+    queues.extend(topology.delays.iter().map(|d| names.delay(*d)));
+    for queue in &queues {
+        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = channel.exchange_delete(queue.as_str().into(), ExchangeDeleteOptions::default()).await;
+    }
+    let _ = channel.exchange_delete(names.jobs_exchange().as_str().into(), ExchangeDeleteOptions::default()).await;
+}
+
+fn message<'a>(exchange: &'a str, routing_key: &'a str, body: &'a [u8]) -> Message<'a> {
+    Message { exchange, routing_key, body, message_id: None, headers: FieldTable::default(), expiration_ms: None }
+}
+
+#[tokio::test]
+async fn delayed_messages_return_to_their_lane_and_poison_ends_dead() {
+    let topology = topology();
+    let names = topology.names.clone();
+    let connection = connect(URL, "topology-test").await.expect("broker up");
+    let channel = connection.create_channel().await.unwrap();
+    declare(&channel, &topology).await.unwrap();
+    declare(&channel, &topology).await.expect("declaring twice is idempotent");
+    let publisher = Publisher::open(&connection).await.unwrap();
+
+    // A retry: published to the delay exchange with the lane as routing key and a jittered TTL.
+    let delay = names.delay(topology.delays[0]);
+    let mut retry = message(&delay, "high", b"{\"retry\":1}");
+    retry.expiration_ms = Some(250);
+    publisher.publish(retry).await.unwrap();
+    let mut high = channel
+        .basic_consume(names.lane(Priority::High).as_str().into(), "t".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(10), high.next()).await.expect("back from the delay queue").unwrap().unwrap();
+    assert_eq!(back.data, b"{\"retry\":1}");
+    back.ack(Default::default()).await.unwrap();
+
+    // Unroutable: nothing is bound for this routing key.
+    let err = publisher.publish(message(&names.jobs_exchange(), "nowhere", b"{}")).await.unwrap_err();
+    assert!(matches!(err, PublishError::Unroutable { .. }), "{err}");
+
+    // Poison: rejected with requeue until the delivery limit sends it to <prefix>.dead.
+    publisher.publish(message(&names.jobs_exchange(), "high", b"{\"poison\":1}")).await.unwrap();
+    let mut rejections = 0;
+    let mut dead = channel
+        .basic_consume(names.dead().as_str().into(), "d".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    loop {
+        tokio::select! {
+            delivery = high.next() => {
+                let delivery = delivery.unwrap().unwrap();
+                rejections += 1;
+                delivery.reject(BasicRejectOptions { requeue: true }).await.unwrap();
+                assert!(rejections <= 20, "the delivery limit did not stop the loop");
+            }
+            delivery = dead.next() => {
+                let delivery = delivery.unwrap().unwrap();
+                assert_eq!(delivery.data, b"{\"poison\":1}");
+                delivery.ack(Default::default()).await.unwrap();
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(20)) => panic!("poison message never dead-lettered"),
+        }
+    }
+    assert!(rejections >= 10, "dead-lettered after {rejections} deliveries");
+    cleanup(&channel, &topology).await;
+}

@@ -1,0 +1,157 @@
+//! The connector catalog: one table of [`ActionSpec`] entries per connector kind.
+//!
+//! Adding an action is adding one entry (and its test); workers interpret the entry's
+//! [`Endpoint`], so no per-action code is written.
+
+mod tencent_sms;
+mod wecom_robot;
+
+use schemars::{JsonSchema, Schema};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use tencent_sms::SendSms;
+pub use wecom_robot::{Article, SendFile, SendImage, SendMarkdown, SendNews, SendText, UploadFile};
+
+/// Whether an action changes something at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Returns data (stored as the job's result); safe to run again.
+    Read,
+    /// Has a side effect that must happen at most once per idempotency key.
+    Write,
+}
+
+/// HTTP method of an [`Endpoint::Http`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+/// How a job's params become the provider request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// The params object is the JSON body.
+    Params,
+    /// `{"msgtype": M, M: params}`: the robots' message shape.
+    Message { msgtype: &'static str },
+    /// A multipart upload of the param `content_base64`, decoded, as form field `field`, named by the
+    /// param `filename`; `media_type` goes in the `type` query parameter.
+    Upload { field: &'static str, media_type: &'static str },
+}
+
+/// Where and how an action calls its provider. Paths are the provider's own; the connector config's
+/// `endpoint` only replaces scheme, host and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Tencent Cloud API 3.0: `POST /` with header `X-TC-Action`, signed with TC3-HMAC-SHA256.
+    TencentCloud { action: &'static str },
+    /// A JSON-over-HTTP call.
+    Http { method: Method, path: &'static str, body: Body },
+}
+
+/// One action of a connector kind.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub effect: Effect,
+    /// JSON Schema of the params, generated from the typed params struct.
+    pub params: fn() -> Schema,
+    pub endpoint: Endpoint,
+    /// Rate-limit bucket within the connector config; every bucket of a config has its own limit.
+    pub bucket: &'static str,
+}
+
+impl ActionSpec {
+    pub fn params_schema(&self) -> Value {
+        serde_json::to_value((self.params)()).expect("schema serialises")
+    }
+}
+
+/// One connector kind: its actions and defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct KindSpec {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// Limit per connector config and bucket unless the config sets `rate_limit`.
+    pub default_rate_limit: &'static str,
+    pub actions: &'static [ActionSpec],
+}
+
+impl KindSpec {
+    pub fn action(&self, name: &str) -> Option<&'static ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// The schema of params type `T`, for [`ActionSpec::params`].
+pub fn schema<T: JsonSchema>() -> Schema {
+    schemars::schema_for!(T)
+}
+
+static KINDS: &[KindSpec] = &[tencent_sms::KIND, wecom_robot::KIND];
+
+/// Every connector kind this build supports.
+pub fn kinds() -> &'static [KindSpec] {
+    KINDS
+}
+
+pub fn find_kind(name: &str) -> Option<&'static KindSpec> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+pub fn find_action(kind: &str, action: &str) -> Option<&'static ActionSpec> {
+    find_kind(kind)?.action(action)
+}
+
+/// The catalog as `yizhan-producer catalog` prints it:
+/// `{kind: {action: {"effect", "params_schema"}}}`.
+pub fn catalog_json() -> Value {
+    let mut kinds = serde_json::Map::new();
+    for kind in KINDS {
+        let mut actions = serde_json::Map::new();
+        for action in kind.actions {
+            actions.insert(
+                action.name.to_string(),
+                json!({"effect": action.effect, "params_schema": action.params_schema()}),
+            );
+        }
+        kinds.insert(kind.name.to_string(), Value::Object(actions));
+    }
+    Value::Object(kinds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_snake_case_and_schemas_closed() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in kinds() {
+            for action in kind.actions {
+                assert!(seen.insert((kind.name, action.name)), "{}.{} twice", kind.name, action.name);
+                assert!(action.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+                let schema = action.params_schema();
+                assert_eq!(schema["type"], "object", "{}.{}", kind.name, action.name);
+                assert_eq!(schema["additionalProperties"], false, "{}.{} must reject unknown params", kind.name, action.name);
+            }
+        }
+    }
+
+    #[test]
+    fn catalog_json_lists_effect_and_schema() {
+        let catalog = catalog_json();
+        assert_eq!(catalog["tencent_sms"]["send_sms"]["effect"], "write");
+        assert_eq!(catalog["wecom_robot"]["upload_file"]["effect"], "write");
+        assert_eq!(catalog["wecom_robot"].as_object().unwrap().len(), 6);
+        assert!(catalog["tencent_sms"]["send_sms"]["params_schema"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("phone_numbers")));
+    }
+}

@@ -1,0 +1,107 @@
+//! `wecom_robot`: WeCom group robot webhook (`/cgi-bin/webhook/send?key=`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+
+const fn message(msgtype: &'static str) -> Endpoint {
+    Endpoint::Http { method: Method::Post, path: "/cgi-bin/webhook/send", body: Body::Message { msgtype } }
+}
+
+pub(super) const KIND: KindSpec = KindSpec {
+    name: "wecom_robot",
+    title: "企业微信群机器人 WeCom group robot",
+    // WeCom: "每个机器人发送的消息不能超过20条/分钟".
+    default_rate_limit: "20/min",
+    actions: &[
+        ActionSpec { name: "send_text", effect: Effect::Write, params: schema::<SendText>, endpoint: message("text"), bucket: "messages" },
+        ActionSpec { name: "send_markdown", effect: Effect::Write, params: schema::<SendMarkdown>, endpoint: message("markdown"), bucket: "messages" },
+        ActionSpec { name: "send_image", effect: Effect::Write, params: schema::<SendImage>, endpoint: message("image"), bucket: "messages" },
+        ActionSpec { name: "send_news", effect: Effect::Write, params: schema::<SendNews>, endpoint: message("news"), bucket: "messages" },
+        ActionSpec { name: "send_file", effect: Effect::Write, params: schema::<SendFile>, endpoint: message("file"), bucket: "messages" },
+        ActionSpec {
+            name: "upload_file",
+            effect: Effect::Write,
+            params: schema::<UploadFile>,
+            endpoint: Endpoint::Http {
+                method: Method::Post,
+                path: "/cgi-bin/webhook/upload_media",
+                body: Body::Upload { field: "media", media_type: "file" },
+            },
+            bucket: "uploads",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendText {
+    /// At most 2048 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 2048))]
+    pub content: String,
+    /// User ids to mention; `@all` mentions everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentioned_list: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentioned_mobile_list: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMarkdown {
+    /// At most 4096 bytes of UTF-8.
+    #[schemars(length(min = 1, max = 4096))]
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendImage {
+    /// Base64 of a JPG or PNG of at most 2 MB.
+    #[schemars(length(min = 1, max = 2796204))]
+    pub base64: String,
+    /// MD5 (hex) of the raw image; computed when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9a-fA-F]{32}$"))]
+    pub md5: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendNews {
+    #[schemars(length(min = 1, max = 8))]
+    pub articles: Vec<Article>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Article {
+    #[schemars(length(min = 1, max = 128))]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub description: Option<String>,
+    #[schemars(length(min = 1))]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picurl: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendFile {
+    /// From `upload_file`; valid 3 days, only for the robot that uploaded it.
+    #[schemars(length(min = 1))]
+    pub media_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadFile {
+    #[schemars(length(min = 1, max = 255))]
+    pub filename: String,
+    /// The file, base64; 5 B to 20 MB once decoded. The result carries its `media_id`.
+    #[schemars(length(min = 8))]
+    pub content_base64: String,
+}

@@ -1,0 +1,78 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Lane of a job; also its routing key on `<prefix>.jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Verification codes and other jobs a person is waiting for.
+    High,
+    #[default]
+    Normal,
+    /// Campaigns: taken only when no `high` or `normal` job is waiting.
+    Bulk,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Bulk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Bulk => "bulk",
+        }
+    }
+}
+
+/// A job as producers write it: `id` and `idempotency_key` may be absent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "yizhan job", description = "One connector action to execute.")]
+pub struct JobInput {
+    /// UUID; the producer assigns a UUIDv7 when absent. Direct AMQP publishers must set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// At most one provider side effect per key; defaults to the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub idempotency_key: Option<String>,
+    /// A connector kind of the catalog, such as `tencent_sms`.
+    pub connector: String,
+    /// Name of a connector config of that kind in the worker's config file.
+    #[schemars(length(min = 1, max = 128))]
+    pub config: String,
+    /// An action of the kind, such as `send_sms`.
+    pub action: String,
+    /// The action's params (see `schemas/json/<kind>/<action>.json`).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Attempts in all, the first included (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_attempts: Option<u32>,
+}
+
+/// A validated job, with its id and idempotency key resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub idempotency_key: String,
+    pub connector: String,
+    pub config: String,
+    pub action: String,
+    pub params: serde_json::Value,
+    pub priority: Priority,
+    pub max_attempts: u32,
+}
+
+impl Job {
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+    /// The message body published to the broker: the envelope with every field explicit.
+    pub fn to_message(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a job serialises")
+    }
+}

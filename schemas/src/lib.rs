@@ -1,0 +1,36 @@
+//! yizhan's public data model: the job envelope, the connector catalog and their JSON Schemas.
+//!
+//! The catalog is declarative: every action is one [`ActionSpec`] entry (name, effect, typed params,
+//! endpoint, rate-limit bucket) in its kind's table under [`catalog`]. Producers validate jobs with
+//! [`validate_job`]; workers validate again, because any AMQP client may publish.
+
+pub mod catalog;
+mod envelope;
+mod validate;
+
+pub use catalog::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, find_action, find_kind, kinds};
+pub use envelope::{Job, JobInput, Priority};
+pub use validate::{FieldError, MissingId, validate_job, validate_job_value, validate_params};
+
+/// JSON Schema of the job envelope, as checked in under `schemas/json/envelope.json`.
+pub fn envelope_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(JobInput)).expect("schema serialises")
+}
+
+/// Every checked-in schema file: (path relative to `schemas/json/`, pretty JSON).
+pub fn schema_files() -> Vec<(String, String)> {
+    let mut files = vec![("envelope.json".to_string(), pretty(&envelope_schema()))];
+    for kind in kinds() {
+        for action in kind.actions {
+            let path = format!("{}/{}.json", kind.name, action.name);
+            files.push((path, pretty(&action.params_schema())));
+        }
+    }
+    files
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("schema serialises");
+    text.push('\n');
+    text
+}

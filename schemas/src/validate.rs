@@ -1,0 +1,250 @@
+//! Validation of jobs against the envelope schema and the action's params schema.
+//!
+//! The checked-in JSON Schemas are the validators: what a producer in another language checks with
+//! them is exactly what yizhan accepts.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::{ValidationError, Validator};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::catalog::{find_kind, kinds};
+use crate::envelope::{Job, JobInput};
+
+/// One reason a job was rejected, with the JSON path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct FieldError {
+    /// JSONPath-style location such as `$.params.phone_numbers[0]`.
+    pub path: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// What to do with a job that has no `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingId {
+    /// Producers assign a UUIDv7.
+    Assign,
+    /// Workers reject it: a direct AMQP publisher must set the id.
+    Reject,
+}
+
+/// Parses and validates one job from raw bytes (a line of a jobs file, or a message body).
+pub fn validate_job(bytes: &[u8], missing_id: MissingId) -> Result<Job, Vec<FieldError>> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| vec![FieldError::new("$", format!("not valid JSON: {e}"))])?;
+    validate_job_value(&value, missing_id)
+}
+
+/// Validates a parsed job: envelope first, then the action's params.
+pub fn validate_job_value(value: &Value, missing_id: MissingId) -> Result<Job, Vec<FieldError>> {
+    if !value.is_object() {
+        return Err(vec![FieldError::new("$", "a job must be a JSON object")]);
+    }
+    let errors = collect(envelope_validator(), value, "");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let input: JobInput = serde_json::from_value(value.clone())
+        .map_err(|e| vec![FieldError::new("$", e.to_string())])?;
+    let id = match (input.id, missing_id) {
+        (Some(id), _) => id,
+        (None, MissingId::Assign) => Uuid::now_v7(),
+        (None, MissingId::Reject) => {
+            return Err(vec![FieldError::new("$.id", "is required for jobs published straight to the broker")]);
+        }
+    };
+    let params = Value::Object(input.params);
+    validate_params(&input.connector, &input.action, &params)?;
+    Ok(Job {
+        id,
+        idempotency_key: input.idempotency_key.unwrap_or_else(|| id.to_string()),
+        connector: input.connector,
+        config: input.config,
+        action: input.action,
+        params,
+        priority: input.priority,
+        max_attempts: input.max_attempts.unwrap_or(Job::DEFAULT_MAX_ATTEMPTS),
+    })
+}
+
+/// Checks that `kind.action` exists and that `params` satisfy its schema.
+pub fn validate_params(kind: &str, action: &str, params: &Value) -> Result<(), Vec<FieldError>> {
+    let Some(kind_spec) = find_kind(kind) else {
+        let known: Vec<_> = kinds().iter().map(|k| k.name).collect();
+        return Err(vec![FieldError::new(
+            "$.connector",
+            format!("unknown connector kind {kind:?} (known: {})", known.join(", ")),
+        )]);
+    };
+    if kind_spec.action(action).is_none() {
+        let known: Vec<_> = kind_spec.actions.iter().map(|a| a.name).collect();
+        return Err(vec![FieldError::new(
+            "$.action",
+            format!("unknown action {action:?} for {kind} (known: {})", known.join(", ")),
+        )]);
+    }
+    let validator = &params_validators()[&(kind_spec.name, action_name(kind_spec.name, action))];
+    let errors = collect(validator, params, "/params");
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn action_name(kind: &str, action: &str) -> &'static str {
+    find_kind(kind).and_then(|k| k.action(action)).map(|a| a.name).expect("checked above")
+}
+
+fn envelope_validator() -> &'static Validator {
+    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| jsonschema::validator_for(&crate::envelope_schema()).expect("envelope schema compiles"))
+}
+
+fn params_validators() -> &'static HashMap<(&'static str, &'static str), Validator> {
+    static VALIDATORS: OnceLock<HashMap<(&'static str, &'static str), Validator>> = OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        let mut map = HashMap::new();
+        for kind in kinds() {
+            for action in kind.actions {
+                let validator = jsonschema::validator_for(&action.params_schema())
+                    .unwrap_or_else(|e| panic!("schema of {}.{} compiles: {e}", kind.name, action.name));
+                map.insert((kind.name, action.name), validator);
+            }
+        }
+        map
+    })
+}
+
+fn collect(validator: &Validator, instance: &Value, pointer_prefix: &str) -> Vec<FieldError> {
+    let mut errors: Vec<FieldError> =
+        validator.iter_errors(instance).flat_map(|e| field_errors(&e, pointer_prefix)).collect();
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    errors.dedup();
+    errors
+}
+
+fn field_errors(error: &ValidationError<'_>, pointer_prefix: &str) -> Vec<FieldError> {
+    let pointer = format!("{pointer_prefix}{}", error.instance_path().as_str());
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|name| FieldError::new(json_path(&pointer, Some(name)), "unknown field"))
+            .collect(),
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
+            vec![FieldError::new(json_path(&pointer, Some(&name)), "is required")]
+        }
+        // Masked: the reason names the rule, never echoes the value (which may be large or personal).
+        _ => vec![FieldError::new(json_path(&pointer, None), error.masked().to_string())],
+    }
+}
+
+/// `/params/phone_numbers/0` (+ `name`) → `$.params.phone_numbers[0].name`.
+fn json_path(pointer: &str, child: Option<&str>) -> String {
+    let mut path = String::from("$");
+    let segments = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~"));
+    for segment in segments.chain(child.map(str::to_owned)) {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            path.push('.');
+            path.push_str(&segment);
+        } else {
+            path.push_str(&format!("[{segment:?}]"));
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sms(params: Value) -> Value {
+        json!({"connector": "tencent_sms", "config": "default", "action": "send_sms", "params": params})
+    }
+
+    fn ok_params() -> Value {
+        json!({"phone_numbers": ["+8613800000000"], "sign_name": "Yizhan", "template_id": "1001", "template_params": ["123456"]})
+    }
+
+    fn errors(value: Value, missing_id: MissingId) -> Vec<String> {
+        validate_job_value(&value, missing_id).unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_valid_job_gets_defaults() {
+        let job = validate_job_value(&sms(ok_params()), MissingId::Assign).unwrap();
+        assert_eq!(job.idempotency_key, job.id.to_string());
+        assert_eq!(job.max_attempts, 8);
+        assert_eq!(job.priority, crate::Priority::Normal);
+        assert_eq!(job.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn workers_reject_a_job_without_id() {
+        assert_eq!(errors(sms(ok_params()), MissingId::Reject), ["$.id: is required for jobs published straight to the broker"]);
+    }
+
+    #[test]
+    fn unknown_kind_action_and_field_are_named() {
+        let mut job = sms(ok_params());
+        job["connector"] = json!("pigeon");
+        assert!(errors(job, MissingId::Assign)[0].starts_with("$.connector: unknown connector kind \"pigeon\""));
+        let mut job = sms(ok_params());
+        job["action"] = json!("send_fax");
+        assert!(errors(job, MissingId::Assign)[0].starts_with("$.action: unknown action \"send_fax\" for tencent_sms"));
+        let mut job = sms(ok_params());
+        job["colour"] = json!("red");
+        assert_eq!(errors(job, MissingId::Assign), ["$.colour: unknown field"]);
+    }
+
+    #[test]
+    fn params_errors_name_the_path_and_the_rule() {
+        let mut params = ok_params();
+        params.as_object_mut().unwrap().remove("sign_name");
+        params["phone_numbers"] = json!(["+8613800000000", "13800000000"]);
+        params["extra"] = json!(1);
+        let errs = errors(sms(params), MissingId::Assign);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs[0], "$.params.extra: unknown field");
+        assert!(errs[1].starts_with("$.params.phone_numbers[1]: value does not match"), "{}", errs[1]);
+        assert_eq!(errs[2], "$.params.sign_name: is required");
+    }
+
+    #[test]
+    fn too_many_numbers_and_bad_priority_are_rejected() {
+        let mut params = ok_params();
+        params["phone_numbers"] = json!((0..201).map(|i| format!("+86138{i:08}")).collect::<Vec<_>>());
+        let errs = errors(sms(params), MissingId::Assign);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("$.params.phone_numbers: "), "{}", errs[0]);
+        let mut job = sms(ok_params());
+        job["priority"] = json!("urgent");
+        assert!(errors(job, MissingId::Assign)[0].starts_with("$.priority: "));
+    }
+
+    #[test]
+    fn non_json_and_non_objects_are_rejected() {
+        let errs = validate_job(b"{not json", MissingId::Assign).unwrap_err();
+        assert!(errs[0].to_string().starts_with("$: not valid JSON"));
+        let errs = validate_job(b"[1]", MissingId::Assign).unwrap_err();
+        assert_eq!(errs[0].to_string(), "$: a job must be a JSON object");
+    }
+
+    #[test]
+    fn json_paths_are_readable() {
+        assert_eq!(json_path("", None), "$");
+        assert_eq!(json_path("/params/articles/3", Some("title")), "$.params.articles[3].title");
+        assert_eq!(json_path("/headers/X-Mailer", None), "$.headers[\"X-Mailer\"]");
+    }
+}

@@ -1,0 +1,237 @@
+//! What is particular to one backend: SQLite retention and files, Redis expiry, URL handling and
+//! keeping passwords out of errors.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+use yizhan_state::{
+    Claim, ClaimRequest, Finish, RedisStore, SqliteStore, StateStore, StoreError, now_millis, open,
+    open_with_retention,
+};
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+const LEASE: Duration = Duration::from_secs(30);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::now_v7())
+}
+
+fn request(key: &str, job_id: Uuid, owner: &str, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        key: key.to_string(),
+        job_id,
+        attempt: 1,
+        owner: owner.to_string(),
+        now,
+        lease: LEASE,
+    }
+}
+
+fn acquired() -> Claim {
+    Claim::Acquired {
+        progress: None,
+        orphaned_attempt: None,
+    }
+}
+
+#[tokio::test]
+async fn sqlite_prune_deletes_records_older_than_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let hour = Duration::from_secs(3600);
+    let store = open_with_retention(&url, "ns", hour).await.unwrap();
+    let t0 = now_millis();
+    let (old_key, old_job) = (unique("old"), Uuid::now_v7());
+    let (new_key, new_job) = (unique("new"), Uuid::now_v7());
+    store
+        .claim(&request(&old_key, old_job, "w1", t0))
+        .await
+        .unwrap();
+    let done = Finish::Succeeded {
+        attempt: 1,
+        result: None,
+    };
+    store
+        .finish(&old_key, "w1", &done, t0 + 1_000)
+        .await
+        .unwrap();
+    store
+        .claim(&request(&new_key, new_job, "w1", t0 + 10_000))
+        .await
+        .unwrap();
+
+    // Unchanged for exactly the retention: kept.
+    assert_eq!(store.prune(t0 + 1_000 + 3_600_000).await.unwrap(), 0);
+    assert!(store.status(old_job).await.unwrap().is_some());
+    // One millisecond more: gone, and the key can be claimed afresh.
+    assert_eq!(store.prune(t0 + 1_001 + 3_600_000).await.unwrap(), 1);
+    assert_eq!(store.status(old_job).await.unwrap(), None);
+    assert!(store.status(new_job).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .claim(&request(&old_key, Uuid::now_v7(), "w2", t0 + 3_700_000))
+            .await
+            .unwrap(),
+        acquired()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_prune_spares_other_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let path = path.to_str().unwrap();
+    let retention = Duration::from_secs(60);
+    let a = SqliteStore::open(path, "a", retention).await.unwrap();
+    let b = SqliteStore::open(path, "b", retention).await.unwrap();
+    let (key, job_a, job_b, t0) = (unique("k"), Uuid::now_v7(), Uuid::now_v7(), now_millis());
+    a.claim(&request(&key, job_a, "w1", t0)).await.unwrap();
+    b.claim(&request(&key, job_b, "w1", t0)).await.unwrap();
+    assert_eq!(a.prune(t0 + 3_600_000).await.unwrap(), 1);
+    assert_eq!(a.status(job_a).await.unwrap(), None);
+    assert!(b.status(job_b).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_records_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let path = path.to_str().unwrap();
+    let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
+    let first = SqliteStore::open(path, "ns", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.claim(&request(&key, job, "w1", t0)).await.unwrap(),
+        acquired()
+    );
+    drop(first);
+    let second = SqliteStore::open(path, "ns", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(
+        second
+            .claim(&request(&key, Uuid::now_v7(), "w2", t0 + 1))
+            .await
+            .unwrap(),
+        Claim::Busy { .. }
+    ));
+    assert_eq!(second.status(job).await.unwrap().unwrap().status, "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_stores_on_one_file_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let path = path.to_str().unwrap();
+    let a = std::sync::Arc::new(
+        SqliteStore::open(path, "ns", Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
+    let b = std::sync::Arc::new(
+        SqliteStore::open(path, "ns", Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
+    let (key, t0) = (unique("k"), now_millis());
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let request = request(&key, Uuid::now_v7(), &format!("w{i}"), t0);
+            tokio::spawn(async move { store.claim(&request).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() == acquired() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn sqlite_urls_open() {
+    let store = open("sqlite::memory:", "ns").await.unwrap();
+    let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
+    assert_eq!(
+        store.claim(&request(&key, job, "w1", t0)).await.unwrap(),
+        acquired()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    open(&url, "ns").await.unwrap();
+    assert!(dir.path().join("x.db").exists());
+}
+
+#[tokio::test]
+async fn sqlite_open_fails_for_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/state.db");
+    let err = SqliteStore::open(path.to_str().unwrap(), "ns", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn redis_prune_is_a_no_op_and_keys_expire() {
+    let ns = unique("test");
+    let retention = Duration::from_secs(600);
+    let store = RedisStore::open(REDIS_URL, &ns, retention).await.unwrap();
+    let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
+    store.claim(&request(&key, job, "w1", t0)).await.unwrap();
+    let done = Finish::Succeeded {
+        attempt: 1,
+        result: None,
+    };
+    store.finish(&key, "w1", &done, t0 + 1).await.unwrap();
+    assert_eq!(store.prune(t0 + 10 * 3_600_000).await.unwrap(), 0);
+
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for redis_key in [format!("{ns}:key:{key}"), format!("{ns}:job:{job}")] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&redis_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 600_000, "{redis_key} has PTTL {ttl}");
+    }
+    assert!(format!("{store:?}").contains("127.0.0.1:6379"));
+}
+
+#[tokio::test]
+async fn passwords_never_appear_in_errors() {
+    let cases = [
+        // Nothing listens on port 1: fails at connect time.
+        "redis://:supersecret@127.0.0.1:1/0",
+        "redis://user:supersecret@127.0.0.1:1/0",
+        // Not a state store URL at all.
+        "bogus://:supersecret@x",
+        // A Redis URL the client cannot use.
+        "redis://:supersecret@127.0.0.1:6379/notadb",
+        // The local Redis has no such user or password: AUTH fails.
+        "redis://nobody:supersecret@127.0.0.1:6379/0",
+        "redis://:supersecret@127.0.0.1:6379/0",
+    ];
+    for url in cases {
+        match open(url, "ns").await {
+            Err(err) => {
+                let display = err.to_string();
+                let debug = format!("{err:?}");
+                assert!(!display.contains("supersecret"), "{url}: {display}");
+                assert!(!debug.contains("supersecret"), "{url}: {debug}");
+            }
+            Ok(_) => panic!("{url} should not open"),
+        }
+    }
+    let err = RedisStore::open("redis://:supersecret@127.0.0.1:1/0", "ns", LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("supersecret"));
+    let err = open("bogus://:supersecret@x", "ns").await.err().unwrap();
+    assert!(matches!(err, StoreError::BadUrl(_)), "{err:?}");
+}

@@ -1,0 +1,184 @@
+//! Classification of Tencent Cloud error codes (providers.md §1.6, §1.7, §9), used both for a
+//! whole-request `Response.Error.Code` and for each number's `SendStatusSet[i].Code`.
+
+use std::time::Duration;
+
+/// What a Tencent Cloud code means for the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Worth retrying; `retry_after` is the provider's documented wait when it has one.
+    Retry { retry_after: Option<Duration> },
+    /// Will fail again.
+    Permanent,
+}
+
+/// `InternalError.*` codes that describe a malformed request, not a provider hiccup.
+const PERMANENT_INTERNAL_ERRORS: &[&str] = &[
+    "InternalError.JsonParseFail",
+    "InternalError.RestApiInterfaceNotExist",
+    "InternalError.SigFieldMissing",
+    "InternalError.SigVerificationFail",
+];
+
+/// Quotas that only reset on the next calendar day (China time), so retrying within the job's
+/// backoff schedule is pointless.
+const DAILY_QUOTAS: &[&str] = &[
+    "LimitExceeded.PhoneNumberDailyLimit",
+    "LimitExceeded.PhoneNumberSameContentDailyLimit",
+    "LimitExceeded.AppDailyLimit",
+    "LimitExceeded.DailyLimit",
+];
+
+pub fn classify(code: &str) -> Class {
+    let retry = |seconds: Option<u64>| Class::Retry {
+        retry_after: seconds.map(Duration::from_secs),
+    };
+    match code {
+        "ServiceUnavailable" | "ResourceUnavailable" | "ResourceInsufficient" => retry(None),
+        "LimitExceeded.DeliveryFrequencyLimit" => retry(None),
+        // The provider's own per-number windows: waiting them out is the documented remedy.
+        "LimitExceeded.PhoneNumberThirtySecondLimit" => retry(Some(30)),
+        "LimitExceeded.PhoneNumberOneHourLimit" => retry(Some(3600)),
+        // Clock skew or a slow queue: every attempt is signed afresh with the current time.
+        "AuthFailure.SignatureExpire" => retry(None),
+        _ if is_family(code, "RequestLimitExceeded") => retry(None),
+        _ if is_family(code, "InternalError") && !PERMANENT_INTERNAL_ERRORS.contains(&code) => {
+            retry(None)
+        }
+        _ => Class::Permanent,
+    }
+}
+
+/// `code` is `family` itself or one of its `family.Sub` codes.
+fn is_family(code: &str, family: &str) -> bool {
+    code.strip_prefix(family)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+pub fn is_daily_quota(code: &str) -> bool {
+    DAILY_QUOTAS.contains(&code)
+}
+
+/// `Code: Message`, plus a hint for daily quotas, which would otherwise look like transient limits.
+pub fn describe(code: &str, message: &str) -> String {
+    let mut text = if message.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code}: {message}")
+    };
+    if is_daily_quota(code) {
+        text.push_str(" (daily quota: it resets at midnight China time, UTC+8)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HALF_MINUTE: Option<Duration> = Some(Duration::from_secs(30));
+    const HOUR: Option<Duration> = Some(Duration::from_secs(3600));
+
+    /// Every code the brief and providers.md list, one row each.
+    #[test]
+    fn every_listed_code_is_classified() {
+        use Class::*;
+        let table: &[(&str, Class)] = &[
+            ("RequestLimitExceeded", Retry { retry_after: None }),
+            (
+                "RequestLimitExceeded.IPLimitExceeded",
+                Retry { retry_after: None },
+            ),
+            (
+                "RequestLimitExceeded.UinLimitExceeded",
+                Retry { retry_after: None },
+            ),
+            (
+                "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
+                Retry { retry_after: None },
+            ),
+            ("InternalError", Retry { retry_after: None }),
+            ("InternalError.Timeout", Retry { retry_after: None }),
+            ("InternalError.SendAndRecvFail", Retry { retry_after: None }),
+            ("InternalError.OtherError", Retry { retry_after: None }),
+            ("InternalError.UnknownError", Retry { retry_after: None }),
+            (
+                "InternalError.RequestTimeException",
+                Retry { retry_after: None },
+            ),
+            ("InternalError.JsonParseFail", Permanent),
+            ("InternalError.RestApiInterfaceNotExist", Permanent),
+            ("InternalError.SigFieldMissing", Permanent),
+            ("InternalError.SigVerificationFail", Permanent),
+            ("ServiceUnavailable", Retry { retry_after: None }),
+            ("ResourceUnavailable", Retry { retry_after: None }),
+            ("ResourceInsufficient", Retry { retry_after: None }),
+            (
+                "LimitExceeded.DeliveryFrequencyLimit",
+                Retry { retry_after: None },
+            ),
+            (
+                "LimitExceeded.PhoneNumberThirtySecondLimit",
+                Retry {
+                    retry_after: HALF_MINUTE,
+                },
+            ),
+            (
+                "LimitExceeded.PhoneNumberOneHourLimit",
+                Retry { retry_after: HOUR },
+            ),
+            ("AuthFailure.SignatureExpire", Retry { retry_after: None }),
+            ("LimitExceeded.PhoneNumberDailyLimit", Permanent),
+            ("LimitExceeded.PhoneNumberSameContentDailyLimit", Permanent),
+            ("LimitExceeded.AppDailyLimit", Permanent),
+            ("LimitExceeded.DailyLimit", Permanent),
+            ("LimitExceeded.PhoneNumberCountLimit", Permanent),
+            ("AuthFailure.SecretIdNotFound", Permanent),
+            ("AuthFailure.SignatureFailure", Permanent),
+            ("AuthFailure.InvalidSecretId", Permanent),
+            ("AuthFailure.UnauthorizedOperation", Permanent),
+            ("FailedOperation.PhoneNumberInBlacklist", Permanent),
+            ("FailedOperation.SignatureIncorrectOrUnapproved", Permanent),
+            ("FailedOperation.TemplateIncorrectOrUnapproved", Permanent),
+            ("FailedOperation.InsufficientBalanceInSmsPackage", Permanent),
+            ("FailedOperation.ContainSensitiveWord", Permanent),
+            ("InvalidParameterValue.IncorrectPhoneNumber", Permanent),
+            ("InvalidParameterValue.SdkAppIdNotExist", Permanent),
+            ("MissingParameter.EmptyPhoneNumberSet", Permanent),
+            ("UnauthorizedOperation.SmsSdkAppIdVerifyFail", Permanent),
+            (
+                "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
+                Permanent,
+            ),
+            ("RequestSizeLimitExceeded", Permanent),
+            ("LimitExceeded", Permanent),
+            ("SomethingNobodyDocumented", Permanent),
+        ];
+        for (code, class) in table {
+            assert_eq!(classify(code), *class, "{code}");
+        }
+    }
+
+    #[test]
+    fn look_alike_families_are_not_matched() {
+        assert_eq!(classify("InternalErrorX"), Class::Permanent);
+        assert_eq!(classify("RequestLimitExceededX"), Class::Permanent);
+    }
+
+    #[test]
+    fn daily_quotas_say_when_they_reset() {
+        for code in DAILY_QUOTAS {
+            let text = describe(code, "over the limit");
+            assert!(
+                text.starts_with(&format!("{code}: over the limit")),
+                "{text}"
+            );
+            assert!(
+                text.ends_with("(daily quota: it resets at midnight China time, UTC+8)"),
+                "{text}"
+            );
+        }
+        assert_eq!(describe("FailedOperation.X", ""), "FailedOperation.X");
+        assert_eq!(describe("FailedOperation.X", "no"), "FailedOperation.X: no");
+    }
+}

@@ -1,0 +1,530 @@
+//! `tencent_sms`: Tencent Cloud SMS `SendSms` (API 3.0, version 2021-01-11, TC3-HMAC-SHA256).
+//!
+//! # Per-number progress
+//!
+//! One `SendSms` call reports a status per number, and a batch can be partly sent. So that a number
+//! is never texted twice, each attempt records every number's latest status in the job's progress
+//! and the next attempt sends only the numbers that are not final yet:
+//!
+//! ```json
+//! {"numbers": {"+8613800000000": {"code": "Ok", "message": "send success",
+//!                                 "serial_no": "2019:123", "fee": 1, "final": true},
+//!              "+8613800000001": {"code": "InternalError.Timeout", "message": "...",
+//!                                 "serial_no": "", "fee": 0, "final": false}}}
+//! ```
+//!
+//! `final` is true for `Ok` and for permanent codes. A number without an entry has had no answer
+//! yet. The progress returned with a failure is always complete (the earlier one when the attempt
+//! changed nothing), so the pipeline stores it as it is; an [`Failure::Ambiguous`] carries none and the
+//! stored one stays valid.
+//!
+//! # Outcome
+//!
+//! * numbers still pending → [`Failure::Transient`] with the updated progress and the largest wait
+//!   the provider's codes suggest;
+//! * else at least one `Ok` over all attempts → [`Success`] with
+//!   `{"numbers": [{"phone_number", "code", "message", "serial_no", "fee"}, ...]}`, one entry per number
+//!   of the job in params order;
+//! * else → [`Failure::Permanent`] `all numbers failed: +86…: Code (message); …`.
+
+pub mod config;
+pub mod error;
+pub mod sign;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use yizhan_schemas::Endpoint;
+use yizhan_schemas::catalog::SendSms;
+
+use self::config::TencentSmsConfig;
+use self::error::{Class, classify};
+use self::sign::{SignInput, Tc3Signer};
+use super::{Call, Connector, Failure, Success, http};
+use crate::config::{ConfigError, ConnectorConfig};
+
+/// `sms.tencentcloudapi.com` picks the nearest region's access point.
+pub const DEFAULT_BASE: &str = "https://sms.tencentcloudapi.com";
+pub const SERVICE: &str = "sms";
+pub const VERSION: &str = "2021-01-11";
+/// Sent and signed byte for byte.
+const JSON: &str = "application/json";
+/// Numbers listed in one reason; the progress has them all.
+const REASON_NUMBERS: usize = 10;
+/// Longest provider message quoted per number in a reason.
+const REASON_MESSAGE_CHARS: usize = 80;
+
+/// A Tencent Cloud SMS config.
+#[derive(Debug)]
+pub struct TencentSms {
+    /// `{base}/`: API 3.0 always posts to `/`.
+    url: reqwest::Url,
+    /// `Host` as sent and signed: `host` or `host:port`.
+    host: String,
+    region: String,
+    sdk_app_id: Option<String>,
+    signer: Tc3Signer,
+    /// Only to scrub it from reasons, belt and braces: the key itself is never sent.
+    secret_key: crate::config::Secret,
+    client: reqwest::Client,
+}
+
+impl TencentSms {
+    pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
+        let fields = TencentSmsConfig::from_config(config)?;
+        let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
+        let endpoint_error =
+            |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
+        let url = reqwest::Url::parse(&format!("{base}/"))
+            .map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(endpoint_error("must be an http:// or https:// URL".into()));
+        }
+        let host = host_header(&url).ok_or_else(|| endpoint_error("has no host".into()))?;
+        Ok(TencentSms {
+            url,
+            host,
+            region: fields.region,
+            sdk_app_id: fields.sdk_app_id,
+            signer: Tc3Signer::new(fields.secret_id, fields.secret_key.clone(), SERVICE),
+            secret_key: fields.secret_key,
+            client,
+        })
+    }
+
+    fn secrets(&self) -> [&str; 1] {
+        [self.secret_key.expose()]
+    }
+
+    /// One signed `SendSms` call for `numbers`; the parsed `Response` object or the failure.
+    async fn send(
+        &self,
+        action: &str,
+        body: &[u8],
+        progress: &Progress,
+    ) -> Result<ApiResponse, Failure> {
+        let timestamp = chrono::Utc::now().timestamp();
+        let authorization = self.signer.authorization(&SignInput {
+            host: &self.host,
+            timestamp,
+            content_type: JSON,
+            body,
+            extra_headers: &[],
+        });
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, JSON)
+            .header(HOST, &self.host)
+            .header("X-TC-Action", action)
+            .header("X-TC-Version", VERSION)
+            .header("X-TC-Timestamp", timestamp.to_string())
+            .header("X-TC-Region", &self.region)
+            .header(AUTHORIZATION, authorization)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| with_progress(http::transport_failure(e, &self.secrets()), progress))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            // The SDKs treat any non-200 as a network error: the request was not processed. Its
+            // body is only quoted, so a body that cannot be read does not change that.
+            let retry_after = http::retry_after(response.headers());
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(Failure::Transient {
+                reason: http::status_reason(status, &bytes, &self.secrets()),
+                retry_after,
+                progress: progress.to_value(),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
+        let envelope: Envelope =
+            serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
+                reason: http::redact(
+                    &format!(
+                        "unreadable {action} answer ({e}): {}",
+                        http::snippet(&bytes)
+                    ),
+                    &self.secrets(),
+                ),
+            })?;
+        Ok(envelope.response)
+    }
+}
+
+/// What reqwest puts in `Host`: the port only when it is not the scheme's default.
+fn host_header(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+#[async_trait::async_trait]
+impl Connector for TencentSms {
+    async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
+        let action = match call.action.endpoint {
+            Endpoint::TencentCloud {
+                action: action @ "SendSms",
+            } => action,
+            other => {
+                return Err(Failure::permanent(format!(
+                    "tencent_sms cannot execute {other:?}"
+                )));
+            }
+        };
+        let params = SendSms::deserialize(call.params)
+            .map_err(|e| Failure::permanent(format!("invalid params: {e}")))?;
+        if params.phone_numbers.is_empty() {
+            return Err(Failure::permanent(
+                "params.phone_numbers: at least one number is required",
+            ));
+        }
+        let sdk_app_id = params
+            .sdk_app_id
+            .as_deref()
+            .or(self.sdk_app_id.as_deref())
+            .ok_or_else(|| {
+                Failure::permanent(
+                    "sdk_app_id: the SMS application id is neither in params nor config",
+                )
+            })?;
+        let mut progress = match call.progress {
+            None => Progress::default(),
+            // Unreadable progress could hide numbers already texted: stop rather than text twice.
+            Some(value) => Progress::deserialize(value).map_err(|e| Failure::Permanent {
+                reason: format!("cannot read the progress of earlier attempts: {e}"),
+                progress: Some(value.clone()),
+            })?,
+        };
+
+        let numbers = distinct(&params.phone_numbers);
+        let to_send: Vec<&str> = numbers
+            .iter()
+            .copied()
+            .filter(|n| !progress.is_final(n))
+            .collect();
+        if !to_send.is_empty() {
+            let request = SendSmsRequest {
+                phone_number_set: &to_send,
+                sms_sdk_app_id: sdk_app_id,
+                template_id: &params.template_id,
+                sign_name: &params.sign_name,
+                template_param_set: &params.template_params,
+                session_context: params.session_context.as_deref(),
+                extend_code: params.extend_code.as_deref(),
+                sender_id: params.sender_id.as_deref(),
+            };
+            let body = serde_json::to_vec(&request).expect("a struct of strings serialises");
+            let response = self.send(action, &body, &progress).await?;
+            if let Some(error) = response.error {
+                let reason = http::redact(
+                    &format!(
+                        "{action}: {}{}",
+                        error::describe(&error.code, &error.message),
+                        request_id(response.request_id.as_deref())
+                    ),
+                    &self.secrets(),
+                );
+                return Err(match classify(&error.code) {
+                    Class::Retry { retry_after } => Failure::Transient {
+                        reason,
+                        retry_after,
+                        progress: progress.to_value(),
+                    },
+                    Class::Permanent => Failure::Permanent {
+                        reason,
+                        progress: progress.to_value(),
+                    },
+                });
+            }
+            let Some(statuses) = response.send_status_set else {
+                return Err(Failure::Ambiguous {
+                    reason: format!(
+                        "{action} answered neither Error nor SendStatusSet{}",
+                        request_id(response.request_id.as_deref())
+                    ),
+                });
+            };
+            progress.record(&to_send, statuses);
+        }
+        outcome(&params.phone_numbers, &numbers, &progress)
+    }
+}
+
+/// The job's numbers without repeats, in params order: a number listed twice is texted once.
+fn distinct(numbers: &[String]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    numbers
+        .iter()
+        .map(String::as_str)
+        .filter(|n| seen.insert(*n))
+        .collect()
+}
+
+fn request_id(id: Option<&str>) -> String {
+    id.map(|id| format!(" (RequestId {id})"))
+        .unwrap_or_default()
+}
+
+/// Decides the attempt's outcome from the progress over all attempts.
+fn outcome(listed: &[String], numbers: &[&str], progress: &Progress) -> Result<Success, Failure> {
+    let pending: Vec<&str> = numbers
+        .iter()
+        .copied()
+        .filter(|n| !progress.is_final(n))
+        .collect();
+    if !pending.is_empty() {
+        let retry_after = pending
+            .iter()
+            .filter_map(|n| progress.numbers.get(*n))
+            .filter_map(|status| match classify(&status.code) {
+                Class::Retry { retry_after } => retry_after,
+                Class::Permanent => None,
+            })
+            .max();
+        let reason = format!(
+            "{} of {} numbers not sent yet: {}",
+            pending.len(),
+            numbers.len(),
+            progress.list(&pending)
+        );
+        return Err(Failure::Transient {
+            reason,
+            retry_after,
+            progress: progress.to_value(),
+        });
+    }
+    if numbers
+        .iter()
+        .any(|n| progress.numbers.get(*n).is_some_and(NumberStatus::is_ok))
+    {
+        let entries: Vec<Value> = listed
+            .iter()
+            .map(|number| {
+                let status = &progress.numbers[number.as_str()];
+                json!({
+                    "phone_number": number,
+                    "code": status.code,
+                    "message": status.message,
+                    "serial_no": status.serial_no,
+                    "fee": status.fee,
+                })
+            })
+            .collect();
+        return Ok(Success {
+            result: Some(json!({ "numbers": entries })),
+        });
+    }
+    let mut reason = format!("all numbers failed: {}", progress.list(numbers));
+    if numbers.iter().any(|n| {
+        progress
+            .numbers
+            .get(*n)
+            .is_some_and(|s| error::is_daily_quota(&s.code))
+    }) {
+        reason.push_str(" (daily quotas reset at midnight China time, UTC+8)");
+    }
+    Err(Failure::Permanent {
+        reason,
+        progress: progress.to_value(),
+    })
+}
+
+/// The connector's own record of earlier attempts; see the module documentation.
+///
+/// Unknown fields are ignored so that workers of different versions can share jobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Progress {
+    numbers: BTreeMap<String, NumberStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NumberStatus {
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    serial_no: String,
+    #[serde(default)]
+    fee: u64,
+    /// `Ok` or a permanent code: never sent again.
+    #[serde(rename = "final")]
+    done: bool,
+}
+
+impl NumberStatus {
+    fn is_ok(&self) -> bool {
+        self.code == "Ok"
+    }
+}
+
+/// Code of a number the answer said nothing about; retried, as nothing says it was sent.
+const NO_STATUS: &str = "NoStatus";
+
+impl Progress {
+    fn is_final(&self, number: &str) -> bool {
+        self.numbers.get(number).is_some_and(|s| s.done)
+    }
+
+    /// `None` while nothing was recorded, so a first attempt's failure carries no progress.
+    fn to_value(&self) -> Option<Value> {
+        (!self.numbers.is_empty()).then(|| serde_json::to_value(self).expect("progress serialises"))
+    }
+
+    /// Records one answer's statuses for the numbers just sent.
+    fn record(&mut self, sent: &[&str], statuses: Vec<SendStatus>) {
+        let mut answered = HashSet::new();
+        for status in statuses {
+            let Some(number) = match_number(&status.phone_number, sent) else {
+                // A status for a number we did not send: nothing to attribute it to.
+                continue;
+            };
+            answered.insert(number);
+            let done = status.code == "Ok" || classify(&status.code) == Class::Permanent;
+            self.numbers.insert(
+                number.to_string(),
+                NumberStatus {
+                    code: status.code,
+                    message: status.message.unwrap_or_default(),
+                    serial_no: status.serial_no.unwrap_or_default(),
+                    fee: status.fee.unwrap_or_default(),
+                    done,
+                },
+            );
+        }
+        for number in sent.iter().filter(|n| !answered.contains(*n)) {
+            self.numbers.insert(
+                number.to_string(),
+                NumberStatus {
+                    code: NO_STATUS.into(),
+                    message: "the answer had no status for this number".into(),
+                    serial_no: String::new(),
+                    fee: 0,
+                    done: false,
+                },
+            );
+        }
+    }
+
+    /// `+86…: Code (message); …`, at most [`REASON_NUMBERS`] numbers.
+    fn list(&self, numbers: &[&str]) -> String {
+        let mut text = String::new();
+        for (i, number) in numbers.iter().take(REASON_NUMBERS).enumerate() {
+            if i > 0 {
+                text.push_str("; ");
+            }
+            match self.numbers.get(*number) {
+                Some(status) => {
+                    let _ = write!(text, "{number}: {}", status.code);
+                    if !status.message.is_empty() {
+                        let message: String =
+                            status.message.chars().take(REASON_MESSAGE_CHARS).collect();
+                        let _ = write!(text, " ({message})");
+                    }
+                }
+                None => {
+                    let _ = write!(text, "{number}: no answer");
+                }
+            }
+        }
+        if numbers.len() > REASON_NUMBERS {
+            let _ = write!(text, "; … and {} more", numbers.len() - REASON_NUMBERS);
+        }
+        text
+    }
+}
+
+/// The sent number a status's `PhoneNumber` refers to: the same string, else the same digits
+/// (in case the provider normalises the form).
+fn match_number<'a>(returned: &str, sent: &[&'a str]) -> Option<&'a str> {
+    let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
+    sent.iter().copied().find(|n| *n == returned).or_else(|| {
+        let wanted = digits(returned);
+        sent.iter().copied().find(|n| digits(n) == wanted)
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendSmsRequest<'a> {
+    phone_number_set: &'a [&'a str],
+    sms_sdk_app_id: &'a str,
+    template_id: &'a str,
+    sign_name: &'a str,
+    template_param_set: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_context: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extend_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Response")]
+    response: ApiResponse,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApiResponse {
+    #[serde(default)]
+    error: Option<ApiError>,
+    #[serde(default)]
+    send_status_set: Option<Vec<SendStatus>>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApiError {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendStatus {
+    phone_number: String,
+    code: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    serial_no: Option<String>,
+    #[serde(default)]
+    fee: Option<u64>,
+}
+
+/// A transport failure of an attempt keeps the progress recorded so far.
+fn with_progress(failure: Failure, progress: &Progress) -> Failure {
+    match failure {
+        Failure::Transient {
+            reason,
+            retry_after,
+            ..
+        } => Failure::Transient {
+            reason,
+            retry_after,
+            progress: progress.to_value(),
+        },
+        Failure::Permanent { reason, .. } => Failure::Permanent {
+            reason,
+            progress: progress.to_value(),
+        },
+        ambiguous @ Failure::Ambiguous { .. } => ambiguous,
+    }
+}
