@@ -5,6 +5,7 @@
 //! [`validate_job`]; workers validate again, because any AMQP client may publish.
 
 pub mod catalog;
+pub use catalog::catalog_json;
 mod envelope;
 mod validate;
 

@@ -1,5 +1,231 @@
 //! yizhan's worker: takes connector-action jobs from RabbitMQ and executes them.
+//!
+//! [`run`] connects, declares the topology, consumes the three lanes (`high` first) with bounded
+//! concurrency, hands each delivery to the [`pipeline::Pipeline`], renews the leases of the jobs it
+//! holds, serves metrics and health, and on shutdown stops consuming, finishes what is in flight
+//! and returns.
 
 pub mod config;
 pub mod connectors;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
 pub mod ratelimit;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+use yizhan_broker::{Names, Publisher, Settings, Topology, redact_url};
+use yizhan_schemas::Priority;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{Configured, Pipeline};
+use crate::ratelimit::{LocalLimiter, Quota};
+
+/// Worker-only settings, next to the shared [`Settings`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerSettings {
+    /// Jobs executed at once by this process.
+    #[arg(long, env = "YIZHAN_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// Unacknowledged deliveries the broker may push per lane (default: the concurrency).
+    #[arg(long, env = "YIZHAN_PREFETCH")]
+    pub prefetch: Option<u16>,
+    /// Lease of a claim; a worker silent for this long is taken for dead and its jobs ambiguous.
+    #[arg(long, env = "YIZHAN_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("config: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("state store: {0}")]
+    Store(#[from] yizhan_state::StoreError),
+    #[error("broker at {url}: {source}")]
+    Broker { url: String, source: lapin::Error },
+    #[error("{0}")]
+    Topology(#[from] yizhan_broker::TopologyError),
+    #[error("metrics address {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// Runs a worker until `shutdown` is cancelled; returns once in-flight jobs are settled.
+pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let config = Config::load(&settings.config)?;
+    let client = connectors::http::client();
+    let mut configured = HashMap::new();
+    for ((kind, name), connector_config) in &config.connectors {
+        let spec = yizhan_schemas::find_kind(kind).expect("config checked kinds");
+        let quota_text = connector_config.common.rate_limit.as_deref().unwrap_or(spec.default_rate_limit);
+        let quota = Quota::parse(quota_text).map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
+        configured.insert(
+            (kind.clone(), name.clone()),
+            Configured {
+                connector: connectors::build(connector_config, &client)?,
+                quota,
+                on_ambiguous: connector_config.common.on_ambiguous,
+            },
+        );
+    }
+    let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
+
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(&settings.metrics_addr)
+        .await
+        .map_err(|source| WorkerError::Listen { addr: settings.metrics_addr.clone(), source })?;
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics and health");
+    let health = http::router(http::Health { metrics: metrics.clone(), ready: ready.clone() });
+    let http_shutdown = CancellationToken::new();
+    let http_task = tokio::spawn({
+        let stop = http_shutdown.clone();
+        async move { axum::serve(listener, health).with_graceful_shutdown(stop.cancelled_owned()).await }
+    });
+
+    let broker_error = |source| WorkerError::Broker { url: redact_url(&settings.amqp_url), source };
+    let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
+    // Separate connections: flow control on publishing (retries, dead letters) must not stall acks.
+    let consume_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} consume")).await.map_err(broker_error)?);
+    let publish_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} publish")).await.map_err(broker_error)?);
+    let names = Names::new(settings.prefix.clone());
+    let channel = consume_conn.create_channel().await.map_err(broker_error)?;
+    yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: settings.retry_delays.clone() }).await?;
+    let publisher = Publisher::open(&publish_conn).await.map_err(broker_error)?;
+
+    let pipeline = Arc::new(Pipeline {
+        names: names.clone(),
+        retry_delays: settings.retry_delays.clone(),
+        connectors: configured,
+        store,
+        limiter: LocalLimiter::default(),
+        publisher,
+        metrics: metrics.clone(),
+        owner: owner.clone(),
+        lease: worker.lease,
+        held: Mutex::new(HashSet::new()),
+    });
+
+    let prefetch = worker.prefetch.unwrap_or(worker.concurrency.clamp(1, u16::MAX as usize) as u16);
+    channel.basic_qos(prefetch, BasicQosOptions { global: false }).await.map_err(broker_error)?;
+    let mut lanes = Vec::new();
+    for priority in Priority::ALL {
+        let tag = format!("{owner}-{}", priority.as_str());
+        let consumer = channel
+            .basic_consume(names.lane(priority).as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(broker_error)?;
+        lanes.push((tag, consumer));
+    }
+    ready.store(true, Ordering::Relaxed);
+    metrics.broker_connected.set(1);
+    info!(owner = %owner, prefix = %names.prefix, concurrency = worker.concurrency, prefetch, "consuming");
+
+    let background = CancellationToken::new();
+    tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
+    tokio::spawn(watch_connection(consume_conn.clone(), publish_conn.clone(), metrics.clone(), ready.clone(), background.clone()));
+
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(worker.concurrency.max(1)));
+    let [(_, high), (_, normal), (_, bulk)] = &mut lanes[..] else { unreachable!("three lanes") };
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        // `biased`: with a free slot, a waiting `high` job always goes before `normal` and `bulk`.
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(d) = high.next() => d,
+            Some(d) = normal.next() => d,
+            Some(d) = bulk.next() => d,
+            else => break,
+        };
+        match next {
+            Ok(delivery) => {
+                let pipeline = pipeline.clone();
+                tracker.spawn(async move {
+                    pipeline.handle(delivery).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "consumer error; waiting for the connection to recover");
+                ready.store(false, Ordering::Relaxed);
+                if let Err(e) = channel.wait_for_recovery(e).await {
+                    error!(error = %e, "the broker connection could not be recovered");
+                    break;
+                }
+                ready.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    // Drain: stop the broker from sending more, settle what is in flight, then leave. Deliveries
+    // prefetched but not started go back to their lanes when the channel closes.
+    info!(in_flight = tracker.len(), "stopping: no new jobs; finishing those in flight");
+    ready.store(false, Ordering::Relaxed);
+    for (tag, _) in &lanes {
+        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+    }
+    tracker.close();
+    tracker.wait().await;
+    background.cancel();
+    let _ = channel.close(200, "worker stopping".into()).await;
+    let _ = consume_conn.close(200, "worker stopping".into()).await;
+    let _ = publish_conn.close(200, "worker stopping".into()).await;
+    http_shutdown.cancel();
+    let _ = http_task.await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn renew_leases(pipeline: Arc<Pipeline>, every: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(50)));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = pipeline.renew_leases().await {
+                    warn!(error = %e, "renewing leases failed");
+                }
+            }
+        }
+    }
+}
+
+async fn watch_connection(
+    consume: Arc<lapin::Connection>,
+    publish: Arc<lapin::Connection>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {
+                let connected = consume.status().connected() && publish.status().connected();
+                metrics.broker_connected.set(i64::from(connected));
+                if !connected {
+                    ready.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
+}

@@ -1,1 +1,45 @@
-fn main() {}
+//! `yizhan-worker`: consumes and executes jobs until SIGTERM or SIGINT, then drains and exits 0.
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use yizhan_broker::Settings;
+use yizhan_worker::WorkerSettings;
+
+#[derive(Parser)]
+#[command(name = "yizhan-worker", version, about = "Executes yizhan connector-action jobs from RabbitMQ")]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(flatten)]
+    worker: WorkerSettings,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: draining");
+            shutdown.cancel();
+        }
+    });
+    yizhan_worker::run(cli.settings, cli.worker, shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,228 @@
+//! Who the sandbox knows: Tencent Cloud accounts, approved SMS signatures and templates, robot keys,
+//! and the provider-side throttles.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Secret id of the default Tencent Cloud account.
+pub const DEFAULT_SECRET_ID: &str = "AKIDsandbox0000000000000000000000000";
+/// Secret key of the default Tencent Cloud account (a public test value, not a secret).
+pub const DEFAULT_SECRET_KEY: &str = "sandbox-secret-key";
+/// SMS application of the default account.
+pub const DEFAULT_SDK_APP_ID: &str = "1400000000";
+/// Approved signature of the default configuration.
+pub const DEFAULT_SIGN_NAME: &str = "Yizhan";
+/// Keys of the default WeCom robots.
+pub const DEFAULT_ROBOT_KEYS: [&str; 2] = ["sandbox-robot-key", "sandbox-robot-key-2"];
+
+/// A Tencent Cloud API key pair and the SMS applications it owns.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TencentAccount {
+    pub secret_id: String,
+    pub secret_key: String,
+    pub sdk_app_ids: Vec<String>,
+    /// Provider-side throttle: at most this many API calls per rolling second, else
+    /// `RequestLimitExceeded`. `None`: unthrottled.
+    pub requests_per_second: Option<u32>,
+}
+
+impl fmt::Debug for TencentAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TencentAccount")
+            .field("secret_id", &self.secret_id)
+            .field("secret_key", &"<redacted>")
+            .field("sdk_app_ids", &self.sdk_app_ids)
+            .field("requests_per_second", &self.requests_per_second)
+            .finish()
+    }
+}
+
+/// An approved SMS template. `content` uses Tencent's `{1}`, `{2}`... placeholders; a request must
+/// carry exactly one `TemplateParamSet` value per placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsTemplate {
+    pub id: String,
+    pub content: String,
+}
+
+impl SmsTemplate {
+    /// How many `{n}` placeholders the content has (the highest n).
+    pub fn param_count(&self) -> usize {
+        let mut count = 0;
+        let mut rest = self.content.as_str();
+        while let Some(start) = rest.find('{') {
+            rest = &rest[start + 1..];
+            if let Some(end) = rest.find('}')
+                && let Ok(n) = rest[..end].parse::<usize>()
+            {
+                count = count.max(n);
+            }
+        }
+        count
+    }
+
+    /// The content with `{n}` replaced by `params[n-1]`.
+    pub fn render(&self, params: &[String]) -> String {
+        let mut text = self.content.clone();
+        for (i, value) in params.iter().enumerate() {
+            text = text.replace(&format!("{{{}}}", i + 1), value);
+        }
+        text
+    }
+}
+
+/// Everything the sandbox accepts. Immutable once the sandbox runs; faults and delays are
+/// programmed at run time through [`crate::SandboxState`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    pub tencent_accounts: Vec<TencentAccount>,
+    /// Approved SMS signatures (`SignName`), valid for every account.
+    pub sms_sign_names: Vec<String>,
+    /// Approved SMS templates, valid for every account.
+    pub sms_templates: Vec<SmsTemplate>,
+    pub robot_keys: Vec<String>,
+    /// WeCom's documented robot limit: messages per rolling minute per key (`None`: no limit).
+    pub robot_messages_per_minute: Option<u32>,
+    /// Accepted distance between `X-TC-Timestamp` and the sandbox clock.
+    pub timestamp_tolerance: Duration,
+    /// How many recorded requests, SMS and robot messages are kept (the oldest go first);
+    /// the counters in [`crate::Stats`] keep counting.
+    pub record_limit: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl SandboxConfig {
+    /// No account, no key, no signature, no template: every provider call is refused.
+    /// The robot limit is on (20/min) and the timestamp tolerance 300 s, like the real services.
+    pub fn empty() -> Self {
+        Self {
+            tencent_accounts: Vec::new(),
+            sms_sign_names: Vec::new(),
+            sms_templates: Vec::new(),
+            robot_keys: Vec::new(),
+            robot_messages_per_minute: Some(20),
+            timestamp_tolerance: Duration::from_secs(300),
+            record_limit: 100_000,
+        }
+    }
+
+    /// The accounts of tests and the README demo:
+    /// Tencent `AKIDsandbox0000000000000000000000000` / `sandbox-secret-key` owning SMS app
+    /// `1400000000`; approved signature `Yizhan`; templates `1001` (one parameter) and `1002`
+    /// (two parameters); robot keys `sandbox-robot-key` and `sandbox-robot-key-2`.
+    pub fn default_accounts() -> Self {
+        let mut config = Self::empty()
+            .tencent_account(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, &[DEFAULT_SDK_APP_ID])
+            .sms_sign_name(DEFAULT_SIGN_NAME)
+            .sms_template(
+                "1001",
+                "Your verification code is {1}. It expires in 5 minutes.",
+            )
+            .sms_template("1002", "Hello {1}, your order {2} has shipped.");
+        for key in DEFAULT_ROBOT_KEYS {
+            config = config.wecom_robot_key(key);
+        }
+        config
+    }
+
+    /// Adds a Tencent Cloud account (unthrottled).
+    pub fn tencent_account(
+        mut self,
+        secret_id: &str,
+        secret_key: &str,
+        sdk_app_ids: &[&str],
+    ) -> Self {
+        self.tencent_accounts.push(TencentAccount {
+            secret_id: secret_id.to_string(),
+            secret_key: secret_key.to_string(),
+            sdk_app_ids: sdk_app_ids.iter().map(|s| s.to_string()).collect(),
+            requests_per_second: None,
+        });
+        self
+    }
+
+    /// Throttles an account added before: more than `per_second` calls in a rolling second are
+    /// answered `RequestLimitExceeded`. Unknown secret ids are ignored.
+    pub fn tencent_rate_limit(mut self, secret_id: &str, per_second: u32) -> Self {
+        if let Some(account) = self
+            .tencent_accounts
+            .iter_mut()
+            .find(|a| a.secret_id == secret_id)
+        {
+            account.requests_per_second = Some(per_second);
+        }
+        self
+    }
+
+    /// Approves an SMS signature.
+    pub fn sms_sign_name(mut self, name: &str) -> Self {
+        self.sms_sign_names.push(name.to_string());
+        self
+    }
+
+    /// Approves an SMS template (`{1}`, `{2}`... are its parameters).
+    pub fn sms_template(mut self, id: &str, content: &str) -> Self {
+        self.sms_templates.push(SmsTemplate {
+            id: id.to_string(),
+            content: content.to_string(),
+        });
+        self
+    }
+
+    /// Adds a WeCom group robot webhook key.
+    pub fn wecom_robot_key(mut self, key: &str) -> Self {
+        self.robot_keys.push(key.to_string());
+        self
+    }
+
+    /// Messages per rolling minute per robot key; `None` switches the limit off.
+    pub fn robot_rate_limit(mut self, per_minute: Option<u32>) -> Self {
+        self.robot_messages_per_minute = per_minute;
+        self
+    }
+
+    /// See [`SandboxConfig::record_limit`](struct.SandboxConfig.html#structfield.record_limit).
+    pub fn record_limit(mut self, limit: usize) -> Self {
+        self.record_limit = limit;
+        self
+    }
+
+    pub(crate) fn account(&self, secret_id: &str) -> Option<&TencentAccount> {
+        self.tencent_accounts
+            .iter()
+            .find(|a| a.secret_id == secret_id)
+    }
+
+    pub(crate) fn template(&self, id: &str) -> Option<&SmsTemplate> {
+        self.sms_templates.iter().find(|t| t.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_count_and_render_parameters() {
+        let config = SandboxConfig::default_accounts();
+        let t1 = config.template("1001").unwrap();
+        let t2 = config.template("1002").unwrap();
+        assert_eq!((t1.param_count(), t2.param_count()), (1, 2));
+        assert_eq!(
+            t2.render(&["Li".to_string(), "A-7".to_string()]),
+            "Hello Li, your order A-7 has shipped."
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secret_keys() {
+        let text = format!("{:?}", SandboxConfig::default_accounts());
+        assert!(!text.contains(DEFAULT_SECRET_KEY));
+        assert!(text.contains(DEFAULT_SECRET_ID));
+    }
+}

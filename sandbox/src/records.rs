@@ -1,0 +1,135 @@
+//! What the fake providers saw and did: raw requests, and the side effects they accepted.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The fake providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Tencent Cloud API 3.0 (`POST /`).
+    Tencent,
+    /// WeCom group robot (`/cgi-bin/webhook/*`).
+    WecomRobot,
+    /// Any other path (answered 404, recorded all the same).
+    Unknown,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tencent => "tencent",
+            Self::WecomRobot => "wecom_robot",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One HTTP request as it reached the sandbox, recorded before it was judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedRequest {
+    pub provider: Provider,
+    pub method: String,
+    pub path: String,
+    /// The raw query string, `""` when there is none.
+    pub query: String,
+    /// `(lower-case name, value)` in arrival order.
+    pub headers: Vec<(String, String)>,
+    #[serde(serialize_with = "lossy_utf8")]
+    pub body: Vec<u8>,
+    /// UNIX milliseconds.
+    pub received_at_ms: i64,
+}
+
+fn lossy_utf8<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(body))
+}
+
+impl RecordedRequest {
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn body_json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// One SMS the fake Tencent Cloud accepted (one per phone number whose status was `Ok`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentSms {
+    /// E.164, as echoed in `SendStatus.PhoneNumber`.
+    pub phone: String,
+    pub sdk_app_id: String,
+    pub sign_name: Option<String>,
+    pub template_id: String,
+    pub template_params: Vec<String>,
+    /// The rendered text, `【SignName】` included when a signature was given.
+    pub content: String,
+    /// `""` when the request had none (the API echoes `""` too).
+    pub session_context: String,
+    pub extend_code: Option<String>,
+    pub sender_id: Option<String>,
+    pub serial_no: String,
+    pub fee: u32,
+    pub request_id: String,
+    pub secret_id: String,
+    pub region: String,
+}
+
+/// One message a robot delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RobotMessage {
+    pub key: String,
+    pub msgtype: String,
+    /// The whole JSON body as sent.
+    pub body: Value,
+}
+
+/// One file uploaded through `upload_media`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadedMedia {
+    pub key: String,
+    pub media_id: String,
+    /// `file` or `voice`.
+    pub media_type: String,
+    pub filename: String,
+    pub size: usize,
+    /// MD5 hex of the content, to check that a file arrived intact.
+    pub md5: String,
+    /// UNIX seconds.
+    pub created_at: i64,
+}
+
+/// A request the fake provider refused on its own (not because of an injected fault).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub provider: Provider,
+    /// Tencent `Error.Code` / per-number `Code`, or the robot's `errcode` as a string.
+    pub code: String,
+    pub message: String,
+}
+
+/// Counters since start (or the last reset). They keep counting when records are trimmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub requests: u64,
+    pub tencent_requests: u64,
+    pub wecom_robot_requests: u64,
+    pub unknown_requests: u64,
+    /// SMS accepted (numbers whose status was `Ok`).
+    pub sms_sent: u64,
+    pub robot_messages: u64,
+    pub media_uploaded: u64,
+    /// Whole requests or single numbers the providers refused (see [`Rejection`]).
+    pub rejected: u64,
+    /// Times a programmed fault was applied.
+    pub faults_applied: u64,
+    /// Faults still waiting to be applied.
+    pub pending_faults: usize,
+}

@@ -1,0 +1,415 @@
+//! `SendSms`, version 2021-01-11 (providers.md §1.7).
+//!
+//! Whole-request problems answer `Response.Error`; a bad phone number only fails that number's
+//! `SendStatus`, the others are sent.
+
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::{ActionContext, ApiError};
+use crate::faults::{FaultEffect, Stage};
+use crate::records::{Provider, SentSms};
+
+/// `PhoneNumberSet` may hold at most this many numbers.
+pub const MAX_NUMBERS: usize = 200;
+/// `SessionContext` must be shorter than this many bytes.
+pub const MAX_SESSION_CONTEXT: usize = 512;
+
+const FIELDS: [&str; 8] = [
+    "PhoneNumberSet",
+    "SmsSdkAppId",
+    "TemplateId",
+    "SignName",
+    "TemplateParamSet",
+    "ExtendCode",
+    "SessionContext",
+    "SenderId",
+];
+
+/// Country codes of `SendStatus.IsoCode`; others answer `DEF`.
+const ISO_CODES: [(&str, &str); 16] = [
+    ("+86", "CN"),
+    ("+852", "HK"),
+    ("+853", "MO"),
+    ("+886", "TW"),
+    ("+1", "US"),
+    ("+44", "GB"),
+    ("+49", "DE"),
+    ("+33", "FR"),
+    ("+65", "SG"),
+    ("+60", "MY"),
+    ("+66", "TH"),
+    ("+81", "JP"),
+    ("+82", "KR"),
+    ("+84", "VN"),
+    ("+61", "AU"),
+    ("+91", "IN"),
+];
+
+/// The E.164 form of a number SendSms accepts, or `None`.
+///
+/// `+<country><number>` (1–15 digits after `+`, no leading 0); Chinese mainland numbers must be
+/// 11-digit mobiles (`1[3-9]xxxxxxxxx`) and may also be written `0086…`, `86…` or bare.
+pub fn normalize_phone(raw: &str) -> Option<String> {
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mainland = |national: &str| {
+        let b = national.as_bytes();
+        (national.len() == 11
+            && all_digits(national)
+            && b[0] == b'1'
+            && (b'3'..=b'9').contains(&b[1]))
+        .then(|| format!("+86{national}"))
+    };
+    if let Some(digits) = raw.strip_prefix('+') {
+        if !all_digits(digits) || !(5..=15).contains(&digits.len()) || digits.starts_with('0') {
+            return None;
+        }
+        return match digits.strip_prefix("86") {
+            Some(national) => mainland(national),
+            None => Some(raw.to_string()),
+        };
+    }
+    if let Some(national) = raw.strip_prefix("0086") {
+        return mainland(national);
+    }
+    if raw.len() == 13
+        && let Some(national) = raw.strip_prefix("86")
+    {
+        return mainland(national);
+    }
+    mainland(raw)
+}
+
+fn is_mainland(e164: &str) -> bool {
+    e164.starts_with("+86")
+}
+
+fn iso_code(e164: &str) -> &'static str {
+    ISO_CODES
+        .iter()
+        .find(|(prefix, _)| e164.starts_with(prefix))
+        .map_or("DEF", |(_, iso)| iso)
+}
+
+/// Billing units: one SMS up to 70 characters, 67 per part beyond.
+fn fee(content: &str) -> u32 {
+    let chars = u32::try_from(content.chars().count()).unwrap_or(u32::MAX);
+    if chars <= 70 { 1 } else { chars.div_ceil(67) }
+}
+
+fn serial_no() -> String {
+    let mut rng = rand::rng();
+    let head: u32 = rng.random_range(1000..10_000);
+    let tail: u128 = rng.random_range(0..10u128.pow(28));
+    format!("{head}:{tail:028}")
+}
+
+fn wrong_type(name: &str) -> ApiError {
+    ApiError::new(
+        "InvalidParameter",
+        format!("The value type of parameter `{name}` is not valid."),
+    )
+}
+
+fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+fn string_list_field(
+    body: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<Vec<String>>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| wrong_type(name))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+/// The parsed and validated request.
+struct SendSmsRequest {
+    phones: Vec<String>,
+    sdk_app_id: String,
+    template_id: String,
+    sign_name: Option<String>,
+    params: Vec<String>,
+    extend_code: Option<String>,
+    session_context: String,
+    sender_id: Option<String>,
+}
+
+fn parse(body: &[u8]) -> Result<SendSmsRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            "FailedOperation.JsonParseFail",
+            format!("The request body is not valid JSON: {e}."),
+        )
+    })?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::new(
+            "FailedOperation.JsonParseFail",
+            "The request body must be a JSON object.",
+        ));
+    };
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            "UnknownParameter",
+            format!("The parameter `{unknown}` is not recognized."),
+        ));
+    }
+    Ok(SendSmsRequest {
+        phones: string_list_field(&body, "PhoneNumberSet")?
+            .ok_or_else(|| ApiError::missing("PhoneNumberSet"))?,
+        sdk_app_id: string_field(&body, "SmsSdkAppId")?
+            .ok_or_else(|| ApiError::missing("SmsSdkAppId"))?,
+        template_id: string_field(&body, "TemplateId")?
+            .ok_or_else(|| ApiError::missing("TemplateId"))?,
+        sign_name: string_field(&body, "SignName")?.filter(|s| !s.is_empty()),
+        params: string_list_field(&body, "TemplateParamSet")?.unwrap_or_default(),
+        extend_code: string_field(&body, "ExtendCode")?,
+        session_context: string_field(&body, "SessionContext")?.unwrap_or_default(),
+        sender_id: string_field(&body, "SenderId")?,
+    })
+}
+
+/// The `SendSms` handler.
+pub(crate) fn send_sms(
+    ctx: &ActionContext<'_>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
+    let request = parse(body)?;
+    let config = ctx.state.config();
+
+    if request.phones.is_empty() {
+        return Err(ApiError::new(
+            "MissingParameter.EmptyPhoneNumberSet",
+            "PhoneNumberSet is empty.",
+        ));
+    }
+    if request.phones.len() > MAX_NUMBERS {
+        return Err(ApiError::new(
+            "LimitExceeded.PhoneNumberCountLimit",
+            format!(
+                "PhoneNumberSet holds {} numbers; at most {MAX_NUMBERS} are allowed.",
+                request.phones.len()
+            ),
+        ));
+    }
+    if !ctx.account.sdk_app_ids.contains(&request.sdk_app_id) {
+        let elsewhere = config
+            .tencent_accounts
+            .iter()
+            .any(|a| a.sdk_app_ids.contains(&request.sdk_app_id));
+        return Err(if elsewhere {
+            ApiError::new(
+                "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
+                "The SmsSdkAppId does not belong to the account of this SecretId.",
+            )
+        } else {
+            ApiError::new(
+                "InvalidParameterValue.SdkAppIdNotExist",
+                "The SmsSdkAppId does not exist.",
+            )
+        });
+    }
+    let template = config.template(&request.template_id).ok_or_else(|| {
+        ApiError::new(
+            "FailedOperation.TemplateIncorrectOrUnapproved",
+            format!(
+                "The template {} is not approved or does not exist.",
+                request.template_id
+            ),
+        )
+    })?;
+
+    let normalized: Vec<Option<String>> =
+        request.phones.iter().map(|p| normalize_phone(p)).collect();
+    let mainland = normalized.iter().flatten().any(|p| is_mainland(p));
+    let international = normalized.iter().flatten().any(|p| !is_mainland(p));
+    if mainland && international {
+        return Err(ApiError::new(
+            "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
+            "Chinese mainland and international numbers cannot be sent in one request.",
+        ));
+    }
+    match &request.sign_name {
+        None if mainland => {
+            return Err(ApiError::new(
+                "MissingParameter",
+                "The request is missing a required parameter `SignName` (required for Chinese mainland numbers).",
+            ));
+        }
+        Some(sign) if !config.sms_sign_names.contains(sign) => {
+            return Err(ApiError::new(
+                "FailedOperation.SignatureIncorrectOrUnapproved",
+                format!("The signature `{sign}` is not approved or does not exist."),
+            ));
+        }
+        _ => {}
+    }
+    if request.params.len() != template.param_count() {
+        return Err(ApiError::new(
+            "FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
+            format!(
+                "Template {} takes {} parameters; TemplateParamSet has {}.",
+                template.id,
+                template.param_count(),
+                request.params.len()
+            ),
+        ));
+    }
+    if request.session_context.len() >= MAX_SESSION_CONTEXT {
+        return Err(ApiError::new(
+            "InvalidParameterValue",
+            format!("SessionContext must be shorter than {MAX_SESSION_CONTEXT} bytes."),
+        ));
+    }
+
+    if let Some(FaultEffect::TencentError { code, message }) =
+        ctx.state.take_fault(Stage::TencentRequest, ctx.facts)
+    {
+        let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
+        return Err(ApiError {
+            code,
+            message,
+            injected: true,
+        });
+    }
+
+    let rendered = template.render(&request.params);
+    let content = match &request.sign_name {
+        Some(sign) => format!("【{sign}】{rendered}"),
+        None => rendered,
+    };
+    let statuses: Vec<Value> = request
+        .phones
+        .iter()
+        .zip(&normalized)
+        .map(|(raw, phone)| send_one(ctx, &request, &content, raw, phone.as_deref()))
+        .collect();
+
+    let mut response = Map::new();
+    response.insert("SendStatusSet".into(), Value::Array(statuses));
+    Ok(response)
+}
+
+/// Sends to one number; returns its `SendStatus`.
+fn send_one(
+    ctx: &ActionContext<'_>,
+    request: &SendSmsRequest,
+    content: &str,
+    raw: &str,
+    phone: Option<&str>,
+) -> Value {
+    let status = |phone: &str, serial: &str, fee: u32, code: &str, message: &str| {
+        json!({
+            "SerialNo": serial,
+            "PhoneNumber": phone,
+            "Fee": fee,
+            "SessionContext": request.session_context,
+            "Code": code,
+            "Message": message,
+            "IsoCode": iso_code(phone),
+        })
+    };
+    let Some(phone) = phone else {
+        let (code, message) = (
+            "InvalidParameterValue.IncorrectPhoneNumber",
+            "incorrect phone number format",
+        );
+        ctx.state.record_rejection(Provider::Tencent, code, message);
+        return status(raw, "", 0, code, message);
+    };
+    if let Some(FaultEffect::TencentNumberStatus { code, message }) = ctx
+        .state
+        .take_fault(Stage::TencentNumber, &ctx.facts.for_phone(phone))
+    {
+        let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
+        return status(phone, "", 0, &code, &message);
+    }
+
+    let serial = serial_no();
+    let fee = fee(content);
+    ctx.state.record_sms(SentSms {
+        phone: phone.to_string(),
+        sdk_app_id: request.sdk_app_id.clone(),
+        sign_name: request.sign_name.clone(),
+        template_id: request.template_id.clone(),
+        template_params: request.params.clone(),
+        content: content.to_string(),
+        session_context: request.session_context.clone(),
+        extend_code: request.extend_code.clone(),
+        sender_id: request.sender_id.clone(),
+        serial_no: serial.clone(),
+        fee,
+        request_id: ctx.request_id.to_string(),
+        secret_id: ctx.account.secret_id.clone(),
+        region: ctx.region.to_string(),
+    });
+    status(phone, &serial, fee, "Ok", "send success")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_normalisation() {
+        let ok = [
+            ("+8613800000000", "+8613800000000"),
+            ("008613800000000", "+8613800000000"),
+            ("8613800000000", "+8613800000000"),
+            ("13800000000", "+8613800000000"),
+            ("+85261234567", "+85261234567"),
+            ("+14155550100", "+14155550100"),
+        ];
+        for (raw, e164) in ok {
+            assert_eq!(normalize_phone(raw).as_deref(), Some(e164), "{raw}");
+        }
+        for bad in [
+            "",
+            "+",
+            "+86123",
+            "+8612800000000",
+            "+86138000000001",
+            "12345",
+            "+0123456",
+            "+86 13800000000",
+            "abc",
+            "+1234567890123456",
+        ] {
+            assert_eq!(normalize_phone(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso_codes_and_fees() {
+        assert_eq!(iso_code("+8613800000000"), "CN");
+        assert_eq!(iso_code("+85261234567"), "HK");
+        assert_eq!(iso_code("+14155550100"), "US");
+        assert_eq!(iso_code("+99912345"), "DEF");
+        assert_eq!(fee(&"x".repeat(70)), 1);
+        assert_eq!(fee(&"x".repeat(71)), 2);
+        assert_eq!(fee(&"x".repeat(135)), 3);
+    }
+
+    #[test]
+    fn serial_numbers_look_like_tencent_ones() {
+        let serial = serial_no();
+        let (head, tail) = serial.split_once(':').unwrap();
+        assert_eq!((head.len(), tail.len()), (4, 28));
+        assert_ne!(serial, serial_no());
+    }
+}

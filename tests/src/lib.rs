@@ -1,0 +1,346 @@
+//! Harness for black-box tests: each test gets its own queue prefix, state store, config file and
+//! sandbox, and drives the real `yizhan-worker` and `yizhan-producer` binaries against the real
+//! broker (and Redis where asked). Build the binaries first: `cargo build --workspace --bins`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use serde_json::{Value, json};
+use yizhan_broker::Names;
+use yizhan_sandbox::{Sandbox, SandboxConfig, SandboxState};
+use yizhan_schemas::{Job, MissingId, Priority, validate_job_value};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+/// Short delays so that retries happen within a test.
+pub const RETRY_DELAYS: &str = "200ms,400ms";
+
+/// A path to one of the workspace's binaries, next to the test executable's `deps/` folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Which state store the workers share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Redis,
+}
+
+/// One test's world: prefix, temp dir, sandbox, config file, state store.
+pub struct Harness {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    pub sandbox: Sandbox,
+    pub config_path: PathBuf,
+    pub state_url: String,
+    pub connection: lapin::Connection,
+}
+
+impl Harness {
+    /// `extra_config` is appended to the config file (for more connector configs or overrides).
+    pub async fn start(test: &str, store: Store, sandbox_config: SandboxConfig, extra_config: &str) -> Harness {
+        let prefix = format!("t-{test}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sandbox = Sandbox::start(sandbox_config, "127.0.0.1:0".parse().unwrap()).await.expect("sandbox");
+        let config_path = dir.path().join("yizhan.toml");
+        let url = sandbox.url();
+        std::fs::write(
+            &config_path,
+            format!(
+                r#"
+[connectors.tencent_sms.default]
+secret_id = "{secret_id}"
+secret_key = "${{YIZHAN_TEST_SMS_KEY}}"
+sdk_app_id = "{app}"
+endpoint = "{url}"
+
+[connectors.wecom_robot.ops]
+key = "{robot}"
+endpoint = "{url}"
+rate_limit = "6000/min"
+{extra_config}
+"#,
+                secret_id = yizhan_sandbox::DEFAULT_SECRET_ID,
+                app = yizhan_sandbox::DEFAULT_SDK_APP_ID,
+                robot = yizhan_sandbox::DEFAULT_ROBOT_KEYS[0],
+            ),
+        )
+        .unwrap();
+        let state_url = match store {
+            Store::Sqlite => format!("sqlite://{}", dir.path().join("state.db").display()),
+            Store::Redis => REDIS_URL.to_string(),
+        };
+        let connection = yizhan_broker::connect(AMQP_URL, "yizhan-test").await.expect("broker up");
+        Harness { prefix, dir, sandbox, config_path, state_url, connection }
+    }
+
+    pub fn sandbox(&self) -> SandboxState {
+        self.sandbox.state()
+    }
+
+    pub fn names(&self) -> Names {
+        Names::new(self.prefix.clone())
+    }
+
+    /// The environment shared by both binaries (contract settings).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("YIZHAN_AMQP_URL", AMQP_URL.to_string()),
+            ("YIZHAN_PREFIX", self.prefix.clone()),
+            ("YIZHAN_CONFIG", self.config_path.display().to_string()),
+            ("YIZHAN_STATE", self.state_url.clone()),
+            ("YIZHAN_RETRY_DELAYS", RETRY_DELAYS.to_string()),
+            ("YIZHAN_TEST_SMS_KEY", yizhan_sandbox::DEFAULT_SECRET_KEY.to_string()),
+            ("RUST_LOG", "warn".to_string()),
+        ]
+    }
+
+    /// Starts a worker process; waits until it consumes.
+    pub async fn spawn_worker(&self, args: &[&str]) -> Worker {
+        let port = free_port();
+        let log = self.dir.path().join(format!("worker-{port}.log"));
+        let child = Command::new(binary("yizhan-worker"))
+            .envs(self.env())
+            .env("YIZHAN_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("YIZHAN_LEASE", "2s")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn yizhan-worker");
+        let worker = Worker { child, metrics: format!("http://127.0.0.1:{port}"), log };
+        worker.wait_ready().await;
+        worker
+    }
+
+    /// Runs `yizhan-producer` with `args` and `stdin`; returns (exit code, stdout, stderr).
+    pub fn producer(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(binary("yizhan-producer"))
+            .envs(self.env())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn yizhan-producer");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    /// Submits jobs with the producer library.
+    pub async fn submit(&self, jobs: &[Job]) -> Vec<uuid::Uuid> {
+        let delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
+        let producer = yizhan_producer::Producer::connect(AMQP_URL, &self.prefix, &delays).await.expect("producer");
+        producer.submit_all(jobs).await.into_iter().map(|r| r.expect("confirmed")).collect()
+    }
+
+    /// Publishes raw bytes straight to `<prefix>.jobs` (as a foreign AMQP client would).
+    pub async fn publish_raw(&self, body: &[u8], priority: Priority) {
+        let publisher = yizhan_broker::Publisher::open(&self.connection).await.unwrap();
+        let exchange = self.names().jobs_exchange();
+        publisher
+            .publish(yizhan_broker::Message {
+                exchange: &exchange,
+                routing_key: priority.as_str(),
+                body,
+                message_id: None,
+                headers: FieldTable::default(),
+                expiration_ms: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Messages in a queue right now (0 when it does not exist).
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.unwrap();
+        match channel.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await {
+            Ok(q) => q.message_count(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Waits until `<prefix>.dead` holds `n` messages, then takes them all.
+    pub async fn take_dead(&self, n: usize, timeout: Duration) -> Vec<DeadLetter> {
+        let channel = self.connection.create_channel().await.unwrap();
+        let queue = self.names().dead();
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n {
+            match channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+                Some(message) => out.push(DeadLetter::from(&message.delivery)),
+                None => {
+                    assert!(Instant::now() < deadline, "only {} of {n} dead letters after {timeout:?}: {out:?}", out.len());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        out
+    }
+
+    /// Opens the state store the workers share.
+    pub async fn store(&self) -> std::sync::Arc<dyn yizhan_state::StateStore> {
+        yizhan_state::open(&self.state_url, &self.prefix).await.unwrap()
+    }
+
+    /// Deletes this test's queues and exchanges.
+    pub async fn cleanup(self) {
+        let channel = self.connection.create_channel().await.unwrap();
+        let names = self.names();
+        let mut queues: Vec<String> = Priority::ALL.iter().map(|p| names.lane(*p)).collect();
+        queues.push(names.dead());
+        for delay in yizhan_broker::parse_delays(RETRY_DELAYS).unwrap() {
+            queues.push(names.delay(delay));
+        }
+        for queue in &queues {
+            let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+            let _ = channel.exchange_delete(queue.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
+        let _ = channel.exchange_delete(names.jobs_exchange().as_str().into(), ExchangeDeleteOptions::default()).await;
+        self.sandbox.shutdown().await;
+    }
+}
+
+/// A message taken from `<prefix>.dead`.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    pub kind: String,
+    pub error: String,
+    pub attempts: u32,
+}
+
+impl DeadLetter {
+    pub fn job(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl From<&lapin::message::Delivery> for DeadLetter {
+    fn from(delivery: &lapin::message::Delivery) -> Self {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let text = |name: &str| match headers.inner().get(&ShortString::from(name)) {
+            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            Some(other) => format!("{other:?}"),
+            None => String::new(),
+        };
+        let attempts = match headers.inner().get(&ShortString::from("x-yizhan-attempts")) {
+            Some(AMQPValue::LongUInt(n)) => *n,
+            Some(AMQPValue::LongInt(n)) => *n as u32,
+            Some(AMQPValue::LongLongInt(n)) => *n as u32,
+            _ => 0,
+        };
+        DeadLetter { body: delivery.data.clone(), kind: text("x-yizhan-error-kind"), error: text("x-yizhan-error"), attempts }
+    }
+}
+
+/// A running worker process.
+pub struct Worker {
+    pub child: Child,
+    pub metrics: String,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(format!("{}/readyz", self.metrics)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "worker not ready; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.metrics)).await.unwrap().text().await.unwrap()
+    }
+
+    /// The value of `yizhan_jobs_total` for an outcome, summed over connectors and actions.
+    pub async fn jobs_total(&self, outcome: &str) -> u64 {
+        let needle = format!("outcome=\"{outcome}\"");
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("yizhan_jobs_total{") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`) and waits for the exit; returns the exit code.
+    pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
+        Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An SMS job to the given numbers.
+pub fn sms_job(numbers: &[&str], idempotency_key: Option<&str>) -> Job {
+    let mut value = json!({
+        "connector": "tencent_sms", "config": "default", "action": "send_sms",
+        "params": {"phone_numbers": numbers, "sign_name": "Yizhan", "template_id": "1001", "template_params": ["123456"]},
+    });
+    if let Some(key) = idempotency_key {
+        value["idempotency_key"] = json!(key);
+    }
+    validate_job_value(&value, MissingId::Assign).expect("valid job")
+}
+
+/// A job for any action, validated like the producer does.
+pub fn job(connector: &str, config: &str, action: &str, params: Value) -> Job {
+    validate_job_value(&json!({"connector": connector, "config": config, "action": action, "params": params}), MissingId::Assign)
+        .unwrap_or_else(|e| panic!("invalid test job: {e:?}"))
+}
+
+/// Polls `check` until it holds or `timeout` passes (the condition is what the test waits for).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Drains a consumer stream helper for tests that read lanes directly.
+pub async fn next_delivery(consumer: &mut lapin::Consumer, timeout: Duration) -> Option<lapin::message::Delivery> {
+    tokio::time::timeout(timeout, consumer.next()).await.ok().flatten().and_then(Result::ok)
+}
+
+/// A phone number for index `i` (distinct per test run by the prefix-free numbering).
+pub fn number(i: usize) -> String {
+    format!("+86138{i:08}")
+}

@@ -1,0 +1,99 @@
+//! Tencent SMS through the whole pipeline: producer → RabbitMQ → worker → sandbox.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use yizhan_sandbox::{Fault, Provider, SandboxConfig};
+use yizhan_tests::{Harness, Store, number, sms_job};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_sms_job_is_sent_once_and_recorded() {
+    let h = Harness::start("sms-one", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let worker = h.spawn_worker(&[]).await;
+    let ids = h.submit(&[sms_job(&["+8613800000001", "+8613800000002"], None)]).await;
+    h.sandbox().wait_for_sms(2, WAIT).await.unwrap();
+    let store = h.store().await;
+    let id = ids[0];
+    yizhan_tests::eventually("job recorded as succeeded", WAIT, || {
+        let store = store.clone();
+        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded") }
+    })
+    .await;
+    let status = store.status(ids[0]).await.unwrap().unwrap();
+    let numbers = status.result.unwrap()["numbers"].as_array().unwrap().clone();
+    assert_eq!(numbers.len(), 2);
+    assert!(numbers.iter().all(|n| n["code"] == "Ok"));
+    assert_eq!(worker.jobs_total("succeeded").await, 1);
+    assert!(h.sandbox().rejected().is_empty(), "every request verified: {:?}", h.sandbox().rejected());
+    drop(worker);
+    h.cleanup().await;
+}
+
+/// The acceptance scenario: 250 SMS jobs; some numbers throttled twice
+/// (`RequestLimitExceeded`, then `InternalError.Timeout`, then success), some answered once by HTTP
+/// 500, some rejected permanently in `SendStatusSet`, and 10 idempotency keys submitted three times
+/// each. Every number gets exactly one SMS; the permanent ones are dead-lettered as `permanent`;
+/// every request's signature verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_failures_end_with_exactly_one_sms_per_number() {
+    let h = Harness::start("sms-mixed", Store::Redis, SandboxConfig::default_accounts(), "").await;
+    let sandbox = h.sandbox();
+    let throttled: Vec<String> = (0..10).map(number).collect();
+    let http_500: Vec<String> = (10..20).map(number).collect();
+    let permanent: Vec<String> = (20..25).map(number).collect();
+    for n in &throttled {
+        sandbox.push_fault(Fault::tencent_error("RequestLimitExceeded").for_phone(n)).unwrap();
+        sandbox.push_fault(Fault::tencent_number_status(n, "InternalError.Timeout")).unwrap();
+    }
+    for n in &http_500 {
+        sandbox.push_fault(Fault::http_status(Provider::Tencent, 500).for_phone(n)).unwrap();
+    }
+    for n in &permanent {
+        sandbox.push_fault(Fault::tencent_number_status(n, "FailedOperation.PhoneNumberInBlacklist").always()).unwrap();
+    }
+
+    // 220 distinct one-number jobs (25 with faults) + 10 keys × 3 copies = 250 jobs.
+    let mut jobs: Vec<_> = (0..220).map(|i| sms_job(&[&number(i)], None)).collect();
+    for k in 0..10 {
+        let key = format!("{}-otp-{k}", h.prefix);
+        for _ in 0..3 {
+            jobs.push(sms_job(&[&number(1000 + k)], Some(&key)));
+        }
+    }
+    assert_eq!(jobs.len(), 250);
+    let worker = h.spawn_worker(&["--concurrency", "32"]).await;
+    h.submit(&jobs).await;
+
+    let expected_sent = 220 - permanent.len() + 10;
+    sandbox.wait_for_sms(expected_sent, WAIT).await.unwrap();
+    let dead = h.take_dead(permanent.len(), WAIT).await;
+    let mut dead_numbers: Vec<String> =
+        dead.iter().map(|d| d.job()["params"]["phone_numbers"][0].as_str().unwrap().to_string()).collect();
+    dead_numbers.sort();
+    assert_eq!(dead_numbers, permanent);
+    assert!(dead.iter().all(|d| d.kind == "permanent" && d.error.contains("FailedOperation.PhoneNumberInBlacklist")), "{dead:?}");
+
+    // Let every job settle, then count: exactly one SMS per number that can receive one.
+    yizhan_tests::eventually("all 250 jobs settled", WAIT, || async {
+        let m = worker.jobs_total("succeeded").await + worker.jobs_total("duplicate").await + worker.jobs_total("dead_lettered").await;
+        m == 250
+    })
+    .await;
+    let mut per_number: HashMap<String, usize> = HashMap::new();
+    for sms in sandbox.sent_sms() {
+        *per_number.entry(sms.phone.clone()).or_default() += 1;
+    }
+    assert_eq!(per_number.len(), expected_sent);
+    assert!(per_number.values().all(|&c| c == 1), "a number got more than one SMS");
+    assert!(permanent.iter().all(|n| !per_number.contains_key(n)));
+    assert!(sandbox.rejected().iter().all(|(_, code)| code != "AuthFailure.SignatureFailure"), "{:?}", sandbox.rejected());
+    assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejected());
+    assert_eq!(worker.jobs_total("duplicate").await, 20);
+    assert_eq!(worker.jobs_total("dead_lettered").await, 5);
+    assert_eq!(worker.jobs_total("succeeded").await, 225);
+    assert!(worker.jobs_total("retried").await >= 30, "10 throttled twice + 10 HTTP 500 once");
+    drop(worker);
+    h.cleanup().await;
+}

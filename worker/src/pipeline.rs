@@ -1,0 +1,377 @@
+//! One delivery, top to bottom: decode → validate → claim → rate-limit → execute → classify →
+//! record → ack.
+//!
+//! Every path ends in exactly one of: recorded and acked (succeeded, duplicate), a confirmed retry
+//! copy in a delay lane then ack (transient), a confirmed copy in `<prefix>.dead` then ack
+//! (permanent, exhausted, invalid, ambiguous), or — when the store or the broker is unreachable —
+//! a requeue, so that nothing is lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use rand::Rng;
+use serde_json::Value;
+use tracing::{Instrument, info, warn};
+use yizhan_broker::{Message, Names, PublishError, Publisher};
+use yizhan_schemas::{Effect, FieldError, Job, MissingId, validate_job};
+use yizhan_state::{Claim, ClaimRequest, Finish, StateStore, StoreError, now_millis};
+
+use crate::config::OnAmbiguous;
+use crate::connectors::{Call, Connector, Failure};
+use crate::metrics::{JobOutcome, Metrics, RequestResult};
+use crate::ratelimit::{LimitKey, LocalLimiter, Quota};
+
+/// Header carrying the attempt number of a retry copy (absent on the first delivery).
+pub const ATTEMPT_HEADER: &str = "x-yizhan-attempt";
+
+/// A connector config ready to execute jobs.
+pub struct Configured {
+    pub connector: Arc<dyn Connector>,
+    pub quota: Quota,
+    pub on_ambiguous: OnAmbiguous,
+}
+
+/// Everything a delivery needs; shared by all in-flight jobs of a worker.
+pub struct Pipeline {
+    pub names: Names,
+    pub retry_delays: Vec<Duration>,
+    pub connectors: HashMap<(String, String), Configured>,
+    pub store: Arc<dyn StateStore>,
+    pub limiter: LocalLimiter,
+    pub publisher: Publisher,
+    pub metrics: Metrics,
+    /// This worker instance, the owner of its claims.
+    pub owner: String,
+    pub lease: Duration,
+    /// Keys this worker holds now; their leases are renewed until they finish.
+    pub held: Mutex<HashSet<String>>,
+}
+
+/// Why a delivery could not be settled; it is requeued and handled again.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsettled {
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("publishing: {0}")]
+    Publish(#[from] PublishError),
+}
+
+/// Where a finished job goes.
+enum Settle {
+    Succeeded { result: Option<Value> },
+    Retry { attempt: u32, progress: Option<Value>, reason: String, retry_after: Option<Duration> },
+    Dead { kind: DeadKind, reason: String, progress: Option<Value> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadKind {
+    Permanent,
+    Exhausted,
+    Invalid,
+    Ambiguous,
+}
+
+impl DeadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadKind::Permanent => "permanent",
+            DeadKind::Exhausted => "exhausted",
+            DeadKind::Invalid => "invalid",
+            DeadKind::Ambiguous => "ambiguous",
+        }
+    }
+}
+
+impl Pipeline {
+    /// Handles one delivery to the end: settled (acked) or requeued.
+    pub async fn handle(&self, delivery: Delivery) {
+        let started = Instant::now();
+        self.metrics.in_flight.inc();
+        let outcome = self.process(&delivery).await;
+        self.metrics.in_flight.dec();
+        match outcome {
+            Ok(labels) => {
+                if let Some((connector, action)) = labels {
+                    self.metrics.job_duration(&connector, &action, started.elapsed().as_secs_f64());
+                }
+                // An ack lost with the channel means a redelivery, which the claim recognises.
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    warn!(error = %e, "ack failed; the job will be redelivered and recognised");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "could not settle the job; requeueing it");
+                // Back off a little so that an outage does not spin through redeliveries.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+            }
+        }
+    }
+
+    /// Returns the job's (connector, action) for the duration metric once the delivery is settled.
+    async fn process(&self, delivery: &Delivery) -> Result<Option<(String, String)>, Unsettled> {
+        let attempt = attempt_of(delivery);
+
+        // Decode and validate: a job published straight to the exchange gets the producer's checks.
+        let job = match validate_job(&delivery.data, MissingId::Reject) {
+            Ok(job) => job,
+            Err(errors) => {
+                let reason = errors.iter().map(FieldError::to_string).collect::<Vec<_>>().join("; ");
+                let (connector, action) = envelope_labels(&delivery.data);
+                warn!(%reason, "invalid job");
+                self.dead_letter(delivery, None, DeadKind::Invalid, &reason, attempt).await?;
+                self.metrics.job(&connector, &action, JobOutcome::Invalid);
+                return Ok(None);
+            }
+        };
+        let span = tracing::info_span!("job", job_id = %job.id, connector = %job.connector, action = %job.action, attempt);
+        self.process_job(delivery, &job, attempt).instrument(span).await?;
+        Ok(Some((job.connector, job.action)))
+    }
+
+    async fn process_job(&self, delivery: &Delivery, job: &Job, attempt: u32) -> Result<(), Unsettled> {
+        let Some(configured) = self.connectors.get(&(job.connector.clone(), job.config.clone())) else {
+            let reason = format!("$.config: no {} config named {:?} in this worker's config file", job.connector, job.config);
+            warn!(%reason, "invalid job");
+            self.dead_letter(delivery, None, DeadKind::Invalid, &reason, attempt).await?;
+            self.metrics.job(&job.connector, &job.action, JobOutcome::Invalid);
+            return Ok(());
+        };
+        let action = yizhan_schemas::find_action(&job.connector, &job.action).expect("validated against the catalog");
+
+        // Claim the idempotency key: at most one side effect per key, whoever delivers it.
+        let claim = self
+            .store
+            .claim(&ClaimRequest {
+                key: job.idempotency_key.clone(),
+                job_id: job.id,
+                attempt,
+                owner: self.owner.clone(),
+                now: now_millis(),
+                lease: self.lease,
+            })
+            .await?;
+        let (progress, orphaned) = match claim {
+            Claim::Acquired { progress, orphaned_attempt } => (progress, orphaned_attempt),
+            Claim::Finished { .. } | Claim::Stale => {
+                info!("duplicate delivery; already handled under this idempotency key");
+                self.metrics.job(&job.connector, &job.action, JobOutcome::Duplicate);
+                return Ok(());
+            }
+            Claim::Busy { retry_in } => {
+                info!(retry_in_ms = retry_in.as_millis() as u64, "another worker runs this key now; looking again later");
+                self.publish_delayed(delivery, job, attempt, retry_in).await?;
+                return Ok(());
+            }
+            Claim::RetryUnpublished { attempt: decided, progress: _ } => {
+                info!("completing a retry whose worker stopped before publishing it");
+                let delay = self.retry_delay(decided, None);
+                self.publish_delayed(delivery, job, decided + 1, delay).await?;
+                self.store.retry_published(&job.idempotency_key, decided).await?;
+                return Ok(());
+            }
+        };
+        self.hold(&job.idempotency_key);
+        let settle = self.run_claimed(job, action, configured, attempt, progress.as_ref(), orphaned).await;
+        let settled = self.settle(delivery, job, attempt, settle).await;
+        self.release(&job.idempotency_key);
+        settled
+    }
+
+    /// Rate-limit, execute and classify one claimed attempt.
+    async fn run_claimed(
+        &self,
+        job: &Job,
+        action: &'static yizhan_schemas::ActionSpec,
+        configured: &Configured,
+        attempt: u32,
+        progress: Option<&Value>,
+        orphaned: Option<u32>,
+    ) -> Settle {
+        let writes = action.effect == Effect::Write;
+        if let Some(previous) = orphaned {
+            let reason = format!("attempt {previous} was cut off by a worker's death: the provider may or may not have received it");
+            if writes && configured.on_ambiguous == OnAmbiguous::DeadLetter {
+                return Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() };
+            }
+            warn!(%reason, "executing again (on_ambiguous = retry)");
+        }
+
+        let key: LimitKey = (job.connector.clone(), job.config.clone(), action.bucket);
+        let waited = self.limiter.acquire(&key, configured.quota).await;
+        self.metrics.rate_limit_wait(&job.connector, waited.as_secs_f64());
+
+        let call = Call { job_id: job.id, action, params: &job.params, attempt, progress };
+        match configured.connector.execute(call).await {
+            Ok(success) => {
+                self.metrics.provider_request(&job.connector, RequestResult::Ok);
+                info!("succeeded");
+                Settle::Succeeded { result: success.result }
+            }
+            Err(failure) => {
+                let result = if matches!(failure, Failure::Permanent { .. }) { RequestResult::Permanent } else { RequestResult::Transient };
+                self.metrics.provider_request(&job.connector, result);
+                classify(failure, attempt, job.max_attempts, writes, configured.on_ambiguous, progress)
+            }
+        }
+    }
+
+    /// Record the outcome, then publish where the job goes next, then (the caller) ack.
+    async fn settle(&self, delivery: &Delivery, job: &Job, attempt: u32, settle: Settle) -> Result<(), Unsettled> {
+        let key = &job.idempotency_key;
+        match settle {
+            Settle::Succeeded { result } => {
+                self.store.finish(key, &self.owner, &Finish::Succeeded { attempt, result }, now_millis()).await?;
+                self.metrics.job(&job.connector, &job.action, JobOutcome::Succeeded);
+            }
+            Settle::Retry { attempt, progress, reason, retry_after } => {
+                let delay = self.retry_delay(attempt, retry_after);
+                warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
+                let next_attempt_at = now_millis() + delay.as_millis() as i64;
+                self.store
+                    .finish(key, &self.owner, &Finish::Retrying { attempt, progress, error: reason, next_attempt_at }, now_millis())
+                    .await?;
+                self.publish_delayed(delivery, job, attempt + 1, delay).await?;
+                self.store.retry_published(key, attempt).await?;
+                self.metrics.job(&job.connector, &job.action, JobOutcome::Retried);
+            }
+            Settle::Dead { kind, reason, progress } => {
+                warn!(kind = kind.as_str(), %reason, "dead-lettering");
+                // Published before it is recorded: a crash in between redelivers the job rather
+                // than leaving a `dead` record whose message never reached the queue.
+                self.dead_letter(delivery, Some(job), kind, &reason, attempt).await?;
+                self.store
+                    .finish(key, &self.owner, &Finish::Dead { attempt, kind: kind.as_str().into(), error: reason, progress }, now_millis())
+                    .await?;
+                self.metrics.job(&job.connector, &job.action, JobOutcome::DeadLettered);
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the message unchanged to `<prefix>.dead` with the reason headers.
+    async fn dead_letter(&self, delivery: &Delivery, job: Option<&Job>, kind: DeadKind, reason: &str, attempts: u32) -> Result<(), Unsettled> {
+        let mut headers = original_headers(delivery);
+        headers.insert("x-yizhan-error-kind".into(), long_string(kind.as_str()));
+        headers.insert("x-yizhan-error".into(), long_string(reason));
+        headers.insert("x-yizhan-attempts".into(), AMQPValue::LongUInt(attempts));
+        let dead = self.names.dead();
+        let message_id = job.map(|j| j.id.to_string());
+        self.publisher
+            .publish(Message {
+                exchange: &dead,
+                routing_key: "",
+                body: &delivery.data,
+                message_id: message_id.as_deref(),
+                headers,
+                expiration_ms: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes a copy to the delay lane that fits `delay` (jittered), to come back to its own
+    /// lane as attempt `attempt`.
+    async fn publish_delayed(&self, delivery: &Delivery, job: &Job, attempt: u32, delay: Duration) -> Result<(), Unsettled> {
+        let lane_delay = self.delay_lane(delay);
+        let exchange = self.names.delay(lane_delay);
+        let mut headers = original_headers(delivery);
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
+        // Up to 20% earlier than the lane's TTL, so retries of a burst spread out (full TTL caps it).
+        let lane_ms = lane_delay.as_millis() as u64;
+        let jittered = lane_ms - rand::rng().random_range(0..=lane_ms / 5);
+        let id = job.id.to_string();
+        self.publisher
+            .publish(Message {
+                exchange: &exchange,
+                routing_key: job.priority.as_str(),
+                body: &delivery.data,
+                message_id: Some(&id),
+                headers,
+                expiration_ms: Some(jittered.max(1)),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The n-th retry waits the n-th delay (the last repeats), or longer if the provider asked.
+    fn retry_delay(&self, failed_attempt: u32, provider_hint: Option<Duration>) -> Duration {
+        let index = (failed_attempt.max(1) as usize - 1).min(self.retry_delays.len() - 1);
+        self.retry_delays[index].max(provider_hint.unwrap_or_default())
+    }
+
+    /// The shortest configured delay lane of at least `delay` (the longest when none is).
+    fn delay_lane(&self, delay: Duration) -> Duration {
+        let mut lanes = self.retry_delays.clone();
+        lanes.sort();
+        lanes.iter().copied().find(|lane| *lane >= delay).unwrap_or(*lanes.last().expect("at least one delay"))
+    }
+
+    fn hold(&self, key: &str) {
+        self.held.lock().expect("held keys lock").insert(key.to_string());
+    }
+
+    fn release(&self, key: &str) {
+        self.held.lock().expect("held keys lock").remove(key);
+    }
+
+    /// Extends the leases of every key this worker holds; run every third of a lease.
+    pub async fn renew_leases(&self) -> Result<(), StoreError> {
+        let keys: Vec<String> = self.held.lock().expect("held keys lock").iter().cloned().collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.store.renew(&self.owner, &keys, now_millis(), self.lease).await
+    }
+}
+
+/// Maps a connector failure to where the job goes: retry while attempts remain, else dead.
+fn classify(failure: Failure, attempt: u32, max_attempts: u32, writes: bool, on_ambiguous: OnAmbiguous, progress: Option<&Value>) -> Settle {
+    let exhausted = attempt >= max_attempts;
+    match failure {
+        Failure::Permanent { reason, progress: new } => Settle::Dead { kind: DeadKind::Permanent, reason, progress: new.or_else(|| progress.cloned()) },
+        Failure::Ambiguous { reason } if writes && on_ambiguous == OnAmbiguous::DeadLetter => {
+            Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() }
+        }
+        Failure::Transient { reason, progress: new, .. } if exhausted => {
+            Settle::Dead { kind: DeadKind::Exhausted, reason: format!("{max_attempts} attempts used: {reason}"), progress: new.or_else(|| progress.cloned()) }
+        }
+        Failure::Ambiguous { reason } if exhausted => {
+            Settle::Dead { kind: DeadKind::Exhausted, reason: format!("{max_attempts} attempts used: {reason}"), progress: progress.cloned() }
+        }
+        Failure::Transient { reason, retry_after, progress: new } => {
+            Settle::Retry { attempt, progress: new.or_else(|| progress.cloned()), reason, retry_after }
+        }
+        Failure::Ambiguous { reason } => Settle::Retry { attempt, progress: progress.cloned(), reason, retry_after: None },
+    }
+}
+
+fn attempt_of(delivery: &Delivery) -> u32 {
+    let headers = delivery.properties.headers().as_ref();
+    match headers.and_then(|h| h.inner().get(&ShortString::from(ATTEMPT_HEADER))) {
+        Some(AMQPValue::LongUInt(n)) => (*n).max(1),
+        Some(AMQPValue::LongInt(n)) => (*n).max(1) as u32,
+        Some(AMQPValue::LongLongInt(n)) => (*n).clamp(1, i64::from(u32::MAX)) as u32,
+        Some(AMQPValue::ShortUInt(n)) => u32::from(*n).max(1),
+        _ => 1,
+    }
+}
+
+fn original_headers(delivery: &Delivery) -> FieldTable {
+    delivery.properties.headers().clone().unwrap_or_default()
+}
+
+fn long_string(text: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(text))
+}
+
+/// Best-effort (connector, action) of an invalid message, for the metric labels only.
+fn envelope_labels(body: &[u8]) -> (String, String) {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("unknown").to_string();
+    (field("connector"), field("action"))
+}
