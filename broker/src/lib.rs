@@ -11,11 +11,22 @@ pub use topology::{Names, Topology, TopologyError, declare};
 
 use lapin::{Connection, ConnectionProperties};
 
-/// Connects with lapin's automatic recovery on: channels, consumers and QoS come back after a
-/// broker restart or a dropped connection.
-pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+/// Whether a connection comes back by itself after a broker restart or a dropped connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Long-lived processes: lapin's automatic recovery re-opens channels, consumers and QoS (and
+    /// retries the first connection too).
+    Automatic,
+    /// One-shot commands: fail at once so that the caller can report it (exit code 2).
+    FailFast,
+}
+
+pub async fn connect(url: &str, name: &str, recovery: Recovery) -> Result<Connection, lapin::Error> {
     install_crypto_provider();
-    let properties = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
+    let mut properties = ConnectionProperties::default().with_connection_name(name.into());
+    if recovery == Recovery::Automatic {
+        properties = properties.enable_auto_recover();
+    }
     Connection::connect(url, properties).await
 }
 

@@ -37,7 +37,7 @@ fn message<'a>(exchange: &'a str, routing_key: &'a str, body: &'a [u8]) -> Messa
 async fn delayed_messages_return_to_their_lane_and_poison_ends_dead() {
     let topology = topology();
     let names = topology.names.clone();
-    let connection = connect(URL, "topology-test").await.expect("broker up");
+    let connection = connect(URL, "topology-test", yizhan_broker::Recovery::Automatic).await.expect("broker up");
     let channel = connection.create_channel().await.unwrap();
     declare(&channel, &topology).await.unwrap();
     declare(&channel, &topology).await.expect("declaring twice is idempotent");

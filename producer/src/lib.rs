@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use yizhan_producer::Producer;
-//! let producer = Producer::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "yizhan", &[]).await?;
+//! let producer = Producer::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "yizhan", &[], yizhan_broker::Recovery::Automatic).await?;
 //! let job = yizhan_schemas::validate_job(br#"{"connector":"wecom_robot","config":"ops","action":"send_text","params":{"content":"deploy done"}}"#,
 //!     yizhan_schemas::MissingId::Assign).map_err(|e| format!("{e:?}"))?;
 //! let id = producer.submit(&job).await?;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use lapin::Connection;
 use lapin::types::FieldTable;
 use uuid::Uuid;
-use yizhan_broker::{Message, Names, PublishError, Publisher, Topology, redact_url};
+use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology, redact_url};
 use yizhan_schemas::Job;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +39,9 @@ pub struct Producer {
 impl Producer {
     /// Connects and declares the topology (idempotently), so nobody has to pre-create anything.
     /// `delays` are the retry delays whose queues to declare too (the worker declares its own).
-    pub async fn connect(url: &str, prefix: &str, delays: &[Duration]) -> Result<Producer, ProducerError> {
+    pub async fn connect(url: &str, prefix: &str, delays: &[Duration], recovery: Recovery) -> Result<Producer, ProducerError> {
         let connect_error = |source| ProducerError::Connect { url: redact_url(url), source };
-        let connection = yizhan_broker::connect(url, "yizhan-producer").await.map_err(connect_error)?;
+        let connection = yizhan_broker::connect(url, "yizhan-producer", recovery).await.map_err(connect_error)?;
         let names = Names::new(prefix);
         let channel = connection.create_channel().await.map_err(connect_error)?;
         yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: delays.to_vec() }).await?;

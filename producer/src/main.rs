@@ -91,7 +91,7 @@ async fn submit(settings: &Settings, file: &str) -> ExitCode {
         return if rejected { ExitCode::from(1) } else { ExitCode::SUCCESS };
     }
 
-    let producer = match Producer::connect(&settings.amqp_url, &settings.prefix, &settings.retry_delays).await {
+    let producer = match Producer::connect(&settings.amqp_url, &settings.prefix, &settings.retry_delays, yizhan_broker::Recovery::FailFast).await {
         Ok(producer) => producer,
         Err(e) => {
             eprintln!("{e}");

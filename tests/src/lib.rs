@@ -79,7 +79,7 @@ rate_limit = "6000/min"
             Store::Sqlite => format!("sqlite://{}", dir.path().join("state.db").display()),
             Store::Redis => REDIS_URL.to_string(),
         };
-        let connection = yizhan_broker::connect(AMQP_URL, "yizhan-test").await.expect("broker up");
+        let connection = yizhan_broker::connect(AMQP_URL, "yizhan-test", yizhan_broker::Recovery::Automatic).await.expect("broker up");
         Harness { prefix, dir, sandbox, config_path, state_url, connection }
     }
 
@@ -141,7 +141,7 @@ rate_limit = "6000/min"
     /// Submits jobs with the producer library.
     pub async fn submit(&self, jobs: &[Job]) -> Vec<uuid::Uuid> {
         let delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
-        let producer = yizhan_producer::Producer::connect(AMQP_URL, &self.prefix, &delays).await.expect("producer");
+        let producer = yizhan_producer::Producer::connect(AMQP_URL, &self.prefix, &delays, yizhan_broker::Recovery::FailFast).await.expect("producer");
         producer.submit_all(jobs).await.into_iter().map(|r| r.expect("confirmed")).collect()
     }
 

@@ -95,8 +95,8 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let broker_error = |source| WorkerError::Broker { url: redact_url(&settings.amqp_url), source };
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     // Separate connections: flow control on publishing (retries, dead letters) must not stall acks.
-    let consume_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} consume")).await.map_err(broker_error)?);
-    let publish_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} publish")).await.map_err(broker_error)?);
+    let consume_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} consume"), yizhan_broker::Recovery::Automatic).await.map_err(broker_error)?);
+    let publish_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} publish"), yizhan_broker::Recovery::Automatic).await.map_err(broker_error)?);
     let names = Names::new(settings.prefix.clone());
     let channel = consume_conn.create_channel().await.map_err(broker_error)?;
     yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: settings.retry_delays.clone() }).await?;
