@@ -6,7 +6,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Broker URL.
-    #[arg(long, env = "YIZHAN_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "YIZHAN_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
     pub amqp_url: String,
     /// Prefix of every exchange and queue name (and of the state store's keys).
     #[arg(long, env = "YIZHAN_PREFIX", default_value = "yizhan")]

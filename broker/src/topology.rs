@@ -64,7 +64,9 @@ pub struct Topology {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("declaring {what}: {source} (a queue of that name may exist with other arguments: delete it or use another prefix)")]
+    #[error(
+        "declaring {what}: {source} (a queue of that name may exist with other arguments: delete it or use another prefix)"
+    )]
     Declare { what: String, source: lapin::Error },
 }
 
@@ -96,7 +98,13 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         .await
         .map_err(err(format!("queue {dead}")))?;
     channel
-        .queue_bind(dead.as_str().into(), dead.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            dead.as_str().into(),
+            dead.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(err(format!("binding {dead}")))?;
 
@@ -111,7 +119,13 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
         channel.queue_declare(lane.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {lane}")))?;
         channel
-            .queue_bind(lane.as_str().into(), jobs.as_str().into(), priority.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                lane.as_str().into(),
+                jobs.as_str().into(),
+                priority.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(err(format!("binding {lane}")))?;
     }
@@ -130,7 +144,13 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
         channel.queue_declare(name.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {name}")))?;
         channel
-            .queue_bind(name.as_str().into(), name.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                name.as_str().into(),
+                name.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(err(format!("binding {name}")))?;
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicRejectOptions, QueueDeleteOptions, ExchangeDeleteOptions};
+use lapin::options::{BasicConsumeOptions, BasicRejectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use yizhan_broker::{Message, Names, PublishError, Publisher, Topology, connect, declare};
 use yizhan_schemas::Priority;
@@ -49,10 +49,19 @@ async fn delayed_messages_return_to_their_lane_and_poison_ends_dead() {
     retry.expiration_ms = Some(250);
     publisher.publish(retry).await.unwrap();
     let mut high = channel
-        .basic_consume(names.lane(Priority::High).as_str().into(), "t".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            names.lane(Priority::High).as_str().into(),
+            "t".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(10), high.next()).await.expect("back from the delay queue").unwrap().unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(10), high.next())
+        .await
+        .expect("back from the delay queue")
+        .unwrap()
+        .unwrap();
     assert_eq!(back.data, b"{\"retry\":1}");
     back.ack(Default::default()).await.unwrap();
 

@@ -39,7 +39,12 @@ pub struct Producer {
 impl Producer {
     /// Connects and declares the topology (idempotently), so nobody has to pre-create anything.
     /// `delays` are the retry delays whose queues to declare too (the worker declares its own).
-    pub async fn connect(url: &str, prefix: &str, delays: &[Duration], recovery: Recovery) -> Result<Producer, ProducerError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        delays: &[Duration],
+        recovery: Recovery,
+    ) -> Result<Producer, ProducerError> {
         let connect_error = |source| ProducerError::Connect { url: redact_url(url), source };
         let connection = yizhan_broker::connect(url, "yizhan-producer", recovery).await.map_err(connect_error)?;
         let names = Names::new(prefix);
@@ -76,7 +81,9 @@ impl Producer {
             .await
             .into_iter()
             .zip(jobs)
-            .map(|(result, job)| result.map(|()| job.id).map_err(|source| ProducerError::NotConfirmed { id: job.id, source }))
+            .map(|(result, job)| {
+                result.map(|()| job.id).map_err(|source| ProducerError::NotConfirmed { id: job.id, source })
+            })
             .collect()
     }
 }

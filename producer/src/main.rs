@@ -43,7 +43,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Catalog => {
-            println!("{}", serde_json::to_string_pretty(&yizhan_schemas::catalog::catalog_json()).expect("catalog serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&yizhan_schemas::catalog::catalog_json()).expect("catalog serialises")
+            );
             ExitCode::SUCCESS
         }
         Command::Submit { file } => submit(&cli.settings, &file).await,
@@ -91,7 +94,14 @@ async fn submit(settings: &Settings, file: &str) -> ExitCode {
         return if rejected { ExitCode::from(1) } else { ExitCode::SUCCESS };
     }
 
-    let producer = match Producer::connect(&settings.amqp_url, &settings.prefix, &settings.retry_delays, yizhan_broker::Recovery::FailFast).await {
+    let producer = match Producer::connect(
+        &settings.amqp_url,
+        &settings.prefix,
+        &settings.retry_delays,
+        yizhan_broker::Recovery::FailFast,
+    )
+    .await
+    {
         Ok(producer) => producer,
         Err(e) => {
             eprintln!("{e}");

@@ -28,9 +28,7 @@ impl Captured {
             Ok(bytes) => (bytes, false),
             Err(_) => (Bytes::new(), true),
         };
-        let params = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|q| q.0)
-            .unwrap_or_default();
+        let params = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
         Self {
             method: parts.method,
             uri: parts.uri,
@@ -75,12 +73,7 @@ impl Captured {
             headers: self
                 .headers
                 .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
+                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect(),
             body: self.body.to_vec(),
             received_at_ms: chrono::Utc::now().timestamp_millis(),

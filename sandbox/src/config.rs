@@ -15,6 +15,47 @@ pub const DEFAULT_SIGN_NAME: &str = "Yizhan";
 /// Keys of the default WeCom robots.
 pub const DEFAULT_ROBOT_KEYS: [&str; 2] = ["sandbox-robot-key", "sandbox-robot-key-2"];
 
+/// DingTalk robots: `(access_token, secret)`; the first signs (加签), the second does not.
+pub const DEFAULT_DINGTALK_ROBOTS: [(&str, Option<&str>); 2] =
+    [("sandbox-dingtalk-token", Some("SECsandbox")), ("sandbox-dingtalk-token-2", None)];
+/// Feishu bots: `(hook_id, secret)`; the first checks signatures, the second does not.
+pub const DEFAULT_FEISHU_HOOKS: [(&str, Option<&str>); 2] =
+    [("sandbox-feishu-hook", Some("sandbox-feishu-secret")), ("sandbox-feishu-hook-2", None)];
+/// The default Feishu self-built app: `(app_id, app_secret)`.
+pub const DEFAULT_FEISHU_APP: (&str, &str) = ("cli_sandbox", "sandbox-app-secret");
+/// The default Juzibot token.
+pub const DEFAULT_JUZIBOT_TOKEN: &str = "sandbox-juzibot-token";
+
+/// A webhook robot whose credential is in its URL and which may check signatures with `secret`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedRobot {
+    /// DingTalk `access_token` or Feishu hook id.
+    pub credential: String,
+    pub secret: Option<String>,
+}
+
+impl fmt::Debug for SignedRobot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedRobot")
+            .field("credential", &self.credential)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A Feishu self-built app.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FeishuApp {
+    pub app_id: String,
+    pub app_secret: String,
+}
+
+impl fmt::Debug for FeishuApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeishuApp").field("app_id", &self.app_id).field("app_secret", &"<redacted>").finish()
+    }
+}
+
 /// A Tencent Cloud API key pair and the SMS applications it owns.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TencentAccount {
@@ -83,6 +124,15 @@ pub struct SandboxConfig {
     pub robot_keys: Vec<String>,
     /// WeCom's documented robot limit: messages per rolling minute per key (`None`: no limit).
     pub robot_messages_per_minute: Option<u32>,
+    pub dingtalk_robots: Vec<SignedRobot>,
+    /// DingTalk's documented robot limit: messages per rolling minute per robot (`None`: no limit).
+    pub dingtalk_messages_per_minute: Option<u32>,
+    pub feishu_hooks: Vec<SignedRobot>,
+    /// Feishu's documented bot limits, per rolling second and minute per bot (`None`: no limit).
+    pub feishu_messages_per_second: Option<u32>,
+    pub feishu_messages_per_minute: Option<u32>,
+    pub feishu_apps: Vec<FeishuApp>,
+    pub juzibot_tokens: Vec<String>,
     /// Accepted distance between `X-TC-Timestamp` and the sandbox clock.
     pub timestamp_tolerance: Duration,
     /// How many recorded requests, SMS and robot messages are kept (the oldest go first);
@@ -106,6 +156,13 @@ impl SandboxConfig {
             sms_templates: Vec::new(),
             robot_keys: Vec::new(),
             robot_messages_per_minute: Some(20),
+            dingtalk_robots: Vec::new(),
+            dingtalk_messages_per_minute: Some(20),
+            feishu_hooks: Vec::new(),
+            feishu_messages_per_second: Some(5),
+            feishu_messages_per_minute: Some(100),
+            feishu_apps: Vec::new(),
+            juzibot_tokens: Vec::new(),
             timestamp_tolerance: Duration::from_secs(300),
             record_limit: 100_000,
         }
@@ -114,29 +171,66 @@ impl SandboxConfig {
     /// The accounts of tests and the README demo:
     /// Tencent `AKIDsandbox0000000000000000000000000` / `sandbox-secret-key` owning SMS app
     /// `1400000000`; approved signature `Yizhan`; templates `1001` (one parameter) and `1002`
-    /// (two parameters); robot keys `sandbox-robot-key` and `sandbox-robot-key-2`.
+    /// (two parameters); robot keys `sandbox-robot-key` and `sandbox-robot-key-2`; the DingTalk
+    /// robots, Feishu bots, Feishu app and Juzibot token of the `DEFAULT_*` constants.
     pub fn default_accounts() -> Self {
         let mut config = Self::empty()
             .tencent_account(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, &[DEFAULT_SDK_APP_ID])
             .sms_sign_name(DEFAULT_SIGN_NAME)
-            .sms_template(
-                "1001",
-                "Your verification code is {1}. It expires in 5 minutes.",
-            )
+            .sms_template("1001", "Your verification code is {1}. It expires in 5 minutes.")
             .sms_template("1002", "Hello {1}, your order {2} has shipped.");
         for key in DEFAULT_ROBOT_KEYS {
             config = config.wecom_robot_key(key);
         }
-        config
+        for (token, secret) in DEFAULT_DINGTALK_ROBOTS {
+            config = config.dingtalk_robot(token, secret);
+        }
+        for (hook_id, secret) in DEFAULT_FEISHU_HOOKS {
+            config = config.feishu_hook(hook_id, secret);
+        }
+        config.feishu_app(DEFAULT_FEISHU_APP.0, DEFAULT_FEISHU_APP.1).juzibot_token(DEFAULT_JUZIBOT_TOKEN)
+    }
+
+    /// Adds a DingTalk robot; with `secret`, its requests must be signed (加签).
+    pub fn dingtalk_robot(mut self, access_token: &str, secret: Option<&str>) -> Self {
+        self.dingtalk_robots
+            .push(SignedRobot { credential: access_token.to_string(), secret: secret.map(str::to_string) });
+        self
+    }
+
+    /// Messages per rolling minute per DingTalk robot; `None` switches the limit off.
+    pub fn dingtalk_rate_limit(mut self, per_minute: Option<u32>) -> Self {
+        self.dingtalk_messages_per_minute = per_minute;
+        self
+    }
+
+    /// Adds a Feishu bot; with `secret`, its requests must carry a valid `sign`.
+    pub fn feishu_hook(mut self, hook_id: &str, secret: Option<&str>) -> Self {
+        self.feishu_hooks.push(SignedRobot { credential: hook_id.to_string(), secret: secret.map(str::to_string) });
+        self
+    }
+
+    /// Messages per rolling second and minute per Feishu bot; `None` switches a limit off.
+    pub fn feishu_rate_limit(mut self, per_second: Option<u32>, per_minute: Option<u32>) -> Self {
+        self.feishu_messages_per_second = per_second;
+        self.feishu_messages_per_minute = per_minute;
+        self
+    }
+
+    /// Adds a Feishu self-built app.
+    pub fn feishu_app(mut self, app_id: &str, app_secret: &str) -> Self {
+        self.feishu_apps.push(FeishuApp { app_id: app_id.to_string(), app_secret: app_secret.to_string() });
+        self
+    }
+
+    /// Adds a Juzibot token.
+    pub fn juzibot_token(mut self, token: &str) -> Self {
+        self.juzibot_tokens.push(token.to_string());
+        self
     }
 
     /// Adds a Tencent Cloud account (unthrottled).
-    pub fn tencent_account(
-        mut self,
-        secret_id: &str,
-        secret_key: &str,
-        sdk_app_ids: &[&str],
-    ) -> Self {
+    pub fn tencent_account(mut self, secret_id: &str, secret_key: &str, sdk_app_ids: &[&str]) -> Self {
         self.tencent_accounts.push(TencentAccount {
             secret_id: secret_id.to_string(),
             secret_key: secret_key.to_string(),
@@ -149,11 +243,7 @@ impl SandboxConfig {
     /// Throttles an account added before: more than `per_second` calls in a rolling second are
     /// answered `RequestLimitExceeded`. Unknown secret ids are ignored.
     pub fn tencent_rate_limit(mut self, secret_id: &str, per_second: u32) -> Self {
-        if let Some(account) = self
-            .tencent_accounts
-            .iter_mut()
-            .find(|a| a.secret_id == secret_id)
-        {
+        if let Some(account) = self.tencent_accounts.iter_mut().find(|a| a.secret_id == secret_id) {
             account.requests_per_second = Some(per_second);
         }
         self
@@ -167,10 +257,7 @@ impl SandboxConfig {
 
     /// Approves an SMS template (`{1}`, `{2}`... are its parameters).
     pub fn sms_template(mut self, id: &str, content: &str) -> Self {
-        self.sms_templates.push(SmsTemplate {
-            id: id.to_string(),
-            content: content.to_string(),
-        });
+        self.sms_templates.push(SmsTemplate { id: id.to_string(), content: content.to_string() });
         self
     }
 
@@ -193,9 +280,7 @@ impl SandboxConfig {
     }
 
     pub(crate) fn account(&self, secret_id: &str) -> Option<&TencentAccount> {
-        self.tencent_accounts
-            .iter()
-            .find(|a| a.secret_id == secret_id)
+        self.tencent_accounts.iter().find(|a| a.secret_id == secret_id)
     }
 
     pub(crate) fn template(&self, id: &str) -> Option<&SmsTemplate> {
@@ -213,10 +298,7 @@ mod tests {
         let t1 = config.template("1001").unwrap();
         let t2 = config.template("1002").unwrap();
         assert_eq!((t1.param_count(), t2.param_count()), (1, 2));
-        assert_eq!(
-            t2.render(&["Li".to_string(), "A-7".to_string()]),
-            "Hello Li, your order A-7 has shipped."
-        );
+        assert_eq!(t2.render(&["Li".to_string(), "A-7".to_string()]), "Hello Li, your order A-7 has shipped.");
     }
 
     #[test]

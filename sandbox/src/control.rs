@@ -29,10 +29,7 @@ pub(crate) fn router() -> Router<SandboxState> {
         .route("/media", get(media))
         .route("/requests", get(requests))
         .route("/rejected", get(rejected))
-        .route(
-            "/faults",
-            get(list_faults).post(add_faults).delete(clear_faults),
-        )
+        .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
         .route("/delay", post(set_delay))
         .route("/reset", post(reset))
 }
@@ -47,47 +44,30 @@ async fn stats(State(state): State<SandboxState>) -> Response {
 
 /// `GET /_sandbox/sms[?phone=+86...]`
 async fn sms(State(state): State<SandboxState>, Query(params): Params) -> Response {
-    let phone = params
-        .get("phone")
-        .map(|p| crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.clone()));
-    let sent: Vec<_> = state
-        .sent_sms()
-        .into_iter()
-        .filter(|s| phone.as_ref().is_none_or(|p| *p == s.phone))
-        .collect();
+    let phone = params.get("phone").map(|p| crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.clone()));
+    let sent: Vec<_> = state.sent_sms().into_iter().filter(|s| phone.as_ref().is_none_or(|p| *p == s.phone)).collect();
     Json(sent).into_response()
 }
 
 /// `GET /_sandbox/robot[?key=KEY]`
 async fn robot(State(state): State<SandboxState>, Query(params): Params) -> Response {
     let key = params.get("key");
-    let messages: Vec<_> = state
-        .all_robot_messages()
-        .into_iter()
-        .filter(|m| key.is_none_or(|k| *k == m.key))
-        .collect();
+    let messages: Vec<_> = state.all_robot_messages().into_iter().filter(|m| key.is_none_or(|k| *k == m.key)).collect();
     Json(messages).into_response()
 }
 
 /// `GET /_sandbox/media[?key=KEY]`
 async fn media(State(state): State<SandboxState>, Query(params): Params) -> Response {
     let key = params.get("key");
-    let media: Vec<_> = state
-        .uploaded_media()
-        .into_iter()
-        .filter(|m| key.is_none_or(|k| *k == m.key))
-        .collect();
+    let media: Vec<_> = state.uploaded_media().into_iter().filter(|m| key.is_none_or(|k| *k == m.key)).collect();
     Json(media).into_response()
 }
 
-/// `GET /_sandbox/requests[?provider=tencent|wecom_robot|unknown]`
+/// `GET /_sandbox/requests[?provider=tencent|wecom_robot|dingtalk_robot|feishu_robot|feishu|juzibot|unknown]`
 async fn requests(State(state): State<SandboxState>, Query(params): Params) -> Response {
     let provider = params.get("provider");
-    let requests: Vec<_> = state
-        .requests()
-        .into_iter()
-        .filter(|r| provider.is_none_or(|p| p == r.provider.as_str()))
-        .collect();
+    let requests: Vec<_> =
+        state.requests().into_iter().filter(|r| provider.is_none_or(|p| p == r.provider.as_str())).collect();
     Json(requests).into_response()
 }
 
@@ -115,9 +95,7 @@ async fn add_faults(State(state): State<SandboxState>, body: Bytes) -> Response 
     };
     let added = faults.len();
     match state.push_faults(faults) {
-        Ok(()) => {
-            Json(json!({ "added": added, "pending": state.stats().pending_faults })).into_response()
-        }
+        Ok(()) => Json(json!({ "added": added, "pending": state.stats().pending_faults })).into_response(),
         Err(e) => bad_request(&e.to_string()),
     }
 }
@@ -136,10 +114,7 @@ struct DelayRequest {
 /// `POST /_sandbox/delay {"provider":"tencent","ms":50}`: fixed latency; `ms: 0` removes it.
 async fn set_delay(State(state): State<SandboxState>, body: Bytes) -> Response {
     match serde_json::from_slice::<DelayRequest>(&body) {
-        Ok(DelayRequest {
-            provider: Provider::Unknown,
-            ..
-        }) => bad_request("provider must be tencent or wecom_robot"),
+        Ok(DelayRequest { provider: Provider::Unknown, .. }) => bad_request("provider must name a fake provider"),
         Ok(delay) => {
             state.set_delay(delay.provider, Duration::from_millis(delay.ms));
             Json(json!({ "provider": delay.provider, "ms": delay.ms })).into_response()

@@ -57,6 +57,13 @@ pub enum FaultEffect {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         errmsg: Option<String>,
     },
+    /// The provider's own error code, for DingTalk (`errcode`), Feishu (`code`) and Juzibot (`errcode`);
+    /// needs `provider`. Fires for a request that passed every check, before its side effect.
+    ErrorCode {
+        code: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// Sleep before answering. By default before the request is handled (a client that gives up
     /// leaves no side effect); with `after_processing`, after it was handled.
     Delay {
@@ -78,13 +85,15 @@ pub struct Fault {
     /// normalisation to E.164), robot `text.mentioned_mobile_list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    /// Only requests with this credential: Tencent SecretId, robot `key`.
+    /// Only requests with this credential: Tencent SecretId, WeCom robot `key`, DingTalk
+    /// `access_token`, Feishu hook id or `app_id`, Juzibot `token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Only requests to this path (e.g. `/cgi-bin/webhook/upload_media`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Only this Tencent `X-TC-Action` / robot `msgtype` (`upload_media` for uploads).
+    /// Only this Tencent `X-TC-Action` / robot `msgtype` (`upload_media` for uploads) / Feishu bot
+    /// `msg_type` / last path segment of Feishu app and Juzibot calls (`find_by_department`, `add`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// How many matching requests it applies to; `0` means until cleared.
@@ -103,71 +112,39 @@ pub struct FaultError(pub String);
 
 impl Fault {
     fn new(effect: FaultEffect, provider: Option<Provider>) -> Self {
-        Self {
-            effect,
-            provider,
-            phone: None,
-            key: None,
-            path: None,
-            action: None,
-            times: 1,
-        }
+        Self { effect, provider, phone: None, key: None, path: None, action: None, times: 1 }
     }
 
     /// Whole-request Tencent error `code` (e.g. `InternalError.Timeout`, `RequestLimitExceeded`).
     pub fn tencent_error(code: &str) -> Self {
-        Self::new(
-            FaultEffect::TencentError {
-                code: code.to_string(),
-                message: None,
-            },
-            None,
-        )
+        Self::new(FaultEffect::TencentError { code: code.to_string(), message: None }, None)
     }
 
     /// `SendStatus.Code` = `code` for `phone`; the request's other numbers succeed.
     pub fn tencent_number_status(phone: &str, code: &str) -> Self {
-        Self::new(
-            FaultEffect::TencentNumberStatus {
-                code: code.to_string(),
-                message: None,
-            },
-            None,
-        )
-        .for_phone(phone)
+        Self::new(FaultEffect::TencentNumberStatus { code: code.to_string(), message: None }, None).for_phone(phone)
     }
 
     /// A bare HTTP `status` from `provider`.
     pub fn http_status(provider: Provider, status: u16) -> Self {
-        let effect = FaultEffect::HttpStatus {
-            status,
-            body: None,
-            after_processing: false,
-        };
+        let effect = FaultEffect::HttpStatus { status, body: None, after_processing: false };
         Self::new(effect, Some(provider))
     }
 
     /// Robot answer `{"errcode": errcode}` (for any key unless [`Fault::for_key`]).
     pub fn wecom_errcode(errcode: i64) -> Self {
-        Self::new(
-            FaultEffect::WecomErrcode {
-                errcode,
-                errmsg: None,
-            },
-            None,
-        )
+        Self::new(FaultEffect::WecomErrcode { errcode, errmsg: None }, None)
+    }
+
+    /// `provider`'s own error `code` (DingTalk `errcode` 130101, Feishu `code` 11232, Juzibot `errcode`...).
+    pub fn error_code(provider: Provider, code: i64) -> Self {
+        Self::new(FaultEffect::ErrorCode { code, message: None }, Some(provider))
     }
 
     /// Sleep `delay` before answering.
     pub fn delay(provider: Provider, delay: Duration) -> Self {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        Self::new(
-            FaultEffect::Delay {
-                ms,
-                after_processing: false,
-            },
-            Some(provider),
-        )
+        Self::new(FaultEffect::Delay { ms, after_processing: false }, Some(provider))
     }
 
     pub fn for_phone(mut self, phone: &str) -> Self {
@@ -204,12 +181,12 @@ impl Fault {
     /// The Tencent `Message`, robot `errmsg` or HTTP body.
     pub fn with_message(mut self, text: &str) -> Self {
         match &mut self.effect {
-            FaultEffect::TencentError { message, .. }
-            | FaultEffect::TencentNumberStatus { message, .. } => {
+            FaultEffect::TencentError { message, .. } | FaultEffect::TencentNumberStatus { message, .. } => {
                 *message = Some(text.to_string());
             }
             FaultEffect::HttpStatus { body, .. } => *body = Some(text.to_string()),
             FaultEffect::WecomErrcode { errmsg, .. } => *errmsg = Some(text.to_string()),
+            FaultEffect::ErrorCode { message, .. } => *message = Some(text.to_string()),
             FaultEffect::Delay { .. } => {}
         }
         self
@@ -218,17 +195,13 @@ impl Fault {
     /// For `http_status` and `delay`: act after the request was handled (see [`FaultEffect`]).
     pub fn after_processing(mut self) -> Self {
         match &mut self.effect {
-            FaultEffect::HttpStatus {
-                after_processing, ..
-            }
-            | FaultEffect::Delay {
-                after_processing, ..
-            } => {
+            FaultEffect::HttpStatus { after_processing, .. } | FaultEffect::Delay { after_processing, .. } => {
                 *after_processing = true;
             }
             FaultEffect::TencentError { .. }
             | FaultEffect::TencentNumberStatus { .. }
-            | FaultEffect::WecomErrcode { .. } => {}
+            | FaultEffect::WecomErrcode { .. }
+            | FaultEffect::ErrorCode { .. } => {}
         }
         self
     }
@@ -236,11 +209,9 @@ impl Fault {
     /// The provider this fault targets (explicit, or implied by the effect).
     pub fn target(&self) -> Option<Provider> {
         match self.effect {
-            FaultEffect::TencentError { .. } | FaultEffect::TencentNumberStatus { .. } => {
-                Some(Provider::Tencent)
-            }
+            FaultEffect::TencentError { .. } | FaultEffect::TencentNumberStatus { .. } => Some(Provider::Tencent),
             FaultEffect::WecomErrcode { .. } => Some(Provider::WecomRobot),
-            FaultEffect::HttpStatus { .. } | FaultEffect::Delay { .. } => self.provider,
+            FaultEffect::HttpStatus { .. } | FaultEffect::Delay { .. } | FaultEffect::ErrorCode { .. } => self.provider,
         }
     }
 
@@ -248,16 +219,18 @@ impl Fault {
     pub fn validate(&self) -> Result<(), FaultError> {
         let err = |m: &str| Err(FaultError(m.to_string()));
         match self.target() {
-            None => return err("`provider` is required for http_status and delay"),
-            Some(Provider::Unknown) => return err("`provider` must be tencent or wecom_robot"),
+            None => return err("`provider` is required for http_status, delay and error_code"),
+            Some(Provider::Unknown) => return err("`provider` must name a fake provider"),
+            Some(Provider::Tencent | Provider::WecomRobot) if matches!(self.effect, FaultEffect::ErrorCode { .. }) => {
+                return err("error_code is for dingtalk_robot, feishu_robot, feishu and juzibot");
+            }
             Some(p) if self.provider.is_some_and(|given| given != p) => {
                 return err("`provider` contradicts the effect");
             }
             Some(_) => {}
         }
         match &self.effect {
-            FaultEffect::TencentError { code, .. }
-            | FaultEffect::TencentNumberStatus { code, .. }
+            FaultEffect::TencentError { code, .. } | FaultEffect::TencentNumberStatus { code, .. }
                 if code.trim().is_empty() =>
             {
                 err("`code` must not be empty")
@@ -268,7 +241,7 @@ impl Fault {
             FaultEffect::HttpStatus { status, .. } if !(200..=599).contains(status) => {
                 err("`status` must be within 200..=599")
             }
-            FaultEffect::WecomErrcode { errcode: 0, .. } => {
+            FaultEffect::WecomErrcode { errcode: 0, .. } | FaultEffect::ErrorCode { code: 0, .. } => {
                 err("`errcode` 0 is success, not a fault")
             }
             _ => Ok(()),
@@ -289,6 +262,8 @@ pub(crate) enum Stage {
     TencentNumber,
     /// Valid robot request, before its side effect.
     WecomRequest,
+    /// Valid DingTalk, Feishu or Juzibot request, before its side effect.
+    ProviderRequest,
 }
 
 /// What a request is about, for matching faults.
@@ -305,49 +280,30 @@ pub(crate) struct RequestFacts {
 impl RequestFacts {
     /// The same facts narrowed to one phone number.
     pub fn for_phone(&self, phone: &str) -> Self {
-        Self {
-            phones: vec![phone.to_string()],
-            ..self.clone()
-        }
+        Self { phones: vec![phone.to_string()], ..self.clone() }
     }
 }
 
 impl Fault {
     pub(crate) fn applies(&self, stage: Stage, facts: &RequestFacts) -> bool {
         let stage_ok = match (&self.effect, stage) {
-            (
-                FaultEffect::HttpStatus {
-                    after_processing, ..
-                },
-                Stage::Http { after },
-            )
-            | (
-                FaultEffect::Delay {
-                    after_processing, ..
-                },
-                Stage::Delay { after },
-            ) => *after_processing == after,
+            (FaultEffect::HttpStatus { after_processing, .. }, Stage::Http { after })
+            | (FaultEffect::Delay { after_processing, .. }, Stage::Delay { after }) => *after_processing == after,
             (FaultEffect::TencentError { .. }, Stage::TencentRequest)
             | (FaultEffect::TencentNumberStatus { .. }, Stage::TencentNumber)
-            | (FaultEffect::WecomErrcode { .. }, Stage::WecomRequest) => true,
+            | (FaultEffect::WecomErrcode { .. }, Stage::WecomRequest)
+            | (FaultEffect::ErrorCode { .. }, Stage::ProviderRequest) => true,
             _ => false,
         };
         stage_ok
             && self.target() == Some(facts.provider)
             && self.phone.as_deref().is_none_or(|p| {
-                let wanted =
-                    crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.to_string());
+                let wanted = crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.to_string());
                 facts.phones.contains(&wanted)
             })
-            && self
-                .key
-                .as_ref()
-                .is_none_or(|k| facts.key.as_ref() == Some(k))
+            && self.key.as_ref().is_none_or(|k| facts.key.as_ref() == Some(k))
             && self.path.as_ref().is_none_or(|p| *p == facts.path)
-            && self
-                .action
-                .as_ref()
-                .is_none_or(|a| facts.action.as_ref() == Some(a))
+            && self.action.as_ref().is_none_or(|a| facts.action.as_ref() == Some(a))
     }
 }
 
@@ -403,9 +359,7 @@ mod tests {
 
     #[test]
     fn json_shape_round_trips() {
-        let fault =
-            Fault::tencent_number_status("+8613800000001", "LimitExceeded.PhoneNumberDailyLimit")
-                .times(2);
+        let fault = Fault::tencent_number_status("+8613800000001", "LimitExceeded.PhoneNumberDailyLimit").times(2);
         let value = serde_json::to_value(&fault).unwrap();
         assert_eq!(
             value,
@@ -431,16 +385,8 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(
-            Fault::tencent_error("InternalError.Timeout")
-                .validate()
-                .is_ok()
-        );
-        assert!(
-            Fault::http_status(Provider::Tencent, 99)
-                .validate()
-                .is_err()
-        );
+        assert!(Fault::tencent_error("InternalError.Timeout").validate().is_ok());
+        assert!(Fault::http_status(Provider::Tencent, 99).validate().is_err());
         assert!(Fault::wecom_errcode(0).validate().is_err());
         let mut no_provider = Fault::delay(Provider::Tencent, Duration::from_millis(5));
         no_provider.provider = None;
@@ -456,11 +402,7 @@ mod tests {
     #[test]
     fn faults_match_and_are_consumed() {
         let mut queue = FaultQueue::default();
-        queue.push(
-            Fault::tencent_error("InternalError.Timeout")
-                .for_phone("13800000002")
-                .times(2),
-        );
+        queue.push(Fault::tencent_error("InternalError.Timeout").for_phone("13800000002").times(2));
         let other = sms_facts(&["+8613800000001"]);
         let target = sms_facts(&["+8613800000001", "+8613800000002"]);
         assert_eq!(queue.take(Stage::TencentRequest, &other), None);

@@ -10,6 +10,10 @@
 //! | `POST /` | Tencent Cloud API 3.0 ([`tencent`]; action `SendSms`) |
 //! | `POST /cgi-bin/webhook/send?key=` | WeCom group robot ([`wecom_robot`]) |
 //! | `POST /cgi-bin/webhook/upload_media?key=&type=file` | WeCom group robot upload |
+//! | `POST /robot/send?access_token=[&timestamp=&sign=]` | DingTalk robot ([`dingtalk_robot`]) |
+//! | `POST /open-apis/bot/v2/hook/{hook_id}` | Feishu bot ([`feishu`]) |
+//! | `/open-apis/auth/v3/…`, `/open-apis/contact/v3/…` | Feishu app: token, departments, users |
+//! | `/api/v1/channel/list`, `/api/v1/contactWay/{add,get,list}` | Juzibot ([`juzibot`]) |
 //! | `/_sandbox/*` | control: faults, delay, records, stats, reset |
 //!
 //! ```no_run
@@ -26,7 +30,10 @@
 mod capture;
 mod config;
 mod control;
+pub mod dingtalk_robot;
 mod faults;
+pub mod feishu;
+pub mod juzibot;
 mod records;
 mod state;
 pub mod tencent;
@@ -46,13 +53,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DEFAULT_ROBOT_KEYS, DEFAULT_SDK_APP_ID, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY,
-    DEFAULT_SIGN_NAME, SandboxConfig, SmsTemplate, TencentAccount,
+    DEFAULT_DINGTALK_ROBOTS, DEFAULT_FEISHU_APP, DEFAULT_FEISHU_HOOKS, DEFAULT_JUZIBOT_TOKEN, DEFAULT_ROBOT_KEYS,
+    DEFAULT_SDK_APP_ID, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, DEFAULT_SIGN_NAME, FeishuApp, SandboxConfig,
+    SignedRobot, SmsTemplate, TencentAccount,
 };
 pub use faults::{Fault, FaultEffect, FaultError};
-pub use records::{
-    Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia,
-};
+pub use records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 pub use state::{SandboxState, WaitTimeout};
 
 /// How long [`Sandbox::shutdown`] lets in-flight requests finish.
@@ -67,6 +73,15 @@ pub fn router(state: SandboxState) -> Router {
             wecom_robot::UPLOAD_PATH,
             any(wecom_robot::upload_media).layer(DefaultBodyLimit::max(wecom_robot::BODY_LIMIT)),
         )
+        .route(dingtalk_robot::SEND_PATH, any(dingtalk_robot::send))
+        .route(feishu::HOOK_ROUTE, any(feishu::hook))
+        .route(feishu::TOKEN_PATH, any(feishu::tenant_access_token))
+        .route(feishu::DEPARTMENTS_PATH, any(feishu::departments))
+        .route(feishu::USERS_PATH, any(feishu::users))
+        .route(juzibot::CHANNELS_PATH, any(juzibot::list_channels))
+        .route(juzibot::ADD_PATH, any(juzibot::add_contact_way))
+        .route(juzibot::GET_PATH, any(juzibot::get_contact_way))
+        .route(juzibot::LIST_PATH, any(juzibot::list_contact_ways))
         .nest("/_sandbox", control::router())
         .fallback(unknown_path)
         .with_state(state)
@@ -109,12 +124,7 @@ impl Sandbox {
             }
         });
         tracing::info!(%addr, "sandbox started");
-        Ok(Sandbox {
-            addr,
-            state,
-            stop: Some(stop),
-            server: Some(server),
-        })
+        Ok(Sandbox { addr, state, stop: Some(stop), server: Some(server) })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -11,6 +11,14 @@ pub enum Provider {
     Tencent,
     /// WeCom group robot (`/cgi-bin/webhook/*`).
     WecomRobot,
+    /// DingTalk custom robot (`/robot/send`).
+    DingtalkRobot,
+    /// Feishu custom bot (`/open-apis/bot/v2/hook/*`).
+    FeishuRobot,
+    /// Feishu app API (`tenant_access_token`, contact reads).
+    Feishu,
+    /// Juzibot hub API (`/api/v1/*`).
+    Juzibot,
     /// Any other path (answered 404, recorded all the same).
     Unknown,
 }
@@ -20,6 +28,10 @@ impl Provider {
         match self {
             Self::Tencent => "tencent",
             Self::WecomRobot => "wecom_robot",
+            Self::DingtalkRobot => "dingtalk_robot",
+            Self::FeishuRobot => "feishu_robot",
+            Self::Feishu => "feishu",
+            Self::Juzibot => "juzibot",
             Self::Unknown => "unknown",
         }
     }
@@ -48,10 +60,7 @@ fn lossy_utf8<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error
 impl RecordedRequest {
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -82,9 +91,11 @@ pub struct SentSms {
     pub region: String,
 }
 
-/// One message a robot delivered.
+/// One message a robot delivered (WeCom, DingTalk or Feishu).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RobotMessage {
+    pub provider: Provider,
+    /// WeCom `key`, DingTalk `access_token`, Feishu hook id.
     pub key: String,
     pub msgtype: String,
     /// The whole JSON body as sent.
@@ -121,11 +132,19 @@ pub struct Stats {
     pub requests: u64,
     pub tencent_requests: u64,
     pub wecom_robot_requests: u64,
+    pub dingtalk_robot_requests: u64,
+    pub feishu_robot_requests: u64,
+    pub feishu_requests: u64,
+    pub juzibot_requests: u64,
     pub unknown_requests: u64,
     /// SMS accepted (numbers whose status was `Ok`).
     pub sms_sent: u64,
     pub robot_messages: u64,
     pub media_uploaded: u64,
+    /// Feishu `tenant_access_token`s handed out (a cached token asked for again counts too).
+    pub feishu_tokens_issued: u64,
+    /// Juzibot contact ways created.
+    pub contact_ways_created: u64,
     /// Whole requests or single numbers the providers refused (see [`Rejection`]).
     pub rejected: u64,
     /// Times a programmed fault was applied.

@@ -14,9 +14,7 @@ use tokio::time;
 use crate::capture::Captured;
 use crate::config::SandboxConfig;
 use crate::faults::{Fault, FaultEffect, FaultError, FaultQueue, RequestFacts, Stage};
-use crate::records::{
-    Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia,
-};
+use crate::records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 use crate::throttle::RollingWindow;
 
 /// A wait helper gave up.
@@ -35,9 +33,7 @@ pub struct SandboxState {
 
 impl std::fmt::Debug for SandboxState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxState")
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
+        f.debug_struct("SandboxState").field("stats", &self.stats()).finish_non_exhaustive()
     }
 }
 
@@ -61,6 +57,12 @@ struct Data {
     stats: Stats,
     tencent_windows: HashMap<String, RollingWindow>,
     robot_windows: HashMap<String, RollingWindow>,
+    /// Other providers' throttles, by `(provider, credential)`.
+    windows: HashMap<(Provider, String), RollingWindow>,
+    /// Feishu `tenant_access_token` → (app id, expiry).
+    feishu_tokens: HashMap<String, (String, Instant)>,
+    /// Juzibot contact ways, oldest first, as `get_contact_way` returns them.
+    contact_ways: Vec<Value>,
 }
 
 fn push_capped<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
@@ -76,13 +78,7 @@ fn push_capped<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
 impl SandboxState {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         let (version, _) = watch::channel(0);
-        Self {
-            shared: Arc::new(Shared {
-                config,
-                data: Mutex::new(Data::default()),
-                version,
-            }),
-        }
+        Self { shared: Arc::new(Shared { config, data: Mutex::new(Data::default()), version }) }
     }
 
     /// The configuration the sandbox runs with.
@@ -91,10 +87,7 @@ impl SandboxState {
     }
 
     fn data(&self) -> MutexGuard<'_, Data> {
-        self.shared
-            .data
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.data.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the data, then wakes the waiters.
@@ -150,24 +143,24 @@ impl SandboxState {
 
     /// How many SMS were accepted for `phone` (any accepted spelling; compared as E.164).
     pub fn sms_count_for(&self, phone: &str) -> usize {
-        let phone =
-            crate::tencent::sms::normalize_phone(phone).unwrap_or_else(|| phone.to_string());
+        let phone = crate::tencent::sms::normalize_phone(phone).unwrap_or_else(|| phone.to_string());
         self.data().sms_per_phone.get(&phone).copied().unwrap_or(0)
     }
 
     /// The JSON bodies of the messages robot `key` delivered, oldest first.
     pub fn robot_messages(&self, key: &str) -> Vec<Value> {
         let data = self.data();
-        data.robot_messages
-            .iter()
-            .filter(|m| m.key == key)
-            .map(|m| m.body.clone())
-            .collect()
+        data.robot_messages.iter().filter(|m| m.key == key).map(|m| m.body.clone()).collect()
     }
 
     /// Every delivered robot message, oldest first.
     pub fn all_robot_messages(&self) -> Vec<RobotMessage> {
         self.data().robot_messages.iter().cloned().collect()
+    }
+
+    /// Every Juzibot contact way created, oldest first.
+    pub fn contact_ways(&self) -> Vec<Value> {
+        self.data().contact_ways.clone()
     }
 
     /// Every uploaded file.
@@ -183,21 +176,14 @@ impl SandboxState {
     /// The recorded requests to one provider.
     pub fn requests_for(&self, provider: Provider) -> Vec<RecordedRequest> {
         let data = self.data();
-        data.requests
-            .iter()
-            .filter(|r| r.provider == provider)
-            .cloned()
-            .collect()
+        data.requests.iter().filter(|r| r.provider == provider).cloned().collect()
     }
 
     /// `(provider, code)` of every refusal, oldest first: `("tencent", "AuthFailure.SignatureFailure")`,
     /// `("wecom_robot", "93000")`... Injected faults are not refusals.
     pub fn rejected(&self) -> Vec<(String, String)> {
         let data = self.data();
-        data.rejected
-            .iter()
-            .map(|r| (r.provider.as_str().to_string(), r.code.clone()))
-            .collect()
+        data.rejected.iter().map(|r| (r.provider.as_str().to_string(), r.code.clone())).collect()
     }
 
     /// The refusals with their messages.
@@ -207,10 +193,7 @@ impl SandboxState {
 
     pub fn stats(&self) -> Stats {
         let data = self.data();
-        Stats {
-            pending_faults: data.faults.pending().len(),
-            ..data.stats.clone()
-        }
+        Stats { pending_faults: data.faults.pending().len(), ..data.stats.clone() }
     }
 
     /// Forgets everything: records, counters, faults, delays, uploaded media, throttle windows.
@@ -238,40 +221,87 @@ impl SandboxState {
                 }
             }
         };
-        time::timeout(timeout, waiting)
-            .await
-            .map_err(|_| WaitTimeout {
-                what: what.to_string(),
-                waited: timeout,
-            })
+        time::timeout(timeout, waiting).await.map_err(|_| WaitTimeout { what: what.to_string(), waited: timeout })
     }
 
     /// Waits until at least `n` SMS were accepted in all.
     pub async fn wait_for_sms(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
         let what = format!("{n} SMS");
-        self.wait_until(&what, timeout, |s| s.stats().sms_sent >= n as u64)
-            .await
+        self.wait_until(&what, timeout, |s| s.stats().sms_sent >= n as u64).await
     }
 
     /// Waits until at least `n` robot messages were delivered in all.
-    pub async fn wait_for_robot_messages(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<(), WaitTimeout> {
+    pub async fn wait_for_robot_messages(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
         let what = format!("{n} robot messages");
-        self.wait_until(&what, timeout, |s| s.stats().robot_messages >= n as u64)
-            .await
+        self.wait_until(&what, timeout, |s| s.stats().robot_messages >= n as u64).await
     }
 
     /// Waits until at least `n` provider requests arrived in all.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
         let what = format!("{n} requests");
-        self.wait_until(&what, timeout, |s| s.stats().requests >= n as u64)
-            .await
+        self.wait_until(&what, timeout, |s| s.stats().requests >= n as u64).await
+    }
+
+    /// Waits until at least `n` Juzibot contact ways were created in all.
+    pub async fn wait_for_contact_ways(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
+        let what = format!("{n} contact ways");
+        self.wait_until(&what, timeout, |s| s.stats().contact_ways_created >= n as u64).await
     }
 
     // ----- crate-internal: used by the fake providers ------------------------------------------
+
+    pub(crate) fn record_contact_way(&self, contact_way: Value) {
+        tracing::info!("contact way created");
+        self.change(|d| {
+            d.stats.contact_ways_created += 1;
+            d.contact_ways.push(contact_way);
+        });
+    }
+
+    pub(crate) fn find_contact_way(&self, config_id: &str) -> Option<Value> {
+        self.data().contact_ways.iter().find(|w| w["config_id"] == config_id).cloned()
+    }
+
+    /// A throttle hit for `(provider, credential)`: at most `limit` per rolling `window`.
+    pub(crate) fn throttle(&self, provider: Provider, credential: &str, limit: u32, window: Duration) -> bool {
+        let mut data = self.data();
+        data.windows
+            .entry((provider, credential.to_string()))
+            .or_insert_with(|| RollingWindow::new(limit, window))
+            .try_hit(Instant::now())
+    }
+
+    /// Feishu's token endpoint: the app's current token while more than `keep` of its life is left,
+    /// else `fresh` valid for `lifetime`. Returns the token and its remaining seconds.
+    pub(crate) fn feishu_token(
+        &self,
+        app_id: &str,
+        fresh: String,
+        lifetime: Duration,
+        keep: Duration,
+    ) -> (String, u64) {
+        self.change(|d| {
+            d.stats.feishu_tokens_issued += 1;
+            let now = Instant::now();
+            let current = d
+                .feishu_tokens
+                .iter()
+                .filter(|(_, (app, expiry))| app == app_id && *expiry > now + keep)
+                .max_by_key(|(_, (_, expiry))| *expiry)
+                .map(|(token, (_, expiry))| (token.clone(), expiry.duration_since(now).as_secs()));
+            current.unwrap_or_else(|| {
+                d.feishu_tokens.insert(fresh.clone(), (app_id.to_string(), now + lifetime));
+                (fresh, lifetime.as_secs())
+            })
+        })
+    }
+
+    /// The app a valid Feishu token belongs to.
+    pub(crate) fn feishu_token_app(&self, token: &str) -> Option<String> {
+        let data = self.data();
+        let (app, expiry) = data.feishu_tokens.get(token)?;
+        (*expiry > Instant::now()).then(|| app.clone())
+    }
 
     pub(crate) fn record_request(&self, provider: Provider, request: &Captured) {
         let cap = self.shared.config.record_limit;
@@ -280,6 +310,10 @@ impl SandboxState {
             match provider {
                 Provider::Tencent => d.stats.tencent_requests += 1,
                 Provider::WecomRobot => d.stats.wecom_robot_requests += 1,
+                Provider::DingtalkRobot => d.stats.dingtalk_robot_requests += 1,
+                Provider::FeishuRobot => d.stats.feishu_robot_requests += 1,
+                Provider::Feishu => d.stats.feishu_requests += 1,
+                Provider::Juzibot => d.stats.juzibot_requests += 1,
                 Provider::Unknown => d.stats.unknown_requests += 1,
             }
             push_capped(&mut d.requests, request.to_record(provider), cap);
@@ -291,11 +325,7 @@ impl SandboxState {
         let cap = self.shared.config.record_limit;
         self.change(|d| {
             d.stats.rejected += 1;
-            let rejection = Rejection {
-                provider,
-                code: code.to_string(),
-                message: message.to_string(),
-            };
+            let rejection = Rejection { provider, code: code.to_string(), message: message.to_string() };
             push_capped(&mut d.rejected, rejection, cap);
         });
     }
@@ -328,11 +358,7 @@ impl SandboxState {
     }
 
     pub(crate) fn find_media(&self, media_id: &str) -> Option<UploadedMedia> {
-        self.data()
-            .media
-            .iter()
-            .find(|m| m.media_id == media_id)
-            .cloned()
+        self.data().media.iter().find(|m| m.media_id == media_id).cloned()
     }
 
     /// Consumes one application of the first matching fault of `stage`.
@@ -370,41 +396,22 @@ impl SandboxState {
     /// Applies the raw-request faults and the fixed delay: sleeps as programmed, and answers
     /// instead of the provider when an `http_status` fault matches.
     pub(crate) async fn before_processing(&self, facts: &RequestFacts) -> Option<Response> {
-        let base = self
-            .data()
-            .delays
-            .get(&facts.provider)
-            .copied()
-            .unwrap_or_default();
+        let base = self.data().delays.get(&facts.provider).copied().unwrap_or_default();
         self.delay_and_http_faults(false, facts, base).await
     }
 
     /// Applies the `after_processing` faults to a handled request's `response`.
-    pub(crate) async fn after_processing(
-        &self,
-        facts: &RequestFacts,
-        response: Response,
-    ) -> Response {
-        self.delay_and_http_faults(true, facts, Duration::ZERO)
-            .await
-            .unwrap_or(response)
+    pub(crate) async fn after_processing(&self, facts: &RequestFacts, response: Response) -> Response {
+        self.delay_and_http_faults(true, facts, Duration::ZERO).await.unwrap_or(response)
     }
 
-    async fn delay_and_http_faults(
-        &self,
-        after: bool,
-        facts: &RequestFacts,
-        base: Duration,
-    ) -> Option<Response> {
+    async fn delay_and_http_faults(&self, after: bool, facts: &RequestFacts, base: Duration) -> Option<Response> {
         let mut delay = base;
-        if let Some(FaultEffect::Delay { ms, .. }) = self.take_fault(Stage::Delay { after }, facts)
-        {
+        if let Some(FaultEffect::Delay { ms, .. }) = self.take_fault(Stage::Delay { after }, facts) {
             delay += Duration::from_millis(ms);
         }
         let answer = match self.take_fault(Stage::Http { after }, facts) {
-            Some(FaultEffect::HttpStatus { status, body, .. }) => {
-                Some(http_fault_response(status, body))
-            }
+            Some(FaultEffect::HttpStatus { status, body, .. }) => Some(http_fault_response(status, body)),
             _ => None,
         };
         if !delay.is_zero() {
@@ -416,17 +423,6 @@ impl SandboxState {
 
 fn http_fault_response(status: u16, body: Option<String>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = body.unwrap_or_else(|| {
-        format!(
-            "{} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("Error")
-        )
-    });
-    (
-        status,
-        [("content-type", "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    let body = body.unwrap_or_else(|| format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
+    (status, [("content-type", "text/plain; charset=utf-8")], body).into_response()
 }

@@ -12,20 +12,12 @@ pub(crate) struct RollingWindow {
 
 impl RollingWindow {
     pub fn new(limit: u32, window: Duration) -> Self {
-        Self {
-            limit: limit as usize,
-            window,
-            hits: VecDeque::new(),
-        }
+        Self { limit: limit as usize, window, hits: VecDeque::new() }
     }
 
     /// Counts a hit at `now` if the window has room; `false` (and nothing counted) otherwise.
     pub fn try_hit(&mut self, now: Instant) -> bool {
-        while self
-            .hits
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
+        while self.hits.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
             self.hits.pop_front();
         }
         if self.hits.len() >= self.limit {

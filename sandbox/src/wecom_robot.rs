@@ -61,11 +61,7 @@ struct RobotError {
 }
 
 fn refuse<T>(errcode: i64, errmsg: impl Into<String>) -> Result<T, RobotError> {
-    Err(RobotError {
-        errcode,
-        errmsg: errmsg.into(),
-        injected: false,
-    })
+    Err(RobotError { errcode, errmsg: errmsg.into(), injected: false })
 }
 
 /// `POST /cgi-bin/webhook/send?key=KEY`.
@@ -105,11 +101,7 @@ async fn respond(
         }
         Err(error) => {
             if !error.injected {
-                state.record_rejection(
-                    Provider::WecomRobot,
-                    &error.errcode.to_string(),
-                    &error.errmsg,
-                );
+                state.record_rejection(Provider::WecomRobot, &error.errcode.to_string(), &error.errmsg);
             }
             let errmsg = format!(
                 "{}, more info at https://open.work.weixin.qq.com/devtool/query?e={}",
@@ -118,17 +110,12 @@ async fn respond(
             json!({ "errcode": error.errcode, "errmsg": errmsg })
         }
     };
-    state
-        .after_processing(facts, Json(body).into_response())
-        .await
+    state.after_processing(facts, Json(body).into_response()).await
 }
 
 fn request_facts(request: &Captured, action: Option<&str>) -> RequestFacts {
     let body: Option<Value> = serde_json::from_slice(&request.body).ok();
-    let msgtype = body
-        .as_ref()
-        .and_then(|b| b.get("msgtype"))
-        .and_then(Value::as_str);
+    let msgtype = body.as_ref().and_then(|b| b.get("msgtype")).and_then(Value::as_str);
     let phones = body
         .as_ref()
         .and_then(|b| b.pointer("/text/mentioned_mobile_list"))
@@ -166,19 +153,14 @@ fn injected_fault(state: &SandboxState, facts: &RequestFacts) -> Result<(), Robo
     match state.take_fault(Stage::WecomRequest, facts) {
         Some(FaultEffect::WecomErrcode { errcode, errmsg }) => Err(RobotError {
             errcode,
-            errmsg: errmsg
-                .unwrap_or_else(|| format!("errcode {errcode} injected by yizhan-sandbox")),
+            errmsg: errmsg.unwrap_or_else(|| format!("errcode {errcode} injected by yizhan-sandbox")),
             injected: true,
         }),
         _ => Ok(()),
     }
 }
 
-fn deliver(
-    state: &SandboxState,
-    request: &Captured,
-    facts: &RequestFacts,
-) -> Result<(), RobotError> {
+fn deliver(state: &SandboxState, request: &Captured, facts: &RequestFacts) -> Result<(), RobotError> {
     let key = authorize(state, request)?;
     if request.oversized {
         return refuse(40058, "invalid parameter, the request body is too large");
@@ -203,6 +185,7 @@ fn deliver(
         return refuse(45009, "api freq out of limit");
     }
     state.record_robot_message(RobotMessage {
+        provider: Provider::WecomRobot,
         key: key.to_string(),
         msgtype: msgtype.to_string(),
         body: Value::Object(body),
@@ -211,41 +194,25 @@ fn deliver(
 }
 
 /// `body[name]` as an object.
-fn section<'b>(
-    body: &'b Map<String, Value>,
-    name: &str,
-) -> Result<&'b Map<String, Value>, RobotError> {
+fn section<'b>(body: &'b Map<String, Value>, name: &str) -> Result<&'b Map<String, Value>, RobotError> {
     match body.get(name) {
         Some(Value::Object(section)) => Ok(section),
-        _ => refuse(
-            40058,
-            format!("invalid parameter, `{name}` must be an object"),
-        ),
+        _ => refuse(40058, format!("invalid parameter, `{name}` must be an object")),
     }
 }
 
 /// An optional string field; `Ok(None)` when absent.
-fn opt_str<'b>(
-    object: &'b Map<String, Value>,
-    path: &str,
-    name: &str,
-) -> Result<Option<&'b str>, RobotError> {
+fn opt_str<'b>(object: &'b Map<String, Value>, path: &str, name: &str) -> Result<Option<&'b str>, RobotError> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => refuse(
-            40058,
-            format!("invalid parameter, `{path}.{name}` must be a string"),
-        ),
+        Some(_) => refuse(40058, format!("invalid parameter, `{path}.{name}` must be a string")),
     }
 }
 
 fn check_len(value: &str, max: usize, what: &str) -> Result<(), RobotError> {
     if value.len() > max {
-        return refuse(
-            40058,
-            format!("invalid parameter, {what} exceed max length {max}"),
-        );
+        return refuse(40058, format!("invalid parameter, {what} exceed max length {max}"));
     }
     Ok(())
 }
@@ -253,10 +220,7 @@ fn check_len(value: &str, max: usize, what: &str) -> Result<(), RobotError> {
 fn non_empty_content<'b>(body: &'b Map<String, Value>, name: &str) -> Result<&'b str, RobotError> {
     match opt_str(section(body, name)?, name, "content")? {
         Some(content) if !content.is_empty() => Ok(content),
-        _ => refuse(
-            44004,
-            format!("empty content, `{name}.content` is required"),
-        ),
+        _ => refuse(44004, format!("empty content, `{name}.content` is required")),
     }
 }
 
@@ -269,10 +233,7 @@ fn check_text(body: &Map<String, Value>) -> Result<(), RobotError> {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
             Some(_) => {
-                return refuse(
-                    40058,
-                    format!("invalid parameter, `text.{list}` must be a list of strings"),
-                );
+                return refuse(40058, format!("invalid parameter, `text.{list}` must be a list of strings"));
             }
         }
     }
@@ -280,41 +241,22 @@ fn check_text(body: &Map<String, Value>) -> Result<(), RobotError> {
 }
 
 fn check_markdown(body: &Map<String, Value>) -> Result<(), RobotError> {
-    check_len(
-        non_empty_content(body, "markdown")?,
-        MAX_MARKDOWN_BYTES,
-        "content",
-    )
+    check_len(non_empty_content(body, "markdown")?, MAX_MARKDOWN_BYTES, "content")
 }
 
 fn check_image(body: &Map<String, Value>) -> Result<(), RobotError> {
     let image = section(body, "image")?;
-    let (Some(encoded), Some(md5)) = (
-        opt_str(image, "image", "base64")?,
-        opt_str(image, "image", "md5")?,
-    ) else {
-        return refuse(
-            40058,
-            "invalid parameter, `image.base64` and `image.md5` are required",
-        );
+    let (Some(encoded), Some(md5)) = (opt_str(image, "image", "base64")?, opt_str(image, "image", "md5")?) else {
+        return refuse(40058, "invalid parameter, `image.base64` and `image.md5` are required");
     };
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
         return refuse(40009, "invalid image, `image.base64` is not valid base64");
     };
     if bytes.is_empty() || bytes.len() > MAX_IMAGE_BYTES {
-        return refuse(
-            40009,
-            format!(
-                "invalid image size, {} bytes (1..={MAX_IMAGE_BYTES})",
-                bytes.len()
-            ),
-        );
+        return refuse(40009, format!("invalid image size, {} bytes (1..={MAX_IMAGE_BYTES})", bytes.len()));
     }
     if !hex::encode(Md5::digest(&bytes)).eq_ignore_ascii_case(md5) {
-        return refuse(
-            40009,
-            "invalid image, `image.md5` is not the MD5 of the decoded image",
-        );
+        return refuse(40009, "invalid image, `image.md5` is not the MD5 of the decoded image");
     }
     let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n");
     let jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
@@ -329,13 +271,7 @@ fn check_news(body: &Map<String, Value>) -> Result<(), RobotError> {
         return refuse(40058, "invalid parameter, `news.articles` must be a list");
     };
     if articles.is_empty() || articles.len() > MAX_ARTICLES {
-        return refuse(
-            45008,
-            format!(
-                "article count {} out of range 1..={MAX_ARTICLES}",
-                articles.len()
-            ),
-        );
+        return refuse(45008, format!("article count {} out of range 1..={MAX_ARTICLES}", articles.len()));
     }
     for article in articles {
         let Value::Object(article) = article else {
@@ -350,24 +286,14 @@ fn check_news(body: &Map<String, Value>) -> Result<(), RobotError> {
             return refuse(41010, "missing url");
         }
         check_len(title, MAX_TITLE_BYTES, "title")?;
-        check_len(
-            opt_str(article, path, "description")?.unwrap_or_default(),
-            MAX_DESCRIPTION_BYTES,
-            "description",
-        )?;
+        check_len(opt_str(article, path, "description")?.unwrap_or_default(), MAX_DESCRIPTION_BYTES, "description")?;
         opt_str(article, path, "picurl")?;
     }
     Ok(())
 }
 
-fn check_file(
-    state: &SandboxState,
-    key: &str,
-    body: &Map<String, Value>,
-) -> Result<(), RobotError> {
-    let Some(media_id) =
-        opt_str(section(body, "file")?, "file", "media_id")?.filter(|m| !m.is_empty())
-    else {
+fn check_file(state: &SandboxState, key: &str, body: &Map<String, Value>) -> Result<(), RobotError> {
+    let Some(media_id) = opt_str(section(body, "file")?, "file", "media_id")?.filter(|m| !m.is_empty()) else {
         return refuse(41006, "missing media_id");
     };
     match state.find_media(media_id) {
@@ -386,36 +312,19 @@ async fn upload(
         return refuse(40005, "invalid type, `type` must be file or voice");
     };
     if request.oversized {
-        return refuse(
-            40006,
-            format!("invalid file size, at most {MAX_FILE_BYTES} bytes"),
-        );
+        return refuse(40006, format!("invalid file size, at most {MAX_FILE_BYTES} bytes"));
     }
     let (filename, content) = read_media_part(request).await?;
-    let max = if media_type == "voice" {
-        MAX_VOICE_BYTES
-    } else {
-        MAX_FILE_BYTES
-    };
+    let max = if media_type == "voice" { MAX_VOICE_BYTES } else { MAX_FILE_BYTES };
     if !(MIN_FILE_BYTES..=max).contains(&content.len()) {
-        return refuse(
-            40006,
-            format!(
-                "invalid file size, {} bytes ({MIN_FILE_BYTES}..={max})",
-                content.len()
-            ),
-        );
+        return refuse(40006, format!("invalid file size, {} bytes ({MIN_FILE_BYTES}..={max})", content.len()));
     }
     if media_type == "voice" && !content.starts_with(b"#!AMR") {
         return refuse(40004, "invalid media type, voice must be AMR");
     }
     injected_fault(state, facts)?;
 
-    let media_id: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(56)
-        .map(char::from)
-        .collect();
+    let media_id: String = rand::rng().sample_iter(Alphanumeric).take(56).map(char::from).collect();
     let created_at = chrono::Utc::now().timestamp();
     state.record_media(UploadedMedia {
         key: key.to_string(),
@@ -440,22 +349,13 @@ async fn read_media_part(request: &Captured) -> Result<(String, Vec<u8>), RobotE
         errmsg: "empty media data, send multipart/form-data with a `media` part".into(),
         injected: false,
     };
-    let mut multipart = Multipart::from_request(request.to_request(), &())
-        .await
-        .map_err(|_| empty())?;
+    let mut multipart = Multipart::from_request(request.to_request(), &()).await.map_err(|_| empty())?;
     while let Some(field) = multipart.next_field().await.map_err(|_| empty())? {
         if field.name() != Some("media") {
             continue;
         }
-        let Some(filename) = field
-            .file_name()
-            .map(str::to_string)
-            .filter(|f| !f.is_empty())
-        else {
-            return refuse(
-                40058,
-                "invalid parameter, the `media` part needs a filename",
-            );
+        let Some(filename) = field.file_name().map(str::to_string).filter(|f| !f.is_empty()) else {
+            return refuse(40058, "invalid parameter, the `media` part needs a filename");
         };
         let content = field.bytes().await.map_err(|_| empty())?;
         return Ok((filename, content.to_vec()));

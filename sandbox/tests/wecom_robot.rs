@@ -12,7 +12,8 @@ use yizhan_sandbox::{Fault, Provider, Sandbox, SandboxConfig};
 const KEY: &str = "sandbox-robot-key";
 const KEY_2: &str = "sandbox-robot-key-2";
 /// A 1×1 PNG.
-const PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+const PNG_BASE64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 fn text(content: &str) -> Value {
     json!({ "msgtype": "text", "text": { "content": content } })
@@ -23,17 +24,12 @@ fn image(base64: &str, md5: &str) -> Value {
 }
 
 fn md5_of_base64(encoded: &str) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
     hex::encode(Md5::digest(bytes))
 }
 
 async fn upload(sandbox: &Sandbox, key: &str, filename: &str, content: &[u8]) -> Value {
-    let form = Form::new().part(
-        "media",
-        Part::bytes(content.to_vec()).file_name(filename.to_string()),
-    );
+    let form = Form::new().part("media", Part::bytes(content.to_vec()).file_name(filename.to_string()));
     let response = client()
         .post(format!("{}/cgi-bin/webhook/upload_media", sandbox.url()))
         .query(&[("key", key), ("type", "file")])
@@ -59,10 +55,7 @@ async fn text_message_is_delivered_and_recorded() {
     assert_eq!(state.robot_messages(KEY), std::slice::from_ref(&body));
     assert!(state.robot_messages(KEY_2).is_empty());
     let all = state.all_robot_messages();
-    assert_eq!(
-        (all[0].key.as_str(), all[0].msgtype.as_str()),
-        (KEY, "text")
-    );
+    assert_eq!((all[0].key.as_str(), all[0].msgtype.as_str()), (KEY, "text"));
     let request = &state.requests()[0];
     assert_eq!(request.provider, Provider::WecomRobot);
     assert_eq!(request.path, "/cgi-bin/webhook/send");
@@ -75,12 +68,7 @@ async fn bad_or_missing_key_is_93000() {
     let sandbox = start().await;
     let answer = robot_post(&sandbox, "no-such-key", &text("hi")).await;
     assert_eq!(errcode(&answer), 93000);
-    assert!(
-        answer["errmsg"]
-            .as_str()
-            .unwrap()
-            .starts_with("invalid webhook url")
-    );
+    assert!(answer["errmsg"].as_str().unwrap().starts_with("invalid webhook url"));
 
     let answer: Value = client()
         .post(format!("{}/cgi-bin/webhook/send", sandbox.url()))
@@ -95,10 +83,7 @@ async fn bad_or_missing_key_is_93000() {
 
     let state = sandbox.state();
     assert!(state.all_robot_messages().is_empty());
-    assert_eq!(
-        state.rejected(),
-        vec![("wecom_robot".to_string(), "93000".to_string()); 2]
-    );
+    assert_eq!(state.rejected(), vec![("wecom_robot".to_string(), "93000".to_string()); 2]);
     assert_eq!(state.requests().len(), 2);
 }
 
@@ -107,52 +92,22 @@ async fn invalid_messages_get_permanent_errcodes() {
     let sandbox = start().await;
     let article = json!({ "title": "t", "url": "https://example.com" });
     let cases = [
-        (
-            json!({ "msgtype": "text", "text": { "content": "x".repeat(2049) } }),
-            40058,
-        ),
-        (
-            json!({ "msgtype": "text", "text": { "content": "" } }),
-            44004,
-        ),
+        (json!({ "msgtype": "text", "text": { "content": "x".repeat(2049) } }), 40058),
+        (json!({ "msgtype": "text", "text": { "content": "" } }), 44004),
         (json!({ "msgtype": "text" }), 40058),
-        (
-            json!({ "msgtype": "markdown", "markdown": { "content": "x".repeat(4097) } }),
-            40058,
-        ),
+        (json!({ "msgtype": "markdown", "markdown": { "content": "x".repeat(4097) } }), 40058),
         (json!({ "msgtype": "video", "video": {} }), 40008),
         (json!({ "text": { "content": "no msgtype" } }), 40008),
-        (
-            json!({ "msgtype": "news", "news": { "articles": vec![article.clone(); 9] } }),
-            45008,
-        ),
-        (
-            json!({ "msgtype": "news", "news": { "articles": [] } }),
-            45008,
-        ),
-        (
-            json!({ "msgtype": "news", "news": { "articles": [{ "url": "https://example.com" }] } }),
-            41016,
-        ),
-        (
-            json!({ "msgtype": "news", "news": { "articles": [{ "title": "t" }] } }),
-            41010,
-        ),
+        (json!({ "msgtype": "news", "news": { "articles": vec![article.clone(); 9] } }), 45008),
+        (json!({ "msgtype": "news", "news": { "articles": [] } }), 45008),
+        (json!({ "msgtype": "news", "news": { "articles": [{ "url": "https://example.com" }] } }), 41016),
+        (json!({ "msgtype": "news", "news": { "articles": [{ "title": "t" }] } }), 41010),
         (json!({ "msgtype": "file", "file": {} }), 41006),
-        (
-            json!({ "msgtype": "file", "file": { "media_id": "never-uploaded" } }),
-            40007,
-        ),
-        (
-            json!({ "msgtype": "image", "image": { "base64": PNG_BASE64 } }),
-            40058,
-        ),
+        (json!({ "msgtype": "file", "file": { "media_id": "never-uploaded" } }), 40007),
+        (json!({ "msgtype": "image", "image": { "base64": PNG_BASE64 } }), 40058),
         (image("!!!", "00"), 40009),
         (image(PNG_BASE64, &"0".repeat(32)), 40009),
-        (
-            image("aGVsbG8gd29ybGQ=", &md5_of_base64("aGVsbG8gd29ybGQ=")),
-            40004,
-        ),
+        (image("aGVsbG8gd29ybGQ=", &md5_of_base64("aGVsbG8gd29ybGQ=")), 40004),
     ];
     for (body, code) in &cases {
         let answer = robot_post(&sandbox, KEY, body).await;
@@ -199,38 +154,23 @@ async fn the_21st_message_in_a_minute_is_refused() {
     }
     let answer = robot_post(&sandbox, KEY, &text("one too many")).await;
     assert_eq!(errcode(&answer), 45009);
-    assert!(
-        answer["errmsg"]
-            .as_str()
-            .unwrap()
-            .starts_with("api freq out of limit")
-    );
+    assert!(answer["errmsg"].as_str().unwrap().starts_with("api freq out of limit"));
 
     let answer = robot_post(&sandbox, KEY_2, &text("other robot")).await;
     assert_eq!(errcode(&answer), 0, "the limit is per key");
 
     let state = sandbox.state();
     assert_eq!(state.robot_messages(KEY).len(), 20);
-    assert_eq!(
-        state.rejected(),
-        [("wecom_robot".to_string(), "45009".to_string())]
-    );
+    assert_eq!(state.rejected(), [("wecom_robot".to_string(), "45009".to_string())]);
 }
 
 #[tokio::test]
 async fn the_rate_limit_can_be_switched_off() {
     let sandbox = start_with(SandboxConfig::default_accounts().robot_rate_limit(None)).await;
     for i in 0..25 {
-        assert_eq!(
-            errcode(&robot_post(&sandbox, KEY, &text(&format!("m{i}"))).await),
-            0
-        );
+        assert_eq!(errcode(&robot_post(&sandbox, KEY, &text(&format!("m{i}"))).await), 0);
     }
-    sandbox
-        .state()
-        .wait_for_robot_messages(25, WAIT)
-        .await
-        .unwrap();
+    sandbox.state().wait_for_robot_messages(25, WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -246,14 +186,7 @@ async fn uploaded_file_can_be_sent_by_its_own_robot_only() {
     let state = sandbox.state();
     let media = state.uploaded_media();
     assert_eq!(media.len(), 1);
-    assert_eq!(
-        (
-            media[0].key.as_str(),
-            media[0].filename.as_str(),
-            media[0].size
-        ),
-        (KEY, "report.txt", 11)
-    );
+    assert_eq!((media[0].key.as_str(), media[0].filename.as_str(), media[0].size), (KEY, "report.txt", 11));
     assert_eq!(media[0].md5, hex::encode(Md5::digest(b"hello world")));
 
     let file = json!({ "msgtype": "file", "file": { "media_id": media_id } });
@@ -266,23 +199,14 @@ async fn uploaded_file_can_be_sent_by_its_own_robot_only() {
 #[tokio::test]
 async fn uploads_are_checked() {
     let sandbox = start().await;
-    assert_eq!(
-        errcode(&upload(&sandbox, KEY, "tiny.txt", b"1234").await),
-        40006
-    );
-    assert_eq!(
-        errcode(&upload(&sandbox, "no-such-key", "a.txt", b"hello world").await),
-        93000
-    );
+    assert_eq!(errcode(&upload(&sandbox, KEY, "tiny.txt", b"1234").await), 40006);
+    assert_eq!(errcode(&upload(&sandbox, "no-such-key", "a.txt", b"hello world").await), 93000);
 
     let url = format!("{}/cgi-bin/webhook/upload_media", sandbox.url());
     let wrong_type: Value = client()
         .post(&url)
         .query(&[("key", KEY), ("type", "image")])
-        .multipart(Form::new().part(
-            "media",
-            Part::bytes(b"hello world".to_vec()).file_name("a.txt"),
-        ))
+        .multipart(Form::new().part("media", Part::bytes(b"hello world".to_vec()).file_name("a.txt")))
         .send()
         .await
         .unwrap()
@@ -293,10 +217,7 @@ async fn uploads_are_checked() {
     let wrong_field: Value = client()
         .post(&url)
         .query(&[("key", KEY), ("type", "file")])
-        .multipart(Form::new().part(
-            "file",
-            Part::bytes(b"hello world".to_vec()).file_name("a.txt"),
-        ))
+        .multipart(Form::new().part("file", Part::bytes(b"hello world".to_vec()).file_name("a.txt")))
         .send()
         .await
         .unwrap()
@@ -327,24 +248,13 @@ async fn uploads_are_checked() {
 async fn errcode_fault_for_one_key_is_consumed() {
     let sandbox = start().await;
     let state = sandbox.state();
-    state
-        .push_fault(
-            Fault::wecom_errcode(-1)
-                .for_key(KEY)
-                .with_message("system busy"),
-        )
-        .unwrap();
+    state.push_fault(Fault::wecom_errcode(-1).for_key(KEY).with_message("system busy")).unwrap();
 
     let answer = robot_post(&sandbox, KEY_2, &text("unaffected")).await;
     assert_eq!(errcode(&answer), 0);
     let answer = robot_post(&sandbox, KEY, &text("first")).await;
     assert_eq!(errcode(&answer), -1);
-    assert!(
-        answer["errmsg"]
-            .as_str()
-            .unwrap()
-            .starts_with("system busy")
-    );
+    assert!(answer["errmsg"].as_str().unwrap().starts_with("system busy"));
     let answer = robot_post(&sandbox, KEY, &text("second")).await;
     assert_eq!(errcode(&answer), 0);
 
@@ -357,16 +267,10 @@ async fn errcode_fault_for_one_key_is_consumed() {
 async fn http_fault_for_a_mentioned_phone() {
     let sandbox = start().await;
     let state = sandbox.state();
-    state
-        .push_fault(Fault::http_status(Provider::WecomRobot, 503).for_phone("+8613800001111"))
-        .unwrap();
+    state.push_fault(Fault::http_status(Provider::WecomRobot, 503).for_phone("+8613800001111")).unwrap();
     let mention = json!({ "msgtype": "text", "text": { "content": "hi", "mentioned_mobile_list": ["13800001111"] } });
-    let response = client()
-        .post(format!("{}/cgi-bin/webhook/send?key={KEY}", sandbox.url()))
-        .json(&mention)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        client().post(format!("{}/cgi-bin/webhook/send?key={KEY}", sandbox.url())).json(&mention).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(errcode(&robot_post(&sandbox, KEY, &mention).await), 0);
 }

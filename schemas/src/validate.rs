@@ -41,8 +41,8 @@ pub enum MissingId {
 
 /// Parses and validates one job from raw bytes (a line of a jobs file, or a message body).
 pub fn validate_job(bytes: &[u8], missing_id: MissingId) -> Result<Job, Vec<FieldError>> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| vec![FieldError::new("$", format!("not valid JSON: {e}"))])?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| vec![FieldError::new("$", format!("not valid JSON: {e}"))])?;
     validate_job_value(&value, missing_id)
 }
 
@@ -55,8 +55,8 @@ pub fn validate_job_value(value: &Value, missing_id: MissingId) -> Result<Job, V
     if !errors.is_empty() {
         return Err(errors);
     }
-    let input: JobInput = serde_json::from_value(value.clone())
-        .map_err(|e| vec![FieldError::new("$", e.to_string())])?;
+    let input: JobInput =
+        serde_json::from_value(value.clone()).map_err(|e| vec![FieldError::new("$", e.to_string())])?;
     let id = match (input.id, missing_id) {
         (Some(id), _) => id,
         (None, MissingId::Assign) => Uuid::now_v7(),
@@ -134,10 +134,9 @@ fn collect(validator: &Validator, instance: &Value, pointer_prefix: &str) -> Vec
 fn field_errors(error: &ValidationError<'_>, pointer_prefix: &str) -> Vec<FieldError> {
     let pointer = format!("{pointer_prefix}{}", error.instance_path().as_str());
     match error.kind() {
-        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
-            .iter()
-            .map(|name| FieldError::new(json_path(&pointer, Some(name)), "unknown field"))
-            .collect(),
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            unexpected.iter().map(|name| FieldError::new(json_path(&pointer, Some(name)), "unknown field")).collect()
+        }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
             vec![FieldError::new(json_path(&pointer, Some(&name)), "is required")]
@@ -192,7 +191,10 @@ mod tests {
 
     #[test]
     fn workers_reject_a_job_without_id() {
-        assert_eq!(errors(sms(ok_params()), MissingId::Reject), ["$.id: is required for jobs published straight to the broker"]);
+        assert_eq!(
+            errors(sms(ok_params()), MissingId::Reject),
+            ["$.id: is required for jobs published straight to the broker"]
+        );
     }
 
     #[test]

@@ -66,20 +66,14 @@ pub enum Claim {
     /// `progress` is what earlier attempts recorded (for example the numbers already sent).
     /// `orphaned_attempt` is set when the previous holder's lease ran out mid-run: that attempt's
     /// outcome is unknown, so the caller must apply the config's `on_ambiguous`.
-    Acquired {
-        progress: Option<Value>,
-        orphaned_attempt: Option<u32>,
-    },
+    Acquired { progress: Option<Value>, orphaned_attempt: Option<u32> },
     /// The key already finished (succeeded or dead): the delivery is a duplicate.
     Finished { state: FinishedState },
     /// Another worker holds a live lease on the key; look again in `retry_in`.
     Busy { retry_in: Duration },
     /// This very attempt already decided to retry, but the retry copy was not confirmed published
     /// (the worker died in between): publish the retry copy for attempt `attempt + 1` now.
-    RetryUnpublished {
-        attempt: u32,
-        progress: Option<Value>,
-    },
+    RetryUnpublished { attempt: u32, progress: Option<Value> },
     /// A stale copy: the job already moved on to a later attempt (or its retry copy was
     /// published), or the key belongs to another job that is waiting for its retry.
     Stale,
@@ -97,21 +91,11 @@ pub enum FinishedState {
 pub enum Finish {
     /// Will be retried: attempt `attempt` failed transiently; the retry copy (attempt + 1) goes out
     /// after this is recorded, and [`StateStore::retry_published`] marks it confirmed.
-    Retrying {
-        attempt: u32,
-        progress: Option<Value>,
-        error: String,
-        next_attempt_at: Millis,
-    },
+    Retrying { attempt: u32, progress: Option<Value>, error: String, next_attempt_at: Millis },
     /// Done; `result` is a read action's data (or a write's receipt).
     Succeeded { attempt: u32, result: Option<Value> },
     /// Parked in the dead-letter queue. `kind` is `permanent`, `exhausted`, `invalid` or `ambiguous`.
-    Dead {
-        attempt: u32,
-        kind: String,
-        error: String,
-        progress: Option<Value>,
-    },
+    Dead { attempt: u32, kind: String, error: String, progress: Option<Value> },
 }
 
 /// A job's status as the HTTP API reports it.
@@ -152,22 +136,10 @@ pub trait StateStore: Send + Sync + 'static {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError>;
 
     /// Extends the leases of `keys` held by `owner` to `now + lease`; keys no longer held are skipped.
-    async fn renew(
-        &self,
-        owner: &str,
-        keys: &[String],
-        now: Millis,
-        lease: Duration,
-    ) -> Result<(), StoreError>;
+    async fn renew(&self, owner: &str, keys: &[String], now: Millis, lease: Duration) -> Result<(), StoreError>;
 
     /// Records how the holder's attempt ended.
-    async fn finish(
-        &self,
-        key: &str,
-        owner: &str,
-        finish: &Finish,
-        now: Millis,
-    ) -> Result<(), StoreError>;
+    async fn finish(&self, key: &str, owner: &str, finish: &Finish, now: Millis) -> Result<(), StoreError>;
 
     /// Marks that the retry copy for attempt `attempt + 1` was confirmed by the broker.
     async fn retry_published(&self, key: &str, attempt: u32) -> Result<(), StoreError>;
@@ -194,13 +166,9 @@ pub async fn open_with_retention(
     retention: Duration,
 ) -> Result<Arc<dyn StateStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(
-            SqliteStore::open(path, namespace, retention).await?,
-        ))
+        Ok(Arc::new(SqliteStore::open(path, namespace, retention).await?))
     } else if url == "sqlite::memory:" {
-        Ok(Arc::new(
-            SqliteStore::open(":memory:", namespace, retention).await?,
-        ))
+        Ok(Arc::new(SqliteStore::open(":memory:", namespace, retention).await?))
     } else if url.starts_with("redis://") || url.starts_with("rediss://") {
         Ok(Arc::new(RedisStore::open(url, namespace, retention).await?))
     } else {
@@ -225,10 +193,7 @@ pub fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((name, _))
-                        if name.eq_ignore_ascii_case("pass")
-                            || name.eq_ignore_ascii_case("password") =>
-                    {
+                    Some((name, _)) if name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password") => {
                         format!("{name}=***")
                     }
                     _ => pair.to_string(),
@@ -247,20 +212,11 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        assert_eq!(
-            redact_url("redis://:pw@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(
-            redact_url("redis://user:pw@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
+        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact_url("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(redact_url("redis://host:6379/0"), "redis://host:6379/0");
         assert_eq!(redact_url("bogus:pw@x"), "***@x");
-        assert_eq!(
-            redact_url("redis+unix:///run/r.sock?db=1&pass=pw"),
-            "redis+unix:///run/r.sock?db=1&pass=***"
-        );
+        assert_eq!(redact_url("redis+unix:///run/r.sock?db=1&pass=pw"), "redis+unix:///run/r.sock?db=1&pass=***");
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
         assert!(!redact_url("redis://:p@ss@host/0").contains("ss"));
     }

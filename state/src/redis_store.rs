@@ -16,10 +16,7 @@ use redis::{AsyncConnectionConfig, Script};
 use uuid::Uuid;
 
 use crate::sqlite::{duration_ms, parse_json};
-use crate::{
-    Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError,
-    redact_url,
-};
+use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError, redact_url};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -187,20 +184,13 @@ impl RedisStore {
         let secrets = secrets_of(url);
         let fail = |e: redis::RedisError| scrub(e, &secrets, &redacted);
 
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::BadUrl(format!("{redacted} ({})", mask(&e.to_string(), &secrets)))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::BadUrl(format!("{redacted} ({})", mask(&e.to_string(), &secrets))))?;
         let probe_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let mut probe = client
-            .get_multiplexed_async_connection_with_config(&probe_config)
-            .await
-            .map_err(fail)?;
-        let _pong: String = redis::cmd("PING")
-            .query_async(&mut probe)
-            .await
-            .map_err(fail)?;
+        let mut probe = client.get_multiplexed_async_connection_with_config(&probe_config).await.map_err(fail)?;
+        let _pong: String = redis::cmd("PING").query_async(&mut probe).await.map_err(fail)?;
         drop(probe);
 
         let config = ConnectionManagerConfig::new()
@@ -208,15 +198,8 @@ impl RedisStore {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_max_delay(RECONNECT_MAX_DELAY);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(fail)?;
-        Ok(Self {
-            conn,
-            url: redacted,
-            namespace: namespace.to_string(),
-            retention_ms: duration_ms(retention).max(1),
-        })
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(fail)?;
+        Ok(Self { conn, url: redacted, namespace: namespace.to_string(), retention_ms: duration_ms(retention).max(1) })
     }
 
     fn record_key(&self, key: &str) -> String {
@@ -268,9 +251,7 @@ fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
 }
 
 fn mask(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_string(), |text, secret| {
-        text.replace(secret.as_str(), "***")
-    })
+    secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
 }
 
 /// A connection error, unless its text would reveal a secret (the client does not put credentials
@@ -278,10 +259,7 @@ fn mask(text: &str, secrets: &[String]) -> String {
 fn scrub(e: redis::RedisError, secrets: &[String], redacted: &str) -> StoreError {
     let text = e.to_string();
     if secrets.iter().any(|s| text.contains(s.as_str())) {
-        StoreError::Task(format!(
-            "redis connection to {redacted} failed: {}",
-            mask(&text, secrets)
-        ))
+        StoreError::Task(format!("redis connection to {redacted} failed: {}", mask(&text, secrets)))
     } else {
         StoreError::Redis(e)
     }
@@ -292,16 +270,12 @@ fn retry_in(lease_until: &str, now: Millis, key: &str) -> Result<Duration, Store
         key: key.to_string(),
         reason: format!("lease_until {lease_until:?} is not a number"),
     })?;
-    Ok(Duration::from_millis(
-        lease_until.saturating_sub(now).max(1).unsigned_abs(),
-    ))
+    Ok(Duration::from_millis(lease_until.saturating_sub(now).max(1).unsigned_abs()))
 }
 
 fn parse_attempt(text: &str, key: &str) -> Result<u32, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        key: key.to_string(),
-        reason: format!("attempt {text:?} is not a number"),
-    })
+    text.parse()
+        .map_err(|_| StoreError::Corrupt { key: key.to_string(), reason: format!("attempt {text:?} is not a number") })
 }
 
 fn nonempty(text: &str) -> Option<&str> {
@@ -329,20 +303,12 @@ impl StateStore for RedisStore {
         match field(0) {
             "acquired" => Ok(Claim::Acquired {
                 progress: parse_json(key, "progress", nonempty(field(1)))?,
-                orphaned_attempt: nonempty(field(2))
-                    .map(|a| parse_attempt(a, key))
-                    .transpose()?,
+                orphaned_attempt: nonempty(field(2)).map(|a| parse_attempt(a, key)).transpose()?,
             }),
             "finished" => Ok(Claim::Finished {
-                state: if field(1) == "succeeded" {
-                    FinishedState::Succeeded
-                } else {
-                    FinishedState::Dead
-                },
+                state: if field(1) == "succeeded" { FinishedState::Succeeded } else { FinishedState::Dead },
             }),
-            "busy" => Ok(Claim::Busy {
-                retry_in: retry_in(field(1), request.now, key)?,
-            }),
+            "busy" => Ok(Claim::Busy { retry_in: retry_in(field(1), request.now, key)? }),
             "retry_unpublished" => Ok(Claim::RetryUnpublished {
                 attempt: parse_attempt(field(1), key)?,
                 progress: parse_json(key, "progress", nonempty(field(2)))?,
@@ -355,13 +321,7 @@ impl StateStore for RedisStore {
         }
     }
 
-    async fn renew(
-        &self,
-        owner: &str,
-        keys: &[String],
-        now: Millis,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
+    async fn renew(&self, owner: &str, keys: &[String], now: Millis, lease: Duration) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -379,22 +339,11 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        key: &str,
-        _owner: &str,
-        finish: &Finish,
-        now: Millis,
-    ) -> Result<(), StoreError> {
+    async fn finish(&self, key: &str, _owner: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
         let mut set: Vec<(&str, String)> = Vec::new();
         let mut del: Vec<&str> = vec!["owner", "lease_until"];
         match finish {
-            Finish::Retrying {
-                attempt,
-                progress,
-                error,
-                next_attempt_at,
-            } => {
+            Finish::Retrying { attempt, progress, error, next_attempt_at } => {
                 set.push(("state", "retrying".to_string()));
                 set.push(("attempt", attempt.to_string()));
                 set.push(("error", error.clone()));
@@ -413,12 +362,7 @@ impl StateStore for RedisStore {
                 }
                 del.extend(["error", "error_kind", "next_attempt_at"]);
             }
-            Finish::Dead {
-                attempt,
-                kind,
-                error,
-                progress,
-            } => {
+            Finish::Dead { attempt, kind, error, progress } => {
                 set.push(("state", "dead".to_string()));
                 set.push(("attempt", attempt.to_string()));
                 set.push(("error_kind", kind.clone()));
@@ -465,27 +409,18 @@ impl StateStore for RedisStore {
         let Some((key, fields)) = reply.split_first() else {
             return Ok(None);
         };
-        let record: HashMap<&str, &str> = fields
-            .chunks_exact(2)
-            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
-            .collect();
-        let corrupt = |reason: String| StoreError::Corrupt {
-            key: key.clone(),
-            reason,
-        };
+        let record: HashMap<&str, &str> =
+            fields.chunks_exact(2).map(|pair| (pair[0].as_str(), pair[1].as_str())).collect();
+        let corrupt = |reason: String| StoreError::Corrupt { key: key.clone(), reason };
         let get = |field: &str| record.get(field).copied();
         let owner_job = get("job_id").unwrap_or_default();
-        let owner_job = Uuid::parse_str(owner_job)
-            .map_err(|e| corrupt(format!("job id {owner_job:?}: {e}")))?;
+        let owner_job = Uuid::parse_str(owner_job).map_err(|e| corrupt(format!("job id {owner_job:?}: {e}")))?;
         let state = get("state").unwrap_or_default();
         if !matches!(state, "running" | "retrying" | "succeeded" | "dead") {
             return Err(corrupt(format!("unknown state {state:?}")));
         }
         let next_attempt_at = get("next_attempt_at")
-            .map(|t| {
-                t.parse::<Millis>()
-                    .map_err(|_| corrupt(format!("next_attempt_at {t:?} is not a number")))
-            })
+            .map(|t| t.parse::<Millis>().map_err(|_| corrupt(format!("next_attempt_at {t:?} is not a number"))))
             .transpose()?;
         Ok(Some(JobStatus {
             id: job_id,

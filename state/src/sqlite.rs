@@ -16,9 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::{
-    Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError,
-};
+use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError};
 
 /// The most requests run in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -76,17 +74,10 @@ impl fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` (`:memory:` for a private in-memory one),
     /// in WAL mode with `synchronous=NORMAL`, and starts the store's thread.
-    pub async fn open(
-        path: &str,
-        namespace: &str,
-        retention: Duration,
-    ) -> Result<Self, StoreError> {
+    pub async fn open(path: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
         let (requests, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let ctx = Ctx {
-            ns: namespace.to_string(),
-            retention_ms: duration_ms(retention),
-        };
+        let ctx = Ctx { ns: namespace.to_string(), retention_ms: duration_ms(retention) };
         let db_path = path.to_string();
         thread::Builder::new()
             .name("yizhan-state-sqlite".to_string())
@@ -103,19 +94,12 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Task(format!("cannot start the sqlite thread: {e}")))?;
         ready_rx.await.map_err(|_| stopped())??;
-        Ok(Self {
-            requests,
-            path: path.to_string(),
-            namespace: namespace.to_string(),
-        })
+        Ok(Self { requests, path: path.to_string(), namespace: namespace.to_string() })
     }
 
     async fn call(&self, op: Op) -> Result<Reply, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request { op, reply })
-            .await
-            .map_err(|_| stopped())?;
+        self.requests.send(Request { op, reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -137,13 +121,7 @@ impl StateStore for SqliteStore {
         }
     }
 
-    async fn renew(
-        &self,
-        owner: &str,
-        keys: &[String],
-        now: Millis,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
+    async fn renew(&self, owner: &str, keys: &[String], now: Millis, lease: Duration) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -159,18 +137,8 @@ impl StateStore for SqliteStore {
         }
     }
 
-    async fn finish(
-        &self,
-        key: &str,
-        _owner: &str,
-        finish: &Finish,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        let op = Op::Finish {
-            key: key.to_string(),
-            finish: finish.clone(),
-            now,
-        };
+    async fn finish(&self, key: &str, _owner: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
+        let op = Op::Finish { key: key.to_string(), finish: finish.clone(), now };
         match self.call(op).await? {
             Reply::Done => Ok(()),
             _ => Err(unexpected_reply()),
@@ -178,10 +146,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn retry_published(&self, key: &str, attempt: u32) -> Result<(), StoreError> {
-        let op = Op::RetryPublished {
-            key: key.to_string(),
-            attempt,
-        };
+        let op = Op::RetryPublished { key: key.to_string(), attempt };
         match self.call(op).await? {
             Reply::Done => Ok(()),
             _ => Err(unexpected_reply()),
@@ -210,21 +175,9 @@ struct Ctx {
 
 enum Op {
     Claim(ClaimRequest),
-    Renew {
-        owner: String,
-        keys: Vec<String>,
-        now: Millis,
-        lease_until: Millis,
-    },
-    Finish {
-        key: String,
-        finish: Finish,
-        now: Millis,
-    },
-    RetryPublished {
-        key: String,
-        attempt: u32,
-    },
+    Renew { owner: String, keys: Vec<String>, now: Millis, lease_until: Millis },
+    Finish { key: String, finish: Finish, now: Millis },
+    RetryPublished { key: String, attempt: u32 },
     Status(Uuid),
     Prune(Millis),
 }
@@ -245,8 +198,7 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // An in-memory database answers "memory": WAL does not apply to it.
-    let _mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
@@ -269,11 +221,7 @@ fn serve(mut conn: Connection, ctx: &Ctx, mut receiver: mpsc::Receiver<Request>)
 
 fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
     let read_only = batch.iter().all(|r| matches!(r.op, Op::Status(_)));
-    let behavior = if read_only {
-        TransactionBehavior::Deferred
-    } else {
-        TransactionBehavior::Immediate
-    };
+    let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
     let mut tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
         Err(e) => {
@@ -317,11 +265,7 @@ fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
     }
 }
 
-fn in_savepoint(
-    tx: &mut rusqlite::Transaction<'_>,
-    ctx: &Ctx,
-    op: &Op,
-) -> Result<Reply, StoreError> {
+fn in_savepoint(tx: &mut rusqlite::Transaction<'_>, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
     let savepoint = tx.savepoint()?;
     let reply = execute(&savepoint, ctx, op)?;
     // On error the savepoint is dropped, which rolls back this request alone.
@@ -342,12 +286,7 @@ fn copy_error(e: &rusqlite::Error) -> StoreError {
 fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
     match op {
         Op::Claim(request) => claim(conn, ctx, request).map(Reply::Claim),
-        Op::Renew {
-            owner,
-            keys,
-            now,
-            lease_until,
-        } => {
+        Op::Renew { owner, keys, now, lease_until } => {
             let mut renew = conn.prepare_cached(
                 "UPDATE yizhan_keys SET lease_until = ?4, updated_at = ?5
                  WHERE namespace = ?1 AND key = ?2 AND owner = ?3 AND state = 'running'",
@@ -375,10 +314,8 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             let pruned = conn
                 .prepare_cached("DELETE FROM yizhan_keys WHERE namespace = ?1 AND updated_at < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
-            conn.prepare_cached(
-                "DELETE FROM yizhan_jobs WHERE namespace = ?1 AND updated_at < ?2",
-            )?
-            .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached("DELETE FROM yizhan_jobs WHERE namespace = ?1 AND updated_at < ?2")?
+                .execute(params![ctx.ns, cutoff])?;
             Ok(Reply::Pruned(pruned as u64))
         }
     }
@@ -421,40 +358,25 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
 
     let Some(current) = current else {
         acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
-        return Ok(Claim::Acquired {
-            progress: None,
-            orphaned_attempt: None,
-        });
+        return Ok(Claim::Acquired { progress: None, orphaned_attempt: None });
     };
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: request.key.clone(),
-        reason,
-    };
-    let stored_attempt = u32::try_from(current.attempt)
-        .map_err(|_| corrupt(format!("attempt {} out of range", current.attempt)))?;
+    let corrupt = |reason: String| StoreError::Corrupt { key: request.key.clone(), reason };
+    let stored_attempt =
+        u32::try_from(current.attempt).map_err(|_| corrupt(format!("attempt {} out of range", current.attempt)))?;
     let progress = || parse_json(&request.key, "progress", current.progress.as_deref());
     match current.state.as_str() {
-        "succeeded" => Ok(Claim::Finished {
-            state: FinishedState::Succeeded,
-        }),
-        "dead" => Ok(Claim::Finished {
-            state: FinishedState::Dead,
-        }),
+        "succeeded" => Ok(Claim::Finished { state: FinishedState::Succeeded }),
+        "dead" => Ok(Claim::Finished { state: FinishedState::Dead }),
         "running" => {
             let lease_until = current.lease_until.unwrap_or(0);
             if lease_until > request.now {
                 let left = lease_until.saturating_sub(request.now).max(1);
-                return Ok(Claim::Busy {
-                    retry_in: Duration::from_millis(left.unsigned_abs()),
-                });
+                return Ok(Claim::Busy { retry_in: Duration::from_millis(left.unsigned_abs()) });
             }
             let progress = progress()?;
             let attempt = i64::from(request.attempt.max(stored_attempt));
             acquire(conn, ctx, request, &job_id, attempt)?;
-            Ok(Claim::Acquired {
-                progress,
-                orphaned_attempt: Some(stored_attempt),
-            })
+            Ok(Claim::Acquired { progress, orphaned_attempt: Some(stored_attempt) })
         }
         "retrying" => {
             if current.job_id != job_id {
@@ -462,15 +384,9 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
             } else if request.attempt > stored_attempt {
                 let progress = progress()?;
                 acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
-                Ok(Claim::Acquired {
-                    progress,
-                    orphaned_attempt: None,
-                })
+                Ok(Claim::Acquired { progress, orphaned_attempt: None })
             } else if request.attempt == stored_attempt && !current.retry_published {
-                Ok(Claim::RetryUnpublished {
-                    attempt: stored_attempt,
-                    progress: progress()?,
-                })
+                Ok(Claim::RetryUnpublished { attempt: stored_attempt, progress: progress()? })
             } else {
                 Ok(Claim::Stale)
             }
@@ -480,13 +396,7 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
 }
 
 /// Makes `request` the key's holder, keeping progress and the last error.
-fn acquire(
-    conn: &Connection,
-    ctx: &Ctx,
-    request: &ClaimRequest,
-    job_id: &str,
-    attempt: i64,
-) -> Result<(), StoreError> {
+fn acquire(conn: &Connection, ctx: &Ctx, request: &ClaimRequest, job_id: &str, attempt: i64) -> Result<(), StoreError> {
     let lease_until = request.now.saturating_add(duration_ms(request.lease));
     conn.prepare_cached(
         "INSERT INTO yizhan_keys
@@ -497,34 +407,15 @@ fn acquire(
             owner = excluded.owner, lease_until = excluded.lease_until, retry_published = 0,
             next_attempt_at = NULL, updated_at = excluded.updated_at",
     )?
-    .execute(params![
-        ctx.ns,
-        request.key,
-        job_id,
-        attempt,
-        request.owner,
-        lease_until,
-        request.now
-    ])?;
+    .execute(params![ctx.ns, request.key, job_id, attempt, request.owner, lease_until, request.now])?;
     Ok(())
 }
 
 /// Records how an attempt ended. A key with no record (pruned or never claimed) is left alone.
 /// A `None` progress keeps the recorded progress.
-fn finish_key(
-    conn: &Connection,
-    ctx: &Ctx,
-    key: &str,
-    finish: &Finish,
-    now: Millis,
-) -> Result<(), StoreError> {
+fn finish_key(conn: &Connection, ctx: &Ctx, key: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
     let changed = match finish {
-        Finish::Retrying {
-            attempt,
-            progress,
-            error,
-            next_attempt_at,
-        } => conn
+        Finish::Retrying { attempt, progress, error, next_attempt_at } => conn
             .prepare_cached(
                 "UPDATE yizhan_keys SET state = 'retrying', attempt = ?3,
                     progress = COALESCE(?4, progress), error = ?5, next_attempt_at = ?6,
@@ -547,34 +438,15 @@ fn finish_key(
                     owner = NULL, lease_until = NULL, updated_at = ?5
                  WHERE namespace = ?1 AND key = ?2",
             )?
-            .execute(params![
-                ctx.ns,
-                key,
-                i64::from(*attempt),
-                to_json(result.as_ref()),
-                now
-            ])?,
-        Finish::Dead {
-            attempt,
-            kind,
-            error,
-            progress,
-        } => conn
+            .execute(params![ctx.ns, key, i64::from(*attempt), to_json(result.as_ref()), now])?,
+        Finish::Dead { attempt, kind, error, progress } => conn
             .prepare_cached(
                 "UPDATE yizhan_keys SET state = 'dead', attempt = ?3, error_kind = ?4, error = ?5,
                     progress = COALESCE(?6, progress), next_attempt_at = NULL,
                     owner = NULL, lease_until = NULL, updated_at = ?7
                  WHERE namespace = ?1 AND key = ?2",
             )?
-            .execute(params![
-                ctx.ns,
-                key,
-                i64::from(*attempt),
-                kind,
-                error,
-                to_json(progress.as_ref()),
-                now
-            ])?,
+            .execute(params![ctx.ns, key, i64::from(*attempt), kind, error, to_json(progress.as_ref()), now])?,
     };
     if changed > 0 {
         // The record's own job stays findable as long as the record.
@@ -623,18 +495,10 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
     let Some(row) = row else {
         return Ok(None);
     };
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: row.key.clone(),
-        reason,
-    };
-    let owner_job = Uuid::parse_str(&row.job_id)
-        .map_err(|e| corrupt(format!("job id {:?}: {e}", row.job_id)))?;
-    let attempts = u32::try_from(row.attempt)
-        .map_err(|_| corrupt(format!("attempt {} out of range", row.attempt)))?;
-    if !matches!(
-        row.state.as_str(),
-        "running" | "retrying" | "succeeded" | "dead"
-    ) {
+    let corrupt = |reason: String| StoreError::Corrupt { key: row.key.clone(), reason };
+    let owner_job = Uuid::parse_str(&row.job_id).map_err(|e| corrupt(format!("job id {:?}: {e}", row.job_id)))?;
+    let attempts = u32::try_from(row.attempt).map_err(|_| corrupt(format!("attempt {} out of range", row.attempt)))?;
+    if !matches!(row.state.as_str(), "running" | "retrying" | "succeeded" | "dead") {
         return Err(corrupt(format!("unknown state {:?}", row.state)));
     }
     Ok(Some(JobStatus {
@@ -653,19 +517,12 @@ fn to_json(value: Option<&Value>) -> Option<String> {
     value.map(Value::to_string)
 }
 
-pub(crate) fn parse_json(
-    key: &str,
-    field: &str,
-    text: Option<&str>,
-) -> Result<Option<Value>, StoreError> {
+pub(crate) fn parse_json(key: &str, field: &str, text: Option<&str>) -> Result<Option<Value>, StoreError> {
     match text {
         None => Ok(None),
         Some(text) => serde_json::from_str(text)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: key.to_string(),
-                reason: format!("{field} is not JSON: {e}"),
-            }),
+            .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: format!("{field} is not JSON: {e}") }),
     }
 }
 

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 use yizhan_state::{
-    Claim, ClaimRequest, Finish, RedisStore, SqliteStore, StateStore, StoreError, now_millis, open,
-    open_with_retention,
+    Claim, ClaimRequest, Finish, RedisStore, SqliteStore, StateStore, StoreError, now_millis, open, open_with_retention,
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -17,21 +16,11 @@ fn unique(prefix: &str) -> String {
 }
 
 fn request(key: &str, job_id: Uuid, owner: &str, now: i64) -> ClaimRequest {
-    ClaimRequest {
-        key: key.to_string(),
-        job_id,
-        attempt: 1,
-        owner: owner.to_string(),
-        now,
-        lease: LEASE,
-    }
+    ClaimRequest { key: key.to_string(), job_id, attempt: 1, owner: owner.to_string(), now, lease: LEASE }
 }
 
 fn acquired() -> Claim {
-    Claim::Acquired {
-        progress: None,
-        orphaned_attempt: None,
-    }
+    Claim::Acquired { progress: None, orphaned_attempt: None }
 }
 
 #[tokio::test]
@@ -43,22 +32,10 @@ async fn sqlite_prune_deletes_records_older_than_retention() {
     let t0 = now_millis();
     let (old_key, old_job) = (unique("old"), Uuid::now_v7());
     let (new_key, new_job) = (unique("new"), Uuid::now_v7());
-    store
-        .claim(&request(&old_key, old_job, "w1", t0))
-        .await
-        .unwrap();
-    let done = Finish::Succeeded {
-        attempt: 1,
-        result: None,
-    };
-    store
-        .finish(&old_key, "w1", &done, t0 + 1_000)
-        .await
-        .unwrap();
-    store
-        .claim(&request(&new_key, new_job, "w1", t0 + 10_000))
-        .await
-        .unwrap();
+    store.claim(&request(&old_key, old_job, "w1", t0)).await.unwrap();
+    let done = Finish::Succeeded { attempt: 1, result: None };
+    store.finish(&old_key, "w1", &done, t0 + 1_000).await.unwrap();
+    store.claim(&request(&new_key, new_job, "w1", t0 + 10_000)).await.unwrap();
 
     // Unchanged for exactly the retention: kept.
     assert_eq!(store.prune(t0 + 1_000 + 3_600_000).await.unwrap(), 0);
@@ -67,13 +44,7 @@ async fn sqlite_prune_deletes_records_older_than_retention() {
     assert_eq!(store.prune(t0 + 1_001 + 3_600_000).await.unwrap(), 1);
     assert_eq!(store.status(old_job).await.unwrap(), None);
     assert!(store.status(new_job).await.unwrap().is_some());
-    assert_eq!(
-        store
-            .claim(&request(&old_key, Uuid::now_v7(), "w2", t0 + 3_700_000))
-            .await
-            .unwrap(),
-        acquired()
-    );
+    assert_eq!(store.claim(&request(&old_key, Uuid::now_v7(), "w2", t0 + 3_700_000)).await.unwrap(), acquired());
 }
 
 #[tokio::test]
@@ -98,24 +69,11 @@ async fn sqlite_records_survive_reopening() {
     let path = dir.path().join("state.db");
     let path = path.to_str().unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
-    let first = SqliteStore::open(path, "ns", Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(
-        first.claim(&request(&key, job, "w1", t0)).await.unwrap(),
-        acquired()
-    );
+    let first = SqliteStore::open(path, "ns", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(first.claim(&request(&key, job, "w1", t0)).await.unwrap(), acquired());
     drop(first);
-    let second = SqliteStore::open(path, "ns", Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert!(matches!(
-        second
-            .claim(&request(&key, Uuid::now_v7(), "w2", t0 + 1))
-            .await
-            .unwrap(),
-        Claim::Busy { .. }
-    ));
+    let second = SqliteStore::open(path, "ns", Duration::from_secs(60)).await.unwrap();
+    assert!(matches!(second.claim(&request(&key, Uuid::now_v7(), "w2", t0 + 1)).await.unwrap(), Claim::Busy { .. }));
     assert_eq!(second.status(job).await.unwrap().unwrap().status, "running");
 }
 
@@ -124,16 +82,8 @@ async fn sqlite_two_stores_on_one_file_agree() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let path = path.to_str().unwrap();
-    let a = std::sync::Arc::new(
-        SqliteStore::open(path, "ns", Duration::from_secs(60))
-            .await
-            .unwrap(),
-    );
-    let b = std::sync::Arc::new(
-        SqliteStore::open(path, "ns", Duration::from_secs(60))
-            .await
-            .unwrap(),
-    );
+    let a = std::sync::Arc::new(SqliteStore::open(path, "ns", Duration::from_secs(60)).await.unwrap());
+    let b = std::sync::Arc::new(SqliteStore::open(path, "ns", Duration::from_secs(60)).await.unwrap());
     let (key, t0) = (unique("k"), now_millis());
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -155,10 +105,7 @@ async fn sqlite_two_stores_on_one_file_agree() {
 async fn sqlite_urls_open() {
     let store = open("sqlite::memory:", "ns").await.unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
-    assert_eq!(
-        store.claim(&request(&key, job, "w1", t0)).await.unwrap(),
-        acquired()
-    );
+    assert_eq!(store.claim(&request(&key, job, "w1", t0)).await.unwrap(), acquired());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
     open(&url, "ns").await.unwrap();
@@ -169,9 +116,7 @@ async fn sqlite_urls_open() {
 async fn sqlite_open_fails_for_a_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no/such/dir/state.db");
-    let err = SqliteStore::open(path.to_str().unwrap(), "ns", Duration::from_secs(60))
-        .await
-        .unwrap_err();
+    let err = SqliteStore::open(path.to_str().unwrap(), "ns", Duration::from_secs(60)).await.unwrap_err();
     assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
 }
 
@@ -182,21 +127,14 @@ async fn redis_prune_is_a_no_op_and_keys_expire() {
     let store = RedisStore::open(REDIS_URL, &ns, retention).await.unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
     store.claim(&request(&key, job, "w1", t0)).await.unwrap();
-    let done = Finish::Succeeded {
-        attempt: 1,
-        result: None,
-    };
+    let done = Finish::Succeeded { attempt: 1, result: None };
     store.finish(&key, "w1", &done, t0 + 1).await.unwrap();
     assert_eq!(store.prune(t0 + 10 * 3_600_000).await.unwrap(), 0);
 
     let client = redis::Client::open(REDIS_URL).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for redis_key in [format!("{ns}:key:{key}"), format!("{ns}:job:{job}")] {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&redis_key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(&redis_key).query_async(&mut conn).await.unwrap();
         assert!(ttl > 0 && ttl <= 600_000, "{redis_key} has PTTL {ttl}");
     }
     assert!(format!("{store:?}").contains("127.0.0.1:6379"));
@@ -227,9 +165,7 @@ async fn passwords_never_appear_in_errors() {
             Ok(_) => panic!("{url} should not open"),
         }
     }
-    let err = RedisStore::open("redis://:supersecret@127.0.0.1:1/0", "ns", LEASE)
-        .await
-        .unwrap_err();
+    let err = RedisStore::open("redis://:supersecret@127.0.0.1:1/0", "ns", LEASE).await.unwrap_err();
     assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("supersecret"));
     let err = open("bogus://:supersecret@x", "ns").await.err().unwrap();

@@ -9,8 +9,7 @@ use serde_json::json;
 use tempfile::TempDir;
 use uuid::Uuid;
 use yizhan_state::{
-    Claim, ClaimRequest, Finish, FinishedState, Millis, RedisStore, SqliteStore, StateStore,
-    now_millis,
+    Claim, ClaimRequest, Finish, FinishedState, Millis, RedisStore, SqliteStore, StateStore, now_millis,
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -43,17 +42,11 @@ impl Backend {
             Self::SqliteFile(dir) => {
                 let path = dir.path().join("state.db");
                 let path = path.to_str().expect("utf-8 temp path");
-                Arc::new(
-                    SqliteStore::open(path, ns, RETENTION)
-                        .await
-                        .expect("open sqlite"),
-                )
+                Arc::new(SqliteStore::open(path, ns, RETENTION).await.expect("open sqlite"))
             }
-            Self::SqliteMemory => Arc::new(
-                SqliteStore::open(":memory:", ns, RETENTION)
-                    .await
-                    .expect("open sqlite :memory:"),
-            ),
+            Self::SqliteMemory => {
+                Arc::new(SqliteStore::open(":memory:", ns, RETENTION).await.expect("open sqlite :memory:"))
+            }
             Self::Redis => Arc::new(
                 RedisStore::open(REDIS_URL, ns, RETENTION)
                     .await
@@ -76,44 +69,22 @@ fn job() -> Uuid {
 }
 
 fn request(key: &str, job_id: Uuid, attempt: u32, owner: &str, now: Millis) -> ClaimRequest {
-    ClaimRequest {
-        key: key.to_string(),
-        job_id,
-        attempt,
-        owner: owner.to_string(),
-        now,
-        lease: LEASE,
-    }
+    ClaimRequest { key: key.to_string(), job_id, attempt, owner: owner.to_string(), now, lease: LEASE }
 }
 
 fn acquired() -> Claim {
-    Claim::Acquired {
-        progress: None,
-        orphaned_attempt: None,
-    }
+    Claim::Acquired { progress: None, orphaned_attempt: None }
 }
 
 fn retrying(attempt: u32, progress: Option<serde_json::Value>, next_attempt_at: Millis) -> Finish {
-    Finish::Retrying {
-        attempt,
-        progress,
-        error: format!("attempt {attempt} timed out"),
-        next_attempt_at,
-    }
+    Finish::Retrying { attempt, progress, error: format!("attempt {attempt} timed out"), next_attempt_at }
 }
 
 async fn claim_new_key_acquires(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, t0) = (unique("k"), job(), now_millis());
-    assert_eq!(
-        store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap(),
-        acquired()
-    );
-    let status = store
-        .status(id)
-        .await
-        .unwrap()
-        .expect("status of a claimed job");
+    assert_eq!(store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap(), acquired());
+    let status = store.status(id).await.unwrap().expect("status of a claimed job");
     assert_eq!(status.id, id);
     assert_eq!(status.status, "running");
     assert_eq!(status.attempts, 1);
@@ -127,122 +98,44 @@ async fn claim_finished_key_is_finished(backend: &Backend) {
     let t0 = now_millis();
 
     let (ok_key, ok_job) = (unique("k"), job());
-    store
-        .claim(&request(&ok_key, ok_job, 1, "w1", t0))
-        .await
-        .unwrap();
-    let finish = Finish::Succeeded {
-        attempt: 1,
-        result: Some(json!({"id": 7})),
-    };
+    store.claim(&request(&ok_key, ok_job, 1, "w1", t0)).await.unwrap();
+    let finish = Finish::Succeeded { attempt: 1, result: Some(json!({"id": 7})) };
     store.finish(&ok_key, "w1", &finish, t0 + 5).await.unwrap();
-    let succeeded = Claim::Finished {
-        state: FinishedState::Succeeded,
-    };
+    let succeeded = Claim::Finished { state: FinishedState::Succeeded };
     // The same delivery again, a later attempt, another job, long after any lease.
     let late = t0 + 10 * LEASE_MS;
-    assert_eq!(
-        store
-            .claim(&request(&ok_key, ok_job, 1, "w2", late))
-            .await
-            .unwrap(),
-        succeeded
-    );
-    assert_eq!(
-        store
-            .claim(&request(&ok_key, ok_job, 2, "w2", late))
-            .await
-            .unwrap(),
-        succeeded
-    );
-    assert_eq!(
-        store
-            .claim(&request(&ok_key, job(), 1, "w2", late))
-            .await
-            .unwrap(),
-        succeeded
-    );
+    assert_eq!(store.claim(&request(&ok_key, ok_job, 1, "w2", late)).await.unwrap(), succeeded);
+    assert_eq!(store.claim(&request(&ok_key, ok_job, 2, "w2", late)).await.unwrap(), succeeded);
+    assert_eq!(store.claim(&request(&ok_key, job(), 1, "w2", late)).await.unwrap(), succeeded);
 
     let (dead_key, dead_job) = (unique("k"), job());
-    store
-        .claim(&request(&dead_key, dead_job, 1, "w1", t0))
-        .await
-        .unwrap();
+    store.claim(&request(&dead_key, dead_job, 1, "w1", t0)).await.unwrap();
     let finish = Finish::Dead {
         attempt: 1,
         kind: "permanent".to_string(),
         error: "422 from provider".to_string(),
         progress: None,
     };
-    store
-        .finish(&dead_key, "w1", &finish, t0 + 5)
-        .await
-        .unwrap();
-    let dead = Claim::Finished {
-        state: FinishedState::Dead,
-    };
-    assert_eq!(
-        store
-            .claim(&request(&dead_key, dead_job, 1, "w2", late))
-            .await
-            .unwrap(),
-        dead
-    );
-    assert_eq!(
-        store
-            .claim(&request(&dead_key, job(), 1, "w2", late))
-            .await
-            .unwrap(),
-        dead
-    );
+    store.finish(&dead_key, "w1", &finish, t0 + 5).await.unwrap();
+    let dead = Claim::Finished { state: FinishedState::Dead };
+    assert_eq!(store.claim(&request(&dead_key, dead_job, 1, "w2", late)).await.unwrap(), dead);
+    assert_eq!(store.claim(&request(&dead_key, job(), 1, "w2", late)).await.unwrap(), dead);
 }
 
 async fn claim_live_lease_is_busy(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, t0) = (unique("k"), job(), now_millis());
-    assert_eq!(
-        store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap(),
-        acquired()
-    );
+    assert_eq!(store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap(), acquired());
 
-    let busy = |ms: u64| Claim::Busy {
-        retry_in: Duration::from_millis(ms),
-    };
+    let busy = |ms: u64| Claim::Busy { retry_in: Duration::from_millis(ms) };
     // Retry in what is left of the lease, at least 1 ms.
-    assert_eq!(
-        store.claim(&request(&key, id, 1, "w2", t0)).await.unwrap(),
-        busy(30_000)
-    );
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w2", t0 + 10_000))
-            .await
-            .unwrap(),
-        busy(20_000)
-    );
-    assert_eq!(
-        store
-            .claim(&request(&key, job(), 1, "w3", t0 + 29_999))
-            .await
-            .unwrap(),
-        busy(1)
-    );
+    assert_eq!(store.claim(&request(&key, id, 1, "w2", t0)).await.unwrap(), busy(30_000));
+    assert_eq!(store.claim(&request(&key, id, 1, "w2", t0 + 10_000)).await.unwrap(), busy(20_000));
+    assert_eq!(store.claim(&request(&key, job(), 1, "w3", t0 + 29_999)).await.unwrap(), busy(1));
     // The holder itself (a redelivery to the same worker) is told the same.
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w1", t0 + 1))
-            .await
-            .unwrap(),
-        busy(29_999)
-    );
+    assert_eq!(store.claim(&request(&key, id, 1, "w1", t0 + 1)).await.unwrap(), busy(29_999));
     // A lease set in the caller's future (clock skew) still answers at least 1 ms.
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 2, "w2", t0 - 5))
-            .await
-            .unwrap(),
-        busy(30_005)
-    );
+    assert_eq!(store.claim(&request(&key, id, 2, "w2", t0 - 5)).await.unwrap(), busy(30_005));
     let status = store.status(id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.attempts), ("running", 1));
 }
@@ -252,57 +145,29 @@ async fn claim_after_lease_expiry_is_orphaned(backend: &Backend) {
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
     let progress = json!({"sent": [1, 2, 3]});
-    store
-        .finish(
-            &key,
-            "w1",
-            &retrying(1, Some(progress.clone()), t0 + 1_000),
-            t0 + 100,
-        )
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, Some(progress.clone()), t0 + 1_000), t0 + 100).await.unwrap();
     store.retry_published(&key, 1).await.unwrap();
     let t1 = t0 + 1_000;
     assert_eq!(
         store.claim(&request(&key, id, 2, "w2", t1)).await.unwrap(),
-        Claim::Acquired {
-            progress: Some(progress.clone()),
-            orphaned_attempt: None,
-        }
+        Claim::Acquired { progress: Some(progress.clone()), orphaned_attempt: None }
     );
     // w2 dies: its lease runs out at exactly t1 + LEASE.
     let expiry = t1 + LEASE_MS;
     assert_eq!(
-        store
-            .claim(&request(&key, id, 2, "w3", expiry))
-            .await
-            .unwrap(),
-        Claim::Acquired {
-            progress: Some(progress.clone()),
-            orphaned_attempt: Some(2),
-        }
+        store.claim(&request(&key, id, 2, "w3", expiry)).await.unwrap(),
+        Claim::Acquired { progress: Some(progress.clone()), orphaned_attempt: Some(2) }
     );
     // w3 now holds a fresh lease.
     assert_eq!(
-        store
-            .claim(&request(&key, id, 2, "w4", expiry + 1))
-            .await
-            .unwrap(),
-        Claim::Busy {
-            retry_in: Duration::from_millis(29_999)
-        }
+        store.claim(&request(&key, id, 2, "w4", expiry + 1)).await.unwrap(),
+        Claim::Busy { retry_in: Duration::from_millis(29_999) }
     );
     // A stale copy (attempt 1) taking over an orphan keeps the higher attempt.
     let later = expiry + LEASE_MS;
     assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w5", later))
-            .await
-            .unwrap(),
-        Claim::Acquired {
-            progress: Some(progress),
-            orphaned_attempt: Some(2),
-        }
+        store.claim(&request(&key, id, 1, "w5", later)).await.unwrap(),
+        Claim::Acquired { progress: Some(progress), orphaned_attempt: Some(2) }
     );
     let status = store.status(id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.attempts), ("running", 2));
@@ -313,15 +178,7 @@ async fn retrying_next_attempt_acquires_with_progress(backend: &Backend) {
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
     let progress = json!({"sent": 40, "cursor": "abc"});
-    store
-        .finish(
-            &key,
-            "w1",
-            &retrying(1, Some(progress.clone()), t0 + 60_000),
-            t0 + 10,
-        )
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, Some(progress.clone()), t0 + 60_000), t0 + 10).await.unwrap();
     let status = store.status(id).await.unwrap().unwrap();
     assert_eq!(status.status, "retrying");
     assert_eq!(status.attempts, 1);
@@ -330,33 +187,18 @@ async fn retrying_next_attempt_acquires_with_progress(backend: &Backend) {
 
     // The retry copy may arrive before or after the confirmation; either way attempt 2 runs.
     assert_eq!(
-        store
-            .claim(&request(&key, id, 2, "w2", t0 + 60_000))
-            .await
-            .unwrap(),
-        Claim::Acquired {
-            progress: Some(progress.clone()),
-            orphaned_attempt: None,
-        }
+        store.claim(&request(&key, id, 2, "w2", t0 + 60_000)).await.unwrap(),
+        Claim::Acquired { progress: Some(progress.clone()), orphaned_attempt: None }
     );
     let status = store.status(id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.attempts), ("running", 2));
     assert_eq!(status.next_attempt_at, None);
 
     // A Retrying without progress keeps what was recorded.
-    store
-        .finish(&key, "w2", &retrying(2, None, t0 + 120_000), t0 + 60_010)
-        .await
-        .unwrap();
+    store.finish(&key, "w2", &retrying(2, None, t0 + 120_000), t0 + 60_010).await.unwrap();
     assert_eq!(
-        store
-            .claim(&request(&key, id, 3, "w3", t0 + 120_000))
-            .await
-            .unwrap(),
-        Claim::Acquired {
-            progress: Some(progress),
-            orphaned_attempt: None,
-        }
+        store.claim(&request(&key, id, 3, "w3", t0 + 120_000)).await.unwrap(),
+        Claim::Acquired { progress: Some(progress), orphaned_attempt: None }
     );
 }
 
@@ -365,106 +207,41 @@ async fn retrying_same_attempt_unpublished_is_retry_unpublished(backend: &Backen
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
     let progress = json!({"sent": 1});
-    store
-        .finish(
-            &key,
-            "w1",
-            &retrying(1, Some(progress.clone()), t0 + 5_000),
-            t0 + 10,
-        )
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, Some(progress.clone()), t0 + 5_000), t0 + 10).await.unwrap();
     // The worker died before the retry copy was confirmed; attempt 1 is redelivered.
-    let expected = Claim::RetryUnpublished {
-        attempt: 1,
-        progress: Some(progress),
-    };
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w2", t0 + 20))
-            .await
-            .unwrap(),
-        expected
-    );
+    let expected = Claim::RetryUnpublished { attempt: 1, progress: Some(progress) };
+    assert_eq!(store.claim(&request(&key, id, 1, "w2", t0 + 20)).await.unwrap(), expected);
     // Asking again changes nothing.
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w3", t0 + 30))
-            .await
-            .unwrap(),
-        expected
-    );
+    assert_eq!(store.claim(&request(&key, id, 1, "w3", t0 + 30)).await.unwrap(), expected);
     // Marking another attempt as published does not mark this one.
     store.retry_published(&key, 2).await.unwrap();
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w3", t0 + 40))
-            .await
-            .unwrap(),
-        expected
-    );
+    assert_eq!(store.claim(&request(&key, id, 1, "w3", t0 + 40)).await.unwrap(), expected);
 }
 
 async fn retrying_same_attempt_published_is_stale(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
-    store
-        .finish(&key, "w1", &retrying(1, None, t0 + 5_000), t0 + 10)
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, None, t0 + 5_000), t0 + 10).await.unwrap();
     store.retry_published(&key, 1).await.unwrap();
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w2", t0 + 20))
-            .await
-            .unwrap(),
-        Claim::Stale
-    );
+    assert_eq!(store.claim(&request(&key, id, 1, "w2", t0 + 20)).await.unwrap(), Claim::Stale);
     // The published retry copy still runs.
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 2, "w2", t0 + 5_000))
-            .await
-            .unwrap(),
-        acquired()
-    );
+    assert_eq!(store.claim(&request(&key, id, 2, "w2", t0 + 5_000)).await.unwrap(), acquired());
 }
 
 async fn retrying_older_attempt_is_stale(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
-    store
-        .finish(&key, "w1", &retrying(1, None, t0 + 1), t0 + 1)
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, None, t0 + 1), t0 + 1).await.unwrap();
     store.retry_published(&key, 1).await.unwrap();
-    store
-        .claim(&request(&key, id, 2, "w1", t0 + 2))
-        .await
-        .unwrap();
-    store
-        .finish(&key, "w1", &retrying(2, None, t0 + 3), t0 + 3)
-        .await
-        .unwrap();
+    store.claim(&request(&key, id, 2, "w1", t0 + 2)).await.unwrap();
+    store.finish(&key, "w1", &retrying(2, None, t0 + 3), t0 + 3).await.unwrap();
     // Attempt 2's retry copy is not confirmed yet, yet a copy of attempt 1 is stale.
+    assert_eq!(store.claim(&request(&key, id, 1, "w2", t0 + 4)).await.unwrap(), Claim::Stale);
     assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w2", t0 + 4))
-            .await
-            .unwrap(),
-        Claim::Stale
-    );
-    assert_eq!(
-        store
-            .claim(&request(&key, id, 2, "w2", t0 + 5))
-            .await
-            .unwrap(),
-        Claim::RetryUnpublished {
-            attempt: 2,
-            progress: None
-        }
+        store.claim(&request(&key, id, 2, "w2", t0 + 5)).await.unwrap(),
+        Claim::RetryUnpublished { attempt: 2, progress: None }
     );
 }
 
@@ -472,27 +249,12 @@ async fn retrying_other_job_is_stale(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, other, t0) = (unique("k"), job(), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
-    store
-        .finish(&key, "w1", &retrying(1, None, t0 + 1_000), t0 + 1)
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, None, t0 + 1_000), t0 + 1).await.unwrap();
     for attempt in [1, 2, 5] {
-        assert_eq!(
-            store
-                .claim(&request(&key, other, attempt, "w2", t0 + 2))
-                .await
-                .unwrap(),
-            Claim::Stale
-        );
+        assert_eq!(store.claim(&request(&key, other, attempt, "w2", t0 + 2)).await.unwrap(), Claim::Stale);
     }
     store.retry_published(&key, 1).await.unwrap();
-    assert_eq!(
-        store
-            .claim(&request(&key, other, 2, "w2", t0 + 3))
-            .await
-            .unwrap(),
-        Claim::Stale
-    );
+    assert_eq!(store.claim(&request(&key, other, 2, "w2", t0 + 3)).await.unwrap(), Claim::Stale);
     // The other job is reported as a duplicate of the waiting one.
     let status = store.status(other).await.unwrap().unwrap();
     assert_eq!(status.duplicate_of, Some(id));
@@ -504,10 +266,7 @@ async fn renew_extends_only_own_leases(backend: &Backend) {
     let (key, id, t0) = (unique("k"), job(), now_millis());
     let other_key = unique("k");
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
-    store
-        .claim(&request(&other_key, job(), 1, "w2", t0))
-        .await
-        .unwrap();
+    store.claim(&request(&other_key, job(), 1, "w2", t0)).await.unwrap();
 
     // w1 renews at t0 + 20 s: its lease now runs to t0 + 50 s. Unknown keys are skipped.
     let keys = vec![key.clone(), unique("never-claimed")];
@@ -515,91 +274,44 @@ async fn renew_extends_only_own_leases(backend: &Backend) {
     store.renew("w1", &[], t0 + 20_000, LEASE).await.unwrap();
     // ...which would have expired at t0 + 30 s without the renewal.
     assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w3", t0 + 40_000))
-            .await
-            .unwrap(),
-        Claim::Busy {
-            retry_in: Duration::from_millis(10_000)
-        }
+        store.claim(&request(&key, id, 1, "w3", t0 + 40_000)).await.unwrap(),
+        Claim::Busy { retry_in: Duration::from_millis(10_000) }
     );
 
     // w1 renewing a key it does not hold changes nothing: w2's lease ends at t0 + 30 s.
-    store
-        .renew("w1", std::slice::from_ref(&other_key), t0 + 25_000, LEASE)
-        .await
-        .unwrap();
+    store.renew("w1", std::slice::from_ref(&other_key), t0 + 25_000, LEASE).await.unwrap();
     assert_eq!(
-        store
-            .claim(&request(&other_key, job(), 1, "w3", t0 + 30_000))
-            .await
-            .unwrap(),
-        Claim::Acquired {
-            progress: None,
-            orphaned_attempt: Some(1),
-        }
+        store.claim(&request(&other_key, job(), 1, "w3", t0 + 30_000)).await.unwrap(),
+        Claim::Acquired { progress: None, orphaned_attempt: Some(1) }
     );
     // w2 lost the key: its late renewal must not steal w3's lease back.
-    store
-        .renew("w2", std::slice::from_ref(&other_key), t0 + 31_000, LEASE)
-        .await
-        .unwrap();
+    store.renew("w2", std::slice::from_ref(&other_key), t0 + 31_000, LEASE).await.unwrap();
     assert_eq!(
-        store
-            .claim(&request(&other_key, job(), 1, "w4", t0 + 60_000))
-            .await
-            .unwrap(),
-        Claim::Acquired {
-            progress: None,
-            orphaned_attempt: Some(1),
-        }
+        store.claim(&request(&other_key, job(), 1, "w4", t0 + 60_000)).await.unwrap(),
+        Claim::Acquired { progress: None, orphaned_attempt: Some(1) }
     );
 
     // A renewal after the attempt finished does not revive a lease.
-    store
-        .finish(&key, "w1", &retrying(1, None, t0 + 45_000), t0 + 41_000)
-        .await
-        .unwrap();
-    store
-        .renew("w1", std::slice::from_ref(&key), t0 + 42_000, LEASE)
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, None, t0 + 45_000), t0 + 41_000).await.unwrap();
+    store.renew("w1", std::slice::from_ref(&key), t0 + 42_000, LEASE).await.unwrap();
     assert_eq!(
-        store
-            .claim(&request(&key, id, 1, "w3", t0 + 43_000))
-            .await
-            .unwrap(),
-        Claim::RetryUnpublished {
-            attempt: 1,
-            progress: None
-        }
+        store.claim(&request(&key, id, 1, "w3", t0 + 43_000)).await.unwrap(),
+        Claim::RetryUnpublished { attempt: 1, progress: None }
     );
 }
 
 async fn status_for_original_and_duplicate(backend: &Backend) {
     let store = backend.store().await;
     let (key, original, duplicate, t0) = (unique("k"), job(), job(), now_millis());
-    store
-        .claim(&request(&key, original, 1, "w1", t0))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .claim(&request(&key, duplicate, 1, "w2", t0 + 1))
-            .await
-            .unwrap(),
-        Claim::Busy { .. }
-    ));
+    store.claim(&request(&key, original, 1, "w1", t0)).await.unwrap();
+    assert!(matches!(store.claim(&request(&key, duplicate, 1, "w2", t0 + 1)).await.unwrap(), Claim::Busy { .. }));
     let status = store.status(duplicate).await.unwrap().unwrap();
     assert_eq!(status.id, duplicate);
     assert_eq!(status.status, "running");
     assert_eq!(status.duplicate_of, Some(original));
 
     let result = json!({"rows": [{"id": 1}], "total": 1});
-    let finish = Finish::Succeeded {
-        attempt: 1,
-        result: Some(result.clone()),
-    };
+    let finish = Finish::Succeeded { attempt: 1, result: Some(result.clone()) };
     store.finish(&key, "w1", &finish, t0 + 100).await.unwrap();
 
     let status = store.status(original).await.unwrap().unwrap();
@@ -618,10 +330,7 @@ async fn status_for_original_and_duplicate(backend: &Backend) {
 
     // A duplicate arriving after the end is indexed too.
     let third = job();
-    store
-        .claim(&request(&key, third, 1, "w3", t0 + 200))
-        .await
-        .unwrap();
+    store.claim(&request(&key, third, 1, "w3", t0 + 200)).await.unwrap();
     let status = store.status(third).await.unwrap().unwrap();
     assert_eq!(status.duplicate_of, Some(original));
 }
@@ -630,15 +339,9 @@ async fn status_reports_errors(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
-    store
-        .finish(&key, "w1", &retrying(1, None, t0 + 9_000), t0 + 10)
-        .await
-        .unwrap();
+    store.finish(&key, "w1", &retrying(1, None, t0 + 9_000), t0 + 10).await.unwrap();
     store.retry_published(&key, 1).await.unwrap();
-    store
-        .claim(&request(&key, id, 2, "w2", t0 + 9_000))
-        .await
-        .unwrap();
+    store.claim(&request(&key, id, 2, "w2", t0 + 9_000)).await.unwrap();
     let finish = Finish::Dead {
         attempt: 2,
         kind: "exhausted".to_string(),
@@ -665,25 +368,10 @@ async fn finish_by_late_writer_is_recorded(backend: &Backend) {
     let (key, id, t0) = (unique("k"), job(), now_millis());
     store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
     // w1 stalls past its lease; w2 takes over; then w1 reports success after all.
-    let takeover = store
-        .claim(&request(&key, id, 1, "w2", t0 + LEASE_MS))
-        .await
-        .unwrap();
-    assert!(matches!(
-        takeover,
-        Claim::Acquired {
-            orphaned_attempt: Some(1),
-            ..
-        }
-    ));
-    let finish = Finish::Succeeded {
-        attempt: 1,
-        result: None,
-    };
-    store
-        .finish(&key, "w1", &finish, t0 + LEASE_MS + 5)
-        .await
-        .unwrap();
+    let takeover = store.claim(&request(&key, id, 1, "w2", t0 + LEASE_MS)).await.unwrap();
+    assert!(matches!(takeover, Claim::Acquired { orphaned_attempt: Some(1), .. }));
+    let finish = Finish::Succeeded { attempt: 1, result: None };
+    store.finish(&key, "w1", &finish, t0 + LEASE_MS + 5).await.unwrap();
     let status = store.status(id).await.unwrap().unwrap();
     assert_eq!(status.status, "succeeded");
     assert_eq!(status.result, None);
@@ -691,13 +379,7 @@ async fn finish_by_late_writer_is_recorded(backend: &Backend) {
     let ghost = unique("ghost");
     store.finish(&ghost, "w1", &finish, t0).await.unwrap();
     store.retry_published(&ghost, 1).await.unwrap();
-    assert_eq!(
-        store
-            .claim(&request(&ghost, job(), 1, "w1", t0))
-            .await
-            .unwrap(),
-        acquired()
-    );
+    assert_eq!(store.claim(&request(&ghost, job(), 1, "w1", t0)).await.unwrap(), acquired());
 }
 
 async fn namespaces_are_isolated(backend: &Backend) {
@@ -705,36 +387,17 @@ async fn namespaces_are_isolated(backend: &Backend) {
     let a = backend.store_in(&ns_a).await;
     let b = backend.store_in(&ns_b).await;
     let (key, id_a, id_b, t0) = (unique("k"), job(), job(), now_millis());
-    assert_eq!(
-        a.claim(&request(&key, id_a, 1, "w1", t0)).await.unwrap(),
-        acquired()
-    );
-    assert_eq!(
-        b.claim(&request(&key, id_b, 1, "w1", t0)).await.unwrap(),
-        acquired()
-    );
+    assert_eq!(a.claim(&request(&key, id_a, 1, "w1", t0)).await.unwrap(), acquired());
+    assert_eq!(b.claim(&request(&key, id_b, 1, "w1", t0)).await.unwrap(), acquired());
     assert_eq!(b.status(id_a).await.unwrap(), None);
     assert_eq!(a.status(id_b).await.unwrap(), None);
-    a.finish(
-        &key,
-        "w1",
-        &Finish::Succeeded {
-            attempt: 1,
-            result: None,
-        },
-        t0 + 1,
-    )
-    .await
-    .unwrap();
+    a.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 1).await.unwrap();
     assert_eq!(b.status(id_b).await.unwrap().unwrap().status, "running");
     assert_eq!(a.status(id_a).await.unwrap().unwrap().status, "succeeded");
     // The same namespace, opened again, sees the same records (shared file or Redis).
     if !matches!(backend, Backend::SqliteMemory) {
         let a_again = backend.store_in(&ns_a).await;
-        assert_eq!(
-            a_again.status(id_a).await.unwrap().unwrap().status,
-            "succeeded"
-        );
+        assert_eq!(a_again.status(id_a).await.unwrap().unwrap().status, "succeeded");
     }
 }
 
@@ -752,10 +415,7 @@ async fn concurrent_claims_have_one_winner(backend: &Backend) {
     let mut busy_count = 0;
     for task in tasks {
         match task.await.expect("claim task").expect("claim") {
-            Claim::Acquired {
-                progress: None,
-                orphaned_attempt: None,
-            } => acquired_count += 1,
+            Claim::Acquired { progress: None, orphaned_attempt: None } => acquired_count += 1,
             Claim::Busy { retry_in } => {
                 assert_eq!(retry_in, LEASE);
                 busy_count += 1;

@@ -46,13 +46,17 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// `extra_config` is appended to the config file (for more connector configs or overrides).
+    /// `extra_config` is appended to the config file (for more connector configs or overrides);
+    /// `{sandbox}` in it is replaced by the sandbox's URL (for `endpoint`).
     pub async fn start(test: &str, store: Store, sandbox_config: SandboxConfig, extra_config: &str) -> Harness {
+        // reqwest is built without a default TLS crypto provider; tests use one HTTP client or another.
+        yizhan_broker::install_crypto_provider();
         let prefix = format!("t-{test}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let dir = tempfile::tempdir().expect("temp dir");
         let sandbox = Sandbox::start(sandbox_config, "127.0.0.1:0".parse().unwrap()).await.expect("sandbox");
         let config_path = dir.path().join("yizhan.toml");
         let url = sandbox.url();
+        let extra_config = extra_config.replace("{sandbox}", &url);
         std::fs::write(
             &config_path,
             format!(
@@ -79,7 +83,9 @@ rate_limit = "6000/min"
             Store::Sqlite => format!("sqlite://{}", dir.path().join("state.db").display()),
             Store::Redis => REDIS_URL.to_string(),
         };
-        let connection = yizhan_broker::connect(AMQP_URL, "yizhan-test", yizhan_broker::Recovery::Automatic).await.expect("broker up");
+        let connection = yizhan_broker::connect(AMQP_URL, "yizhan-test", yizhan_broker::Recovery::Automatic)
+            .await
+            .expect("broker up");
         Harness { prefix, dir, sandbox, config_path, state_url, connection }
     }
 
@@ -135,13 +141,20 @@ rate_limit = "6000/min"
             .expect("spawn yizhan-producer");
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 
     /// Submits jobs with the producer library.
     pub async fn submit(&self, jobs: &[Job]) -> Vec<uuid::Uuid> {
         let delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
-        let producer = yizhan_producer::Producer::connect(AMQP_URL, &self.prefix, &delays, yizhan_broker::Recovery::FailFast).await.expect("producer");
+        let producer =
+            yizhan_producer::Producer::connect(AMQP_URL, &self.prefix, &delays, yizhan_broker::Recovery::FailFast)
+                .await
+                .expect("producer");
         producer.submit_all(jobs).await.into_iter().map(|r| r.expect("confirmed")).collect()
     }
 
@@ -165,7 +178,14 @@ rate_limit = "6000/min"
     /// Messages in a queue right now (0 when it does not exist).
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.unwrap();
-        match channel.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await {
+        match channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+        {
             Ok(q) => q.message_count(),
             Err(_) => 0,
         }
@@ -181,7 +201,11 @@ rate_limit = "6000/min"
             match channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
                 Some(message) => out.push(DeadLetter::from(&message.delivery)),
                 None => {
-                    assert!(Instant::now() < deadline, "only {} of {n} dead letters after {timeout:?}: {out:?}", out.len());
+                    assert!(
+                        Instant::now() < deadline,
+                        "only {} of {n} dead letters after {timeout:?}: {out:?}",
+                        out.len()
+                    );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -241,7 +265,12 @@ impl From<&lapin::message::Delivery> for DeadLetter {
             Some(AMQPValue::LongLongInt(n)) => *n as u32,
             _ => 0,
         };
-        DeadLetter { body: delivery.data.clone(), kind: text("x-yizhan-error-kind"), error: text("x-yizhan-error"), attempts }
+        DeadLetter {
+            body: delivery.data.clone(),
+            kind: text("x-yizhan-error-kind"),
+            error: text("x-yizhan-error"),
+            attempts,
+        }
     }
 }
 
@@ -257,10 +286,10 @@ impl Worker {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(response) = client.get(format!("{}/readyz", self.metrics)).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = client.get(format!("{}/readyz", self.metrics)).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "worker not ready; log:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -318,8 +347,11 @@ pub fn sms_job(numbers: &[&str], idempotency_key: Option<&str>) -> Job {
 
 /// A job for any action, validated like the producer does.
 pub fn job(connector: &str, config: &str, action: &str, params: Value) -> Job {
-    validate_job_value(&json!({"connector": connector, "config": config, "action": action, "params": params}), MissingId::Assign)
-        .unwrap_or_else(|e| panic!("invalid test job: {e:?}"))
+    validate_job_value(
+        &json!({"connector": connector, "config": config, "action": action, "params": params}),
+        MissingId::Assign,
+    )
+    .unwrap_or_else(|e| panic!("invalid test job: {e:?}"))
 }
 
 /// Polls `check` until it holds or `timeout` passes (the condition is what the test waits for).

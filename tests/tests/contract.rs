@@ -31,7 +31,8 @@ async fn submit_rejects_bad_lines_by_number_and_publishes_only_the_valid_ones() 
     // All valid: exit 0. Broker unreachable: exit 2.
     let (code, _, _) = h.producer(&["submit", "-"], &format!("{valid}\n"));
     assert_eq!(code, 0);
-    let (code, _, stderr) = h.producer(&["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f", "submit", "-"], &format!("{valid}\n"));
+    let (code, _, stderr) =
+        h.producer(&["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f", "submit", "-"], &format!("{valid}\n"));
     assert_eq!(code, 2, "{stderr}");
     assert!(!stderr.contains("guest:guest"), "the broker password must not be printed: {stderr}");
     h.cleanup().await;
@@ -74,7 +75,9 @@ async fn metrics_and_health_follow_the_contract() {
     // One succeeded, one retried then succeeded, one duplicate, one dead-lettered.
     let sandbox = h.sandbox();
     sandbox.push_fault(yizhan_sandbox::Fault::tencent_error("InternalError.Timeout").for_phone(&number(2))).unwrap();
-    sandbox.push_fault(yizhan_sandbox::Fault::tencent_error("AuthFailure.UnauthorizedOperation").for_phone(&number(3))).unwrap();
+    sandbox
+        .push_fault(yizhan_sandbox::Fault::tencent_error("AuthFailure.UnauthorizedOperation").for_phone(&number(3)))
+        .unwrap();
     let key = format!("{}-dup", h.prefix);
     h.submit(&[sms_job(&[&number(1)], Some(&key))]).await;
     sandbox.wait_for_sms(1, WAIT).await.unwrap();
@@ -107,11 +110,13 @@ async fn metrics_and_health_follow_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn high_priority_jobs_do_not_wait_behind_bulk() {
     let h = Harness::start("lanes", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
-    let mut jobs: Vec<_> = (0..30).map(|i| {
-        let mut job = sms_job(&[&number(100 + i)], None);
-        job.priority = Priority::Bulk;
-        job
-    }).collect();
+    let mut jobs: Vec<_> = (0..30)
+        .map(|i| {
+            let mut job = sms_job(&[&number(100 + i)], None);
+            job.priority = Priority::Bulk;
+            job
+        })
+        .collect();
     let mut otp = sms_job(&[&number(1)], None);
     otp.priority = Priority::High;
     jobs.push(otp);
@@ -121,5 +126,24 @@ async fn high_priority_jobs_do_not_wait_behind_bulk() {
     let order: Vec<String> = h.sandbox().sent_sms().iter().map(|s| s.phone.clone()).collect();
     let position = order.iter().position(|p| *p == number(1)).unwrap();
     assert!(position <= 1, "the high job was sent at position {position} of {}", order.len());
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_lists_every_supported_action_with_effect_and_schema() {
+    let h = Harness::start("catalog", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let (code, stdout, stderr) = h.producer(&["catalog"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let catalog: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(catalog["tencent_sms"]["send_sms"]["effect"], "write");
+    let robot = catalog["wecom_robot"].as_object().unwrap();
+    let mut actions: Vec<&str> = robot.keys().map(String::as_str).collect();
+    actions.sort();
+    assert_eq!(actions, ["send_file", "send_image", "send_markdown", "send_news", "send_text", "upload_file"]);
+    for (kind, actions) in catalog.as_object().unwrap() {
+        for (action, entry) in actions.as_object().unwrap() {
+            assert_eq!(entry["params_schema"]["type"], "object", "{kind}.{action}");
+        }
+    }
     h.cleanup().await;
 }

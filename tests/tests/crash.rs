@@ -99,7 +99,7 @@ async fn sigkill_under_dead_letter_policy_sends_nothing_twice_and_parks_the_ambi
     let _worker = h.spawn_worker(&["--concurrency", CONCURRENCY]).await;
     let statuses = wait_settled(&h, &ids).await;
     let dead = statuses.get("dead").copied().unwrap_or(0);
-    assert!(dead >= 1 && dead <= 16, "only jobs in flight at the kill are ambiguous: {statuses:?}");
+    assert!((1..=16).contains(&dead), "only jobs in flight at the kill are ambiguous: {statuses:?}");
     assert_eq!(statuses.get("succeeded").copied().unwrap_or(0) + dead, 600);
     let parked = h.take_dead(dead, WAIT).await;
     assert!(parked.iter().all(|d| d.kind == "ambiguous"), "{parked:?}");

@@ -10,10 +10,10 @@ use yizhan_tests::{Harness, Store, job};
 const WAIT: Duration = Duration::from_secs(60);
 /// A 1×1 PNG: the sandbox, like WeCom, accepts only real PNG or JPG images.
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
-    0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63,
-    0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60,
-    0x82,
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -23,7 +23,12 @@ async fn every_robot_action_reaches_the_group_once() {
     let worker = h.spawn_worker(&[]).await;
     let b64 = base64::engine::general_purpose::STANDARD;
 
-    let upload = job("wecom_robot", "ops", "upload_file", json!({"filename": "report.csv", "content_base64": b64.encode(b"a,b\n1,2\n")}));
+    let upload = job(
+        "wecom_robot",
+        "ops",
+        "upload_file",
+        json!({"filename": "report.csv", "content_base64": b64.encode(b"a,b\n1,2\n")}),
+    );
     let ids = h.submit(&[upload]).await;
     let store = h.store().await;
     let upload_id = ids[0];
@@ -32,13 +37,19 @@ async fn every_robot_action_reaches_the_group_once() {
         async move { store.status(upload_id).await.unwrap().is_some_and(|s| s.status == "succeeded") }
     })
     .await;
-    let media_id = store.status(upload_id).await.unwrap().unwrap().result.unwrap()["media_id"].as_str().unwrap().to_string();
+    let media_id =
+        store.status(upload_id).await.unwrap().unwrap().result.unwrap()["media_id"].as_str().unwrap().to_string();
 
     h.submit(&[
         job("wecom_robot", "ops", "send_text", json!({"content": "deploy done", "mentioned_list": ["@all"]})),
         job("wecom_robot", "ops", "send_markdown", json!({"content": "**disk** <font color=\"warning\">90%</font>"})),
         job("wecom_robot", "ops", "send_image", json!({"base64": b64.encode(PNG)})),
-        job("wecom_robot", "ops", "send_news", json!({"articles": [{"title": "Release", "url": "https://example.com/r"}]})),
+        job(
+            "wecom_robot",
+            "ops",
+            "send_news",
+            json!({"articles": [{"title": "Release", "url": "https://example.com/r"}]}),
+        ),
         job("wecom_robot", "ops", "send_file", json!({"media_id": media_id})),
     ])
     .await;

@@ -73,11 +73,16 @@ async fn mixed_failures_end_with_exactly_one_sms_per_number() {
         dead.iter().map(|d| d.job()["params"]["phone_numbers"][0].as_str().unwrap().to_string()).collect();
     dead_numbers.sort();
     assert_eq!(dead_numbers, permanent);
-    assert!(dead.iter().all(|d| d.kind == "permanent" && d.error.contains("FailedOperation.PhoneNumberInBlacklist")), "{dead:?}");
+    assert!(
+        dead.iter().all(|d| d.kind == "permanent" && d.error.contains("FailedOperation.PhoneNumberInBlacklist")),
+        "{dead:?}"
+    );
 
     // Let every job settle, then count: exactly one SMS per number that can receive one.
     yizhan_tests::eventually("all 250 jobs settled", WAIT, || async {
-        let m = worker.jobs_total("succeeded").await + worker.jobs_total("duplicate").await + worker.jobs_total("dead_lettered").await;
+        let m = worker.jobs_total("succeeded").await
+            + worker.jobs_total("duplicate").await
+            + worker.jobs_total("dead_lettered").await;
         m == 250
     })
     .await;
@@ -88,7 +93,11 @@ async fn mixed_failures_end_with_exactly_one_sms_per_number() {
     assert_eq!(per_number.len(), expected_sent);
     assert!(per_number.values().all(|&c| c == 1), "a number got more than one SMS");
     assert!(permanent.iter().all(|n| !per_number.contains_key(n)));
-    assert!(sandbox.rejected().iter().all(|(_, code)| code != "AuthFailure.SignatureFailure"), "{:?}", sandbox.rejected());
+    assert!(
+        sandbox.rejected().iter().all(|(_, code)| code != "AuthFailure.SignatureFailure"),
+        "{:?}",
+        sandbox.rejected()
+    );
     assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejected());
     assert_eq!(worker.jobs_total("duplicate").await, 20);
     assert_eq!(worker.jobs_total("dead_lettered").await, 5);

@@ -115,17 +115,16 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Config::parse(&text, &|var| std::env::var(var).ok())
-            .map_err(|e| match e {
-                ConfigError::Parse { reason, .. } => ConfigError::Parse { path: path.display().to_string(), reason },
-                other => other,
-            })
+        Config::parse(&text, &|var| std::env::var(var).ok()).map_err(|e| match e {
+            ConfigError::Parse { reason, .. } => ConfigError::Parse { path: path.display().to_string(), reason },
+            other => other,
+        })
     }
 
     /// Parses config text; `env` looks up `${VAR}` references.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let root: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: "<text>".into(), reason: e.message().to_string() })?;
+        let root: toml::Table = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: "<text>".into(), reason: e.message().to_string() })?;
         let mut config = Config::default();
         for (key, value) in &root {
             if key != "connectors" {
@@ -136,9 +135,9 @@ impl Config {
                 if yizhan_schemas::find_kind(kind).is_none() {
                     return Err(ConfigError::field(format!("connectors.{kind}"), "unknown connector kind"));
                 }
-                let configs = configs
-                    .as_table()
-                    .ok_or_else(|| ConfigError::field(format!("connectors.{kind}"), "must be a table of named configs"))?;
+                let configs = configs.as_table().ok_or_else(|| {
+                    ConfigError::field(format!("connectors.{kind}"), "must be a table of named configs")
+                })?;
                 for (name, table) in configs {
                     let at = format!("connectors.{kind}.{name}");
                     let table = table.as_table().ok_or_else(|| ConfigError::field(&at, "must be a table"))?;
@@ -177,8 +176,8 @@ fn resolve(value: &toml::Value, at: &str, env: &dyn Fn(&str) -> Option<String>) 
     Ok(match value {
         toml::Value::String(text) => {
             if let Some(var) = text.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
-                let value = env(var)
-                    .ok_or_else(|| ConfigError::field(at, format!("environment variable {var} is not set")))?;
+                let value =
+                    env(var).ok_or_else(|| ConfigError::field(at, format!("environment variable {var} is not set")))?;
                 toml::Value::String(value)
             } else if let Some(path) = text.strip_prefix("file:") {
                 let value = std::fs::read_to_string(path)

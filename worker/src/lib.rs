@@ -67,7 +67,8 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     for ((kind, name), connector_config) in &config.connectors {
         let spec = yizhan_schemas::find_kind(kind).expect("config checked kinds");
         let quota_text = connector_config.common.rate_limit.as_deref().unwrap_or(spec.default_rate_limit);
-        let quota = Quota::parse(quota_text).map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
+        let quota =
+            Quota::parse(quota_text).map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
         configured.insert(
             (kind.clone(), name.clone()),
             Configured {
@@ -95,8 +96,24 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let broker_error = |source| WorkerError::Broker { url: redact_url(&settings.amqp_url), source };
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     // Separate connections: flow control on publishing (retries, dead letters) must not stall acks.
-    let consume_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} consume"), yizhan_broker::Recovery::Automatic).await.map_err(broker_error)?);
-    let publish_conn = Arc::new(yizhan_broker::connect(&settings.amqp_url, &format!("yizhan-worker {owner} publish"), yizhan_broker::Recovery::Automatic).await.map_err(broker_error)?);
+    let consume_conn = Arc::new(
+        yizhan_broker::connect(
+            &settings.amqp_url,
+            &format!("yizhan-worker {owner} consume"),
+            yizhan_broker::Recovery::Automatic,
+        )
+        .await
+        .map_err(broker_error)?,
+    );
+    let publish_conn = Arc::new(
+        yizhan_broker::connect(
+            &settings.amqp_url,
+            &format!("yizhan-worker {owner} publish"),
+            yizhan_broker::Recovery::Automatic,
+        )
+        .await
+        .map_err(broker_error)?,
+    );
     let names = Names::new(settings.prefix.clone());
     let channel = consume_conn.create_channel().await.map_err(broker_error)?;
     yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: settings.retry_delays.clone() }).await?;
@@ -121,7 +138,12 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     for priority in Priority::ALL {
         let tag = format!("{owner}-{}", priority.as_str());
         let consumer = channel
-            .basic_consume(names.lane(priority).as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                names.lane(priority).as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(broker_error)?;
         lanes.push((tag, consumer));
@@ -132,7 +154,13 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
 
     let background = CancellationToken::new();
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
-    tokio::spawn(watch_connection(consume_conn.clone(), publish_conn.clone(), metrics.clone(), ready.clone(), background.clone()));
+    tokio::spawn(watch_connection(
+        consume_conn.clone(),
+        publish_conn.clone(),
+        metrics.clone(),
+        ready.clone(),
+        background.clone(),
+    ));
 
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(worker.concurrency.max(1)));

@@ -12,15 +12,21 @@ struct Cli {
     settings: Settings,
     #[command(flatten)]
     worker: WorkerSettings,
+    /// Log format on stderr: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, env = "YIZHAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();

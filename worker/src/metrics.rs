@@ -59,8 +59,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let job_duration = HistogramVec::new(
-            HistogramOpts::new("yizhan_job_duration_seconds", "Time to handle one delivery of a job, rate-limit wait included.")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            HistogramOpts::new(
+                "yizhan_job_duration_seconds",
+                "Time to handle one delivery of a job, rate-limit wait included.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             &["connector", "action"],
         )
         .expect("valid metric");
@@ -145,7 +148,10 @@ mod tests {
         metrics.rate_limit_wait("wecom_robot", 0.5);
         metrics.job_duration("tencent_sms", "send_sms", 0.01);
         let text = metrics.render();
-        assert!(text.contains(r#"yizhan_jobs_total{action="send_sms",connector="tencent_sms",outcome="succeeded"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"yizhan_jobs_total{action="send_sms",connector="tencent_sms",outcome="succeeded"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"yizhan_jobs_total{action="unknown",connector="unknown",outcome="invalid"} 1"#));
         assert!(text.contains(r#"yizhan_provider_requests_total{connector="wecom_robot",result="transient"} 1"#));
         assert!(text.contains("yizhan_rate_limit_wait_seconds_bucket"));

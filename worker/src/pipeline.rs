@@ -128,14 +128,16 @@ impl Pipeline {
                 return Ok(None);
             }
         };
-        let span = tracing::info_span!("job", job_id = %job.id, connector = %job.connector, action = %job.action, attempt);
+        let span =
+            tracing::info_span!("job", job_id = %job.id, connector = %job.connector, action = %job.action, attempt);
         self.process_job(delivery, &job, attempt).instrument(span).await?;
         Ok(Some((job.connector, job.action)))
     }
 
     async fn process_job(&self, delivery: &Delivery, job: &Job, attempt: u32) -> Result<(), Unsettled> {
         let Some(configured) = self.connectors.get(&(job.connector.clone(), job.config.clone())) else {
-            let reason = format!("$.config: no {} config named {:?} in this worker's config file", job.connector, job.config);
+            let reason =
+                format!("$.config: no {} config named {:?} in this worker's config file", job.connector, job.config);
             warn!(%reason, "invalid job");
             self.dead_letter(delivery, None, DeadKind::Invalid, &reason, attempt).await?;
             self.metrics.job(&job.connector, &job.action, JobOutcome::Invalid);
@@ -163,7 +165,10 @@ impl Pipeline {
                 return Ok(());
             }
             Claim::Busy { retry_in } => {
-                info!(retry_in_ms = retry_in.as_millis() as u64, "another worker runs this key now; looking again later");
+                info!(
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "another worker runs this key now; looking again later"
+                );
                 self.publish_delayed(delivery, job, attempt, retry_in).await?;
                 return Ok(());
             }
@@ -194,7 +199,9 @@ impl Pipeline {
     ) -> Settle {
         let writes = action.effect == Effect::Write;
         if let Some(previous) = orphaned {
-            let reason = format!("attempt {previous} was cut off by a worker's death: the provider may or may not have received it");
+            let reason = format!(
+                "attempt {previous} was cut off by a worker's death: the provider may or may not have received it"
+            );
             if writes && configured.on_ambiguous == OnAmbiguous::DeadLetter {
                 return Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() };
             }
@@ -213,7 +220,11 @@ impl Pipeline {
                 Settle::Succeeded { result: success.result }
             }
             Err(failure) => {
-                let result = if matches!(failure, Failure::Permanent { .. }) { RequestResult::Permanent } else { RequestResult::Transient };
+                let result = if matches!(failure, Failure::Permanent { .. }) {
+                    RequestResult::Permanent
+                } else {
+                    RequestResult::Transient
+                };
                 self.metrics.provider_request(&job.connector, result);
                 classify(failure, attempt, job.max_attempts, writes, configured.on_ambiguous, progress)
             }
@@ -233,7 +244,12 @@ impl Pipeline {
                 warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
                 let next_attempt_at = now_millis() + delay.as_millis() as i64;
                 self.store
-                    .finish(key, &self.owner, &Finish::Retrying { attempt, progress, error: reason, next_attempt_at }, now_millis())
+                    .finish(
+                        key,
+                        &self.owner,
+                        &Finish::Retrying { attempt, progress, error: reason, next_attempt_at },
+                        now_millis(),
+                    )
                     .await?;
                 self.publish_delayed(delivery, job, attempt + 1, delay).await?;
                 self.store.retry_published(key, attempt).await?;
@@ -245,7 +261,12 @@ impl Pipeline {
                 // than leaving a `dead` record whose message never reached the queue.
                 self.dead_letter(delivery, Some(job), kind, &reason, attempt).await?;
                 self.store
-                    .finish(key, &self.owner, &Finish::Dead { attempt, kind: kind.as_str().into(), error: reason, progress }, now_millis())
+                    .finish(
+                        key,
+                        &self.owner,
+                        &Finish::Dead { attempt, kind: kind.as_str().into(), error: reason, progress },
+                        now_millis(),
+                    )
                     .await?;
                 self.metrics.job(&job.connector, &job.action, JobOutcome::DeadLettered);
             }
@@ -254,7 +275,14 @@ impl Pipeline {
     }
 
     /// Publishes the message unchanged to `<prefix>.dead` with the reason headers.
-    async fn dead_letter(&self, delivery: &Delivery, job: Option<&Job>, kind: DeadKind, reason: &str, attempts: u32) -> Result<(), Unsettled> {
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        job: Option<&Job>,
+        kind: DeadKind,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), Unsettled> {
         let mut headers = original_headers(delivery);
         headers.insert("x-yizhan-error-kind".into(), long_string(kind.as_str()));
         headers.insert("x-yizhan-error".into(), long_string(reason));
@@ -276,7 +304,13 @@ impl Pipeline {
 
     /// Publishes a copy to the delay lane that fits `delay` (jittered), to come back to its own
     /// lane as attempt `attempt`.
-    async fn publish_delayed(&self, delivery: &Delivery, job: &Job, attempt: u32, delay: Duration) -> Result<(), Unsettled> {
+    async fn publish_delayed(
+        &self,
+        delivery: &Delivery,
+        job: &Job,
+        attempt: u32,
+        delay: Duration,
+    ) -> Result<(), Unsettled> {
         let lane_delay = self.delay_lane(delay);
         let exchange = self.names.delay(lane_delay);
         let mut headers = original_headers(delivery);
@@ -330,23 +364,38 @@ impl Pipeline {
 }
 
 /// Maps a connector failure to where the job goes: retry while attempts remain, else dead.
-fn classify(failure: Failure, attempt: u32, max_attempts: u32, writes: bool, on_ambiguous: OnAmbiguous, progress: Option<&Value>) -> Settle {
+fn classify(
+    failure: Failure,
+    attempt: u32,
+    max_attempts: u32,
+    writes: bool,
+    on_ambiguous: OnAmbiguous,
+    progress: Option<&Value>,
+) -> Settle {
     let exhausted = attempt >= max_attempts;
     match failure {
-        Failure::Permanent { reason, progress: new } => Settle::Dead { kind: DeadKind::Permanent, reason, progress: new.or_else(|| progress.cloned()) },
+        Failure::Permanent { reason, progress: new } => {
+            Settle::Dead { kind: DeadKind::Permanent, reason, progress: new.or_else(|| progress.cloned()) }
+        }
         Failure::Ambiguous { reason } if writes && on_ambiguous == OnAmbiguous::DeadLetter => {
             Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() }
         }
-        Failure::Transient { reason, progress: new, .. } if exhausted => {
-            Settle::Dead { kind: DeadKind::Exhausted, reason: format!("{max_attempts} attempts used: {reason}"), progress: new.or_else(|| progress.cloned()) }
-        }
-        Failure::Ambiguous { reason } if exhausted => {
-            Settle::Dead { kind: DeadKind::Exhausted, reason: format!("{max_attempts} attempts used: {reason}"), progress: progress.cloned() }
-        }
+        Failure::Transient { reason, progress: new, .. } if exhausted => Settle::Dead {
+            kind: DeadKind::Exhausted,
+            reason: format!("{max_attempts} attempts used: {reason}"),
+            progress: new.or_else(|| progress.cloned()),
+        },
+        Failure::Ambiguous { reason } if exhausted => Settle::Dead {
+            kind: DeadKind::Exhausted,
+            reason: format!("{max_attempts} attempts used: {reason}"),
+            progress: progress.cloned(),
+        },
         Failure::Transient { reason, retry_after, progress: new } => {
             Settle::Retry { attempt, progress: new.or_else(|| progress.cloned()), reason, retry_after }
         }
-        Failure::Ambiguous { reason } => Settle::Retry { attempt, progress: progress.cloned(), reason, retry_after: None },
+        Failure::Ambiguous { reason } => {
+            Settle::Retry { attempt, progress: progress.cloned(), reason, retry_after: None }
+        }
     }
 }
 

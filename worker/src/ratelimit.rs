@@ -14,9 +14,8 @@ pub struct Quota {
 
 impl Quota {
     pub fn parse(text: &str) -> Result<Quota, String> {
-        let (count, unit) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not a rate: expected N/s, N/min or N/h"))?;
+        let (count, unit) =
+            text.split_once('/').ok_or_else(|| format!("{text:?} is not a rate: expected N/s, N/min or N/h"))?;
         let count: u32 = count.trim().parse().map_err(|_| format!("{text:?}: {count:?} is not a whole number"))?;
         let count = NonZeroU32::new(count).ok_or_else(|| format!("{text:?}: the count must be at least 1"))?;
         let per = match unit.trim() {
@@ -59,7 +58,10 @@ impl LocalLimiter {
     pub async fn acquire(&self, key: &LimitKey, quota: Quota) -> Duration {
         let limiter = {
             let mut limiters = self.limiters.lock().expect("limiter map lock");
-            limiters.entry(key.clone()).or_insert_with(|| std::sync::Arc::new(RateLimiter::direct(quota.governor()))).clone()
+            limiters
+                .entry(key.clone())
+                .or_insert_with(|| std::sync::Arc::new(RateLimiter::direct(quota.governor())))
+                .clone()
         };
         let start = Instant::now();
         limiter.until_ready().await;
@@ -73,7 +75,7 @@ mod tests {
 
     #[test]
     fn parses_rates() {
-        assert_eq!(Quota::parse("3000/s").unwrap().period(), Duration::from_micros(333));
+        assert_eq!(Quota::parse("3000/s").unwrap().period(), Duration::from_nanos(333_333));
         assert_eq!(Quota::parse("20/min").unwrap().period(), Duration::from_secs(3));
         assert_eq!(Quota::parse("2/h").unwrap().period(), Duration::from_secs(1800));
         assert!(Quota::parse("0/s").is_err());

@@ -50,25 +50,15 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_string(),
-            message: message.into(),
-            injected: false,
-        }
+        Self { code: code.to_string(), message: message.into(), injected: false }
     }
 
     pub fn missing(parameter: &str) -> Self {
-        Self::new(
-            "MissingParameter",
-            format!("The request is missing a required parameter `{parameter}`."),
-        )
+        Self::new("MissingParameter", format!("The request is missing a required parameter `{parameter}`."))
     }
 
     fn invalid_authorization(detail: &str) -> Self {
-        Self::new(
-            "AuthFailure.InvalidAuthorization",
-            format!("Authorization is invalid: {detail}"),
-        )
+        Self::new("AuthFailure.InvalidAuthorization", format!("Authorization is invalid: {detail}"))
     }
 }
 
@@ -95,13 +85,8 @@ pub(crate) struct Action {
 }
 
 /// The actions the sandbox implements.
-pub(crate) const ACTIONS: &[Action] = &[Action {
-    name: "SendSms",
-    service: "sms",
-    version: "2021-01-11",
-    region_required: true,
-    handler: sms::send_sms,
-}];
+pub(crate) const ACTIONS: &[Action] =
+    &[Action { name: "SendSms", service: "sms", version: "2021-01-11", region_required: true, handler: sms::send_sms }];
 
 /// `POST /`: the Tencent Cloud API entry point.
 pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) -> Response {
@@ -128,20 +113,14 @@ pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) 
             }})
         }
     };
-    state
-        .after_processing(&facts, Json(body).into_response())
-        .await
+    state.after_processing(&facts, Json(body).into_response()).await
 }
 
 /// What faults can match on, read leniently from the raw request.
 fn request_facts(request: &Captured) -> RequestFacts {
     let phones = serde_json::from_slice::<Value>(&request.body)
         .ok()
-        .and_then(|body| {
-            body.get("PhoneNumberSet")
-                .and_then(Value::as_array)
-                .cloned()
-        })
+        .and_then(|body| body.get("PhoneNumberSet").and_then(Value::as_array).cloned())
         .unwrap_or_default()
         .iter()
         .filter_map(Value::as_str)
@@ -170,50 +149,29 @@ fn process(
     if request.method != Method::POST {
         return Err(ApiError::new(
             "UnsupportedProtocol",
-            format!(
-                "The sandbox accepts only POST with a JSON body, not {}.",
-                request.method
-            ),
+            format!("The sandbox accepts only POST with a JSON body, not {}.", request.method),
         ));
     }
     if request.oversized {
-        return Err(ApiError::new(
-            "RequestSizeLimitExceeded",
-            "The request body exceeds 8 MB.",
-        ));
+        return Err(ApiError::new("RequestSizeLimitExceeded", "The request body exceeds 8 MB."));
     }
-    let action_name = request
-        .header("x-tc-action")
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| ApiError::missing("Action"))?;
+    let action_name =
+        request.header("x-tc-action").filter(|a| !a.is_empty()).ok_or_else(|| ApiError::missing("Action"))?;
     let action = ACTIONS
         .iter()
         .find(|a| a.name == action_name)
-        .ok_or_else(|| {
-            ApiError::new(
-                "InvalidAction",
-                format!("The action `{action_name}` does not exist."),
-            )
-        })?;
-    let version = request
-        .header("x-tc-version")
-        .ok_or_else(|| ApiError::missing("Version"))?;
+        .ok_or_else(|| ApiError::new("InvalidAction", format!("The action `{action_name}` does not exist.")))?;
+    let version = request.header("x-tc-version").ok_or_else(|| ApiError::missing("Version"))?;
     if version != action.version {
         return Err(ApiError::new(
             "NoSuchVersion",
-            format!(
-                "The API version `{version}` of `{}` does not exist; use `{}`.",
-                action.name, action.version
-            ),
+            format!("The API version `{version}` of `{}` does not exist; use `{}`.", action.name, action.version),
         ));
     }
 
     let account = authenticate(state.config(), request, action.service)?;
 
-    let content_type = request
-        .header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type = request.header("content-type").unwrap_or_default().to_ascii_lowercase();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
     if media_type != "application/json" {
         return Err(ApiError::new(
@@ -228,10 +186,7 @@ fn process(
             return Err(ApiError::missing("Region"));
         }
     } else if !REGIONS.contains(&region) {
-        return Err(ApiError::new(
-            "UnsupportedRegion",
-            format!("The region `{region}` is not supported."),
-        ));
+        return Err(ApiError::new("UnsupportedRegion", format!("The region `{region}` is not supported.")));
     }
 
     if let Some(per_second) = account.requests_per_second
@@ -243,13 +198,7 @@ fn process(
         ));
     }
 
-    let context = ActionContext {
-        state,
-        account,
-        request_id,
-        region,
-        facts,
-    };
+    let context = ActionContext { state, account, request_id, region, facts };
     (action.handler)(&context, &request.body)
 }
 
@@ -262,12 +211,9 @@ fn authenticate<'c>(
     let header = request
         .header("authorization")
         .ok_or_else(|| ApiError::invalid_authorization("the Authorization header is missing"))?;
-    let auth = Authorization::parse(header)
-        .map_err(|e| ApiError::invalid_authorization(&e.to_string()))?;
+    let auth = Authorization::parse(header).map_err(|e| ApiError::invalid_authorization(&e.to_string()))?;
 
-    let timestamp_text = request
-        .header("x-tc-timestamp")
-        .ok_or_else(|| ApiError::missing("Timestamp"))?;
+    let timestamp_text = request.header("x-tc-timestamp").ok_or_else(|| ApiError::missing("Timestamp"))?;
     let timestamp: i64 = timestamp_text
         .trim()
         .parse()
@@ -277,9 +223,7 @@ fn authenticate<'c>(
     if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
         return Err(ApiError::new(
             "AuthFailure.SignatureExpire",
-            format!(
-                "Signature expired: X-TC-Timestamp {timestamp} is more than {tolerance} s from server time {now}."
-            ),
+            format!("Signature expired: X-TC-Timestamp {timestamp} is more than {tolerance} s from server time {now}."),
         ));
     }
 
@@ -300,26 +244,19 @@ fn authenticate<'c>(
     if auth.date != date {
         return Err(ApiError::new(
             "AuthFailure.SignatureFailure",
-            format!(
-                "The credential date {} is not the UTC date of X-TC-Timestamp ({date}).",
-                auth.date
-            ),
+            format!("The credential date {} is not the UTC date of X-TC-Timestamp ({date}).", auth.date),
         ));
     }
 
     for required in ["content-type", "host"] {
         if !auth.signed_headers.iter().any(|h| h == required) {
-            return Err(ApiError::invalid_authorization(
-                "SignedHeaders must include content-type and host",
-            ));
+            return Err(ApiError::invalid_authorization("SignedHeaders must include content-type and host"));
         }
     }
     let mut signed = Vec::with_capacity(auth.signed_headers.len());
     for name in &auth.signed_headers {
         let value = request.header(name).ok_or_else(|| {
-            ApiError::invalid_authorization(&format!(
-                "the signed header `{name}` is not in the request"
-            ))
+            ApiError::invalid_authorization(&format!("the signed header `{name}` is not in the request"))
         })?;
         signed.push((name.as_str(), value));
     }

@@ -35,31 +35,16 @@ pub fn credential_scope(date: &str, service: &str) -> String {
 
 /// The canonical request. `signed` holds `(lower-case header name, raw value)` in `SignedHeaders`
 /// order; values are trimmed and lower-cased here, as the signature documentation requires.
-pub fn canonical_request(
-    method: &str,
-    uri: &str,
-    query: &str,
-    signed: &[(&str, &str)],
-    payload_hash: &str,
-) -> String {
-    let canonical_headers: String = signed
-        .iter()
-        .map(|(name, value)| format!("{name}:{}\n", value.trim().to_lowercase()))
-        .collect();
-    let signed_headers = signed
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(";");
+pub fn canonical_request(method: &str, uri: &str, query: &str, signed: &[(&str, &str)], payload_hash: &str) -> String {
+    let canonical_headers: String =
+        signed.iter().map(|(name, value)| format!("{name}:{}\n", value.trim().to_lowercase())).collect();
+    let signed_headers = signed.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(";");
     format!("{method}\n{uri}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}")
 }
 
 /// `TC3-HMAC-SHA256\n<timestamp>\n<scope>\n<hex sha256 of the canonical request>`.
 pub fn string_to_sign(timestamp: i64, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{timestamp}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{timestamp}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// The hex signature: HMAC chain `"TC3"+key` → date → service → `tc3_request` → string to sign.
@@ -99,15 +84,12 @@ pub struct Authorization {
 
 impl Authorization {
     pub fn parse(header: &str) -> Result<Self, AuthorizationError> {
-        let rest = header
-            .strip_prefix(ALGORITHM)
-            .and_then(|r| r.strip_prefix(' '))
-            .ok_or(AuthorizationError::Algorithm)?;
+        let rest =
+            header.strip_prefix(ALGORITHM).and_then(|r| r.strip_prefix(' ')).ok_or(AuthorizationError::Algorithm)?;
         let (mut credential, mut signed_headers, mut signature) = (None, None, None);
         for part in rest.split(',').map(str::trim) {
-            let (name, value) = part
-                .split_once('=')
-                .ok_or_else(|| AuthorizationError::UnknownPart(part.to_string()))?;
+            let (name, value) =
+                part.split_once('=').ok_or_else(|| AuthorizationError::UnknownPart(part.to_string()))?;
             let slot = match name {
                 "Credential" => &mut credential,
                 "SignedHeaders" => &mut signed_headers,
@@ -119,35 +101,26 @@ impl Authorization {
             }
         }
         let credential = credential.ok_or(AuthorizationError::MissingPart("Credential"))?;
-        let signed_headers =
-            signed_headers.ok_or(AuthorizationError::MissingPart("SignedHeaders"))?;
+        let signed_headers = signed_headers.ok_or(AuthorizationError::MissingPart("SignedHeaders"))?;
         let signature = signature.ok_or(AuthorizationError::MissingPart("Signature"))?;
 
         let fields: Vec<&str> = credential.split('/').collect();
         let [secret_id, date, service, terminator] = fields[..] else {
             return Err(AuthorizationError::Credential);
         };
-        if secret_id.is_empty()
-            || date.is_empty()
-            || service.is_empty()
-            || terminator != "tc3_request"
-        {
+        if secret_id.is_empty() || date.is_empty() || service.is_empty() || terminator != "tc3_request" {
             return Err(AuthorizationError::Credential);
         }
 
         let signed: Vec<String> = signed_headers.split(';').map(str::to_string).collect();
-        let well_formed = signed
-            .iter()
-            .all(|h| !h.is_empty() && *h == h.to_ascii_lowercase())
+        let well_formed = signed.iter().all(|h| !h.is_empty() && *h == h.to_ascii_lowercase())
             && signed.windows(2).all(|w| w[0] < w[1]);
         if !well_formed {
             return Err(AuthorizationError::SignedHeaders);
         }
 
-        let hex_ok = signature.len() == 64
-            && signature
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex_ok =
+            signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !hex_ok {
             return Err(AuthorizationError::Signature);
         }
@@ -171,8 +144,7 @@ mod tests {
     const TIMESTAMP: i64 = 1_551_113_065;
     const CONTENT_TYPE: &str = "application/json; charset=utf-8";
     const HOST: &str = "cvm.tencentcloudapi.com";
-    const BODY: &str =
-        r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+    const BODY: &str = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
 
     fn sign(secret_key: &str, signed: &[(&str, &str)]) -> (String, String) {
         let canonical = canonical_request("POST", "/", "", signed, &sha256_hex(BODY.as_bytes()));
@@ -183,19 +155,13 @@ mod tests {
 
     #[test]
     fn payload_hash_and_date_match_the_vector() {
-        assert_eq!(
-            sha256_hex(BODY.as_bytes()),
-            "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
-        );
+        assert_eq!(sha256_hex(BODY.as_bytes()), "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064");
         assert_eq!(utc_date(TIMESTAMP).as_deref(), Some("2019-02-25"));
     }
 
     #[test]
     fn official_vector_without_action_header() {
-        let (canonical, sig) = sign(
-            SECRET_KEY,
-            &[("content-type", CONTENT_TYPE), ("host", HOST)],
-        );
+        let (canonical, sig) = sign(SECRET_KEY, &[("content-type", CONTENT_TYPE), ("host", HOST)]);
         assert_eq!(
             canonical,
             "POST\n/\n\ncontent-type:application/json; charset=utf-8\nhost:cvm.tencentcloudapi.com\n\n\
@@ -210,35 +176,22 @@ mod tests {
             "TC3-HMAC-SHA256\n1551113065\n2019-02-25/cvm/tc3_request\n\
              5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"
         );
-        assert_eq!(
-            sig,
-            "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
-        );
+        assert_eq!(sig, "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168");
     }
 
     #[test]
     fn vectors_with_signed_action_header() {
-        let signed = [
-            ("content-type", CONTENT_TYPE),
-            ("host", HOST),
-            ("x-tc-action", "DescribeInstances"),
-        ];
+        let signed = [("content-type", CONTENT_TYPE), ("host", HOST), ("x-tc-action", "DescribeInstances")];
         let (canonical, sig) = sign(&"*".repeat(32), &signed);
         assert!(canonical.contains("\nx-tc-action:describeinstances\n"));
         assert_eq!(
             sha256_hex(canonical.as_bytes()),
             "7019a55be8395899b900fb5564e4200d984910f34794a27cb3fb7d10ff6a1e84"
         );
-        assert_eq!(
-            sig,
-            "10b1a37a7301a02ca19a647ad722d5e43b4b3cff309d421d85b46093f6ab6c4f"
-        );
+        assert_eq!(sig, "10b1a37a7301a02ca19a647ad722d5e43b4b3cff309d421d85b46093f6ab6c4f");
 
         let (_, sig) = sign(SECRET_KEY, &signed);
-        assert_eq!(
-            sig,
-            "644be983de9a8a3f00db8eadaba61467c3b429e2215758ba897b738ca469fd26"
-        );
+        assert_eq!(sig, "644be983de9a8a3f00db8eadaba61467c3b429e2215758ba897b738ca469fd26");
     }
 
     #[test]
@@ -258,9 +211,7 @@ mod tests {
         let sig = "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168";
         let cases = [
             (
-                format!(
-                    "HMAC-SHA1 Credential=a/b/c/tc3_request, SignedHeaders=host, Signature={sig}"
-                ),
+                format!("HMAC-SHA1 Credential=a/b/c/tc3_request, SignedHeaders=host, Signature={sig}"),
                 AuthorizationError::Algorithm,
             ),
             (
@@ -278,20 +229,15 @@ mod tests {
                 AuthorizationError::SignedHeaders,
             ),
             (
-                format!(
-                    "TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=Host, Signature={sig}"
-                ),
+                format!("TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=Host, Signature={sig}"),
                 AuthorizationError::SignedHeaders,
             ),
             (
-                "TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=host, Signature=ABC"
-                    .to_string(),
+                "TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=host, Signature=ABC".to_string(),
                 AuthorizationError::Signature,
             ),
             (
-                format!(
-                    "TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=host, Signature={sig}, Extra=1"
-                ),
+                format!("TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=host, Signature={sig}, Extra=1"),
                 AuthorizationError::UnknownPart("Extra".into()),
             ),
         ];

@@ -54,11 +54,8 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mainland = |national: &str| {
         let b = national.as_bytes();
-        (national.len() == 11
-            && all_digits(national)
-            && b[0] == b'1'
-            && (b'3'..=b'9').contains(&b[1]))
-        .then(|| format!("+86{national}"))
+        (national.len() == 11 && all_digits(national) && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]))
+            .then(|| format!("+86{national}"))
     };
     if let Some(digits) = raw.strip_prefix('+') {
         if !all_digits(digits) || !(5..=15).contains(&digits.len()) || digits.starts_with('0') {
@@ -85,10 +82,7 @@ fn is_mainland(e164: &str) -> bool {
 }
 
 fn iso_code(e164: &str) -> &'static str {
-    ISO_CODES
-        .iter()
-        .find(|(prefix, _)| e164.starts_with(prefix))
-        .map_or("DEF", |(_, iso)| iso)
+    ISO_CODES.iter().find(|(prefix, _)| e164.starts_with(prefix)).map_or("DEF", |(_, iso)| iso)
 }
 
 /// Billing units: one SMS up to 70 characters, 67 per part beyond.
@@ -105,10 +99,7 @@ fn serial_no() -> String {
 }
 
 fn wrong_type(name: &str) -> ApiError {
-    ApiError::new(
-        "InvalidParameter",
-        format!("The value type of parameter `{name}` is not valid."),
-    )
+    ApiError::new("InvalidParameter", format!("The value type of parameter `{name}` is not valid."))
 }
 
 fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
@@ -119,19 +110,12 @@ fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>,
     }
 }
 
-fn string_list_field(
-    body: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<Vec<String>>, ApiError> {
+fn string_list_field(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| wrong_type(name))
-            })
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| wrong_type(name)))
             .collect::<Result<_, _>>()
             .map(Some),
         Some(_) => Err(wrong_type(name)),
@@ -152,30 +136,18 @@ struct SendSmsRequest {
 
 fn parse(body: &[u8]) -> Result<SendSmsRequest, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            "FailedOperation.JsonParseFail",
-            format!("The request body is not valid JSON: {e}."),
-        )
+        ApiError::new("FailedOperation.JsonParseFail", format!("The request body is not valid JSON: {e}."))
     })?;
     let Value::Object(body) = value else {
-        return Err(ApiError::new(
-            "FailedOperation.JsonParseFail",
-            "The request body must be a JSON object.",
-        ));
+        return Err(ApiError::new("FailedOperation.JsonParseFail", "The request body must be a JSON object."));
     };
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            "UnknownParameter",
-            format!("The parameter `{unknown}` is not recognized."),
-        ));
+        return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
     }
     Ok(SendSmsRequest {
-        phones: string_list_field(&body, "PhoneNumberSet")?
-            .ok_or_else(|| ApiError::missing("PhoneNumberSet"))?,
-        sdk_app_id: string_field(&body, "SmsSdkAppId")?
-            .ok_or_else(|| ApiError::missing("SmsSdkAppId"))?,
-        template_id: string_field(&body, "TemplateId")?
-            .ok_or_else(|| ApiError::missing("TemplateId"))?,
+        phones: string_list_field(&body, "PhoneNumberSet")?.ok_or_else(|| ApiError::missing("PhoneNumberSet"))?,
+        sdk_app_id: string_field(&body, "SmsSdkAppId")?.ok_or_else(|| ApiError::missing("SmsSdkAppId"))?,
+        template_id: string_field(&body, "TemplateId")?.ok_or_else(|| ApiError::missing("TemplateId"))?,
         sign_name: string_field(&body, "SignName")?.filter(|s| !s.is_empty()),
         params: string_list_field(&body, "TemplateParamSet")?.unwrap_or_default(),
         extend_code: string_field(&body, "ExtendCode")?,
@@ -185,57 +157,38 @@ fn parse(body: &[u8]) -> Result<SendSmsRequest, ApiError> {
 }
 
 /// The `SendSms` handler.
-pub(crate) fn send_sms(
-    ctx: &ActionContext<'_>,
-    body: &[u8],
-) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn send_sms(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let request = parse(body)?;
     let config = ctx.state.config();
 
     if request.phones.is_empty() {
-        return Err(ApiError::new(
-            "MissingParameter.EmptyPhoneNumberSet",
-            "PhoneNumberSet is empty.",
-        ));
+        return Err(ApiError::new("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty."));
     }
     if request.phones.len() > MAX_NUMBERS {
         return Err(ApiError::new(
             "LimitExceeded.PhoneNumberCountLimit",
-            format!(
-                "PhoneNumberSet holds {} numbers; at most {MAX_NUMBERS} are allowed.",
-                request.phones.len()
-            ),
+            format!("PhoneNumberSet holds {} numbers; at most {MAX_NUMBERS} are allowed.", request.phones.len()),
         ));
     }
     if !ctx.account.sdk_app_ids.contains(&request.sdk_app_id) {
-        let elsewhere = config
-            .tencent_accounts
-            .iter()
-            .any(|a| a.sdk_app_ids.contains(&request.sdk_app_id));
+        let elsewhere = config.tencent_accounts.iter().any(|a| a.sdk_app_ids.contains(&request.sdk_app_id));
         return Err(if elsewhere {
             ApiError::new(
                 "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
                 "The SmsSdkAppId does not belong to the account of this SecretId.",
             )
         } else {
-            ApiError::new(
-                "InvalidParameterValue.SdkAppIdNotExist",
-                "The SmsSdkAppId does not exist.",
-            )
+            ApiError::new("InvalidParameterValue.SdkAppIdNotExist", "The SmsSdkAppId does not exist.")
         });
     }
     let template = config.template(&request.template_id).ok_or_else(|| {
         ApiError::new(
             "FailedOperation.TemplateIncorrectOrUnapproved",
-            format!(
-                "The template {} is not approved or does not exist.",
-                request.template_id
-            ),
+            format!("The template {} is not approved or does not exist.", request.template_id),
         )
     })?;
 
-    let normalized: Vec<Option<String>> =
-        request.phones.iter().map(|p| normalize_phone(p)).collect();
+    let normalized: Vec<Option<String>> = request.phones.iter().map(|p| normalize_phone(p)).collect();
     let mainland = normalized.iter().flatten().any(|p| is_mainland(p));
     let international = normalized.iter().flatten().any(|p| !is_mainland(p));
     if mainland && international {
@@ -277,15 +230,9 @@ pub(crate) fn send_sms(
         ));
     }
 
-    if let Some(FaultEffect::TencentError { code, message }) =
-        ctx.state.take_fault(Stage::TencentRequest, ctx.facts)
-    {
+    if let Some(FaultEffect::TencentError { code, message }) = ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
         let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
-        return Err(ApiError {
-            code,
-            message,
-            injected: true,
-        });
+        return Err(ApiError { code, message, injected: true });
     }
 
     let rendered = template.render(&request.params);
@@ -306,13 +253,7 @@ pub(crate) fn send_sms(
 }
 
 /// Sends to one number; returns its `SendStatus`.
-fn send_one(
-    ctx: &ActionContext<'_>,
-    request: &SendSmsRequest,
-    content: &str,
-    raw: &str,
-    phone: Option<&str>,
-) -> Value {
+fn send_one(ctx: &ActionContext<'_>, request: &SendSmsRequest, content: &str, raw: &str, phone: Option<&str>) -> Value {
     let status = |phone: &str, serial: &str, fee: u32, code: &str, message: &str| {
         json!({
             "SerialNo": serial,
@@ -325,16 +266,12 @@ fn send_one(
         })
     };
     let Some(phone) = phone else {
-        let (code, message) = (
-            "InvalidParameterValue.IncorrectPhoneNumber",
-            "incorrect phone number format",
-        );
+        let (code, message) = ("InvalidParameterValue.IncorrectPhoneNumber", "incorrect phone number format");
         ctx.state.record_rejection(Provider::Tencent, code, message);
         return status(raw, "", 0, code, message);
     };
-    if let Some(FaultEffect::TencentNumberStatus { code, message }) = ctx
-        .state
-        .take_fault(Stage::TencentNumber, &ctx.facts.for_phone(phone))
+    if let Some(FaultEffect::TencentNumberStatus { code, message }) =
+        ctx.state.take_fault(Stage::TencentNumber, &ctx.facts.for_phone(phone))
     {
         let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
         return status(phone, "", 0, &code, &message);

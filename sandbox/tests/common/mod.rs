@@ -17,9 +17,7 @@ pub async fn start() -> Sandbox {
 }
 
 pub async fn start_with(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sandbox starts")
+    Sandbox::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("sandbox starts")
 }
 
 pub fn client() -> reqwest::Client {
@@ -27,10 +25,7 @@ pub fn client() -> reqwest::Client {
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 pub fn now() -> i64 {
@@ -87,70 +82,32 @@ impl Default for Tc3 {
 impl Tc3 {
     pub fn authorization(&self, host: &str, body: &str) -> String {
         let date = self.scope_date.clone().unwrap_or_else(|| {
-            chrono::DateTime::from_timestamp(self.timestamp, 0)
-                .unwrap()
-                .format("%Y-%m-%d")
-                .to_string()
+            chrono::DateTime::from_timestamp(self.timestamp, 0).unwrap().format("%Y-%m-%d").to_string()
         });
-        let mut headers = format!(
-            "content-type:{}\nhost:{}\n",
-            self.content_type.to_lowercase(),
-            host
-        );
+        let mut headers = format!("content-type:{}\nhost:{}\n", self.content_type.to_lowercase(), host);
         let mut signed = String::from("content-type;host");
         if self.sign_action {
             headers.push_str(&format!("x-tc-action:{}\n", self.action.to_lowercase()));
             signed.push_str(";x-tc-action");
         }
-        let payload = if self.unsigned_payload {
-            "UNSIGNED-PAYLOAD"
-        } else {
-            body
-        };
-        let canonical = format!(
-            "POST\n/\n\n{headers}\n{signed}\n{}",
-            sha256_hex(payload.as_bytes())
-        );
+        let payload = if self.unsigned_payload { "UNSIGNED-PAYLOAD" } else { body };
+        let canonical = format!("POST\n/\n\n{headers}\n{signed}\n{}", sha256_hex(payload.as_bytes()));
         let scope = format!("{date}/{}/tc3_request", self.service);
-        let to_sign = format!(
-            "TC3-HMAC-SHA256\n{}\n{scope}\n{}",
-            self.timestamp,
-            sha256_hex(canonical.as_bytes())
-        );
+        let to_sign = format!("TC3-HMAC-SHA256\n{}\n{scope}\n{}", self.timestamp, sha256_hex(canonical.as_bytes()));
         let key = hmac(format!("TC3{}", self.secret_key).as_bytes(), &date);
         let key = hmac(&key, &self.service);
         let key = hmac(&key, "tc3_request");
         let signature = hex::encode(hmac(&key, &to_sign));
-        format!(
-            "TC3-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-            self.secret_id
-        )
+        format!("TC3-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}", self.secret_id)
     }
 
     /// Signs `signed_body` but sends `sent_body`; returns the HTTP response.
-    pub async fn send_raw(
-        &self,
-        sandbox: &Sandbox,
-        signed_body: &str,
-        sent_body: &str,
-    ) -> reqwest::Response {
-        self.send_to(
-            &sandbox.url(),
-            &sandbox.addr().to_string(),
-            signed_body,
-            sent_body,
-        )
-        .await
+    pub async fn send_raw(&self, sandbox: &Sandbox, signed_body: &str, sent_body: &str) -> reqwest::Response {
+        self.send_to(&sandbox.url(), &sandbox.addr().to_string(), signed_body, sent_body).await
     }
 
     /// [`Tc3::send_raw`] for a sandbox at `url` whose `Host` is `host` (usable in spawned tasks).
-    pub async fn send_to(
-        &self,
-        url: &str,
-        host: &str,
-        signed_body: &str,
-        sent_body: &str,
-    ) -> reqwest::Response {
+    pub async fn send_to(&self, url: &str, host: &str, signed_body: &str, sent_body: &str) -> reqwest::Response {
         let mut request = client()
             .post(format!("{url}/"))
             .header("Content-Type", &self.content_type)
@@ -179,9 +136,7 @@ impl Tc3 {
 
 /// `Response.Error.Code`, if the answer is an error.
 pub fn error_code(answer: &Value) -> Option<&str> {
-    answer
-        .pointer("/Response/Error/Code")
-        .and_then(Value::as_str)
+    answer.pointer("/Response/Error/Code").and_then(Value::as_str)
 }
 
 /// Every `SendStatusSet[].Code`.
@@ -189,11 +144,7 @@ pub fn status_codes(answer: &Value) -> Vec<String> {
     answer
         .pointer("/Response/SendStatusSet")
         .and_then(Value::as_array)
-        .map(|set| {
-            set.iter()
-                .map(|s| s["Code"].as_str().unwrap().to_string())
-                .collect()
-        })
+        .map(|set| set.iter().map(|s| s["Code"].as_str().unwrap().to_string()).collect())
         .unwrap_or_default()
 }
 

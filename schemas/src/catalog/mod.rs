@@ -3,6 +3,10 @@
 //! Adding an action is adding one entry (and its test); workers interpret the entry's
 //! [`Endpoint`], so no per-action code is written.
 
+mod dingtalk_robot;
+mod feishu;
+mod feishu_robot;
+mod juzibot;
 mod tencent_sms;
 mod wecom_robot;
 
@@ -42,6 +46,14 @@ pub enum Body {
     /// A multipart upload of the param `content_base64`, decoded, as form field `field`, named by the
     /// param `filename`; `media_type` goes in the `type` query parameter.
     Upload { field: &'static str, media_type: &'static str },
+    /// DingTalk robot: `{"msgtype": M, M: params, "at": {...}}`. The params `at_mobiles`, `at_user_ids`
+    /// and `is_at_all` move into `at`; param names are renamed per `renames` `(param, wire name)` at any
+    /// depth (DingTalk spells `messageUrl` in links but `messageURL` in feed cards).
+    DingtalkMessage { msgtype: &'static str, renames: &'static [(&'static str, &'static str)] },
+    /// Feishu bot: `{"msg_type": M, "content": params}`; with `card`, `{"msg_type": M, "card": params.card}`.
+    FeishuMessage { msg_type: &'static str, card: Option<&'static str> },
+    /// The params as query parameters (no body), each renamed per `renames` `(param, wire name)`.
+    Query { renames: &'static [(&'static str, &'static str)] },
 }
 
 /// Where and how an action calls its provider. Paths are the provider's own; the connector config's
@@ -93,7 +105,8 @@ pub fn schema<T: JsonSchema>() -> Schema {
     schemars::schema_for!(T)
 }
 
-static KINDS: &[KindSpec] = &[tencent_sms::KIND, wecom_robot::KIND];
+static KINDS: &[KindSpec] =
+    &[tencent_sms::KIND, wecom_robot::KIND, dingtalk_robot::KIND, feishu_robot::KIND, feishu::KIND, juzibot::KIND];
 
 /// Every connector kind this build supports.
 pub fn kinds() -> &'static [KindSpec] {
@@ -138,7 +151,11 @@ mod tests {
                 assert!(action.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
                 let schema = action.params_schema();
                 assert_eq!(schema["type"], "object", "{}.{}", kind.name, action.name);
-                assert_eq!(schema["additionalProperties"], false, "{}.{} must reject unknown params", kind.name, action.name);
+                assert_eq!(
+                    schema["additionalProperties"], false,
+                    "{}.{} must reject unknown params",
+                    kind.name, action.name
+                );
             }
         }
     }
@@ -149,9 +166,11 @@ mod tests {
         assert_eq!(catalog["tencent_sms"]["send_sms"]["effect"], "write");
         assert_eq!(catalog["wecom_robot"]["upload_file"]["effect"], "write");
         assert_eq!(catalog["wecom_robot"].as_object().unwrap().len(), 6);
-        assert!(catalog["tencent_sms"]["send_sms"]["params_schema"]["required"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("phone_numbers")));
+        assert!(
+            catalog["tencent_sms"]["send_sms"]["params_schema"]["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("phone_numbers"))
+        );
     }
 }

@@ -15,11 +15,41 @@ pub(super) const KIND: KindSpec = KindSpec {
     // WeCom: "每个机器人发送的消息不能超过20条/分钟".
     default_rate_limit: "20/min",
     actions: &[
-        ActionSpec { name: "send_text", effect: Effect::Write, params: schema::<SendText>, endpoint: message("text"), bucket: "messages" },
-        ActionSpec { name: "send_markdown", effect: Effect::Write, params: schema::<SendMarkdown>, endpoint: message("markdown"), bucket: "messages" },
-        ActionSpec { name: "send_image", effect: Effect::Write, params: schema::<SendImage>, endpoint: message("image"), bucket: "messages" },
-        ActionSpec { name: "send_news", effect: Effect::Write, params: schema::<SendNews>, endpoint: message("news"), bucket: "messages" },
-        ActionSpec { name: "send_file", effect: Effect::Write, params: schema::<SendFile>, endpoint: message("file"), bucket: "messages" },
+        ActionSpec {
+            name: "send_text",
+            effect: Effect::Write,
+            params: schema::<SendText>,
+            endpoint: message("text"),
+            bucket: "messages",
+        },
+        ActionSpec {
+            name: "send_markdown",
+            effect: Effect::Write,
+            params: schema::<SendMarkdown>,
+            endpoint: message("markdown"),
+            bucket: "messages",
+        },
+        ActionSpec {
+            name: "send_image",
+            effect: Effect::Write,
+            params: schema::<SendImage>,
+            endpoint: message("image"),
+            bucket: "messages",
+        },
+        ActionSpec {
+            name: "send_news",
+            effect: Effect::Write,
+            params: schema::<SendNews>,
+            endpoint: message("news"),
+            bucket: "messages",
+        },
+        ActionSpec {
+            name: "send_file",
+            effect: Effect::Write,
+            params: schema::<SendFile>,
+            endpoint: message("file"),
+            bucket: "messages",
+        },
         ActionSpec {
             name: "upload_file",
             effect: Effect::Write,

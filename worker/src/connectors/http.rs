@@ -47,10 +47,7 @@ pub fn client() -> reqwest::Client {
 /// The base URL of a connector: the config's `endpoint` override, else the provider's default,
 /// without trailing slash (paths are appended as `{base}{path}`).
 pub fn base_url(endpoint: Option<&str>, default: &str) -> String {
-    endpoint
-        .unwrap_or(default)
-        .trim_end_matches('/')
-        .to_string()
+    endpoint.unwrap_or(default).trim_end_matches('/').to_string()
 }
 
 /// Replaces every occurrence of each (non-empty) secret in `text` by `***`.
@@ -99,33 +96,21 @@ pub fn transport_failure(err: reqwest::Error, secrets: &[&str]) -> Failure {
     } else if builder {
         Failure::permanent(format!("cannot build the request: {text}"))
     } else if timeout {
-        Failure::Ambiguous {
-            reason: format!("no answer within the timeout after the request was sent: {text}"),
-        }
+        Failure::Ambiguous { reason: format!("no answer within the timeout after the request was sent: {text}") }
     } else {
-        Failure::Ambiguous {
-            reason: format!("the connection failed after the request was sent: {text}"),
-        }
+        Failure::Ambiguous { reason: format!("the connection failed after the request was sent: {text}") }
     }
 }
 
 /// The `Retry-After` header as a delay, when it is a number of seconds.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// Whether an HTTP status is worth retrying: 408, 429 and 5xx.
 pub fn is_retryable_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
+    status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error()
 }
 
 /// `HTTP 503 Service Unavailable: <start of the body>`, scrubbed of `secrets`.
@@ -141,24 +126,12 @@ pub fn status_reason(status: StatusCode, body: &[u8], secrets: &[&str]) -> Strin
 
 /// Classifies an answer whose status is not a success: 408, 429 and 5xx are transient (honouring
 /// `Retry-After`), anything else is permanent.
-pub fn status_failure(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    secrets: &[&str],
-) -> Failure {
+pub fn status_failure(status: StatusCode, headers: &HeaderMap, body: &[u8], secrets: &[&str]) -> Failure {
     let reason = status_reason(status, body, secrets);
     if is_retryable_status(status) {
-        Failure::Transient {
-            reason,
-            retry_after: retry_after(headers),
-            progress: None,
-        }
+        Failure::Transient { reason, retry_after: retry_after(headers), progress: None }
     } else {
-        Failure::Permanent {
-            reason,
-            progress: None,
-        }
+        Failure::Permanent { reason, progress: None }
     }
 }
 
@@ -175,11 +148,7 @@ pub async fn response_failure(response: reqwest::Response, secrets: &[&str]) -> 
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    let mut out: String = text
-        .chars()
-        .take(SNIPPET_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut out: String = text.chars().take(SNIPPET_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().count() > SNIPPET_CHARS {
         out.push('…');
     }
@@ -194,18 +163,9 @@ mod tests {
 
     #[test]
     fn base_url_prefers_the_endpoint_and_trims_slashes() {
-        assert_eq!(
-            base_url(None, "https://qyapi.weixin.qq.com"),
-            "https://qyapi.weixin.qq.com"
-        );
-        assert_eq!(
-            base_url(Some("http://127.0.0.1:8080/"), "https://x"),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(
-            base_url(Some("http://gw/prefix//"), "https://x"),
-            "http://gw/prefix"
-        );
+        assert_eq!(base_url(None, "https://qyapi.weixin.qq.com"), "https://qyapi.weixin.qq.com");
+        assert_eq!(base_url(Some("http://127.0.0.1:8080/"), "https://x"), "http://127.0.0.1:8080");
+        assert_eq!(base_url(Some("http://gw/prefix//"), "https://x"), "http://gw/prefix");
     }
 
     #[test]
@@ -214,10 +174,7 @@ mod tests {
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, "99999999".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
@@ -230,38 +187,22 @@ mod tests {
         for status in [429, 408, 500, 502, 503, 504] {
             let status = StatusCode::from_u16(status).unwrap();
             match status_failure(status, &headers, b"busy", &[]) {
-                Failure::Transient {
-                    reason,
-                    retry_after,
-                    ..
-                } => {
+                Failure::Transient { reason, retry_after, .. } => {
                     assert_eq!(retry_after, Some(Duration::from_secs(3)));
-                    assert!(
-                        reason.starts_with(&format!("HTTP {}", status.as_u16())),
-                        "{reason}"
-                    );
+                    assert!(reason.starts_with(&format!("HTTP {}", status.as_u16())), "{reason}");
                 }
                 other => panic!("{status}: {other:?}"),
             }
         }
         for status in [400, 401, 403, 404, 302] {
             let status = StatusCode::from_u16(status).unwrap();
-            assert!(
-                matches!(
-                    status_failure(status, &headers, b"", &[]),
-                    Failure::Permanent { .. }
-                ),
-                "{status}"
-            );
+            assert!(matches!(status_failure(status, &headers, b"", &[]), Failure::Permanent { .. }), "{status}");
         }
     }
 
     #[test]
     fn status_reasons_are_short_and_scrubbed() {
-        let body = format!(
-            "<html>bad gateway for /cgi-bin/webhook/send?key={KEY}</html>{}",
-            "x".repeat(1000)
-        );
+        let body = format!("<html>bad gateway for /cgi-bin/webhook/send?key={KEY}</html>{}", "x".repeat(1000));
         let reason = status_reason(StatusCode::BAD_GATEWAY, body.as_bytes(), &[KEY]);
         assert!(!reason.contains(KEY), "{reason}");
         assert!(reason.contains("key=***"), "{reason}");
@@ -285,18 +226,11 @@ mod tests {
             .send()
             .await
             .unwrap_err();
-        assert!(
-            format!("{err}").contains(KEY),
-            "reqwest itself would leak the key: {err}"
-        );
+        assert!(format!("{err}").contains(KEY), "reqwest itself would leak the key: {err}");
         let failure = transport_failure(err, &[]);
         assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
         assert!(!failure.reason().contains(KEY), "{}", failure.reason());
-        assert!(
-            !failure.reason().contains("webhook"),
-            "{}",
-            failure.reason()
-        );
+        assert!(!failure.reason().contains("webhook"), "{}", failure.reason());
     }
 
     /// A server that takes the request and never answers: ambiguous, and no URL in the reason.

@@ -4,7 +4,12 @@
 //! A kind executes any action of its catalog table by interpreting the entry's
 //! [`yizhan_schemas::Endpoint`]; there is no per-action code.
 
+pub mod dingtalk_robot;
+pub mod feishu;
+pub mod feishu_robot;
 pub mod http;
+pub mod json_api;
+pub mod juzibot;
 pub mod tencent_sms;
 pub mod wecom_robot;
 
@@ -81,6 +86,12 @@ pub fn build(config: &ConnectorConfig, client: &reqwest::Client) -> Result<Arc<d
     match config.kind.as_str() {
         "tencent_sms" => Ok(Arc::new(tencent_sms::TencentSms::new(config, client.clone())?)),
         "wecom_robot" => Ok(Arc::new(wecom_robot::WecomRobot::new(config, client.clone())?)),
-        other => Err(ConfigError::field(config.path(), format!("connector kind {other} is not supported by this build"))),
+        "dingtalk_robot" => Ok(Arc::new(dingtalk_robot::DingtalkRobot::new(config, client.clone())?)),
+        "feishu_robot" => Ok(Arc::new(feishu_robot::FeishuRobot::new(config, client.clone())?)),
+        "feishu" => Ok(Arc::new(feishu::Feishu::new(config, client.clone())?)),
+        "juzibot" => Ok(Arc::new(juzibot::Juzibot::new(config, client.clone())?)),
+        other => {
+            Err(ConfigError::field(config.path(), format!("connector kind {other} is not supported by this build")))
+        }
     }
 }

@@ -35,15 +35,8 @@ impl TencentSmsConfig {
         if parsed.region.trim().is_empty() {
             return Err(ConfigError::field(at("region"), "must not be empty"));
         }
-        if parsed
-            .sdk_app_id
-            .as_deref()
-            .is_some_and(|id| id.trim().is_empty())
-        {
-            return Err(ConfigError::field(
-                at("sdk_app_id"),
-                "must not be empty when set",
-            ));
+        if parsed.sdk_app_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(ConfigError::field(at("sdk_app_id"), "must not be empty when set"));
         }
         Ok(parsed)
     }

@@ -30,9 +30,7 @@ const DAILY_QUOTAS: &[&str] = &[
 ];
 
 pub fn classify(code: &str) -> Class {
-    let retry = |seconds: Option<u64>| Class::Retry {
-        retry_after: seconds.map(Duration::from_secs),
-    };
+    let retry = |seconds: Option<u64>| Class::Retry { retry_after: seconds.map(Duration::from_secs) };
     match code {
         "ServiceUnavailable" | "ResourceUnavailable" | "ResourceInsufficient" => retry(None),
         "LimitExceeded.DeliveryFrequencyLimit" => retry(None),
@@ -42,17 +40,14 @@ pub fn classify(code: &str) -> Class {
         // Clock skew or a slow queue: every attempt is signed afresh with the current time.
         "AuthFailure.SignatureExpire" => retry(None),
         _ if is_family(code, "RequestLimitExceeded") => retry(None),
-        _ if is_family(code, "InternalError") && !PERMANENT_INTERNAL_ERRORS.contains(&code) => {
-            retry(None)
-        }
+        _ if is_family(code, "InternalError") && !PERMANENT_INTERNAL_ERRORS.contains(&code) => retry(None),
         _ => Class::Permanent,
     }
 }
 
 /// `code` is `family` itself or one of its `family.Sub` codes.
 fn is_family(code: &str, family: &str) -> bool {
-    code.strip_prefix(family)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    code.strip_prefix(family).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 pub fn is_daily_quota(code: &str) -> bool {
@@ -61,11 +56,7 @@ pub fn is_daily_quota(code: &str) -> bool {
 
 /// `Code: Message`, plus a hint for daily quotas, which would otherwise look like transient limits.
 pub fn describe(code: &str, message: &str) -> String {
-    let mut text = if message.is_empty() {
-        code.to_string()
-    } else {
-        format!("{code}: {message}")
-    };
+    let mut text = if message.is_empty() { code.to_string() } else { format!("{code}: {message}") };
     if is_daily_quota(code) {
         text.push_str(" (daily quota: it resets at midnight China time, UTC+8)");
     }
@@ -85,27 +76,15 @@ mod tests {
         use Class::*;
         let table: &[(&str, Class)] = &[
             ("RequestLimitExceeded", Retry { retry_after: None }),
-            (
-                "RequestLimitExceeded.IPLimitExceeded",
-                Retry { retry_after: None },
-            ),
-            (
-                "RequestLimitExceeded.UinLimitExceeded",
-                Retry { retry_after: None },
-            ),
-            (
-                "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
-                Retry { retry_after: None },
-            ),
+            ("RequestLimitExceeded.IPLimitExceeded", Retry { retry_after: None }),
+            ("RequestLimitExceeded.UinLimitExceeded", Retry { retry_after: None }),
+            ("RequestLimitExceeded.GlobalRegionUinLimitExceeded", Retry { retry_after: None }),
             ("InternalError", Retry { retry_after: None }),
             ("InternalError.Timeout", Retry { retry_after: None }),
             ("InternalError.SendAndRecvFail", Retry { retry_after: None }),
             ("InternalError.OtherError", Retry { retry_after: None }),
             ("InternalError.UnknownError", Retry { retry_after: None }),
-            (
-                "InternalError.RequestTimeException",
-                Retry { retry_after: None },
-            ),
+            ("InternalError.RequestTimeException", Retry { retry_after: None }),
             ("InternalError.JsonParseFail", Permanent),
             ("InternalError.RestApiInterfaceNotExist", Permanent),
             ("InternalError.SigFieldMissing", Permanent),
@@ -113,20 +92,9 @@ mod tests {
             ("ServiceUnavailable", Retry { retry_after: None }),
             ("ResourceUnavailable", Retry { retry_after: None }),
             ("ResourceInsufficient", Retry { retry_after: None }),
-            (
-                "LimitExceeded.DeliveryFrequencyLimit",
-                Retry { retry_after: None },
-            ),
-            (
-                "LimitExceeded.PhoneNumberThirtySecondLimit",
-                Retry {
-                    retry_after: HALF_MINUTE,
-                },
-            ),
-            (
-                "LimitExceeded.PhoneNumberOneHourLimit",
-                Retry { retry_after: HOUR },
-            ),
+            ("LimitExceeded.DeliveryFrequencyLimit", Retry { retry_after: None }),
+            ("LimitExceeded.PhoneNumberThirtySecondLimit", Retry { retry_after: HALF_MINUTE }),
+            ("LimitExceeded.PhoneNumberOneHourLimit", Retry { retry_after: HOUR }),
             ("AuthFailure.SignatureExpire", Retry { retry_after: None }),
             ("LimitExceeded.PhoneNumberDailyLimit", Permanent),
             ("LimitExceeded.PhoneNumberSameContentDailyLimit", Permanent),
@@ -146,10 +114,7 @@ mod tests {
             ("InvalidParameterValue.SdkAppIdNotExist", Permanent),
             ("MissingParameter.EmptyPhoneNumberSet", Permanent),
             ("UnauthorizedOperation.SmsSdkAppIdVerifyFail", Permanent),
-            (
-                "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
-                Permanent,
-            ),
+            ("UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber", Permanent),
             ("RequestSizeLimitExceeded", Permanent),
             ("LimitExceeded", Permanent),
             ("SomethingNobodyDocumented", Permanent),
@@ -169,14 +134,8 @@ mod tests {
     fn daily_quotas_say_when_they_reset() {
         for code in DAILY_QUOTAS {
             let text = describe(code, "over the limit");
-            assert!(
-                text.starts_with(&format!("{code}: over the limit")),
-                "{text}"
-            );
-            assert!(
-                text.ends_with("(daily quota: it resets at midnight China time, UTC+8)"),
-                "{text}"
-            );
+            assert!(text.starts_with(&format!("{code}: over the limit")), "{text}");
+            assert!(text.ends_with("(daily quota: it resets at midnight China time, UTC+8)"), "{text}");
         }
         assert_eq!(describe("FailedOperation.X", ""), "FailedOperation.X");
         assert_eq!(describe("FailedOperation.X", "no"), "FailedOperation.X: no");

@@ -79,10 +79,8 @@ impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
         let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
-        let endpoint_error =
-            |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
-        let url = reqwest::Url::parse(&format!("{base}/"))
-            .map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
+        let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
+        let url = reqwest::Url::parse(&format!("{base}/")).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(endpoint_error("must be an http:// or https:// URL".into()));
         }
@@ -103,12 +101,7 @@ impl TencentSms {
     }
 
     /// One signed `SendSms` call for `numbers`; the parsed `Response` object or the failure.
-    async fn send(
-        &self,
-        action: &str,
-        body: &[u8],
-        progress: &Progress,
-    ) -> Result<ApiResponse, Failure> {
+    async fn send(&self, action: &str, body: &[u8], progress: &Progress) -> Result<ApiResponse, Failure> {
         let timestamp = chrono::Utc::now().timestamp();
         let authorization = self.signer.authorization(&SignInput {
             host: &self.host,
@@ -143,20 +136,13 @@ impl TencentSms {
                 progress: progress.to_value(),
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
-        let envelope: Envelope =
-            serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
-                reason: http::redact(
-                    &format!(
-                        "unreadable {action} answer ({e}): {}",
-                        http::snippet(&bytes)
-                    ),
-                    &self.secrets(),
-                ),
-            })?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
+            reason: http::redact(
+                &format!("unreadable {action} answer ({e}): {}", http::snippet(&bytes)),
+                &self.secrets(),
+            ),
+        })?;
         Ok(envelope.response)
     }
 }
@@ -174,30 +160,19 @@ fn host_header(url: &reqwest::Url) -> Option<String> {
 impl Connector for TencentSms {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
         let action = match call.action.endpoint {
-            Endpoint::TencentCloud {
-                action: action @ "SendSms",
-            } => action,
+            Endpoint::TencentCloud { action: action @ "SendSms" } => action,
             other => {
-                return Err(Failure::permanent(format!(
-                    "tencent_sms cannot execute {other:?}"
-                )));
+                return Err(Failure::permanent(format!("tencent_sms cannot execute {other:?}")));
             }
         };
-        let params = SendSms::deserialize(call.params)
-            .map_err(|e| Failure::permanent(format!("invalid params: {e}")))?;
+        let params =
+            SendSms::deserialize(call.params).map_err(|e| Failure::permanent(format!("invalid params: {e}")))?;
         if params.phone_numbers.is_empty() {
-            return Err(Failure::permanent(
-                "params.phone_numbers: at least one number is required",
-            ));
+            return Err(Failure::permanent("params.phone_numbers: at least one number is required"));
         }
-        let sdk_app_id = params
-            .sdk_app_id
-            .as_deref()
-            .or(self.sdk_app_id.as_deref())
-            .ok_or_else(|| {
-                Failure::permanent(
-                    "sdk_app_id: the SMS application id is neither in params nor config",
-                )
+        let sdk_app_id =
+            params.sdk_app_id.as_deref().or(self.sdk_app_id.as_deref()).ok_or_else(|| {
+                Failure::permanent("sdk_app_id: the SMS application id is neither in params nor config")
             })?;
         let mut progress = match call.progress {
             None => Progress::default(),
@@ -209,11 +184,7 @@ impl Connector for TencentSms {
         };
 
         let numbers = distinct(&params.phone_numbers);
-        let to_send: Vec<&str> = numbers
-            .iter()
-            .copied()
-            .filter(|n| !progress.is_final(n))
-            .collect();
+        let to_send: Vec<&str> = numbers.iter().copied().filter(|n| !progress.is_final(n)).collect();
         if !to_send.is_empty() {
             let request = SendSmsRequest {
                 phone_number_set: &to_send,
@@ -237,15 +208,10 @@ impl Connector for TencentSms {
                     &self.secrets(),
                 );
                 return Err(match classify(&error.code) {
-                    Class::Retry { retry_after } => Failure::Transient {
-                        reason,
-                        retry_after,
-                        progress: progress.to_value(),
-                    },
-                    Class::Permanent => Failure::Permanent {
-                        reason,
-                        progress: progress.to_value(),
-                    },
+                    Class::Retry { retry_after } => {
+                        Failure::Transient { reason, retry_after, progress: progress.to_value() }
+                    }
+                    Class::Permanent => Failure::Permanent { reason, progress: progress.to_value() },
                 });
             }
             let Some(statuses) = response.send_status_set else {
@@ -265,25 +231,16 @@ impl Connector for TencentSms {
 /// The job's numbers without repeats, in params order: a number listed twice is texted once.
 fn distinct(numbers: &[String]) -> Vec<&str> {
     let mut seen = HashSet::new();
-    numbers
-        .iter()
-        .map(String::as_str)
-        .filter(|n| seen.insert(*n))
-        .collect()
+    numbers.iter().map(String::as_str).filter(|n| seen.insert(*n)).collect()
 }
 
 fn request_id(id: Option<&str>) -> String {
-    id.map(|id| format!(" (RequestId {id})"))
-        .unwrap_or_default()
+    id.map(|id| format!(" (RequestId {id})")).unwrap_or_default()
 }
 
 /// Decides the attempt's outcome from the progress over all attempts.
 fn outcome(listed: &[String], numbers: &[&str], progress: &Progress) -> Result<Success, Failure> {
-    let pending: Vec<&str> = numbers
-        .iter()
-        .copied()
-        .filter(|n| !progress.is_final(n))
-        .collect();
+    let pending: Vec<&str> = numbers.iter().copied().filter(|n| !progress.is_final(n)).collect();
     if !pending.is_empty() {
         let retry_after = pending
             .iter()
@@ -293,22 +250,11 @@ fn outcome(listed: &[String], numbers: &[&str], progress: &Progress) -> Result<S
                 Class::Permanent => None,
             })
             .max();
-        let reason = format!(
-            "{} of {} numbers not sent yet: {}",
-            pending.len(),
-            numbers.len(),
-            progress.list(&pending)
-        );
-        return Err(Failure::Transient {
-            reason,
-            retry_after,
-            progress: progress.to_value(),
-        });
+        let reason =
+            format!("{} of {} numbers not sent yet: {}", pending.len(), numbers.len(), progress.list(&pending));
+        return Err(Failure::Transient { reason, retry_after, progress: progress.to_value() });
     }
-    if numbers
-        .iter()
-        .any(|n| progress.numbers.get(*n).is_some_and(NumberStatus::is_ok))
-    {
+    if numbers.iter().any(|n| progress.numbers.get(*n).is_some_and(NumberStatus::is_ok)) {
         let entries: Vec<Value> = listed
             .iter()
             .map(|number| {
@@ -322,23 +268,13 @@ fn outcome(listed: &[String], numbers: &[&str], progress: &Progress) -> Result<S
                 })
             })
             .collect();
-        return Ok(Success {
-            result: Some(json!({ "numbers": entries })),
-        });
+        return Ok(Success { result: Some(json!({ "numbers": entries })) });
     }
     let mut reason = format!("all numbers failed: {}", progress.list(numbers));
-    if numbers.iter().any(|n| {
-        progress
-            .numbers
-            .get(*n)
-            .is_some_and(|s| error::is_daily_quota(&s.code))
-    }) {
+    if numbers.iter().any(|n| progress.numbers.get(*n).is_some_and(|s| error::is_daily_quota(&s.code))) {
         reason.push_str(" (daily quotas reset at midnight China time, UTC+8)");
     }
-    Err(Failure::Permanent {
-        reason,
-        progress: progress.to_value(),
-    })
+    Err(Failure::Permanent { reason, progress: progress.to_value() })
 }
 
 /// The connector's own record of earlier attempts; see the module documentation.
@@ -428,8 +364,7 @@ impl Progress {
                 Some(status) => {
                     let _ = write!(text, "{number}: {}", status.code);
                     if !status.message.is_empty() {
-                        let message: String =
-                            status.message.chars().take(REASON_MESSAGE_CHARS).collect();
+                        let message: String = status.message.chars().take(REASON_MESSAGE_CHARS).collect();
                         let _ = write!(text, " ({message})");
                     }
                 }
@@ -512,19 +447,10 @@ struct SendStatus {
 /// A transport failure of an attempt keeps the progress recorded so far.
 fn with_progress(failure: Failure, progress: &Progress) -> Failure {
     match failure {
-        Failure::Transient {
-            reason,
-            retry_after,
-            ..
-        } => Failure::Transient {
-            reason,
-            retry_after,
-            progress: progress.to_value(),
-        },
-        Failure::Permanent { reason, .. } => Failure::Permanent {
-            reason,
-            progress: progress.to_value(),
-        },
+        Failure::Transient { reason, retry_after, .. } => {
+            Failure::Transient { reason, retry_after, progress: progress.to_value() }
+        }
+        Failure::Permanent { reason, .. } => Failure::Permanent { reason, progress: progress.to_value() },
         ambiguous @ Failure::Ambiguous { .. } => ambiguous,
     }
 }

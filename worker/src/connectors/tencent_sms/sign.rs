@@ -46,16 +46,8 @@ pub struct SignInput<'a> {
 }
 
 impl Tc3Signer {
-    pub fn new(
-        secret_id: impl Into<String>,
-        secret_key: Secret,
-        service: impl Into<String>,
-    ) -> Self {
-        Tc3Signer {
-            secret_id: secret_id.into(),
-            secret_key,
-            service: service.into(),
-        }
+    pub fn new(secret_id: impl Into<String>, secret_key: Secret, service: impl Into<String>) -> Self {
+        Tc3Signer { secret_id: secret_id.into(), secret_key, service: service.into() }
     }
 
     pub fn secret_id(&self) -> &str {
@@ -77,10 +69,7 @@ impl Tc3Signer {
 
     /// `hex(HMAC(SecretSigning, StringToSign))` with the derived-key chain of §1.3 step 3.
     fn signature(&self, date: &str, string_to_sign: &str) -> String {
-        let secret_date = hmac_sha256(
-            format!("TC3{}", self.secret_key.expose()).as_bytes(),
-            date.as_bytes(),
-        );
+        let secret_date = hmac_sha256(format!("TC3{}", self.secret_key.expose()).as_bytes(), date.as_bytes());
         let secret_service = hmac_sha256(&secret_date, self.service.as_bytes());
         let secret_signing = hmac_sha256(&secret_service, b"tc3_request");
         hex::encode(hmac_sha256(&secret_signing, string_to_sign.as_bytes()))
@@ -90,47 +79,25 @@ impl Tc3Signer {
 /// The canonical request and the `SignedHeaders` list. Header names and values are lower-cased and
 /// trimmed, then sorted by name, as the signature document requires.
 fn canonical_request(input: &SignInput<'_>) -> (String, String) {
-    let mut headers: Vec<(String, String)> =
-        [("content-type", input.content_type), ("host", input.host)]
-            .iter()
-            .chain(input.extra_headers.iter())
-            .map(|(name, value)| {
-                (
-                    name.trim().to_ascii_lowercase(),
-                    value.trim().to_ascii_lowercase(),
-                )
-            })
-            .collect();
-    headers.sort();
-    let canonical_headers: String = headers
+    let mut headers: Vec<(String, String)> = [("content-type", input.content_type), ("host", input.host)]
         .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
+        .chain(input.extra_headers.iter())
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase()))
         .collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let canonical = format!(
-        "POST\n/\n\n{canonical_headers}\n{signed_headers}\n{}",
-        sha256_hex(input.body)
-    );
+    headers.sort();
+    let canonical_headers: String = headers.iter().map(|(name, value)| format!("{name}:{value}\n")).collect();
+    let signed_headers = headers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(";");
+    let canonical = format!("POST\n/\n\n{canonical_headers}\n{signed_headers}\n{}", sha256_hex(input.body));
     (canonical, signed_headers)
 }
 
 fn string_to_sign(timestamp: i64, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{timestamp}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{timestamp}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// `YYYY-MM-DD` of the timestamp in UTC (not local time: a UTC+8 date fails around midnight).
 fn utc_date(timestamp: i64) -> String {
-    chrono::DateTime::from_timestamp(timestamp, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%d")
-        .to_string()
+    chrono::DateTime::from_timestamp(timestamp, 0).unwrap_or_default().format("%Y-%m-%d").to_string()
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -150,8 +117,7 @@ mod tests {
     // The official vector of the Tencent Cloud signature document (providers.md §1.4).
     const SECRET_ID: &str = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE";
     const SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
-    const BODY: &str =
-        r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+    const BODY: &str = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
     const CONTENT_TYPE: &str = "application/json; charset=utf-8";
     const TIMESTAMP: i64 = 1551113065;
 
@@ -167,10 +133,7 @@ mod tests {
 
     #[test]
     fn official_vector_intermediate_values() {
-        assert_eq!(
-            sha256_hex(BODY.as_bytes()),
-            "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
-        );
+        assert_eq!(sha256_hex(BODY.as_bytes()), "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064");
         let (canonical, signed) = canonical_request(&input(&[]));
         assert_eq!(signed, "content-type;host");
         assert_eq!(
@@ -206,10 +169,7 @@ mod tests {
         let extra = [("X-TC-Action", "DescribeInstances")];
         let (canonical, signed) = canonical_request(&input(&extra));
         assert_eq!(signed, "content-type;host;x-tc-action");
-        assert!(
-            canonical.contains("\nx-tc-action:describeinstances\n\n"),
-            "{canonical}"
-        );
+        assert!(canonical.contains("\nx-tc-action:describeinstances\n\n"), "{canonical}");
         assert_eq!(
             sha256_hex(canonical.as_bytes()),
             "7019a55be8395899b900fb5564e4200d984910f34794a27cb3fb7d10ff6a1e84"
@@ -228,9 +188,7 @@ mod tests {
         assert!(
             signer
                 .authorization(&input(&[("x-tc-action", "DescribeInstances")]))
-                .ends_with(
-                    "Signature=644be983de9a8a3f00db8eadaba61467c3b429e2215758ba897b738ca469fd26"
-                )
+                .ends_with("Signature=644be983de9a8a3f00db8eadaba61467c3b429e2215758ba897b738ca469fd26")
         );
     }
 

@@ -27,18 +27,11 @@ fn config_text(endpoint: &str, extra: &str) -> String {
 
 fn connector_with(endpoint: &str, extra: &str) -> TencentSms {
     let config = Config::parse(&config_text(endpoint, extra), &|_| None).unwrap();
-    TencentSms::new(
-        config.get("tencent_sms", "default").unwrap(),
-        http::client(),
-    )
-    .unwrap()
+    TencentSms::new(config.get("tencent_sms", "default").unwrap(), http::client()).unwrap()
 }
 
 fn connector(server: &MockServer) -> TencentSms {
-    connector_with(
-        &format!("{}/", server.uri()),
-        &format!("sdk_app_id = \"{APP_ID}\""),
-    )
+    connector_with(&format!("{}/", server.uri()), &format!("sdk_app_id = \"{APP_ID}\""))
 }
 
 fn params(numbers: &[&str]) -> Value {
@@ -50,11 +43,7 @@ fn params(numbers: &[&str]) -> Value {
     })
 }
 
-async fn run(
-    connector: &TencentSms,
-    params: &Value,
-    progress: Option<&Value>,
-) -> Result<Success, Failure> {
+async fn run(connector: &TencentSms, params: &Value, progress: Option<&Value>) -> Result<Success, Failure> {
     let call = Call {
         job_id: uuid::Uuid::nil(),
         action: yizhan_schemas::find_action("tencent_sms", "send_sms").unwrap(),
@@ -71,21 +60,9 @@ async fn run(
 
 fn assert_no_secret(failure: &Failure) {
     let reason = failure.reason();
-    assert!(
-        !reason.contains(SECRET_KEY),
-        "the secret key leaked: {reason}"
-    );
-    assert!(
-        !reason.contains("Signature="),
-        "a signature leaked: {reason}"
-    );
-    if let Failure::Transient {
-        progress: Some(p), ..
-    }
-    | Failure::Permanent {
-        progress: Some(p), ..
-    } = failure
-    {
+    assert!(!reason.contains(SECRET_KEY), "the secret key leaked: {reason}");
+    assert!(!reason.contains("Signature="), "a signature leaked: {reason}");
+    if let Failure::Transient { progress: Some(p), .. } | Failure::Permanent { progress: Some(p), .. } = failure {
         assert!(!p.to_string().contains(SECRET_KEY));
     }
 }
@@ -96,23 +73,17 @@ fn status(number: &str, code: &str, message: &str, serial: &str, fee: u64) -> Va
 }
 
 fn statuses(set: Vec<Value>) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(
-        json!({"Response": {"SendStatusSet": Value::Array(set), "RequestId": "req-1"}}),
-    )
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"Response": {"SendStatusSet": Value::Array(set), "RequestId": "req-1"}}))
 }
 
 fn api_error(code: &str, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(
-        json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "req-err"}}),
-    )
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "req-err"}}))
 }
 
 async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(method("POST"))
-        .and(path("/"))
-        .respond_with(template)
-        .mount(server)
-        .await;
+    Mock::given(method("POST")).and(path("/")).respond_with(template).mount(server).await;
 }
 
 // ---- the independent TC3 computation, written from providers.md §1.3 ----
@@ -128,26 +99,16 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 }
 
 fn expected_authorization(host: &str, timestamp: i64, body: &[u8]) -> String {
-    let canonical_request = format!(
-        "POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{}",
-        sha256_hex(body)
-    );
-    let date = chrono::DateTime::from_timestamp(timestamp, 0)
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
+    let canonical_request =
+        format!("POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{}", sha256_hex(body));
+    let date = chrono::DateTime::from_timestamp(timestamp, 0).unwrap().format("%Y-%m-%d").to_string();
     let scope = format!("{date}/sms/tc3_request");
-    let string_to_sign = format!(
-        "TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    );
+    let string_to_sign = format!("TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()));
     let secret_date = hmac(format!("TC3{SECRET_KEY}").as_bytes(), &date);
     let secret_service = hmac(&secret_date, "sms");
     let secret_signing = hmac(&secret_service, "tc3_request");
     let signature = hex::encode(hmac(&secret_signing, &string_to_sign));
-    format!(
-        "TC3-HMAC-SHA256 Credential={SECRET_ID}/{scope}, SignedHeaders=content-type;host, Signature={signature}"
-    )
+    format!("TC3-HMAC-SHA256 Credential={SECRET_ID}/{scope}, SignedHeaders=content-type;host, Signature={signature}")
 }
 
 /// Asserts every part of one `SendSms` request and returns its body.
@@ -155,12 +116,7 @@ fn assert_send_sms_request(server: &MockServer, request: &Request, expected_body
     assert_eq!(request.method.as_str(), "POST");
     assert_eq!(request.url.path(), "/");
     assert_eq!(request.url.query(), None);
-    let header = |name: &str| {
-        request
-            .headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    };
+    let header = |name: &str| request.headers.get(name).map(|v| v.to_str().unwrap().to_string());
     let names: BTreeSet<&str> = request.headers.keys().map(|k| k.as_str()).collect();
     let expected_names: BTreeSet<&str> = [
         "accept",
@@ -182,14 +138,8 @@ fn assert_send_sms_request(server: &MockServer, request: &Request, expected_body
     assert_eq!(header("x-tc-version").unwrap(), "2021-01-11");
     assert_eq!(header("x-tc-region").unwrap(), "ap-guangzhou");
     let timestamp: i64 = header("x-tc-timestamp").unwrap().parse().unwrap();
-    assert!(
-        (chrono::Utc::now().timestamp() - timestamp).abs() < 300,
-        "stale timestamp {timestamp}"
-    );
-    assert_eq!(
-        header("authorization").unwrap(),
-        expected_authorization(&host, timestamp, &request.body)
-    );
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 300, "stale timestamp {timestamp}");
+    assert_eq!(header("authorization").unwrap(), expected_authorization(&host, timestamp, &request.body));
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(&body, expected_body);
 }
@@ -220,9 +170,7 @@ async fn three_numbers_succeed_with_the_exact_signed_request() {
         ]),
     )
     .await;
-    let success = run(&connector(&server), &params(&[A, B, C]), None)
-        .await
-        .unwrap();
+    let success = run(&connector(&server), &params(&[A, B, C]), None).await.unwrap();
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1);
     assert_send_sms_request(&server, &requests[0], &expected_body(&[A, B, C]));
@@ -239,11 +187,7 @@ async fn three_numbers_succeed_with_the_exact_signed_request() {
 #[tokio::test]
 async fn optional_fields_and_the_params_app_id_are_sent() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        statuses(vec![status(A, "Ok", "send success", "5000:1", 1)]),
-    )
-    .await;
+    answer_with(&server, statuses(vec![status(A, "Ok", "send success", "5000:1", 1)])).await;
     let mut params = params(&[A]);
     params["sdk_app_id"] = json!("1400999999");
     params["session_context"] = json!("ctx");
@@ -267,32 +211,18 @@ async fn a_partial_answer_is_retried_for_the_pending_number_only() {
         statuses(vec![
             status(A, "Ok", "send success", "5000:1", 1),
             status(B, "InternalError.Timeout", "request timeout", "", 0),
-            status(
-                C,
-                "FailedOperation.PhoneNumberInBlacklist",
-                "number in blacklist",
-                "",
-                0,
-            ),
+            status(C, "FailedOperation.PhoneNumberInBlacklist", "number in blacklist", "", 0),
         ]),
     )
     .await;
     let sms = connector(&server);
     let job = params(&[A, B, C]);
     let failure = run(&sms, &job, None).await.unwrap_err();
-    let Failure::Transient {
-        reason,
-        retry_after,
-        progress: Some(progress),
-    } = failure
-    else {
+    let Failure::Transient { reason, retry_after, progress: Some(progress) } = failure else {
         panic!("expected a transient failure with progress: {failure:?}");
     };
     assert_eq!(retry_after, None);
-    assert!(
-        reason.starts_with("1 of 3 numbers not sent yet: +8613800000002: InternalError.Timeout"),
-        "{reason}"
-    );
+    assert!(reason.starts_with("1 of 3 numbers not sent yet: +8613800000002: InternalError.Timeout"), "{reason}");
     assert_eq!(
         progress,
         json!({"numbers": {
@@ -305,11 +235,7 @@ async fn a_partial_answer_is_retried_for_the_pending_number_only() {
 
     // The next attempt, fed that progress, sends B alone.
     server.reset().await;
-    answer_with(
-        &server,
-        statuses(vec![status(B, "Ok", "send success", "5000:9", 1)]),
-    )
-    .await;
+    answer_with(&server, statuses(vec![status(B, "Ok", "send success", "5000:9", 1)])).await;
     let success = run(&sms, &job, Some(&progress)).await.unwrap();
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1);
@@ -331,38 +257,14 @@ async fn every_number_failing_permanently_is_permanent_with_each_code() {
     answer_with(
         &server,
         statuses(vec![
-            status(
-                A,
-                "FailedOperation.PhoneNumberInBlacklist",
-                "blacklisted",
-                "",
-                0,
-            ),
-            status(
-                B,
-                "LimitExceeded.PhoneNumberDailyLimit",
-                "daily limit",
-                "",
-                0,
-            ),
-            status(
-                C,
-                "InvalidParameterValue.IncorrectPhoneNumber",
-                "bad number",
-                "",
-                0,
-            ),
+            status(A, "FailedOperation.PhoneNumberInBlacklist", "blacklisted", "", 0),
+            status(B, "LimitExceeded.PhoneNumberDailyLimit", "daily limit", "", 0),
+            status(C, "InvalidParameterValue.IncorrectPhoneNumber", "bad number", "", 0),
         ]),
     )
     .await;
-    let failure = run(&connector(&server), &params(&[A, B, C]), None)
-        .await
-        .unwrap_err();
-    let Failure::Permanent {
-        reason,
-        progress: Some(progress),
-    } = failure
-    else {
+    let failure = run(&connector(&server), &params(&[A, B, C]), None).await.unwrap_err();
+    let Failure::Permanent { reason, progress: Some(progress) } = failure else {
         panic!("expected a permanent failure with progress: {failure:?}");
     };
     assert_eq!(
@@ -373,13 +275,7 @@ async fn every_number_failing_permanently_is_permanent_with_each_code() {
          (daily quotas reset at midnight China time, UTC+8)"
     );
     assert_eq!(progress["numbers"].as_object().unwrap().len(), 3);
-    assert!(
-        progress["numbers"]
-            .as_object()
-            .unwrap()
-            .values()
-            .all(|s| s["final"] == true)
-    );
+    assert!(progress["numbers"].as_object().unwrap().values().all(|s| s["final"] == true));
 }
 
 #[tokio::test]
@@ -390,22 +286,12 @@ async fn long_failure_lists_are_capped() {
     let message = "m".repeat(500);
     answer_with(
         &server,
-        statuses(
-            refs.iter()
-                .map(|n| status(n, "FailedOperation.PhoneNumberInBlacklist", &message, "", 0))
-                .collect(),
-        ),
+        statuses(refs.iter().map(|n| status(n, "FailedOperation.PhoneNumberInBlacklist", &message, "", 0)).collect()),
     )
     .await;
-    let failure = run(&connector(&server), &params(&refs), None)
-        .await
-        .unwrap_err();
+    let failure = run(&connector(&server), &params(&refs), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }));
-    assert!(
-        failure.reason().ends_with("… and 30 more"),
-        "{}",
-        failure.reason()
-    );
+    assert!(failure.reason().ends_with("… and 30 more"), "{}", failure.reason());
     assert!(failure.reason().len() < 2000, "{}", failure.reason().len());
 }
 
@@ -415,54 +301,26 @@ async fn per_number_waits_become_the_retry_hint() {
     answer_with(
         &server,
         statuses(vec![
-            status(
-                A,
-                "LimitExceeded.PhoneNumberThirtySecondLimit",
-                "30 s",
-                "",
-                0,
-            ),
+            status(A, "LimitExceeded.PhoneNumberThirtySecondLimit", "30 s", "", 0),
             status(B, "LimitExceeded.PhoneNumberOneHourLimit", "1 h", "", 0),
         ]),
     )
     .await;
-    let failure = run(&connector(&server), &params(&[A, B]), None)
-        .await
-        .unwrap_err();
-    let Failure::Transient { retry_after, .. } = failure else {
-        panic!("{failure:?}")
-    };
+    let failure = run(&connector(&server), &params(&[A, B]), None).await.unwrap_err();
+    let Failure::Transient { retry_after, .. } = failure else { panic!("{failure:?}") };
     assert_eq!(retry_after, Some(Duration::from_secs(3600)));
 
     server.reset().await;
-    answer_with(
-        &server,
-        statuses(vec![status(
-            A,
-            "LimitExceeded.PhoneNumberThirtySecondLimit",
-            "30 s",
-            "",
-            0,
-        )]),
-    )
-    .await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
-    let Failure::Transient { retry_after, .. } = failure else {
-        panic!("{failure:?}")
-    };
+    answer_with(&server, statuses(vec![status(A, "LimitExceeded.PhoneNumberThirtySecondLimit", "30 s", "", 0)])).await;
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
+    let Failure::Transient { retry_after, .. } = failure else { panic!("{failure:?}") };
     assert_eq!(retry_after, Some(Duration::from_secs(30)));
 }
 
 #[tokio::test]
 async fn a_whole_request_rate_limit_is_transient_and_keeps_the_progress() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        api_error("RequestLimitExceeded", "too many requests"),
-    )
-    .await;
+    answer_with(&server, api_error("RequestLimitExceeded", "too many requests")).await;
     let sms = connector(&server);
     let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
     assert_eq!(
@@ -479,12 +337,8 @@ async fn a_whole_request_rate_limit_is_transient_and_keeps_the_progress() {
         A: {"code": "Ok", "message": "send success", "serial_no": "5000:1", "fee": 1, "final": true},
         B: {"code": "InternalError.Timeout", "message": "t", "serial_no": "", "fee": 0, "final": false},
     }});
-    let failure = run(&sms, &params(&[A, B]), Some(&earlier))
-        .await
-        .unwrap_err();
-    let Failure::Transient { progress, .. } = failure else {
-        panic!("{failure:?}")
-    };
+    let failure = run(&sms, &params(&[A, B]), Some(&earlier)).await.unwrap_err();
+    let Failure::Transient { progress, .. } = failure else { panic!("{failure:?}") };
     assert_eq!(progress, Some(earlier));
     let requests = server.received_requests().await.unwrap();
     assert_send_sms_request(&server, &requests[1], &expected_body(&[B]));
@@ -493,14 +347,8 @@ async fn a_whole_request_rate_limit_is_transient_and_keeps_the_progress() {
 #[tokio::test]
 async fn an_unknown_secret_id_is_permanent() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        api_error("AuthFailure.SecretIdNotFound", "The SecretId is not found"),
-    )
-    .await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
+    answer_with(&server, api_error("AuthFailure.SecretIdNotFound", "The SecretId is not found")).await;
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
     assert_eq!(
         failure,
         Failure::Permanent {
@@ -514,46 +362,24 @@ async fn an_unknown_secret_id_is_permanent() {
 async fn an_expired_signature_is_transient() {
     let server = MockServer::start().await;
     answer_with(&server, api_error("AuthFailure.SignatureExpire", "expired")).await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
 #[tokio::test]
 async fn a_daily_app_quota_is_permanent_and_says_when_it_resets() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        api_error("LimitExceeded.AppDailyLimit", "app daily limit"),
-    )
-    .await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
+    answer_with(&server, api_error("LimitExceeded.AppDailyLimit", "app daily limit")).await;
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
-    assert!(
-        failure
-            .reason()
-            .contains("resets at midnight China time, UTC+8"),
-        "{}",
-        failure.reason()
-    );
+    assert!(failure.reason().contains("resets at midnight China time, UTC+8"), "{}", failure.reason());
 }
 
 #[tokio::test]
 async fn http_500_is_transient_and_honours_retry_after() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        ResponseTemplate::new(500)
-            .insert_header("retry-after", "12")
-            .set_body_string("oops"),
-    )
-    .await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
+    answer_with(&server, ResponseTemplate::new(500).insert_header("retry-after", "12").set_body_string("oops")).await;
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
     assert_eq!(
         failure,
         Failure::Transient {
@@ -568,44 +394,24 @@ async fn http_500_is_transient_and_honours_retry_after() {
 async fn any_non_200_is_transient() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(404)).await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
 #[tokio::test]
 async fn an_unreadable_200_is_ambiguous() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        ResponseTemplate::new(200).set_body_string("<html>gateway</html>"),
-    )
-    .await;
-    let failure = run(&connector(&server), &params(&[A]), None)
-        .await
-        .unwrap_err();
+    answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>gateway</html>")).await;
+    let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 }
 
 #[tokio::test]
 async fn a_number_without_status_stays_pending() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        statuses(vec![status(A, "Ok", "send success", "5000:1", 1)]),
-    )
-    .await;
-    let failure = run(&connector(&server), &params(&[A, B]), None)
-        .await
-        .unwrap_err();
-    let Failure::Transient {
-        progress: Some(progress),
-        ..
-    } = failure
-    else {
-        panic!("{failure:?}")
-    };
+    answer_with(&server, statuses(vec![status(A, "Ok", "send success", "5000:1", 1)])).await;
+    let failure = run(&connector(&server), &params(&[A, B]), None).await.unwrap_err();
+    let Failure::Transient { progress: Some(progress), .. } = failure else { panic!("{failure:?}") };
     assert_eq!(progress["numbers"][B]["code"], "NoStatus");
     assert_eq!(progress["numbers"][B]["final"], false);
     assert_eq!(progress["numbers"][A]["final"], true);
@@ -614,82 +420,45 @@ async fn a_number_without_status_stays_pending() {
 #[tokio::test]
 async fn a_number_listed_twice_is_sent_once_and_reported_twice() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        statuses(vec![status(A, "Ok", "send success", "5000:1", 1)]),
-    )
-    .await;
-    let success = run(&connector(&server), &params(&[A, A]), None)
-        .await
-        .unwrap();
+    answer_with(&server, statuses(vec![status(A, "Ok", "send success", "5000:1", 1)])).await;
+    let success = run(&connector(&server), &params(&[A, A]), None).await.unwrap();
     let requests = server.received_requests().await.unwrap();
     assert_send_sms_request(&server, &requests[0], &expected_body(&[A]));
-    assert_eq!(
-        success.result.unwrap()["numbers"].as_array().unwrap().len(),
-        2
-    );
+    assert_eq!(success.result.unwrap()["numbers"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn nothing_is_sent_when_every_number_is_already_final() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
     let done = json!({"numbers": {
         A: {"code": "Ok", "message": "send success", "serial_no": "5000:1", "fee": 1, "final": true},
         B: {"code": "FailedOperation.PhoneNumberInBlacklist", "message": "b", "serial_no": "", "fee": 0, "final": true},
     }});
-    let success = run(&connector(&server), &params(&[A, B]), Some(&done))
-        .await
-        .unwrap();
-    assert_eq!(
-        success.result.unwrap()["numbers"][1]["code"],
-        "FailedOperation.PhoneNumberInBlacklist"
-    );
+    let success = run(&connector(&server), &params(&[A, B]), Some(&done)).await.unwrap();
+    assert_eq!(success.result.unwrap()["numbers"][1]["code"], "FailedOperation.PhoneNumberInBlacklist");
     let all_failed = json!({"numbers": {
         A: {"code": "FailedOperation.PhoneNumberInBlacklist", "message": "a", "serial_no": "", "fee": 0, "final": true},
     }});
-    let failure = run(&connector(&server), &params(&[A]), Some(&all_failed))
-        .await
-        .unwrap_err();
+    let failure = run(&connector(&server), &params(&[A]), Some(&all_failed)).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
 }
 
 #[tokio::test]
 async fn unreadable_progress_stops_rather_than_resending() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
-    let failure = run(
-        &connector(&server),
-        &params(&[A]),
-        Some(&json!({"numbers": 5})),
-    )
-    .await
-    .unwrap_err();
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
+    let failure = run(&connector(&server), &params(&[A]), Some(&json!({"numbers": 5}))).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
 }
 
 #[tokio::test]
 async fn without_any_sdk_app_id_the_job_is_permanent() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
     let sms = connector_with(&server.uri(), "");
     let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
-    assert_eq!(
-        failure,
-        Failure::permanent("sdk_app_id: the SMS application id is neither in params nor config")
-    );
+    assert_eq!(failure, Failure::permanent("sdk_app_id: the SMS application id is neither in params nor config"));
 }
 
 #[tokio::test]
@@ -697,10 +466,7 @@ async fn a_refused_connection_is_transient() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let sms = connector_with(
-        &format!("http://127.0.0.1:{port}"),
-        &format!("sdk_app_id = \"{APP_ID}\""),
-    );
+    let sms = connector_with(&format!("http://127.0.0.1:{port}"), &format!("sdk_app_id = \"{APP_ID}\""));
     let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
@@ -711,16 +477,9 @@ async fn a_timeout_after_sending_is_ambiguous() {
     answer_with(&server, statuses(vec![]).set_delay(Duration::from_secs(10))).await;
     let client = {
         let _ = http::client(); // installs the TLS provider
-        reqwest::Client::builder()
-            .timeout(Duration::from_millis(200))
-            .build()
-            .unwrap()
+        reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap()
     };
-    let config = Config::parse(
-        &config_text(&server.uri(), &format!("sdk_app_id = \"{APP_ID}\"")),
-        &|_| None,
-    )
-    .unwrap();
+    let config = Config::parse(&config_text(&server.uri(), &format!("sdk_app_id = \"{APP_ID}\"")), &|_| None).unwrap();
     let sms = TencentSms::new(config.get("tencent_sms", "default").unwrap(), client).unwrap();
     let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
@@ -728,50 +487,29 @@ async fn a_timeout_after_sending_is_ambiguous() {
 
 #[test]
 fn an_unknown_config_field_is_named() {
-    let config = Config::parse(
-        &config_text("http://127.0.0.1:1", "secret_kye = \"x\""),
-        &|_| None,
-    )
-    .unwrap();
-    let err = TencentSms::new(
-        config.get("tencent_sms", "default").unwrap(),
-        reqwest::Client::new(),
-    )
-    .unwrap_err();
+    let config = Config::parse(&config_text("http://127.0.0.1:1", "secret_kye = \"x\""), &|_| None).unwrap();
+    let err =
+        TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.starts_with("connectors.tencent_sms.default: "),
-        "{text}"
-    );
+    assert!(text.starts_with("connectors.tencent_sms.default: "), "{text}");
     assert!(text.contains("unknown field `secret_kye`"), "{text}");
 }
 
 #[test]
 fn a_bad_endpoint_is_a_config_error() {
     let config = Config::parse(&config_text("not a url", ""), &|_| None).unwrap();
-    let err = TencentSms::new(
-        config.get("tencent_sms", "default").unwrap(),
-        reqwest::Client::new(),
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("connectors.tencent_sms.default.endpoint: "),
-        "{err}"
-    );
+    let err =
+        TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap_err();
+    assert!(err.to_string().starts_with("connectors.tencent_sms.default.endpoint: "), "{err}");
 }
 
 #[test]
 fn defaults_apply() {
-    let text = format!(
-        "[connectors.tencent_sms.default]\nsecret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\n"
-    );
+    let text =
+        format!("[connectors.tencent_sms.default]\nsecret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\n");
     let config = Config::parse(&text, &|_| None).unwrap();
-    let sms = TencentSms::new(
-        config.get("tencent_sms", "default").unwrap(),
-        reqwest::Client::new(),
-    )
-    .unwrap();
+    let sms =
+        TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap();
     assert_eq!(sms.url.as_str(), "https://sms.tencentcloudapi.com/");
     assert_eq!(sms.host, "sms.tencentcloudapi.com");
     assert_eq!(sms.region, "ap-guangzhou");
@@ -784,8 +522,6 @@ fn debug_shows_no_secret() {
     let debug = format!("{sms:?}");
     assert!(!debug.contains(SECRET_KEY), "{debug}");
     let config = Config::parse(&config_text("http://127.0.0.1:1", ""), &|_| None).unwrap();
-    let fields =
-        super::config::TencentSmsConfig::from_config(config.get("tencent_sms", "default").unwrap())
-            .unwrap();
+    let fields = super::config::TencentSmsConfig::from_config(config.get("tencent_sms", "default").unwrap()).unwrap();
     assert!(!format!("{fields:?}").contains(SECRET_KEY));
 }

@@ -15,10 +15,7 @@ impl WecomRobotConfig {
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: WecomRobotConfig = config.parse_fields()?;
         if parsed.key.expose().trim().is_empty() {
-            return Err(ConfigError::field(
-                format!("{}.key", config.path()),
-                "must not be empty",
-            ));
+            return Err(ConfigError::field(format!("{}.key", config.path()), "must not be empty"));
         }
         Ok(parsed)
     }

@@ -17,11 +17,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub fn classify(errcode: i64, errmsg: &str) -> Failure {
     let reason = format!("errcode {errcode}: {errmsg}");
     match errcode {
-        FREQ_OUT_OF_LIMIT => Failure::Transient {
-            reason,
-            retry_after: Some(RATE_WINDOW),
-            progress: None,
-        },
+        FREQ_OUT_OF_LIMIT => Failure::Transient { reason, retry_after: Some(RATE_WINDOW), progress: None },
         SYSTEM_BUSY => Failure::transient(reason),
         _ => Failure::permanent(reason),
     }
@@ -41,10 +37,7 @@ mod tests {
                 progress: None
             }
         );
-        assert_eq!(
-            classify(-1, "system busy"),
-            Failure::transient("errcode -1: system busy")
-        );
+        assert_eq!(classify(-1, "system busy"), Failure::transient("errcode -1: system busy"));
         for (code, message) in [
             (93000, "invalid webhook url"),
             (93004, "robot disabled"),
@@ -53,10 +46,7 @@ mod tests {
             (44004, "empty content"),
             (123456, "undocumented"),
         ] {
-            assert_eq!(
-                classify(code, message),
-                Failure::permanent(format!("errcode {code}: {message}"))
-            );
+            assert_eq!(classify(code, message), Failure::permanent(format!("errcode {code}: {message}")));
         }
     }
 }

@@ -47,20 +47,12 @@ impl WecomRobot {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = WecomRobotConfig::from_config(config)?;
         let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
-        let endpoint_error =
-            |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
-        let url =
-            reqwest::Url::parse(&base).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
+        let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
+        let url = reqwest::Url::parse(&base).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(endpoint_error(
-                "must be an http:// or https:// URL with a host".into(),
-            ));
+            return Err(endpoint_error("must be an http:// or https:// URL with a host".into()));
         }
-        Ok(WecomRobot {
-            base,
-            key: fields.key,
-            client,
-        })
+        Ok(WecomRobot { base, key: fields.key, client })
     }
 
     fn secrets(&self) -> [&str; 1] {
@@ -71,31 +63,19 @@ impl WecomRobot {
     fn scrub(&self, failure: Failure) -> Failure {
         let secrets = self.secrets();
         match failure {
-            Failure::Transient {
-                reason,
-                retry_after,
-                progress,
-            } => Failure::Transient {
-                reason: http::redact(&reason, &secrets),
-                retry_after,
-                progress,
-            },
-            Failure::Permanent { reason, progress } => Failure::Permanent {
-                reason: http::redact(&reason, &secrets),
-                progress,
-            },
-            Failure::Ambiguous { reason } => Failure::Ambiguous {
-                reason: http::redact(&reason, &secrets),
-            },
+            Failure::Transient { reason, retry_after, progress } => {
+                Failure::Transient { reason: http::redact(&reason, &secrets), retry_after, progress }
+            }
+            Failure::Permanent { reason, progress } => {
+                Failure::Permanent { reason: http::redact(&reason, &secrets), progress }
+            }
+            Failure::Ambiguous { reason } => Failure::Ambiguous { reason: http::redact(&reason, &secrets) },
         }
     }
 
     async fn call(&self, call: Call<'_>) -> Result<Success, Failure> {
         let Endpoint::Http { method, path, body } = call.action.endpoint else {
-            return Err(Failure::permanent(format!(
-                "wecom_robot cannot execute {:?}",
-                call.action.endpoint
-            )));
+            return Err(Failure::permanent(format!("wecom_robot cannot execute {:?}", call.action.endpoint)));
         };
         let url = reqwest::Url::parse(&format!("{}{path}", self.base))
             .map_err(|e| Failure::permanent(format!("cannot build the URL of {path}: {e}")))?;
@@ -108,43 +88,28 @@ impl WecomRobot {
                 query.push(("type", media_type));
                 builder.multipart(upload_form(field, call.params)?)
             }
+            other => return Err(Failure::permanent(format!("wecom_robot cannot send a {other:?} body"))),
         };
-        let response = builder
-            .query(&query)
-            .send()
-            .await
-            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
+        let response = builder.query(&query).send().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
         if !response.status().is_success() {
             return Err(http::response_failure(response, &self.secrets()).await);
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
         let answer: Map<String, Value> = match serde_json::from_slice(&bytes) {
             Ok(Value::Object(answer)) => answer,
             // A 200 we cannot read: the message may well have been posted.
             _ => {
-                return Err(Failure::Ambiguous {
-                    reason: format!("unreadable answer: {}", http::snippet(&bytes)),
-                });
+                return Err(Failure::Ambiguous { reason: format!("unreadable answer: {}", http::snippet(&bytes)) });
             }
         };
         let Some(errcode) = answer.get("errcode").and_then(Value::as_i64) else {
-            return Err(Failure::Ambiguous {
-                reason: format!("answer without errcode: {}", http::snippet(&bytes)),
-            });
+            return Err(Failure::Ambiguous { reason: format!("answer without errcode: {}", http::snippet(&bytes)) });
         };
         if errcode != 0 {
-            let errmsg = answer
-                .get("errmsg")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let errmsg = answer.get("errmsg").and_then(Value::as_str).unwrap_or_default();
             return Err(error::classify(errcode, errmsg));
         }
-        Ok(Success {
-            result: result(body, answer),
-        })
+        Ok(Success { result: result(body, answer) })
     }
 }
 
@@ -166,17 +131,11 @@ fn reqwest_method(method: Method) -> reqwest::Method {
 
 /// `{"msgtype": M, M: params}`, with an image's `md5` filled in when absent.
 fn message(msgtype: &str, params: &Value) -> Result<Value, Failure> {
-    let mut content = params
-        .as_object()
-        .cloned()
-        .ok_or_else(|| Failure::permanent("params must be an object"))?;
+    let mut content = params.as_object().cloned().ok_or_else(|| Failure::permanent("params must be an object"))?;
     if msgtype == "image" && !content.contains_key("md5") {
         // WeCom checks the md5 of the raw image against the one sent.
         let image = decode(&content, "base64")?;
-        content.insert(
-            "md5".into(),
-            Value::String(hex::encode(Md5::digest(&image))),
-        );
+        content.insert("md5".into(), Value::String(hex::encode(Md5::digest(&image))));
     }
     let mut body = Map::new();
     body.insert("msgtype".into(), Value::String(msgtype.into()));
@@ -186,9 +145,7 @@ fn message(msgtype: &str, params: &Value) -> Result<Value, Failure> {
 
 /// The multipart form of an upload: one part `field`, file name `params.filename`.
 fn upload_form(field: &'static str, params: &Value) -> Result<Form, Failure> {
-    let params = params
-        .as_object()
-        .ok_or_else(|| Failure::permanent("params must be an object"))?;
+    let params = params.as_object().ok_or_else(|| Failure::permanent("params must be an object"))?;
     let filename = string_param(params, "filename")?.to_string();
     let bytes = decode(params, "content_base64")?;
     let part = Part::bytes(bytes)
@@ -209,15 +166,13 @@ fn string_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a st
 fn decode(params: &Map<String, Value>, name: &str) -> Result<Vec<u8>, Failure> {
     let text = string_param(params, name)?;
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    BASE64
-        .decode(compact)
-        .map_err(|e| Failure::permanent(format!("params.{name}: invalid base64: {e}")))
+    BASE64.decode(compact).map_err(|e| Failure::permanent(format!("params.{name}: invalid base64: {e}")))
 }
 
 /// The job result of a successful answer.
 fn result(body: Body, mut answer: Map<String, Value>) -> Option<Value> {
     match body {
-        Body::Message { .. } => None,
+        Body::Message { .. } | Body::DingtalkMessage { .. } | Body::FeishuMessage { .. } | Body::Query { .. } => None,
         Body::Upload { .. } => {
             let mut result = Map::new();
             for field in ["media_id", "type", "created_at"] {

@@ -15,8 +15,7 @@ use crate::connectors::{Call, Connector, Failure, Success, http};
 const KEY: &str = "693a91f6-7aaa-4bc4-97a0-0ec2sifa5aaa";
 
 fn robot_at(endpoint: &str) -> WecomRobot {
-    let text =
-        format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\nendpoint = \"{endpoint}\"\n");
+    let text = format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\nendpoint = \"{endpoint}\"\n");
     let config = Config::parse(&text, &|_| None).unwrap();
     WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), http::client()).unwrap()
 }
@@ -35,11 +34,7 @@ async fn run(robot: &WecomRobot, action: &str, params: &Value) -> Result<Success
     };
     let outcome = robot.execute(call).await;
     if let Err(failure) = &outcome {
-        assert!(
-            !failure.reason().contains(KEY),
-            "the key leaked: {}",
-            failure.reason()
-        );
+        assert!(!failure.reason().contains(KEY), "the key leaked: {}", failure.reason());
     }
     outcome
 }
@@ -49,10 +44,7 @@ fn ok() -> ResponseTemplate {
 }
 
 async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(method("POST"))
-        .respond_with(template)
-        .mount(server)
-        .await;
+    Mock::given(method("POST")).respond_with(template).mount(server).await;
 }
 
 async fn only_request(server: &MockServer) -> Request {
@@ -62,13 +54,7 @@ async fn only_request(server: &MockServer) -> Request {
 }
 
 fn header(request: &Request, name: &str) -> String {
-    request
-        .headers
-        .get(name)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
+    request.headers.get(name).unwrap().to_str().unwrap().to_string()
 }
 
 /// Method, path, query, headers and JSON body of a message request.
@@ -77,10 +63,7 @@ fn assert_message_request(request: &Request, expected_body: &Value) {
     assert_eq!(request.url.path(), "/cgi-bin/webhook/send");
     assert_eq!(request.url.query(), Some(format!("key={KEY}").as_str()));
     let names: BTreeSet<&str> = request.headers.keys().map(|k| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["accept", "content-length", "content-type", "host"].into()
-    );
+    assert_eq!(names, ["accept", "content-length", "content-type", "host"].into());
     assert_eq!(header(request, "content-type"), "application/json");
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(&body, expected_body);
@@ -94,10 +77,7 @@ async fn send_text() {
                         "mentioned_mobile_list": ["13800001111"]});
     let success = run(&robot(&server), "send_text", &params).await.unwrap();
     assert_eq!(success, Success { result: None });
-    assert_message_request(
-        &only_request(&server).await,
-        &json!({"msgtype": "text", "text": params}),
-    );
+    assert_message_request(&only_request(&server).await, &json!({"msgtype": "text", "text": params}));
 }
 
 #[tokio::test]
@@ -105,13 +85,8 @@ async fn send_markdown() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"content": "实时新增用户反馈<font color=\"warning\">132例</font>"});
-    run(&robot(&server), "send_markdown", &params)
-        .await
-        .unwrap();
-    assert_message_request(
-        &only_request(&server).await,
-        &json!({"msgtype": "markdown", "markdown": params}),
-    );
+    run(&robot(&server), "send_markdown", &params).await.unwrap();
+    assert_message_request(&only_request(&server).await, &json!({"msgtype": "markdown", "markdown": params}));
 }
 
 #[tokio::test]
@@ -120,10 +95,7 @@ async fn send_image_with_md5_sends_it_unchanged() {
     answer_with(&server, ok()).await;
     let params = json!({"base64": "aGVsbG8=", "md5": "0123456789abcdef0123456789abcdef"});
     run(&robot(&server), "send_image", &params).await.unwrap();
-    assert_message_request(
-        &only_request(&server).await,
-        &json!({"msgtype": "image", "image": params}),
-    );
+    assert_message_request(&only_request(&server).await, &json!({"msgtype": "image", "image": params}));
 }
 
 #[tokio::test]
@@ -131,13 +103,7 @@ async fn send_image_without_md5_computes_it_from_the_raw_bytes() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     // base64("hello"); md5("hello") = 5d41402abc4b2a76b9719d911017c592.
-    run(
-        &robot(&server),
-        "send_image",
-        &json!({"base64": "aGVsbG8="}),
-    )
-    .await
-    .unwrap();
+    run(&robot(&server), "send_image", &json!({"base64": "aGVsbG8="})).await.unwrap();
     assert_message_request(
         &only_request(&server).await,
         &json!({"msgtype": "image", "image": {"base64": "aGVsbG8=", "md5": "5d41402abc4b2a76b9719d911017c592"}}),
@@ -147,26 +113,10 @@ async fn send_image_without_md5_computes_it_from_the_raw_bytes() {
 #[tokio::test]
 async fn send_image_with_invalid_base64_is_permanent_without_a_request() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok())
-        .expect(0)
-        .mount(&server)
-        .await;
-    let failure = run(
-        &robot(&server),
-        "send_image",
-        &json!({"base64": "not base64!"}),
-    )
-    .await
-    .unwrap_err();
+    Mock::given(method("POST")).respond_with(ok()).expect(0).mount(&server).await;
+    let failure = run(&robot(&server), "send_image", &json!({"base64": "not base64!"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
-    assert!(
-        failure
-            .reason()
-            .starts_with("params.base64: invalid base64"),
-        "{}",
-        failure.reason()
-    );
+    assert!(failure.reason().starts_with("params.base64: invalid base64"), "{}", failure.reason());
 }
 
 #[tokio::test]
@@ -179,10 +129,7 @@ async fn send_news() {
         {"title": "second", "url": "https://example.com/2"},
     ]});
     run(&robot(&server), "send_news", &params).await.unwrap();
-    assert_message_request(
-        &only_request(&server).await,
-        &json!({"msgtype": "news", "news": params}),
-    );
+    assert_message_request(&only_request(&server).await, &json!({"msgtype": "news", "news": params}));
 }
 
 #[tokio::test]
@@ -191,10 +138,7 @@ async fn send_file() {
     answer_with(&server, ok()).await;
     let params = json!({"media_id": "3a8asd892asd8asd"});
     run(&robot(&server), "send_file", &params).await.unwrap();
-    assert_message_request(
-        &only_request(&server).await,
-        &json!({"msgtype": "file", "file": params}),
-    );
+    assert_message_request(&only_request(&server).await, &json!({"msgtype": "file", "file": params}));
 }
 
 #[tokio::test]
@@ -214,28 +158,18 @@ async fn upload_file() {
     let success = run(&robot(&server), "upload_file", &params).await.unwrap();
     assert_eq!(
         success.result,
-        Some(
-            json!({"media_id": "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0", "type": "file",
-                    "created_at": "1380000000"})
-        )
+        Some(json!({"media_id": "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0", "type": "file",
+                    "created_at": "1380000000"}))
     );
 
     let request = only_request(&server).await;
     assert_eq!(request.method.as_str(), "POST");
     assert_eq!(request.url.path(), "/cgi-bin/webhook/upload_media");
-    assert_eq!(
-        request.url.query(),
-        Some(format!("key={KEY}&type=file").as_str())
-    );
+    assert_eq!(request.url.query(), Some(format!("key={KEY}&type=file").as_str()));
     let names: BTreeSet<&str> = request.headers.keys().map(|k| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["accept", "content-length", "content-type", "host"].into()
-    );
+    assert_eq!(names, ["accept", "content-length", "content-type", "host"].into());
     let content_type = header(&request, "content-type");
-    let boundary = content_type
-        .strip_prefix("multipart/form-data; boundary=")
-        .expect(&content_type);
+    let boundary = content_type.strip_prefix("multipart/form-data; boundary=").expect(&content_type);
     let mut expected = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"report.csv\"\r\n\
          Content-Type: application/octet-stream\r\n\r\n"
@@ -243,36 +177,18 @@ async fn upload_file() {
     .into_bytes();
     expected.extend_from_slice(content);
     expected.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    assert_eq!(
-        String::from_utf8_lossy(&request.body),
-        String::from_utf8_lossy(&expected)
-    );
-    assert_eq!(
-        header(&request, "content-length"),
-        expected.len().to_string()
-    );
+    assert_eq!(String::from_utf8_lossy(&request.body), String::from_utf8_lossy(&expected));
+    assert_eq!(header(&request, "content-length"), expected.len().to_string());
 }
 
 #[tokio::test]
 async fn upload_file_with_invalid_base64_names_the_param() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok())
-        .expect(0)
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).respond_with(ok()).expect(0).mount(&server).await;
     let params = json!({"filename": "a.txt", "content_base64": "@@@@@@@@"});
-    let failure = run(&robot(&server), "upload_file", &params)
-        .await
-        .unwrap_err();
+    let failure = run(&robot(&server), "upload_file", &params).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
-    assert!(
-        failure
-            .reason()
-            .starts_with("params.content_base64: invalid base64"),
-        "{}",
-        failure.reason()
-    );
+    assert!(failure.reason().starts_with("params.content_base64: invalid base64"), "{}", failure.reason());
 }
 
 #[tokio::test]
@@ -280,13 +196,10 @@ async fn rate_limited_is_transient_for_a_minute() {
     let server = MockServer::start().await;
     answer_with(
         &server,
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"errcode": 45009, "errmsg": "api freq out of limit"})),
+        ResponseTemplate::new(200).set_body_json(json!({"errcode": 45009, "errmsg": "api freq out of limit"})),
     )
     .await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
+    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert_eq!(
         failure,
         Failure::Transient {
@@ -300,43 +213,26 @@ async fn rate_limited_is_transient_for_a_minute() {
 #[tokio::test]
 async fn system_busy_is_transient() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        ResponseTemplate::new(200).set_body_json(json!({"errcode": -1, "errmsg": "system busy"})),
-    )
-    .await;
-    let failure = run(&robot(&server), "send_markdown", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
+    answer_with(&server, ResponseTemplate::new(200).set_body_json(json!({"errcode": -1, "errmsg": "system busy"})))
+        .await;
+    let failure = run(&robot(&server), "send_markdown", &json!({"content": "x"})).await.unwrap_err();
     assert_eq!(failure, Failure::transient("errcode -1: system busy"));
 }
 
 #[tokio::test]
 async fn robot_errors_are_permanent_and_never_quote_the_key() {
     for (code, message) in [
-        (
-            93000,
-            format!("invalid webhook url, hint: [1700000000_abc], key={KEY}"),
-        ),
+        (93000, format!("invalid webhook url, hint: [1700000000_abc], key={KEY}")),
         (93004, "robot is disabled".to_string()),
         (93008, "robot not in the chat".to_string()),
         (40058, "invalid parameter".to_string()),
     ] {
         let server = MockServer::start().await;
-        answer_with(
-            &server,
-            ResponseTemplate::new(200).set_body_json(json!({"errcode": code, "errmsg": message})),
-        )
-        .await;
-        let failure = run(&robot(&server), "send_text", &json!({"content": "x"}))
-            .await
-            .unwrap_err();
+        answer_with(&server, ResponseTemplate::new(200).set_body_json(json!({"errcode": code, "errmsg": message})))
+            .await;
+        let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
         assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
-        assert!(
-            failure.reason().starts_with(&format!("errcode {code}: ")),
-            "{}",
-            failure.reason()
-        );
+        assert!(failure.reason().starts_with(&format!("errcode {code}: ")), "{}", failure.reason());
     }
 }
 
@@ -345,52 +241,29 @@ async fn http_errors_go_through_the_shared_classification() {
     let server = MockServer::start().await;
     answer_with(
         &server,
-        ResponseTemplate::new(502)
-            .set_body_string(format!("bad gateway for /cgi-bin/webhook/send?key={KEY}")),
+        ResponseTemplate::new(502).set_body_string(format!("bad gateway for /cgi-bin/webhook/send?key={KEY}")),
     )
     .await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
+    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
-    assert!(
-        failure.reason().starts_with("HTTP 502 Bad Gateway"),
-        "{}",
-        failure.reason()
-    );
+    assert!(failure.reason().starts_with("HTTP 502 Bad Gateway"), "{}", failure.reason());
 
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        ResponseTemplate::new(429).insert_header("retry-after", "5"),
-    )
-    .await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(5))
-    );
+    answer_with(&server, ResponseTemplate::new(429).insert_header("retry-after", "5")).await;
+    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(5)));
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(403)).await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
+    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
 }
 
 #[tokio::test]
 async fn an_unreadable_200_is_ambiguous() {
     let server = MockServer::start().await;
-    answer_with(
-        &server,
-        ResponseTemplate::new(200).set_body_string("<html>proxy</html>"),
-    )
-    .await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
+    answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>proxy</html>")).await;
+    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 }
 
@@ -399,13 +272,8 @@ async fn a_refused_connection_is_transient_and_never_quotes_the_key() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let failure = run(
-        &robot_at(&format!("http://127.0.0.1:{port}")),
-        "send_text",
-        &json!({"content": "x"}),
-    )
-    .await
-    .unwrap_err();
+    let failure =
+        run(&robot_at(&format!("http://127.0.0.1:{port}")), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
@@ -414,49 +282,26 @@ async fn a_timeout_is_ambiguous_and_never_quotes_the_key() {
     let server = MockServer::start().await;
     answer_with(&server, ok().set_delay(Duration::from_secs(10))).await;
     let _ = http::client(); // installs the TLS provider
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let text = format!(
-        "[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\nendpoint = \"{}\"\n",
-        server.uri()
-    );
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let text = format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\nendpoint = \"{}\"\n", server.uri());
     let config = Config::parse(&text, &|_| None).unwrap();
     let robot = WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), client).unwrap();
-    let failure = run(&robot, "send_text", &json!({"content": "x"}))
-        .await
-        .unwrap_err();
+    let failure = run(&robot, "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 }
 
 #[test]
 fn the_default_base_is_wecom() {
-    let config = Config::parse(
-        &format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"),
-        &|_| None,
-    )
-    .unwrap();
-    let robot = WecomRobot::new(
-        config.get("wecom_robot", "ops").unwrap(),
-        reqwest::Client::new(),
-    )
-    .unwrap();
+    let config = Config::parse(&format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"), &|_| None).unwrap();
+    let robot = WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap();
     assert_eq!(robot.base, "https://qyapi.weixin.qq.com");
 }
 
 #[test]
 fn an_unknown_config_field_is_named() {
-    let config = Config::parse(
-        "[connectors.wecom_robot.ops]\nkey = \"k\"\nwebhook = \"x\"\n",
-        &|_| None,
-    )
-    .unwrap();
-    let err = WecomRobot::new(
-        config.get("wecom_robot", "ops").unwrap(),
-        reqwest::Client::new(),
-    )
-    .unwrap_err();
+    let config = Config::parse("[connectors.wecom_robot.ops]\nkey = \"k\"\nwebhook = \"x\"\n", &|_| None).unwrap();
+    let err =
+        WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("connectors.wecom_robot.ops: "), "{text}");
     assert!(text.contains("unknown field `webhook`"), "{text}");
@@ -464,16 +309,9 @@ fn an_unknown_config_field_is_named() {
 
 #[test]
 fn a_missing_key_is_named() {
-    let config = Config::parse(
-        "[connectors.wecom_robot.ops]\nrate_limit = \"1/s\"\n",
-        &|_| None,
-    )
-    .unwrap();
-    let err = WecomRobot::new(
-        config.get("wecom_robot", "ops").unwrap(),
-        reqwest::Client::new(),
-    )
-    .unwrap_err();
+    let config = Config::parse("[connectors.wecom_robot.ops]\nrate_limit = \"1/s\"\n", &|_| None).unwrap();
+    let err =
+        WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap_err();
     assert!(err.to_string().contains("missing field `key`"), "{err}");
 }
 
@@ -482,13 +320,7 @@ fn debug_shows_no_key() {
     let robot = robot_at("http://127.0.0.1:1");
     let debug = format!("{robot:?}");
     assert!(!debug.contains(KEY), "{debug}");
-    let config = Config::parse(
-        &format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"),
-        &|_| None,
-    )
-    .unwrap();
-    let fields =
-        super::config::WecomRobotConfig::from_config(config.get("wecom_robot", "ops").unwrap())
-            .unwrap();
+    let config = Config::parse(&format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"), &|_| None).unwrap();
+    let fields = super::config::WecomRobotConfig::from_config(config.get("wecom_robot", "ops").unwrap()).unwrap();
     assert!(!format!("{fields:?}").contains(KEY));
 }

@@ -1,0 +1,379 @@
+//! Fake Feishu (providers.md §5): the custom bot webhook and a self-built app's token and contact
+//! reads.
+//!
+//! Bot, `POST /open-apis/bot/v2/hook/{hook_id}`: HTTP 200 `{"code":N,"msg":"..."}` (success also
+//! carries the legacy `StatusCode`/`StatusMessage`):
+//!
+//! | code | when |
+//! |---|---|
+//! | 19001 | hook id unknown |
+//! | 9499 | method not POST, body over 20 KB, not a JSON object, `msg_type` unknown, or its `content` / `card` missing or malformed |
+//! | 19021 | bot with a secret: `timestamp` missing or more than 1 h from the sandbox clock, or `sign` wrong |
+//! | 11232 | more than the configured messages per rolling second (default 5) or minute (default 100) |
+//!
+//! App: `POST /open-apis/auth/v3/tenant_access_token/internal` (10003 unknown `app_id`, 10014 wrong
+//! `app_secret`; a token lives 7200 s, and the same one is handed out again while more than 30 min
+//! are left). `GET /open-apis/contact/v3/departments` and `GET …/users/find_by_department` need
+//! `Authorization: Bearer t-…` (HTTP 400 with 99991661 when missing, 99991663 when unknown or
+//! expired); bad params are 99992402, an unknown department 40004. Pages: `page_size` (1–50,
+//! default 10) and `page_token` (from the previous page).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use crate::capture::Captured;
+use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::records::{Provider, RobotMessage};
+use crate::state::SandboxState;
+
+pub const HOOK_PREFIX: &str = "/open-apis/bot/v2/hook/";
+pub(crate) const HOOK_ROUTE: &str = "/open-apis/bot/v2/hook/{hook_id}";
+pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
+pub const DEPARTMENTS_PATH: &str = "/open-apis/contact/v3/departments";
+pub const USERS_PATH: &str = "/open-apis/contact/v3/users/find_by_department";
+/// "请求体的数据大小不能超过 20 KB".
+pub const MAX_BODY_BYTES: usize = 20 * 1024;
+pub const TIMESTAMP_TOLERANCE_S: i64 = 3600;
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+pub const TOKEN_REISSUE_MARGIN: Duration = Duration::from_secs(30 * 60);
+const READ_LIMIT: usize = 1024 * 1024;
+
+/// A non-zero `code`, with the HTTP status it comes with.
+struct FeishuError {
+    status: StatusCode,
+    code: i64,
+    msg: String,
+    injected: bool,
+}
+
+fn refuse<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
+    Err(FeishuError { status: StatusCode::OK, code, msg: msg.into(), injected: false })
+}
+
+fn refuse_400<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
+    Err(FeishuError { status: StatusCode::BAD_REQUEST, code, msg: msg.into(), injected: false })
+}
+
+fn injected(state: &SandboxState, facts: &RequestFacts) -> Result<(), FeishuError> {
+    match state.take_fault(Stage::ProviderRequest, facts) {
+        Some(FaultEffect::ErrorCode { code, message }) => Err(FeishuError {
+            status: StatusCode::OK,
+            code,
+            msg: message.unwrap_or_else(|| format!("code {code} injected by yizhan-sandbox")),
+            injected: true,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Feishu's bot signature: `base64(HmacSHA256(key = timestamp + "\n" + secret, msg = ""))`.
+pub fn sign(timestamp: &str, secret: &str) -> String {
+    let mac = Hmac::<Sha256>::new_from_slice(format!("{timestamp}\n{secret}").as_bytes()).expect("any key length");
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+async fn respond(
+    state: &SandboxState,
+    provider: Provider,
+    facts: &RequestFacts,
+    result: Result<Map<String, Value>, FeishuError>,
+) -> Response {
+    let response = match result {
+        Ok(mut body) => {
+            body.insert("code".into(), json!(0));
+            body.entry("msg").or_insert(json!("success"));
+            Json(Value::Object(body)).into_response()
+        }
+        Err(error) => {
+            if !error.injected {
+                state.record_rejection(provider, &error.code.to_string(), &error.msg);
+            }
+            (error.status, Json(json!({"code": error.code, "msg": error.msg, "data": {}}))).into_response()
+        }
+    };
+    state.after_processing(facts, response).await
+}
+
+fn facts(provider: Provider, request: &Captured, key: Option<String>, action: Option<String>) -> RequestFacts {
+    RequestFacts { provider, path: request.path().to_string(), phones: Vec::new(), key, action }
+}
+
+// ----- bot ------------------------------------------------------------------------------------
+
+/// `POST /open-apis/bot/v2/hook/{hook_id}`.
+pub(crate) async fn hook(State(state): State<SandboxState>, request: Request) -> Response {
+    let request = Captured::read(request, READ_LIMIT).await;
+    state.record_request(Provider::FeishuRobot, &request);
+    let hook_id = request.path().strip_prefix(HOOK_PREFIX).unwrap_or_default().to_string();
+    let body: Option<Value> = serde_json::from_slice(&request.body).ok();
+    let msg_type = body.as_ref().and_then(|b| b.get("msg_type")).and_then(Value::as_str).map(str::to_string);
+    let facts = facts(Provider::FeishuRobot, &request, Some(hook_id.clone()), msg_type);
+    if let Some(answer) = state.before_processing(&facts).await {
+        return answer;
+    }
+    let result = deliver(&state, &request, &hook_id, &facts).map(|()| {
+        let mut extra = Map::new();
+        extra.insert("data".into(), json!({}));
+        extra.insert("Extra".into(), Value::Null);
+        extra.insert("StatusCode".into(), json!(0));
+        extra.insert("StatusMessage".into(), json!("success"));
+        extra
+    });
+    respond(&state, Provider::FeishuRobot, &facts, result).await
+}
+
+fn deliver(state: &SandboxState, request: &Captured, hook_id: &str, facts: &RequestFacts) -> Result<(), FeishuError> {
+    let Some(hook) = state.config().feishu_hooks.iter().find(|h| h.credential == hook_id) else {
+        return refuse(19001, "param invalid: incoming webhook access token invalid");
+    };
+    if request.method != Method::POST || request.oversized || request.body.len() > MAX_BODY_BYTES {
+        return refuse(9499, "Bad Request");
+    }
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
+        return refuse(9499, "Bad Request");
+    };
+    if let Some(secret) = &hook.secret {
+        let timestamp = match body.get("timestamp") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let in_window =
+            timestamp.parse::<i64>().is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() <= TIMESTAMP_TOLERANCE_S);
+        let signed = body.get("sign").and_then(Value::as_str) == Some(sign(&timestamp, secret).as_str());
+        if !in_window || !signed {
+            return refuse(19021, "sign match fail or timestamp is not within one hour from current time");
+        }
+    }
+    let msg_type = body.get("msg_type").and_then(Value::as_str).unwrap_or_default();
+    let content = body.get("content").and_then(Value::as_object);
+    let text = |field: &str| content.and_then(|c| c.get(field)).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let valid = match msg_type {
+        "text" => text("text"),
+        "image" => text("image_key"),
+        "share_chat" => text("share_chat_id"),
+        "post" => content.and_then(|c| c.get("post")).and_then(Value::as_object).is_some_and(|p| !p.is_empty()),
+        "interactive" => body.get("card").and_then(Value::as_object).is_some_and(|c| !c.is_empty()),
+        _ => false,
+    };
+    if !valid {
+        return refuse(9499, "Bad Request");
+    }
+    injected(state, facts)?;
+    let config = state.config();
+    let over_second = config
+        .feishu_messages_per_second
+        .is_some_and(|n| !state.throttle(Provider::FeishuRobot, hook_id, n, Duration::from_secs(1)));
+    let over_minute = !over_second
+        && config.feishu_messages_per_minute.is_some_and(|n| {
+            !state.throttle(Provider::FeishuRobot, &format!("{hook_id}/min"), n, Duration::from_secs(60))
+        });
+    if over_second || over_minute {
+        return refuse(11232, "frequency limited");
+    }
+    state.record_robot_message(RobotMessage {
+        provider: Provider::FeishuRobot,
+        key: hook_id.to_string(),
+        msgtype: msg_type.to_string(),
+        body: Value::Object(body),
+    });
+    Ok(())
+}
+
+// ----- app ------------------------------------------------------------------------------------
+
+/// `POST /open-apis/auth/v3/tenant_access_token/internal`.
+pub(crate) async fn tenant_access_token(State(state): State<SandboxState>, request: Request) -> Response {
+    let request = Captured::read(request, READ_LIMIT).await;
+    state.record_request(Provider::Feishu, &request);
+    let body: Map<String, Value> = match serde_json::from_slice(&request.body) {
+        Ok(Value::Object(body)) => body,
+        _ => Map::new(),
+    };
+    let app_id = body.get("app_id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let facts = facts(Provider::Feishu, &request, Some(app_id.clone()), Some("tenant_access_token".into()));
+    if let Some(answer) = state.before_processing(&facts).await {
+        return answer;
+    }
+    let result = issue_token(&state, &request, &body, &app_id, &facts);
+    respond(&state, Provider::Feishu, &facts, result).await
+}
+
+fn issue_token(
+    state: &SandboxState,
+    request: &Captured,
+    body: &Map<String, Value>,
+    app_id: &str,
+    facts: &RequestFacts,
+) -> Result<Map<String, Value>, FeishuError> {
+    if request.method != Method::POST {
+        return refuse_400(99991400, "method not allowed");
+    }
+    let Some(app) = state.config().feishu_apps.iter().find(|a| a.app_id == app_id) else {
+        return refuse(10003, "invalid param: app_id");
+    };
+    if body.get("app_secret").and_then(Value::as_str) != Some(app.app_secret.as_str()) {
+        return refuse(10014, "app secret invalid");
+    }
+    injected(state, facts)?;
+    let fresh: String = format!("t-{:040x}", rand::rng().random::<u128>());
+    let (token, expire) = state.feishu_token(app_id, fresh, TOKEN_LIFETIME, TOKEN_REISSUE_MARGIN);
+    let mut answer = Map::new();
+    answer.insert("msg".into(), json!("ok"));
+    answer.insert("tenant_access_token".into(), json!(token));
+    answer.insert("expire".into(), json!(expire));
+    Ok(answer)
+}
+
+/// The bearer token's app, or the error Feishu answers.
+fn authorize(state: &SandboxState, request: &Captured) -> Result<String, FeishuError> {
+    if request.method != Method::GET {
+        return refuse_400(99991400, "method not allowed");
+    }
+    let Some(token) = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) else {
+        return refuse_400(99991661, "Missing access token for authorization.");
+    };
+    state.feishu_token_app(token).ok_or(FeishuError {
+        status: StatusCode::BAD_REQUEST,
+        code: 99991663,
+        msg: "Invalid access token for authorization. Please make a request with token attached.".into(),
+        injected: false,
+    })
+}
+
+async fn read_call(
+    state: &SandboxState,
+    request: Request,
+    action: &str,
+    handle: fn(&Captured) -> Result<Map<String, Value>, FeishuError>,
+) -> Response {
+    let request = Captured::read(request, READ_LIMIT).await;
+    state.record_request(Provider::Feishu, &request);
+    let app =
+        request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.feishu_token_app(t));
+    let facts = facts(Provider::Feishu, &request, app, Some(action.into()));
+    if let Some(answer) = state.before_processing(&facts).await {
+        return answer;
+    }
+    let result = authorize(state, &request).and_then(|_| {
+        let data = handle(&request)?;
+        injected(state, &facts)?;
+        let mut answer = Map::new();
+        answer.insert("data".into(), Value::Object(data));
+        Ok(answer)
+    });
+    respond(state, Provider::Feishu, &facts, result).await
+}
+
+/// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`.
+pub(crate) async fn departments(State(state): State<SandboxState>, request: Request) -> Response {
+    read_call(&state, request, "departments", |request| {
+        let parent = request.param("parent_department_id").unwrap_or("0");
+        let fetch_child = match request.param("fetch_child") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return refuse_400(99992402, "field validation failed: fetch_child"),
+        };
+        if parent != "0" && !DEPARTMENTS.iter().any(|d| d.0 == parent) {
+            return refuse_400(40004, "no dept authority error");
+        }
+        let mut found = Vec::new();
+        let mut parents = vec![parent.to_string()];
+        while let Some(parent) = parents.pop() {
+            for (id, name, parent_id) in DEPARTMENTS.iter().filter(|d| d.2 == parent) {
+                found.push(json!({"department_id": id, "open_department_id": id, "name": name,
+                                  "parent_department_id": parent_id}));
+                if fetch_child {
+                    parents.push(id.to_string());
+                }
+            }
+        }
+        page(request, found)
+    })
+    .await
+}
+
+/// `GET /open-apis/contact/v3/users/find_by_department?department_id=&page_size=&page_token=`.
+pub(crate) async fn users(State(state): State<SandboxState>, request: Request) -> Response {
+    read_call(&state, request, "find_by_department", |request| {
+        let Some(department) = request.param("department_id").filter(|d| !d.is_empty()) else {
+            return refuse_400(99992402, "field validation failed: department_id is required");
+        };
+        if department != "0" && !DEPARTMENTS.iter().any(|d| d.0 == department) {
+            return refuse_400(40004, "no dept authority error");
+        }
+        let users = USERS
+            .iter()
+            .filter(|u| u.2 == department)
+            .map(|(id, name, dept)| {
+                json!({"user_id": id, "open_id": format!("ou_{id}"), "name": name,
+                                           "department_ids": [dept]})
+            })
+            .collect();
+        page(request, users)
+    })
+    .await
+}
+
+/// One page of `items` per `page_size` (1–50, default 10) and `page_token` (an offset we issued).
+fn page(request: &Captured, items: Vec<Value>) -> Result<Map<String, Value>, FeishuError> {
+    let size = match request.param("page_size").map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(n)) if (1..=50).contains(&n) => n,
+        Some(_) => return refuse_400(99992402, "field validation failed: page_size"),
+    };
+    let start = match request.param("page_token").map(|t| t.strip_prefix("pt-").map(str::parse::<usize>)) {
+        None => 0,
+        Some(Some(Ok(n))) if n <= items.len() => n,
+        Some(_) => return refuse_400(99992402, "field validation failed: page_token"),
+    };
+    let end = (start + size).min(items.len());
+    let mut data = Map::new();
+    data.insert("has_more".into(), json!(end < items.len()));
+    if end < items.len() {
+        data.insert("page_token".into(), json!(format!("pt-{end}")));
+    }
+    data.insert("items".into(), Value::Array(items[start..end].to_vec()));
+    Ok(data)
+}
+
+/// The sandbox's directory: `(department_id, name, parent_department_id)`.
+pub const DEPARTMENTS: [(&str, &str, &str); 3] = [
+    ("od-sandbox-eng", "Engineering", "0"),
+    ("od-sandbox-ops", "Operations", "0"),
+    ("od-sandbox-sre", "SRE", "od-sandbox-ops"),
+];
+
+/// `(user_id, name, department_id)`: 12 engineers (more than one default page), one SRE.
+pub const USERS: [(&str, &str, &str); 13] = [
+    ("u-eng-01", "Engineer 1", "od-sandbox-eng"),
+    ("u-eng-02", "Engineer 2", "od-sandbox-eng"),
+    ("u-eng-03", "Engineer 3", "od-sandbox-eng"),
+    ("u-eng-04", "Engineer 4", "od-sandbox-eng"),
+    ("u-eng-05", "Engineer 5", "od-sandbox-eng"),
+    ("u-eng-06", "Engineer 6", "od-sandbox-eng"),
+    ("u-eng-07", "Engineer 7", "od-sandbox-eng"),
+    ("u-eng-08", "Engineer 8", "od-sandbox-eng"),
+    ("u-eng-09", "Engineer 9", "od-sandbox-eng"),
+    ("u-eng-10", "Engineer 10", "od-sandbox-eng"),
+    ("u-eng-11", "Engineer 11", "od-sandbox-eng"),
+    ("u-eng-12", "Engineer 12", "od-sandbox-eng"),
+    ("u-sre-01", "SRE 1", "od-sandbox-sre"),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signature_matches_the_reference_vector() {
+        assert_eq!(super::sign("1700000000", "testsecret"), "AOc8oJ7//5OlQlfWC3nRL0R+IkuzcD1FKcAyibRK9Q8=");
+    }
+}

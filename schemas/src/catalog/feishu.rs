@@ -1,0 +1,63 @@
+//! `feishu`: Feishu self-built app, contact (directory) reads with a `tenant_access_token`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+
+pub(super) const KIND: KindSpec = KindSpec {
+    name: "feishu",
+    title: "飞书自建应用 Feishu self-built app",
+    // Feishu's contact reads allow 1000/min and 50/s per app.
+    default_rate_limit: "50/s",
+    actions: &[
+        ActionSpec {
+            name: "list_departments",
+            effect: Effect::Read,
+            params: schema::<ListDepartments>,
+            endpoint: Endpoint::Http {
+                method: Method::Get,
+                path: "/open-apis/contact/v3/departments",
+                body: Body::Query { renames: &[] },
+            },
+            bucket: "contact",
+        },
+        ActionSpec {
+            name: "list_department_users",
+            effect: Effect::Read,
+            params: schema::<ListDepartmentUsers>,
+            endpoint: Endpoint::Http {
+                method: Method::Get,
+                path: "/open-apis/contact/v3/users/find_by_department",
+                body: Body::Query { renames: &[] },
+            },
+            bucket: "contact",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListDepartments {
+    /// `0` (the root) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub parent_department_id: Option<String>,
+    /// Also list the sub-departments' descendants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_child: Option<bool>,
+}
+
+/// One page of a department's direct members; the result's `page_token` asks for the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListDepartmentUsers {
+    #[schemars(length(min = 1))]
+    pub department_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub page_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub page_size: Option<u32>,
+}

@@ -1,0 +1,82 @@
+//! `feishu_robot`: Feishu custom bot webhook (`/open-apis/bot/v2/hook/{hook_id}`, optional signature).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+
+/// The config's `hook_id` replaces `{hook_id}`.
+pub const HOOK_PATH: &str = "/open-apis/bot/v2/hook/{hook_id}";
+
+const fn send(
+    name: &'static str,
+    params: fn() -> schemars::Schema,
+    msg_type: &'static str,
+    card: Option<&'static str>,
+) -> ActionSpec {
+    ActionSpec {
+        name,
+        effect: Effect::Write,
+        params,
+        endpoint: Endpoint::Http {
+            method: Method::Post,
+            path: HOOK_PATH,
+            body: Body::FeishuMessage { msg_type, card },
+        },
+        bucket: "messages",
+    }
+}
+
+pub(super) const KIND: KindSpec = KindSpec {
+    name: "feishu_robot",
+    title: "飞书群机器人 Feishu group bot",
+    // Feishu allows 100/min and 5/s per bot; one default limit only, so the tighter burst limit.
+    // The 100/min limit needs multi-limit support (issue 7).
+    default_rate_limit: "5/s",
+    actions: &[
+        send("send_text", schema::<FeishuText>, "text", None),
+        send("send_post", schema::<FeishuPost>, "post", None),
+        send("send_image", schema::<FeishuImage>, "image", None),
+        send("send_share_chat", schema::<FeishuShareChat>, "share_chat", None),
+        send("send_interactive", schema::<FeishuInteractive>, "interactive", Some("card")),
+    ],
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuText {
+    /// May mention with `<at user_id="all">所有人</at>`.
+    #[schemars(length(min = 1))]
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuPost {
+    /// Rich text per locale: `{"zh_cn": {"title": "...", "content": [[{"tag": "text", "text": "..."}]]}}`.
+    #[schemars(length(min = 1))]
+    pub post: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuImage {
+    #[schemars(length(min = 1))]
+    pub image_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuShareChat {
+    #[schemars(length(min = 1))]
+    pub share_chat_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuInteractive {
+    /// The message card (sent as the top-level `card`).
+    #[schemars(length(min = 1))]
+    pub card: Map<String, Value>,
+}

@@ -1,0 +1,127 @@
+//! `juzibot`: Juzibot (句子互动) hub API (`https://hub.juzibot.com/api/v1/`, `token` query parameter).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+
+pub(super) const KIND: KindSpec = KindSpec {
+    name: "juzibot",
+    title: "句子互动 Juzibot",
+    // No documented limit; HTTP 429 answers are retried.
+    default_rate_limit: "10/s",
+    actions: &[
+        ActionSpec {
+            name: "list_channels",
+            effect: Effect::Read,
+            params: schema::<ListChannels>,
+            endpoint: Endpoint::Http {
+                method: Method::Get,
+                path: "/api/v1/channel/list",
+                body: Body::Query { renames: &[("page_size", "pageSize")] },
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "add_contact_way",
+            effect: Effect::Write,
+            params: schema::<AddContactWay>,
+            endpoint: Endpoint::Http { method: Method::Post, path: "/api/v1/contactWay/add", body: Body::Params },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "get_contact_way",
+            effect: Effect::Read,
+            params: schema::<GetContactWay>,
+            endpoint: Endpoint::Http {
+                method: Method::Get,
+                path: "/api/v1/contactWay/get",
+                body: Body::Query { renames: &[] },
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "list_contact_ways",
+            effect: Effect::Read,
+            params: schema::<ListContactWays>,
+            endpoint: Endpoint::Http { method: Method::Post, path: "/api/v1/contactWay/list", body: Body::Params },
+            bucket: "api",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListChannels {
+    /// Page number, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub current: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub page_size: Option<u32>,
+}
+
+/// As WeCom `add_contact_way`; created on the WeCom side only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddContactWay {
+    /// 1: one member, 2: several.
+    #[schemars(range(min = 1, max = 2))]
+    pub r#type: u8,
+    /// 1: in a mini program, 2: by QR code.
+    #[schemars(range(min = 1, max = 2))]
+    pub scene: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 30))]
+    pub remark: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 30))]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_temp: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1209600))]
+    pub expires_in: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub chat_expires_in: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+    /// 结束语: `text`, `image`, `link`, `miniprogram`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conclusions: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetContactWay {
+    #[schemars(length(min = 1))]
+    pub config_id: String,
+}
+
+/// One page; the result's `next_cursor` asks for the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListContactWays {
+    /// UNIX seconds; 90 days ago when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Makes sure RabbitMQ (127.0.0.1:5672, guest/guest) and Redis (127.0.0.1:6379) are up: starts them
+# when installed but stopped, installs them from Debian packages when missing. Idempotent.
+set -euo pipefail
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # name port seconds
+  for _ in $(seq 1 "$(( $3 * 4 ))"); do port_open "$2" && return 0; sleep 0.25; done
+  echo "services: $1 did not come up on port $2" >&2; return 1
+}
+
+missing=()
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ((${#missing[@]})); then
+  echo "services: installing ${missing[*]} from Debian packages" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! port_open 6379; then
+  echo "services: starting redis" >&2
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir "$( [ -w /var/lib/redis ] && echo /var/lib/redis || echo /tmp )" \
+    --logfile "$( [ -w /var/log/redis ] && echo /var/log/redis/yizhan.log || echo /tmp/yizhan-redis.log )"
+fi
+
+if ! port_open 5672; then
+  echo "services: starting rabbitmq" >&2
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
+fi
+
+wait_port redis 6379 30
+wait_port rabbitmq 5672 120
+echo "services: rabbitmq and redis are up" >&2

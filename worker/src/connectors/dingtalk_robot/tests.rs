@@ -1,0 +1,274 @@
+//! `dingtalk_robot` against a wiremock webhook: the exact request of every catalog action, the
+//! signature, and the mapping of answers. No reason may ever contain the token or the secret.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use super::{DingtalkRobot, sign};
+use crate::config::Config;
+use crate::connectors::{Call, Connector, Failure, Success, http};
+
+const TOKEN: &str = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+const SECRET: &str = "SECtestsecret0123456789";
+
+fn robot_at(endpoint: &str, secret: Option<&str>) -> DingtalkRobot {
+    let mut text = format!("[connectors.dingtalk_robot.ops]\naccess_token = \"{TOKEN}\"\nendpoint = \"{endpoint}\"\n");
+    if let Some(secret) = secret {
+        text.push_str(&format!("secret = \"{secret}\"\n"));
+    }
+    let config = Config::parse(&text, &|_| None).unwrap();
+    DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), http::client()).unwrap()
+}
+
+fn fixed_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(1_700_000_000_000)
+}
+
+fn signed_robot(server: &MockServer) -> DingtalkRobot {
+    let mut robot = robot_at(&server.uri(), Some(SECRET));
+    robot.clock = fixed_clock;
+    robot
+}
+
+async fn run(robot: &DingtalkRobot, action: &str, params: &Value) -> Result<Success, Failure> {
+    let call = Call {
+        job_id: uuid::Uuid::nil(),
+        action: yizhan_schemas::find_action("dingtalk_robot", action).unwrap(),
+        params,
+        attempt: 1,
+        progress: None,
+    };
+    let outcome = robot.execute(call).await;
+    if let Err(failure) = &outcome {
+        assert!(!failure.reason().contains(TOKEN), "the token leaked: {}", failure.reason());
+        assert!(!failure.reason().contains(SECRET), "the secret leaked: {}", failure.reason());
+    }
+    outcome
+}
+
+async fn answer_with(server: &MockServer, template: ResponseTemplate) {
+    Mock::given(method("POST")).respond_with(template).mount(server).await;
+}
+
+fn ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+fn errcode(code: i64, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"errcode": code, "errmsg": message}))
+}
+
+async fn only_request(server: &MockServer) -> Request {
+    let mut requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    requests.remove(0)
+}
+
+/// The signed query of the providers.md §4 vector.
+const SIGNED_QUERY: &str = "timestamp=1700000000000&sign=zrLWzK97t62y5CpqN8Ok9UIdPvX%2BjL1PNoW8nKT5a9k%3D";
+
+fn assert_request(request: &Request, expected_body: &Value) {
+    assert_eq!(request.method.as_str(), "POST");
+    assert_eq!(request.url.path(), "/robot/send");
+    assert_eq!(request.url.query(), Some(format!("access_token={TOKEN}&{SIGNED_QUERY}").as_str()));
+    let names: BTreeSet<&str> = request.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["accept", "content-length", "content-type", "host"].into());
+    assert_eq!(request.headers.get("content-type").unwrap(), "application/json");
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(&body, expected_body);
+}
+
+#[test]
+fn the_signature_matches_the_reference_vector() {
+    assert_eq!(sign(1_700_000_000_000, SECRET), "zrLWzK97t62y5CpqN8Ok9UIdPvX+jL1PNoW8nKT5a9k=");
+}
+
+#[tokio::test]
+async fn send_text_signed() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let params = json!({"content": "部署完成", "at_mobiles": ["13800000000"], "at_user_ids": ["user1"],
+                        "is_at_all": false});
+    let success = run(&signed_robot(&server), "send_text", &params).await.unwrap();
+    assert_eq!(success, Success { result: None });
+    assert_request(
+        &only_request(&server).await,
+        &json!({"msgtype": "text", "text": {"content": "部署完成"},
+                "at": {"atMobiles": ["13800000000"], "atUserIds": ["user1"], "isAtAll": false}}),
+    );
+}
+
+#[tokio::test]
+async fn send_text_unsigned_carries_only_the_token() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    run(&robot_at(&server.uri(), None), "send_text", &json!({"content": "hi"})).await.unwrap();
+    let request = only_request(&server).await;
+    assert_eq!(request.url.query(), Some(format!("access_token={TOKEN}").as_str()));
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body, json!({"msgtype": "text", "text": {"content": "hi"}}));
+}
+
+#[tokio::test]
+async fn every_attempt_is_signed_afresh() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let robot = robot_at(&server.uri(), Some(SECRET));
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    run(&robot, "send_text", &json!({"content": "hi"})).await.unwrap();
+    let request = only_request(&server).await;
+    let pairs: Vec<(String, String)> = request.url.query_pairs().into_owned().collect();
+    let timestamp: u128 = pairs.iter().find(|(n, _)| n == "timestamp").unwrap().1.parse().unwrap();
+    assert!(timestamp >= before && timestamp < before + 60_000, "{timestamp} vs {before}");
+    let signature = &pairs.iter().find(|(n, _)| n == "sign").unwrap().1;
+    assert_eq!(*signature, sign(timestamp as u64, SECRET));
+}
+
+#[tokio::test]
+async fn send_markdown() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let params = json!({"title": "杭州天气", "text": "#### 杭州天气 @150XXXXXXXX \n> 9度", "is_at_all": true});
+    run(&signed_robot(&server), "send_markdown", &params).await.unwrap();
+    assert_request(
+        &only_request(&server).await,
+        &json!({"msgtype": "markdown", "markdown": {"title": "杭州天气", "text": "#### 杭州天气 @150XXXXXXXX \n> 9度"},
+                "at": {"isAtAll": true}}),
+    );
+}
+
+#[tokio::test]
+async fn send_link() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let params = json!({"title": "时代的火车向前开", "text": "这个即将发布的新版本", "message_url": "https://www.dingtalk.com/",
+                        "pic_url": "https://img.example.com/a.png"});
+    run(&signed_robot(&server), "send_link", &params).await.unwrap();
+    assert_request(
+        &only_request(&server).await,
+        &json!({"msgtype": "link", "link": {"title": "时代的火车向前开", "text": "这个即将发布的新版本",
+                 "messageUrl": "https://www.dingtalk.com/", "picUrl": "https://img.example.com/a.png"}}),
+    );
+}
+
+#[tokio::test]
+async fn send_action_card_single_and_multi() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let params = json!({"title": "乔布斯", "text": "![screenshot](https://x/a.png) ### 乔布斯", "single_title": "阅读全文",
+                        "single_url": "https://www.dingtalk.com/", "btn_orientation": "0"});
+    run(&signed_robot(&server), "send_action_card", &params).await.unwrap();
+    assert_request(
+        &only_request(&server).await,
+        &json!({"msgtype": "actionCard", "actionCard": {"title": "乔布斯", "text": "![screenshot](https://x/a.png) ### 乔布斯",
+                "singleTitle": "阅读全文", "singleURL": "https://www.dingtalk.com/", "btnOrientation": "0"}}),
+    );
+
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let params = json!({"title": "t", "text": "x", "btn_orientation": "1", "btns": [
+        {"title": "内容不错", "action_url": "https://www.dingtalk.com/a"},
+        {"title": "不感兴趣", "action_url": "https://www.dingtalk.com/b"}]});
+    run(&signed_robot(&server), "send_action_card", &params).await.unwrap();
+    assert_request(
+        &only_request(&server).await,
+        &json!({"msgtype": "actionCard", "actionCard": {"title": "t", "text": "x", "btnOrientation": "1", "btns": [
+            {"title": "内容不错", "actionURL": "https://www.dingtalk.com/a"},
+            {"title": "不感兴趣", "actionURL": "https://www.dingtalk.com/b"}]}}),
+    );
+}
+
+#[tokio::test]
+async fn send_feed_card() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let params = json!({"links": [
+        {"title": "时代的火车向前开1", "message_url": "https://www.dingtalk.com/1", "pic_url": "https://img/1.png"},
+        {"title": "时代的火车向前开2", "message_url": "https://www.dingtalk.com/2", "pic_url": "https://img/2.png"}]});
+    run(&signed_robot(&server), "send_feed_card", &params).await.unwrap();
+    assert_request(
+        &only_request(&server).await,
+        &json!({"msgtype": "feedCard", "feedCard": {"links": [
+            {"title": "时代的火车向前开1", "messageURL": "https://www.dingtalk.com/1", "picURL": "https://img/1.png"},
+            {"title": "时代的火车向前开2", "messageURL": "https://www.dingtalk.com/2", "picURL": "https://img/2.png"}]}}),
+    );
+}
+
+#[tokio::test]
+async fn answers_are_classified() {
+    let cases = [
+        (130101, "send too fast, exceed 20 times per minute", Some(Some(Duration::from_secs(60)))),
+        (410100, "发送速度太快而限流", Some(Some(Duration::from_secs(60)))),
+        (-1, "系统繁忙", Some(None)),
+        (310000, "sign not match", None),
+        (310000, "keywords not in content", None),
+        (400101, "access_token不存在", None),
+    ];
+    for (code, message, transient) in cases {
+        let server = MockServer::start().await;
+        answer_with(&server, errcode(code, message)).await;
+        let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+        let reason = format!("errcode {code}: {message}");
+        match transient {
+            Some(retry_after) => {
+                assert_eq!(failure, Failure::Transient { reason, retry_after, progress: None }, "{code}")
+            }
+            None => assert_eq!(failure, Failure::permanent(reason), "{code}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn reasons_never_quote_the_token_or_the_secret() {
+    let server = MockServer::start().await;
+    answer_with(&server, errcode(400101, &format!("access_token {TOKEN} not found, secret {SECRET}"))).await;
+    let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    assert!(failure.reason().contains("***"), "{}", failure.reason());
+
+    let server = MockServer::start().await;
+    answer_with(&server, ResponseTemplate::new(502).set_body_string(format!("bad gateway ?access_token={TOKEN}")))
+        .await;
+    let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let robot = robot_at(&format!("http://127.0.0.1:{port}"), Some(SECRET));
+    let failure = run(&robot, "send_text", &json!({"content": "x"})).await.unwrap_err();
+    assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+    assert!(!failure.reason().contains("sign="), "{}", failure.reason());
+}
+
+#[tokio::test]
+async fn an_unreadable_200_is_ambiguous() {
+    let server = MockServer::start().await;
+    answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>proxy</html>")).await;
+    let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
+}
+
+#[test]
+fn config_defaults_and_errors() {
+    let config =
+        Config::parse(&format!("[connectors.dingtalk_robot.ops]\naccess_token = \"{TOKEN}\"\n"), &|_| None).unwrap();
+    let robot =
+        DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap();
+    assert_eq!(robot.base, "https://oapi.dingtalk.com");
+    assert!(!format!("{robot:?}").contains(TOKEN));
+
+    let config = Config::parse("[connectors.dingtalk_robot.ops]\nsecret = \"SECx\"\n", &|_| None).unwrap();
+    let err = DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), crate::connectors::http::client())
+        .unwrap_err();
+    assert!(err.to_string().contains("missing field `access_token`"), "{err}");
+
+    let config =
+        Config::parse("[connectors.dingtalk_robot.ops]\naccess_token = \"t\"\nsecret = \"\"\n", &|_| None).unwrap();
+    let err = DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), crate::connectors::http::client())
+        .unwrap_err();
+    assert!(err.to_string().starts_with("connectors.dingtalk_robot.ops.secret"), "{err}");
+}

@@ -1,0 +1,126 @@
+//! Small pieces shared by the JSON-over-HTTP connectors added after `wecom_robot` (DingTalk, Feishu,
+//! Juzibot): base URL checks, query params from job params, answer reading, reason scrubbing.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value};
+use yizhan_schemas::Method;
+
+use super::{Failure, http};
+use crate::config::{ConfigError, ConnectorConfig};
+
+/// The config's `endpoint` (or `default`), checked to be an http(s) URL with a host.
+pub fn checked_base(config: &ConnectorConfig, default: &str) -> Result<String, ConfigError> {
+    let base = http::base_url(config.common.endpoint.as_deref(), default);
+    let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
+    let url = reqwest::Url::parse(&base).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(endpoint_error("must be an http:// or https:// URL with a host".into()));
+    }
+    Ok(base)
+}
+
+pub fn method(method: Method) -> reqwest::Method {
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+/// `secrets` replaced by `***` in the reason of `failure`.
+pub fn scrub(failure: Failure, secrets: &[&str]) -> Failure {
+    match failure {
+        Failure::Transient { reason, retry_after, progress } => {
+            Failure::Transient { reason: http::redact(&reason, secrets), retry_after, progress }
+        }
+        Failure::Permanent { reason, progress } => {
+            Failure::Permanent { reason: http::redact(&reason, secrets), progress }
+        }
+        Failure::Ambiguous { reason } => Failure::Ambiguous { reason: http::redact(&reason, secrets) },
+    }
+}
+
+/// The params as query pairs, sorted by name (whatever the map's order), each name renamed per `renames`. Strings go as they
+/// are, numbers and booleans as JSON text; nulls are left out.
+pub fn query_pairs(params: &Value, renames: &[(&str, &str)]) -> Result<Vec<(String, String)>, Failure> {
+    let params = params.as_object().ok_or_else(|| Failure::permanent("params must be an object"))?;
+    let mut pairs = Vec::with_capacity(params.len());
+    for (name, value) in params {
+        let wire = renames.iter().find(|(param, _)| param == name).map_or(name.as_str(), |(_, wire)| wire);
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Bool(_) | Value::Number(_) => value.to_string(),
+            Value::Array(_) | Value::Object(_) => {
+                return Err(Failure::permanent(format!("params.{name}: cannot be sent as a query parameter")));
+            }
+        };
+        pairs.push((wire.to_string(), text));
+    }
+    pairs.sort();
+    Ok(pairs)
+}
+
+/// A provider answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// The body, when it is a JSON object.
+    pub json: Option<Map<String, Value>>,
+}
+
+impl Answer {
+    pub async fn read(response: reqwest::Response, secrets: &[&str]) -> Result<Answer, Failure> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| http::transport_failure(e, secrets))?.to_vec();
+        let json = match serde_json::from_slice(&body) {
+            Ok(Value::Object(object)) => Some(object),
+            _ => None,
+        };
+        Ok(Answer { status, headers, body, json })
+    }
+
+    /// An integer field of the JSON body.
+    pub fn code(&self, field: &str) -> Option<i64> {
+        self.json.as_ref()?.get(field)?.as_i64()
+    }
+
+    /// A string field of the JSON body (`""` when absent).
+    pub fn text(&self, field: &str) -> &str {
+        self.json.as_ref().and_then(|j| j.get(field)).and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// A header holding a number of seconds (such as Feishu's `x-ogw-ratelimit-reset`).
+    pub fn seconds_header(&self, name: &str) -> Option<Duration> {
+        let seconds: u64 = self.headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        Some(Duration::from_secs(seconds.min(24 * 3600)))
+    }
+
+    /// The shared classification of a non-success status.
+    pub fn status_failure(&self, secrets: &[&str]) -> Failure {
+        http::status_failure(self.status, &self.headers, &self.body, secrets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn query_pairs_render_scalars_and_rename() {
+        let params = json!({"current": 2, "page_size": 50, "fetch_child": true, "id": "od-1", "gone": null});
+        let pairs = query_pairs(&params, &[("page_size", "pageSize")]).unwrap();
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("current", "2"), ("fetch_child", "true"), ("id", "od-1"), ("pageSize", "50")]);
+        assert!(matches!(query_pairs(&json!({"a": [1]}), &[]), Err(Failure::Permanent { .. })));
+    }
+}

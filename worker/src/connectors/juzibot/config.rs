@@ -1,0 +1,22 @@
+//! `[connectors.juzibot.<name>]`: the kind-specific fields.
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, ConnectorConfig, Secret};
+
+/// `token`: the hub API's credential, sent as the `token` query parameter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JuzibotConfig {
+    pub token: Secret,
+}
+
+impl JuzibotConfig {
+    pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
+        let parsed: JuzibotConfig = config.parse_fields()?;
+        if parsed.token.expose().trim().is_empty() {
+            return Err(ConfigError::field(format!("{}.token", config.path()), "must not be empty"));
+        }
+        Ok(parsed)
+    }
+}
