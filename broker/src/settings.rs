@@ -28,6 +28,19 @@ pub struct Settings {
     /// Retry backoff: the n-th retry waits the n-th delay (the last one repeats), with jitter.
     #[arg(long, env = "YIZHAN_RETRY_DELAYS", default_value = "5s,30s,2m,10m,1h", value_parser = parse_delays)]
     pub retry_delays: Delays,
+    /// Producer HTTP API listen address (`yizhan-producer serve`).
+    #[arg(long = "listen", env = "YIZHAN_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    /// Producer HTTP API bearer tokens, comma-separated; each may be `${VAR}` or `file:/path`.
+    /// None: every request is refused.
+    #[arg(long, env = "YIZHAN_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+    /// Producer HTTP API: largest request body in bytes (larger ones answer 413).
+    #[arg(long = "http-max-body", env = "YIZHAN_HTTP_MAX_BODY", default_value_t = 8 * 1024 * 1024)]
+    pub http_max_body: usize,
+    /// Producer HTTP API: most jobs in one `POST /v1/jobs` (more answer 413).
+    #[arg(long = "http-max-batch", env = "YIZHAN_HTTP_MAX_BATCH", default_value_t = 1000)]
+    pub http_max_batch: usize,
 }
 
 /// A parsed `--retry-delays` list (never empty).

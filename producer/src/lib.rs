@@ -11,6 +11,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
+pub mod auth;
+pub mod dlq;
+
 use std::time::Duration;
 
 use lapin::Connection;
@@ -53,6 +57,11 @@ impl Producer {
         let _ = channel.close(200, "declared".into()).await;
         let publisher = Publisher::open(&connection).await.map_err(connect_error)?;
         Ok(Producer { _connection: connection, publisher, names })
+    }
+
+    /// Whether the connection to the broker is up (it recovers by itself with `Recovery::Automatic`).
+    pub fn is_connected(&self) -> bool {
+        self._connection.status().connected()
     }
 
     /// Publishes one job; returns its id once the broker confirmed it.

@@ -1,11 +1,13 @@
-//! `yizhan-producer`: `submit` jobs from a file or stdin, print the `catalog`.
+//! `yizhan-producer`: `submit` jobs from a file or stdin, print the `catalog`, `serve` the HTTP API,
+//! and inspect, replay or purge the dead-letter queue (`dlq`).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use yizhan_broker::Settings;
 use yizhan_producer::Producer;
+use yizhan_producer::dlq::{DeadLetter, Dlq, Filter, parse_since};
 use yizhan_schemas::{FieldError, Job, MissingId, validate_job};
 
 #[derive(Parser)]
@@ -29,6 +31,62 @@ enum Command {
     },
     /// Print every connector kind and action with its effect and params schema, as JSON.
     Catalog,
+    /// Serve the HTTP API (see producer/openapi.json) on --listen until SIGTERM or SIGINT.
+    Serve,
+    /// Inspect, replay or purge the dead-letter queue `<prefix>.dead`.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct FilterArgs {
+    /// Only this error kind: permanent, exhausted, invalid or ambiguous.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only jobs of this connector kind.
+    #[arg(long)]
+    connector: Option<String>,
+    /// Only jobs submitted since then: a duration back from now (2h) or an RFC 3339 time; the time
+    /// is read from the job's UUIDv7 id.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<std::time::SystemTime>,
+}
+
+impl FilterArgs {
+    fn filter(&self, ids: Vec<String>) -> Filter {
+        Filter { kind: self.kind.clone(), connector: self.connector.clone(), since: self.since, ids }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List the dead letters (the queue is left as it was).
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one dead letter, with its original job, as JSON.
+    Show { id: String },
+    /// Send dead letters back to their lane as first attempts (same id and idempotency key, so a job
+    /// that in fact succeeded is still not sent twice). Exit 1 when nothing matched.
+    Replay {
+        /// Job ids to replay.
+        ids: Vec<String>,
+        /// Replay every dead letter that passes the filters.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Delete every dead letter. Asks for confirmation on a terminal; refuses (exit 1) without one
+    /// unless --yes.
+    Purge {
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Jobs are published in batches of this many, their confirms pipelined.
@@ -50,6 +108,108 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Submit { file } => submit(&cli.settings, &file).await,
+        Command::Serve => match yizhan_producer::api::serve(&cli.settings, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Dlq(command) => match dlq(&cli.settings, command).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Exit 0 on success, 1 when nothing matched or the user declined, 2 (by the caller) on broker errors.
+async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    // Purge asks before it connects, so that a refusal never touches the broker.
+    if let DlqCommand::Purge { yes: false } = command {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("refusing to purge without a terminal to confirm on; pass --yes");
+            return Ok(ExitCode::from(1));
+        }
+        eprint!("delete every message in {}.dead? [y/N] ", settings.prefix);
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing purged");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let queue = Dlq::connect(&settings.amqp_url, &settings.prefix).await?;
+    match command {
+        DlqCommand::List { filter, json } => {
+            let filter = filter.filter(Vec::new());
+            let letters: Vec<DeadLetter> = queue.list().await?.into_iter().filter(|l| filter.matches(l)).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                for l in &letters {
+                    let what = format!(
+                        "{}/{}/{}",
+                        l.connector.as_deref().unwrap_or("?"),
+                        l.config.as_deref().unwrap_or("?"),
+                        l.action.as_deref().unwrap_or("?")
+                    );
+                    let id = l.id.as_deref().unwrap_or("(no id)");
+                    println!("{id}\t{}\t{what}\tattempts={}\t{}", l.kind, l.attempts, l.reason);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { id } => {
+            let letters = queue.list().await?;
+            match letters.iter().find(|l| l.id.as_deref() == Some(id.as_str())) {
+                Some(letter) => {
+                    println!("{}", serde_json::to_string_pretty(letter)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("no dead letter with id {id}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        DlqCommand::Replay { ids, all, filter } => {
+            if ids.is_empty() && !all {
+                eprintln!("name the job ids to replay, or pass --all");
+                return Ok(ExitCode::from(1));
+            }
+            let filter = filter.filter(ids);
+            let report = queue.replay(&|l| filter.matches(l)).await?;
+            for id in &report.replayed {
+                println!("{}", id.as_deref().unwrap_or("(no id)"));
+            }
+            for failure in &report.failed {
+                eprintln!("not confirmed: {failure}");
+            }
+            if !report.failed.is_empty() {
+                Ok(ExitCode::from(2))
+            } else if report.replayed.is_empty() {
+                eprintln!("no dead letter matched");
+                Ok(ExitCode::from(1))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        DlqCommand::Purge { .. } => {
+            let purged = queue.purge().await?;
+            eprintln!("purged {purged} dead letters");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -23,6 +23,13 @@ pub const DEFAULT_FEISHU_HOOKS: [(&str, Option<&str>); 2] =
     [("sandbox-feishu-hook", Some("sandbox-feishu-secret")), ("sandbox-feishu-hook-2", None)];
 /// The default Feishu self-built app: `(app_id, app_secret)`.
 pub const DEFAULT_FEISHU_APP: (&str, &str) = ("cli_sandbox", "sandbox-app-secret");
+/// The verified SES sending domain of the default configuration.
+pub const DEFAULT_SES_DOMAIN: &str = "mail.yizhan.test";
+/// The default Tencent Meeting app: `(app_id, sdk_id, secret_id, secret_key)`.
+pub const DEFAULT_MEETING_APP: (&str, Option<&str>, &str, &str) =
+    ("200000001", Some("19000001"), "sandbox-meeting-secret-id", "sandbox-meeting-secret-key");
+/// The default WeCom corp: `(corp_id, app_secret, contacts_secret)`.
+pub const DEFAULT_WECOM_CORP: (&str, &str, &str) = ("wwsandbox", "sandbox-app-secret", "sandbox-contacts-secret");
 /// The default Juzibot token.
 pub const DEFAULT_JUZIBOT_TOKEN: &str = "sandbox-juzibot-token";
 
@@ -43,6 +50,32 @@ impl fmt::Debug for SignedRobot {
     }
 }
 
+/// A WeCom corp and the secrets of its APIs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WecomCorp {
+    pub corp_id: String,
+    pub app_secret: String,
+    pub contacts_secret: Option<String>,
+    pub external_contact_secret: Option<String>,
+}
+
+impl WecomCorp {
+    pub fn new(corp_id: &str, app_secret: &str, contacts_secret: Option<&str>) -> Self {
+        WecomCorp {
+            corp_id: corp_id.to_string(),
+            app_secret: app_secret.to_string(),
+            contacts_secret: contacts_secret.map(str::to_string),
+            external_contact_secret: None,
+        }
+    }
+}
+
+impl fmt::Debug for WecomCorp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WecomCorp").field("corp_id", &self.corp_id).finish_non_exhaustive()
+    }
+}
+
 /// A Feishu self-built app.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FeishuApp {
@@ -53,6 +86,26 @@ pub struct FeishuApp {
 impl fmt::Debug for FeishuApp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FeishuApp").field("app_id", &self.app_id).field("app_secret", &"<redacted>").finish()
+    }
+}
+
+/// A Tencent Meeting app (企业 AppId, optional SdkId, and its key pair).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MeetingApp {
+    pub app_id: String,
+    pub sdk_id: Option<String>,
+    pub secret_id: String,
+    pub secret_key: String,
+}
+
+impl fmt::Debug for MeetingApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeetingApp")
+            .field("app_id", &self.app_id)
+            .field("sdk_id", &self.sdk_id)
+            .field("secret_id", &self.secret_id)
+            .field("secret_key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -133,6 +186,10 @@ pub struct SandboxConfig {
     pub feishu_messages_per_minute: Option<u32>,
     pub feishu_apps: Vec<FeishuApp>,
     pub juzibot_tokens: Vec<String>,
+    pub wecom_corps: Vec<WecomCorp>,
+    /// SES sending domains that exist, verified, from the start.
+    pub ses_domains: Vec<String>,
+    pub meeting_apps: Vec<MeetingApp>,
     /// Accepted distance between `X-TC-Timestamp` and the sandbox clock.
     pub timestamp_tolerance: Duration,
     /// How many recorded requests, SMS and robot messages are kept (the oldest go first);
@@ -163,6 +220,9 @@ impl SandboxConfig {
             feishu_messages_per_minute: Some(100),
             feishu_apps: Vec::new(),
             juzibot_tokens: Vec::new(),
+            wecom_corps: Vec::new(),
+            ses_domains: Vec::new(),
+            meeting_apps: Vec::new(),
             timestamp_tolerance: Duration::from_secs(300),
             record_limit: 100_000,
         }
@@ -172,7 +232,8 @@ impl SandboxConfig {
     /// Tencent `AKIDsandbox0000000000000000000000000` / `sandbox-secret-key` owning SMS app
     /// `1400000000`; approved signature `Yizhan`; templates `1001` (one parameter) and `1002`
     /// (two parameters); robot keys `sandbox-robot-key` and `sandbox-robot-key-2`; the DingTalk
-    /// robots, Feishu bots, Feishu app and Juzibot token of the `DEFAULT_*` constants.
+    /// robots, Feishu bots, Feishu app, Juzibot token, SES domain and Meeting app of the
+    /// `DEFAULT_*` constants.
     pub fn default_accounts() -> Self {
         let mut config = Self::empty()
             .tencent_account(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, &[DEFAULT_SDK_APP_ID])
@@ -188,7 +249,13 @@ impl SandboxConfig {
         for (hook_id, secret) in DEFAULT_FEISHU_HOOKS {
             config = config.feishu_hook(hook_id, secret);
         }
-        config.feishu_app(DEFAULT_FEISHU_APP.0, DEFAULT_FEISHU_APP.1).juzibot_token(DEFAULT_JUZIBOT_TOKEN)
+        let (app_id, sdk_id, secret_id, secret_key) = DEFAULT_MEETING_APP;
+        config
+            .feishu_app(DEFAULT_FEISHU_APP.0, DEFAULT_FEISHU_APP.1)
+            .juzibot_token(DEFAULT_JUZIBOT_TOKEN)
+            .wecom_corp(WecomCorp::new(DEFAULT_WECOM_CORP.0, DEFAULT_WECOM_CORP.1, Some(DEFAULT_WECOM_CORP.2)))
+            .ses_domain(DEFAULT_SES_DOMAIN)
+            .meeting_app(app_id, sdk_id, secret_id, secret_key)
     }
 
     /// Adds a DingTalk robot; with `secret`, its requests must be signed (加签).
@@ -220,6 +287,29 @@ impl SandboxConfig {
     /// Adds a Feishu self-built app.
     pub fn feishu_app(mut self, app_id: &str, app_secret: &str) -> Self {
         self.feishu_apps.push(FeishuApp { app_id: app_id.to_string(), app_secret: app_secret.to_string() });
+        self
+    }
+
+    /// Adds an SES sending domain, verified.
+    pub fn ses_domain(mut self, domain: &str) -> Self {
+        self.ses_domains.push(domain.to_string());
+        self
+    }
+
+    /// Adds a Tencent Meeting app; requests must carry `SdkId` exactly when `sdk_id` is set.
+    pub fn meeting_app(mut self, app_id: &str, sdk_id: Option<&str>, secret_id: &str, secret_key: &str) -> Self {
+        self.meeting_apps.push(MeetingApp {
+            app_id: app_id.to_string(),
+            sdk_id: sdk_id.map(str::to_string),
+            secret_id: secret_id.to_string(),
+            secret_key: secret_key.to_string(),
+        });
+        self
+    }
+
+    /// Adds a WeCom corp.
+    pub fn wecom_corp(mut self, corp: WecomCorp) -> Self {
+        self.wecom_corps.push(corp);
         self
     }
 

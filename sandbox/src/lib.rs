@@ -7,13 +7,14 @@
 //!
 //! | path | provider |
 //! |---|---|
-//! | `POST /` | Tencent Cloud API 3.0 ([`tencent`]; action `SendSms`) |
+//! | `POST /` | Tencent Cloud API 3.0 ([`tencent`]; `SendSms`, SES identities and `SendEmail`) |
 //! | `POST /cgi-bin/webhook/send?key=` | WeCom group robot ([`wecom_robot`]) |
 //! | `POST /cgi-bin/webhook/upload_media?key=&type=file` | WeCom group robot upload |
 //! | `POST /robot/send?access_token=[&timestamp=&sign=]` | DingTalk robot ([`dingtalk_robot`]) |
 //! | `POST /open-apis/bot/v2/hook/{hook_id}` | Feishu bot ([`feishu`]) |
 //! | `/open-apis/auth/v3/…`, `/open-apis/contact/v3/…` | Feishu app: token, departments, users |
 //! | `/api/v1/channel/list`, `/api/v1/contactWay/{add,get,list}` | Juzibot ([`juzibot`]) |
+//! | `/v1/meetings`, `/v1/meetings/{id}[/cancel,/dismiss,/participants]` | Tencent Meeting ([`tencent_meeting`]) |
 //! | `/_sandbox/*` | control: faults, delay, records, stats, reset |
 //!
 //! ```no_run
@@ -37,7 +38,9 @@ pub mod juzibot;
 mod records;
 mod state;
 pub mod tencent;
+pub mod tencent_meeting;
 mod throttle;
+pub mod wecom;
 pub mod wecom_robot;
 
 use std::net::SocketAddr;
@@ -57,6 +60,8 @@ pub use config::{
     DEFAULT_SDK_APP_ID, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, DEFAULT_SIGN_NAME, FeishuApp, SandboxConfig,
     SignedRobot, SmsTemplate, TencentAccount,
 };
+pub use config::{DEFAULT_MEETING_APP, DEFAULT_SES_DOMAIN, MeetingApp};
+pub use config::{DEFAULT_WECOM_CORP, WecomCorp};
 pub use faults::{Fault, FaultEffect, FaultError};
 pub use records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 pub use state::{SandboxState, WaitTimeout};
@@ -82,6 +87,10 @@ pub fn router(state: SandboxState) -> Router {
         .route(juzibot::ADD_PATH, any(juzibot::add_contact_way))
         .route(juzibot::GET_PATH, any(juzibot::get_contact_way))
         .route(juzibot::LIST_PATH, any(juzibot::list_contact_ways))
+        .route(tencent_meeting::MEETINGS_PATH, any(tencent_meeting::handle))
+        .route(tencent_meeting::MEETING_ROUTE, any(tencent_meeting::handle))
+        .route(tencent_meeting::ACTION_ROUTE, any(tencent_meeting::handle))
+        .merge(wecom::routes())
         .nest("/_sandbox", control::router())
         .fallback(unknown_path)
         .with_state(state)

@@ -19,6 +19,10 @@ pub enum Provider {
     Feishu,
     /// Juzibot hub API (`/api/v1/*`).
     Juzibot,
+    /// Tencent Meeting REST API (`/v1/meetings*`).
+    TencentMeeting,
+    /// WeCom application API (`/cgi-bin/gettoken` and the APIs of [`crate::wecom`]).
+    Wecom,
     /// Any other path (answered 404, recorded all the same).
     Unknown,
 }
@@ -32,6 +36,8 @@ impl Provider {
             Self::FeishuRobot => "feishu_robot",
             Self::Feishu => "feishu",
             Self::Juzibot => "juzibot",
+            Self::TencentMeeting => "tencent_meeting",
+            Self::Wecom => "wecom",
             Self::Unknown => "unknown",
         }
     }
@@ -136,6 +142,12 @@ pub struct Stats {
     pub feishu_robot_requests: u64,
     pub feishu_requests: u64,
     pub juzibot_requests: u64,
+    pub wecom_requests: u64,
+    /// Requests to WeCom `gettoken`, whatever their answer.
+    pub wecom_gettoken_calls: u64,
+    /// WeCom application and appchat messages accepted.
+    pub wecom_messages: u64,
+    pub tencent_meeting_requests: u64,
     pub unknown_requests: u64,
     /// SMS accepted (numbers whose status was `Ok`).
     pub sms_sent: u64,

@@ -63,6 +63,9 @@ struct Data {
     feishu_tokens: HashMap<String, (String, Instant)>,
     /// Juzibot contact ways, oldest first, as `get_contact_way` returns them.
     contact_ways: Vec<Value>,
+    ses: crate::tencent::ses::SesData,
+    wecom: crate::wecom::WecomData,
+    meetings: crate::tencent_meeting::MeetingData,
 }
 
 fn push_capped<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
@@ -314,10 +317,27 @@ impl SandboxState {
                 Provider::FeishuRobot => d.stats.feishu_robot_requests += 1,
                 Provider::Feishu => d.stats.feishu_requests += 1,
                 Provider::Juzibot => d.stats.juzibot_requests += 1,
+                Provider::TencentMeeting => d.stats.tencent_meeting_requests += 1,
+                Provider::Wecom => d.stats.wecom_requests += 1,
                 Provider::Unknown => d.stats.unknown_requests += 1,
             }
             push_capped(&mut d.requests, request.to_record(provider), cap);
         });
+    }
+
+    /// Runs `f` on the fake WeCom app API's data (tokens, messages).
+    pub(crate) fn with_wecom<R>(&self, f: impl FnOnce(&mut crate::wecom::WecomData, &mut Stats) -> R) -> R {
+        self.change(|d| f(&mut d.wecom, &mut d.stats))
+    }
+
+    /// Runs `f` on the fake SES's data.
+    pub(crate) fn with_ses<R>(&self, f: impl FnOnce(&mut crate::tencent::ses::SesData) -> R) -> R {
+        self.change(|d| f(&mut d.ses))
+    }
+
+    /// Runs `f` on the fake Tencent Meeting's data.
+    pub(crate) fn with_meetings<R>(&self, f: impl FnOnce(&mut crate::tencent_meeting::MeetingData) -> R) -> R {
+        self.change(|d| f(&mut d.meetings))
     }
 
     pub(crate) fn record_rejection(&self, provider: Provider, code: &str, message: &str) {

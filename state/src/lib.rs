@@ -57,6 +57,9 @@ pub struct ClaimRequest {
     pub owner: String,
     pub now: Millis,
     pub lease: Duration,
+    /// A copy replayed from the dead-letter queue by an operator: it may take over a `dead` key as
+    /// a fresh attempt (a `succeeded` key stays finished, so a replay never repeats a success).
+    pub replay: bool,
 }
 
 /// The answer to a claim.
@@ -122,7 +125,8 @@ pub struct JobStatus {
 ///
 /// Claim rules, by the key's current record:
 /// - none: `Acquired` (record: running, attempt, owner, lease).
-/// - succeeded or dead: `Finished`.
+/// - succeeded: `Finished`.
+/// - dead: `Finished`, unless `replay`: then `Acquired` as the request's attempt, progress kept.
 /// - running, lease live: `Busy` (retry_in = time left on the lease, at least 1 ms).
 /// - running, lease over: `Acquired { orphaned_attempt: Some(previous attempt) }`, progress kept.
 /// - retrying at attempt n, same job: attempt > n → `Acquired` (progress kept); attempt == n and the

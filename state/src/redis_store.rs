@@ -23,13 +23,14 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_RETRIES: usize = 6;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// KEYS: record, job index. ARGV: job id, attempt, owner, now, lease until, retention ms, key.
+/// KEYS: record, job index. ARGV: job id, attempt, owner, now, lease until, retention ms, key,
+/// replay ('1' or '0').
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local rec_key, job_key = KEYS[1], KEYS[2]
 local job_id, attempt, owner, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local lease_until, retention, idem_key = ARGV[5], ARGV[6], ARGV[7]
+local lease_until, retention, idem_key, replay = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 redis.call('SET', job_key, idem_key, 'PX', retention)
 local rec = redis.call('HMGET', rec_key, 'job_id', 'state', 'attempt', 'lease_until',
     'retry_published', 'progress')
@@ -45,10 +46,14 @@ if not r_state then
   acquire(attempt)
   return {'acquired', '', ''}
 end
+local progress = r_progress or ''
+if r_state == 'dead' and replay == '1' then
+  acquire(attempt)
+  return {'acquired', progress, ''}
+end
 if r_state == 'succeeded' or r_state == 'dead' then
   return {'finished', r_state}
 end
-local progress = r_progress or ''
 local stored = tonumber(r_attempt or '0') or 0
 if r_state == 'running' then
   if (tonumber(r_lease or '0') or 0) > tonumber(now) then
@@ -296,6 +301,7 @@ impl StateStore for RedisStore {
             .arg(lease_until.to_string())
             .arg(self.retention_ms.to_string())
             .arg(&request.key)
+            .arg(if request.replay { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         let key = request.key.as_str();

@@ -366,6 +366,11 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
     let progress = || parse_json(&request.key, "progress", current.progress.as_deref());
     match current.state.as_str() {
         "succeeded" => Ok(Claim::Finished { state: FinishedState::Succeeded }),
+        "dead" if request.replay => {
+            let progress = progress()?;
+            acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
+            Ok(Claim::Acquired { progress, orphaned_attempt: None })
+        }
         "dead" => Ok(Claim::Finished { state: FinishedState::Dead }),
         "running" => {
             let lease_until = current.lease_until.unwrap_or(0);

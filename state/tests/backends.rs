@@ -16,7 +16,15 @@ fn unique(prefix: &str) -> String {
 }
 
 fn request(key: &str, job_id: Uuid, owner: &str, now: i64) -> ClaimRequest {
-    ClaimRequest { key: key.to_string(), job_id, attempt: 1, owner: owner.to_string(), now, lease: LEASE }
+    ClaimRequest {
+        key: key.to_string(),
+        job_id,
+        attempt: 1,
+        owner: owner.to_string(),
+        now,
+        lease: LEASE,
+        replay: false,
+    }
 }
 
 fn acquired() -> Claim {

@@ -69,7 +69,7 @@ fn job() -> Uuid {
 }
 
 fn request(key: &str, job_id: Uuid, attempt: u32, owner: &str, now: Millis) -> ClaimRequest {
-    ClaimRequest { key: key.to_string(), job_id, attempt, owner: owner.to_string(), now, lease: LEASE }
+    ClaimRequest { key: key.to_string(), job_id, attempt, owner: owner.to_string(), now, lease: LEASE, replay: false }
 }
 
 fn acquired() -> Claim {
@@ -120,6 +120,38 @@ async fn claim_finished_key_is_finished(backend: &Backend) {
     let dead = Claim::Finished { state: FinishedState::Dead };
     assert_eq!(store.claim(&request(&dead_key, dead_job, 1, "w2", late)).await.unwrap(), dead);
     assert_eq!(store.claim(&request(&dead_key, job(), 1, "w2", late)).await.unwrap(), dead);
+}
+
+/// A copy replayed from the dead-letter queue takes over a dead key as a fresh attempt with its
+/// progress; a succeeded key stays finished even for a replay, so a success is never repeated.
+async fn replay_reclaims_dead_but_not_succeeded(backend: &Backend) {
+    let store = backend.store().await;
+    let t0 = now_millis();
+    let replay = |key: &str, id: Uuid, now: Millis| ClaimRequest { replay: true, ..request(key, id, 1, "w2", now) };
+
+    let (dead_key, dead_job) = (unique("k"), job());
+    store.claim(&request(&dead_key, dead_job, 3, "w1", t0)).await.unwrap();
+    let finish = Finish::Dead {
+        attempt: 3,
+        kind: "permanent".to_string(),
+        error: "bad key".to_string(),
+        progress: Some(json!({"sent": ["+1"]})),
+    };
+    store.finish(&dead_key, "w1", &finish, t0 + 5).await.unwrap();
+    let claim = store.claim(&replay(&dead_key, dead_job, t0 + 10)).await.unwrap();
+    assert_eq!(claim, Claim::Acquired { progress: Some(json!({"sent": ["+1"]})), orphaned_attempt: None });
+    let status = store.status(dead_job).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.attempts), ("running", 1));
+    // The replayed attempt holds the key like any other: a second copy meanwhile is busy.
+    assert!(matches!(store.claim(&replay(&dead_key, dead_job, t0 + 11)).await.unwrap(), Claim::Busy { .. }));
+    store.finish(&dead_key, "w2", &Finish::Succeeded { attempt: 1, result: None }, t0 + 20).await.unwrap();
+    let succeeded = Claim::Finished { state: FinishedState::Succeeded };
+    assert_eq!(store.claim(&replay(&dead_key, dead_job, t0 + 30)).await.unwrap(), succeeded);
+
+    let (ok_key, ok_job) = (unique("k"), job());
+    store.claim(&request(&ok_key, ok_job, 1, "w1", t0)).await.unwrap();
+    store.finish(&ok_key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 5).await.unwrap();
+    assert_eq!(store.claim(&replay(&ok_key, ok_job, t0 + 10)).await.unwrap(), succeeded);
 }
 
 async fn claim_live_lease_is_busy(backend: &Backend) {
@@ -458,6 +490,7 @@ macro_rules! contract {
 contract!(
     claim_new_key_acquires,
     claim_finished_key_is_finished,
+    replay_reclaims_dead_but_not_succeeded,
     claim_live_lease_is_busy,
     claim_after_lease_expiry_is_orphaned,
     retrying_next_attempt_acquires_with_progress,

@@ -73,7 +73,8 @@ pub struct CommonConfig {
     /// Replaces the provider's scheme, host and port (sandbox, tests, private gateways).
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// `N/s`, `N/min` or `N/h`; the kind's default when absent.
+    /// `N/s`, `N/min` or `N/h`, or several comma-separated (`100/min, 5/s`); the kind's default
+    /// when absent.
     #[serde(default)]
     pub rate_limit: Option<String>,
     #[serde(default)]
@@ -154,7 +155,7 @@ impl Config {
                     let common = CommonConfig::deserialize(toml::Value::Table(common))
                         .map_err(|e| ConfigError::field(&at, e.message().to_string()))?;
                     if let Some(limit) = &common.rate_limit {
-                        crate::ratelimit::Quota::parse(limit)
+                        crate::ratelimit::Quota::parse_all(limit)
                             .map_err(|reason| ConfigError::field(format!("{at}.rate_limit"), reason))?;
                     }
                     config.connectors.insert(

@@ -29,7 +29,7 @@ use yizhan_schemas::Priority;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Configured, Pipeline};
-use crate::ratelimit::{LocalLimiter, Quota};
+use crate::ratelimit::{Limiter, LocalLimiter, Quota, RedisLimiter};
 
 /// Worker-only settings, next to the shared [`Settings`].
 #[derive(Debug, Clone, clap::Args)]
@@ -55,6 +55,8 @@ pub enum WorkerError {
     Broker { url: String, source: lapin::Error },
     #[error("{0}")]
     Topology(#[from] yizhan_broker::TopologyError),
+    #[error("{0}")]
+    Limits(#[from] ratelimit::LimitError),
     #[error("metrics address {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
 }
@@ -67,18 +69,25 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     for ((kind, name), connector_config) in &config.connectors {
         let spec = yizhan_schemas::find_kind(kind).expect("config checked kinds");
         let quota_text = connector_config.common.rate_limit.as_deref().unwrap_or(spec.default_rate_limit);
-        let quota =
-            Quota::parse(quota_text).map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
+        let quotas = Quota::parse_all(quota_text)
+            .map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
         configured.insert(
             (kind.clone(), name.clone()),
             Configured {
                 connector: connectors::build(connector_config, &client)?,
-                quota,
+                quotas,
                 on_ambiguous: connector_config.common.on_ambiguous,
             },
         );
     }
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
+    // A fleet shares Redis for its state, and so for its limits; one node limits locally.
+    let limiter: Arc<dyn Limiter> = if settings.state.starts_with("redis://") || settings.state.starts_with("rediss://")
+    {
+        Arc::new(RedisLimiter::connect(&settings.state, &settings.prefix).await?)
+    } else {
+        Arc::new(LocalLimiter::default())
+    };
 
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -124,7 +133,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         retry_delays: settings.retry_delays.clone(),
         connectors: configured,
         store,
-        limiter: LocalLimiter::default(),
+        limiter,
         publisher,
         metrics: metrics.clone(),
         owner: owner.clone(),

@@ -23,15 +23,18 @@ use yizhan_state::{Claim, ClaimRequest, Finish, StateStore, StoreError, now_mill
 use crate::config::OnAmbiguous;
 use crate::connectors::{Call, Connector, Failure};
 use crate::metrics::{JobOutcome, Metrics, RequestResult};
-use crate::ratelimit::{LimitKey, LocalLimiter, Quota};
+use crate::ratelimit::{Admission, LimitError, Limiter, Quota};
 
 /// Header carrying the attempt number of a retry copy (absent on the first delivery).
 pub const ATTEMPT_HEADER: &str = "x-yizhan-attempt";
+/// Header set by `yizhan-producer dlq replay` on a copy taken back from the dead-letter queue.
+pub const REPLAY_HEADER: &str = "x-yizhan-replay";
 
 /// A connector config ready to execute jobs.
 pub struct Configured {
     pub connector: Arc<dyn Connector>,
-    pub quota: Quota,
+    /// Every limit of the config (one or several, such as Feishu's 100/min and 5/s).
+    pub quotas: Vec<Quota>,
     pub on_ambiguous: OnAmbiguous,
 }
 
@@ -41,7 +44,7 @@ pub struct Pipeline {
     pub retry_delays: Vec<Duration>,
     pub connectors: HashMap<(String, String), Configured>,
     pub store: Arc<dyn StateStore>,
-    pub limiter: LocalLimiter,
+    pub limiter: Arc<dyn Limiter>,
     pub publisher: Publisher,
     pub metrics: Metrics,
     /// This worker instance, the owner of its claims.
@@ -58,13 +61,35 @@ pub enum Unsettled {
     Store(#[from] StoreError),
     #[error("publishing: {0}")]
     Publish(#[from] PublishError),
+    #[error("{0}")]
+    Limits(#[from] LimitError),
 }
+
+/// How long a job may wait for a rate-limit token while holding a slot; a longer wait sends it
+/// back through a delay lane, so that one slow or paused config never holds slots others need.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a finished job goes.
 enum Settle {
-    Succeeded { result: Option<Value> },
-    Retry { attempt: u32, progress: Option<Value>, reason: String, retry_after: Option<Duration> },
-    Dead { kind: DeadKind, reason: String, progress: Option<Value> },
+    Succeeded {
+        result: Option<Value>,
+    },
+    Retry {
+        attempt: u32,
+        progress: Option<Value>,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Dead {
+        kind: DeadKind,
+        reason: String,
+        progress: Option<Value>,
+    },
+    /// Not attempted: the config has no token for `wait`; come back later, attempt not counted.
+    NotYet {
+        wait: Duration,
+        progress: Option<Value>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +180,9 @@ impl Pipeline {
                 owner: self.owner.clone(),
                 now: now_millis(),
                 lease: self.lease,
+                // Only the replayed copy itself (attempt 1) may take over a dead key; its own retry
+                // copies inherit the header but find the key retrying, not dead.
+                replay: attempt == 1 && is_replay(delivery),
             })
             .await?;
         let (progress, orphaned) = match claim {
@@ -208,9 +236,27 @@ impl Pipeline {
             warn!(%reason, "executing again (on_ambiguous = retry)");
         }
 
-        let key: LimitKey = (job.connector.clone(), job.config.clone(), action.bucket);
-        let waited = self.limiter.acquire(&key, configured.quota).await;
-        self.metrics.rate_limit_wait(&job.connector, waited.as_secs_f64());
+        // Every attempt takes a token, retries included.
+        let config = (job.connector.clone(), job.config.clone());
+        let started = Instant::now();
+        loop {
+            match self.limiter.try_acquire(&config, action.bucket, &configured.quotas).await {
+                Ok(Admission::Go) => break,
+                Ok(Admission::Wait(wait)) if started.elapsed() + wait <= MAX_INLINE_WAIT => {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(Admission::Wait(wait)) => {
+                    self.metrics.rate_limit_wait(&job.connector, started.elapsed().as_secs_f64());
+                    return Settle::NotYet { wait, progress: progress.cloned() };
+                }
+                Err(e) => {
+                    // The shared limiter is unreachable: wait rather than risk going over a limit.
+                    warn!(error = %e, "rate limiter unavailable");
+                    return Settle::NotYet { wait: Duration::from_secs(1), progress: progress.cloned() };
+                }
+            }
+        }
+        self.metrics.rate_limit_wait(&job.connector, started.elapsed().as_secs_f64());
 
         let call = Call { job_id: job.id, action, params: &job.params, attempt, progress };
         match configured.connector.execute(call).await {
@@ -254,6 +300,18 @@ impl Pipeline {
                 self.publish_delayed(delivery, job, attempt + 1, delay).await?;
                 self.store.retry_published(key, attempt).await?;
                 self.metrics.job(&job.connector, &job.action, JobOutcome::Retried);
+            }
+            Settle::NotYet { wait, progress } => {
+                // Released as "retrying at attempt - 1", so that the copy for this same attempt
+                // reclaims the key when it comes back.
+                info!(wait_ms = wait.as_millis() as u64, "no rate-limit token soon; back through a delay lane");
+                let previous = attempt - 1;
+                let error = "waiting for a rate-limit token".to_string();
+                let next_attempt_at = now_millis() + wait.as_millis() as i64;
+                let finish = Finish::Retrying { attempt: previous, progress, error, next_attempt_at };
+                self.store.finish(key, &self.owner, &finish, now_millis()).await?;
+                self.publish_delayed(delivery, job, attempt, wait).await?;
+                self.store.retry_published(key, previous).await?;
             }
             Settle::Dead { kind, reason, progress } => {
                 warn!(kind = kind.as_str(), %reason, "dead-lettering");
@@ -408,6 +466,11 @@ fn attempt_of(delivery: &Delivery) -> u32 {
         Some(AMQPValue::ShortUInt(n)) => u32::from(*n).max(1),
         _ => 1,
     }
+}
+
+fn is_replay(delivery: &Delivery) -> bool {
+    let headers = delivery.properties.headers().as_ref();
+    headers.is_some_and(|h| h.inner().contains_key(&ShortString::from(REPLAY_HEADER)))
 }
 
 fn original_headers(delivery: &Delivery) -> FieldTable {

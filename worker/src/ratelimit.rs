@@ -1,12 +1,25 @@
-//! Rate limits per connector config and bucket (governor, keyed), and quota parsing.
+//! Rate limits per connector config and bucket, and provider back-pressure pauses per config.
+//!
+//! Two limiters behind one trait: [`LocalLimiter`] (governor, one process: the SQLite mode) and
+//! [`RedisLimiter`] (an atomic GCRA in Redis, one round trip per token for all the limits of a
+//! config at once: the fleet mode). Both pace: a config limited to N per period never gets more
+//! than N calls in any window of that period, whatever the number of workers, because DingTalk
+//! (20/min) blocks a robot for 10 minutes when it is exceeded even once.
+//!
+//! A limiter never sleeps: it answers [`Admission::Go`] (token taken) or [`Admission::Wait`], and
+//! the pipeline decides whether to wait in place (short) or to put the job back through a delay
+//! lane (long), so that a slow config never holds slots other configs need.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 
 /// A rate such as `3000/s`, `20/min` or `100/h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
     pub count: NonZeroU32,
     pub per: Duration,
@@ -27,45 +40,173 @@ impl Quota {
         Ok(Quota { count, per })
     }
 
+    /// Several limits at once, comma-separated: `100/min, 5/s`.
+    pub fn parse_all(text: &str) -> Result<Vec<Quota>, String> {
+        text.split(',').map(|part| Quota::parse(part.trim())).collect()
+    }
+
     /// The time between two tokens.
     pub fn period(&self) -> Duration {
         self.per / self.count.get()
     }
-
-    fn governor(&self) -> governor::Quota {
-        // Burst = the whole count: a config limited to 20/min may send 20 at once, then one per 3 s,
-        // which never exceeds 20 in any rolling minute.
-        governor::Quota::with_period(self.period()).expect("period > 0").allow_burst(self.count)
-    }
 }
 
-/// The key of one limit: connector kind, config name and bucket.
-pub type LimitKey = (String, String, &'static str);
+/// What a limiter says to one request for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A token of every limit was taken.
+    Go,
+    /// Nothing was taken; ask again after this long (a pause, or the next token).
+    Wait(Duration),
+}
 
-/// Local token buckets (governor GCRA), one per (config, bucket), each with its own quota.
+/// The config a limit or a pause belongs to: (kind, config name).
+pub type ConfigKey = (String, String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("rate-limit store: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+#[async_trait::async_trait]
+pub trait Limiter: Send + Sync {
+    /// Takes one token of every quota of `bucket` for `config`, unless the config is paused.
+    async fn try_acquire(&self, config: &ConfigKey, bucket: &str, quotas: &[Quota]) -> Result<Admission, LimitError>;
+
+    /// Pauses every bucket of `config` for `duration` (a provider asked us to slow down); a longer
+    /// pause already in force is kept.
+    async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError>;
+}
+
+/// One process: governor limiters (GCRA, no burst) per (config, bucket, quota) and local pauses.
+#[derive(Default)]
 pub struct LocalLimiter {
-    limiters: std::sync::Mutex<std::collections::HashMap<LimitKey, std::sync::Arc<DefaultDirectRateLimiter>>>,
+    limiters: Mutex<HashMap<(ConfigKey, String, Quota), Arc<DefaultDirectRateLimiter>>>,
+    paused_until: Mutex<HashMap<ConfigKey, Instant>>,
 }
 
-impl Default for LocalLimiter {
-    fn default() -> Self {
-        LocalLimiter { limiters: std::sync::Mutex::new(std::collections::HashMap::new()) }
+#[async_trait::async_trait]
+impl Limiter for LocalLimiter {
+    async fn try_acquire(&self, config: &ConfigKey, bucket: &str, quotas: &[Quota]) -> Result<Admission, LimitError> {
+        if let Some(until) = self.paused_until.lock().expect("pause map").get(config).copied() {
+            let now = Instant::now();
+            if until > now {
+                return Ok(Admission::Wait(until - now));
+            }
+        }
+        let clock = DefaultClock::default();
+        for quota in quotas {
+            let limiter = {
+                let mut limiters = self.limiters.lock().expect("limiter map");
+                limiters
+                    .entry((config.clone(), bucket.to_string(), *quota))
+                    .or_insert_with(|| {
+                        let q = governor::Quota::with_period(quota.period()).expect("period > 0");
+                        Arc::new(RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+                    })
+                    .clone()
+            };
+            // A token taken from an earlier quota when a later one refuses is lost: that only ever
+            // slows the config down, never past its limits.
+            if let Err(not_until) = limiter.check() {
+                return Ok(Admission::Wait(not_until.wait_time_from(clock.now())));
+            }
+        }
+        Ok(Admission::Go)
+    }
+
+    async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError> {
+        let until = Instant::now() + duration;
+        let mut paused = self.paused_until.lock().expect("pause map");
+        let entry = paused.entry(config.clone()).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
     }
 }
 
-impl LocalLimiter {
-    /// Waits for a token of `key` under `quota`; returns how long it waited.
-    pub async fn acquire(&self, key: &LimitKey, quota: Quota) -> Duration {
-        let limiter = {
-            let mut limiters = self.limiters.lock().expect("limiter map lock");
-            limiters
-                .entry(key.clone())
-                .or_insert_with(|| std::sync::Arc::new(RateLimiter::direct(quota.governor())))
-                .clone()
-        };
-        let start = Instant::now();
-        limiter.until_ready().await;
-        start.elapsed()
+/// The fleet: GCRA state in Redis, with Redis's clock, shared by every worker of a prefix.
+pub struct RedisLimiter {
+    connection: redis::aio::ConnectionManager,
+    namespace: String,
+    acquire: redis::Script,
+    pause: redis::Script,
+}
+
+/// KEYS[1] = the config's pause key, KEYS[2..] = one GCRA key per quota; ARGV = emission interval
+/// (µs) per quota. Returns 0 when every quota had a token (all taken), else the µs to wait (none
+/// taken). Theoretical arrival times are stored as integers (`%.0f`: Lua would print 1.7e+15).
+const ACQUIRE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = redis.call('PTTL', KEYS[1])
+if paused > 0 then return paused * 1000 end
+local wait = 0
+local next_tat = {}
+for i = 2, #KEYS do
+  local interval = tonumber(ARGV[i - 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  if tat > now and tat - now > wait then wait = tat - now end
+  next_tat[i] = tat + interval
+end
+if wait > 0 then return wait end
+for i = 2, #KEYS do
+  local ttl = math.ceil((next_tat[i] - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', next_tat[i]), 'PX', ttl)
+end
+return 0
+";
+
+/// KEYS[1] = pause key, ARGV[1] = ms; keeps the longer of the current and the new pause.
+const PAUSE: &str = r"
+local current = redis.call('PTTL', KEYS[1])
+local wanted = tonumber(ARGV[1])
+if current < wanted then redis.call('SET', KEYS[1], '1', 'PX', wanted) end
+return 0
+";
+
+impl RedisLimiter {
+    pub async fn connect(url: &str, namespace: &str) -> Result<RedisLimiter, LimitError> {
+        let client = redis::Client::open(url)?;
+        let connection = redis::aio::ConnectionManager::new(client).await?;
+        Ok(RedisLimiter {
+            connection,
+            namespace: namespace.to_string(),
+            acquire: redis::Script::new(ACQUIRE),
+            pause: redis::Script::new(PAUSE),
+        })
+    }
+
+    fn pause_key(&self, config: &ConfigKey) -> String {
+        format!("{}:pause:{}:{}", self.namespace, config.0, config.1)
+    }
+}
+
+#[async_trait::async_trait]
+impl Limiter for RedisLimiter {
+    async fn try_acquire(&self, config: &ConfigKey, bucket: &str, quotas: &[Quota]) -> Result<Admission, LimitError> {
+        let mut invocation = self.acquire.prepare_invoke();
+        invocation.key(self.pause_key(config));
+        for quota in quotas {
+            invocation.key(format!(
+                "{}:gcra:{}:{}:{bucket}:{}/{}ms",
+                self.namespace,
+                config.0,
+                config.1,
+                quota.count,
+                quota.per.as_millis()
+            ));
+            invocation.arg(quota.period().as_micros() as u64);
+        }
+        let wait_us: i64 = invocation.invoke_async(&mut self.connection.clone()).await?;
+        Ok(if wait_us <= 0 { Admission::Go } else { Admission::Wait(Duration::from_micros(wait_us as u64)) })
+    }
+
+    async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError> {
+        let ms = duration.as_millis().max(1) as u64;
+        let _: i64 = self.pause.key(self.pause_key(config)).arg(ms).invoke_async(&mut self.connection.clone()).await?;
+        Ok(())
     }
 }
 
@@ -78,20 +219,82 @@ mod tests {
         assert_eq!(Quota::parse("3000/s").unwrap().period(), Duration::from_nanos(333_333));
         assert_eq!(Quota::parse("20/min").unwrap().period(), Duration::from_secs(3));
         assert_eq!(Quota::parse("2/h").unwrap().period(), Duration::from_secs(1800));
+        assert_eq!(Quota::parse_all("100/min, 5/s").unwrap().len(), 2);
         assert!(Quota::parse("0/s").is_err());
         assert!(Quota::parse("ten/s").unwrap_err().contains("not a whole number"));
         assert!(Quota::parse("5/fortnight").unwrap_err().contains("unknown unit"));
         assert!(Quota::parse("5").is_err());
     }
 
-    #[tokio::test]
-    async fn a_burst_is_served_then_paced() {
-        let limiter = LocalLimiter::default();
-        let key: LimitKey = ("k".into(), "c".into(), "b");
-        let quota = Quota::parse("5/s").unwrap();
-        for _ in 0..5 {
-            assert!(limiter.acquire(&key, quota).await < Duration::from_millis(50));
+    fn config() -> ConfigKey {
+        ("dingtalk_robot".into(), format!("c{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    async fn admitted_in_a_row(limiter: &dyn Limiter, config: &ConfigKey, quotas: &[Quota]) -> usize {
+        let mut admitted = 0;
+        while limiter.try_acquire(config, "messages", quotas).await.unwrap() == Admission::Go {
+            admitted += 1;
+            assert!(admitted < 1000, "the limiter never refused");
         }
-        assert!(limiter.acquire(&key, quota).await >= Duration::from_millis(150));
+        admitted
+    }
+
+    async fn paces_and_pauses(limiter: &dyn Limiter) {
+        let config = config();
+        let quotas = Quota::parse_all("20/min").unwrap();
+        assert_eq!(admitted_in_a_row(limiter, &config, &quotas).await, 1, "paced: no burst");
+        match limiter.try_acquire(&config, "messages", &quotas).await.unwrap() {
+            Admission::Wait(wait) => assert!(wait > Duration::from_millis(2900) && wait <= Duration::from_secs(3)),
+            Admission::Go => panic!("a second token within 3 s"),
+        }
+        // Another bucket and another config are not affected.
+        assert_eq!(limiter.try_acquire(&config, "uploads", &quotas).await.unwrap(), Admission::Go);
+        let other = super::tests::config();
+        assert_eq!(limiter.try_acquire(&other, "messages", &quotas).await.unwrap(), Admission::Go);
+        // A pause stops every bucket of the config, and only that config.
+        limiter.pause(&other, Duration::from_secs(60)).await.unwrap();
+        limiter.pause(&other, Duration::from_secs(1)).await.unwrap();
+        match limiter.try_acquire(&other, "anything", &quotas).await.unwrap() {
+            Admission::Wait(wait) => assert!(wait > Duration::from_secs(50), "the longer pause holds: {wait:?}"),
+            Admission::Go => panic!("paused config admitted"),
+        }
+        assert_eq!(limiter.try_acquire(&config, "other", &quotas).await.unwrap(), Admission::Go);
+    }
+
+    #[tokio::test]
+    async fn local_limiter_paces_and_pauses() {
+        paces_and_pauses(&LocalLimiter::default()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_limiter_paces_and_pauses() {
+        let limiter = RedisLimiter::connect("redis://127.0.0.1:6379/0", "test-limits").await.unwrap();
+        paces_and_pauses(&limiter).await;
+    }
+
+    #[tokio::test]
+    async fn every_quota_of_a_config_must_admit() {
+        let limiter = RedisLimiter::connect("redis://127.0.0.1:6379/0", "test-limits").await.unwrap();
+        let config = config();
+        // 5/s paces at 200 ms: the first is admitted, the second waits for the 5/s quota.
+        let quotas = Quota::parse_all("100/min, 5/s").unwrap();
+        assert_eq!(admitted_in_a_row(&limiter, &config, &quotas).await, 1);
+        match limiter.try_acquire(&config, "messages", &quotas).await.unwrap() {
+            Admission::Wait(wait) => assert!(wait <= Duration::from_millis(600), "{wait:?}"),
+            Admission::Go => panic!(),
+        }
+    }
+
+    /// Many limiters (as many workers would) on one Redis share one limit.
+    #[tokio::test]
+    async fn redis_limits_hold_across_limiters() {
+        let config = config();
+        let quotas = Quota::parse_all("10/min").unwrap();
+        let mut admitted = 0;
+        for _ in 0..4 {
+            let limiter = RedisLimiter::connect("redis://127.0.0.1:6379/0", "test-limits").await.unwrap();
+            admitted += admitted_in_a_row(&limiter, &config, &quotas).await;
+        }
+        assert_eq!(admitted, 1);
     }
 }

@@ -7,6 +7,7 @@
 //! Actions are a table ([`ACTIONS`]): adding SES (service `ses`, version `2020-10-02`) means adding
 //! rows and their handlers, nothing else.
 
+pub mod ses;
 pub mod sign;
 pub(crate) mod sms;
 
@@ -85,8 +86,20 @@ pub(crate) struct Action {
 }
 
 /// The actions the sandbox implements.
-pub(crate) const ACTIONS: &[Action] =
-    &[Action { name: "SendSms", service: "sms", version: "2021-01-11", region_required: true, handler: sms::send_sms }];
+pub(crate) const ACTIONS: &[Action] = &[
+    Action { name: "SendSms", service: "sms", version: "2021-01-11", region_required: true, handler: sms::send_sms },
+    ses_action("CreateEmailIdentity", ses::create_email_identity),
+    ses_action("DeleteEmailIdentity", ses::delete_email_identity),
+    ses_action("GetEmailIdentity", ses::get_email_identity),
+    ses_action("ListEmailIdentities", ses::list_email_identities),
+    ses_action("UpdateEmailIdentity", ses::update_email_identity),
+    ses_action("SendEmail", ses::send_email),
+];
+
+/// An SES action: service `ses`, version 2020-10-02, region required.
+const fn ses_action(name: &'static str, handler: Handler) -> Action {
+    Action { name, service: "ses", version: "2020-10-02", region_required: true, handler }
+}
 
 /// `POST /`: the Tencent Cloud API entry point.
 pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) -> Response {

@@ -7,13 +7,17 @@ mod dingtalk_robot;
 mod feishu;
 mod feishu_robot;
 mod juzibot;
+mod tencent_meeting;
+mod tencent_ses;
 mod tencent_sms;
+pub mod wecom;
 mod wecom_robot;
 
 use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use tencent_ses::{Attachment, EmailTemplate, SendEmail};
 pub use tencent_sms::SendSms;
 pub use wecom_robot::{Article, SendFile, SendImage, SendMarkdown, SendNews, SendText, UploadFile};
 
@@ -54,6 +58,9 @@ pub enum Body {
     FeishuMessage { msg_type: &'static str, card: Option<&'static str> },
     /// The params as query parameters (no body), each renamed per `renames` `(param, wire name)`.
     Query { renames: &'static [(&'static str, &'static str)] },
+    /// `{field: params}`, with the params named in `outside` left beside it (WeCom calendars and
+    /// schedules: `{"calendar": {...}, "agentid": N}`).
+    Wrapped { field: &'static str, outside: &'static [&'static str] },
 }
 
 /// Where and how an action calls its provider. Paths are the provider's own; the connector config's
@@ -64,6 +71,15 @@ pub enum Endpoint {
     TencentCloud { action: &'static str },
     /// A JSON-over-HTTP call.
     Http { method: Method, path: &'static str, body: Body },
+    /// A REST call (Tencent Meeting): each `{name}` segment of `path` is filled from (and taken out
+    /// of) the params; the remaining params, renamed per `renames` `(param, wire name)` and with
+    /// the constant fields `fixed` added, go as the query of a GET or DELETE, else as the JSON body.
+    Rest {
+        method: Method,
+        path: &'static str,
+        renames: &'static [(&'static str, &'static str)],
+        fixed: &'static [(&'static str, i64)],
+    },
 }
 
 /// One action of a connector kind.
@@ -105,8 +121,17 @@ pub fn schema<T: JsonSchema>() -> Schema {
     schemars::schema_for!(T)
 }
 
-static KINDS: &[KindSpec] =
-    &[tencent_sms::KIND, wecom_robot::KIND, dingtalk_robot::KIND, feishu_robot::KIND, feishu::KIND, juzibot::KIND];
+static KINDS: &[KindSpec] = &[
+    tencent_sms::KIND,
+    tencent_ses::KIND,
+    tencent_meeting::KIND,
+    wecom_robot::KIND,
+    dingtalk_robot::KIND,
+    feishu_robot::KIND,
+    feishu::KIND,
+    juzibot::KIND,
+    wecom::KIND,
+];
 
 /// Every connector kind this build supports.
 pub fn kinds() -> &'static [KindSpec] {

@@ -10,7 +10,10 @@ pub mod feishu_robot;
 pub mod http;
 pub mod json_api;
 pub mod juzibot;
+pub mod tencent_meeting;
+pub mod tencent_ses;
 pub mod tencent_sms;
+pub mod wecom;
 pub mod wecom_robot;
 
 use std::sync::Arc;
@@ -85,11 +88,14 @@ pub trait Connector: Send + Sync {
 pub fn build(config: &ConnectorConfig, client: &reqwest::Client) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         "tencent_sms" => Ok(Arc::new(tencent_sms::TencentSms::new(config, client.clone())?)),
+        "tencent_ses" => Ok(Arc::new(tencent_ses::TencentSes::new(config, client.clone())?)),
+        "tencent_meeting" => Ok(Arc::new(tencent_meeting::TencentMeeting::new(config, client.clone())?)),
         "wecom_robot" => Ok(Arc::new(wecom_robot::WecomRobot::new(config, client.clone())?)),
         "dingtalk_robot" => Ok(Arc::new(dingtalk_robot::DingtalkRobot::new(config, client.clone())?)),
         "feishu_robot" => Ok(Arc::new(feishu_robot::FeishuRobot::new(config, client.clone())?)),
         "feishu" => Ok(Arc::new(feishu::Feishu::new(config, client.clone())?)),
         "juzibot" => Ok(Arc::new(juzibot::Juzibot::new(config, client.clone())?)),
+        "wecom" => Ok(Arc::new(wecom::Wecom::new(config, client.clone())?)),
         other => {
             Err(ConfigError::field(config.path(), format!("connector kind {other} is not supported by this build")))
         }

@@ -148,7 +148,7 @@ impl TencentSms {
 }
 
 /// What reqwest puts in `Host`: the port only when it is not the scheme's default.
-fn host_header(url: &reqwest::Url) -> Option<String> {
+pub fn host_header(url: &reqwest::Url) -> Option<String> {
     let host = url.host_str()?;
     Some(match url.port() {
         Some(port) => format!("{host}:{port}"),

@@ -172,7 +172,11 @@ fn decode(params: &Map<String, Value>, name: &str) -> Result<Vec<u8>, Failure> {
 /// The job result of a successful answer.
 fn result(body: Body, mut answer: Map<String, Value>) -> Option<Value> {
     match body {
-        Body::Message { .. } | Body::DingtalkMessage { .. } | Body::FeishuMessage { .. } | Body::Query { .. } => None,
+        Body::Message { .. }
+        | Body::DingtalkMessage { .. }
+        | Body::FeishuMessage { .. }
+        | Body::Query { .. }
+        | Body::Wrapped { .. } => None,
         Body::Upload { .. } => {
             let mut result = Map::new();
             for field in ["media_id", "type", "created_at"] {

@@ -1,0 +1,360 @@
+//! `yizhan-producer serve`: the HTTP API (see `producer/openapi.json`).
+//!
+//! - `POST /v1/jobs`: one job or an array; every item is validated before any is published; 202 with
+//!   the ids once the broker confirmed them all, 400 with the errors per item and nothing enqueued,
+//!   413 past the body or batch limit, 503 while the broker is unreachable or not confirming.
+//! - `GET /v1/jobs/{id}`: the job's status from the state store the workers write. An id the store
+//!   does not know is `queued`: no worker has taken it yet (or it was never submitted: the API keeps
+//!   no ledger of its own).
+//! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+use uuid::Uuid;
+use yizhan_schemas::{Job, MissingId, validate_job_value};
+use yizhan_state::{JobStatus, StateStore};
+
+use crate::Producer;
+use crate::auth::Tokens;
+
+/// Every route: (method, path, needs a bearer token). The router is built from this table, and the
+/// OpenAPI test checks it against `openapi.json`, so the three cannot drift apart.
+pub const ROUTES: &[(&str, &str, bool)] = &[
+    ("POST", "/v1/jobs", true),
+    ("GET", "/v1/jobs/{id}", true),
+    ("GET", "/v1/catalog", true),
+    ("GET", "/healthz", false),
+    ("GET", "/readyz", false),
+    ("GET", "/metrics", false),
+];
+
+/// The OpenAPI document, as checked in.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// How long a batch may wait for the broker's confirms before the request answers 503.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limits of `POST /v1/jobs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body: usize,
+    pub max_batch: usize,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Set once the first connection succeeded; empty while the broker has never been reachable.
+    pub producer: Arc<OnceCell<Producer>>,
+    pub store: Arc<dyn StateStore>,
+    pub tokens: Arc<Tokens>,
+    pub limits: Limits,
+    pub metrics: ApiMetrics,
+}
+
+/// The producer's own metrics (no label carries a job id or a token).
+#[derive(Clone)]
+pub struct ApiMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    jobs: IntCounterVec,
+    broker_connected: IntGauge,
+}
+
+impl ApiMetrics {
+    pub fn new() -> ApiMetrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("yizhan_producer_http_requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let jobs = IntCounterVec::new(
+            Opts::new("yizhan_producer_jobs_total", "Jobs by outcome: accepted, rejected, unconfirmed"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let broker_connected =
+            IntGauge::new("yizhan_producer_broker_connected", "1 while connected to the broker").expect("valid metric");
+        for collector in [Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(jobs.clone())] {
+            registry.register(collector).expect("metric registered once");
+        }
+        registry.register(Box::new(broker_connected.clone())).expect("metric registered once");
+        ApiMetrics { registry, requests, jobs, broker_connected }
+    }
+
+    fn jobs(&self, outcome: &str, n: usize) {
+        self.jobs.with_label_values(&[outcome]).inc_by(n as u64);
+    }
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The API's router.
+pub fn router(state: ApiState) -> Router {
+    let mut protected = Router::new();
+    let mut open = Router::new();
+    for &(method, path, auth) in ROUTES {
+        let handler: MethodRouter<ApiState> = match (method, path) {
+            ("POST", "/v1/jobs") => post(post_jobs),
+            ("GET", "/v1/jobs/{id}") => get(get_job),
+            ("GET", "/v1/catalog") => get(get_catalog),
+            ("GET", "/healthz") => get(healthz),
+            ("GET", "/readyz") => get(readyz),
+            ("GET", "/metrics") => get(metrics),
+            other => unreachable!("ROUTES lists {other:?} without a handler"),
+        };
+        if auth {
+            protected = protected.route(path, handler);
+        } else {
+            open = open.route(path, handler);
+        }
+    }
+    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    protected
+        .merge(open)
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(state.limits.max_body))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": reason.into()}))).into_response()
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if state.tokens.verify(request.headers().get(header::AUTHORIZATION)) {
+        next.run(request).await
+    } else {
+        let mut response = error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer <token>` is required");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    // The matched route template, never the concrete path (which would carry job ids).
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let response = next.run(request).await;
+    state.metrics.requests.with_label_values(&[&route, response.status().as_str()]).inc();
+    response
+}
+
+async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => {
+            let errors = json!([{"index": 0, "path": "$", "reason": format!("not JSON: {e}")}]);
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"errors": errors}))).into_response();
+        }
+    };
+    let items = match value {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    if items.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the array holds no job");
+    }
+    if items.len() > state.limits.max_batch {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} jobs in one request; at most {} are allowed", items.len(), state.limits.max_batch),
+        );
+    }
+
+    // Every item first: one invalid item means nothing of the request is enqueued.
+    let mut jobs: Vec<Job> = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match validate_job_value(item, MissingId::Assign) {
+            Ok(job) => jobs.push(job),
+            Err(field_errors) => errors
+                .extend(field_errors.into_iter().map(|e| json!({"index": index, "path": e.path, "reason": e.reason}))),
+        }
+    }
+    if !errors.is_empty() {
+        state.metrics.jobs("rejected", items.len());
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"errors": errors}))).into_response();
+    }
+
+    let Some(producer) = state.producer.get() else {
+        state.metrics.jobs("unconfirmed", jobs.len());
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is unreachable; nothing was enqueued");
+    };
+    let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all(&jobs)).await else {
+        state.metrics.jobs("unconfirmed", jobs.len());
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker did not confirm within {CONFIRM_TIMEOUT:?}; resubmit with the same ids"),
+        );
+    };
+    let mut ids = Vec::with_capacity(results.len());
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(id) => ids.push(id),
+            // The error names the job and the broker's complaint; it never carries the URL's password.
+            Err(e) => failure = Some(e.to_string()),
+        }
+    }
+    match failure {
+        None => {
+            state.metrics.jobs("accepted", ids.len());
+            info!(jobs = ids.len(), "jobs accepted");
+            (StatusCode::ACCEPTED, axum::Json(json!({"ids": ids}))).into_response()
+        }
+        Some(reason) => {
+            state.metrics.jobs("accepted", ids.len());
+            state.metrics.jobs("unconfirmed", jobs.len() - ids.len());
+            warn!(%reason, "publishing failed");
+            // Some jobs may be enqueued: say which, so a client can resubmit the others with their ids.
+            let body = json!({"error": format!("the broker did not confirm every job: {reason}"), "confirmed": ids});
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+    }
+}
+
+async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(StatusCode::BAD_REQUEST, "the job id is not a UUID");
+    };
+    match state.store.status(id).await {
+        Ok(Some(status)) => axum::Json(status_json(&status)).into_response(),
+        Ok(None) => axum::Json(json!({"id": id, "status": "queued", "attempts": 0})).into_response(),
+        Err(e) => {
+            warn!(error = %e, "state store");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
+        }
+    }
+}
+
+/// The contract's shape: `{"id", "status", "attempts", "result"?, "error"?}` plus `error_kind`,
+/// `next_attempt_at` (RFC 3339) and `duplicate_of` where they apply.
+pub fn status_json(status: &JobStatus) -> Value {
+    let mut body = json!({"id": status.id, "status": status.status, "attempts": status.attempts});
+    if let Some(result) = &status.result {
+        body["result"] = result.clone();
+    }
+    if let Some(error) = &status.error {
+        body["error"] = json!(error);
+    }
+    if let Some(kind) = &status.error_kind {
+        body["error_kind"] = json!(kind);
+    }
+    if let Some(at) = status.next_attempt_at.and_then(|ms| u64::try_from(ms).ok()) {
+        let time = UNIX_EPOCH + Duration::from_millis(at);
+        body["next_attempt_at"] = json!(humantime::format_rfc3339_millis(time).to_string());
+    }
+    if let Some(original) = status.duplicate_of {
+        body["duplicate_of"] = json!(original);
+    }
+    body
+}
+
+async fn get_catalog() -> Response {
+    axum::Json(yizhan_schemas::catalog_json()).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.producer.get().is_some_and(Producer::is_connected) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not connected to the broker").into_response()
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let connected = state.producer.get().is_some_and(Producer::is_connected);
+    state.metrics.broker_connected.set(i64::from(connected));
+    let mut text = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&state.metrics.registry.gather(), &mut text) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Why `serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Tokens(#[from] crate::auth::AuthError),
+    #[error("state store: {0}")]
+    Store(#[from] yizhan_state::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// Connects to the broker in the background, retrying with backoff, so that the API answers
+/// (503 for POST) while the broker is down. Once connected, lapin's automatic recovery takes over.
+pub fn connect_in_background(url: String, prefix: String, delays: Vec<Duration>) -> Arc<OnceCell<Producer>> {
+    let cell = Arc::new(OnceCell::new());
+    let target = cell.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match Producer::connect(&url, &prefix, &delays, yizhan_broker::Recovery::Automatic).await {
+                Ok(producer) => {
+                    info!("connected to the broker");
+                    let _ = target.set(producer);
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?backoff, "broker unreachable");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(15));
+                }
+            }
+        }
+    });
+    cell
+}
+
+/// Runs the API until `shutdown` resolves.
+pub async fn serve(
+    settings: &yizhan_broker::Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let tokens = Tokens::parse(settings.api_tokens.as_deref(), &|var| std::env::var(var).ok())?;
+    if tokens.is_empty() {
+        warn!("no API tokens configured (--api-tokens / YIZHAN_API_TOKENS): every /v1 request is refused");
+    }
+    let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
+    let producer =
+        connect_in_background(settings.amqp_url.clone(), settings.prefix.clone(), settings.retry_delays.clone());
+    let state = ApiState {
+        producer,
+        store,
+        tokens: Arc::new(tokens),
+        limits: Limits { max_body: settings.http_max_body, max_batch: settings.http_max_batch },
+        metrics: ApiMetrics::new(),
+    };
+    let listen_error = |source| ServeError::Listen { addr: settings.http_addr.clone(), source };
+    let listener = tokio::net::TcpListener::bind(&settings.http_addr).await.map_err(listen_error)?;
+    info!(addr = %settings.http_addr, "serving the HTTP API");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(listen_error)
+}

@@ -1,0 +1,332 @@
+//! Dead-letter tooling: read, replay and purge `<prefix>.dead`.
+//!
+//! Quorum queues cannot be peeked, and a requeued message counts against the queue's delivery
+//! limit (RabbitMQ 4 drops a quorum queue's message past its default limit of 20 returns). So
+//! reading never requeues: every message currently there is taken with manual ack, the ones to keep
+//! are published again to `<prefix>.dead` (publisher confirms, same body and headers) and only then
+//! acked. A crash between the confirm and the ack leaves a duplicate in the dead-letter queue, never
+//! a loss; a copy that could not be confirmed is returned with `nack(requeue)` instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology, redact_url};
+
+/// The header a replayed copy carries; the worker lets it take over its `dead` idempotency key.
+pub const REPLAY_HEADER: &str = "x-yizhan-replay";
+/// Headers a replayed copy drops: the attempt counter (attempts restart at 1) and the last verdict.
+const DROPPED_ON_REPLAY: &[&str] =
+    &["x-yizhan-attempt", "x-yizhan-error-kind", "x-yizhan-error", "x-yizhan-attempts", "x-delivery-count"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("cannot reach the broker at {url}: {source}")]
+    Connect { url: String, source: lapin::Error },
+    #[error("{0}")]
+    Topology(#[from] yizhan_broker::TopologyError),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// One dead letter as the tooling shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// The job id (from the message id or the body), when there is one.
+    pub id: Option<String>,
+    pub kind: String,
+    pub reason: String,
+    pub attempts: u32,
+    pub connector: Option<String>,
+    pub config: Option<String>,
+    pub action: Option<String>,
+    pub priority: Option<String>,
+    /// When the job was submitted, from its UUIDv7 id (RFC 3339), when the id carries a time.
+    pub submitted_at: Option<String>,
+    /// The original message body: the job as JSON, or the raw text of an invalid message.
+    pub job: Value,
+    #[serde(skip)]
+    pub submitted: Option<SystemTime>,
+}
+
+/// A message taken from the queue, not yet settled.
+struct Taken {
+    delivery: Delivery,
+    letter: DeadLetter,
+}
+
+/// What `replay` did.
+#[derive(Debug, Default, Serialize)]
+pub struct ReplayReport {
+    pub replayed: Vec<Option<String>>,
+    pub kept: usize,
+    /// Failures to confirm; those messages stay in (or went back to) the dead-letter queue.
+    pub failed: Vec<String>,
+}
+
+/// A connection to the broker for the dead-letter queue.
+pub struct Dlq {
+    _connection: Connection,
+    channel: Channel,
+    publisher: Publisher,
+    names: Names,
+}
+
+impl Dlq {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Dlq, DlqError> {
+        let connect_error = |source| DlqError::Connect { url: redact_url(url), source };
+        let connection =
+            yizhan_broker::connect(url, "yizhan-producer-dlq", Recovery::FailFast).await.map_err(connect_error)?;
+        let names = Names::new(prefix);
+        let channel = connection.create_channel().await.map_err(connect_error)?;
+        yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: Vec::new() }).await?;
+        let publisher = Publisher::open(&connection).await.map_err(connect_error)?;
+        Ok(Dlq { _connection: connection, channel, publisher, names })
+    }
+
+    /// Every dead letter there now; the queue is left as it was (see the module docs).
+    pub async fn list(&self) -> Result<Vec<DeadLetter>, DlqError> {
+        let taken = self.take_all().await?;
+        let letters = taken.iter().map(|t| t.letter.clone()).collect();
+        let failed = self.put_back(taken).await;
+        if let Some(reason) = failed.first() {
+            tracing::warn!(%reason, "some dead letters were requeued instead of republished");
+        }
+        Ok(letters)
+    }
+
+    /// Sends the dead letters `select` picks back to `<prefix>.jobs` as fresh first attempts marked
+    /// as replays, and keeps the others.
+    pub async fn replay(&self, select: &dyn Fn(&DeadLetter) -> bool) -> Result<ReplayReport, DlqError> {
+        let taken = self.take_all().await?;
+        let (chosen, kept): (Vec<Taken>, Vec<Taken>) = taken.into_iter().partition(|t| select(&t.letter));
+        let mut report = ReplayReport { kept: kept.len(), ..Default::default() };
+        let exchange = self.names.jobs_exchange();
+        let prepared: Vec<(FieldTable, String)> = chosen
+            .iter()
+            .map(|t| {
+                let mut headers = FieldTable::default();
+                for (name, value) in headers_of(&t.delivery).inner() {
+                    if !DROPPED_ON_REPLAY.contains(&name.as_str()) {
+                        headers.insert(name.clone(), value.clone());
+                    }
+                }
+                headers.insert(REPLAY_HEADER.into(), AMQPValue::LongString(LongString::from("1")));
+                let lane = match t.letter.priority.as_deref() {
+                    Some(p @ ("high" | "normal" | "bulk")) => p.to_string(),
+                    _ => "normal".to_string(),
+                };
+                (headers, lane)
+            })
+            .collect();
+        let messages: Vec<Message<'_>> = chosen
+            .iter()
+            .zip(&prepared)
+            .map(|(t, (headers, lane))| Message {
+                exchange: &exchange,
+                routing_key: lane,
+                body: &t.delivery.data,
+                message_id: t.letter.id.as_deref(),
+                headers: headers.clone(),
+                expiration_ms: None,
+            })
+            .collect();
+        let results = self.publisher.publish_all(&messages).await;
+        for (t, result) in chosen.into_iter().zip(results) {
+            settle(&t.delivery, &result).await;
+            match result {
+                Ok(()) => report.replayed.push(t.letter.id.clone()),
+                Err(e) => report.failed.push(format!("{}: {e}", t.letter.id.as_deref().unwrap_or("(no id)"))),
+            }
+        }
+        report.failed.extend(self.put_back(kept).await);
+        Ok(report)
+    }
+
+    /// Empties the dead-letter queue; returns how many messages it held.
+    pub async fn purge(&self) -> Result<u32, DlqError> {
+        Ok(self.channel.queue_purge(self.names.dead().as_str().into(), QueuePurgeOptions::default()).await?)
+    }
+
+    /// How many messages the dead-letter queue holds.
+    pub async fn depth(&self) -> Result<u32, DlqError> {
+        let queue = self
+            .channel
+            .queue_declare(
+                self.names.dead().as_str().into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.message_count())
+    }
+
+    /// Takes every message there now, unacked; unacked messages are not handed out again on this
+    /// channel, so the loop ends when the queue has nothing left for us.
+    async fn take_all(&self) -> Result<Vec<Taken>, DlqError> {
+        let queue = self.names.dead();
+        let mut taken = Vec::new();
+        while let Some(message) =
+            self.channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await?
+        {
+            let letter = describe(&message.delivery);
+            taken.push(Taken { delivery: message.delivery, letter });
+        }
+        Ok(taken)
+    }
+
+    /// Republishes `taken` to the dead-letter queue unchanged, then acks the originals.
+    async fn put_back(&self, taken: Vec<Taken>) -> Vec<String> {
+        let dead = self.names.dead();
+        let messages: Vec<Message<'_>> = taken
+            .iter()
+            .map(|t| Message {
+                exchange: &dead,
+                routing_key: "",
+                body: &t.delivery.data,
+                message_id: t.letter.id.as_deref(),
+                headers: headers_of(&t.delivery),
+                expiration_ms: None,
+            })
+            .collect();
+        let results = self.publisher.publish_all(&messages).await;
+        let mut failed = Vec::new();
+        for (t, result) in taken.iter().zip(results) {
+            settle(&t.delivery, &result).await;
+            if let Err(e) = result {
+                failed.push(format!("{}: {e}", t.letter.id.as_deref().unwrap_or("(no id)")));
+            }
+        }
+        failed
+    }
+}
+
+/// Acks the original once its copy is confirmed; otherwise returns it to the queue.
+async fn settle(delivery: &Delivery, copied: &Result<(), PublishError>) {
+    let outcome = if copied.is_ok() {
+        delivery.ack(BasicAckOptions::default()).await
+    } else {
+        delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+    };
+    if let Err(e) = outcome {
+        // The channel closing returns the message to the queue anyway: a duplicate, not a loss.
+        tracing::warn!(error = %e, "settling a dead letter failed; it returns to the queue");
+    }
+}
+
+fn headers_of(delivery: &Delivery) -> FieldTable {
+    delivery.properties.headers().clone().unwrap_or_default()
+}
+
+fn describe(delivery: &Delivery) -> DeadLetter {
+    let headers = headers_of(delivery);
+    let text = |name: &str| match headers.inner().get(&ShortString::from(name)) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let attempts = match headers.inner().get(&ShortString::from("x-yizhan-attempts")) {
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
+        _ => 0,
+    };
+    let job: Value = serde_json::from_slice(&delivery.data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&delivery.data).into_owned()));
+    let field = |name: &str| job.get(name).and_then(Value::as_str).map(str::to_string);
+    let id = delivery.properties.message_id().as_ref().map(|id| id.to_string()).or_else(|| field("id"));
+    let submitted = id.as_deref().and_then(|id| Uuid::parse_str(id).ok()).and_then(|id| id.get_timestamp()).map(|ts| {
+        let (secs, nanos) = ts.to_unix();
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    });
+    DeadLetter {
+        id,
+        kind: text("x-yizhan-error-kind"),
+        reason: text("x-yizhan-error"),
+        attempts,
+        connector: field("connector"),
+        config: field("config"),
+        action: field("action"),
+        priority: field("priority"),
+        submitted_at: submitted.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        job,
+        submitted,
+    }
+}
+
+/// Parses `--since`: a duration back from now (`2h`, `30m`) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> Result<SystemTime, String> {
+    if let Ok(duration) = humantime::parse_duration(text) {
+        return SystemTime::now()
+            .checked_sub(duration)
+            .ok_or_else(|| format!("--since {text:?} reaches before the epoch"));
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|_| format!("--since {text:?}: expected a duration such as 2h or an RFC 3339 time"))
+}
+
+/// The filters of `dlq list` and `dlq replay`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub connector: Option<String>,
+    /// Jobs submitted at or after this time (from their UUIDv7 ids; ids without a time never match).
+    pub since: Option<SystemTime>,
+    /// Job ids; empty: any.
+    pub ids: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        self.kind.as_ref().is_none_or(|kind| &letter.kind == kind)
+            && self.connector.as_ref().is_none_or(|c| letter.connector.as_ref() == Some(c))
+            && self.since.is_none_or(|since| letter.submitted.is_some_and(|t| t >= since))
+            && (self.ids.is_empty() || letter.id.as_ref().is_some_and(|id| self.ids.contains(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_and_times() {
+        let an_hour_ago = parse_since("1h").unwrap();
+        let age = SystemTime::now().duration_since(an_hour_ago).unwrap();
+        assert!(age >= Duration::from_secs(3600) && age < Duration::from_secs(3700));
+        assert_eq!(parse_since("1970-01-01T00:01:00Z").unwrap(), UNIX_EPOCH + Duration::from_secs(60));
+        assert!(parse_since("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn filters_combine() {
+        let letter = DeadLetter {
+            id: Some("a".into()),
+            kind: "permanent".into(),
+            reason: String::new(),
+            attempts: 1,
+            connector: Some("wecom_robot".into()),
+            config: None,
+            action: None,
+            priority: None,
+            submitted_at: None,
+            job: Value::Null,
+            submitted: Some(UNIX_EPOCH + Duration::from_secs(100)),
+        };
+        assert!(Filter::default().matches(&letter));
+        let kind = |k: &str| Filter { kind: Some(k.into()), ..Default::default() };
+        assert!(kind("permanent").matches(&letter));
+        assert!(!kind("invalid").matches(&letter));
+        let since = |s: u64| Filter { since: Some(UNIX_EPOCH + Duration::from_secs(s)), ..Default::default() };
+        assert!(since(100).matches(&letter) && !since(101).matches(&letter));
+        assert!(!Filter { ids: vec!["b".into()], ..Default::default() }.matches(&letter));
+        assert!(!Filter { connector: Some("tencent_sms".into()), ..Default::default() }.matches(&letter));
+    }
+}

@@ -1,0 +1,398 @@
+//! SES, version 2020-10-02 (providers.md §1.8): sending domains (identities) and `SendEmail`.
+//!
+//! Identities are kept per sandbox (not per account); the configured `ses_domains` exist verified
+//! from the start. `CreateEmailIdentity` adds an unverified one, `UpdateEmailIdentity` (请求验证)
+//! verifies it, as if its DNS records were right. `SendEmail` needs the sender's domain verified.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{ActionContext, ApiError};
+use crate::faults::{FaultEffect, Stage};
+use crate::state::SandboxState;
+
+/// `Destination` may hold at most this many addresses.
+pub const MAX_DESTINATIONS: usize = 50;
+/// At most this many domains per account.
+pub const MAX_DOMAINS: usize = 10;
+const MAX_ATTACHMENTS: usize = 10;
+const MAX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024;
+const MAX_TEMPLATE_DATA: usize = 800;
+
+/// One mail the fake SES accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentEmail {
+    pub message_id: String,
+    pub from: String,
+    pub destination: Vec<String>,
+    pub subject: String,
+    pub reply_to: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub template_id: Option<u64>,
+    /// `TemplateData` as sent: a JSON string.
+    pub template_data: Option<String>,
+    /// `(FileName, decoded size)`.
+    pub attachments: Vec<(String, usize)>,
+    pub request_id: String,
+    pub secret_id: String,
+    pub region: String,
+}
+
+/// The fake SES's data.
+#[derive(Debug, Default)]
+pub(crate) struct SesData {
+    seeded: bool,
+    /// Domain → verified.
+    identities: BTreeMap<String, bool>,
+    emails: Vec<SentEmail>,
+}
+
+impl SesData {
+    fn seed(&mut self, domains: &[String]) {
+        if !self.seeded {
+            self.seeded = true;
+            for domain in domains {
+                self.identities.insert(domain.clone(), true);
+            }
+        }
+    }
+}
+
+impl SandboxState {
+    fn ses<R>(&self, f: impl FnOnce(&mut SesData) -> R) -> R {
+        let domains = self.config().ses_domains.clone();
+        self.with_ses(|data| {
+            data.seed(&domains);
+            f(data)
+        })
+    }
+
+    /// Every mail SES accepted, oldest first.
+    pub fn sent_emails(&self) -> Vec<SentEmail> {
+        self.ses(|d| d.emails.clone())
+    }
+
+    /// `(domain, verified)` of every SES identity.
+    pub fn email_identities(&self) -> Vec<(String, bool)> {
+        self.ses(|d| d.identities.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+}
+
+fn parse(body: &[u8], fields: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new("FailedOperation.JsonParseFail", format!("The request body is not valid JSON: {e}."))
+    })?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::new("FailedOperation.JsonParseFail", "The request body must be a JSON object."));
+    };
+    if let Some(unknown) = body.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
+    }
+    Ok(body)
+}
+
+fn wrong_type(name: &str) -> ApiError {
+    ApiError::new("InvalidParameter", format!("The value type of parameter `{name}` is not valid."))
+}
+
+fn string(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+fn required(body: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    string(body, name)?.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::missing(name))
+}
+
+fn injected(ctx: &ActionContext<'_>) -> Result<(), ApiError> {
+    match ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
+        Some(FaultEffect::TencentError { code, message }) => {
+            let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
+            Err(ApiError { code, message, injected: true })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn valid_domain(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && domain.len() <= 253
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+fn valid_address(address: &str) -> bool {
+    address
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !local.contains(' ') && valid_domain(domain))
+}
+
+fn identity_answer(domain: &str, verified: bool) -> Map<String, Value> {
+    let record = |kind: &str, name: String, value: &str| {
+        json!({"Type": kind, "SendDomain": name, "ExpectedValue": value,
+               "CurrentValue": if verified { value } else { "" }, "Status": verified})
+    };
+    let attributes = vec![
+        record("MX", domain.to_string(), "mxbiz1.qq.com"),
+        record("TXT", domain.to_string(), "v=spf1 include:qcloudmail.com ~all"),
+        record(
+            "TXT",
+            format!("qcloud._domainkey.{domain}"),
+            "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC",
+        ),
+        record("TXT", format!("_dmarc.{domain}"), "v=DMARC1; p=none"),
+    ];
+    let mut answer = Map::new();
+    answer.insert("IdentityType".into(), json!("DOMAIN"));
+    answer.insert("VerifiedForSendingStatus".into(), json!(verified));
+    answer.insert("Attributes".into(), Value::Array(attributes));
+    answer
+}
+
+fn not_exist(domain: &str) -> ApiError {
+    ApiError::new("InvalidParameterValue.NotExistDomain", format!("The domain `{domain}` does not exist."))
+}
+
+/// `CreateEmailIdentity`.
+pub(crate) fn create_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let body = parse(body, &["EmailIdentity", "DKIMOption", "TagList"])?;
+    let domain = required(&body, "EmailIdentity")?;
+    if !valid_domain(&domain) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.InvalidEmailIdentity",
+            format!("`{domain}` is not a valid domain."),
+        ));
+    }
+    if body.get("DKIMOption").is_some_and(|o| !matches!(o.as_u64(), Some(0 | 1))) {
+        return Err(wrong_type("DKIMOption"));
+    }
+    injected(ctx)?;
+    ctx.state.ses(|d| {
+        if d.identities.contains_key(&domain) {
+            return Err(ApiError::new("InvalidParameterValue.RepeatCreation", "The domain was created already."));
+        }
+        if d.identities.len() >= MAX_DOMAINS {
+            return Err(ApiError::new("OperationDenied.ExceedDomainLimit", "At most 10 domains per account."));
+        }
+        d.identities.insert(domain.clone(), false);
+        Ok(identity_answer(&domain, false))
+    })
+}
+
+/// `GetEmailIdentity`.
+pub(crate) fn get_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let body = parse(body, &["EmailIdentity"])?;
+    let domain = required(&body, "EmailIdentity")?;
+    injected(ctx)?;
+    let verified = ctx.state.ses(|d| d.identities.get(&domain).copied()).ok_or_else(|| not_exist(&domain))?;
+    Ok(identity_answer(&domain, verified))
+}
+
+/// `UpdateEmailIdentity` (请求验证): the sandbox finds the DNS records right.
+pub(crate) fn update_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let body = parse(body, &["EmailIdentity"])?;
+    let domain = required(&body, "EmailIdentity")?;
+    injected(ctx)?;
+    ctx.state.ses(|d| match d.identities.get_mut(&domain) {
+        Some(verified) => {
+            *verified = true;
+            Ok(identity_answer(&domain, true))
+        }
+        None => Err(not_exist(&domain)),
+    })
+}
+
+/// `DeleteEmailIdentity`.
+pub(crate) fn delete_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let body = parse(body, &["EmailIdentity"])?;
+    let domain = required(&body, "EmailIdentity")?;
+    injected(ctx)?;
+    ctx.state.ses(|d| d.identities.remove(&domain)).ok_or_else(|| not_exist(&domain))?;
+    Ok(Map::new())
+}
+
+/// `ListEmailIdentities`.
+pub(crate) fn list_email_identities(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    parse(body, &["TagList"])?;
+    injected(ctx)?;
+    let identities: Vec<Value> = ctx
+        .state
+        .email_identities()
+        .into_iter()
+        .map(|(domain, verified)| {
+            json!({"IdentityName": domain, "IdentityType": "DOMAIN", "SendingEnabled": verified,
+                   "CurrentReputationLevel": 1, "DailyQuota": 500})
+        })
+        .collect();
+    let mut answer = Map::new();
+    answer.insert("EmailIdentities".into(), Value::Array(identities));
+    answer.insert("MaxReputationLevel".into(), json!(1));
+    answer.insert("MaxDailyQuota".into(), json!(500));
+    Ok(answer)
+}
+
+/// `Alias <a@b.c>` or `a@b.c` → `a@b.c`.
+fn sender_address(from: &str) -> Option<&str> {
+    match from.rsplit_once(" <") {
+        Some((alias, rest)) if !alias.contains(':') => rest.strip_suffix('>'),
+        Some(_) => None,
+        None => Some(from),
+    }
+}
+
+/// `SendEmail`.
+pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let body = parse(
+        body,
+        &[
+            "FromEmailAddress",
+            "Destination",
+            "Subject",
+            "ReplyToAddresses",
+            "Cc",
+            "Bcc",
+            "Template",
+            "Simple",
+            "Attachments",
+            "Unsubscribe",
+            "TriggerType",
+        ],
+    )?;
+    let from = required(&body, "FromEmailAddress")?;
+    let destination: Vec<String> = match body.get("Destination") {
+        None | Some(Value::Null) => return Err(ApiError::missing("Destination")),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| wrong_type("Destination")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(wrong_type("Destination")),
+    };
+    let subject = required(&body, "Subject")?;
+    let reply_to = string(&body, "ReplyToAddresses")?;
+
+    let sender = sender_address(&from).filter(|a| valid_address(a)).ok_or_else(|| {
+        ApiError::new("FailedOperation.IncorrectSender", format!("The sender `{from}` is not a valid address."))
+    })?;
+    if destination.is_empty() {
+        return Err(ApiError::missing("Destination"));
+    }
+    if destination.len() > MAX_DESTINATIONS {
+        return Err(ApiError::new("FailedOperation.TooManyRecipients", "At most 50 recipients per mail."));
+    }
+    if let Some(bad) = destination.iter().chain(reply_to.iter()).find(|a| !valid_address(a)) {
+        return Err(ApiError::new("FailedOperation.IncorrectEmail", format!("`{bad}` is not a valid address.")));
+    }
+    if subject.chars().count() > 100 {
+        return Err(ApiError::new("InvalidParameterValue.SubjectLengthError", "Subject must be 1 to 100 characters."));
+    }
+
+    let (template_id, template_data) = match body.get("Template") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(template)) => {
+            let id = template
+                .get("TemplateID")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ApiError::missing("Template.TemplateID"))?;
+            let data = match template.get("TemplateData") {
+                Some(Value::String(s)) => s.clone(),
+                None => return Err(ApiError::missing("Template.TemplateData")),
+                Some(_) => return Err(wrong_type("Template.TemplateData")),
+            };
+            if data.len() > MAX_TEMPLATE_DATA {
+                return Err(ApiError::new(
+                    "InvalidParameterValue.TemplateDataLenLimit",
+                    "TemplateData exceeds 800 bytes.",
+                ));
+            }
+            if !matches!(serde_json::from_str::<Value>(&data), Ok(Value::Object(_))) {
+                return Err(ApiError::new(
+                    "InvalidParameterValue.TemplateDataError",
+                    "TemplateData must be a JSON object string.",
+                ));
+            }
+            if id == 0 {
+                return Err(ApiError::new("FailedOperation.InvalidTemplateID", "The template does not exist."));
+            }
+            (Some(id), Some(data))
+        }
+        Some(_) => return Err(wrong_type("Template")),
+    };
+    let (html, text) = match body.get("Simple") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(simple)) => (string(simple, "Html")?, string(simple, "Text")?),
+        Some(_) => return Err(wrong_type("Simple")),
+    };
+    let simple = html.as_deref().is_some_and(|s| !s.is_empty()) || text.as_deref().is_some_and(|s| !s.is_empty());
+    match (simple, template_id.is_some()) {
+        (false, false) => {
+            return Err(ApiError::new("FailedOperation.MissingEmailContent", "Give Template or Simple content."));
+        }
+        (true, true) => return Err(ApiError::new("InvalidParameter", "Template and Simple cannot both be given.")),
+        _ => {}
+    }
+
+    let attachments = match body.get("Attachments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(_) => return Err(wrong_type("Attachments")),
+    };
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::new("FailedOperation.TooManyAttachments", "At most 10 attachments per mail."));
+    }
+    let mut files = Vec::new();
+    for attachment in &attachments {
+        let name = attachment.get("FileName").and_then(Value::as_str).filter(|n| !n.is_empty() && n.len() <= 255);
+        let content = attachment.get("Content").and_then(Value::as_str);
+        let (Some(name), Some(content)) = (name, content) else {
+            return Err(ApiError::new("InvalidParameterValue", "Each attachment needs FileName (≤ 255) and Content."));
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(content)
+            .map_err(|_| ApiError::new("InvalidParameterValue", format!("The Content of `{name}` is not base64.")))?;
+        files.push((name.to_string(), bytes.len()));
+    }
+    if files.iter().map(|(_, size)| size).sum::<usize>() > MAX_ATTACHMENT_BYTES {
+        return Err(ApiError::new("FailedOperation.AttachContentToolarge", "Attachments exceed 4 MB."));
+    }
+
+    let domain = sender.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+    if ctx.state.ses(|d| d.identities.get(&domain).copied()) != Some(true) {
+        return Err(ApiError::new(
+            "FailedOperation.NotAuthenticatedSender",
+            format!("The sender domain `{domain}` is not verified."),
+        ));
+    }
+    injected(ctx)?;
+
+    let message_id = format!("{}@qcloud-ses", Uuid::new_v4());
+    let email = SentEmail {
+        message_id: message_id.clone(),
+        from,
+        destination,
+        subject,
+        reply_to,
+        html,
+        text,
+        template_id,
+        template_data,
+        attachments: files,
+        request_id: ctx.request_id.to_string(),
+        secret_id: ctx.account.secret_id.clone(),
+        region: ctx.region.to_string(),
+    };
+    tracing::info!(request_id = %email.request_id, "email accepted");
+    ctx.state.ses(|d| d.emails.push(email));
+    let mut answer = Map::new();
+    answer.insert("MessageId".into(), json!(message_id));
+    Ok(answer)
+}

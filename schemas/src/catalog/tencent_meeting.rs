@@ -1,0 +1,279 @@
+//! `tencent_meeting`: Tencent Meeting (腾讯会议) REST API, signed with `X-TC-Signature`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{ActionSpec, Effect, Endpoint, KindSpec, Method, schema};
+
+/// `end_meeting`: the API names the operator `operator_id` (type 1 = userid) and the flag
+/// `force_dismiss_meeting`.
+const DISMISS_RENAMES: &[(&str, &str)] = &[("userid", "operator_id"), ("force", "force_dismiss_meeting")];
+
+pub(super) const KIND: KindSpec = KindSpec {
+    name: "tencent_meeting",
+    title: "腾讯会议 Tencent Meeting",
+    // Self-built apps may call 300 times a minute (190310 beyond).
+    default_rate_limit: "300/min",
+    actions: &[
+        ActionSpec {
+            name: "create_meeting",
+            effect: Effect::Write,
+            params: schema::<CreateMeeting>,
+            endpoint: Endpoint::Rest { method: Method::Post, path: "/v1/meetings", renames: &[], fixed: &[] },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "get_meeting",
+            effect: Effect::Read,
+            params: schema::<GetMeeting>,
+            endpoint: Endpoint::Rest {
+                method: Method::Get,
+                path: "/v1/meetings/{meeting_id}",
+                renames: &[],
+                fixed: &[],
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "get_meeting_by_code",
+            effect: Effect::Read,
+            params: schema::<GetMeetingByCode>,
+            endpoint: Endpoint::Rest { method: Method::Get, path: "/v1/meetings", renames: &[], fixed: &[] },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "cancel_meeting",
+            effect: Effect::Write,
+            params: schema::<CancelMeeting>,
+            endpoint: Endpoint::Rest {
+                method: Method::Post,
+                path: "/v1/meetings/{meeting_id}/cancel",
+                renames: &[],
+                fixed: &[],
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "end_meeting",
+            effect: Effect::Write,
+            params: schema::<EndMeeting>,
+            endpoint: Endpoint::Rest {
+                method: Method::Post,
+                path: "/v1/meetings/{meeting_id}/dismiss",
+                renames: DISMISS_RENAMES,
+                fixed: &[("operator_id_type", 1)],
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "update_meeting",
+            effect: Effect::Write,
+            params: schema::<UpdateMeeting>,
+            endpoint: Endpoint::Rest {
+                method: Method::Put,
+                path: "/v1/meetings/{meeting_id}",
+                renames: &[],
+                fixed: &[],
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "list_participants",
+            effect: Effect::Read,
+            params: schema::<ListParticipants>,
+            endpoint: Endpoint::Rest {
+                method: Method::Get,
+                path: "/v1/meetings/{meeting_id}/participants",
+                renames: &[],
+                fixed: &[],
+            },
+            bucket: "api",
+        },
+        ActionSpec {
+            name: "list_user_meetings",
+            effect: Effect::Read,
+            params: schema::<ListUserMeetings>,
+            endpoint: Endpoint::Rest { method: Method::Get, path: "/v1/meetings", renames: &[], fixed: &[] },
+            bucket: "api",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingUser {
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_anonymous: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMeeting {
+    /// The creator, an enterprise user id.
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    /// Device of the creator: 1 PC, 2 Mac, 3 Android, 4 iOS, 5 Web, 6 iPad, 7 Android pad, 8 mini program.
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+    #[schemars(length(min = 1, max = 255))]
+    pub subject: String,
+    /// 0 scheduled, 1 quick.
+    #[schemars(range(min = 0, max = 1))]
+    pub r#type: u8,
+    /// UNIX seconds, as a string.
+    #[schemars(pattern(r"^[0-9]+$"))]
+    pub start_time: String,
+    #[schemars(pattern(r"^[0-9]+$"))]
+    pub end_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]{4,6}$"))]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<MeetingUser>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 300))]
+    pub invitees: Option<Vec<MeetingUser>>,
+    /// Media settings as the API names them (`mute_enable_join`, `allow_unmute_self`, `auto_record_type`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetMeeting {
+    #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
+    pub meeting_id: String,
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetMeetingByCode {
+    /// The 9-digit code people join with.
+    #[schemars(pattern(r"^[0-9]{9}$"))]
+    pub meeting_code: String,
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelMeeting {
+    #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
+    pub meeting_id: String,
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+    pub reason_code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndMeeting {
+    #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
+    pub meeting_id: String,
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+    pub reason_code: i64,
+    /// 1 (the API's default): end it even while people are in it; 0: only when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub force: Option<u8>,
+}
+
+/// The create fields to change; absent ones stay as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeeting {
+    #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
+    pub meeting_id: String,
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub r#type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+$"))]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+$"))]
+    pub end_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]{4,6}$"))]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<MeetingUser>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 300))]
+    pub invitees: Option<Vec<MeetingUser>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParticipants {
+    #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
+    pub meeting_id: String,
+    #[schemars(length(min = 1))]
+    pub userid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListUserMeetings {
+    #[schemars(length(min = 1))]
+    pub userid: String,
+    #[schemars(range(min = 1, max = 8))]
+    pub instanceid: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::catalog::catalog_json;
+
+    #[test]
+    fn tencent_ses_and_meeting_list_every_action_with_its_effect() {
+        let catalog = catalog_json();
+        let effects = |kind: &str| -> Vec<(String, String)> {
+            catalog[kind]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(name, a)| (name.clone(), a["effect"].as_str().unwrap().to_string()))
+                .collect()
+        };
+        let ses = effects("tencent_ses");
+        assert_eq!(ses.len(), 6);
+        assert!(ses.contains(&("get_email_identity".into(), "read".into())));
+        assert!(ses.contains(&("send_email".into(), "write".into())));
+        let meeting = effects("tencent_meeting");
+        assert_eq!(meeting.len(), 8);
+        assert!(meeting.contains(&("list_user_meetings".into(), "read".into())));
+        assert!(meeting.contains(&("cancel_meeting".into(), "write".into())));
+        let create = &catalog["tencent_meeting"]["create_meeting"]["params_schema"];
+        assert!(create["required"].as_array().unwrap().contains(&json!("start_time")));
+        let send = &catalog["tencent_ses"]["send_email"]["params_schema"];
+        assert_eq!(send["properties"]["destination"]["maxItems"], 50);
+    }
+}

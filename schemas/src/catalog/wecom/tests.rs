@@ -1,0 +1,33 @@
+use serde_json::json;
+
+use super::*;
+use crate::catalog::find_kind;
+
+#[test]
+fn all_48_actions_with_one_bucket_per_api() {
+    let kind = find_kind("wecom").unwrap();
+    assert_eq!(kind.actions.len(), 48);
+    for action in kind.actions {
+        let Endpoint::Http { path, .. } = action.endpoint else { panic!("{}", action.name) };
+        assert!(path.starts_with("/cgi-bin/"), "{}", action.name);
+        assert_eq!(action.bucket, path, "{}", action.name);
+    }
+}
+
+#[test]
+fn areas_pick_the_secret() {
+    assert_eq!(wecom_area("/cgi-bin/user/create").credential, WecomCredential::Contacts);
+    assert_eq!(wecom_area("/cgi-bin/department/list").credential, WecomCredential::Contacts);
+    assert_eq!(wecom_area("/cgi-bin/externalcontact/get").credential, WecomCredential::ExternalContact);
+    assert_eq!(wecom_area("/cgi-bin/oa/calendar/add").credential, WecomCredential::App);
+    assert!(wecom_area("/cgi-bin/message/send").default_agentid);
+    assert!(!wecom_area("/cgi-bin/message/recall").default_agentid);
+}
+
+#[test]
+fn schemas_check_types_and_limits() {
+    let send = crate::catalog::find_action("wecom", "send_app_message").unwrap().params_schema();
+    assert_eq!(send["required"], json!(["msgtype"]));
+    let customers = crate::catalog::find_action("wecom", "batch_get_customers").unwrap().params_schema();
+    assert_eq!(customers["properties"]["limit"]["maximum"], 100);
+}

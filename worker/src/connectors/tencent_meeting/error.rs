@@ -1,0 +1,91 @@
+//! Classification of Tencent Meeting errors (providers.md §6.4, §9): non-2xx answers with
+//! `{"error_info":{"error_code","message"}}`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::connectors::Failure;
+
+/// `(code, when it resets)`: quotas that outlast any retry schedule.
+const QUOTAS: &[(i64, &str)] = &[
+    (190311, "daily API quota of the app: it resets at midnight China time, UTC+8"),
+    (500168, "monthly meeting-creation quota of the account: it resets on the 1st of next month"),
+];
+
+/// Failure for an error answer with `status`, `code` and `message`.
+pub fn classify(status: StatusCode, code: Option<i64>, message: &str) -> Failure {
+    let mut reason = match code {
+        Some(code) => format!("HTTP {}: error_code {code}: {message}", status.as_u16()),
+        None => format!("HTTP {}: {message}", status.as_u16()),
+    };
+    if let Some((_, hint)) = code.and_then(|c| QUOTAS.iter().find(|(q, _)| *q == c)) {
+        reason.push_str(&format!(" ({hint})"));
+        return Failure::permanent(reason);
+    }
+    let retry_after = match code {
+        // Timestamp out of window / nonce replayed: the next attempt signs with a fresh pair.
+        Some(190300 | 190301) => return Failure::transient(reason),
+        // Per-minute limit of the app: the next minute is free again.
+        Some(190310) => Some(Duration::from_secs(60)),
+        Some(9061 | 190313 | 41 | 5108) => None,
+        _ if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => None,
+        _ => return Failure::permanent(reason),
+    };
+    Failure::Transient { reason, retry_after, progress: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_transient(failure: &Failure) -> bool {
+        matches!(failure, Failure::Transient { .. })
+    }
+
+    /// One row per code providers.md §6.4 and §9 list.
+    #[test]
+    fn every_listed_code_is_classified() {
+        let bad = StatusCode::BAD_REQUEST;
+        let internal = StatusCode::INTERNAL_SERVER_ERROR;
+        let table: &[(StatusCode, i64, bool)] = &[
+            (bad, 190300, true),
+            (bad, 190301, true),
+            (bad, 190310, true),
+            (bad, 190313, true),
+            (bad, 9061, true),
+            (internal, 41, true),
+            (internal, 5108, true),
+            (internal, 12345, true),
+            (bad, 190303, false),
+            (bad, 200003, false),
+            (bad, 9003, false),
+            (bad, 9008, false),
+            (bad, 20001, false),
+            (bad, 190004, false),
+            (bad, 190311, false),
+            (bad, 500168, false),
+            (internal, 190311, false),
+        ];
+        for (status, code, transient) in table {
+            let failure = classify(*status, Some(*code), "msg");
+            assert_eq!(is_transient(&failure), *transient, "{status} {code}: {failure:?}");
+            assert!(failure.reason().contains(&code.to_string()), "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn minute_limit_waits_a_minute() {
+        let failure = classify(StatusCode::BAD_REQUEST, Some(190310), "too many");
+        assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn quotas_say_when_they_reset() {
+        for (code, _) in QUOTAS {
+            let failure = classify(StatusCode::BAD_REQUEST, Some(*code), "over");
+            assert!(matches!(failure, Failure::Permanent { .. }));
+            assert!(failure.reason().contains("resets"), "{}", failure.reason());
+        }
+    }
+}

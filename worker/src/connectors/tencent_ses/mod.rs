@@ -1,0 +1,207 @@
+//! `tencent_ses`: Tencent Cloud SES (API 3.0, service `ses`, version 2020-10-02), signed by the
+//! TC3 signer SMS uses.
+//!
+//! Identity actions send their params with PascalCase names (`email_identity` → `EmailIdentity`);
+//! `send_email` maps `html`/`text` to `Simple`, `template` to `Template` (its data as the JSON
+//! string `TemplateData`) and `attachments` to `Attachments` (`FileName`, `Content`). The result
+//! is the `Response` object as Tencent answered it (`RequestId` included).
+
+pub mod config;
+pub mod error;
+#[cfg(test)]
+mod tests;
+
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use yizhan_schemas::catalog::SendEmail;
+use yizhan_schemas::{Effect, Endpoint};
+
+use self::config::TencentSesConfig;
+use super::tencent_sms::error::Class;
+use super::tencent_sms::host_header;
+use super::tencent_sms::sign::{SignInput, Tc3Signer};
+use super::{Call, Connector, Failure, Success, http};
+use crate::config::{ConfigError, ConnectorConfig, Secret};
+
+pub const DEFAULT_BASE: &str = "https://ses.tencentcloudapi.com";
+pub const SERVICE: &str = "ses";
+pub const VERSION: &str = "2020-10-02";
+/// Sent and signed byte for byte.
+const JSON: &str = "application/json";
+
+/// A Tencent Cloud SES config.
+#[derive(Debug)]
+pub struct TencentSes {
+    url: reqwest::Url,
+    host: String,
+    region: String,
+    signer: Tc3Signer,
+    secret_key: Secret,
+    client: reqwest::Client,
+}
+
+impl TencentSes {
+    pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
+        let fields = TencentSesConfig::from_config(config)?;
+        let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
+        let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
+        let url = reqwest::Url::parse(&format!("{base}/")).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(endpoint_error("must be an http:// or https:// URL".into()));
+        }
+        let host = host_header(&url).ok_or_else(|| endpoint_error("has no host".into()))?;
+        Ok(TencentSes {
+            url,
+            host,
+            region: fields.region,
+            signer: Tc3Signer::new(fields.secret_id, fields.secret_key.clone(), SERVICE),
+            secret_key: fields.secret_key,
+            client,
+        })
+    }
+
+    fn secrets(&self) -> [&str; 1] {
+        [self.secret_key.expose()]
+    }
+
+    async fn call(&self, call: Call<'_>) -> Result<Success, Failure> {
+        let Endpoint::TencentCloud { action } = call.action.endpoint else {
+            return Err(Failure::permanent(format!("tencent_ses cannot execute {:?}", call.action.endpoint)));
+        };
+        let request = if action == "SendEmail" { send_email_body(call.params)? } else { pascal_case(call.params)? };
+        let body = serde_json::to_vec(&request).expect("JSON values serialise");
+        // Signed afresh on every attempt: a retry never reuses an expired timestamp.
+        let timestamp = chrono::Utc::now().timestamp();
+        let authorization = self.signer.authorization(&SignInput {
+            host: &self.host,
+            timestamp,
+            content_type: JSON,
+            body: &body,
+            extra_headers: &[],
+        });
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, JSON)
+            .header(HOST, &self.host)
+            .header("X-TC-Action", action)
+            .header("X-TC-Version", VERSION)
+            .header("X-TC-Timestamp", timestamp.to_string())
+            .header("X-TC-Region", &self.region)
+            .header(AUTHORIZATION, authorization)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            // API 3.0 answers every processed request with 200: anything else did not reach it.
+            let retry_after = http::retry_after(response.headers());
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(Failure::Transient {
+                reason: http::status_reason(status, &bytes, &self.secrets()),
+                retry_after,
+                progress: None,
+            });
+        }
+        let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
+        let unreadable = |detail: String| {
+            let reason = format!("unreadable {action} answer ({detail}): {}", http::snippet(&bytes));
+            // A read is asked again harmlessly; a write may have happened.
+            match call.action.effect {
+                Effect::Read => Failure::transient(reason),
+                Effect::Write => Failure::Ambiguous { reason },
+            }
+        };
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        let Value::Object(mut response) = envelope.response else {
+            return Err(unreadable("Response is not an object".into()));
+        };
+        if let Some(error) = response.remove("Error") {
+            let error: ApiError = serde_json::from_value(error).map_err(|e| unreadable(e.to_string()))?;
+            let request_id = response.get("RequestId").and_then(Value::as_str).unwrap_or_default();
+            let reason = format!("{action}: {} (RequestId {request_id})", error::describe(&error.code, &error.message));
+            return Err(match error::classify(&error.code) {
+                Class::Retry { retry_after } => Failure::Transient { reason, retry_after, progress: None },
+                Class::Permanent => Failure::permanent(reason),
+            });
+        }
+        Ok(Success { result: Some(Value::Object(response)) })
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for TencentSes {
+    async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
+        self.call(call).await.map_err(|failure| super::json_api::scrub(failure, &self.secrets()))
+    }
+}
+
+/// `email_identity` → `EmailIdentity`, for every top-level param.
+fn pascal_case(params: &Value) -> Result<Value, Failure> {
+    let params = params.as_object().ok_or_else(|| Failure::permanent("params must be an object"))?;
+    let mut out = Map::new();
+    for (name, value) in params {
+        let wire: String = name
+            .split('_')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            })
+            .collect();
+        out.insert(wire, value.clone());
+    }
+    Ok(Value::Object(out))
+}
+
+/// The `SendEmail` request of providers.md §1.8.
+fn send_email_body(params: &Value) -> Result<Value, Failure> {
+    let params = SendEmail::deserialize(params).map_err(|e| Failure::permanent(format!("invalid params: {e}")))?;
+    let simple = params.html.is_some() || params.text.is_some();
+    if simple == params.template.is_some() {
+        return Err(Failure::permanent("params: give either html/text or template, exactly one of the two"));
+    }
+    let mut body = Map::new();
+    body.insert("FromEmailAddress".into(), json!(params.from_email_address));
+    body.insert("Destination".into(), json!(params.destination));
+    body.insert("Subject".into(), json!(params.subject));
+    if let Some(reply_to) = params.reply_to_addresses {
+        body.insert("ReplyToAddresses".into(), json!(reply_to));
+    }
+    if let Some(template) = params.template {
+        // TemplateData is a JSON-encoded string, not an object.
+        let data = serde_json::to_string(&template.template_data).expect("a JSON map serialises");
+        body.insert("Template".into(), json!({"TemplateID": template.template_id, "TemplateData": data}));
+    } else {
+        let mut simple = Map::new();
+        if let Some(html) = params.html {
+            simple.insert("Html".into(), json!(html));
+        }
+        if let Some(text) = params.text {
+            simple.insert("Text".into(), json!(text));
+        }
+        body.insert("Simple".into(), Value::Object(simple));
+    }
+    if let Some(attachments) = params.attachments {
+        let list: Vec<Value> =
+            attachments.iter().map(|a| json!({"FileName": a.filename, "Content": a.content_base64})).collect();
+        body.insert("Attachments".into(), Value::Array(list));
+    }
+    Ok(Value::Object(body))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Response")]
+    response: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApiError {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
