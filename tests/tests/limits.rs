@@ -77,3 +77,46 @@ rate_limit = "1/min"
     assert_eq!(worker.jobs_total("retried").await, 0, "waiting for a token is not a failed attempt");
     h.cleanup().await;
 }
+
+/// A provider's throttle answer (WeCom 45009: "blocked for 60 s") pauses that config on every
+/// worker of the fleet, while another config's jobs keep flowing; the paused jobs wait, not fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttle_answer_pauses_the_config_fleet_wide_and_others_flow() {
+    let h = Harness::start("throttle", Store::Redis, SandboxConfig::default_accounts(), "").await;
+    let sandbox = h.sandbox();
+    sandbox.push_fault(yizhan_sandbox::Fault::wecom_errcode(45009)).unwrap();
+    let _a = h.spawn_worker(&["--concurrency", "4"]).await;
+    let _b = h.spawn_worker(&["--concurrency", "4"]).await;
+    let robot = |text: &str| yizhan_tests::job("wecom_robot", "ops", "send_text", serde_json::json!({"content": text}));
+
+    let first = h.submit(&[robot("throttled")]).await[0];
+    let store = h.store().await;
+    yizhan_tests::eventually("the throttled job is retrying", WAIT, || {
+        let store = store.clone();
+        async move { store.status(first).await.unwrap().is_some_and(|s| s.status == "retrying") }
+    })
+    .await;
+
+    let later: Vec<_> = (0..6).map(|i| robot(&format!("later {i}"))).collect();
+    let later_ids = h.submit(&later).await;
+    let sms: Vec<_> = (0..20).map(|i| sms_job(&[&number(i)], None)).collect();
+    h.submit(&sms).await;
+    sandbox.wait_for_sms(20, WAIT).await.unwrap();
+    yizhan_tests::eventually("every robot job looked at and put back", WAIT, || {
+        let store = store.clone();
+        let ids = later_ids.clone();
+        async move {
+            for id in ids {
+                if !store.status(id).await.unwrap().is_some_and(|s| s.status == "retrying") {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(sandbox.all_robot_messages().is_empty(), "the robot is paused on both workers");
+    let robot_requests = sandbox.requests_for(Provider::WecomRobot).len();
+    assert_eq!(robot_requests, 1, "only the throttled call reached WeCom during the pause");
+    h.cleanup().await;
+}

@@ -69,6 +69,9 @@ pub enum Unsettled {
 /// back through a delay lane, so that one slow or paused config never holds slots others need.
 pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a config pauses when its provider throttles it without saying for how long.
+pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
+
 /// Where a finished job goes.
 enum Settle {
     Succeeded {
@@ -272,6 +275,14 @@ impl Pipeline {
                     RequestResult::Transient
                 };
                 self.metrics.provider_request(&job.connector, result);
+                if let Failure::Throttled { reason, retry_after } = &failure {
+                    // Back-pressure: the whole config waits, on every worker of the fleet.
+                    let pause = retry_after.unwrap_or(DEFAULT_THROTTLE_PAUSE);
+                    warn!(%reason, pause_ms = pause.as_millis() as u64, "provider throttled the config; pausing it");
+                    if let Err(e) = self.limiter.pause(&config, pause).await {
+                        warn!(error = %e, "could not record the pause");
+                    }
+                }
                 classify(failure, attempt, job.max_attempts, writes, configured.on_ambiguous, progress)
             }
         }
@@ -443,6 +454,14 @@ fn classify(
             reason: format!("{max_attempts} attempts used: {reason}"),
             progress: new.or_else(|| progress.cloned()),
         },
+        Failure::Throttled { reason, .. } if exhausted => Settle::Dead {
+            kind: DeadKind::Exhausted,
+            reason: format!("{max_attempts} attempts used: {reason}"),
+            progress: progress.cloned(),
+        },
+        Failure::Throttled { reason, retry_after } => {
+            Settle::Retry { attempt, progress: progress.cloned(), reason, retry_after }
+        }
         Failure::Ambiguous { reason } if exhausted => Settle::Dead {
             kind: DeadKind::Exhausted,
             reason: format!("{max_attempts} attempts used: {reason}"),

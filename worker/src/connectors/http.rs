@@ -124,11 +124,13 @@ pub fn status_reason(status: StatusCode, body: &[u8], secrets: &[&str]) -> Strin
     redact(&reason, secrets)
 }
 
-/// Classifies an answer whose status is not a success: 408, 429 and 5xx are transient (honouring
-/// `Retry-After`), anything else is permanent.
+/// Classifies an answer whose status is not a success: 429 throttles the config, 408 and 5xx are
+/// transient (both honouring `Retry-After`), anything else is permanent.
 pub fn status_failure(status: StatusCode, headers: &HeaderMap, body: &[u8], secrets: &[&str]) -> Failure {
     let reason = status_reason(status, body, secrets);
-    if is_retryable_status(status) {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        Failure::Throttled { reason, retry_after: retry_after(headers) }
+    } else if is_retryable_status(status) {
         Failure::Transient { reason, retry_after: retry_after(headers), progress: None }
     } else {
         Failure::Permanent { reason, progress: None }
@@ -184,7 +186,18 @@ mod tests {
     fn statuses_are_classified() {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "3".parse().unwrap());
-        for status in [429, 408, 500, 502, 503, 504] {
+        match status_failure(StatusCode::TOO_MANY_REQUESTS, &headers, b"busy", &[]) {
+            Failure::Throttled { reason, retry_after } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)));
+                assert!(reason.starts_with("HTTP 429"), "{reason}");
+            }
+            other => panic!("429: {other:?}"),
+        }
+        assert_eq!(
+            status_failure(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"", &[]),
+            Failure::throttled("HTTP 429 Too Many Requests", None)
+        );
+        for status in [408, 500, 502, 503, 504] {
             let status = StatusCode::from_u16(status).unwrap();
             match status_failure(status, &headers, b"busy", &[]) {
                 Failure::Transient { reason, retry_after, .. } => {

@@ -37,6 +37,9 @@ pub fn scrub(failure: Failure, secrets: &[&str]) -> Failure {
         Failure::Transient { reason, retry_after, progress } => {
             Failure::Transient { reason: http::redact(&reason, secrets), retry_after, progress }
         }
+        Failure::Throttled { reason, retry_after } => {
+            Failure::Throttled { reason: http::redact(&reason, secrets), retry_after }
+        }
         Failure::Permanent { reason, progress } => {
             Failure::Permanent { reason: http::redact(&reason, secrets), progress }
         }

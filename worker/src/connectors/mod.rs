@@ -49,9 +49,13 @@ pub struct Success {
 /// (no keys, tokens, signatures, or URLs with credentials in their query).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
-    /// Worth retrying later: network trouble, 5xx, throttling, the provider's busy codes.
+    /// Worth retrying later: network trouble, 5xx, the provider's busy codes.
     /// `retry_after` is the provider's own hint; `progress` what this attempt achieved.
     Transient { reason: String, retry_after: Option<Duration>, progress: Option<Value> },
+    /// The provider throttles the whole config (its rate-limit codes, HTTP 429): the config pauses
+    /// across the fleet for `retry_after` (a short backoff when the provider does not say), and the
+    /// job is retried like a transient failure.
+    Throttled { reason: String, retry_after: Option<Duration> },
     /// Will fail again however often it is tried: bad credentials, invalid params, quotas.
     Permanent { reason: String, progress: Option<Value> },
     /// The request may have reached the provider but its answer was lost (a timeout after the
@@ -64,15 +68,20 @@ impl Failure {
         Failure::Transient { reason: reason.into(), retry_after: None, progress: None }
     }
 
+    pub fn throttled(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Failure::Throttled { reason: reason.into(), retry_after }
+    }
+
     pub fn permanent(reason: impl Into<String>) -> Self {
         Failure::Permanent { reason: reason.into(), progress: None }
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            Failure::Transient { reason, .. } | Failure::Permanent { reason, .. } | Failure::Ambiguous { reason } => {
-                reason
-            }
+            Failure::Transient { reason, .. }
+            | Failure::Throttled { reason, .. }
+            | Failure::Permanent { reason, .. }
+            | Failure::Ambiguous { reason } => reason,
         }
     }
 }

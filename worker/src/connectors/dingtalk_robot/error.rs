@@ -20,7 +20,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub fn classify(errcode: i64, errmsg: &str) -> Failure {
     let reason = format!("errcode {errcode}: {errmsg}");
     match errcode {
-        SEND_TOO_FAST | RATE_LIMITED => Failure::Transient { reason, retry_after: Some(RATE_WINDOW), progress: None },
+        SEND_TOO_FAST | RATE_LIMITED => Failure::Throttled { reason, retry_after: Some(RATE_WINDOW) },
         SYSTEM_BUSY => Failure::transient(reason),
         // A timestamp out of the 1 h window is a clock problem; the next attempt signs afresh.
         SECURITY_CHECK if errmsg.to_ascii_lowercase().contains("timestamp") => Failure::transient(reason),
@@ -37,10 +37,9 @@ mod tests {
         for code in [130101, 410100] {
             assert_eq!(
                 classify(code, "send too fast"),
-                Failure::Transient {
+                Failure::Throttled {
                     reason: format!("errcode {code}: send too fast"),
                     retry_after: Some(Duration::from_secs(60)),
-                    progress: None
                 }
             );
         }

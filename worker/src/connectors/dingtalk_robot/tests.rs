@@ -201,24 +201,24 @@ async fn send_feed_card() {
 #[tokio::test]
 async fn answers_are_classified() {
     let cases = [
-        (130101, "send too fast, exceed 20 times per minute", Some(Some(Duration::from_secs(60)))),
-        (410100, "发送速度太快而限流", Some(Some(Duration::from_secs(60)))),
-        (-1, "系统繁忙", Some(None)),
-        (310000, "sign not match", None),
-        (310000, "keywords not in content", None),
-        (400101, "access_token不存在", None),
+        (130101, "send too fast, exceed 20 times per minute", "throttled"),
+        (410100, "发送速度太快而限流", "throttled"),
+        (-1, "系统繁忙", "transient"),
+        (310000, "sign not match", "permanent"),
+        (310000, "keywords not in content", "permanent"),
+        (400101, "access_token不存在", "permanent"),
     ];
-    for (code, message, transient) in cases {
+    for (code, message, kind) in cases {
         let server = MockServer::start().await;
         answer_with(&server, errcode(code, message)).await;
         let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
         let reason = format!("errcode {code}: {message}");
-        match transient {
-            Some(retry_after) => {
-                assert_eq!(failure, Failure::Transient { reason, retry_after, progress: None }, "{code}")
-            }
-            None => assert_eq!(failure, Failure::permanent(reason), "{code}"),
-        }
+        let expected = match kind {
+            "throttled" => Failure::throttled(reason, Some(Duration::from_secs(60))),
+            "transient" => Failure::transient(reason),
+            _ => Failure::permanent(reason),
+        };
+        assert_eq!(failure, expected, "{code}");
     }
 }
 

@@ -14,7 +14,7 @@ pub const TOKEN_INVALID: [i64; 3] = [99991661, 99991663, 99991668];
 pub fn classify(code: i64, msg: &str, retry_after: Option<Duration>) -> Failure {
     let reason = format!("code {code}: {msg}");
     if code == RATE_LIMITED {
-        Failure::Transient { reason, retry_after, progress: None }
+        Failure::Throttled { reason, retry_after }
     } else if TOKEN_INVALID.contains(&code) {
         Failure::transient(format!("{reason} (tenant_access_token dropped)"))
     } else {
@@ -25,7 +25,10 @@ pub fn classify(code: i64, msg: &str, retry_after: Option<Duration>) -> Failure 
 /// The failure of a non-zero `code` from the token endpoint: the app's credentials are wrong or the
 /// app is disabled, which no retry fixes.
 pub fn token_failure(code: i64, msg: &str) -> Failure {
-    Failure::permanent(format!("tenant_access_token: code {code}: {msg}"))
+    let reason = format!("tenant_access_token: code {code}: {msg}");
+    // The token endpoint is rate-limited too (1000/min, 50/s): that is back-pressure, not bad
+    // credentials.
+    if code == RATE_LIMITED { Failure::Throttled { reason, retry_after: None } } else { Failure::permanent(reason) }
 }
 
 #[cfg(test)]
@@ -37,11 +40,7 @@ mod tests {
         let reset = Some(Duration::from_secs(2));
         assert_eq!(
             classify(99991400, "request trigger frequency limit", reset),
-            Failure::Transient {
-                reason: "code 99991400: request trigger frequency limit".into(),
-                retry_after: reset,
-                progress: None
-            }
+            Failure::Throttled { reason: "code 99991400: request trigger frequency limit".into(), retry_after: reset }
         );
         for code in [99991661, 99991663, 99991668] {
             assert!(matches!(classify(code, "invalid token", None), Failure::Transient { .. }), "{code}");

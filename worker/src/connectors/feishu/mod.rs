@@ -155,11 +155,7 @@ impl Feishu {
             }
             _ if answer.status == StatusCode::TOO_MANY_REQUESTS => {
                 let reason = http::status_reason(answer.status, &answer.body, &secrets);
-                Err(Failure::Transient {
-                    reason,
-                    retry_after: reset.or_else(|| http::retry_after(&answer.headers)),
-                    progress: None,
-                })
+                Err(Failure::Throttled { reason, retry_after: reset.or_else(|| http::retry_after(&answer.headers)) })
             }
             _ if !answer.status.is_success() => Err(answer.status_failure(&secrets)),
             // A read: asking again is harmless.
@@ -172,6 +168,9 @@ fn token_context(failure: Failure) -> Failure {
     match failure {
         Failure::Transient { reason, retry_after, progress } => {
             Failure::Transient { reason: format!("tenant_access_token: {reason}"), retry_after, progress }
+        }
+        Failure::Throttled { reason, retry_after } => {
+            Failure::Throttled { reason: format!("tenant_access_token: {reason}"), retry_after }
         }
         Failure::Permanent { reason, progress } => {
             Failure::Permanent { reason: format!("tenant_access_token: {reason}"), progress }

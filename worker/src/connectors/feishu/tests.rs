@@ -184,7 +184,10 @@ async fn rate_limits_honour_the_reset_header() {
         .mount(&server)
         .await;
     let failure = run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
-    assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(6)));
+    assert!(
+        matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(6)),
+        "{failure:?}"
+    );
 
     let server = MockServer::start().await;
     mount_token(&server, token_answer(TOKEN, 7200)).await;

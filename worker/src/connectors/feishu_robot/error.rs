@@ -15,7 +15,7 @@ pub const GATEWAY_RATE_LIMIT: i64 = 99991400;
 pub fn classify(code: i64, msg: &str, retry_after: Option<Duration>) -> Failure {
     let reason = format!("code {code}: {msg}");
     match code {
-        FREQUENCY_LIMITED | GATEWAY_RATE_LIMIT => Failure::Transient { reason, retry_after, progress: None },
+        FREQUENCY_LIMITED | GATEWAY_RATE_LIMIT => Failure::Throttled { reason, retry_after },
         _ => Failure::permanent(reason),
     }
 }
@@ -29,11 +29,11 @@ mod tests {
         let reset = Some(Duration::from_secs(3));
         assert_eq!(
             classify(11232, "frequency limited", reset),
-            Failure::Transient { reason: "code 11232: frequency limited".into(), retry_after: reset, progress: None }
+            Failure::Throttled { reason: "code 11232: frequency limited".into(), retry_after: reset }
         );
         assert_eq!(
             classify(99991400, "request trigger frequency limit", None),
-            Failure::transient("code 99991400: request trigger frequency limit")
+            Failure::throttled("code 99991400: request trigger frequency limit", None)
         );
         for (code, msg) in [
             (9499, "Bad Request"),

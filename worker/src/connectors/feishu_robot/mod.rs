@@ -99,11 +99,7 @@ fn classify_answer(answer: &Answer, secrets: &[&str]) -> Result<(), Failure> {
         }
         _ if answer.status == StatusCode::TOO_MANY_REQUESTS => {
             let reason = http::status_reason(answer.status, &answer.body, secrets);
-            Err(Failure::Transient {
-                reason,
-                retry_after: reset.or_else(|| http::retry_after(&answer.headers)),
-                progress: None,
-            })
+            Err(Failure::Throttled { reason, retry_after: reset.or_else(|| http::retry_after(&answer.headers)) })
         }
         _ if !answer.status.is_success() => Err(answer.status_failure(secrets)),
         // A 200 we cannot read: the message may well have been posted.

@@ -166,10 +166,9 @@ async fn answers_are_classified() {
     let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert_eq!(
         failure,
-        Failure::Transient {
+        Failure::Throttled {
             reason: "code 11232: frequency limited".into(),
-            retry_after: Some(Duration::from_secs(7)),
-            progress: None
+            retry_after: Some(Duration::from_secs(7))
         }
     );
 
@@ -182,12 +181,15 @@ async fn answers_are_classified() {
     )
     .await;
     let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
-    assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(4)));
+    assert!(
+        matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(4)),
+        "{failure:?}"
+    );
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(429).insert_header("x-ogw-ratelimit-reset", "9")).await;
     let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
-    assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(9)));
+    assert!(matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(9)));
 
     for (code, msg) in
         [(19021, "sign match fail"), (19022, "Ip Not Allowed"), (19024, "Key Words Not Found"), (9499, "Bad Request")]

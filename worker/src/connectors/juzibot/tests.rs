@@ -121,7 +121,10 @@ async fn answers_are_classified() {
     answer_with(&server, ResponseTemplate::new(429).insert_header("retry-after", "3").set_body_string("请求太频繁"))
         .await;
     let failure = run(&bot(&server), "list_channels", &json!({})).await.unwrap_err();
-    assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(3)));
+    assert!(
+        matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(3)),
+        "{failure:?}"
+    );
 
     let server = MockServer::start().await;
     answer_with(

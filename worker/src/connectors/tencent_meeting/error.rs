@@ -27,7 +27,7 @@ pub fn classify(status: StatusCode, code: Option<i64>, message: &str) -> Failure
         // Timestamp out of window / nonce replayed: the next attempt signs with a fresh pair.
         Some(190300 | 190301) => return Failure::transient(reason),
         // Per-minute limit of the app: the next minute is free again.
-        Some(190310) => Some(Duration::from_secs(60)),
+        Some(190310) => return Failure::Throttled { reason, retry_after: Some(Duration::from_secs(60)) },
         Some(9061 | 190313 | 41 | 5108) => None,
         _ if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => None,
         _ => return Failure::permanent(reason),
@@ -39,8 +39,13 @@ pub fn classify(status: StatusCode, code: Option<i64>, message: &str) -> Failure
 mod tests {
     use super::*;
 
-    fn is_transient(failure: &Failure) -> bool {
-        matches!(failure, Failure::Transient { .. })
+    fn kind(failure: &Failure) -> &'static str {
+        match failure {
+            Failure::Transient { .. } => "transient",
+            Failure::Throttled { .. } => "throttled",
+            Failure::Permanent { .. } => "permanent",
+            Failure::Ambiguous { .. } => "ambiguous",
+        }
     }
 
     /// One row per code providers.md §6.4 and §9 list.
@@ -48,28 +53,28 @@ mod tests {
     fn every_listed_code_is_classified() {
         let bad = StatusCode::BAD_REQUEST;
         let internal = StatusCode::INTERNAL_SERVER_ERROR;
-        let table: &[(StatusCode, i64, bool)] = &[
-            (bad, 190300, true),
-            (bad, 190301, true),
-            (bad, 190310, true),
-            (bad, 190313, true),
-            (bad, 9061, true),
-            (internal, 41, true),
-            (internal, 5108, true),
-            (internal, 12345, true),
-            (bad, 190303, false),
-            (bad, 200003, false),
-            (bad, 9003, false),
-            (bad, 9008, false),
-            (bad, 20001, false),
-            (bad, 190004, false),
-            (bad, 190311, false),
-            (bad, 500168, false),
-            (internal, 190311, false),
+        let table: &[(StatusCode, i64, &str)] = &[
+            (bad, 190300, "transient"),
+            (bad, 190301, "transient"),
+            (bad, 190310, "throttled"),
+            (bad, 190313, "transient"),
+            (bad, 9061, "transient"),
+            (internal, 41, "transient"),
+            (internal, 5108, "transient"),
+            (internal, 12345, "transient"),
+            (bad, 190303, "permanent"),
+            (bad, 200003, "permanent"),
+            (bad, 9003, "permanent"),
+            (bad, 9008, "permanent"),
+            (bad, 20001, "permanent"),
+            (bad, 190004, "permanent"),
+            (bad, 190311, "permanent"),
+            (bad, 500168, "permanent"),
+            (internal, 190311, "permanent"),
         ];
-        for (status, code, transient) in table {
+        for (status, code, expected) in table {
             let failure = classify(*status, Some(*code), "msg");
-            assert_eq!(is_transient(&failure), *transient, "{status} {code}: {failure:?}");
+            assert_eq!(kind(&failure), *expected, "{status} {code}: {failure:?}");
             assert!(failure.reason().contains(&code.to_string()), "{failure:?}");
         }
     }
@@ -77,7 +82,7 @@ mod tests {
     #[test]
     fn minute_limit_waits_a_minute() {
         let failure = classify(StatusCode::BAD_REQUEST, Some(190310), "too many");
-        assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(60)));
+        assert_eq!(failure, Failure::throttled("HTTP 400: error_code 190310: too many", Some(Duration::from_secs(60))));
     }
 
     #[test]

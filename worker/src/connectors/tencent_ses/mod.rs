@@ -124,6 +124,9 @@ impl TencentSes {
             let request_id = response.get("RequestId").and_then(Value::as_str).unwrap_or_default();
             let reason = format!("{action}: {} (RequestId {request_id})", error::describe(&error.code, &error.message));
             return Err(match error::classify(&error.code) {
+                Class::Retry { retry_after } if super::tencent_sms::error::is_throttle(&error.code) => {
+                    Failure::Throttled { reason, retry_after }
+                }
                 Class::Retry { retry_after } => Failure::Transient { reason, retry_after, progress: None },
                 Class::Permanent => Failure::permanent(reason),
             });

@@ -176,22 +176,29 @@ async fn send_email_needs_exactly_one_body_form() {
 #[tokio::test]
 async fn error_codes_are_classified_with_the_code_in_the_reason() {
     let params = json!({"email_identity": "mail.example.com"});
-    for (code, transient) in [
-        ("FailedOperation.ServiceNotAvailable", true),
-        ("FailedOperation.TemporaryBlocked", true),
-        ("FailedOperation.FrequencyLimit", true),
-        ("FailedOperation.HighRejectionRate", true),
-        ("RequestLimitExceeded", true),
-        ("FailedOperation.ExceedSendLimit", false),
-        ("FailedOperation.InsufficientQuota", false),
-        ("FailedOperation.InsufficientBalance", false),
-        ("InvalidParameterValue.RepeatCreation", false),
-        ("AuthFailure.SignatureFailure", false),
+    for (code, expected) in [
+        ("FailedOperation.ServiceNotAvailable", "transient"),
+        ("FailedOperation.TemporaryBlocked", "transient"),
+        ("FailedOperation.FrequencyLimit", "transient"),
+        ("FailedOperation.HighRejectionRate", "transient"),
+        ("RequestLimitExceeded", "throttled"),
+        ("RequestLimitExceeded.UinLimitExceeded", "throttled"),
+        ("FailedOperation.ExceedSendLimit", "permanent"),
+        ("FailedOperation.InsufficientQuota", "permanent"),
+        ("FailedOperation.InsufficientBalance", "permanent"),
+        ("InvalidParameterValue.RepeatCreation", "permanent"),
+        ("AuthFailure.SignatureFailure", "permanent"),
     ] {
         let server = MockServer::start().await;
         answer_with(&server, api_error(code)).await;
         let failure = run(&connector(&server), "create_email_identity", &params).await.unwrap_err();
-        assert_eq!(matches!(failure, Failure::Transient { .. }), transient, "{code}: {failure:?}");
+        let kind = match &failure {
+            Failure::Transient { .. } => "transient",
+            Failure::Throttled { retry_after: None, .. } => "throttled",
+            Failure::Permanent { .. } => "permanent",
+            _ => "unexpected",
+        };
+        assert_eq!(kind, expected, "{code}: {failure:?}");
         assert!(failure.reason().contains(code), "{}", failure.reason());
         assert!(failure.reason().contains("req-err"), "{}", failure.reason());
         if code.contains("Quota") || code.contains("ExceedSendLimit") || code.contains("Balance") {

@@ -50,6 +50,11 @@ fn is_family(code: &str, family: &str) -> bool {
     code.strip_prefix(family).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
+/// A whole-request code saying the account is over its API rate: the config should pause.
+pub fn is_throttle(code: &str) -> bool {
+    is_family(code, "RequestLimitExceeded")
+}
+
 pub fn is_daily_quota(code: &str) -> bool {
     DAILY_QUOTAS.contains(&code)
 }
@@ -128,6 +133,30 @@ mod tests {
     fn look_alike_families_are_not_matched() {
         assert_eq!(classify("InternalErrorX"), Class::Permanent);
         assert_eq!(classify("RequestLimitExceededX"), Class::Permanent);
+    }
+
+    #[test]
+    fn only_whole_request_rate_limits_throttle_the_config() {
+        for code in [
+            "RequestLimitExceeded",
+            "RequestLimitExceeded.IPLimitExceeded",
+            "RequestLimitExceeded.UinLimitExceeded",
+            "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
+        ] {
+            assert!(is_throttle(code), "{code}");
+            assert_eq!(classify(code), Class::Retry { retry_after: None }, "{code}");
+        }
+        for code in [
+            "RequestLimitExceededX",
+            "RequestSizeLimitExceeded",
+            "LimitExceeded.DeliveryFrequencyLimit",
+            "LimitExceeded.PhoneNumberThirtySecondLimit",
+            "LimitExceeded.PhoneNumberOneHourLimit",
+            "LimitExceeded.PhoneNumberDailyLimit",
+            "ServiceUnavailable",
+        ] {
+            assert!(!is_throttle(code), "{code}");
+        }
     }
 
     #[test]

@@ -208,6 +208,9 @@ impl Connector for TencentSms {
                     &self.secrets(),
                 );
                 return Err(match classify(&error.code) {
+                    Class::Retry { retry_after } if error::is_throttle(&error.code) => {
+                        Failure::Throttled { reason, retry_after }
+                    }
                     Class::Retry { retry_after } => {
                         Failure::Transient { reason, retry_after, progress: progress.to_value() }
                     }
@@ -451,6 +454,7 @@ fn with_progress(failure: Failure, progress: &Progress) -> Failure {
             Failure::Transient { reason, retry_after, progress: progress.to_value() }
         }
         Failure::Permanent { reason, .. } => Failure::Permanent { reason, progress: progress.to_value() },
-        ambiguous @ Failure::Ambiguous { .. } => ambiguous,
+        // A throttle or a lost answer changed no number's status: the stored progress stands.
+        unchanged @ (Failure::Ambiguous { .. } | Failure::Throttled { .. }) => unchanged,
     }
 }

@@ -318,30 +318,41 @@ async fn per_number_waits_become_the_retry_hint() {
 }
 
 #[tokio::test]
-async fn a_whole_request_rate_limit_is_transient_and_keeps_the_progress() {
+async fn a_whole_request_rate_limit_throttles_the_config_and_leaves_the_stored_progress() {
+    let throttled = Failure::throttled("SendSms: RequestLimitExceeded: too many requests (RequestId req-err)", None);
     let server = MockServer::start().await;
     answer_with(&server, api_error("RequestLimitExceeded", "too many requests")).await;
     let sms = connector(&server);
     let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
-    assert_eq!(
-        failure,
-        Failure::Transient {
-            reason: "SendSms: RequestLimitExceeded: too many requests (RequestId req-err)".into(),
-            retry_after: None,
-            progress: None,
-        }
-    );
+    assert_eq!(failure, throttled);
 
-    // With earlier progress: only the pending number is sent, the progress comes back unchanged.
+    // With earlier progress: only the pending number is sent, and the throttle carries no progress
+    // of its own, so the pipeline keeps the stored one.
     let earlier = json!({"numbers": {
         A: {"code": "Ok", "message": "send success", "serial_no": "5000:1", "fee": 1, "final": true},
         B: {"code": "InternalError.Timeout", "message": "t", "serial_no": "", "fee": 0, "final": false},
     }});
-    let failure = run(&sms, &params(&[A, B]), Some(&earlier)).await.unwrap_err();
-    let Failure::Transient { progress, .. } = failure else { panic!("{failure:?}") };
-    assert_eq!(progress, Some(earlier));
+    let job = params(&[A, B]);
+    let failure = run(&sms, &job, Some(&earlier)).await.unwrap_err();
+    assert_eq!(failure, throttled);
     let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
     assert_send_sms_request(&server, &requests[1], &expected_body(&[B]));
+
+    // The retry, fed that same stored progress, sends B alone and never texts A twice.
+    server.reset().await;
+    answer_with(&server, statuses(vec![status(B, "Ok", "send success", "5000:9", 1)])).await;
+    let success = run(&sms, &job, Some(&earlier)).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_send_sms_request(&server, &requests[0], &expected_body(&[B]));
+    assert_eq!(
+        success.result.unwrap(),
+        json!({"numbers": [
+            {"phone_number": A, "code": "Ok", "message": "send success", "serial_no": "5000:1", "fee": 1},
+            {"phone_number": B, "code": "Ok", "message": "send success", "serial_no": "5000:9", "fee": 1},
+        ]})
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ const FREQ_BLOCK: Duration = Duration::from_secs(60);
 pub fn classify(errcode: i64, errmsg: &str) -> Failure {
     let reason = format!("errcode {errcode}: {errmsg}");
     match errcode {
-        FREQ_LIMITED => Failure::Transient { reason, retry_after: Some(FREQ_BLOCK), progress: None },
+        FREQ_LIMITED => Failure::Throttled { reason, retry_after: Some(FREQ_BLOCK) },
         code if TRANSIENT.contains(&code) || TOKEN_INVALID.contains(&code) => Failure::transient(reason),
         _ => Failure::permanent(reason),
     }
@@ -28,6 +28,9 @@ pub fn token_failure(errcode: i64, errmsg: &str) -> Failure {
     match classify(errcode, errmsg) {
         Failure::Transient { reason, retry_after, progress } if !TOKEN_INVALID.contains(&errcode) => {
             Failure::Transient { reason: format!("gettoken: {reason}"), retry_after, progress }
+        }
+        Failure::Throttled { reason, retry_after } => {
+            Failure::Throttled { reason: format!("gettoken: {reason}"), retry_after }
         }
         _ => Failure::permanent(format!("gettoken: errcode {errcode}: {errmsg}")),
     }
@@ -41,11 +44,7 @@ mod tests {
     fn business_codes_are_classified() {
         assert_eq!(
             classify(45009, "api freq out of limit"),
-            Failure::Transient {
-                reason: "errcode 45009: api freq out of limit".into(),
-                retry_after: Some(Duration::from_secs(60)),
-                progress: None
-            }
+            Failure::throttled("errcode 45009: api freq out of limit", Some(Duration::from_secs(60)))
         );
         for code in [-1, 45033, 6000, 41063, 301022, 302005, 40014, 42001] {
             assert_eq!(classify(code, "busy"), Failure::transient(format!("errcode {code}: busy")), "{code}");
@@ -64,6 +63,10 @@ mod tests {
             );
         }
         assert!(matches!(token_failure(-1, "system busy"), Failure::Transient { .. }));
-        assert!(matches!(token_failure(45009, "limit"), Failure::Transient { retry_after: Some(_), .. }));
+        // A rate limit on gettoken throttles the config like any other call; it must never become permanent.
+        assert_eq!(
+            token_failure(45009, "limit"),
+            Failure::throttled("gettoken: errcode 45009: limit", Some(Duration::from_secs(60)))
+        );
     }
 }

@@ -685,7 +685,7 @@ async fn a_second_token_error_is_transient_and_not_retried_again() {
 }
 
 #[tokio::test]
-async fn bad_secrets_are_permanent_and_busy_codes_transient() {
+async fn bad_secrets_are_permanent_busy_codes_transient_and_rate_limits_throttled() {
     for code in [40001, 40013, 40091] {
         let server = MockServer::start().await;
         Mock::given(method("GET"))
@@ -696,23 +696,29 @@ async fn bad_secrets_are_permanent_and_busy_codes_transient() {
         let failure = run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
         assert_eq!(failure, Failure::permanent(format!("gettoken: errcode {code}: invalid credential")));
     }
-    for (code, transient) in [
-        (-1, true),
-        (45009, true),
-        (45033, true),
-        (6000, true),
-        (41063, true),
-        (301022, true),
-        (302005, true),
-        (60111, false),
-        (81013, false),
-        (48002, false),
+    for (code, expected) in [
+        (-1, "transient"),
+        (45009, "throttled"),
+        (45033, "transient"),
+        (6000, "transient"),
+        (41063, "transient"),
+        (301022, "transient"),
+        (302005, "transient"),
+        (60111, "permanent"),
+        (81013, "permanent"),
+        (48002, "permanent"),
     ] {
         let server = MockServer::start().await;
         mount_tokens(&server).await;
         Mock::given(method("POST")).respond_with(errcode(code, "msg")).mount(&server).await;
         let failure = run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
-        assert_eq!(matches!(failure, Failure::Transient { .. }), transient, "{code}: {failure:?}");
+        let kind = match &failure {
+            Failure::Transient { .. } => "transient",
+            Failure::Throttled { retry_after: Some(d), .. } if *d == Duration::from_secs(60) => "throttled",
+            Failure::Permanent { .. } => "permanent",
+            _ => "unexpected",
+        };
+        assert_eq!(kind, expected, "{code}: {failure:?}");
         assert_eq!(failure.reason(), format!("errcode {code}: msg"));
     }
     let server = MockServer::start().await;

@@ -106,6 +106,9 @@ fn context(failure: Failure) -> Failure {
         Failure::Transient { reason, retry_after, progress } => {
             Failure::Transient { reason: format!("gettoken: {reason}"), retry_after, progress }
         }
+        Failure::Throttled { reason, retry_after } => {
+            Failure::Throttled { reason: format!("gettoken: {reason}"), retry_after }
+        }
         Failure::Permanent { reason, progress } => {
             Failure::Permanent { reason: format!("gettoken: {reason}"), progress }
         }

@@ -17,7 +17,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub fn classify(errcode: i64, errmsg: &str) -> Failure {
     let reason = format!("errcode {errcode}: {errmsg}");
     match errcode {
-        FREQ_OUT_OF_LIMIT => Failure::Transient { reason, retry_after: Some(RATE_WINDOW), progress: None },
+        FREQ_OUT_OF_LIMIT => Failure::Throttled { reason, retry_after: Some(RATE_WINDOW) },
         SYSTEM_BUSY => Failure::transient(reason),
         _ => Failure::permanent(reason),
     }
@@ -31,11 +31,7 @@ mod tests {
     fn errcodes_are_classified() {
         assert_eq!(
             classify(45009, "api freq out of limit"),
-            Failure::Transient {
-                reason: "errcode 45009: api freq out of limit".into(),
-                retry_after: Some(Duration::from_secs(60)),
-                progress: None
-            }
+            Failure::throttled("errcode 45009: api freq out of limit", Some(Duration::from_secs(60)))
         );
         assert_eq!(classify(-1, "system busy"), Failure::transient("errcode -1: system busy"));
         for (code, message) in [

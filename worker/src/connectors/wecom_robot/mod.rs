@@ -66,6 +66,9 @@ impl WecomRobot {
             Failure::Transient { reason, retry_after, progress } => {
                 Failure::Transient { reason: http::redact(&reason, &secrets), retry_after, progress }
             }
+            Failure::Throttled { reason, retry_after } => {
+                Failure::Throttled { reason: http::redact(&reason, &secrets), retry_after }
+            }
             Failure::Permanent { reason, progress } => {
                 Failure::Permanent { reason: http::redact(&reason, &secrets), progress }
             }

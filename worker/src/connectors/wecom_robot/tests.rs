@@ -192,7 +192,7 @@ async fn upload_file_with_invalid_base64_names_the_param() {
 }
 
 #[tokio::test]
-async fn rate_limited_is_transient_for_a_minute() {
+async fn rate_limited_throttles_for_a_minute() {
     let server = MockServer::start().await;
     answer_with(
         &server,
@@ -200,14 +200,7 @@ async fn rate_limited_is_transient_for_a_minute() {
     )
     .await;
     let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
-    assert_eq!(
-        failure,
-        Failure::Transient {
-            reason: "errcode 45009: api freq out of limit".into(),
-            retry_after: Some(Duration::from_secs(60)),
-            progress: None
-        }
-    );
+    assert_eq!(failure, Failure::throttled("errcode 45009: api freq out of limit", Some(Duration::from_secs(60))));
 }
 
 #[tokio::test]
@@ -251,7 +244,10 @@ async fn http_errors_go_through_the_shared_classification() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(429).insert_header("retry-after", "5")).await;
     let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
-    assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(5)));
+    assert!(
+        matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(5)),
+        "{failure:?}"
+    );
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(403)).await;
