@@ -107,7 +107,7 @@ async fn a_throttle_answer_pauses_the_config_fleet_wide_and_others_flow() {
         let ids = later_ids.clone();
         async move {
             for id in ids {
-                if !store.status(id).await.unwrap().is_some_and(|s| s.status == "retrying") {
+                if store.status(id).await.unwrap().is_none_or(|s| s.status != "retrying") {
                     return false;
                 }
             }
