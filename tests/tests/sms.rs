@@ -106,3 +106,52 @@ async fn mixed_failures_end_with_exactly_one_sms_per_number() {
     drop(worker);
     h.cleanup().await;
 }
+
+/// Issue 3: one job of 200 numbers, 3 failing retryably once and 2 permanently: the 195 are sent
+/// once, the 3 once more on the retry (and only they), and the job records all 200 codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_200_number_job_retries_only_the_retryable_numbers() {
+    let h = Harness::start("sms-200", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let sandbox = h.sandbox();
+    let numbers: Vec<String> = (0..200).map(number).collect();
+    for n in &numbers[0..3] {
+        sandbox.push_fault(Fault::tencent_number_status(n, "InternalError.Timeout")).unwrap();
+    }
+    for n in &numbers[3..5] {
+        sandbox.push_fault(Fault::tencent_number_status(n, "FailedOperation.PhoneNumberInBlacklist").always()).unwrap();
+    }
+    let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let _worker = h.spawn_worker(&[]).await;
+    let id = h.submit(&[sms_job(&refs, None)]).await[0];
+    let store = h.store().await;
+    yizhan_tests::eventually("the job succeeded", WAIT, || {
+        let store = store.clone();
+        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded") }
+    })
+    .await;
+
+    let requests = sandbox.requests_for(Provider::Tencent);
+    assert_eq!(requests.len(), 2, "one call, then one retry");
+    let retried: Vec<String> =
+        serde_json::from_slice::<serde_json::Value>(&requests[1].body).unwrap()["PhoneNumberSet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(retried, numbers[0..3], "the retry carries only the retryable numbers");
+    let mut per_number: HashMap<String, usize> = HashMap::new();
+    for sms in sandbox.sent_sms() {
+        *per_number.entry(sms.phone).or_default() += 1;
+    }
+    assert_eq!(per_number.len(), 198);
+    assert!(per_number.values().all(|&c| c == 1), "no number got two SMS");
+
+    let status = store.status(id).await.unwrap().unwrap();
+    let codes = status.result.unwrap()["numbers"].as_array().unwrap().clone();
+    assert_eq!(codes.len(), 200, "the job records all 200 codes");
+    assert_eq!(codes.iter().filter(|n| n["code"] == "Ok").count(), 198);
+    assert_eq!(codes.iter().filter(|n| n["code"] == "FailedOperation.PhoneNumberInBlacklist").count(), 2);
+    assert!(codes.iter().all(|n| n["phone_number"].is_string()));
+    h.cleanup().await;
+}
