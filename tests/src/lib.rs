@@ -224,7 +224,8 @@ rate_limit = "6000/min"
         let names = self.names();
         let mut queues: Vec<String> = Priority::ALL.iter().map(|p| names.lane(*p)).collect();
         queues.push(names.dead());
-        for delay in yizhan_broker::parse_delays(RETRY_DELAYS).unwrap() {
+        // The retry delays, and the worker's lane for jobs waiting on a rate limit.
+        for delay in yizhan_broker::parse_delays(&format!("{RETRY_DELAYS},2s")).unwrap() {
             queues.push(names.delay(delay));
         }
         for queue in &queues {

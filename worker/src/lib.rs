@@ -125,7 +125,9 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     );
     let names = Names::new(settings.prefix.clone());
     let channel = consume_conn.create_channel().await.map_err(broker_error)?;
-    yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: settings.retry_delays.clone() }).await?;
+    let mut lanes = settings.retry_delays.clone();
+    lanes.push(pipeline::NOT_YET_LANE);
+    yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: lanes }).await?;
     let publisher = Publisher::open(&publish_conn).await.map_err(broker_error)?;
 
     let pipeline = Arc::new(Pipeline {

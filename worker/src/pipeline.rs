@@ -69,6 +69,10 @@ pub enum Unsettled {
 /// back through a delay lane, so that one slow or paused config never holds slots others need.
 pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
+/// The delay lane that jobs waiting for a rate-limit token (or a paused config) go through, next to
+/// the retry delays: short enough that a backlog keeps the limiter's reservations full.
+pub const NOT_YET_LANE: Duration = MAX_INLINE_WAIT;
+
 /// How long a config pauses when its provider throttles it without saying for how long.
 pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -243,8 +247,13 @@ impl Pipeline {
         let config = (job.connector.clone(), job.config.clone());
         let started = Instant::now();
         loop {
-            match self.limiter.try_acquire(&config, action.bucket, &configured.quotas).await {
+            let budget = MAX_INLINE_WAIT.saturating_sub(started.elapsed());
+            match self.limiter.try_acquire(&config, action.bucket, &configured.quotas, budget).await {
                 Ok(Admission::Go) => break,
+                Ok(Admission::Reserved(wait)) => {
+                    tokio::time::sleep(wait).await;
+                    break;
+                }
                 Ok(Admission::Wait(wait)) if started.elapsed() + wait <= MAX_INLINE_WAIT => {
                     tokio::time::sleep(wait).await;
                 }
@@ -321,7 +330,8 @@ impl Pipeline {
                 let next_attempt_at = now_millis() + wait.as_millis() as i64;
                 let finish = Finish::Retrying { attempt: previous, progress, error, next_attempt_at };
                 self.store.finish(key, &self.owner, &finish, now_millis()).await?;
-                self.publish_delayed(delivery, job, attempt, wait).await?;
+                // Back no later than the token is due: the longest lane that does not overshoot.
+                self.publish_delayed(delivery, job, attempt, self.lane_at_most(wait)).await?;
                 self.store.retry_published(key, previous).await?;
             }
             Settle::Dead { kind, reason, progress } => {
@@ -409,9 +419,23 @@ impl Pipeline {
 
     /// The shortest configured delay lane of at least `delay` (the longest when none is).
     fn delay_lane(&self, delay: Duration) -> Duration {
-        let mut lanes = self.retry_delays.clone();
-        lanes.sort();
+        let lanes = self.lanes();
         lanes.iter().copied().find(|lane| *lane >= delay).unwrap_or(*lanes.last().expect("at least one delay"))
+    }
+
+    /// The longest delay lane of at most `delay` (the shortest when none is).
+    fn lane_at_most(&self, delay: Duration) -> Duration {
+        let lanes = self.lanes();
+        lanes.iter().copied().rev().find(|lane| *lane <= delay).unwrap_or(lanes[0])
+    }
+
+    /// Every delay lane this worker declared, shortest first.
+    pub fn lanes(&self) -> Vec<Duration> {
+        let mut lanes = self.retry_delays.clone();
+        lanes.push(NOT_YET_LANE);
+        lanes.sort();
+        lanes.dedup();
+        lanes
     }
 
     fn hold(&self, key: &str) {

@@ -49,6 +49,12 @@ impl Quota {
     pub fn period(&self) -> Duration {
         self.per / self.count.get()
     }
+
+    /// The spacing actually enforced: 1% wider than the period, so that network jitter between the
+    /// worker and the provider cannot squeeze N + 1 calls into the provider's window.
+    pub fn paced_interval(&self) -> Duration {
+        self.period().mul_f64(1.01)
+    }
 }
 
 /// What a limiter says to one request for a token.
@@ -56,7 +62,12 @@ impl Quota {
 pub enum Admission {
     /// A token of every limit was taken.
     Go,
-    /// Nothing was taken; ask again after this long (a pause, or the next token).
+    /// A token of every limit is reserved for this caller at `now + wait`: sleep, then go (do not
+    /// ask again). Reservations make waiters take turns at exactly the configured pace instead of
+    /// racing for each token.
+    Reserved(Duration),
+    /// Nothing was taken; ask again after this long (a pause, or a token further away than the
+    /// caller is willing to wait).
     Wait(Duration),
 }
 
@@ -71,8 +82,15 @@ pub enum LimitError {
 
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
-    /// Takes one token of every quota of `bucket` for `config`, unless the config is paused.
-    async fn try_acquire(&self, config: &ConfigKey, bucket: &str, quotas: &[Quota]) -> Result<Admission, LimitError>;
+    /// Takes (or reserves, within `max_wait`) one token of every quota of `bucket` for `config`,
+    /// unless the config is paused.
+    async fn try_acquire(
+        &self,
+        config: &ConfigKey,
+        bucket: &str,
+        quotas: &[Quota],
+        max_wait: Duration,
+    ) -> Result<Admission, LimitError>;
 
     /// Pauses every bucket of `config` for `duration` (a provider asked us to slow down); a longer
     /// pause already in force is kept.
@@ -88,7 +106,14 @@ pub struct LocalLimiter {
 
 #[async_trait::async_trait]
 impl Limiter for LocalLimiter {
-    async fn try_acquire(&self, config: &ConfigKey, bucket: &str, quotas: &[Quota]) -> Result<Admission, LimitError> {
+    /// governor does not reserve: a refused caller is told when the next token is due and asks again.
+    async fn try_acquire(
+        &self,
+        config: &ConfigKey,
+        bucket: &str,
+        quotas: &[Quota],
+        _max_wait: Duration,
+    ) -> Result<Admission, LimitError> {
         if let Some(until) = self.paused_until.lock().expect("pause map").get(config).copied() {
             let now = Instant::now();
             if until > now {
@@ -102,7 +127,7 @@ impl Limiter for LocalLimiter {
                 limiters
                     .entry((config.clone(), bucket.to_string(), *quota))
                     .or_insert_with(|| {
-                        let q = governor::Quota::with_period(quota.period()).expect("period > 0");
+                        let q = governor::Quota::with_period(quota.paced_interval()).expect("period > 0");
                         Arc::new(RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
                     })
                     .clone()
@@ -133,29 +158,29 @@ pub struct RedisLimiter {
     pause: redis::Script,
 }
 
-/// KEYS[1] = the config's pause key, KEYS[2..] = one GCRA key per quota; ARGV = emission interval
-/// (µs) per quota. Returns 0 when every quota had a token (all taken), else the µs to wait (none
-/// taken). Theoretical arrival times are stored as integers (`%.0f`: Lua would print 1.7e+15).
+/// KEYS[1] = the config's pause key, KEYS[2..] = one GCRA key per quota; ARGV[1] = the most the
+/// caller will wait (µs), ARGV[2..] = emission interval (µs) per quota. The caller's slot is the
+/// latest theoretical arrival time (TAT) of its quotas: within ARGV[1] it is reserved on every
+/// quota and returned as a wait ≥ 0; further away, or while paused, nothing is reserved and the
+/// wait is returned negated. TATs are stored as integers (`%.0f`: Lua would print 1.7e+15).
 const ACQUIRE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local paused = redis.call('PTTL', KEYS[1])
-if paused > 0 then return paused * 1000 end
-local wait = 0
-local next_tat = {}
+if paused > 0 then return -paused * 1000 end
+local slot = now
 for i = 2, #KEYS do
-  local interval = tonumber(ARGV[i - 1])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  if tat > now and tat - now > wait then wait = tat - now end
-  next_tat[i] = tat + interval
+  if tat > slot then slot = tat end
 end
-if wait > 0 then return wait end
+local wait = slot - now
+if wait > tonumber(ARGV[1]) then return -wait end
 for i = 2, #KEYS do
-  local ttl = math.ceil((next_tat[i] - now) / 1000) + 1000
-  redis.call('SET', KEYS[i], string.format('%.0f', next_tat[i]), 'PX', ttl)
+  local next_tat = slot + tonumber(ARGV[i])
+  local ttl = math.ceil((next_tat - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', next_tat), 'PX', ttl)
 end
-return 0
+return wait
 ";
 
 /// KEYS[1] = pause key, ARGV[1] = ms; keeps the longer of the current and the new pause.
@@ -185,9 +210,16 @@ impl RedisLimiter {
 
 #[async_trait::async_trait]
 impl Limiter for RedisLimiter {
-    async fn try_acquire(&self, config: &ConfigKey, bucket: &str, quotas: &[Quota]) -> Result<Admission, LimitError> {
+    async fn try_acquire(
+        &self,
+        config: &ConfigKey,
+        bucket: &str,
+        quotas: &[Quota],
+        max_wait: Duration,
+    ) -> Result<Admission, LimitError> {
         let mut invocation = self.acquire.prepare_invoke();
         invocation.key(self.pause_key(config));
+        invocation.arg(max_wait.as_micros() as u64);
         for quota in quotas {
             invocation.key(format!(
                 "{}:gcra:{}:{}:{bucket}:{}/{}ms",
@@ -197,10 +229,14 @@ impl Limiter for RedisLimiter {
                 quota.count,
                 quota.per.as_millis()
             ));
-            invocation.arg(quota.period().as_micros() as u64);
+            invocation.arg(quota.paced_interval().as_micros() as u64);
         }
         let wait_us: i64 = invocation.invoke_async(&mut self.connection.clone()).await?;
-        Ok(if wait_us <= 0 { Admission::Go } else { Admission::Wait(Duration::from_micros(wait_us as u64)) })
+        Ok(match wait_us {
+            0 => Admission::Go,
+            reserved if reserved > 0 => Admission::Reserved(Duration::from_micros(reserved as u64)),
+            refused => Admission::Wait(Duration::from_micros(refused.unsigned_abs())),
+        })
     }
 
     async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError> {
@@ -226,13 +262,25 @@ mod tests {
         assert!(Quota::parse("5").is_err());
     }
 
+    #[test]
+    fn every_kind_has_a_default_limit_that_parses() {
+        for kind in yizhan_schemas::kinds() {
+            let quotas = Quota::parse_all(kind.default_rate_limit).unwrap_or_else(|e| panic!("{}: {e}", kind.name));
+            assert!(!quotas.is_empty());
+        }
+        assert_eq!(
+            Quota::parse_all(yizhan_schemas::find_kind("feishu_robot").unwrap().default_rate_limit).unwrap().len(),
+            2
+        );
+    }
+
     fn config() -> ConfigKey {
         ("dingtalk_robot".into(), format!("c{}", uuid::Uuid::now_v7().simple()))
     }
 
     async fn admitted_in_a_row(limiter: &dyn Limiter, config: &ConfigKey, quotas: &[Quota]) -> usize {
         let mut admitted = 0;
-        while limiter.try_acquire(config, "messages", quotas).await.unwrap() == Admission::Go {
+        while limiter.try_acquire(config, "messages", quotas, Duration::ZERO).await.unwrap() == Admission::Go {
             admitted += 1;
             assert!(admitted < 1000, "the limiter never refused");
         }
@@ -243,22 +291,22 @@ mod tests {
         let config = config();
         let quotas = Quota::parse_all("20/min").unwrap();
         assert_eq!(admitted_in_a_row(limiter, &config, &quotas).await, 1, "paced: no burst");
-        match limiter.try_acquire(&config, "messages", &quotas).await.unwrap() {
-            Admission::Wait(wait) => assert!(wait > Duration::from_millis(2900) && wait <= Duration::from_secs(3)),
-            Admission::Go => panic!("a second token within 3 s"),
+        match limiter.try_acquire(&config, "messages", &quotas, Duration::ZERO).await.unwrap() {
+            Admission::Wait(wait) => assert!(wait > Duration::from_millis(2900) && wait <= Duration::from_millis(3030)),
+            other => panic!("a second token within 3 s: {other:?}"),
         }
         // Another bucket and another config are not affected.
-        assert_eq!(limiter.try_acquire(&config, "uploads", &quotas).await.unwrap(), Admission::Go);
+        assert_eq!(limiter.try_acquire(&config, "uploads", &quotas, Duration::ZERO).await.unwrap(), Admission::Go);
         let other = super::tests::config();
-        assert_eq!(limiter.try_acquire(&other, "messages", &quotas).await.unwrap(), Admission::Go);
+        assert_eq!(limiter.try_acquire(&other, "messages", &quotas, Duration::ZERO).await.unwrap(), Admission::Go);
         // A pause stops every bucket of the config, and only that config.
         limiter.pause(&other, Duration::from_secs(60)).await.unwrap();
         limiter.pause(&other, Duration::from_secs(1)).await.unwrap();
-        match limiter.try_acquire(&other, "anything", &quotas).await.unwrap() {
+        match limiter.try_acquire(&other, "anything", &quotas, Duration::ZERO).await.unwrap() {
             Admission::Wait(wait) => assert!(wait > Duration::from_secs(50), "the longer pause holds: {wait:?}"),
-            Admission::Go => panic!("paused config admitted"),
+            other => panic!("paused config admitted: {other:?}"),
         }
-        assert_eq!(limiter.try_acquire(&config, "other", &quotas).await.unwrap(), Admission::Go);
+        assert_eq!(limiter.try_acquire(&config, "other", &quotas, Duration::ZERO).await.unwrap(), Admission::Go);
     }
 
     #[tokio::test]
@@ -276,13 +324,43 @@ mod tests {
     async fn every_quota_of_a_config_must_admit() {
         let limiter = RedisLimiter::connect("redis://127.0.0.1:6379/0", "test-limits").await.unwrap();
         let config = config();
-        // 5/s paces at 200 ms: the first is admitted, the second waits for the 5/s quota.
+        // 5/s paces at 200 ms and 100/min at 600 ms: the second call waits for the slower quota.
         let quotas = Quota::parse_all("100/min, 5/s").unwrap();
         assert_eq!(admitted_in_a_row(&limiter, &config, &quotas).await, 1);
-        match limiter.try_acquire(&config, "messages", &quotas).await.unwrap() {
-            Admission::Wait(wait) => assert!(wait <= Duration::from_millis(600), "{wait:?}"),
-            Admission::Go => panic!(),
+        match limiter.try_acquire(&config, "messages", &quotas, Duration::ZERO).await.unwrap() {
+            Admission::Wait(wait) => {
+                assert!(wait > Duration::from_millis(580) && wait <= Duration::from_millis(606), "{wait:?}")
+            }
+            other => panic!("{other:?}"),
         }
+    }
+
+    /// Waiters within the caller's budget get consecutive slots, one period apart, in one call each.
+    #[tokio::test]
+    async fn redis_reserves_consecutive_slots_within_the_budget() {
+        let limiter = RedisLimiter::connect("redis://127.0.0.1:6379/0", "test-limits").await.unwrap();
+        let config = config();
+        let quotas = Quota::parse_all("10/s").unwrap();
+        let budget = Duration::from_millis(450);
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            waits.push(limiter.try_acquire(&config, "messages", &quotas, budget).await.unwrap());
+        }
+        assert_eq!(waits[0], Admission::Go);
+        for (i, admission) in waits[1..5].iter().enumerate() {
+            match admission {
+                Admission::Reserved(wait) => {
+                    let expected = Duration::from_millis(101 * (i as u64 + 1));
+                    assert!(*wait <= expected && *wait + Duration::from_millis(30) >= expected, "{i}: {wait:?}");
+                }
+                other => panic!("slot {i} not reserved: {other:?}"),
+            }
+        }
+        assert!(
+            matches!(waits[5], Admission::Wait(w) if w > budget),
+            "past the budget nothing is reserved: {:?}",
+            waits[5]
+        );
     }
 
     /// Many limiters (as many workers would) on one Redis share one limit.

@@ -181,7 +181,7 @@ mod tests {
         let count = |kind: &str| find_kind(kind).unwrap().actions.len();
         assert_eq!([count("dingtalk_robot"), count("feishu_robot"), count("feishu"), count("juzibot")], [5, 5, 2, 4]);
         assert_eq!(find_kind("dingtalk_robot").unwrap().default_rate_limit, "20/min");
-        assert_eq!(find_kind("feishu_robot").unwrap().default_rate_limit, "5/s");
+        assert_eq!(find_kind("feishu_robot").unwrap().default_rate_limit, "100/min, 5/s");
         let juzi = json!({"type": 1, "scene": 2, "user": ["zhangsan"], "remark": "x".repeat(31)});
         assert!(validate_params("juzibot", "add_contact_way", &juzi).is_err());
         assert!(validate_params("juzibot", "list_channels", &json!({"page_size": 1001})).is_err());

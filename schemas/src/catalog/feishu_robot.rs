@@ -31,9 +31,8 @@ const fn send(
 pub(super) const KIND: KindSpec = KindSpec {
     name: "feishu_robot",
     title: "飞书群机器人 Feishu group bot",
-    // Feishu allows 100/min and 5/s per bot; one default limit only, so the tighter burst limit.
-    // The 100/min limit needs multi-limit support (issue 7).
-    default_rate_limit: "5/s",
+    // Feishu: "单租户单机器人 100 次/分钟，5 次/秒"; a call needs a token of both.
+    default_rate_limit: "100/min, 5/s",
     actions: &[
         send("send_text", schema::<FeishuText>, "text", None),
         send("send_post", schema::<FeishuPost>, "post", None),

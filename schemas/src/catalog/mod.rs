@@ -105,7 +105,8 @@ impl ActionSpec {
 pub struct KindSpec {
     pub name: &'static str,
     pub title: &'static str,
-    /// Limit per connector config and bucket unless the config sets `rate_limit`.
+    /// Limits per connector config and bucket unless the config sets `rate_limit` (comma-separated
+    /// when several hold at once, such as `100/min, 5/s`).
     pub default_rate_limit: &'static str,
     pub actions: &'static [ActionSpec],
 }

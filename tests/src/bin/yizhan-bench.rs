@@ -246,7 +246,7 @@ impl Stack {
         {
             let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
         }
-        for delay in yizhan_broker::parse_delays("5s,30s,2m,10m,1h").unwrap() {
+        for delay in yizhan_broker::parse_delays("2s,5s,30s,2m,10m,1h").unwrap() {
             let _ = channel.queue_delete(names.delay(delay).as_str().into(), QueueDeleteOptions::default()).await;
         }
         self.sandbox.shutdown().await;
