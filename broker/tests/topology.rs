@@ -76,23 +76,25 @@ async fn delayed_messages_return_to_their_lane_and_poison_ends_dead() {
         .basic_consume(names.dead().as_str().into(), "d".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .unwrap();
-    loop {
-        tokio::select! {
-            delivery = high.next() => {
-                let delivery = delivery.unwrap().unwrap();
-                rejections += 1;
-                delivery.reject(BasicRejectOptions { requeue: true }).await.unwrap();
-                assert!(rejections <= 20, "the delivery limit did not stop the loop");
+    let dead_lettered = async {
+        loop {
+            tokio::select! {
+                delivery = high.next() => {
+                    let delivery = delivery.unwrap().unwrap();
+                    rejections += 1;
+                    delivery.reject(BasicRejectOptions { requeue: true }).await.unwrap();
+                    assert!(rejections <= 20, "the delivery limit did not stop the loop");
+                }
+                delivery = dead.next() => {
+                    let delivery = delivery.unwrap().unwrap();
+                    assert_eq!(delivery.data, b"{\"poison\":1}");
+                    delivery.ack(Default::default()).await.unwrap();
+                    break;
+                }
             }
-            delivery = dead.next() => {
-                let delivery = delivery.unwrap().unwrap();
-                assert_eq!(delivery.data, b"{\"poison\":1}");
-                delivery.ack(Default::default()).await.unwrap();
-                break;
-            }
-            _ = tokio::time::sleep(Duration::from_secs(20)) => panic!("poison message never dead-lettered"),
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(20), dead_lettered).await.expect("poison message never dead-lettered");
     assert!(rejections >= 10, "dead-lettered after {rejections} deliveries");
     cleanup(&channel, &topology).await;
 }

@@ -2,9 +2,10 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+// Juzibot creates contact ways on the WeCom side with WeCom's own params.
+use super::wecom::AddContactWay;
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "juzibot",
@@ -61,45 +62,6 @@ pub struct ListChannels {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub page_size: Option<u32>,
-}
-
-/// As WeCom `add_contact_way`; created on the WeCom side only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddContactWay {
-    /// 1: one member, 2: several.
-    #[schemars(range(min = 1, max = 2))]
-    pub r#type: u8,
-    /// 1: in a mini program, 2: by QR code.
-    #[schemars(range(min = 1, max = 2))]
-    pub scene: u8,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub style: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 30))]
-    pub remark: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip_verify: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 30))]
-    pub state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub party: Option<Vec<u64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_temp: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1209600))]
-    pub expires_in: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub chat_expires_in: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unionid: Option<String>,
-    /// 结束语: `text`, `image`, `link`, `miniprogram`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conclusions: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -20,7 +20,6 @@ use yizhan_schemas::{Effect, Endpoint};
 
 use self::config::TencentSesConfig;
 use super::tencent_sms::error::Class;
-use super::tencent_sms::host_header;
 use super::tencent_sms::sign::{SignInput, Tc3Signer};
 use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
@@ -45,13 +44,7 @@ pub struct TencentSes {
 impl TencentSes {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSesConfig::from_config(config)?;
-        let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
-        let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
-        let url = reqwest::Url::parse(&format!("{base}/")).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(endpoint_error("must be an http:// or https:// URL".into()));
-        }
-        let host = host_header(&url).ok_or_else(|| endpoint_error("has no host".into()))?;
+        let (url, host) = super::tencent_sms::api_endpoint(config, DEFAULT_BASE)?;
         Ok(TencentSes {
             url,
             host,

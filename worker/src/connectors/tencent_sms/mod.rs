@@ -75,16 +75,23 @@ pub struct TencentSms {
     client: reqwest::Client,
 }
 
+/// The `POST /` URL of a Tencent Cloud API 3.0 service (the config's `endpoint`, else
+/// `default_base`) and the `Host` its requests are signed with.
+pub fn api_endpoint(config: &ConnectorConfig, default_base: &str) -> Result<(reqwest::Url, String), ConfigError> {
+    let base = http::base_url(config.common.endpoint.as_deref(), default_base);
+    let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
+    let url = reqwest::Url::parse(&format!("{base}/")).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(endpoint_error("must be an http:// or https:// URL".into()));
+    }
+    let host = host_header(&url).ok_or_else(|| endpoint_error("has no host".into()))?;
+    Ok((url, host))
+}
+
 impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
-        let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
-        let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
-        let url = reqwest::Url::parse(&format!("{base}/")).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(endpoint_error("must be an http:// or https:// URL".into()));
-        }
-        let host = host_header(&url).ok_or_else(|| endpoint_error("has no host".into()))?;
+        let (url, host) = api_endpoint(config, DEFAULT_BASE)?;
         Ok(TencentSms {
             url,
             host,
