@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::{Value, json};
 use yizhan_broker::Names;
@@ -191,25 +193,33 @@ rate_limit = "6000/min"
         }
     }
 
-    /// Waits until `<prefix>.dead` holds `n` messages, then takes them all.
+    /// Takes `n` messages from `<prefix>.dead` as the broker delivers them (failing after `timeout`).
     pub async fn take_dead(&self, n: usize, timeout: Duration) -> Vec<DeadLetter> {
         let channel = self.connection.create_channel().await.unwrap();
         let queue = self.names().dead();
-        let deadline = Instant::now() + timeout;
+        // At most `n` in flight, acked one by one: the queue keeps any dead letter beyond those.
+        channel.basic_qos(u16::try_from(n).unwrap_or(u16::MAX).max(1), BasicQosOptions::default()).await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "take-dead".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
         let mut out = Vec::new();
-        while out.len() < n {
-            match channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-                Some(message) => out.push(DeadLetter::from(&message.delivery)),
-                None => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "only {} of {n} dead letters after {timeout:?}: {out:?}",
-                        out.len()
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        let taking = async {
+            while out.len() < n {
+                let delivery = consumer.next().await.expect("consumer open").expect("delivery");
+                out.push(DeadLetter::from(&delivery));
+                delivery.ack(Default::default()).await.expect("ack");
             }
+        };
+        if tokio::time::timeout(timeout, taking).await.is_err() {
+            panic!("only {} of {n} dead letters after {timeout:?}: {out:?}", out.len());
         }
+        let _ = channel.close(200, "taken".into()).await;
         out
     }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 // Juzibot creates contact ways on the WeCom side with WeCom's own params.
-use super::wecom::AddContactWay;
+use super::wecom::{AddContactWay, ConfigId};
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "juzibot",
@@ -34,7 +34,7 @@ pub(super) const KIND: KindSpec = KindSpec {
         ActionSpec {
             name: "get_contact_way",
             effect: Effect::Read,
-            params: schema::<GetContactWay>,
+            params: schema::<ConfigId>,
             endpoint: Endpoint::Http {
                 method: Method::Get,
                 path: "/api/v1/contactWay/get",
@@ -62,13 +62,6 @@ pub struct ListChannels {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub page_size: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GetContactWay {
-    #[schemars(length(min = 1))]
-    pub config_id: String,
 }
 
 /// One page; the result's `next_cursor` asks for the next.
