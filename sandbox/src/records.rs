@@ -147,6 +147,9 @@ pub struct Stats {
     pub wecom_gettoken_calls: u64,
     /// WeCom application and appchat messages accepted.
     pub wecom_messages: u64,
+    /// Deliveries of application messages to one member that WeCom dropped without an error,
+    /// because the member already had 30 in the last minute (or 1,000 in the last hour) from the app.
+    pub wecom_member_drops: u64,
     pub tencent_meeting_requests: u64,
     pub unknown_requests: u64,
     /// SMS accepted (numbers whose status was `Ok`).

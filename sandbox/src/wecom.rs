@@ -18,10 +18,13 @@
 //! | 60111 | `userid` of `get_member`/`update_member`/`delete_member` not in the directory |
 //! | 81013 | `send_app_message`: every `touser` unknown (and no `toparty`/`totag`) |
 //!
-//! The directory is [`USERS`]; unknown users among known ones come back in `invaliduser`.
+//! The directory is [`USERS`] plus `staff0` to `staff9999` ([`is_member`]); unknown users among
+//! known ones come back in `invaliduser`. As WeCom does, an application message to a member who
+//! already had 30 from the app in the last minute, or 1,000 in the last hour, is answered with
+//! errcode 0 and not delivered to that member: counted in `Stats::wecom_member_drops`.
 //! `gettoken` hands out the same token while it is valid ("有效期内重复获取返回相同结果").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -41,8 +44,18 @@ use crate::state::SandboxState;
 
 pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
-/// The sandbox corp's members.
+/// The sandbox corp's named members.
 pub const USERS: [&str; 4] = ["zhangsan", "lisi", "wangwu", "zhaoliu"];
+/// What one member may receive from one app before WeCom drops the excess: (count, window).
+pub const MEMBER_LIMITS: [(usize, Duration); 2] = [(30, Duration::from_secs(60)), (1000, Duration::from_secs(3600))];
+
+/// A member of the sandbox corp: one of [`USERS`], or `staff0` to `staff9999` (for bursts).
+pub fn is_member(userid: &str) -> bool {
+    USERS.contains(&userid)
+        || userid
+            .strip_prefix("staff")
+            .is_some_and(|n| (1..=4).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+}
 const READ_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Which secret's token an API needs.
@@ -143,6 +156,26 @@ pub(crate) struct WecomData {
     /// token → (corp_id, area, expiry).
     tokens: HashMap<String, (String, Area, Instant)>,
     messages: Vec<Value>,
+    /// (agentid, userid) → delivery times within the longest of [`MEMBER_LIMITS`].
+    deliveries: HashMap<(String, String), VecDeque<Instant>>,
+}
+
+impl WecomData {
+    /// Delivers an application message to `member` unless WeCom's per-member limits drop it.
+    fn deliver(&mut self, agentid: &str, member: &str, now: Instant) -> bool {
+        let times = self.deliveries.entry((agentid.to_string(), member.to_string())).or_default();
+        let longest = MEMBER_LIMITS.iter().map(|(_, window)| *window).max().unwrap_or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= longest) {
+            times.pop_front();
+        }
+        let over = MEMBER_LIMITS
+            .iter()
+            .any(|(count, window)| times.iter().filter(|t| now.duration_since(**t) < *window).count() >= *count);
+        if !over {
+            times.push_back(now);
+        }
+        !over
+    }
 }
 
 impl SandboxState {
@@ -345,7 +378,7 @@ fn handle(
     {
         return refuse(40058, format!("invalid Request Parameter, hint: missing {msgtype}"));
     }
-    if api.known_user && !params.get("userid").and_then(Value::as_str).is_some_and(|u| USERS.contains(&u)) {
+    if api.known_user && !params.get("userid").and_then(Value::as_str).is_some_and(is_member) {
         return refuse(60111, "userid not found");
     }
     let mut answer: Map<String, Value> =
@@ -353,7 +386,7 @@ fn handle(
     if api.path == "/cgi-bin/message/send" {
         let touser = params.get("touser").and_then(Value::as_str).unwrap_or_default();
         let (valid, invalid): (Vec<&str>, Vec<&str>) =
-            touser.split('|').filter(|u| !u.is_empty()).partition(|u| *u == "@all" || USERS.contains(u));
+            touser.split('|').filter(|u| !u.is_empty()).partition(|u| *u == "@all" || is_member(u));
         let others = params.contains_key("toparty") || params.contains_key("totag");
         if valid.is_empty() && !others {
             return refuse(81013, "user & party & tag all invalid");
@@ -363,8 +396,21 @@ fn handle(
     }
     injected(state, facts)?;
     if msgtype.is_some() {
+        let members: Vec<&str> = if api.path == "/cgi-bin/message/send" {
+            let touser = params.get("touser").and_then(Value::as_str).unwrap_or_default();
+            touser.split('|').filter(|u| is_member(u)).collect()
+        } else {
+            Vec::new()
+        };
+        let agentid = params.get("agentid").map(Value::to_string).unwrap_or_default();
+        let now = Instant::now();
         state.with_wecom(|data, stats| {
             stats.wecom_messages += 1;
+            for member in members {
+                if !data.deliver(&agentid, member, now) {
+                    stats.wecom_member_drops += 1;
+                }
+            }
             data.messages.push(Value::Object(params.clone()));
         });
     }
@@ -384,6 +430,20 @@ fn lookup<'a>(params: &'a Map<String, Value>, field: &str) -> Option<&'a Value> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_past_30_a_minute_are_dropped_per_app() {
+        let mut data = WecomData::default();
+        let start = Instant::now();
+        for i in 0..30 {
+            assert!(data.deliver("1000002", "lisi", start + Duration::from_secs(i)), "{i}");
+        }
+        assert!(!data.deliver("1000002", "lisi", start + Duration::from_secs(59)), "31st within a minute");
+        assert!(data.deliver("1000003", "lisi", start + Duration::from_secs(59)), "another app counts apart");
+        assert!(data.deliver("1000002", "zhangsan", start + Duration::from_secs(59)), "another member too");
+        assert!(data.deliver("1000002", "lisi", start + Duration::from_secs(60)), "the first left the window");
+        assert!(is_member("staff0") && is_member("staff9999") && !is_member("staff10000") && !is_member("staffx"));
+    }
 
     #[test]
     fn the_table_is_well_formed() {

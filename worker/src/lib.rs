@@ -71,11 +71,18 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         let quota_text = connector_config.common.rate_limit.as_deref().unwrap_or(spec.default_rate_limit);
         let quotas = Quota::parse_all(quota_text)
             .map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
+        let per_recipient = spec
+            .actions
+            .iter()
+            .filter_map(|action| Some((action.name, action.per_recipient?)))
+            .map(|(name, limit)| (name, Quota::parse_all(limit.rate).expect("catalog rates parse (tested)")))
+            .collect();
         configured.insert(
             (kind.clone(), name.clone()),
             Configured {
                 connector: connectors::build(connector_config, &client)?,
                 quotas,
+                per_recipient,
                 on_ambiguous: connector_config.common.on_ambiguous,
             },
         );

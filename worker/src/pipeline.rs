@@ -23,7 +23,7 @@ use yizhan_state::{Claim, ClaimRequest, Finish, StateStore, StoreError, now_mill
 use crate::config::OnAmbiguous;
 use crate::connectors::{Call, Connector, Failure};
 use crate::metrics::{JobOutcome, Metrics, RequestResult};
-use crate::ratelimit::{Admission, LimitError, Limiter, Quota};
+use crate::ratelimit::{Admission, Limit, LimitError, Limiter, Quota};
 
 /// Header carrying the attempt number of a retry copy (absent on the first delivery).
 pub const ATTEMPT_HEADER: &str = "x-yizhan-attempt";
@@ -35,6 +35,8 @@ pub struct Configured {
     pub connector: Arc<dyn Connector>,
     /// Every limit of the config (one or several, such as Feishu's 100/min and 5/s).
     pub quotas: Vec<Quota>,
+    /// The limit of each recipient, for actions with one (by action name).
+    pub per_recipient: HashMap<&'static str, Vec<Quota>>,
     pub on_ambiguous: OnAmbiguous,
 }
 
@@ -243,12 +245,18 @@ impl Pipeline {
             warn!(%reason, "executing again (on_ambiguous = retry)");
         }
 
-        // Every attempt takes a token, retries included.
+        // Every attempt takes a token, retries included: of the action's bucket, and of each
+        // recipient where the provider limits messages per recipient.
         let config = (job.connector.clone(), job.config.clone());
+        let recipients = action.per_recipient.map(|limit| limit.keys(&job.params)).unwrap_or_default();
+        let mut limits = vec![Limit { key: action.bucket, quotas: &configured.quotas }];
+        if let Some(quotas) = configured.per_recipient.get(action.name) {
+            limits.extend(recipients.iter().map(|key| Limit { key, quotas }));
+        }
         let started = Instant::now();
         loop {
             let budget = MAX_INLINE_WAIT.saturating_sub(started.elapsed());
-            match self.limiter.try_acquire(&config, action.bucket, &configured.quotas, budget).await {
+            match self.limiter.try_acquire(&config, &limits, budget).await {
                 Ok(Admission::Go) => break,
                 Ok(Admission::Reserved(wait)) => {
                     tokio::time::sleep(wait).await;

@@ -12,11 +12,12 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
 
 /// A rate such as `3000/s`, `20/min` or `100/h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,15 +81,22 @@ pub enum LimitError {
     Redis(#[from] redis::RedisError),
 }
 
+/// One limit to take a token of: a bucket of the config, or one recipient of a message, with
+/// every quota that holds for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit<'a> {
+    pub key: &'a str,
+    pub quotas: &'a [Quota],
+}
+
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
-    /// Takes (or reserves, within `max_wait`) one token of every quota of `bucket` for `config`,
-    /// unless the config is paused.
+    /// Takes (or reserves, within `max_wait`) one token of every quota of every limit for
+    /// `config`, unless the config is paused.
     async fn try_acquire(
         &self,
         config: &ConfigKey,
-        bucket: &str,
-        quotas: &[Quota],
+        limits: &[Limit<'_>],
         max_wait: Duration,
     ) -> Result<Admission, LimitError>;
 
@@ -97,11 +105,45 @@ pub trait Limiter: Send + Sync {
     async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError>;
 }
 
-/// One process: governor limiters (GCRA, no burst) per (config, bucket, quota) and local pauses.
+/// How many acquisitions pass between two sweeps of the keys whose limiters are back to full:
+/// per-recipient keys come and go by the million, and must not accumulate.
+const SWEEP_EVERY: u64 = 10_000;
+
+type KeyedLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// One process: keyed governor limiters (GCRA, no burst), one per quota, keyed by config and
+/// limit, and local pauses.
 #[derive(Default)]
 pub struct LocalLimiter {
-    limiters: Mutex<HashMap<(ConfigKey, String, Quota), Arc<DefaultDirectRateLimiter>>>,
+    limiters: Mutex<HashMap<Quota, Arc<KeyedLimiter>>>,
     paused_until: Mutex<HashMap<ConfigKey, Instant>>,
+    acquisitions: AtomicU64,
+}
+
+impl LocalLimiter {
+    fn limiter(&self, quota: Quota) -> Arc<KeyedLimiter> {
+        let mut limiters = self.limiters.lock().expect("limiter map");
+        limiters
+            .entry(quota)
+            .or_insert_with(|| {
+                let q = governor::Quota::with_period(quota.paced_interval()).expect("period > 0");
+                Arc::new(RateLimiter::keyed(q.allow_burst(NonZeroU32::MIN)))
+            })
+            .clone()
+    }
+
+    fn sweep(&self) {
+        let limiters: Vec<_> = self.limiters.lock().expect("limiter map").values().cloned().collect();
+        for limiter in limiters {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Keys held across all quotas (for tests of the sweep).
+    pub fn keys_held(&self) -> usize {
+        self.limiters.lock().expect("limiter map").values().map(|l| l.len()).sum()
+    }
 }
 
 #[async_trait::async_trait]
@@ -110,8 +152,7 @@ impl Limiter for LocalLimiter {
     async fn try_acquire(
         &self,
         config: &ConfigKey,
-        bucket: &str,
-        quotas: &[Quota],
+        limits: &[Limit<'_>],
         _max_wait: Duration,
     ) -> Result<Admission, LimitError> {
         if let Some(until) = self.paused_until.lock().expect("pause map").get(config).copied() {
@@ -120,22 +161,18 @@ impl Limiter for LocalLimiter {
                 return Ok(Admission::Wait(until - now));
             }
         }
+        if self.acquisitions.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
         let clock = DefaultClock::default();
-        for quota in quotas {
-            let limiter = {
-                let mut limiters = self.limiters.lock().expect("limiter map");
-                limiters
-                    .entry((config.clone(), bucket.to_string(), *quota))
-                    .or_insert_with(|| {
-                        let q = governor::Quota::with_period(quota.paced_interval()).expect("period > 0");
-                        Arc::new(RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
-                    })
-                    .clone()
-            };
-            // A token taken from an earlier quota when a later one refuses is lost: that only ever
-            // slows the config down, never past its limits.
-            if let Err(not_until) = limiter.check() {
-                return Ok(Admission::Wait(not_until.wait_time_from(clock.now())));
+        for limit in limits {
+            let key = format!("{}\u{0}{}\u{0}{}", config.0, config.1, limit.key);
+            for quota in limit.quotas {
+                // A token taken from an earlier limit when a later one refuses is lost: that only
+                // ever slows a config down, never past its limits.
+                if let Err(not_until) = self.limiter(*quota).check_key(&key) {
+                    return Ok(Admission::Wait(not_until.wait_time_from(clock.now())));
+                }
             }
         }
         Ok(Admission::Go)
@@ -158,7 +195,7 @@ pub struct RedisLimiter {
     pause: redis::Script,
 }
 
-/// KEYS[1] = the config's pause key, KEYS[2..] = one GCRA key per quota; ARGV[1] = the most the
+/// KEYS[1] = the config's pause key, KEYS[2..] = one GCRA key per quota of each limit; ARGV[1] = the most the
 /// caller will wait (µs), ARGV[2..] = emission interval (µs) per quota. The caller's slot is the
 /// latest theoretical arrival time (TAT) of its quotas: within ARGV[1] it is reserved on every
 /// quota and returned as a wait ≥ 0; further away, or while paused, nothing is reserved and the
@@ -213,23 +250,25 @@ impl Limiter for RedisLimiter {
     async fn try_acquire(
         &self,
         config: &ConfigKey,
-        bucket: &str,
-        quotas: &[Quota],
+        limits: &[Limit<'_>],
         max_wait: Duration,
     ) -> Result<Admission, LimitError> {
         let mut invocation = self.acquire.prepare_invoke();
         invocation.key(self.pause_key(config));
         invocation.arg(max_wait.as_micros() as u64);
-        for quota in quotas {
-            invocation.key(format!(
-                "{}:gcra:{}:{}:{bucket}:{}/{}ms",
-                self.namespace,
-                config.0,
-                config.1,
-                quota.count,
-                quota.per.as_millis()
-            ));
-            invocation.arg(quota.paced_interval().as_micros() as u64);
+        for limit in limits {
+            for quota in limit.quotas {
+                invocation.key(format!(
+                    "{}:gcra:{}:{}:{}:{}/{}ms",
+                    self.namespace,
+                    config.0,
+                    config.1,
+                    limit.key,
+                    quota.count,
+                    quota.per.as_millis()
+                ));
+                invocation.arg(quota.paced_interval().as_micros() as u64);
+            }
         }
         let wait_us: i64 = invocation.invoke_async(&mut self.connection.clone()).await?;
         Ok(match wait_us {
@@ -272,6 +311,11 @@ mod tests {
             Quota::parse_all(yizhan_schemas::find_kind("feishu_robot").unwrap().default_rate_limit).unwrap().len(),
             2
         );
+        for action in yizhan_schemas::kinds().iter().flat_map(|k| k.actions) {
+            if let Some(limit) = action.per_recipient {
+                assert!(Quota::parse_all(limit.rate).is_ok(), "{}", action.name);
+            }
+        }
     }
 
     fn config() -> ConfigKey {
@@ -280,7 +324,9 @@ mod tests {
 
     async fn admitted_in_a_row(limiter: &dyn Limiter, config: &ConfigKey, quotas: &[Quota]) -> usize {
         let mut admitted = 0;
-        while limiter.try_acquire(config, "messages", quotas, Duration::ZERO).await.unwrap() == Admission::Go {
+        while limiter.try_acquire(config, &[Limit { key: "messages", quotas }], Duration::ZERO).await.unwrap()
+            == Admission::Go
+        {
             admitted += 1;
             assert!(admitted < 1000, "the limiter never refused");
         }
@@ -291,22 +337,33 @@ mod tests {
         let config = config();
         let quotas = Quota::parse_all("20/min").unwrap();
         assert_eq!(admitted_in_a_row(limiter, &config, &quotas).await, 1, "paced: no burst");
-        match limiter.try_acquire(&config, "messages", &quotas, Duration::ZERO).await.unwrap() {
+        match limiter.try_acquire(&config, &[Limit { key: "messages", quotas: &quotas }], Duration::ZERO).await.unwrap()
+        {
             Admission::Wait(wait) => assert!(wait > Duration::from_millis(2900) && wait <= Duration::from_millis(3030)),
             other => panic!("a second token within 3 s: {other:?}"),
         }
         // Another bucket and another config are not affected.
-        assert_eq!(limiter.try_acquire(&config, "uploads", &quotas, Duration::ZERO).await.unwrap(), Admission::Go);
+        assert_eq!(
+            limiter.try_acquire(&config, &[Limit { key: "uploads", quotas: &quotas }], Duration::ZERO).await.unwrap(),
+            Admission::Go
+        );
         let other = super::tests::config();
-        assert_eq!(limiter.try_acquire(&other, "messages", &quotas, Duration::ZERO).await.unwrap(), Admission::Go);
+        assert_eq!(
+            limiter.try_acquire(&other, &[Limit { key: "messages", quotas: &quotas }], Duration::ZERO).await.unwrap(),
+            Admission::Go
+        );
         // A pause stops every bucket of the config, and only that config.
         limiter.pause(&other, Duration::from_secs(60)).await.unwrap();
         limiter.pause(&other, Duration::from_secs(1)).await.unwrap();
-        match limiter.try_acquire(&other, "anything", &quotas, Duration::ZERO).await.unwrap() {
+        match limiter.try_acquire(&other, &[Limit { key: "anything", quotas: &quotas }], Duration::ZERO).await.unwrap()
+        {
             Admission::Wait(wait) => assert!(wait > Duration::from_secs(50), "the longer pause holds: {wait:?}"),
             other => panic!("paused config admitted: {other:?}"),
         }
-        assert_eq!(limiter.try_acquire(&config, "other", &quotas, Duration::ZERO).await.unwrap(), Admission::Go);
+        assert_eq!(
+            limiter.try_acquire(&config, &[Limit { key: "other", quotas: &quotas }], Duration::ZERO).await.unwrap(),
+            Admission::Go
+        );
     }
 
     #[tokio::test]
@@ -327,7 +384,8 @@ mod tests {
         // 5/s paces at 200 ms and 100/min at 600 ms: the second call waits for the slower quota.
         let quotas = Quota::parse_all("100/min, 5/s").unwrap();
         assert_eq!(admitted_in_a_row(&limiter, &config, &quotas).await, 1);
-        match limiter.try_acquire(&config, "messages", &quotas, Duration::ZERO).await.unwrap() {
+        match limiter.try_acquire(&config, &[Limit { key: "messages", quotas: &quotas }], Duration::ZERO).await.unwrap()
+        {
             Admission::Wait(wait) => {
                 assert!(wait > Duration::from_millis(580) && wait <= Duration::from_millis(606), "{wait:?}")
             }
@@ -344,7 +402,9 @@ mod tests {
         let budget = Duration::from_millis(450);
         let mut waits = Vec::new();
         for _ in 0..6 {
-            waits.push(limiter.try_acquire(&config, "messages", &quotas, budget).await.unwrap());
+            waits.push(
+                limiter.try_acquire(&config, &[Limit { key: "messages", quotas: &quotas }], budget).await.unwrap(),
+            );
         }
         assert_eq!(waits[0], Admission::Go);
         for (i, admission) in waits[1..5].iter().enumerate() {
@@ -374,5 +434,59 @@ mod tests {
             admitted += admitted_in_a_row(&limiter, &config, &quotas).await;
         }
         assert_eq!(admitted, 1);
+    }
+
+    /// A message takes a token of its config's bucket and of each recipient: a recipient at its
+    /// limit holds back only messages that include it.
+    async fn limits_each_recipient(limiter: &dyn Limiter) {
+        let config = config();
+        let bucket = Quota::parse_all("6000/min").unwrap();
+        let member = Quota::parse_all("30/min, 1000/h").unwrap();
+        // Each message in its own bucket, so that only the recipients' limits can refuse.
+        let message = |bucket_key: &'static str, to: &'static [&'static str]| {
+            let mut limits = vec![Limit { key: bucket_key, quotas: &bucket }];
+            limits.extend(to.iter().map(|key| Limit { key, quotas: &member }));
+            limits
+        };
+        let go = Admission::Go;
+        assert_eq!(
+            limiter.try_acquire(&config, &message("b1", &["touser=a", "touser=b"]), Duration::ZERO).await.unwrap(),
+            go
+        );
+        match limiter.try_acquire(&config, &message("b2", &["touser=c", "touser=b"]), Duration::ZERO).await.unwrap() {
+            Admission::Wait(wait) => assert!(wait > Duration::from_millis(1900), "b just got one: {wait:?}"),
+            other => panic!("b got two messages within 2 s: {other:?}"),
+        }
+        assert_eq!(limiter.try_acquire(&config, &message("b3", &["touser=d"]), Duration::ZERO).await.unwrap(), go);
+    }
+
+    #[tokio::test]
+    async fn local_limiter_limits_each_recipient() {
+        limits_each_recipient(&LocalLimiter::default()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_limiter_limits_each_recipient() {
+        let limiter = RedisLimiter::connect("redis://127.0.0.1:6379/0", "test-limits").await.unwrap();
+        limits_each_recipient(&limiter).await;
+    }
+
+    /// Recipients come and go by the million: keys whose limiter is back to full are swept.
+    #[tokio::test]
+    async fn local_limiter_forgets_idle_recipients() {
+        let limiter = LocalLimiter::default();
+        let config = config();
+        let quotas = Quota::parse_all("1000/s").unwrap();
+        for i in 0..SWEEP_EVERY - 1 {
+            let key = format!("touser={i}");
+            let limits = [Limit { key: &key, quotas: &quotas }];
+            assert_eq!(limiter.try_acquire(&config, &limits, Duration::ZERO).await.unwrap(), Admission::Go);
+        }
+        assert!(limiter.keys_held() > 9_000, "{}", limiter.keys_held());
+        // 1000/s refills each key within a millisecond: a sweep after that drops them all.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let limits = [Limit { key: "touser=last", quotas: &quotas }];
+        assert_eq!(limiter.try_acquire(&config, &limits, Duration::ZERO).await.unwrap(), Admission::Go);
+        assert!(limiter.keys_held() <= 1, "{}", limiter.keys_held());
     }
 }

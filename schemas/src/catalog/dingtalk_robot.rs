@@ -23,6 +23,7 @@ const fn send(
             body: Body::DingtalkMessage { msgtype, renames },
         },
         bucket: "messages",
+        per_recipient: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 body: Body::Query { renames: &[] },
             },
             bucket: "contact",
+            per_recipient: None,
         },
         ActionSpec {
             name: "list_department_users",
@@ -32,6 +33,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 body: Body::Query { renames: &[] },
             },
             bucket: "contact",
+            per_recipient: None,
         },
     ],
 };

@@ -25,6 +25,7 @@ const fn send(
             body: Body::FeishuMessage { msg_type, card },
         },
         bucket: "messages",
+        per_recipient: None,
     }
 }
 

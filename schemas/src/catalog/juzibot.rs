@@ -23,6 +23,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 body: Body::Query { renames: &[("page_size", "pageSize")] },
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "add_contact_way",
@@ -30,6 +31,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<AddContactWay>,
             endpoint: Endpoint::Http { method: Method::Post, path: "/api/v1/contactWay/add", body: Body::Params },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "get_contact_way",
@@ -41,6 +43,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 body: Body::Query { renames: &[] },
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "list_contact_ways",
@@ -48,6 +51,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<ListContactWays>,
             endpoint: Endpoint::Http { method: Method::Post, path: "/api/v1/contactWay/list", body: Body::Params },
             bucket: "api",
+            per_recipient: None,
         },
     ],
 };

@@ -92,9 +92,54 @@ pub struct ActionSpec {
     pub endpoint: Endpoint,
     /// Rate-limit bucket within the connector config; every bucket of a config has its own limit.
     pub bucket: &'static str,
+    /// A provider limit per recipient, on top of the bucket's (WeCom drops app messages past 30 a
+    /// minute to one member without an error, so only the sender can hold it).
+    pub per_recipient: Option<RecipientLimit>,
+}
+
+/// A limit per recipient of a message: each recipient named in the params has its own limit,
+/// shared by every job and worker that writes to it.
+#[derive(Debug, Clone, Copy)]
+pub struct RecipientLimit {
+    /// Params that name recipients, each a `|`-separated list (WeCom's `touser`, `toparty`, `totag`).
+    pub fields: &'static [&'static str],
+    /// Params whose values scope the limit (WeCom counts per app: `agentid`); absent ones count as
+    /// the config's default.
+    pub scope: &'static [&'static str],
+    /// The limit of one recipient, as a `rate_limit` (`30/min`).
+    pub rate: &'static str,
+}
+
+impl RecipientLimit {
+    /// One key per distinct recipient named in `params` (`agentid=1000002/touser=zhangsan`).
+    pub fn keys(&self, params: &Value) -> Vec<String> {
+        let mut scope = String::new();
+        for name in self.scope {
+            if let Some(value) = params.get(*name).filter(|v| !v.is_null()) {
+                let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                scope.push_str(&format!("{name}={value}/"));
+            }
+        }
+        let mut keys: Vec<String> = self
+            .fields
+            .iter()
+            .filter_map(|field| Some((field, params.get(*field)?.as_str()?)))
+            .flat_map(|(field, list)| list.split('|').map(str::trim).filter(|r| !r.is_empty()).map(move |r| (field, r)))
+            .map(|(field, recipient)| format!("{scope}{field}={recipient}"))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
 }
 
 impl ActionSpec {
+    /// This entry with a limit per recipient.
+    pub const fn limited_per_recipient(mut self, limit: RecipientLimit) -> Self {
+        self.per_recipient = Some(limit);
+        self
+    }
+
     pub fn params_schema(&self) -> Value {
         serde_json::to_value((self.params)()).expect("schema serialises")
     }

@@ -22,6 +22,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<CreateMeeting>,
             endpoint: Endpoint::Rest { method: Method::Post, path: "/v1/meetings", renames: &[], fixed: &[] },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "get_meeting",
@@ -34,6 +35,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 fixed: &[],
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "get_meeting_by_code",
@@ -41,6 +43,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<GetMeetingByCode>,
             endpoint: Endpoint::Rest { method: Method::Get, path: "/v1/meetings", renames: &[], fixed: &[] },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "cancel_meeting",
@@ -53,6 +56,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 fixed: &[],
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "end_meeting",
@@ -65,6 +69,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 fixed: &[("operator_id_type", 1)],
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "update_meeting",
@@ -77,6 +82,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 fixed: &[],
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "list_participants",
@@ -89,6 +95,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 fixed: &[],
             },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "list_user_meetings",
@@ -96,6 +103,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<ListUserMeetings>,
             endpoint: Endpoint::Rest { method: Method::Get, path: "/v1/meetings", renames: &[], fixed: &[] },
             bucket: "api",
+            per_recipient: None,
         },
     ],
 };

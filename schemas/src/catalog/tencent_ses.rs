@@ -19,6 +19,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<EmailIdentity>,
             endpoint: Endpoint::TencentCloud { action: "CreateEmailIdentity" },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "delete_email_identity",
@@ -26,6 +27,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<EmailIdentity>,
             endpoint: Endpoint::TencentCloud { action: "DeleteEmailIdentity" },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "get_email_identity",
@@ -33,6 +35,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<EmailIdentity>,
             endpoint: Endpoint::TencentCloud { action: "GetEmailIdentity" },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "list_email_identities",
@@ -40,6 +43,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<ListEmailIdentities>,
             endpoint: Endpoint::TencentCloud { action: "ListEmailIdentities" },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "update_email_identity",
@@ -47,6 +51,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<EmailIdentity>,
             endpoint: Endpoint::TencentCloud { action: "UpdateEmailIdentity" },
             bucket: "api",
+            per_recipient: None,
         },
         ActionSpec {
             name: "send_email",
@@ -54,6 +59,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<SendEmail>,
             endpoint: Endpoint::TencentCloud { action: "SendEmail" },
             bucket: "api",
+            per_recipient: None,
         },
     ],
 };

@@ -15,6 +15,7 @@ pub(super) const KIND: KindSpec = KindSpec {
         params: schema::<SendSms>,
         endpoint: Endpoint::TencentCloud { action: "SendSms" },
         bucket: "send_sms",
+        per_recipient: None,
     }],
 };
 

@@ -21,6 +21,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<SendText>,
             endpoint: message("text"),
             bucket: "messages",
+            per_recipient: None,
         },
         ActionSpec {
             name: "send_markdown",
@@ -28,6 +29,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<SendMarkdown>,
             endpoint: message("markdown"),
             bucket: "messages",
+            per_recipient: None,
         },
         ActionSpec {
             name: "send_image",
@@ -35,6 +37,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<SendImage>,
             endpoint: message("image"),
             bucket: "messages",
+            per_recipient: None,
         },
         ActionSpec {
             name: "send_news",
@@ -42,6 +45,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<SendNews>,
             endpoint: message("news"),
             bucket: "messages",
+            per_recipient: None,
         },
         ActionSpec {
             name: "send_file",
@@ -49,6 +53,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             params: schema::<SendFile>,
             endpoint: message("file"),
             bucket: "messages",
+            per_recipient: None,
         },
         ActionSpec {
             name: "upload_file",
@@ -60,6 +65,7 @@ pub(super) const KIND: KindSpec = KindSpec {
                 body: Body::Upload { field: "media", media_type: "file" },
             },
             bucket: "uploads",
+            per_recipient: None,
         },
     ],
 };

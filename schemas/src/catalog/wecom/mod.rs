@@ -15,7 +15,7 @@ mod oa;
 
 use schemars::JsonSchema;
 
-use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, RecipientLimit, schema};
 
 pub use contacts::*;
 pub use customers::*;
@@ -71,8 +71,26 @@ const fn entry<T: JsonSchema>(
     path: &'static str,
     body: Body,
 ) -> ActionSpec {
-    ActionSpec { name, effect, params: schema::<T>, endpoint: Endpoint::Http { method, path, body }, bucket: path }
+    ActionSpec {
+        name,
+        effect,
+        params: schema::<T>,
+        endpoint: Endpoint::Http { method, path, body },
+        bucket: path,
+        per_recipient: None,
+    }
 }
+
+/// WeCom drops app messages past 30 a minute to one member from one app, without an error
+/// (providers.md §2); a department or tag counts as one recipient, as its members are not known
+/// here. Its other cap, 1,000 an hour, is not held: limits are paced, and pacing to it would space
+/// a member's messages 3.6 s apart, while 30 a minute paced reaches it only for a member messaged
+/// every two seconds for an hour.
+const TO_MEMBERS: RecipientLimit =
+    RecipientLimit { fields: &["touser", "toparty", "totag"], scope: &["agentid"], rate: "30/min" };
+/// A chat's messages reach each of its members, whom the worker does not know: each chat is held to
+/// the members' 30 a minute, well inside WeCom's 200 a minute per member in groups.
+const TO_CHAT: RecipientLimit = RecipientLimit { fields: &["chatid"], scope: &[], rate: "30/min" };
 
 const R: Effect = Effect::Read;
 const W: Effect = Effect::Write;
@@ -102,13 +120,13 @@ pub(in crate::catalog) const KIND: KindSpec = KindSpec {
         entry::<DepartmentMembers>("list_department_members", R, GET, "/cgi-bin/user/simplelist", QUERY),
         entry::<DepartmentMembers>("list_department_member_details", R, GET, "/cgi-bin/user/list", QUERY),
         // 应用消息 application messages (app_secret)
-        entry::<SendAppMessage>("send_app_message", W, POST, "/cgi-bin/message/send", JSON),
+        entry::<SendAppMessage>("send_app_message", W, POST, "/cgi-bin/message/send", JSON).limited_per_recipient(TO_MEMBERS),
         entry::<RecallAppMessage>("recall_app_message", W, POST, "/cgi-bin/message/recall", JSON),
         // 群聊会话 appchat (app_secret)
         entry::<CreateAppchat>("create_appchat", W, POST, "/cgi-bin/appchat/create", JSON),
         entry::<UpdateAppchat>("update_appchat", W, POST, "/cgi-bin/appchat/update", JSON),
         entry::<ChatId>("get_appchat", R, GET, "/cgi-bin/appchat/get", QUERY),
-        entry::<SendAppchatMessage>("send_appchat_message", W, POST, "/cgi-bin/appchat/send", JSON),
+        entry::<SendAppchatMessage>("send_appchat_message", W, POST, "/cgi-bin/appchat/send", JSON).limited_per_recipient(TO_CHAT),
         // 客户联系 customer contact (external_contact_secret, else app_secret)
         entry::<GetCustomer>("get_customer", R, GET, "/cgi-bin/externalcontact/get", QUERY),
         entry::<BatchGetCustomers>("batch_get_customers", R, POST, "/cgi-bin/externalcontact/batch/get_by_user", JSON),

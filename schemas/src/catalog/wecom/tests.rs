@@ -31,3 +31,20 @@ fn schemas_check_types_and_limits() {
     let customers = crate::catalog::find_action("wecom", "batch_get_customers").unwrap().params_schema();
     assert_eq!(customers["properties"]["limit"]["maximum"], 100);
 }
+
+#[test]
+fn messages_are_limited_per_member_and_per_chat() {
+    let send = crate::catalog::find_action("wecom", "send_app_message").unwrap().per_recipient.unwrap();
+    assert_eq!(send.rate, "30/min");
+    let params = json!({"touser": "zhangsan|lisi|zhangsan", "toparty": "2", "msgtype": "text", "agentid": 1000002});
+    assert_eq!(
+        send.keys(&params),
+        ["agentid=1000002/toparty=2", "agentid=1000002/touser=lisi", "agentid=1000002/touser=zhangsan"]
+    );
+    assert_eq!(send.keys(&json!({"touser": "@all"})), ["touser=@all"]);
+    let chat = crate::catalog::find_action("wecom", "send_appchat_message").unwrap().per_recipient.unwrap();
+    assert_eq!(chat.keys(&json!({"chatid": "ops", "msgtype": "text"})), ["chatid=ops"]);
+    // Every other action is limited per API only.
+    let others = find_kind("wecom").unwrap().actions.iter().filter(|a| a.per_recipient.is_some()).count();
+    assert_eq!(others, 2);
+}
