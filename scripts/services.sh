@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure RabbitMQ (127.0.0.1:5672, guest/guest) and Redis (127.0.0.1:6379) are up: starts them
 # when installed but stopped, installs them from Debian packages when missing. Idempotent.
+# Also installs (never starts) Dovecot and Postfix: the qq_mail tests run private instances of
+# them on free ports (tests/src/mail.rs); a system instance the packages may start is not used.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -13,9 +15,18 @@ wait_port() { # name port seconds
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Mail servers for tests/tests/mail.rs (binaries under /usr/sbin and /usr/lib, not always on PATH).
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+[ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+[ -x /usr/lib/postfix/sbin/master ] || missing+=(postfix)
 if ((${#missing[@]})); then
   echo "services: installing ${missing[*]} from Debian packages" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Postfix asks how to configure the system instance: local delivery only, no questions.
+  printf '%s\n' "postfix postfix/main_mailer_type select Local only" "postfix postfix/mailname string localhost" |
+    $SUDO debconf-set-selections 2>/dev/null || true
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -36,4 +47,4 @@ fi
 
 wait_port redis 6379 30
 wait_port rabbitmq 5672 120
-echo "services: rabbitmq and redis are up" >&2
+echo "services: rabbitmq and redis are up; dovecot and postfix are installed" >&2

@@ -10,7 +10,7 @@ mod envelope;
 mod validate;
 
 pub use catalog::{
-    ActionSpec, Body, Effect, Endpoint, KindSpec, Method, RecipientLimit, find_action, find_kind, kinds,
+    ActionSpec, Body, Effect, Endpoint, KindSpec, MailOp, Method, RecipientLimit, find_action, find_kind, kinds,
 };
 pub use envelope::{Job, JobInput, Priority};
 pub use validate::{FieldError, MissingId, validate_job, validate_job_value, validate_params};

@@ -2,6 +2,8 @@
 //! sandbox, and drives the real `yizhan-worker` and `yizhan-producer` binaries against the real
 //! broker (and Redis where asked). Build the binaries first: `cargo build --workspace --bins`.
 
+pub mod mail;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@ mod dingtalk_robot;
 mod feishu;
 mod feishu_robot;
 mod juzibot;
+mod qq_mail;
 mod tencent_meeting;
 mod tencent_ses;
 mod tencent_sms;
@@ -17,6 +18,9 @@ use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use qq_mail::{
+    ImapFilter, MailAttachment, MimeType, Pop3Filter, ReceiveMailImap, ReceiveMailPop3, SendMail, TransferEncoding,
+};
 pub use tencent_ses::{Attachment, EmailTemplate, SendEmail};
 pub use tencent_sms::SendSms;
 pub use wecom_robot::{Article, SendFile, SendImage, SendMarkdown, SendNews, SendText, UploadFile};
@@ -80,6 +84,19 @@ pub enum Endpoint {
         renames: &'static [(&'static str, &'static str)],
         fixed: &'static [(&'static str, i64)],
     },
+    /// A mail protocol operation (SMTP send, IMAP or POP3 receive) with the config's account.
+    Mail(MailOp),
+}
+
+/// What an [`Endpoint::Mail`] action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailOp {
+    /// Submit one message over SMTP.
+    Send,
+    /// Fetch messages of a folder over IMAP.
+    ReceiveImap,
+    /// Fetch messages of the maildrop over POP3.
+    ReceivePop3,
 }
 
 /// One action of a connector kind.
@@ -176,6 +193,7 @@ static KINDS: &[KindSpec] = &[
     feishu_robot::KIND,
     feishu::KIND,
     juzibot::KIND,
+    qq_mail::KIND,
     wecom::KIND,
 ];
 
@@ -219,7 +237,7 @@ mod tests {
         for kind in kinds() {
             for action in kind.actions {
                 assert!(seen.insert((kind.name, action.name)), "{}.{} twice", kind.name, action.name);
-                assert!(action.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+                assert!(action.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
                 let schema = action.params_schema();
                 assert_eq!(schema["type"], "object", "{}.{}", kind.name, action.name);
                 assert_eq!(

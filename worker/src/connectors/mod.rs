@@ -10,6 +10,7 @@ pub mod feishu_robot;
 pub mod http;
 pub mod json_api;
 pub mod juzibot;
+pub mod qq_mail;
 pub mod tencent_meeting;
 pub mod tencent_ses;
 pub mod tencent_sms;
@@ -104,6 +105,7 @@ pub fn build(config: &ConnectorConfig, client: &reqwest::Client) -> Result<Arc<d
         "feishu_robot" => Ok(Arc::new(feishu_robot::FeishuRobot::new(config, client.clone())?)),
         "feishu" => Ok(Arc::new(feishu::Feishu::new(config, client.clone())?)),
         "juzibot" => Ok(Arc::new(juzibot::Juzibot::new(config, client.clone())?)),
+        "qq_mail" => Ok(Arc::new(qq_mail::QqMail::new(config)?)),
         "wecom" => Ok(Arc::new(wecom::Wecom::new(config, client.clone())?)),
         other => {
             Err(ConfigError::field(config.path(), format!("connector kind {other} is not supported by this build")))

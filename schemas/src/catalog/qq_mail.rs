@@ -1,0 +1,253 @@
+//! `qq_mail`: QQ 邮箱 over SMTP, IMAP and POP3 (any mail server, with the config's host overrides).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionSpec, Effect, Endpoint, KindSpec, MailOp, schema};
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time with an offset.
+const DATE_OR_DATE_TIME: &str = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$";
+
+pub(super) const KIND: KindSpec = KindSpec {
+    name: "qq_mail",
+    title: "QQ 邮箱 QQ Mail (SMTP / IMAP / POP3)",
+    // Tencent keeps its per-minute/hour/day thresholds secret and answers excess with `550 …
+    // frequency limited` (providers.md §7); the commonly quoted caps are 100 to 500 mails a day.
+    // 20 a minute per bucket (sending and each mailbox protocol apart) stays well under the bursts
+    // that trigger those throttles; configs with a known quota set `rate_limit`.
+    default_rate_limit: "20/min",
+    actions: &[
+        ActionSpec {
+            name: "send_mail",
+            effect: Effect::Write,
+            params: schema::<SendMail>,
+            endpoint: Endpoint::Mail(MailOp::Send),
+            bucket: "smtp",
+            per_recipient: None,
+        },
+        ActionSpec {
+            name: "receive_mail_pop3",
+            effect: Effect::Read,
+            params: schema::<ReceiveMailPop3>,
+            endpoint: Endpoint::Mail(MailOp::ReceivePop3),
+            bucket: "pop3",
+            per_recipient: None,
+        },
+        ActionSpec {
+            name: "receive_mail_imap",
+            effect: Effect::Read,
+            params: schema::<ReceiveMailImap>,
+            endpoint: Endpoint::Mail(MailOp::ReceiveImap),
+            bucket: "imap",
+            per_recipient: None,
+        },
+    ],
+};
+
+/// One mail from the config's `address`. Addresses are `user@example.com` or
+/// `Name <user@example.com>`; `bcc` recipients get the mail but no header names them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMail {
+    #[schemars(length(min = 1, max = 100), inner(length(min = 3)))]
+    pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 3)))]
+    pub cc: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 3)))]
+    pub bcc: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3))]
+    pub reply_to: Option<String>,
+    pub subject: String,
+    /// Extra headers, `{name: value}` (`X-Campaign`, `List-Unsubscribe`); the ones this action
+    /// sets itself (From, To, Subject, Message-ID, Content-Type…) are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    pub body: String,
+    pub mime_type: MimeType,
+    /// Chosen by the mailer when absent (7bit or quoted-printable for text, base64 for binary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_encoding: Option<TransferEncoding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub attachments: Option<Vec<MailAttachment>>,
+}
+
+/// The media type of the body (UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MimeType {
+    #[serde(rename = "text/plain")]
+    TextPlain,
+    #[serde(rename = "text/html")]
+    TextHtml,
+    /// An iCalendar invitation; its `METHOD:` line is repeated as the `method` parameter.
+    #[serde(rename = "text/calendar")]
+    TextCalendar,
+}
+
+impl MimeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MimeType::TextPlain => "text/plain",
+            MimeType::TextHtml => "text/html",
+            MimeType::TextCalendar => "text/calendar",
+        }
+    }
+}
+
+/// The Content-Transfer-Encoding of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TransferEncoding {
+    #[serde(rename = "base64")]
+    Base64,
+    #[serde(rename = "8bit")]
+    EightBit,
+    #[serde(rename = "quoted-printable")]
+    QuotedPrintable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailAttachment {
+    #[schemars(length(min = 1, max = 255))]
+    pub filename: String,
+    /// `application/pdf`, `image/png; name=x.png`…
+    #[schemars(length(min = 3))]
+    pub content_type: String,
+    /// The file, base64-encoded.
+    pub content_base64: String,
+}
+
+/// Messages of the POP3 maildrop, oldest first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveMailPop3 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Pop3Filter>,
+    /// Delete the returned messages from the server (DELE, committed by QUIT).
+    #[serde(default)]
+    pub delete_after: bool,
+}
+
+/// Every given condition must hold. Text matches are case-insensitive substrings; dates compare
+/// with the message's `Date` header.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pop3Filter {
+    /// A substring of the sender's address or name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub subject_contains: Option<String>,
+    /// Sent at or after: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DATE_OR_DATE_TIME))]
+    pub since: Option<String>,
+    /// Sent before: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DATE_OR_DATE_TIME))]
+    pub until: Option<String>,
+    /// At most this many messages (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 500))]
+    pub max: Option<u32>,
+}
+
+/// Messages of an IMAP folder, oldest (lowest UID) first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveMailImap {
+    #[serde(default = "inbox")]
+    #[schemars(length(min = 1))]
+    pub folder: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<ImapFilter>,
+    /// Flag the returned messages `\Seen` (they are fetched with `BODY.PEEK` otherwise untouched).
+    #[serde(default)]
+    pub mark_seen: bool,
+}
+
+fn inbox() -> String {
+    "INBOX".to_string()
+}
+
+/// Every given condition must hold, as for [`Pop3Filter`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImapFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub subject_contains: Option<String>,
+    /// Sent at or after: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DATE_OR_DATE_TIME))]
+    pub since: Option<String>,
+    /// Only messages without the `\Seen` flag.
+    #[serde(default)]
+    pub unseen_only: bool,
+    /// At most this many messages (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 500))]
+    pub max: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{find_action, validate_params};
+
+    fn valid(action: &str, params: serde_json::Value) -> bool {
+        validate_params("qq_mail", action, &params).is_ok()
+    }
+
+    #[test]
+    fn send_mail_params_are_checked() {
+        let base = json!({"to": ["a@example.com"], "subject": "s", "body": "b", "mime_type": "text/plain"});
+        assert!(valid("send_mail", base.clone()));
+        let full = json!({"to": ["A <a@example.com>"], "cc": ["c@example.com"], "bcc": ["b@example.com"],
+                          "reply_to": "r@example.com", "subject": "s", "headers": {"X-Tag": "1"}, "body": "b",
+                          "mime_type": "text/calendar", "transfer_encoding": "quoted-printable",
+                          "attachments": [{"filename": "a.txt", "content_type": "text/plain", "content_base64": "aGk="}]});
+        assert!(valid("send_mail", full));
+        for (field, value) in [
+            ("to", json!([])),
+            ("mime_type", json!("application/pdf")),
+            ("transfer_encoding", json!("7bit")),
+            ("attachments", json!([{"filename": "a", "content_type": "text/plain"}])),
+            ("sender", json!("x@example.com")),
+        ] {
+            let mut params = base.clone();
+            params[field] = value;
+            assert!(!valid("send_mail", params), "{field}");
+        }
+    }
+
+    #[test]
+    fn receive_params_are_checked() {
+        assert!(valid("receive_mail_imap", json!({})));
+        assert!(valid(
+            "receive_mail_imap",
+            json!({"folder": "Archive", "mark_seen": true,
+                   "filter": {"from": "qq.com", "subject_contains": "订单", "since": "2026-01-31", "unseen_only": true, "max": 10}})
+        ));
+        assert!(!valid("receive_mail_imap", json!({"filter": {"until": "2026-01-31"}})));
+        assert!(!valid("receive_mail_imap", json!({"filter": {"since": "31/01/2026"}})));
+        assert!(valid(
+            "receive_mail_pop3",
+            json!({"delete_after": true, "filter": {"since": "2026-01-31T08:00:00+08:00", "until": "2026-02-01", "max": 500}})
+        ));
+        assert!(!valid("receive_mail_pop3", json!({"filter": {"max": 0}})));
+        assert!(!valid("receive_mail_pop3", json!({"filter": {"unseen_only": true}})));
+        assert_eq!(find_action("qq_mail", "send_mail").unwrap().bucket, "smtp");
+    }
+}
