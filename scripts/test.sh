@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
+scripts/deploy-tools.sh   # promtool, yamllint, kubernetes-validate for tests/tests/deploy.rs
 cargo fmt --all --check
 cargo build --workspace --bins
 cargo clippy --workspace --all-targets --quiet -- -D warnings
