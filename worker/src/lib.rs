@@ -5,6 +5,7 @@
 //! holds, serves metrics and health, and on shutdown stops consuming, finishes what is in flight
 //! and returns.
 
+pub mod acks;
 pub mod config;
 pub mod connectors;
 pub mod http;
@@ -26,6 +27,7 @@ use tracing::{error, info, warn};
 use yizhan_broker::{Names, Publisher, Settings, Topology, redact_url};
 use yizhan_schemas::Priority;
 
+use crate::acks::Acks;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Configured, Pipeline};
@@ -137,6 +139,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: lanes }).await?;
     let publisher = Publisher::open(&publish_conn).await.map_err(broker_error)?;
 
+    let acks = Arc::new(Acks::default());
     let pipeline = Arc::new(Pipeline {
         names: names.clone(),
         retry_delays: settings.retry_delays.clone(),
@@ -144,6 +147,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         store,
         limiter,
         publisher,
+        acks: acks.clone(),
         metrics: metrics.clone(),
         owner: owner.clone(),
         lease: worker.lease,
@@ -171,6 +175,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     info!(owner = %owner, prefix = %names.prefix, concurrency = worker.concurrency, prefetch, "consuming");
 
     let background = CancellationToken::new();
+    let flusher = tokio::spawn(flush_acks(acks.clone(), background.clone()));
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
     tokio::spawn(watch_connection(
         consume_conn.clone(),
@@ -200,14 +205,16 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         match next {
             Ok(delivery) => {
                 let pipeline = pipeline.clone();
+                let tag = acks.tag(delivery.delivery_tag);
                 tracker.spawn(async move {
-                    pipeline.handle(delivery).await;
+                    pipeline.handle(delivery, tag).await;
                     drop(permit);
                 });
             }
             Err(e) => {
                 warn!(error = %e, "consumer error; waiting for the connection to recover");
                 ready.store(false, Ordering::Relaxed);
+                acks.reset();
                 if let Err(e) = channel.wait_for_recovery(e).await {
                     error!(error = %e, "the broker connection could not be recovered");
                     break;
@@ -227,6 +234,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     tracker.close();
     tracker.wait().await;
     background.cancel();
+    let _ = flusher.await;
     let _ = channel.close(200, "worker stopping".into()).await;
     let _ = consume_conn.close(200, "worker stopping".into()).await;
     let _ = publish_conn.close(200, "worker stopping".into()).await;
@@ -234,6 +242,26 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// Acknowledges settled deliveries every [`acks::FLUSH_EVERY`]; once more when stopped, after the
+/// last job settled.
+async fn flush_acks(acks: Arc<Acks>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(acks::FLUSH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => acks.flush().await,
+        }
+    }
+    // Whatever waited behind an unsettled delivery is acked on its own now.
+    while acks.pending() > 0 {
+        acks.flush().await;
+        if acks.pending() > 0 {
+            tokio::time::sleep(acks::MAX_HOLD).await;
+        }
+    }
 }
 
 async fn renew_leases(pipeline: Arc<Pipeline>, every: Duration, stop: CancellationToken) {

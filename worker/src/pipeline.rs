@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use rand::Rng;
 use serde_json::Value;
@@ -20,6 +19,7 @@ use yizhan_broker::{Message, Names, PublishError, Publisher};
 use yizhan_schemas::{Effect, FieldError, Job, MissingId, validate_job};
 use yizhan_state::{Claim, ClaimRequest, Finish, StateStore, StoreError, now_millis};
 
+use crate::acks::{Acks, Tag};
 use crate::config::OnAmbiguous;
 use crate::connectors::{Call, Connector, Failure};
 use crate::metrics::{JobOutcome, Metrics, RequestResult};
@@ -48,6 +48,8 @@ pub struct Pipeline {
     pub store: Arc<dyn StateStore>,
     pub limiter: Arc<dyn Limiter>,
     pub publisher: Publisher,
+    /// Acknowledgements of the consuming channel, coalesced.
+    pub acks: Arc<Acks>,
     pub metrics: Metrics,
     /// This worker instance, the owner of its claims.
     pub owner: String,
@@ -121,8 +123,8 @@ impl DeadKind {
 }
 
 impl Pipeline {
-    /// Handles one delivery to the end: settled (acked) or requeued.
-    pub async fn handle(&self, delivery: Delivery) {
+    /// Handles one delivery to the end: settled (acked by the next flush of `acks`) or requeued.
+    pub async fn handle(&self, delivery: Delivery, tag: Tag) {
         let started = Instant::now();
         self.metrics.in_flight.inc();
         let outcome = self.process(&delivery).await;
@@ -133,15 +135,13 @@ impl Pipeline {
                     self.metrics.job_duration(&connector, &action, started.elapsed().as_secs_f64());
                 }
                 // An ack lost with the channel means a redelivery, which the claim recognises.
-                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                    warn!(error = %e, "ack failed; the job will be redelivered and recognised");
-                }
+                self.acks.ack_later(tag, &delivery.acker);
             }
             Err(e) => {
                 warn!(error = %e, "could not settle the job; requeueing it");
                 // Back off a little so that an outage does not spin through redeliveries.
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                self.acks.requeue(tag, &delivery.acker).await;
             }
         }
     }

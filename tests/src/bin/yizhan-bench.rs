@@ -28,6 +28,56 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
+/// The pid of the first process whose command name is `name` (the broker, Redis).
+fn pid_of(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
+/// Where the CPU went during a run: broker, worker(s), Redis, this process (producer and sandbox).
+struct CpuSplit {
+    pids: Vec<(&'static str, Option<u32>)>,
+    start: Vec<f64>,
+}
+
+impl CpuSplit {
+    fn start(worker: u32) -> CpuSplit {
+        let pids = vec![
+            ("broker", pid_of("beam.smp")),
+            ("worker", Some(worker)),
+            ("redis", pid_of("redis-server")),
+            ("producer+sandbox", Some(std::process::id())),
+        ];
+        let start = pids.iter().map(|(_, pid)| pid.map_or(0.0, cpu_seconds)).collect();
+        CpuSplit { pids, start }
+    }
+
+    /// CPU µs per job of each process since `start`.
+    fn per_job(&self, jobs: usize) -> String {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .filter_map(|((name, pid), start)| {
+                let used = cpu_seconds((*pid)?) - start;
+                Some(format!("{name} {:.0}", used * 1e6 / jobs as f64))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn now_us() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
 }
@@ -40,23 +90,32 @@ async fn main() {
     let sample = sms_job(0, None);
     let size = sample.to_message().len();
 
+    let broker = pid_of("beam.smp");
+    let cpu_before = (broker.map_or(0.0, cpu_seconds), cpu_seconds(std::process::id()));
     let ceiling = raw_ceiling(jobs, size).await;
     println!(
         "raw broker ceiling      {ceiling:>9.0} msg/s   (lapin, quorum queue, {size}-byte messages, confirms + acks)"
     );
+    println!(
+        "  CPU µs per message: broker {:.0}, lapin publisher+consumer {:.0}",
+        (broker.map_or(0.0, cpu_seconds) - cpu_before.0) * 1e6 / jobs as f64,
+        (cpu_seconds(std::process::id()) - cpu_before.1) * 1e6 / jobs as f64
+    );
 
-    let (rate, rss) = end_to_end(jobs, "sqlite").await;
+    let (rate, rss, cpu) = end_to_end(jobs, "sqlite").await;
     println!(
         "yizhan end to end       {rate:>9.0} jobs/s  ({:.1}% of the ceiling; SQLite state store)",
         100.0 * rate / ceiling
     );
+    println!("  CPU µs per job: {cpu}");
     println!("worker peak RSS         {:>9.1} MiB", rss as f64 / 1024.0);
-    let (rate_redis, rss_redis) = end_to_end(jobs, "redis").await;
+    let (rate_redis, rss_redis, cpu) = end_to_end(jobs, "redis").await;
     println!(
         "yizhan end to end       {rate_redis:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; RSS {:.1} MiB)",
         100.0 * rate_redis / ceiling,
         rss_redis as f64 / 1024.0
     );
+    println!("  CPU µs per job: {cpu}");
 
     let (p50, p99) = latency((jobs / 4).max(1000), rate / 2.0).await;
     println!("latency at {:>6.0} jobs/s  p50 {p50:.1} ms, p99 {p99:.1} ms (submit → provider received)", rate / 2.0);
@@ -128,7 +187,7 @@ async fn raw_ceiling(n: usize, size: usize) -> f64 {
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery.unwrap();
         received += 1;
-        if received % 100 == 0 || received == n {
+        if received % arg("--ack-every", 100) == 0 || received == n {
             delivery.ack(BasicAckOptions { multiple: true }).await.unwrap();
         }
         if received == n {
@@ -264,11 +323,12 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 
 /// N jobs submitted as fast as confirms allow while one worker executes them; jobs/s from the first
 /// submit to the last recorded success.
-async fn end_to_end(n: usize, store: &str) -> (f64, u64) {
+async fn end_to_end(n: usize, store: &str) -> (f64, u64, String) {
     let mut stack = Stack::start("1000000/s", store).await;
     stack.spawn_worker().await;
     let producer = stack.producer().await;
     let jobs: Vec<Job> = (0..n).map(|i| sms_job(i, None)).collect();
+    let cpu = CpuSplit::start(stack.workers[0].0.id());
     let start = Instant::now();
     for chunk in jobs.chunks(1000) {
         for result in producer.submit_all(chunk).await {
@@ -277,10 +337,11 @@ async fn end_to_end(n: usize, store: &str) -> (f64, u64) {
     }
     stack.wait_for(n as u64).await;
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu = cpu.per_job(n);
     let rss = stack.peak_rss_kib();
     assert_eq!(stack.sandbox.state().stats().sms_sent, n as u64, "every job sent exactly once");
     stack.stop().await;
-    (rate, rss)
+    (rate, rss, cpu)
 }
 
 /// Jobs submitted at `rate`; the time from submit to the provider's receipt, per job.
