@@ -6,8 +6,11 @@
 //! Prints: the raw broker ceiling (lapin publishing with confirms while consuming with acks, same
 //! message size, quorum queue, no work); yizhan end to end (N `tencent_sms` jobs submitted,
 //! executed against the sandbox, recorded in the state store and acked) and its ratio to the
-//! ceiling; p50/p99 from submit to the provider's receipt at half that rate; the worker's peak RSS;
-//! and rate-limit precision for one config with 1, 2 and 4 workers sharing Redis.
+//! ceiling; p50/p99 from submit to the provider's receipt at half that rate; the worker's peak RSS
+//! and its RSS at each tenth of the run (flat, or growing); rate-limit precision for one config with
+//! 1, 2 and 4 workers sharing Redis; and where the CPU went, in µs per job, for the broker, the
+//! worker, Redis and this process (producer and sandbox), since the machine's cores are shared.
+//! `--ack-every 1` makes the ceiling ack one by one, as a worker that did not coalesce acks would.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,14 +105,16 @@ async fn main() {
         (cpu_seconds(std::process::id()) - cpu_before.1) * 1e6 / jobs as f64
     );
 
-    let (rate, rss, cpu) = end_to_end(jobs, "sqlite").await;
+    let (rate, rss, cpu, rss_samples) = end_to_end(jobs, "sqlite").await;
     println!(
         "yizhan end to end       {rate:>9.0} jobs/s  ({:.1}% of the ceiling; SQLite state store)",
         100.0 * rate / ceiling
     );
     println!("  CPU µs per job: {cpu}");
     println!("worker peak RSS         {:>9.1} MiB", rss as f64 / 1024.0);
-    let (rate_redis, rss_redis, cpu) = end_to_end(jobs, "redis").await;
+    let tenths: Vec<String> = rss_samples.iter().map(|kib| format!("{:.1}", *kib as f64 / 1024.0)).collect();
+    println!("  RSS MiB at each tenth of the run: {}", tenths.join(" "));
+    let (rate_redis, rss_redis, cpu, _) = end_to_end(jobs, "redis").await;
     println!(
         "yizhan end to end       {rate_redis:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; RSS {:.1} MiB)",
         100.0 * rate_redis / ceiling,
@@ -288,8 +293,24 @@ impl Stack {
         }
     }
 
+    /// Waits for `n` successes, noting the first worker's resident memory (KiB) at each tenth.
+    async fn wait_for_sampling_rss(&self, n: u64) -> Vec<u64> {
+        let pid = self.workers[0].0.id();
+        let mut samples = Vec::new();
+        loop {
+            let done = self.succeeded().await;
+            while samples.len() < 10 && done >= n * (samples.len() as u64 + 1) / 10 {
+                samples.push(vm_kib(pid, "VmRSS:"));
+            }
+            if done >= n {
+                return samples;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn peak_rss_kib(&self) -> u64 {
-        self.workers.iter().map(|(child, _)| vm_hwm_kib(child.id())).max().unwrap_or(0)
+        self.workers.iter().map(|(child, _)| vm_kib(child.id(), "VmHWM:")).max().unwrap_or(0)
     }
 
     async fn stop(mut self) {
@@ -312,18 +333,17 @@ impl Stack {
     }
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` memory figure in KiB: `VmHWM:` (peak resident) or `VmRSS:` (resident now).
+fn vm_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
 }
 
 /// N jobs submitted as fast as confirms allow while one worker executes them; jobs/s from the first
 /// submit to the last recorded success.
-async fn end_to_end(n: usize, store: &str) -> (f64, u64, String) {
+async fn end_to_end(n: usize, store: &str) -> (f64, u64, String, Vec<u64>) {
     let mut stack = Stack::start("1000000/s", store).await;
     stack.spawn_worker().await;
     let producer = stack.producer().await;
@@ -335,13 +355,13 @@ async fn end_to_end(n: usize, store: &str) -> (f64, u64, String) {
             result.expect("confirmed");
         }
     }
-    stack.wait_for(n as u64).await;
+    let rss_samples = stack.wait_for_sampling_rss(n as u64).await;
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let cpu = cpu.per_job(n);
     let rss = stack.peak_rss_kib();
     assert_eq!(stack.sandbox.state().stats().sms_sent, n as u64, "every job sent exactly once");
     stack.stop().await;
-    (rate, rss, cpu)
+    (rate, rss, cpu, rss_samples)
 }
 
 /// Jobs submitted at `rate`; the time from submit to the provider's receipt, per job.
