@@ -73,6 +73,10 @@ pub enum Unsettled {
 /// back through a delay lane, so that one slow or paused config never holds slots others need.
 pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
+/// How late after its reserved slot a call may still go out: within the pacing margin (1.5% of a
+/// second per second), so that late calls cannot put N + 1 calls into a provider's window.
+const LATE_FOR_SLOT: Duration = Duration::from_millis(10);
+
 /// The delay lane that jobs waiting for a rate-limit token (or a paused config) go through, next to
 /// the retry delays: short enough that a backlog keeps the limiter's reservations full.
 pub const NOT_YET_LANE: Duration = MAX_INLINE_WAIT;
@@ -259,8 +263,13 @@ impl Pipeline {
             match self.limiter.try_acquire(&config, &limits, budget).await {
                 Ok(Admission::Go) => break,
                 Ok(Admission::Reserved(wait)) => {
-                    tokio::time::sleep(wait).await;
-                    break;
+                    let slot = tokio::time::Instant::now() + wait;
+                    tokio::time::sleep_until(slot).await;
+                    // Woken well past the slot (a busy machine), the call would land next to the
+                    // following slot's and crowd the provider's window: take a fresh slot instead.
+                    if slot.elapsed() <= LATE_FOR_SLOT {
+                        break;
+                    }
                 }
                 Ok(Admission::Wait(wait)) if started.elapsed() + wait <= MAX_INLINE_WAIT => {
                     tokio::time::sleep(wait).await;
