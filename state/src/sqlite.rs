@@ -265,12 +265,25 @@ fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
     }
 }
 
+/// Runs one request in a savepoint, so that its failure rolls back that request alone. The
+/// savepoint statements are cached: rusqlite's `Savepoint` parses its SQL anew for every request,
+/// which cost more than the request itself.
 fn in_savepoint(tx: &mut rusqlite::Transaction<'_>, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
-    let savepoint = tx.savepoint()?;
-    let reply = execute(&savepoint, ctx, op)?;
-    // On error the savepoint is dropped, which rolls back this request alone.
-    savepoint.commit()?;
-    Ok(reply)
+    tx.prepare_cached("SAVEPOINT request")?.execute([])?;
+    match execute(tx, ctx, op) {
+        Ok(reply) => {
+            tx.prepare_cached("RELEASE request")?.execute([])?;
+            Ok(reply)
+        }
+        Err(e) => {
+            // After a rollback of the whole transaction there is no savepoint left to undo.
+            if !tx.is_autocommit() {
+                tx.prepare_cached("ROLLBACK TO request")?.execute([])?;
+                tx.prepare_cached("RELEASE request")?.execute([])?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// One error for each request of a failed batch (`rusqlite::Error` is not `Clone`).
