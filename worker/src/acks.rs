@@ -49,6 +49,10 @@ impl Acks {
 
     /// The pipeline is done with this delivery: it will be acknowledged by the next flush.
     pub fn ack_later(&self, tag: Tag, acker: &Acker) {
+        if !acker.usable() {
+            // Its channel is gone: the broker redelivers the job, and the claim recognises it.
+            return;
+        }
         self.ledger.lock().expect("ack ledger").settle(tag, Some(acker.clone()), Instant::now());
     }
 
@@ -102,10 +106,17 @@ impl<A> Default for Ledger<A> {
 
 impl<A> Ledger<A> {
     fn settle(&mut self, tag: Tag, acker: Option<A>, now: Instant) {
-        // A delivery of a channel that failed since: the broker sends it again.
-        if tag.generation == self.generation && tag.tag > self.floor {
-            self.settled.insert(tag.tag, (acker, now));
+        if tag.generation != self.generation {
+            // A delivery of a channel that failed since: the broker sends it again.
+            return;
         }
+        if tag.tag <= self.floor {
+            // Only a channel that started again at tag 1 without a reset can reuse a tag; what the
+            // old channel left is redelivered, and ignoring this tag would leave it unacked.
+            self.floor = 0;
+            self.settled.clear();
+        }
+        self.settled.insert(tag.tag, (acker, now));
     }
 
     /// The acker of the highest tag of the settled run above the floor (to ack with `multiple`),
@@ -175,6 +186,21 @@ mod tests {
         assert_eq!(ledger.take(now, HOLD), (Some(1), vec![]));
         ledger.settle(Tag { generation: 0, tag: 3 }, Some(3), now);
         assert_eq!(ledger.take(now, HOLD), (Some(3), vec![]));
+    }
+
+    #[test]
+    fn a_tag_seen_again_without_a_reset_starts_the_run_again() {
+        let mut ledger = Ledger::default();
+        let now = Instant::now();
+        let tag = |tag| Tag { generation: 0, tag };
+        for t in [1, 2, 4] {
+            ledger.settle(tag(t), Some(t), now);
+        }
+        assert_eq!(ledger.take(now, HOLD), (Some(2), vec![]));
+        // Tag 1 again: the channel started over; the old 4 must not join the new run.
+        ledger.settle(tag(1), Some(101), now);
+        ledger.settle(tag(2), Some(102), now);
+        assert_eq!(ledger.take(now + HOLD, HOLD), (Some(102), vec![]));
     }
 
     #[test]
