@@ -327,8 +327,12 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             let pruned = conn
                 .prepare_cached("DELETE FROM yizhan_keys WHERE namespace = ?1 AND updated_at < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
-            conn.prepare_cached("DELETE FROM yizhan_jobs WHERE namespace = ?1 AND updated_at < ?2")?
-                .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached(
+                "DELETE FROM yizhan_jobs WHERE namespace = ?1 AND updated_at < ?2
+                   AND NOT EXISTS (SELECT 1 FROM yizhan_keys k
+                                   WHERE k.namespace = ?1 AND k.key = yizhan_jobs.key)",
+            )?
+            .execute(params![ctx.ns, cutoff])?;
             Ok(Reply::Pruned(pruned as u64))
         }
     }
@@ -432,7 +436,7 @@ fn acquire(conn: &Connection, ctx: &Ctx, request: &ClaimRequest, job_id: &str, a
 /// Records how an attempt ended. A key with no record (pruned or never claimed) is left alone.
 /// A `None` progress keeps the recorded progress.
 fn finish_key(conn: &Connection, ctx: &Ctx, key: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
-    let changed = match finish {
+    match finish {
         Finish::Retrying { attempt, progress, error, next_attempt_at } => conn
             .prepare_cached(
                 "UPDATE yizhan_keys SET state = 'retrying', attempt = ?3,
@@ -466,15 +470,8 @@ fn finish_key(conn: &Connection, ctx: &Ctx, key: &str, finish: &Finish, now: Mil
             )?
             .execute(params![ctx.ns, key, i64::from(*attempt), kind, error, to_json(progress.as_ref()), now])?,
     };
-    if changed > 0 {
-        // The record's own job stays findable as long as the record.
-        conn.prepare_cached(
-            "UPDATE yizhan_jobs SET updated_at = ?3
-             WHERE namespace = ?1
-               AND job_id = (SELECT job_id FROM yizhan_keys WHERE namespace = ?1 AND key = ?2)",
-        )?
-        .execute(params![ctx.ns, key, now])?;
-    }
+    // The jobs of a key stay findable as long as its record: pruning asks for the record, so that
+    // finishing need not write to `yizhan_jobs` too.
     Ok(())
 }
 

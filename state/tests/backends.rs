@@ -56,6 +56,23 @@ async fn sqlite_prune_deletes_records_older_than_retention() {
 }
 
 #[tokio::test]
+async fn sqlite_prune_keeps_a_job_findable_while_its_record_is_recent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let hour = 3_600_000;
+    let store = open_with_retention(&url, "ns", Duration::from_secs(3600)).await.unwrap();
+    let (key, job, t0) = (unique("slow"), Uuid::now_v7(), now_millis());
+    // Claimed, then finished two hours later (retries): the claim is older than the retention,
+    // the record is not.
+    store.claim(&request(&key, job, "w1", t0)).await.unwrap();
+    store.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 2 * hour).await.unwrap();
+    assert_eq!(store.prune(t0 + 2 * hour + 1_000).await.unwrap(), 0);
+    assert!(store.status(job).await.unwrap().is_some());
+    assert_eq!(store.prune(t0 + 3 * hour + 1).await.unwrap(), 1);
+    assert_eq!(store.status(job).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn sqlite_prune_spares_other_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
