@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use governor::RateLimiter;
 use governor::clock::Clock;
@@ -202,26 +202,41 @@ pub struct RedisLimiter {
 /// caller will wait (µs), ARGV[2..] = emission interval (µs) per quota. The caller's slot is the
 /// latest theoretical arrival time (TAT) of its quotas: within ARGV[1] it is reserved on every
 /// quota and returned as a wait ≥ 0; further away, or while paused, nothing is reserved and the
-/// wait is returned negated. TATs are stored as integers (`%.0f`: Lua would print 1.7e+15).
+/// wait is returned negated. The second value is the slot on Redis's clock (UNIX µs), so that the
+/// caller can aim at it rather than at the end of its round trip. TATs are stored as integers
+/// (`%.0f`: Lua would print 1.7e+15).
 const ACQUIRE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local paused = redis.call('PTTL', KEYS[1])
-if paused > 0 then return -paused * 1000 end
+if paused > 0 then return {-paused * 1000, 0} end
 local slot = now
 for i = 2, #KEYS do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat > slot then slot = tat end
 end
 local wait = slot - now
-if wait > tonumber(ARGV[1]) then return -wait end
+if wait > tonumber(ARGV[1]) then return {-wait, 0} end
 for i = 2, #KEYS do
   local next_tat = slot + tonumber(ARGV[i])
   local ttl = math.ceil((next_tat - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.0f', next_tat), 'PX', ttl)
 end
-return wait
+return {wait, string.format('%.0f', slot)}
 ";
+
+/// How long to sleep, from now, until a slot Redis reserved `wait` after its own `now`.
+///
+/// Redis ran the script somewhere within the round trip that just took `round_trip`, so the true
+/// answer lies between `wait - round_trip` and `wait`. Counting `wait` from the answer would make
+/// every call late by a varying part of its round trip, and calls of a busy moment would crowd the
+/// calm ones after them. Redis's clock (`slot_us`, UNIX µs) pins the slot exactly when this
+/// machine's clock agrees with Redis's; a clock that does not is held to the round trip's bounds.
+fn wait_from_now(wait: Duration, slot_us: i64, round_trip: Duration) -> Duration {
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let by_clock = Duration::from_micros(slot_us.saturating_sub(now_us).max(0) as u64);
+    by_clock.clamp(wait.saturating_sub(round_trip), wait)
+}
 
 /// KEYS[1] = pause key, ARGV[1] = ms; keeps the longer of the current and the new pause.
 const PAUSE: &str = r"
@@ -273,10 +288,13 @@ impl Limiter for RedisLimiter {
                 invocation.arg(quota.paced_interval().as_micros() as u64);
             }
         }
-        let wait_us: i64 = invocation.invoke_async(&mut self.connection.clone()).await?;
+        let asked = Instant::now();
+        let (wait_us, slot_us): (i64, i64) = invocation.invoke_async(&mut self.connection.clone()).await?;
         Ok(match wait_us {
             0 => Admission::Go,
-            reserved if reserved > 0 => Admission::Reserved(Duration::from_micros(reserved as u64)),
+            reserved if reserved > 0 => {
+                Admission::Reserved(wait_from_now(Duration::from_micros(reserved as u64), slot_us, asked.elapsed()))
+            }
             refused => Admission::Wait(Duration::from_micros(refused.unsigned_abs())),
         })
     }
@@ -291,6 +309,20 @@ impl Limiter for RedisLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reserved_slot_is_aimed_at_on_the_clock_within_the_round_trip() {
+        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+        let (wait, round_trip) = (Duration::from_millis(500), Duration::from_millis(400));
+        // Clocks agree: Redis ran the script 200 ms into the round trip, so 300 ms are left.
+        let left = wait_from_now(wait, now_us + 300_000, round_trip);
+        assert!(left <= Duration::from_millis(300) && left > Duration::from_millis(290), "{left:?}");
+        // A clock far behind Redis's, or far ahead: held to what the round trip allows.
+        assert_eq!(wait_from_now(wait, now_us + 60_000_000, round_trip), wait);
+        assert_eq!(wait_from_now(wait, now_us - 60_000_000, round_trip), Duration::from_millis(100));
+        // A round trip longer than the wait: the slot may already have come.
+        assert_eq!(wait_from_now(wait, now_us - 1_000, Duration::from_secs(1)), Duration::ZERO);
+    }
 
     #[test]
     fn parses_rates() {
