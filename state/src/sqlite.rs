@@ -8,7 +8,6 @@
 //! its lock) is shared by every request in the batch; with a single caller the batch is one request.
 
 use std::fmt;
-use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -23,8 +22,6 @@ use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, State
 const MAX_BATCH: usize = 1024;
 /// Requests waiting for the store's thread before senders wait.
 const QUEUE_CAPACITY: usize = 8192;
-/// How often the checkpointer copies the WAL into the database file (see [`start_checkpointer`]).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How long a transaction waits for another process holding the file's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -86,8 +83,6 @@ impl SqliteStore {
             .name("yizhan-state-sqlite".to_string())
             .spawn(move || match connect(&db_path) {
                 Ok(conn) => {
-                    // Dropped when `serve` returns, which stops the checkpointer.
-                    let _checkpointer = start_checkpointer(&conn, &db_path);
                     if ready_tx.send(Ok(())).is_ok() {
                         serve(conn, &ctx, receiver);
                     }
@@ -207,35 +202,6 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
-}
-
-/// Moves WAL checkpoints off the store's thread. SQLite otherwise checkpoints inside the commit
-/// that fills the WAL (1,000 pages), copying pages and fsyncing the database file while every
-/// request of the batch waits, on a disk that the broker keeps busy with its own fsyncs. A second
-/// connection folds the WAL back every [`CHECKPOINT_EVERY`] instead; PASSIVE neither waits for nor
-/// blocks the writer.
-/// Returns the thread's stop handle, or `None` (SQLite keeps checkpointing by itself) for an
-/// in-memory database or when the second connection cannot be opened.
-fn start_checkpointer(conn: &Connection, path: &str) -> Option<std_mpsc::Sender<()>> {
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).ok()?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return None;
-    }
-    let checkpoints = Connection::open(path).ok()?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0).ok()?;
-    let (stop, stopped) = std_mpsc::channel::<()>();
-    let started = thread::Builder::new().name("yizhan-state-checkpoint".to_string()).spawn(move || {
-        while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-            // A failed checkpoint leaves the frames in the WAL for the next one.
-            let _ = checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        }
-    });
-    if started.is_err() {
-        // No checkpointer after all: SQLite's own, in the commit, is better than none.
-        let _ = conn.pragma_update(None, "wal_autocheckpoint", 1000);
-        return None;
-    }
-    Some(stop)
 }
 
 /// The store's thread: batches queued requests until every sender is gone.

@@ -73,26 +73,6 @@ async fn sqlite_prune_keeps_a_job_findable_while_its_record_is_recent() {
 }
 
 #[tokio::test]
-async fn sqlite_checkpoints_the_wal_off_the_store_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = SqliteStore::open(path.to_str().unwrap(), "ns", Duration::from_secs(3600)).await.unwrap();
-    let empty = std::fs::metadata(&path).unwrap().len();
-    // Fifty commits of a few pages each: far fewer WAL frames than SQLite's own checkpoint waits
-    // for (1,000).
-    let t0 = now_millis();
-    for i in 0..50 {
-        store.claim(&request(&unique(&format!("k{i}")), Uuid::now_v7(), "w1", t0)).await.unwrap();
-    }
-    // The checkpointer copies them into the database file within its period.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::metadata(&path).unwrap().len() <= empty {
-        assert!(std::time::Instant::now() < deadline, "the WAL was not checkpointed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test]
 async fn sqlite_prune_spares_other_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
