@@ -149,13 +149,18 @@ mod tests {
 
     const HOLD: Duration = Duration::from_millis(50);
 
+    /// Settles each tag of generation 0 at `at`, its own number standing for its acker.
+    fn settle_all(ledger: &mut Ledger<u64>, tags: &[u64], at: Instant) {
+        for &tag in tags {
+            ledger.settle(Tag { generation: 0, tag }, Some(tag), at);
+        }
+    }
+
     #[test]
     fn a_settled_run_is_acked_once_at_its_end() {
         let mut ledger = Ledger::default();
         let now = Instant::now();
-        for tag in [2, 1, 3] {
-            ledger.settle(Tag { generation: 0, tag }, Some(tag), now);
-        }
+        settle_all(&mut ledger, &[2, 1, 3], now);
         assert_eq!(ledger.take(now, HOLD), (Some(3), vec![]));
         assert_eq!(ledger.take(now, HOLD), (None, vec![]), "nothing twice");
     }
@@ -165,15 +170,13 @@ mod tests {
         let mut ledger = Ledger::default();
         let now = Instant::now();
         // 2 is in flight (or still in another lane's buffer): a multiple ack of 3 would settle it.
-        for tag in [1, 3, 4] {
-            ledger.settle(Tag { generation: 0, tag }, Some(tag), now);
-        }
+        settle_all(&mut ledger, &[1, 3, 4], now);
         assert_eq!(ledger.take(now, HOLD), (Some(1), vec![]));
         assert_eq!(ledger.take(now + HOLD, HOLD), (None, vec![3, 4]), "acked alone once held too long");
-        ledger.settle(Tag { generation: 0, tag: 2 }, Some(2), now + HOLD);
+        settle_all(&mut ledger, &[2], now + HOLD);
         // 3 and 4 were acked already; 2 is the run's only ack.
         assert_eq!(ledger.take(now + HOLD, HOLD), (Some(2), vec![]));
-        ledger.settle(Tag { generation: 0, tag: 5 }, Some(5), now + HOLD);
+        settle_all(&mut ledger, &[5], now + HOLD);
         assert_eq!(ledger.take(now + HOLD, HOLD), (Some(5), vec![]));
     }
 
@@ -193,9 +196,7 @@ mod tests {
         let mut ledger = Ledger::default();
         let now = Instant::now();
         let tag = |tag| Tag { generation: 0, tag };
-        for t in [1, 2, 4] {
-            ledger.settle(tag(t), Some(t), now);
-        }
+        settle_all(&mut ledger, &[1, 2, 4], now);
         assert_eq!(ledger.take(now, HOLD), (Some(2), vec![]));
         // Tag 1 again: the channel started over; the old 4 must not join the new run.
         ledger.settle(tag(1), Some(101), now);
