@@ -27,6 +27,9 @@
 //!   of the job in params order;
 //! * else → [`Failure::Permanent`] `all numbers failed: +86…: Code (message); …`.
 
+mod batch;
+#[cfg(test)]
+mod batch_tests;
 pub mod config;
 pub mod error;
 pub mod sign;
@@ -35,6 +38,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -43,6 +47,7 @@ use serde_json::{Value, json};
 use yizhan_schemas::Endpoint;
 use yizhan_schemas::catalog::SendSms;
 
+use self::batch::{Answer, Calls, Shared};
 use self::config::TencentSmsConfig;
 use self::error::{Class, classify};
 use self::sign::{SignInput, Tc3Signer};
@@ -63,12 +68,18 @@ const REASON_MESSAGE_CHARS: usize = 80;
 /// A Tencent Cloud SMS config.
 #[derive(Debug)]
 pub struct TencentSms {
+    sdk_app_id: Option<String>,
+    calls: Arc<Calls>,
+}
+
+/// The signed `SendSms` calls of one config.
+#[derive(Debug)]
+pub struct Api {
     /// `{base}/`: API 3.0 always posts to `/`.
     url: reqwest::Url,
     /// `Host` as sent and signed: `host` or `host:port`.
     host: String,
     region: String,
-    sdk_app_id: Option<String>,
     signer: Tc3Signer,
     /// Only to scrub it from reasons, belt and braces: the key itself is never sent.
     secret_key: crate::config::Secret,
@@ -92,23 +103,27 @@ impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
         let (url, host) = api_endpoint(config, DEFAULT_BASE)?;
-        Ok(TencentSms {
+        let api = Api {
             url,
             host,
             region: fields.region,
-            sdk_app_id: fields.sdk_app_id,
             signer: Tc3Signer::new(fields.secret_id, fields.secret_key.clone(), SERVICE),
             secret_key: fields.secret_key,
             client,
-        })
+        };
+        Ok(TencentSms { sdk_app_id: fields.sdk_app_id, calls: Calls::new(api) })
     }
+}
 
+impl Api {
     fn secrets(&self) -> [&str; 1] {
         [self.secret_key.expose()]
     }
 
-    /// One signed `SendSms` call for `numbers`; the parsed `Response` object or the failure.
-    async fn send(&self, action: &str, body: &[u8], progress: &Progress) -> Result<ApiResponse, Failure> {
+    /// One signed `SendSms` call; the parsed `Response` object or the failure (without progress:
+    /// the call may carry several jobs, each adds its own).
+    async fn send(&self, body: &[u8]) -> Result<ApiResponse, Failure> {
+        let action = "SendSms";
         let timestamp = chrono::Utc::now().timestamp();
         let authorization = self.signer.authorization(&SignInput {
             host: &self.host,
@@ -130,7 +145,7 @@ impl TencentSms {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| with_progress(http::transport_failure(e, &self.secrets()), progress))?;
+            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
         let status = response.status();
         if status != StatusCode::OK {
             // The SDKs treat any non-200 as a network error: the request was not processed. Its
@@ -140,7 +155,7 @@ impl TencentSms {
             return Err(Failure::Transient {
                 reason: http::status_reason(status, &bytes, &self.secrets()),
                 retry_after,
-                progress: progress.to_value(),
+                progress: None,
             });
         }
         let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
@@ -193,46 +208,52 @@ impl Connector for TencentSms {
         let numbers = distinct(&params.phone_numbers);
         let to_send: Vec<&str> = numbers.iter().copied().filter(|n| !progress.is_final(n)).collect();
         if !to_send.is_empty() {
-            let request = SendSmsRequest {
-                phone_number_set: &to_send,
-                sms_sdk_app_id: sdk_app_id,
-                template_id: &params.template_id,
-                sign_name: &params.sign_name,
-                template_param_set: &params.template_params,
-                session_context: params.session_context.as_deref(),
-                extend_code: params.extend_code.as_deref(),
-                sender_id: params.sender_id.as_deref(),
+            let shared = Shared {
+                sdk_app_id: sdk_app_id.to_string(),
+                template_id: params.template_id.clone(),
+                sign_name: params.sign_name.clone(),
+                template_params: params.template_params.clone(),
+                session_context: params.session_context.clone(),
+                extend_code: params.extend_code.clone(),
+                sender_id: params.sender_id.clone(),
+                mainland: to_send.iter().all(|n| n.starts_with("+86")),
             };
-            let body = serde_json::to_vec(&request).expect("a struct of strings serialises");
-            let response = self.send(action, &body, &progress).await?;
-            if let Some(error) = response.error {
-                let reason = http::redact(
-                    &format!(
-                        "{action}: {}{}",
-                        error::describe(&error.code, &error.message),
-                        request_id(response.request_id.as_deref())
-                    ),
-                    &self.secrets(),
-                );
-                return Err(match classify(&error.code) {
-                    Class::Retry { retry_after } if error::is_throttle(&error.code) => {
-                        Failure::Throttled { reason, retry_after }
-                    }
-                    Class::Retry { retry_after } => {
-                        Failure::Transient { reason, retry_after, progress: progress.to_value() }
-                    }
-                    Class::Permanent => Failure::Permanent { reason, progress: progress.to_value() },
-                });
+            let owned: Vec<String> = to_send.iter().map(|n| n.to_string()).collect();
+            // Numbers of both kinds in one job fail on their own, as the provider answers them.
+            let mixed = !shared.mainland && to_send.iter().any(|n| n.starts_with("+86"));
+            let mut answer = if mixed {
+                self.calls.send_alone(&shared, owned.clone()).await
+            } else {
+                self.calls.send(shared.clone(), owned.clone()).await
+            };
+            if let Ok(Answer::Error { error, shared_with_others: true, .. }) = &answer
+                && classify(&error.code) == Class::Permanent
+            {
+                // Whatever failed the shared call may be another job's: this job's own call decides.
+                answer = self.calls.send_alone(&shared, owned).await;
             }
-            let Some(statuses) = response.send_status_set else {
-                return Err(Failure::Ambiguous {
-                    reason: format!(
-                        "{action} answered neither Error nor SendStatusSet{}",
-                        request_id(response.request_id.as_deref())
-                    ),
-                });
-            };
-            progress.record(&to_send, statuses);
+            match answer.map_err(|failure| with_progress(failure, &progress))? {
+                Answer::Error { error, request_id: id, .. } => {
+                    let reason = http::redact(
+                        &format!(
+                            "{action}: {}{}",
+                            error::describe(&error.code, &error.message),
+                            request_id(id.as_deref())
+                        ),
+                        &self.calls.api().secrets(),
+                    );
+                    return Err(match classify(&error.code) {
+                        Class::Retry { retry_after } if error::is_throttle(&error.code) => {
+                            Failure::Throttled { reason, retry_after }
+                        }
+                        Class::Retry { retry_after } => {
+                            Failure::Transient { reason, retry_after, progress: progress.to_value() }
+                        }
+                        Class::Permanent => Failure::Permanent { reason, progress: progress.to_value() },
+                    });
+                }
+                Answer::Statuses(statuses) => progress.record(&to_send, statuses),
+            }
         }
         outcome(&params.phone_numbers, &numbers, &progress)
     }
@@ -433,7 +454,7 @@ struct ApiResponse {
     request_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ApiError {
     code: String,
@@ -441,7 +462,7 @@ struct ApiError {
     message: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SendStatus {
     phone_number: String,

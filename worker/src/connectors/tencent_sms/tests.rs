@@ -14,9 +14,9 @@ use super::TencentSms;
 use crate::config::Config;
 use crate::connectors::{Call, Connector, Failure, Success, http};
 
-const SECRET_ID: &str = "AKIDtestSecretId0000000000000000";
-const SECRET_KEY: &str = "tEsTsEcReTkEy-do-not-leak-0123456";
-const APP_ID: &str = "1400000000";
+pub(super) const SECRET_ID: &str = "AKIDtestSecretId0000000000000000";
+pub(super) const SECRET_KEY: &str = "tEsTsEcReTkEy-do-not-leak-0123456";
+pub(super) const APP_ID: &str = "1400000000";
 
 fn config_text(endpoint: &str, extra: &str) -> String {
     format!(
@@ -25,7 +25,7 @@ fn config_text(endpoint: &str, extra: &str) -> String {
     )
 }
 
-fn connector_with(endpoint: &str, extra: &str) -> TencentSms {
+pub(super) fn connector_with(endpoint: &str, extra: &str) -> TencentSms {
     let config = Config::parse(&config_text(endpoint, extra), &|_| None).unwrap();
     TencentSms::new(config.get("tencent_sms", "default").unwrap(), http::client()).unwrap()
 }
@@ -34,7 +34,7 @@ fn connector(server: &MockServer) -> TencentSms {
     connector_with(&format!("{}/", server.uri()), &format!("sdk_app_id = \"{APP_ID}\""))
 }
 
-fn params(numbers: &[&str]) -> Value {
+pub(super) fn params(numbers: &[&str]) -> Value {
     json!({
         "phone_numbers": numbers,
         "sign_name": "Yizhan",
@@ -43,7 +43,7 @@ fn params(numbers: &[&str]) -> Value {
     })
 }
 
-async fn run(connector: &TencentSms, params: &Value, progress: Option<&Value>) -> Result<Success, Failure> {
+pub(super) async fn run(connector: &TencentSms, params: &Value, progress: Option<&Value>) -> Result<Success, Failure> {
     let call = Call {
         job_id: uuid::Uuid::nil(),
         action: yizhan_schemas::find_action("tencent_sms", "send_sms").unwrap(),
@@ -98,7 +98,7 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn expected_authorization(host: &str, timestamp: i64, body: &[u8]) -> String {
+pub(super) fn expected_authorization(host: &str, timestamp: i64, body: &[u8]) -> String {
     let canonical_request =
         format!("POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{}", sha256_hex(body));
     let date = chrono::DateTime::from_timestamp(timestamp, 0).unwrap().format("%Y-%m-%d").to_string();
@@ -521,9 +521,10 @@ fn defaults_apply() {
     let config = Config::parse(&text, &|_| None).unwrap();
     let sms =
         TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap();
-    assert_eq!(sms.url.as_str(), "https://sms.tencentcloudapi.com/");
-    assert_eq!(sms.host, "sms.tencentcloudapi.com");
-    assert_eq!(sms.region, "ap-guangzhou");
+    let api = sms.calls.api();
+    assert_eq!(api.url.as_str(), "https://sms.tencentcloudapi.com/");
+    assert_eq!(api.host, "sms.tencentcloudapi.com");
+    assert_eq!(api.region, "ap-guangzhou");
     assert_eq!(sms.sdk_app_id, None);
 }
 
