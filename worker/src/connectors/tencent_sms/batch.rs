@@ -6,7 +6,9 @@
 //!
 //! * while the lane has fewer than [`CALLS_PER_LANE`] calls in flight, a job's numbers go out at
 //!   once, so a lone job (a verification code) waits for nothing;
-//! * otherwise they wait for the next call of the lane, which takes every waiting job that fits.
+//! * otherwise they wait for the next call of the lane, which takes every waiting job that fits;
+//! * unless a full call's worth (200 numbers) waits: that goes out at once, so a slow provider never
+//!   caps a lane at [`CALLS_PER_LANE`] calls per round trip.
 //!
 //! Batches form only when calls are already busy, the way a database groups commits: no timer,
 //! no added latency. A call never holds the same number twice (a second job for a number waits for
@@ -36,7 +38,8 @@ pub struct Shared {
     pub session_context: Option<String>,
     pub extend_code: Option<String>,
     pub sender_id: Option<String>,
-    /// The provider refuses a call mixing Chinese mainland and international numbers.
+    /// The provider refuses a call mixing Chinese mainland and international numbers. (A job
+    /// that mixes them itself is refused, shares or not, and is then sent alone.)
     pub mainland: bool,
 }
 
@@ -58,9 +61,21 @@ struct Waiting {
 struct Lane {
     calls: usize,
     waiting: VecDeque<Waiting>,
+    /// The numbers of `waiting`, counted.
+    numbers_waiting: usize,
 }
 
 impl Lane {
+    fn push(&mut self, job: Waiting) {
+        self.numbers_waiting += job.numbers.len();
+        self.waiting.push_back(job);
+    }
+
+    /// Whether a new call should start now rather than wait for one in flight to end.
+    fn needs_call(&self) -> bool {
+        self.calls < CALLS_PER_LANE || self.numbers_waiting >= MAX_NUMBERS
+    }
+
     /// The waiting jobs that fit in one call, oldest first: at most [`MAX_NUMBERS`] numbers, none
     /// twice. The oldest always fits (a job has 1–200 distinct numbers).
     fn next_batch(&mut self) -> Vec<Waiting> {
@@ -82,6 +97,7 @@ impl Lane {
         }
         left.append(&mut self.waiting);
         self.waiting = left;
+        self.numbers_waiting -= numbers.len();
         batch
     }
 }
@@ -113,8 +129,8 @@ impl Calls {
         let start = {
             let mut lanes = self.lanes.lock().expect("lanes lock");
             let lane = lanes.entry(shared.clone()).or_default();
-            lane.waiting.push_back(Waiting { numbers, reply });
-            (lane.calls < CALLS_PER_LANE).then(|| {
+            lane.push(Waiting { numbers, reply });
+            lane.needs_call().then(|| {
                 lane.calls += 1;
                 lane.next_batch()
             })
@@ -233,13 +249,14 @@ mod tests {
     #[test]
     fn a_batch_takes_the_oldest_jobs_that_fit_and_never_a_number_twice() {
         let mut lane = Lane::default();
-        lane.waiting.push_back(waiting(&["+8613800000001"]));
-        lane.waiting.push_back(waiting(&["+8613800000001", "+8613800000002"]));
-        lane.waiting.push_back(waiting(&["+8613800000003"]));
+        lane.push(waiting(&["+8613800000001"]));
+        lane.push(waiting(&["+8613800000001", "+8613800000002"]));
+        lane.push(waiting(&["+8613800000003"]));
         let batch = lane.next_batch();
         assert_eq!(numbers_of(&batch), vec![vec!["+8613800000001"], vec!["+8613800000003"]]);
         let rest: Vec<&[String]> = lane.waiting.iter().map(|job| job.numbers.as_slice()).collect();
         assert_eq!(rest, vec![&["+8613800000001".to_string(), "+8613800000002".to_string()][..]]);
+        assert_eq!(lane.numbers_waiting, 2);
     }
 
     #[test]
@@ -247,14 +264,29 @@ mod tests {
         let mut lane = Lane::default();
         let numbers: Vec<String> = (0..300).map(|i| format!("+86139{i:08}")).collect();
         let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
-        lane.waiting.push_back(waiting(&refs[..150]));
-        lane.waiting.push_back(waiting(&refs[150..250]));
-        lane.waiting.push_back(waiting(&refs[250..300]));
+        lane.push(waiting(&refs[..150]));
+        lane.push(waiting(&refs[150..250]));
+        lane.push(waiting(&refs[250..300]));
         let first = lane.next_batch();
         assert_eq!(first.iter().map(|job| job.numbers.len()).collect::<Vec<_>>(), vec![150, 50]);
         let second = lane.next_batch();
         assert_eq!(second.iter().map(|job| job.numbers.len()).collect::<Vec<_>>(), vec![100]);
         assert!(lane.waiting.is_empty());
+        assert_eq!(lane.numbers_waiting, 0);
+    }
+
+    #[test]
+    fn a_busy_lane_starts_another_call_only_for_a_full_one() {
+        let mut lane = Lane { calls: CALLS_PER_LANE, ..Lane::default() };
+        let numbers: Vec<String> = (0..MAX_NUMBERS).map(|i| format!("+86139{i:08}")).collect();
+        let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        lane.push(waiting(&refs[..MAX_NUMBERS - 1]));
+        assert!(!lane.needs_call());
+        lane.push(waiting(&refs[MAX_NUMBERS - 1..]));
+        assert!(lane.needs_call());
+        lane.calls = CALLS_PER_LANE - 1;
+        lane.next_batch();
+        assert!(lane.needs_call(), "a lane below its calls starts one for any job");
     }
 
     #[test]

@@ -174,3 +174,27 @@ async fn a_shared_call_refused_as_a_whole_is_sent_again_alone_for_each_job() {
     alone.sort();
     assert_eq!(alone, vec![vec![number(10)], vec![number(11)], vec![number(12), POISON.to_string()]]);
 }
+
+#[tokio::test]
+async fn a_full_call_goes_out_at_once_even_when_the_lane_is_busy() {
+    let (url, cloud) = gated_cloud().await;
+    let sms = Arc::new(connector_with(&url, &format!("sdk_app_id = \"{APP_ID}\"")));
+    let first = busy_lane(&sms, &cloud).await;
+
+    let numbers: Vec<String> = (0..200).map(|i| format!("+86139{i:08}")).collect();
+    let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let full = spawn_job(&sms, params(&refs));
+    // Received while the lane's calls are still held: it did not wait for them.
+    cloud.received(CALLS_PER_LANE + 1).await;
+    assert_eq!(sms.calls.waiting(), 0);
+
+    cloud.gate.send_replace(true);
+    for job in first {
+        job.await.unwrap().unwrap();
+    }
+    let result = full.await.unwrap().unwrap().result.unwrap();
+    assert_eq!(result["numbers"].as_array().unwrap().len(), 200);
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    assert_eq!(cloud.numbers_per_request(&url)[CALLS_PER_LANE], sorted);
+}

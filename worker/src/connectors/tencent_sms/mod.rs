@@ -219,13 +219,7 @@ impl Connector for TencentSms {
                 mainland: to_send.iter().all(|n| n.starts_with("+86")),
             };
             let owned: Vec<String> = to_send.iter().map(|n| n.to_string()).collect();
-            // Numbers of both kinds in one job fail on their own, as the provider answers them.
-            let mixed = !shared.mainland && to_send.iter().any(|n| n.starts_with("+86"));
-            let mut answer = if mixed {
-                self.calls.send_alone(&shared, owned.clone()).await
-            } else {
-                self.calls.send(shared.clone(), owned.clone()).await
-            };
+            let mut answer = self.calls.send(shared.clone(), owned.clone()).await;
             if let Ok(Answer::Error { error, shared_with_others: true, .. }) = &answer
                 && classify(&error.code) == Class::Permanent
             {
