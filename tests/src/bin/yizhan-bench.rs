@@ -1,7 +1,7 @@
 //! `yizhan-bench`: yizhan's speed next to the broker's own ceiling, measured in one run.
 //!
 //! ```sh
-//! cargo build --release --workspace --bins && target/release/yizhan-bench [--jobs 20000]
+//! cargo build --release --workspace --bins && target/release/yizhan-bench [--jobs 100000]
 //! ```
 //! Prints: the raw broker ceiling (lapin publishing with confirms while consuming with acks, same
 //! message size, quorum queue, no work); yizhan end to end (N `tencent_sms` jobs submitted,
@@ -92,7 +92,7 @@ fn now_us() -> u128 {
 #[tokio::main]
 async fn main() {
     yizhan_broker::install_crypto_provider();
-    let jobs = arg("--jobs", 20_000);
+    let jobs = arg("--jobs", 100_000);
     println!("yizhan-bench: {jobs} jobs, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
 
     if !std::env::args().any(|a| a == "--only-rate-limit") {
