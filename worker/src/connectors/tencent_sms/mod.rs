@@ -26,6 +26,11 @@
 //!   `{"numbers": [{"phone_number", "code", "message", "serial_no", "fee"}, ...]}`, one entry per number
 //!   of the job in params order;
 //! * else → [`Failure::Permanent`] `all numbers failed: +86…: Code (message); …`.
+//!
+//! # Shared calls
+//!
+//! Jobs that differ only in their numbers may go out in one `SendSms` call (see `batch.rs`); each
+//! still gets only its own numbers' statuses, so everything above holds per job.
 
 mod batch;
 #[cfg(test)]
