@@ -190,7 +190,7 @@ impl Calls {
         let body = serde_json::to_vec(&request).expect("a struct of strings serialises");
         let response = self.api.send(&body).await;
         let shared_with_others = batch.len() > 1;
-        let mut replies: Vec<Result<Answer, Failure>> = match response {
+        let replies: Vec<Result<Answer, Failure>> = match response {
             Err(failure) => batch.iter().map(|_| Err(failure.clone())).collect(),
             Ok(response) => match (response.error, response.send_status_set) {
                 (Some(error), _) => batch
@@ -210,7 +210,7 @@ impl Calls {
                 }
             },
         };
-        for (job, reply) in batch.into_iter().zip(replies.drain(..)) {
+        for (job, reply) in batch.into_iter().zip(replies) {
             // A job that stopped waiting (its worker shutting down) finds its statuses in no record;
             // its claim's lease tells the next delivery that the outcome is unknown.
             let _ = job.reply.send(reply);
