@@ -155,3 +155,36 @@ async fn a_200_number_job_retries_only_the_retryable_numbers() {
     assert!(codes.iter().all(|n| n["phone_number"].is_string()));
     h.cleanup().await;
 }
+
+/// A campaign's jobs share `SendSms` calls: while the provider holds the first two calls (500 ms),
+/// the other jobs wait and go out together. Each job still records its own number's status, and
+/// every number gets exactly one SMS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_shares_calls_and_each_job_records_its_own_number() {
+    let h = Harness::start("sms-shared", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let sandbox = h.sandbox();
+    sandbox.push_fault(Fault::delay(Provider::Tencent, Duration::from_millis(500)).times(2)).unwrap();
+    let jobs: Vec<_> = (0..100).map(|i| sms_job(&[&number(i)], None)).collect();
+    let worker = h.spawn_worker(&["--concurrency", "128"]).await;
+    let ids = h.submit(&jobs).await;
+    sandbox.wait_for_sms(100, WAIT).await.unwrap();
+    yizhan_tests::eventually("all 100 jobs succeeded", WAIT, || async { worker.jobs_total("succeeded").await == 100 })
+        .await;
+
+    let calls = sandbox.requests_for(Provider::Tencent).len();
+    assert!(calls <= 10, "100 jobs of one campaign took {calls} calls");
+    let serials: HashMap<String, String> = sandbox.sent_sms().into_iter().map(|s| (s.phone, s.serial_no)).collect();
+    assert_eq!(serials.len(), 100, "one SMS per number");
+    let store = h.store().await;
+    for (i, id) in ids.iter().enumerate() {
+        let status = store.status(*id).await.unwrap().unwrap();
+        let numbers = status.result.unwrap()["numbers"].as_array().unwrap().clone();
+        assert_eq!(numbers.len(), 1, "job {i} records only its own number");
+        assert_eq!(numbers[0]["phone_number"], number(i));
+        assert_eq!(numbers[0]["code"], "Ok");
+        assert_eq!(numbers[0]["serial_no"], serials[&number(i)], "job {i} has its own number's serial");
+    }
+    assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejected());
+    drop(worker);
+    h.cleanup().await;
+}
