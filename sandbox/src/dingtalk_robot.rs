@@ -1,4 +1,4 @@
-//! Fake DingTalk custom robot webhook (providers.md §4): `POST /robot/send?access_token=`.
+//! Fake DingTalk custom robot webhook (docs/providers/dingtalk.md): `POST /robot/send?access_token=`.
 //!
 //! Every answer is HTTP 200 `{"errcode":N,"errmsg":"..."}`:
 //!
@@ -112,6 +112,7 @@ fn deliver(state: &SandboxState, request: &Captured, facts: &RequestFacts) -> Re
     if let Some(limit) = state.config().dingtalk_messages_per_minute
         && !state.throttle(Provider::DingtalkRobot, token, limit, Duration::from_secs(60))
     {
+        // docs/providers/dingtalk.md#rate-limit
         return refuse(130101, "send too fast, exceed 20 times per minute");
     }
     state.record_robot_message(RobotMessage {
@@ -123,6 +124,7 @@ fn deliver(state: &SandboxState, request: &Captured, facts: &RequestFacts) -> Re
     Ok(())
 }
 
+// docs/providers/dingtalk.md#robot-signature
 fn check_signature(request: &Captured, secret: &str) -> Result<(), RobotError> {
     let Some(timestamp) = request.param("timestamp") else {
         return refuse(310000, "invalid timestamp");
@@ -158,6 +160,7 @@ fn strings(object: &Map<String, Value>, path: &str, fields: &[&str]) -> Result<(
     Ok(())
 }
 
+// docs/providers/dingtalk.md#messages
 fn check_action_card(card: &Map<String, Value>) -> Result<(), RobotError> {
     strings(card, "actionCard", &["title", "text"])?;
     match card.get("btns") {

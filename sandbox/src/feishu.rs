@@ -1,4 +1,4 @@
-//! Fake Feishu (providers.md §5): the custom bot webhook and a self-built app's token and contact
+//! Fake Feishu (docs/providers/feishu.md): the custom bot webhook and a self-built app's token and contact
 //! reads.
 //!
 //! Bot, `POST /open-apis/bot/v2/hook/{hook_id}`: HTTP 200 `{"code":N,"msg":"..."}` (success also
@@ -135,12 +135,14 @@ fn deliver(state: &SandboxState, request: &Captured, hook_id: &str, facts: &Requ
     let Some(hook) = state.config().feishu_hooks.iter().find(|h| h.credential == hook_id) else {
         return refuse(19001, "param invalid: incoming webhook access token invalid");
     };
+    // docs/providers/feishu.md#bot-webhook (20 KB)
     if request.method != Method::POST || request.oversized || request.body.len() > MAX_BODY_BYTES {
         return refuse(9499, "Bad Request");
     }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
         return refuse(9499, "Bad Request");
     };
+    // docs/providers/feishu.md#bot-signature
     if let Some(secret) = &hook.secret {
         let timestamp = match body.get("timestamp") {
             Some(Value::String(s)) => s.clone(),
@@ -154,6 +156,7 @@ fn deliver(state: &SandboxState, request: &Captured, hook_id: &str, facts: &Requ
             return refuse(19021, "sign match fail or timestamp is not within one hour from current time");
         }
     }
+    // docs/providers/feishu.md#bot-messages
     let msg_type = body.get("msg_type").and_then(Value::as_str).unwrap_or_default();
     let content = body.get("content").and_then(Value::as_object);
     let text = |field: &str| content.and_then(|c| c.get(field)).and_then(Value::as_str).is_some_and(|s| !s.is_empty());

@@ -1,4 +1,4 @@
-//! Fake Juzibot hub API (providers.md §8, seed 003). Every call needs the `token` query parameter.
+//! Fake Juzibot hub API (docs/providers/juzibot.md). Every call needs the `token` query parameter.
 //! Answers are HTTP 200 `{"errcode":N,"errmsg":"..."}` (no official code table exists; these are
 //! the sandbox's):
 //!
@@ -74,6 +74,7 @@ async fn serve(state: SandboxState, request: Request, method: Method, handle: Ha
     state.after_processing(&facts, Json(body).into_response()).await
 }
 
+// docs/providers/juzibot.md#auth
 fn authorize(state: &SandboxState, request: &Captured, method: &Method) -> Result<(), JuziError> {
     match request.param("token") {
         Some(token) if state.config().juzibot_tokens.iter().any(|t| t == token) => {}
@@ -134,6 +135,7 @@ pub(crate) async fn list_channels(State(state): State<SandboxState>, request: Re
 }
 
 /// `POST /api/v1/contactWay/add?token=` with WeCom's `add_contact_way` body.
+// docs/providers/juzibot.md#endpoints (limits unconfirmed: no public official source)
 pub(crate) async fn add_contact_way(State(state): State<SandboxState>, request: Request) -> Response {
     serve(state, request, Method::POST, |state, request, facts| {
         let body = json_body(request)?;

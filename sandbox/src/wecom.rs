@@ -1,4 +1,4 @@
-//! Fake WeCom application API (providers.md §2): `gettoken` and the 48 APIs of the `wecom`
+//! Fake WeCom application API (docs/providers/wecom.md): `gettoken` and the 48 APIs of the `wecom`
 //! connector, each checking its token and its required fields from one table ([`APIS`]).
 //!
 //! Answers are HTTP 200 `{"errcode","errmsg",...}`:
@@ -162,6 +162,7 @@ pub(crate) struct WecomData {
 
 impl WecomData {
     /// Delivers an application message to `member` unless WeCom's per-member limits drop it.
+    // docs/providers/wecom.md#rate-limits (30/min, 1,000/h per member, dropped silently)
     fn deliver(&mut self, agentid: &str, member: &str, now: Instant) -> bool {
         let times = self.deliveries.entry((agentid.to_string(), member.to_string())).or_default();
         let longest = MEMBER_LIMITS.iter().map(|(_, window)| *window).max().unwrap_or_default();
@@ -263,6 +264,7 @@ async fn gettoken(State(state): State<SandboxState>, request: Request) -> Respon
     respond(&state, &facts, result).await
 }
 
+// docs/providers/wecom.md#access-token
 fn issue(
     state: &SandboxState,
     request: &Captured,
@@ -338,6 +340,7 @@ fn handle(
     owner: Option<(String, Area, Instant)>,
     facts: &RequestFacts,
 ) -> Result<Map<String, Value>, Refusal> {
+    // docs/providers/wecom.md#access-token
     if token.is_empty() {
         return refuse(41001, "access_token missing");
     }
@@ -383,6 +386,7 @@ fn handle(
     }
     let mut answer: Map<String, Value> =
         serde_json::from_str(api.answer).expect("the table's answers are JSON objects");
+    // docs/providers/wecom.md#app-messages (81013, invaliduser)
     if api.path == "/cgi-bin/message/send" {
         let touser = params.get("touser").and_then(Value::as_str).unwrap_or_default();
         let (valid, invalid): (Vec<&str>, Vec<&str>) =

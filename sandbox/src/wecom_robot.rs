@@ -1,4 +1,4 @@
-//! Fake WeCom group robot webhook (providers.md §3): `send` and `upload_media`.
+//! Fake WeCom group robot webhook (docs/providers/wecom.md#group-robot): `send` and `upload_media`.
 //!
 //! The `key` query parameter is the credential. Every answer is HTTP 200 with
 //! `{"errcode":N,"errmsg":"..."}`; the codes are WeCom's global ones:
@@ -10,7 +10,7 @@
 //! | 40035 | body is not a JSON object |
 //! | 40008 | `msgtype` missing or not one of text, markdown, image, news, file |
 //! | 44004 | text/markdown `content` missing or empty |
-//! | 40058 | a field too long (text > 2048 B, markdown > 4096 B, title > 128 B, description > 512 B), of the wrong type, or its section missing |
+//! | 40058 | text > 2048 B or markdown > 4096 B of UTF-8, a field of the wrong type, or its section missing (a news title > 128 B or description > 512 B is cut, not refused) |
 //! | 40009 | image: base64 undecodable, image > 2 MB, or `md5` ≠ MD5 of the decoded bytes |
 //! | 40004 | image not JPG/PNG; voice upload not AMR |
 //! | 45008 | news with 0 or more than 8 articles |
@@ -44,6 +44,7 @@ pub const MAX_TEXT_BYTES: usize = 2048;
 pub const MAX_MARKDOWN_BYTES: usize = 4096;
 pub const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_ARTICLES: usize = 8;
+/// Where WeCom cuts a news article's title and description (it never refuses them).
 pub const MAX_TITLE_BYTES: usize = 128;
 pub const MAX_DESCRIPTION_BYTES: usize = 512;
 pub const MIN_FILE_BYTES: usize = 5;
@@ -224,6 +225,7 @@ fn non_empty_content<'b>(body: &'b Map<String, Value>, name: &str) -> Result<&'b
     }
 }
 
+// docs/providers/wecom.md#robot-text-and-markdown
 fn check_text(body: &Map<String, Value>) -> Result<(), RobotError> {
     let content = non_empty_content(body, "text")?;
     check_len(content, MAX_TEXT_BYTES, "content")?;
@@ -244,6 +246,7 @@ fn check_markdown(body: &Map<String, Value>) -> Result<(), RobotError> {
     check_len(non_empty_content(body, "markdown")?, MAX_MARKDOWN_BYTES, "content")
 }
 
+// docs/providers/wecom.md#robot-image
 fn check_image(body: &Map<String, Value>) -> Result<(), RobotError> {
     let image = section(body, "image")?;
     let (Some(encoded), Some(md5)) = (opt_str(image, "image", "base64")?, opt_str(image, "image", "md5")?) else {
@@ -266,6 +269,7 @@ fn check_image(body: &Map<String, Value>) -> Result<(), RobotError> {
     Ok(())
 }
 
+// docs/providers/wecom.md#robot-news
 fn check_news(body: &Map<String, Value>) -> Result<(), RobotError> {
     let Some(Value::Array(articles)) = section(body, "news")?.get("articles") else {
         return refuse(40058, "invalid parameter, `news.articles` must be a list");
@@ -278,20 +282,21 @@ fn check_news(body: &Map<String, Value>) -> Result<(), RobotError> {
             return refuse(40058, "invalid parameter, each article must be an object");
         };
         let path = "news.articles[]";
-        let title = opt_str(article, path, "title")?.filter(|t| !t.is_empty());
-        let Some(title) = title else {
+        if opt_str(article, path, "title")?.is_none_or(str::is_empty) {
             return refuse(41016, "missing title");
-        };
+        }
         if opt_str(article, path, "url")?.is_none_or(str::is_empty) {
             return refuse(41010, "missing url");
         }
-        check_len(title, MAX_TITLE_BYTES, "title")?;
-        check_len(opt_str(article, path, "description")?.unwrap_or_default(), MAX_DESCRIPTION_BYTES, "description")?;
+        // A title past MAX_TITLE_BYTES or a description past MAX_DESCRIPTION_BYTES is cut by WeCom,
+        // never refused: docs/providers/wecom.md#robot-news
+        opt_str(article, path, "description")?;
         opt_str(article, path, "picurl")?;
     }
     Ok(())
 }
 
+// docs/providers/wecom.md#robot-file-and-upload
 fn check_file(state: &SandboxState, key: &str, body: &Map<String, Value>) -> Result<(), RobotError> {
     let Some(media_id) = opt_str(section(body, "file")?, "file", "media_id")?.filter(|m| !m.is_empty()) else {
         return refuse(41006, "missing media_id");

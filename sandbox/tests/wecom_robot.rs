@@ -145,6 +145,22 @@ async fn valid_image_markdown_and_news_are_delivered() {
     assert_eq!(sandbox.state().robot_messages(KEY).len(), bodies.len());
 }
 
+/// WeCom cuts a news title past 128 bytes and a description past 512 and sends the message
+/// (docs/providers/wecom.md#robot-news); only text and markdown over their limits are refused, and
+/// those limits count bytes of UTF-8, not characters.
+#[tokio::test]
+async fn long_news_fields_are_cut_not_refused_and_text_limits_count_bytes() {
+    let sandbox = start().await;
+    let article = json!({ "title": "标".repeat(60), "url": "https://example.com", "description": "述".repeat(200) });
+    let answer = robot_post(&sandbox, KEY, &json!({ "msgtype": "news", "news": { "articles": [article] } })).await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    let chinese = "汉".repeat(683);
+    assert!(chinese.chars().count() < 2048 && chinese.len() > 2048);
+    let answer = robot_post(&sandbox, KEY, &json!({ "msgtype": "text", "text": { "content": chinese } })).await;
+    assert_eq!(errcode(&answer), 40058, "{answer}");
+    assert_eq!(sandbox.state().robot_messages(KEY).len(), 1);
+}
+
 #[tokio::test]
 async fn the_21st_message_in_a_minute_is_refused() {
     let sandbox = start().await;

@@ -1,4 +1,4 @@
-//! 通讯录 contacts params (providers.md §2.7).
+//! 通讯录 contacts params (docs/providers/wecom.md#contacts).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! 客户联系 customer-contact params (providers.md §2.8). Paged reads return `next_cursor`.
+//! 客户联系 customer-contact params (docs/providers/wecom.md#customer-contact). Paged reads return `next_cursor`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! 应用消息 and 群聊会话 params (providers.md §2.4–§2.6).
+//! 应用消息 and 群聊会话 params (docs/providers/wecom.md#app-messages, #appchat).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

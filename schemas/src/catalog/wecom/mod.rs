@@ -1,9 +1,9 @@
 //! `wecom`: the WeCom (企业微信) application API (`https://qyapi.weixin.qq.com/cgi-bin/`,
-//! `?access_token=`), providers.md §2.
+//! `?access_token=`), docs/providers/wecom.md.
 //!
 //! Every entry's bucket is its path: WeCom limits calls per corp *and API* (10,000/min), so each
 //! API gets its own bucket. Which secret's token a call needs follows from its path ([`AREAS`]),
-//! so a new action needs no code. Paths providers.md does not list are the official names:
+//! so a new action needs no code. Paths beyond the common summary are the official names:
 //! `externalcontact/groupchat/statistic_group_by_day`, `externalcontact/get_moment_task`,
 //! `externalcontact/get_moment_customer_list`, `externalcontact/get_moment_send_result`,
 //! `externalcontact/get_moment_comments`.
@@ -82,7 +82,7 @@ const fn entry<T: JsonSchema>(
 }
 
 /// WeCom drops app messages past 30 a minute to one member from one app, without an error
-/// (providers.md §2); a department or tag counts as one recipient, as its members are not known
+/// (docs/providers/wecom.md#rate-limits); a department or tag counts as one recipient, as its members are not known
 /// here. Its other cap, 1,000 an hour, is not held: limits are paced, and pacing to it would space
 /// a member's messages 3.6 s apart, while 30 a minute paced reaches it only for a member messaged
 /// every two seconds for an hour.
@@ -103,7 +103,7 @@ const QUERY: Body = Body::Query { renames: &[] };
 pub(in crate::catalog) const KIND: KindSpec = KindSpec {
     name: "wecom",
     title: "企业微信应用 WeCom application API",
-    // "每企业调用单个cgi/api不可超过1万次/分" (providers.md §2.3), per bucket = per API.
+    // "每企业调用单个cgi/api不可超过1万次/分" (docs/providers/wecom.md#rate-limits), per bucket = per API.
     default_rate_limit: "10000/min",
     actions: &[
         // 通讯录 contacts (contacts_secret)

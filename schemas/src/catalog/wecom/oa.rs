@@ -1,4 +1,4 @@
-//! 日程 calendar and schedule params (providers.md §2.9). Create and update are sent wrapped as
+//! 日程 calendar and schedule params (docs/providers/wecom.md#calendars-and-schedules). Create and update are sent wrapped as
 //! `{"calendar": {...}}` / `{"schedule": {...}}` ([`crate::Body::Wrapped`]).
 
 use schemars::JsonSchema;

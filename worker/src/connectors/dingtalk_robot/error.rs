@@ -1,4 +1,4 @@
-//! Classification of the DingTalk robot's `errcode` (providers.md §4 and §9).
+//! Classification of the DingTalk robot's `errcode` (docs/providers/dingtalk.md#error-codes).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `dingtalk_robot`: the DingTalk custom robot webhook (providers.md §4).
+//! `dingtalk_robot`: the DingTalk custom robot webhook (docs/providers/dingtalk.md).
 //!
 //! Every action is a [`Body::DingtalkMessage`] entry: JSON `{"msgtype": M, M: params, "at": {...}}` to
 //! `{base}/robot/send?access_token=TOKEN`, plus `&timestamp=MS&sign=SIGN` when the config has a

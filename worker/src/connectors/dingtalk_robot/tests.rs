@@ -68,7 +68,7 @@ async fn only_request(server: &MockServer) -> Request {
     requests.remove(0)
 }
 
-/// The signed query of the providers.md §4 vector.
+/// The signed query of a fixed vector (docs/providers/dingtalk.md#robot-signature).
 const SIGNED_QUERY: &str = "timestamp=1700000000000&sign=zrLWzK97t62y5CpqN8Ok9UIdPvX%2BjL1PNoW8nKT5a9k%3D";
 
 fn assert_request(request: &Request, expected_body: &Value) {

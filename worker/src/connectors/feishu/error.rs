@@ -1,4 +1,4 @@
-//! Classification of Feishu OpenAPI answers (providers.md §5.2 and §9).
+//! Classification of Feishu OpenAPI answers (docs/providers/feishu.md#tenant-access-token).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `feishu`: a Feishu self-built app's contact (directory) reads (providers.md §5.2).
+//! `feishu`: a Feishu self-built app's contact (directory) reads (docs/providers/feishu.md#contact-reads).
 //!
 //! Every call carries `Authorization: Bearer <tenant_access_token>`. The token is fetched from
 //! `POST /open-apis/auth/v3/tenant_access_token/internal` and cached until 30 minutes before its

@@ -1,4 +1,4 @@
-//! Classification of the Feishu bot's answers (providers.md §5.1 and §9).
+//! Classification of the Feishu bot's answers (docs/providers/feishu.md#bot-errors).
 
 use std::time::Duration;
 

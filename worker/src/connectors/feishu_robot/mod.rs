@@ -1,4 +1,4 @@
-//! `feishu_robot`: the Feishu custom bot webhook (providers.md §5.1).
+//! `feishu_robot`: the Feishu custom bot webhook (docs/providers/feishu.md#bot-webhook).
 //!
 //! Every action is a [`Body::FeishuMessage`] entry: JSON `{"msg_type": M, "content": params}` (or,
 //! for cards, `{"msg_type": "interactive", "card": params.card}`) to `{base}/open-apis/bot/v2/hook/ID`.

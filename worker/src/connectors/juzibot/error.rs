@@ -1,4 +1,4 @@
-//! Classification of Juzibot answers (providers.md §8 and §9): no errcode table is published, so
+//! Classification of Juzibot answers (docs/providers/juzibot.md#errors): no errcode table is published, so
 //! every non-zero `errcode` is permanent; HTTP 429 ("请求太频繁") throttles the config and 5xx are transient.
 
 use crate::connectors::Failure;

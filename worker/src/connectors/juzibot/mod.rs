@@ -1,4 +1,4 @@
-//! `juzibot`: the Juzibot hub API (providers.md §8, seed 003).
+//! `juzibot`: the Juzibot hub API (docs/providers/juzibot.md).
 //!
 //! Every call carries the config's `token` as a query parameter. [`Body::Query`] actions send their
 //! params as query parameters, [`Body::Params`] ones as the JSON body. `errcode` 0 is success and the

@@ -1,4 +1,4 @@
-//! Classification of WeCom answers (providers.md §2.2 and §9).
+//! Classification of WeCom answers (docs/providers/wecom.md#error-codes).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `wecom`: the WeCom application API (providers.md §2), all 48 catalog actions interpreted from
+//! `wecom`: the WeCom application API (docs/providers/wecom.md), all 48 catalog actions interpreted from
 //! their entries.
 //!
 //! * The secret of a call follows from its path ([`wecom_area`]); each secret has its own cached

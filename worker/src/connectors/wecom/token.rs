@@ -2,7 +2,7 @@
 //!
 //! Each secret has a [`TokenSlot`]: an async mutex around the cached token, held across the
 //! `gettoken` request, so every job needing the token meanwhile waits for that one request instead
-//! of starting its own (WeCom throttles `gettoken`, providers.md §2.1).
+//! of starting its own (WeCom throttles `gettoken`, docs/providers/wecom.md#access-token).
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Classification of the robot webhook's `errcode` (providers.md §3 and §9).
+//! Classification of the robot webhook's `errcode` (docs/providers/wecom.md#group-robot).
 
 use std::time::Duration;
 
