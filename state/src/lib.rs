@@ -9,6 +9,7 @@
 //! Unix epoch) so that leases are testable without sleeping; fleet clocks must agree to well within
 //! the lease.
 
+mod parking;
 mod redis_store;
 mod sqlite;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 

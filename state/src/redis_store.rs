@@ -184,6 +184,11 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to `url` (`redis://[[user]:password@]host:port/db`) and checks it with a PING, so
     /// that a wrong address or password fails here. No error or debug text carries the password.
+    /// A handle on the store's connection, for the parking lot beside it.
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     pub async fn open(url: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
         let redacted = redact_url(url);
         let secrets = secrets_of(url);
