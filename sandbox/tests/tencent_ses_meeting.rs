@@ -49,9 +49,13 @@ async fn identities_round_trip_create_get_update_list_delete() {
     assert_eq!(error_code(&gone), Some("InvalidParameterValue.NotExistDomain"));
 }
 
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 fn mail() -> Value {
     json!({"FromEmailAddress": format!("Yizhan <noreply@{DEFAULT_SES_DOMAIN}>"), "Destination": ["a@example.com"],
-           "Subject": "Hi", "Simple": {"Html": "<b>hi</b>"},
+           "Subject": "Hi", "Simple": {"Html": b64("<b>hi</b>"), "Text": b64("hi")},
            "Attachments": [{"FileName": "a.txt", "Content": base64::engine::general_purpose::STANDARD.encode("hello")}]})
 }
 
@@ -66,6 +70,8 @@ async fn send_email_is_checked_and_recorded() {
     assert_eq!(sent[0].destination, ["a@example.com"]);
     assert_eq!(sent[0].attachments, [("a.txt".to_string(), 5)]);
     assert_eq!(sent[0].region, "ap-hongkong");
+    // docs/providers/tencent-cloud.md#sendemail: sent base64, recorded as the sender wrote them.
+    assert_eq!((sent[0].html.as_deref(), sent[0].text.as_deref()), (Some("<b>hi</b>"), Some("hi")));
 
     let cases: Vec<(Value, &str)> = vec![
         (json!({"Destination": ["a@example.com"], "Subject": "s", "Simple": {"Text": "t"}}), "MissingParameter"),
@@ -116,6 +122,39 @@ async fn send_email_is_checked_and_recorded() {
                 m
             },
             "UnknownParameter",
+        ),
+        // Raw HTML or text, as a client forgetting the base64 would send them.
+        (
+            {
+                let mut m = mail();
+                m["Simple"] = json!({"Html": "<b>hi</b>"});
+                m
+            },
+            "InvalidParameterValue.EmailContentIsWrong",
+        ),
+        (
+            {
+                let mut m = mail();
+                m["Simple"] = json!({"Text": "plain words"});
+                m
+            },
+            "InvalidParameterValue.EmailContentIsWrong",
+        ),
+        (
+            {
+                let mut m = mail();
+                m["Attachments"] = json!([{"FileName": "a.txt", "Content": "not base64!"}]);
+                m
+            },
+            "InvalidParameterValue.AttachContentIsWrong",
+        ),
+        (
+            {
+                let mut m = mail();
+                m["Cc"] = json!(vec!["c@example.com"; 21]);
+                m
+            },
+            "FailedOperation.TooManyRecipients",
         ),
     ];
     for (body, code) in cases {

@@ -8,6 +8,8 @@ use yizhan_state::StateStore;
 use yizhan_tests::{Harness, Store, eventually, job};
 
 const WAIT: Duration = Duration::from_secs(60);
+const HTML: &str = "<html><body><p>您好 <b>Li</b> &amp; welcome</p></body></html>";
+const TEXT: &str = "Line one\nLine two: 你好";
 
 fn config() -> String {
     let (app_id, sdk_id, secret_id, secret_key) = DEFAULT_MEETING_APP;
@@ -54,14 +56,39 @@ async fn ses_send_and_identity_read_are_executed_and_stored() {
                        "template": {"template_id": 42, "template_data": {"name": "Li"}}}),
             ),
             job("tencent_ses", "mail", "get_email_identity", json!({"email_identity": DEFAULT_SES_DOMAIN})),
+            job(
+                "tencent_ses",
+                "mail",
+                "send_email",
+                json!({"from_email_address": format!("noreply@{DEFAULT_SES_DOMAIN}"),
+                       "destination": ["html@example.com"], "subject": "HTML",
+                       "html": HTML, "text": "价格 = 100€"}),
+            ),
+            job(
+                "tencent_ses",
+                "mail",
+                "send_email",
+                json!({"from_email_address": format!("noreply@{DEFAULT_SES_DOMAIN}"),
+                       "destination": ["text@example.com"], "subject": "Text", "text": TEXT}),
+            ),
         ])
         .await;
     let store = h.store().await;
     let receipt = result_of(&store, ids[0]).await;
+    for id in &ids[2..] {
+        result_of(&store, *id).await;
+    }
     let sent = h.sandbox().sent_emails();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(receipt["MessageId"].as_str(), Some(sent[0].message_id.as_str()));
-    assert_eq!(sent[0].template_data.as_deref(), Some(r#"{"name":"Li"}"#));
+    assert_eq!(sent.len(), 3);
+    let to = |address: &str| sent.iter().find(|m| m.destination == [address]).unwrap().clone();
+    let template = to("user@example.com");
+    assert_eq!(receipt["MessageId"].as_str(), Some(template.message_id.as_str()));
+    assert_eq!(template.template_data.as_deref(), Some(r#"{"name":"Li"}"#));
+    // docs/providers/tencent-cloud.md#sendemail: the bodies travel base64; SES gets what was written.
+    let html = to("html@example.com");
+    assert_eq!((html.html.as_deref(), html.text.as_deref()), (Some(HTML), Some("价格 = 100€")));
+    let text = to("text@example.com");
+    assert_eq!((text.html.as_deref(), text.text.as_deref()), (None, Some(TEXT)));
     let identity = result_of(&store, ids[1]).await;
     assert_eq!(identity["IdentityType"], "DOMAIN");
     assert_eq!(identity["VerifiedForSendingStatus"], true);

@@ -1,4 +1,5 @@
-//! SES, version 2020-10-02 (providers.md §1.8): sending domains (identities) and `SendEmail`.
+//! SES, version 2020-10-02 (docs/providers/tencent-cloud.md#ses): sending domains (identities) and
+//! `SendEmail`.
 //!
 //! Identities are kept per sandbox (not per account); the configured `ses_domains` exist verified
 //! from the start. `CreateEmailIdentity` adds an unverified one, `UpdateEmailIdentity` (请求验证)
@@ -15,12 +16,18 @@ use super::{ActionContext, ApiError};
 use crate::faults::{FaultEffect, Stage};
 use crate::state::SandboxState;
 
-/// `Destination` may hold at most this many addresses.
+/// docs/providers/tencent-cloud.md#sendemail: `Destination` holds at most 50 addresses.
 pub const MAX_DESTINATIONS: usize = 50;
-/// At most this many domains per account.
+/// docs/providers/tencent-cloud.md#sendemail: `Cc` and `Bcc` hold at most 20 addresses each.
+pub const MAX_COPIES: usize = 20;
+/// docs/providers/tencent-cloud.md#identities: at most 10 sending domains per account
+/// (`OperationDenied.ExceedDomainLimit` beyond).
 pub const MAX_DOMAINS: usize = 10;
+/// docs/providers/tencent-cloud.md#sendemail: at most 10 attachments, 4 MB in all, names ≤ 255.
 const MAX_ATTACHMENTS: usize = 10;
 const MAX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024;
+const MAX_FILE_NAME: usize = 255;
+/// docs/providers/tencent-cloud.md#sendemail: `TemplateData` ≤ 800 bytes.
 const MAX_TEMPLATE_DATA: usize = 800;
 
 /// One mail the fake SES accepted.
@@ -31,7 +38,11 @@ pub struct SentEmail {
     pub destination: Vec<String>,
     pub subject: String,
     pub reply_to: Option<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    /// `Simple.Html`, base64-decoded: the HTML as its sender wrote it.
     pub html: Option<String>,
+    /// `Simple.Text`, base64-decoded.
     pub text: Option<String>,
     pub template_id: Option<u64>,
     /// `TemplateData` as sent: a JSON string.
@@ -165,6 +176,7 @@ fn not_exist(domain: &str) -> ApiError {
 
 /// `CreateEmailIdentity`.
 pub(crate) fn create_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    // docs/providers/tencent-cloud.md#identities: CreateEmailIdentity's fields.
     let body = parse(body, &["EmailIdentity", "DKIMOption", "TagList"])?;
     let domain = required(&body, "EmailIdentity")?;
     if !valid_domain(&domain) {
@@ -173,6 +185,7 @@ pub(crate) fn create_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Res
             format!("`{domain}` is not a valid domain."),
         ));
     }
+    // docs/providers/tencent-cloud.md#identities: DKIMOption 0 (1024-bit) or 1 (2048-bit).
     if body.get("DKIMOption").is_some_and(|o| !matches!(o.as_u64(), Some(0 | 1))) {
         return Err(wrong_type("DKIMOption"));
     }
@@ -200,7 +213,8 @@ pub(crate) fn get_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result
 
 /// `UpdateEmailIdentity` (请求验证): the sandbox finds the DNS records right.
 pub(crate) fn update_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let body = parse(body, &["EmailIdentity"])?;
+    // docs/providers/tencent-cloud.md#identities: UpdateEmailIdentity's fields.
+    let body = parse(body, &["EmailIdentity", "NewAPI", "DKIMOption"])?;
     let domain = required(&body, "EmailIdentity")?;
     injected(ctx)?;
     ctx.state.ses(|d| match d.identities.get_mut(&domain) {
@@ -223,7 +237,16 @@ pub(crate) fn delete_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Res
 
 /// `ListEmailIdentities`.
 pub(crate) fn list_email_identities(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    parse(body, &["TagList"])?;
+    // docs/providers/tencent-cloud.md#identities: ListEmailIdentities' fields (Limit ≤ 100).
+    let body = parse(body, &["TagList", "Limit", "Offset"])?;
+    for name in ["Limit", "Offset"] {
+        if body.get(name).is_some_and(|v| v.as_u64().is_none()) {
+            return Err(wrong_type(name));
+        }
+    }
+    if body.get("Limit").and_then(Value::as_u64).is_some_and(|limit| limit > 100) {
+        return Err(ApiError::new("FailedOperation.InvalidLimit", "Limit is at most 100."));
+    }
     injected(ctx)?;
     let identities: Vec<Value> = ctx
         .state
@@ -238,6 +261,7 @@ pub(crate) fn list_email_identities(ctx: &ActionContext<'_>, body: &[u8]) -> Res
     answer.insert("EmailIdentities".into(), Value::Array(identities));
     answer.insert("MaxReputationLevel".into(), json!(1));
     answer.insert("MaxDailyQuota".into(), json!(500));
+    answer.insert("Total".into(), json!(answer["EmailIdentities"].as_array().map_or(0, Vec::len)));
     Ok(answer)
 }
 
@@ -250,48 +274,86 @@ fn sender_address(from: &str) -> Option<&str> {
     }
 }
 
+/// docs/providers/tencent-cloud.md#sendemail: every request field SendEmail knows.
+const SEND_EMAIL_FIELDS: &[&str] = &[
+    "FromEmailAddress",
+    "Destination",
+    "Subject",
+    "ReplyToAddresses",
+    "Cc",
+    "Bcc",
+    "Template",
+    "Simple",
+    "Attachments",
+    "Unsubscribe",
+    "TriggerType",
+    "SmtpMessageId",
+    "SmtpHeaders",
+    "HeaderFrom",
+];
+
+fn address_list(body: &Map<String, Value>, name: &str) -> Result<Vec<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| wrong_type(name))).collect()
+        }
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+/// docs/providers/tencent-cloud.md#sendemail: `Simple.Html` and `Simple.Text` are base64 (of UTF-8
+/// here); anything else is `InvalidParameterValue.EmailContentIsWrong`. Returns the decoded text.
+fn simple_part(simple: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(encoded) = string(simple, name)? else {
+        return Ok(None);
+    };
+    let wrong = || {
+        ApiError::new(
+            "InvalidParameterValue.EmailContentIsWrong",
+            format!("Simple.{name} is not base64-encoded content; encode the TEXT/HTML with base64."),
+        )
+    };
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()).map_err(|_| wrong())?;
+    String::from_utf8(bytes).map(Some).map_err(|_| wrong())
+}
+
 /// `SendEmail`.
 pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let body = parse(
-        body,
-        &[
-            "FromEmailAddress",
-            "Destination",
-            "Subject",
-            "ReplyToAddresses",
-            "Cc",
-            "Bcc",
-            "Template",
-            "Simple",
-            "Attachments",
-            "Unsubscribe",
-            "TriggerType",
-        ],
-    )?;
+    let body = parse(body, SEND_EMAIL_FIELDS)?;
     let from = required(&body, "FromEmailAddress")?;
-    let destination: Vec<String> = match body.get("Destination") {
-        None | Some(Value::Null) => return Err(ApiError::missing("Destination")),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| wrong_type("Destination")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(wrong_type("Destination")),
-    };
+    let destination = address_list(&body, "Destination")?;
+    let cc = address_list(&body, "Cc")?;
+    let bcc = address_list(&body, "Bcc")?;
     let subject = required(&body, "Subject")?;
     let reply_to = string(&body, "ReplyToAddresses")?;
+    for name in ["Unsubscribe", "SmtpMessageId", "SmtpHeaders", "HeaderFrom"] {
+        string(&body, name)?;
+    }
+    // docs/providers/tencent-cloud.md#sendemail: TriggerType 0 (bulk, the default) or 1 (triggered).
+    if body.get("TriggerType").is_some_and(|t| !matches!(t.as_u64(), Some(0 | 1))) {
+        return Err(wrong_type("TriggerType"));
+    }
 
+    // docs/providers/tencent-cloud.md#sendemail: `Alias <address>`, the alias without a colon.
     let sender = sender_address(&from).filter(|a| valid_address(a)).ok_or_else(|| {
         ApiError::new("FailedOperation.IncorrectSender", format!("The sender `{from}` is not a valid address."))
     })?;
-    if destination.is_empty() {
+    // docs/providers/tencent-cloud.md#sendemail: at least one of Destination, Cc and Bcc.
+    if destination.is_empty() && cc.is_empty() && bcc.is_empty() {
         return Err(ApiError::missing("Destination"));
     }
     if destination.len() > MAX_DESTINATIONS {
         return Err(ApiError::new("FailedOperation.TooManyRecipients", "At most 50 recipients per mail."));
     }
-    if let Some(bad) = destination.iter().chain(reply_to.iter()).find(|a| !valid_address(a)) {
+    if cc.len() > MAX_COPIES || bcc.len() > MAX_COPIES {
+        return Err(ApiError::new("FailedOperation.TooManyRecipients", "At most 20 Cc and 20 Bcc addresses."));
+    }
+    let mut addresses = destination.iter().chain(&cc).chain(&bcc).chain(reply_to.iter());
+    if let Some(bad) = addresses.find(|a| !valid_address(a)) {
         return Err(ApiError::new("FailedOperation.IncorrectEmail", format!("`{bad}` is not a valid address.")));
     }
+    // docs/providers/tencent-cloud.md#sendemail: Subject is 1 to 100 characters.
     if subject.chars().count() > 100 {
         return Err(ApiError::new("InvalidParameterValue.SubjectLengthError", "Subject must be 1 to 100 characters."));
     }
@@ -299,10 +361,17 @@ pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Str
     let (template_id, template_data) = match body.get("Template") {
         None | Some(Value::Null) => (None, None),
         Some(Value::Object(template)) => {
+            if let Some(unknown) = template.keys().find(|k| !["TemplateID", "TemplateData"].contains(&k.as_str())) {
+                return Err(ApiError::new(
+                    "UnknownParameter",
+                    format!("The parameter `Template.{unknown}` is not recognized."),
+                ));
+            }
             let id = template
                 .get("TemplateID")
                 .and_then(Value::as_u64)
                 .ok_or_else(|| ApiError::missing("Template.TemplateID"))?;
+            // docs/providers/tencent-cloud.md#sendemail: TemplateData is a JSON object as a string.
             let data = match template.get("TemplateData") {
                 Some(Value::String(s)) => s.clone(),
                 None => return Err(ApiError::missing("Template.TemplateData")),
@@ -329,10 +398,19 @@ pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Str
     };
     let (html, text) = match body.get("Simple") {
         None | Some(Value::Null) => (None, None),
-        Some(Value::Object(simple)) => (string(simple, "Html")?, string(simple, "Text")?),
+        Some(Value::Object(simple)) => {
+            if let Some(unknown) = simple.keys().find(|k| !["Html", "Text"].contains(&k.as_str())) {
+                return Err(ApiError::new(
+                    "UnknownParameter",
+                    format!("The parameter `Simple.{unknown}` is not recognized."),
+                ));
+            }
+            (simple_part(simple, "Html")?, simple_part(simple, "Text")?)
+        }
         Some(_) => return Err(wrong_type("Simple")),
     };
     let simple = html.as_deref().is_some_and(|s| !s.is_empty()) || text.as_deref().is_some_and(|s| !s.is_empty());
+    // docs/providers/tencent-cloud.md#sendemail: Template or Simple content, one of the two.
     match (simple, template_id.is_some()) {
         (false, false) => {
             return Err(ApiError::new("FailedOperation.MissingEmailContent", "Give Template or Simple content."));
@@ -351,20 +429,28 @@ pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Str
     }
     let mut files = Vec::new();
     for attachment in &attachments {
-        let name = attachment.get("FileName").and_then(Value::as_str).filter(|n| !n.is_empty() && n.len() <= 255);
+        let name = attachment.get("FileName").and_then(Value::as_str).filter(|n| !n.is_empty());
         let content = attachment.get("Content").and_then(Value::as_str);
         let (Some(name), Some(content)) = (name, content) else {
-            return Err(ApiError::new("InvalidParameterValue", "Each attachment needs FileName (≤ 255) and Content."));
+            return Err(ApiError::missing("Attachments.FileName and Attachments.Content"));
         };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(content)
-            .map_err(|_| ApiError::new("InvalidParameterValue", format!("The Content of `{name}` is not base64.")))?;
+        if name.chars().count() > MAX_FILE_NAME {
+            return Err(ApiError::new("FailedOperation.InvalidAttachName", "FileName is at most 255 characters."));
+        }
+        // docs/providers/tencent-cloud.md#sendemail: Content is base64.
+        let bytes = base64::engine::general_purpose::STANDARD.decode(content).map_err(|_| {
+            ApiError::new(
+                "InvalidParameterValue.AttachContentIsWrong",
+                format!("The Content of `{name}` is not base64."),
+            )
+        })?;
         files.push((name.to_string(), bytes.len()));
     }
     if files.iter().map(|(_, size)| size).sum::<usize>() > MAX_ATTACHMENT_BYTES {
         return Err(ApiError::new("FailedOperation.AttachContentToolarge", "Attachments exceed 4 MB."));
     }
 
+    // docs/providers/tencent-cloud.md#identities: only a verified domain sends.
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
     if ctx.state.ses(|d| d.identities.get(&domain).copied()) != Some(true) {
         return Err(ApiError::new(
@@ -381,6 +467,8 @@ pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Str
         destination,
         subject,
         reply_to,
+        cc,
+        bcc,
         html,
         text,
         template_id,

@@ -2,15 +2,18 @@
 //! TC3 signer SMS uses.
 //!
 //! Identity actions send their params with PascalCase names (`email_identity` → `EmailIdentity`);
-//! `send_email` maps `html`/`text` to `Simple`, `template` to `Template` (its data as the JSON
-//! string `TemplateData`) and `attachments` to `Attachments` (`FileName`, `Content`). The result
-//! is the `Response` object as Tencent answered it (`RequestId` included).
+//! `send_email` maps `html`/`text` to `Simple` (base64-encoded, as the API requires),
+//! `template` to `Template` (its data as the JSON string `TemplateData`) and `attachments` to
+//! `Attachments` (`FileName`, `Content`). The result is the `Response` object as Tencent answered
+//! it (`RequestId` included). Wire details: docs/providers/tencent-cloud.md#ses.
 
 pub mod config;
 pub mod error;
 #[cfg(test)]
 mod tests;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use serde::Deserialize;
@@ -152,7 +155,7 @@ fn pascal_case(params: &Value) -> Result<Value, Failure> {
     Ok(Value::Object(out))
 }
 
-/// The `SendEmail` request of providers.md §1.8.
+/// The `SendEmail` request (docs/providers/tencent-cloud.md#sendemail).
 fn send_email_body(params: &Value) -> Result<Value, Failure> {
     let params = SendEmail::deserialize(params).map_err(|e| Failure::permanent(format!("invalid params: {e}")))?;
     let simple = params.html.is_some() || params.text.is_some();
@@ -171,12 +174,14 @@ fn send_email_body(params: &Value) -> Result<Value, Failure> {
         let data = serde_json::to_string(&template.template_data).expect("a JSON map serialises");
         body.insert("Template".into(), json!({"TemplateID": template.template_id, "TemplateData": data}));
     } else {
+        // docs/providers/tencent-cloud.md#sendemail: Simple.Html and Simple.Text travel base64-encoded
+        // (UTF-8); raw content is refused with InvalidParameterValue.EmailContentIsWrong.
         let mut simple = Map::new();
         if let Some(html) = params.html {
-            simple.insert("Html".into(), json!(html));
+            simple.insert("Html".into(), json!(BASE64.encode(html)));
         }
         if let Some(text) = params.text {
-            simple.insert("Text".into(), json!(text));
+            simple.insert("Text".into(), json!(BASE64.encode(text)));
         }
         body.insert("Simple".into(), Value::Object(simple));
     }

@@ -130,18 +130,19 @@ async fn list_email_identities_sends_an_empty_object() {
 }
 
 #[tokio::test]
+/// docs/providers/tencent-cloud.md#sendemail: Simple.Html and Simple.Text go base64 (of UTF-8).
 async fn send_email_with_html_text_reply_to_and_attachments() {
     let server = MockServer::start().await;
     answer_with(&server, ok(json!({"MessageId": "qcloud-ses-1", "RequestId": "req-1"}))).await;
     let params = json!({"from_email_address": "Yizhan <noreply@mail.example.com>", "destination": ["a@example.com", "b@example.com"],
-                        "subject": "Hi", "reply_to_addresses": "ops@example.com", "html": "<b>hi</b>", "text": "hi",
+                        "subject": "Hi", "reply_to_addresses": "ops@example.com", "html": "<b>你好</b>", "text": "你好",
                         "attachments": [{"filename": "a.txt", "content_base64": "aGk="}]});
     let success = run(&connector(&server), "send_email", &params).await.unwrap();
     assert_eq!(success.result, Some(json!({"MessageId": "qcloud-ses-1", "RequestId": "req-1"})));
     assert_eq!(
         only_request(&server, "SendEmail").await,
         json!({"FromEmailAddress": "Yizhan <noreply@mail.example.com>", "Destination": ["a@example.com", "b@example.com"],
-               "Subject": "Hi", "ReplyToAddresses": "ops@example.com", "Simple": {"Html": "<b>hi</b>", "Text": "hi"},
+               "Subject": "Hi", "ReplyToAddresses": "ops@example.com", "Simple": {"Html": "PGI+5L2g5aW9PC9iPg==", "Text": "5L2g5aW9"},
                "Attachments": [{"FileName": "a.txt", "Content": "aGk="}]})
     );
 }
