@@ -21,6 +21,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 [ -x /usr/lib/postfix/sbin/master ] || missing+=(postfix)
+# pip, to install Tencent Cloud's official Python SDK below.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
   echo "services: installing ${missing[*]} from Debian packages" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -43,6 +46,16 @@ if ! port_open 5672; then
   echo "services: starting rabbitmq" >&2
   rabbitmq-server -detached >/dev/null 2>&1 || true
   rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
+fi
+
+# Tencent Cloud's official Python SDK, for sandbox/tests/tencent_official_sdk.rs (the sandbox must
+# accept the provider's own client's requests).
+if ! python3 -c 'import tencentcloud.sms.v20210111, tencentcloud.ses.v20201002' >/dev/null 2>&1; then
+  echo "services: installing tencentcloud-sdk-python-sms and -ses from PyPI" >&2
+  python3 -m pip install --quiet --disable-pip-version-check \
+    tencentcloud-sdk-python-common tencentcloud-sdk-python-sms tencentcloud-sdk-python-ses >/dev/null 2>&1 ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      tencentcloud-sdk-python-common tencentcloud-sdk-python-sms tencentcloud-sdk-python-ses
 fi
 
 wait_port redis 6379 30
