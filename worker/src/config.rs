@@ -173,6 +173,12 @@ impl Config {
     }
 }
 
+/// A duration field (`"60s"`, `"1m 30s"`, `"500ms"`); the error names the field at `at`.
+pub fn parse_duration_field(at: &str, text: &str) -> Result<std::time::Duration, ConfigError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| ConfigError::field(at, format!("not a duration such as \"60s\" or \"500ms\": {e}")))
+}
+
 fn resolve(value: &toml::Value, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<toml::Value, ConfigError> {
     Ok(match value {
         toml::Value::String(text) => {

@@ -52,9 +52,17 @@ pub enum Answer {
     Error { error: ApiError, request_id: Option<String>, shared_with_others: bool },
 }
 
+/// What a call answered for one job, and when it was made.
+#[derive(Debug)]
+pub struct Sent {
+    pub answer: Result<Answer, Failure>,
+    /// Unix milliseconds just before the request went out: where a lost answer's receipts start.
+    pub at_ms: i64,
+}
+
 struct Waiting {
     numbers: Vec<String>,
-    reply: oneshot::Sender<Result<Answer, Failure>>,
+    reply: oneshot::Sender<Sent>,
 }
 
 #[derive(Default)]
@@ -124,8 +132,9 @@ impl Calls {
     }
 
     /// Sends `numbers` (distinct) in the next call of their lane and returns what it answered for them.
-    pub async fn send(self: &Arc<Self>, shared: Shared, numbers: Vec<String>) -> Result<Answer, Failure> {
+    pub async fn send(self: &Arc<Self>, shared: Shared, numbers: Vec<String>) -> Sent {
         let (reply, answer) = oneshot::channel();
+        let queued_at = chrono::Utc::now().timestamp_millis();
         let start = {
             let mut lanes = self.lanes.lock().expect("lanes lock");
             let lane = lanes.entry(shared.clone()).or_default();
@@ -139,8 +148,12 @@ impl Calls {
             // Its own task: the call and the batches after it must not depend on this job's future.
             tokio::spawn(Arc::clone(self).run(shared, batch));
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Failure::Ambiguous { reason: "the SendSms call carrying this job stopped before its answer".into() })
+        answer.await.unwrap_or_else(|_| Sent {
+            answer: Err(Failure::Ambiguous {
+                reason: "the SendSms call carrying this job stopped before its answer".into(),
+            }),
+            // The call may have gone out any time since the job queued: this is no later than that.
+            at_ms: queued_at,
         })
     }
 
@@ -151,7 +164,7 @@ impl Calls {
     }
 
     /// Sends `numbers` in a call of their own.
-    pub async fn send_alone(&self, shared: &Shared, numbers: Vec<String>) -> Result<Answer, Failure> {
+    pub async fn send_alone(&self, shared: &Shared, numbers: Vec<String>) -> Sent {
         let (reply, answer) = oneshot::channel();
         self.call(shared, vec![Waiting { numbers, reply }]).await;
         answer.await.expect("call replies to every job")
@@ -188,6 +201,7 @@ impl Calls {
             sender_id: shared.sender_id.as_deref(),
         };
         let body = serde_json::to_vec(&request).expect("a struct of strings serialises");
+        let at_ms = chrono::Utc::now().timestamp_millis();
         let response = self.api.send(&body).await;
         let shared_with_others = batch.len() > 1;
         let replies: Vec<Result<Answer, Failure>> = match response {
@@ -213,7 +227,7 @@ impl Calls {
         for (job, reply) in batch.into_iter().zip(replies) {
             // A job that stopped waiting (its worker shutting down) finds its statuses in no record;
             // its claim's lease tells the next delivery that the outcome is unknown.
-            let _ = job.reply.send(reply);
+            let _ = job.reply.send(Sent { answer: reply, at_ms });
         }
     }
 }

@@ -45,6 +45,30 @@ pub fn classify(code: &str) -> Class {
     }
 }
 
+/// `InternalError.*` codes the provider documents as raised while reading or checking the request,
+/// so before anything is sent (docs/providers/tencent-cloud.md#lost-sendsms-answers).
+const PRE_SEND_INTERNAL_ERRORS: &[&str] = &[
+    "InternalError.JsonParseFail",
+    "InternalError.RestApiInterfaceNotExist",
+    "InternalError.SigFieldMissing",
+    "InternalError.SigVerificationFail",
+    "InternalError.RequestTimeException",
+];
+
+/// Whether a whole-request `SendSms` error leaves open that some numbers were sent
+/// (docs/providers/tencent-cloud.md#lost-sendsms-answers). `InternalError.Timeout` is "timed
+/// out delivering the SMS", `InternalError.SendAndRecvFail` a lost backend packet: the backend may
+/// have sent. The unavailability codes say nothing either way, so they count as may-have-sent too.
+/// Everything else (`RequestLimitExceeded*`, `AuthFailure*`, `InvalidParameter*`,
+/// `MissingParameter*`, `LimitExceeded.*`, `FailedOperation.*`, `UnauthorizedOperation.*`,
+/// `UnsupportedOperation.*`) is a refusal of the whole request before sending.
+pub fn may_have_sent(code: &str) -> bool {
+    match code {
+        "ServiceUnavailable" | "ResourceUnavailable" | "ResourceInsufficient" => true,
+        _ => is_family(code, "InternalError") && !PRE_SEND_INTERNAL_ERRORS.contains(&code),
+    }
+}
+
 /// `code` is `family` itself or one of its `family.Sub` codes.
 fn is_family(code: &str, family: &str) -> bool {
     code.strip_prefix(family).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
@@ -126,6 +150,44 @@ mod tests {
         ];
         for (code, class) in table {
             assert_eq!(classify(code), *class, "{code}");
+        }
+    }
+
+    #[test]
+    fn only_codes_after_which_numbers_may_have_gone_out_are_unconfirmed() {
+        for code in [
+            "InternalError",
+            "InternalError.Timeout",
+            "InternalError.SendAndRecvFail",
+            "InternalError.OtherError",
+            "InternalError.UnknownError",
+            "ServiceUnavailable",
+            "ResourceUnavailable",
+            "ResourceInsufficient",
+        ] {
+            assert!(may_have_sent(code), "{code}");
+        }
+        for code in [
+            "InternalError.JsonParseFail",
+            "InternalError.RestApiInterfaceNotExist",
+            "InternalError.SigFieldMissing",
+            "InternalError.SigVerificationFail",
+            "InternalError.RequestTimeException",
+            "RequestLimitExceeded",
+            "RequestLimitExceeded.UinLimitExceeded",
+            "AuthFailure.SignatureExpire",
+            "AuthFailure.SecretIdNotFound",
+            "InvalidParameter",
+            "InvalidParameterValue.IncorrectPhoneNumber",
+            "MissingParameter",
+            "MissingParameter.EmptyPhoneNumberSet",
+            "LimitExceeded.DeliveryFrequencyLimit",
+            "FailedOperation.TemplateIncorrectOrUnapproved",
+            "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
+            "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
+            "InternalErrorX",
+        ] {
+            assert!(!may_have_sent(code), "{code}");
         }
     }
 

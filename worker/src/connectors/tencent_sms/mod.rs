@@ -31,6 +31,27 @@
 //!
 //! Jobs that differ only in their numbers may go out in one `SendSms` call (see `batch.rs`); each
 //! still gets only its own numbers' statuses, so everything above holds per job.
+//!
+//! # Lost answers
+//!
+//! After some answers the provider may have sent some of the numbers, and nothing says which: HTTP
+//! 5xx, `InternalError.*` (but the request-checking ones) and the unavailability codes
+//! ([`error::may_have_sent`]), an unreadable answer, a connection lost or timed out after the
+//! request went out. Sending those numbers again could text them twice, and in a shared call that
+//! would be every job's numbers. So each of the job's numbers becomes *unconfirmed*:
+//!
+//! ```json
+//! {"code": "Unconfirmed", "message": "HTTP 500 …", "serial_no": "", "fee": 0, "final": false,
+//!  "sent_at_ms": 1712345678901}
+//! ```
+//!
+//! and before it is sent again, `PullSmsSendStatusByPhoneNumber` lists what the number received
+//! since the call (docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber). A receipt
+//! counts as sent (`Ok`, final, with its serial); without one the number is sent again once
+//! `status_settle` (default 60 s) has passed since the call, since receipts lag; until then the
+//! job is retried no sooner than the settle time left. With `status_query = false` a lost answer is
+//! an [`Failure::Ambiguous`], left to the config's `on_ambiguous`. Answers the provider documents
+//! as refusals of the whole request before sending are retried or failed as they were.
 
 mod batch;
 #[cfg(test)]
@@ -44,6 +65,9 @@ mod tests;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -52,7 +76,7 @@ use serde_json::{Value, json};
 use yizhan_schemas::Endpoint;
 use yizhan_schemas::catalog::SendSms;
 
-use self::batch::{Answer, Calls, Shared};
+use self::batch::{Answer, Calls, Sent, Shared};
 use self::config::TencentSmsConfig;
 use self::error::{Class, classify};
 use self::sign::{SignInput, Tc3Signer};
@@ -69,12 +93,26 @@ const JSON: &str = "application/json";
 const REASON_NUMBERS: usize = 10;
 /// Longest provider message quoted per number in a reason.
 const REASON_MESSAGE_CHARS: usize = 80;
+/// Receipts are asked for from this long before a lost call, in case our clock runs ahead of the
+/// provider's.
+const RECEIPT_MARGIN_SECS: i64 = 10;
+/// `PullSmsSendStatusByPhoneNumber` returns at most 100 receipts
+/// (docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber).
+const RECEIPT_LIMIT: u64 = 100;
+/// Status queries of one attempt in flight at once.
+const QUERIES_AT_ONCE: usize = 8;
+/// Code of a number whose call's answer was lost; see "Lost answers".
+const UNCONFIRMED: &str = "Unconfirmed";
 
 /// A Tencent Cloud SMS config.
 #[derive(Debug)]
 pub struct TencentSms {
     sdk_app_id: Option<String>,
     calls: Arc<Calls>,
+    /// `status_query`: lost answers are checked against the provider's receipts.
+    status_query: bool,
+    /// `status_settle`: how long receipts may lag a call.
+    settle: Duration,
 }
 
 /// The signed `SendSms` calls of one config.
@@ -107,6 +145,7 @@ pub fn api_endpoint(config: &ConnectorConfig, default_base: &str) -> Result<(req
 impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
+        let settle = fields.settle(config)?;
         let (url, host) = api_endpoint(config, DEFAULT_BASE)?;
         let api = Api {
             url,
@@ -116,7 +155,12 @@ impl TencentSms {
             secret_key: fields.secret_key,
             client,
         };
-        Ok(TencentSms { sdk_app_id: fields.sdk_app_id, calls: Calls::new(api) })
+        Ok(TencentSms {
+            sdk_app_id: fields.sdk_app_id,
+            calls: Calls::new(api),
+            status_query: fields.status_query,
+            settle,
+        })
     }
 }
 
@@ -128,7 +172,63 @@ impl Api {
     /// One signed `SendSms` call; the parsed `Response` object or the failure (without progress:
     /// the call may carry several jobs, each adds its own).
     async fn send(&self, body: &[u8]) -> Result<ApiResponse, Failure> {
-        let action = "SendSms";
+        let bytes = self.post("SendSms", body).await?;
+        let envelope: Envelope<ApiResponse> = serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
+            reason: http::redact(
+                &format!("unreadable SendSms answer ({e}): {}", http::snippet(&bytes)),
+                &self.secrets(),
+            ),
+        })?;
+        Ok(envelope.response)
+    }
+
+    /// The receipts `phone` got from `sdk_app_id` since `begin` (Unix seconds), at most 100
+    /// (docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber). A read: a lost answer is
+    /// only transient.
+    async fn receipts(&self, sdk_app_id: &str, phone: &str, begin: i64) -> Result<Vec<Receipt>, Failure> {
+        let action = "PullSmsSendStatusByPhoneNumber";
+        let request = PullStatusRequest {
+            begin_time: u64::try_from(begin).unwrap_or_default(),
+            offset: 0,
+            limit: RECEIPT_LIMIT,
+            phone_number: phone,
+            sms_sdk_app_id: sdk_app_id,
+        };
+        let body = serde_json::to_vec(&request).expect("a struct of strings and numbers serialises");
+        let read_failure = |failure: Failure| match failure {
+            Failure::Ambiguous { reason } => Failure::Transient { reason, retry_after: None, progress: None },
+            other => other,
+        };
+        let bytes = self.post(action, &body).await.map_err(read_failure)?;
+        let envelope: Envelope<PullStatusResponse> = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::transient(http::redact(
+                &format!("unreadable {action} answer ({e}): {}", http::snippet(&bytes)),
+                &self.secrets(),
+            ))
+        })?;
+        let response = envelope.response;
+        if let Some(error) = response.error {
+            let reason = http::redact(
+                &format!(
+                    "{action}: {}{}",
+                    error::describe(&error.code, &error.message),
+                    request_id(response.request_id.as_deref())
+                ),
+                &self.secrets(),
+            );
+            return Err(match classify(&error.code) {
+                Class::Retry { retry_after } if error::is_throttle(&error.code) => {
+                    Failure::Throttled { reason, retry_after }
+                }
+                Class::Retry { retry_after } => Failure::Transient { reason, retry_after, progress: None },
+                Class::Permanent => Failure::permanent(reason),
+            });
+        }
+        Ok(response.pull_sms_send_status_set.unwrap_or_default())
+    }
+
+    /// One signed API 3.0 request; the body of its HTTP 200 answer.
+    async fn post(&self, action: &str, body: &[u8]) -> Result<Vec<u8>, Failure> {
         let timestamp = chrono::Utc::now().timestamp();
         let authorization = self.signer.authorization(&SignInput {
             host: &self.host,
@@ -153,24 +253,21 @@ impl Api {
             .map_err(|e| http::transport_failure(e, &self.secrets()))?;
         let status = response.status();
         if status != StatusCode::OK {
-            // The SDKs treat any non-200 as a network error: the request was not processed. Its
-            // body is only quoted, so a body that cannot be read does not change that.
+            // The SDKs treat any non-200 as a network error. A 5xx may come from behind the
+            // gateway, after the backend acted (docs/providers/tencent-cloud.md#lost-sendsms-answers):
+            // the request may have been carried out. Anything else was turned away. The body is
+            // only quoted, so a body that cannot be read changes neither.
             let retry_after = http::retry_after(response.headers());
             let bytes = response.bytes().await.unwrap_or_default();
-            return Err(Failure::Transient {
-                reason: http::status_reason(status, &bytes, &self.secrets()),
-                retry_after,
-                progress: None,
+            let reason = http::status_reason(status, &bytes, &self.secrets());
+            return Err(if status.is_server_error() {
+                Failure::Ambiguous { reason }
+            } else {
+                Failure::Transient { reason, retry_after, progress: None }
             });
         }
         let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
-        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
-            reason: http::redact(
-                &format!("unreadable {action} answer ({e}): {}", http::snippet(&bytes)),
-                &self.secrets(),
-            ),
-        })?;
-        Ok(envelope.response)
+        Ok(bytes.to_vec())
     }
 }
 
@@ -211,7 +308,16 @@ impl Connector for TencentSms {
         };
 
         let numbers = distinct(&params.phone_numbers);
-        let to_send: Vec<&str> = numbers.iter().copied().filter(|n| !progress.is_final(n)).collect();
+        if self.status_query {
+            self.confirm_unconfirmed(sdk_app_id, params.session_context.as_deref(), &numbers, &mut progress).await?;
+        }
+        let now_ms = now_millis();
+        // A number still waiting for its receipt is not sent in this attempt.
+        let to_send: Vec<&str> = numbers
+            .iter()
+            .copied()
+            .filter(|n| !progress.is_final(n) && progress.settle_left(n, self.settle, now_ms).is_none())
+            .collect();
         if !to_send.is_empty() {
             let shared = Shared {
                 sdk_app_id: sdk_app_id.to_string(),
@@ -224,12 +330,29 @@ impl Connector for TencentSms {
                 mainland: to_send.iter().all(|n| n.starts_with("+86")),
             };
             let owned: Vec<String> = to_send.iter().map(|n| n.to_string()).collect();
-            let mut answer = self.calls.send(shared.clone(), owned.clone()).await;
-            if let Ok(Answer::Error { error, shared_with_others: true, .. }) = &answer
+            let mut sent = self.calls.send(shared.clone(), owned.clone()).await;
+            if let Ok(Answer::Error { error, shared_with_others: true, .. }) = &sent.answer
                 && classify(&error.code) == Class::Permanent
             {
                 // Whatever failed the shared call may be another job's: this job's own call decides.
-                answer = self.calls.send_alone(&shared, owned).await;
+                sent = self.calls.send_alone(&shared, owned).await;
+            }
+            let Sent { answer, at_ms } = sent;
+            let lost = match &answer {
+                Err(Failure::Ambiguous { reason }) => Some(reason.clone()),
+                Ok(Answer::Error { error, request_id: id, .. }) if error::may_have_sent(&error.code) => {
+                    Some(format!("{}{}", error::describe(&error.code, &error.message), request_id(id.as_deref())))
+                }
+                _ => None,
+            };
+            if let Some(reason) = lost {
+                let reason = http::redact(&format!("{action}: {reason}"), &self.calls.api().secrets());
+                if !self.status_query {
+                    // Nothing can tell what went out: the config's on_ambiguous decides.
+                    return Err(Failure::Ambiguous { reason });
+                }
+                progress.unconfirmed(&to_send, &reason, at_ms);
+                return outcome(&params.phone_numbers, &numbers, &progress, self.settle);
             }
             match answer.map_err(|failure| with_progress(failure, &progress))? {
                 Answer::Error { error, request_id: id, .. } => {
@@ -254,8 +377,75 @@ impl Connector for TencentSms {
                 Answer::Statuses(statuses) => progress.record(&to_send, statuses),
             }
         }
-        outcome(&params.phone_numbers, &numbers, &progress)
+        outcome(&params.phone_numbers, &numbers, &progress, self.settle)
     }
+}
+
+impl TencentSms {
+    /// Asks the provider about each unconfirmed number of the job: a receipt since its call makes
+    /// it sent; none once the settle time has passed makes it sendable again; otherwise it stays
+    /// unconfirmed. A failed query ends the attempt (what earlier queries found is in the progress
+    /// of a transient failure; a throttle drops it, and the next attempt asks again).
+    async fn confirm_unconfirmed(
+        &self,
+        sdk_app_id: &str,
+        session_context: Option<&str>,
+        numbers: &[&str],
+        progress: &mut Progress,
+    ) -> Result<(), Failure> {
+        let unconfirmed: Vec<(&str, i64)> =
+            numbers.iter().filter_map(|n| progress.unconfirmed_since(n).map(|at| (*n, at))).collect();
+        if unconfirmed.is_empty() {
+            return Ok(());
+        }
+        let api = self.calls.api();
+        let queries: Vec<_> = unconfirmed
+            .into_iter()
+            .map(|(number, at_ms)| {
+                let begin = at_ms.div_euclid(1000) - RECEIPT_MARGIN_SECS;
+                let query = api.receipts(sdk_app_id, number, begin);
+                async move { (number, at_ms, query.await) }
+            })
+            .collect();
+        let mut answers = futures::stream::iter(queries).buffer_unordered(QUERIES_AT_ONCE);
+        let mut failure = None;
+        while let Some((number, at_ms, answer)) = answers.next().await {
+            match answer {
+                Ok(receipts) => {
+                    let ours = receipts.into_iter().find(|r| r.is_for(number, session_context));
+                    match ours {
+                        Some(receipt) => progress.confirmed(number, &receipt),
+                        None if now_millis() >= at_ms.saturating_add(millis(self.settle)) => {
+                            progress.not_received(number, self.settle);
+                        }
+                        None => {}
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some(Failure::Permanent { reason, .. }) => Err(Failure::Permanent {
+                reason: format!(
+                    "cannot tell whether a lost SendSms answer's numbers went out ({reason}); allow \
+                     PullSmsSendStatusByPhoneNumber or set status_query = false"
+                ),
+                progress: progress.to_value(),
+            }),
+            Some(other) => Err(with_progress(other, progress)),
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The job's numbers without repeats, in params order: a number listed twice is texted once.
@@ -269,9 +459,12 @@ fn request_id(id: Option<&str>) -> String {
 }
 
 /// Decides the attempt's outcome from the progress over all attempts.
-fn outcome(listed: &[String], numbers: &[&str], progress: &Progress) -> Result<Success, Failure> {
+fn outcome(listed: &[String], numbers: &[&str], progress: &Progress, settle: Duration) -> Result<Success, Failure> {
     let pending: Vec<&str> = numbers.iter().copied().filter(|n| !progress.is_final(n)).collect();
     if !pending.is_empty() {
+        let now_ms = now_millis();
+        // An unconfirmed number comes back no sooner than its settle time ends.
+        let settling = pending.iter().filter_map(|n| progress.settle_left(n, settle, now_ms));
         let retry_after = pending
             .iter()
             .filter_map(|n| progress.numbers.get(*n))
@@ -279,6 +472,7 @@ fn outcome(listed: &[String], numbers: &[&str], progress: &Progress) -> Result<S
                 Class::Retry { retry_after } => retry_after,
                 Class::Permanent => None,
             })
+            .chain(settling)
             .max();
         let reason =
             format!("{} of {} numbers not sent yet: {}", pending.len(), numbers.len(), progress.list(&pending));
@@ -327,6 +521,9 @@ struct NumberStatus {
     /// `Ok` or a permanent code: never sent again.
     #[serde(rename = "final")]
     done: bool,
+    /// For [`UNCONFIRMED`]: Unix milliseconds of the call whose answer was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sent_at_ms: Option<i64>,
 }
 
 impl NumberStatus {
@@ -366,6 +563,7 @@ impl Progress {
                     serial_no: status.serial_no.unwrap_or_default(),
                     fee: status.fee.unwrap_or_default(),
                     done,
+                    sent_at_ms: None,
                 },
             );
         }
@@ -378,9 +576,72 @@ impl Progress {
                     serial_no: String::new(),
                     fee: 0,
                     done: false,
+                    sent_at_ms: None,
                 },
             );
         }
+    }
+
+    /// The call time of a number whose answer was lost and is not settled either way yet.
+    fn unconfirmed_since(&self, number: &str) -> Option<i64> {
+        self.numbers.get(number).filter(|s| !s.done && s.code == UNCONFIRMED).and_then(|s| s.sent_at_ms)
+    }
+
+    /// How long an unconfirmed number must still wait for its receipt; `None` when it need not.
+    fn settle_left(&self, number: &str, settle: Duration, now_ms: i64) -> Option<Duration> {
+        let at = self.unconfirmed_since(number)?;
+        let left = at.saturating_add(millis(settle)).saturating_sub(now_ms);
+        (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
+    }
+
+    /// The numbers of a call whose answer was lost.
+    fn unconfirmed(&mut self, sent: &[&str], reason: &str, at_ms: i64) {
+        let message: String = reason.chars().take(REASON_MESSAGE_CHARS).collect();
+        for number in sent {
+            self.numbers.insert(
+                number.to_string(),
+                NumberStatus {
+                    code: UNCONFIRMED.into(),
+                    message: message.clone(),
+                    serial_no: String::new(),
+                    fee: 0,
+                    done: false,
+                    sent_at_ms: Some(at_ms),
+                },
+            );
+        }
+    }
+
+    /// An unconfirmed number's receipt: it was sent.
+    fn confirmed(&mut self, number: &str, receipt: &Receipt) {
+        let report = receipt.report_status.as_deref().unwrap_or("no ReportStatus");
+        self.numbers.insert(
+            number.to_string(),
+            NumberStatus {
+                code: "Ok".into(),
+                message: format!("sent: PullSmsSendStatusByPhoneNumber has its receipt ({report})"),
+                serial_no: receipt.serial_no.clone().unwrap_or_default(),
+                // Receipts do not carry the fee.
+                fee: 0,
+                done: true,
+                sent_at_ms: None,
+            },
+        );
+    }
+
+    /// An unconfirmed number without a receipt after the settle time: not sent, send it again.
+    fn not_received(&mut self, number: &str, settle: Duration) {
+        self.numbers.insert(
+            number.to_string(),
+            NumberStatus {
+                code: NO_STATUS.into(),
+                message: format!("no receipt {} after a lost answer", humantime::format_duration(settle)),
+                serial_no: String::new(),
+                fee: 0,
+                done: false,
+                sent_at_ms: None,
+            },
+        );
     }
 
     /// `+86…: Code (message); …`, at most [`REASON_NUMBERS`] numbers.
@@ -437,9 +698,58 @@ struct SendSmsRequest<'a> {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     #[serde(rename = "Response")]
-    response: ApiResponse,
+    response: T,
+}
+
+/// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PullStatusRequest<'a> {
+    begin_time: u64,
+    /// Fixed at 0 by the provider.
+    offset: u64,
+    limit: u64,
+    phone_number: &'a str,
+    sms_sdk_app_id: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PullStatusResponse {
+    #[serde(default)]
+    error: Option<ApiError>,
+    #[serde(default)]
+    pull_sms_send_status_set: Option<Vec<Receipt>>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// One `PullSmsSendStatus`: an SMS the number was sent (`ReportStatus` SUCCESS or FAIL).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Receipt {
+    #[serde(default)]
+    phone_number: String,
+    #[serde(default)]
+    serial_no: Option<String>,
+    #[serde(default)]
+    report_status: Option<String>,
+    #[serde(default)]
+    session_context: Option<String>,
+}
+
+impl Receipt {
+    /// A receipt of `number`, and not of a message with another session context (when both
+    /// have one: the provider echoes it only where it is enabled).
+    fn is_for(&self, number: &str, session_context: Option<&str>) -> bool {
+        let context_differs = matches!(
+            (session_context, self.session_context.as_deref()),
+            (Some(ours), Some(theirs)) if !ours.is_empty() && !theirs.is_empty() && ours != theirs
+        );
+        match_number(&self.phone_number, &[number]).is_some() && !context_differs
+    }
 }
 
 #[derive(Deserialize)]

@@ -386,19 +386,70 @@ async fn a_daily_app_quota_is_permanent_and_says_when_it_resets() {
     assert!(failure.reason().contains("resets at midnight China time, UTC+8"), "{}", failure.reason());
 }
 
+/// After a 5xx the numbers may have gone out: they wait for the settle time, then for their receipt.
 #[tokio::test]
-async fn http_500_is_transient_and_honours_retry_after() {
+async fn http_500_leaves_the_numbers_unconfirmed_for_the_settle_time() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(500).insert_header("retry-after", "12").set_body_string("oops")).await;
+    let before = chrono::Utc::now().timestamp_millis();
     let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
+    let Failure::Transient { reason, retry_after, progress: Some(progress) } = &failure else {
+        panic!("transient with progress expected: {failure:?}")
+    };
     assert_eq!(
-        failure,
-        Failure::Transient {
-            reason: "HTTP 500 Internal Server Error: oops".into(),
-            retry_after: Some(Duration::from_secs(12)),
-            progress: None
-        }
+        reason,
+        "1 of 1 numbers not sent yet: +8613800000001: Unconfirmed (SendSms: HTTP 500 Internal Server Error: oops)"
     );
+    assert!(retry_after.is_some_and(|wait| wait > Duration::from_secs(55) && wait <= Duration::from_secs(60)));
+    let status = &progress["numbers"][A];
+    assert_eq!(status["code"], "Unconfirmed");
+    assert_eq!(status["final"], false);
+    let at = status["sent_at_ms"].as_i64().unwrap();
+    assert!(at >= before && at <= chrono::Utc::now().timestamp_millis());
+}
+
+/// `InternalError.Timeout` of the whole request: the backend timed out delivering, maybe after sending.
+#[tokio::test]
+async fn a_whole_request_internal_error_leaves_the_numbers_unconfirmed() {
+    let server = MockServer::start().await;
+    answer_with(&server, api_error("InternalError.Timeout", "request timeout")).await;
+    let failure = run(&connector(&server), &params(&[A, B]), None).await.unwrap_err();
+    let Failure::Transient { progress: Some(progress), .. } = &failure else { panic!("{failure:?}") };
+    for number in [A, B] {
+        assert_eq!(progress["numbers"][number]["code"], "Unconfirmed", "{number}");
+    }
+}
+
+/// A query the key may not make stops the job rather than sending blindly.
+#[tokio::test]
+async fn a_refused_status_query_is_permanent_and_says_what_to_do() {
+    let server = MockServer::start().await;
+    answer_with(&server, api_error("UnauthorizedOperation.RequestPermissionDeny", "no")).await;
+    let progress = json!({"numbers": {A: {"code": "Unconfirmed", "message": "HTTP 500", "serial_no": "", "fee": 0,
+                                          "final": false, "sent_at_ms": chrono::Utc::now().timestamp_millis()}}});
+    let failure = run(&connector(&server), &params(&[A]), Some(&progress)).await.unwrap_err();
+    let Failure::Permanent { reason, progress: Some(kept) } = &failure else { panic!("{failure:?}") };
+    assert!(reason.contains("PullSmsSendStatusByPhoneNumber: UnauthorizedOperation.RequestPermissionDeny"), "{reason}");
+    assert!(reason.contains("status_query = false"), "{reason}");
+    assert_eq!(kept, &progress);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].headers.get("x-tc-action").unwrap(), "PullSmsSendStatusByPhoneNumber");
+}
+
+#[test]
+fn status_keys_are_checked_at_start_with_their_path() {
+    for (extra, wanted) in [
+        ("status_settle = \"soon\"", "connectors.tencent_sms.default.status_settle: not a duration"),
+        ("status_settle = \"0s\"", "connectors.tencent_sms.default.status_settle: must be longer than 0"),
+        ("status_query = \"yes\"", "connectors.tencent_sms.default: invalid type"),
+    ] {
+        let config = Config::parse(&config_text("http://127.0.0.1:1", extra), &|_| None).unwrap();
+        let err = TencentSms::new(config.get("tencent_sms", "default").unwrap(), http::client()).unwrap_err();
+        assert!(err.to_string().starts_with(wanted), "{extra}: {err}");
+    }
+    let sms = connector_with("http://127.0.0.1:1", "status_settle = \"1m 30s\"\nstatus_query = false");
+    assert_eq!((sms.settle, sms.status_query), (Duration::from_secs(90), false));
 }
 
 #[tokio::test]
@@ -409,12 +460,16 @@ async fn any_non_200_is_transient() {
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
+fn is_unconfirmed(failure: &Failure, number: &str) -> bool {
+    matches!(failure, Failure::Transient { progress: Some(p), .. } if p["numbers"][number]["code"] == "Unconfirmed")
+}
+
 #[tokio::test]
-async fn an_unreadable_200_is_ambiguous() {
+async fn an_unreadable_200_leaves_the_numbers_unconfirmed() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>gateway</html>")).await;
     let failure = run(&connector(&server), &params(&[A]), None).await.unwrap_err();
-    assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
+    assert!(is_unconfirmed(&failure, A), "{failure:?}");
 }
 
 #[tokio::test]
@@ -483,17 +538,22 @@ async fn a_refused_connection_is_transient() {
 }
 
 #[tokio::test]
-async fn a_timeout_after_sending_is_ambiguous() {
+async fn a_timeout_after_sending_leaves_the_number_unconfirmed_or_ambiguous() {
     let server = MockServer::start().await;
     answer_with(&server, statuses(vec![]).set_delay(Duration::from_secs(10))).await;
     let client = {
         let _ = http::client(); // installs the TLS provider
         reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap()
     };
-    let config = Config::parse(&config_text(&server.uri(), &format!("sdk_app_id = \"{APP_ID}\"")), &|_| None).unwrap();
-    let sms = TencentSms::new(config.get("tencent_sms", "default").unwrap(), client).unwrap();
-    let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
-    assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
+    for (query, ambiguous) in [("true", false), ("false", true)] {
+        let extra = format!("sdk_app_id = \"{APP_ID}\"\nstatus_query = {query}");
+        let config = Config::parse(&config_text(&server.uri(), &extra), &|_| None).unwrap();
+        let sms = TencentSms::new(config.get("tencent_sms", "default").unwrap(), client.clone()).unwrap();
+        let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
+        // With status queries the number waits for its receipt; without, on_ambiguous decides.
+        assert_eq!(matches!(failure, Failure::Ambiguous { .. }), ambiguous, "{failure:?}");
+        assert_eq!(is_unconfirmed(&failure, A), !ambiguous, "{failure:?}");
+    }
 }
 
 #[test]
@@ -526,6 +586,7 @@ fn defaults_apply() {
     assert_eq!(api.host, "sms.tencentcloudapi.com");
     assert_eq!(api.region, "ap-guangzhou");
     assert_eq!(sms.sdk_app_id, None);
+    assert_eq!((sms.settle, sms.status_query), (Duration::from_secs(60), true));
 }
 
 #[test]
