@@ -73,7 +73,7 @@ pub(super) const KIND: KindSpec = KindSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendText {
-    /// At most 2048 bytes of UTF-8.
+    /// At most 2048 bytes of UTF-8 (the connector checks bytes; the schema can only count characters).
     #[schemars(length(min = 1, max = 2048))]
     pub content: String,
     /// User ids to mention; `@all` mentions everyone.
@@ -86,7 +86,7 @@ pub struct SendText {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMarkdown {
-    /// At most 4096 bytes of UTF-8.
+    /// At most 4096 bytes of UTF-8 (the connector checks bytes; the schema can only count characters).
     #[schemars(length(min = 1, max = 4096))]
     pub content: String,
 }
@@ -113,10 +113,11 @@ pub struct SendNews {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Article {
-    #[schemars(length(min = 1, max = 128))]
+    /// WeCom shows the first 128 bytes and cuts the rest (docs/providers/wecom.md#robot-news).
+    #[schemars(length(min = 1))]
     pub title: String,
+    /// WeCom shows the first 512 bytes and cuts the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512))]
     pub description: Option<String>,
     #[schemars(length(min = 1))]
     pub url: String,

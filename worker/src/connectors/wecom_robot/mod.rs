@@ -1,4 +1,4 @@
-//! `wecom_robot`: the WeCom group robot webhook (providers.md §3).
+//! `wecom_robot`: the WeCom group robot webhook (docs/providers/wecom.md#group-robot).
 //!
 //! Any action of the kind's catalog table runs by interpreting its [`Endpoint::Http`] entry:
 //! * [`Body::Message`] `{msgtype}` → JSON `{"msgtype": M, M: params}` to `{base}{path}?key=KEY`
@@ -132,9 +132,22 @@ fn reqwest_method(method: Method) -> reqwest::Method {
     }
 }
 
-/// `{"msgtype": M, M: params}`, with an image's `md5` filled in when absent.
+/// WeCom's limits on `content`, in bytes of UTF-8 (the params schema can only count characters, so
+/// 700 Chinese characters pass it at 2,100 bytes): docs/providers/wecom.md#robot-text-and-markdown.
+pub const CONTENT_BYTES: [(&str, usize); 2] = [("text", 2048), ("markdown", 4096)];
+
+/// `{"msgtype": M, M: params}`, with an image's `md5` filled in when absent. A text or markdown
+/// over WeCom's byte limit is refused here: WeCom would refuse it too, after a call.
 fn message(msgtype: &str, params: &Value) -> Result<Value, Failure> {
     let mut content = params.as_object().cloned().ok_or_else(|| Failure::permanent("params must be an object"))?;
+    if let Some((_, max)) = CONTENT_BYTES.iter().find(|(t, _)| *t == msgtype) {
+        let bytes = content.get("content").and_then(Value::as_str).map_or(0, str::len);
+        if bytes > *max {
+            return Err(Failure::permanent(format!(
+                "params.content: {bytes} bytes of UTF-8, WeCom takes at most {max}"
+            )));
+        }
+    }
     if msgtype == "image" && !content.contains_key("md5") {
         // WeCom checks the md5 of the raw image against the one sent.
         let image = decode(&content, "base64")?;

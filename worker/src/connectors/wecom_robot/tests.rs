@@ -320,3 +320,24 @@ fn debug_shows_no_key() {
     let fields = super::config::WecomRobotConfig::from_config(config.get("wecom_robot", "ops").unwrap()).unwrap();
     assert!(!format!("{fields:?}").contains(KEY));
 }
+
+/// WeCom counts `content` in bytes of UTF-8 (docs/providers/wecom.md#robot-text-and-markdown): 700
+/// Chinese characters pass the params schema (2,048 characters) but are 2,100 bytes, and must be
+/// refused before any call; exactly the limit still goes out.
+#[tokio::test]
+async fn content_over_the_byte_limit_is_refused_without_a_call() {
+    let server = MockServer::start().await;
+    answer_with(&server, ok()).await;
+    let robot = robot(&server);
+    for (action, max) in [("send_text", 2048), ("send_markdown", 4096)] {
+        let over = "汉".repeat(max / 3 + 1);
+        assert!(over.chars().count() <= max && over.len() > max);
+        assert!(yizhan_schemas::validate_params("wecom_robot", action, &json!({"content": over})).is_ok());
+        let failure = run(&robot, action, &json!({"content": over})).await.unwrap_err();
+        assert!(matches!(failure, Failure::Permanent { .. }), "{action}: {failure:?}");
+        assert!(failure.reason().contains(&format!("at most {max}")), "{}", failure.reason());
+    }
+    assert!(server.received_requests().await.unwrap().is_empty(), "nothing may reach WeCom");
+    run(&robot, "send_text", &json!({"content": "a".repeat(2048)})).await.unwrap();
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
