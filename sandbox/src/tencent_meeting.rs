@@ -1,11 +1,12 @@
-//! Fake Tencent Meeting REST API (providers.md §6).
+//! Fake Tencent Meeting REST API (docs/providers/tencent-meeting.md).
 //!
 //! Every request must carry `X-TC-Key`, `X-TC-Timestamp` (within the tolerance, else 190300),
-//! `X-TC-Nonce`, `AppId` (and `SdkId` exactly when the app has one, else 190303) and an
-//! `X-TC-Signature` recomputed here (else 200003); a `(key, timestamp, nonce)` seen before is a
-//! replay (190301). Errors are `{"error_info":{"error_code","new_error_code","message"}}` with
-//! HTTP 400 for request errors and 500 for service errors. Meetings are kept, so create → get →
-//! cancel works; a cancelled meeting cannot be cancelled or changed again (9003).
+//! `X-TC-Nonce`, `AppId` (and `SdkId` exactly when the app has one, else 190303),
+//! `X-TC-Registered` and an `X-TC-Signature` recomputed here (else 200003); a
+//! `(key, timestamp, nonce)` seen before is a replay (190301). Errors are
+//! `{"error_info":{"error_code","new_error_code","message"}}` with HTTP 400 for request errors and
+//! 500 for service errors (and for 9003, as the documents' example shows). Meetings are kept, so
+//! create → get → cancel works; a cancelled meeting cannot be cancelled or changed again (9003).
 //!
 //! | route | action |
 //! |---|---|
@@ -68,8 +69,14 @@ fn bad_param<T>(name: &str) -> Result<T, MeetingError> {
     refuse(190004, format!("invalid or missing parameter: {name}"))
 }
 
+/// docs/providers/tencent-meeting.md#errors: the documents' example answers 9003 with HTTP 500.
 fn not_exist<T>() -> Result<T, MeetingError> {
-    refuse(9003, "MEETING NOT EXIST")
+    Err(MeetingError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: 9003,
+        message: "MEETING NOT EXIST".into(),
+        injected: false,
+    })
 }
 
 /// Any meeting route.
@@ -131,7 +138,7 @@ pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) 
     state.after_processing(&facts, response).await
 }
 
-/// The signature of providers.md §6.2, written independently of the worker's.
+/// docs/providers/tencent-meeting.md#signature, written independently of the worker's.
 pub fn expected_signature(
     secret_key: &str,
     method: &str,
@@ -166,10 +173,17 @@ fn authenticate(state: &SandboxState, request: &Captured) -> Result<(), MeetingE
     let Ok(seconds) = timestamp.parse::<i64>() else {
         return bad_param("X-TC-Timestamp");
     };
+    // docs/providers/tencent-meeting.md#requests: the nonce is a random positive integer.
     if nonce.parse::<u64>().map_or(true, |n| n == 0) {
         return bad_param("X-TC-Nonce");
     }
+    // docs/providers/tencent-meeting.md#requests: X-TC-Registered is required (0 or 1) since
+    // 2021-09-24; the documents name no code for its absence, 190004 is ours.
+    if !matches!(header("x-tc-registered"), Some("0" | "1")) {
+        return bad_param("X-TC-Registered (0 or 1)");
+    }
     let tolerance = state.config().timestamp_tolerance;
+    // docs/providers/tencent-meeting.md#requests: more than 5 minutes off is 190300.
     if chrono::Utc::now().timestamp().abs_diff(seconds) > tolerance.as_secs() {
         return refuse(190300, "timestamp differs from the server time by more than 5 minutes");
     }
@@ -179,6 +193,7 @@ fn authenticate(state: &SandboxState, request: &Captured) -> Result<(), MeetingE
         .iter()
         .find(|a| a.app_id == app_id && a.secret_id == key)
         .map_or_else(|| refuse(190303, "AK/SK or AppId invalid"), Ok)?;
+    // docs/providers/tencent-meeting.md#requests: SdkId exactly when the app was assigned one.
     if header("sdkid") != app.sdk_id.as_deref() {
         return refuse(190303, "AK/SK or AppId invalid: SdkId does not match the app");
     }
@@ -188,6 +203,7 @@ fn authenticate(state: &SandboxState, request: &Captured) -> Result<(), MeetingE
     };
     let expected =
         expected_signature(&app.secret_key, request.method.as_str(), key, nonce, timestamp, &uri, &request.body);
+    // docs/providers/tencent-meeting.md#signature: a wrong signature is 200003.
     if expected != signature {
         return refuse(200003, "Signature failed");
     }
@@ -198,6 +214,7 @@ fn authenticate(state: &SandboxState, request: &Captured) -> Result<(), MeetingE
         d.nonces.retain(|_, seen| now.duration_since(*seen) <= window);
         d.nonces.insert((key.to_string(), timestamp.to_string(), nonce.to_string()), now).is_none()
     });
+    // docs/providers/tencent-meeting.md#requests: a timestamp and nonce seen within 5 minutes.
     if !fresh {
         return refuse(190301, "replay attack: timestamp and nonce were used already");
     }
@@ -228,6 +245,7 @@ fn text<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, Meeting
     body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map_or_else(|| bad_param(name), Ok)
 }
 
+/// docs/providers/tencent-meeting.md#actions: the device type, 1 to 8.
 fn instanceid(value: Option<&Value>) -> Result<u64, MeetingError> {
     let id = match value {
         Some(Value::Number(n)) => n.as_u64(),
@@ -237,6 +255,7 @@ fn instanceid(value: Option<&Value>) -> Result<u64, MeetingError> {
     id.filter(|i| (1..=8).contains(i)).map_or_else(|| bad_param("instanceid"), Ok)
 }
 
+/// docs/providers/tencent-meeting.md#actions: times are UNIX seconds as strings.
 fn seconds(body: &Map<String, Value>, name: &str) -> Result<i64, MeetingError> {
     body.get(name).and_then(Value::as_str).and_then(|s| s.parse().ok()).map_or_else(|| bad_param(name), Ok)
 }
@@ -245,6 +264,7 @@ fn query<'a>(request: &'a Captured, name: &str) -> Result<&'a str, MeetingError>
     request.param(name).filter(|s| !s.is_empty()).map_or_else(|| bad_param(name), Ok)
 }
 
+/// docs/providers/tencent-meeting.md#actions: a password is 4 to 6 digits.
 fn check_password(body: &Map<String, Value>) -> Result<(), MeetingError> {
     match body.get("password") {
         None | Some(Value::Null) => Ok(()),
@@ -257,13 +277,17 @@ fn info_list(meetings: Vec<Value>) -> Value {
     json!({"meeting_number": meetings.len(), "meeting_info_list": meetings})
 }
 
+/// docs/providers/tencent-meeting.md#actions: `create_meeting` needs userid, instanceid, subject,
+/// type (0 scheduled, 1 quick), start_time and end_time.
 fn create(state: &SandboxState, facts: &RequestFacts, body: &Map<String, Value>) -> Result<Value, MeetingError> {
     let userid = text(body, "userid")?;
     instanceid(body.get("instanceid"))?;
     let subject = text(body, "subject")?;
     let kind = body.get("type").and_then(Value::as_u64).filter(|t| *t <= 1).map_or_else(|| bad_param("type"), Ok)?;
+    // Required for both types; a quick meeting starts now, whatever times it was given.
+    let (start, end) = (seconds(body, "start_time")?, seconds(body, "end_time")?);
     let (start, end) = if kind == 0 {
-        (seconds(body, "start_time")?, seconds(body, "end_time")?)
+        (start, end)
     } else {
         let now = chrono::Utc::now().timestamp();
         (now, now + 3600)
@@ -386,6 +410,7 @@ fn finish(
     if body.get("reason_code").and_then(Value::as_i64).is_none() {
         return bad_param("reason_code");
     }
+    // docs/providers/tencent-meeting.md#actions: dismiss names its operator by operator_id, type 1.
     if operator == "operator_id" && body.get("operator_id_type").and_then(Value::as_u64) != Some(1) {
         return bad_param("operator_id_type");
     }

@@ -253,7 +253,8 @@ async fn meetings_are_created_read_and_cancelled() {
     assert_eq!(sandbox.state().meetings()[0]["status"], "MEETING_STATE_CANCELLED");
     let (status, again) =
         meeting(&sandbox, "POST", &format!("/v1/meetings/{id}/cancel"), Some(&cancel), "5", now()).await;
-    assert_eq!((status, error(&again)), (400, 9003));
+    // docs/providers/tencent-meeting.md#errors: the documents' example answers 9003 with HTTP 500.
+    assert_eq!((status, error(&again)), (500, 9003));
     let (status, missing) = meeting(&sandbox, "POST", "/v1/meetings", Some(&json!({"userid": "x"})), "6", now()).await;
     assert_eq!((status, error(&missing)), (400, 190004));
 }
@@ -278,11 +279,31 @@ async fn meeting_signatures_timestamps_nonces_and_faults_are_enforced() {
         .header("X-TC-Signature", "bm90IGEgc2lnbmF0dXJl")
         .header("AppId", DEFAULT_MEETING_APP.0)
         .header("SdkId", DEFAULT_MEETING_APP.1.unwrap())
+        .header("X-TC-Registered", "1")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(error(&response.json().await.unwrap()), 200003);
+
+    // docs/providers/tencent-meeting.md#requests: X-TC-Registered is required.
+    let (app_id, sdk_id, secret_id, secret_key) = DEFAULT_MEETING_APP;
+    let timestamp = now().to_string();
+    let signature =
+        yizhan_sandbox::tencent_meeting::expected_signature(secret_key, "GET", secret_id, "81", &timestamp, uri, b"");
+    let response = client()
+        .get(format!("{}{uri}", sandbox.url()))
+        .header("X-TC-Key", secret_id)
+        .header("X-TC-Timestamp", &timestamp)
+        .header("X-TC-Nonce", "81")
+        .header("X-TC-Signature", signature)
+        .header("AppId", app_id)
+        .header("SdkId", sdk_id.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(error(&response.json().await.unwrap()), 190004);
 
     sandbox.state().push_fault(Fault::error_code(Provider::TencentMeeting, 5108)).unwrap();
     let (status, fault) = meeting(&sandbox, "GET", uri, None, "80", now()).await;

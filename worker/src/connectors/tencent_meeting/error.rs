@@ -1,5 +1,5 @@
-//! Classification of Tencent Meeting errors (providers.md §6.4, §9): non-2xx answers with
-//! `{"error_info":{"error_code","message"}}`.
+//! Classification of Tencent Meeting errors (docs/providers/tencent-meeting.md#errors): non-2xx
+//! answers with `{"error_info":{"error_code","message"}}`, classified by code before status.
 
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ const QUOTAS: &[(i64, &str)] = &[
     (190311, "daily API quota of the app: it resets at midnight China time, UTC+8"),
     (500168, "monthly meeting-creation quota of the account: it resets on the 1st of next month"),
 ];
+
+/// docs/providers/tencent-meeting.md#errors: codes about the request itself, never cured by a retry.
+const REQUEST_ERRORS: &[i64] = &[9003, 9008, 20001, 190004, 190303, 200003];
 
 /// Failure for an error answer with `status`, `code` and `message`.
 pub fn classify(status: StatusCode, code: Option<i64>, message: &str) -> Failure {
@@ -29,6 +32,8 @@ pub fn classify(status: StatusCode, code: Option<i64>, message: &str) -> Failure
         // Per-minute limit of the app: the next minute is free again.
         Some(190310) => return Failure::Throttled { reason, retry_after: Some(Duration::from_secs(60)) },
         Some(9061 | 190313 | 41 | 5108) => None,
+        // Request errors, whatever the status: the documents' own example answers 9003 with HTTP 500.
+        Some(code) if REQUEST_ERRORS.contains(&code) => return Failure::permanent(reason),
         _ if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => None,
         _ => return Failure::permanent(reason),
     };
@@ -48,7 +53,7 @@ mod tests {
         }
     }
 
-    /// One row per code providers.md §6.4 and §9 list.
+    /// One row per code docs/providers/tencent-meeting.md#errors lists.
     #[test]
     fn every_listed_code_is_classified() {
         let bad = StatusCode::BAD_REQUEST;
@@ -65,6 +70,8 @@ mod tests {
             (bad, 190303, "permanent"),
             (bad, 200003, "permanent"),
             (bad, 9003, "permanent"),
+            (internal, 9003, "permanent"),
+            (internal, 200003, "permanent"),
             (bad, 9008, "permanent"),
             (bad, 20001, "permanent"),
             (bad, 190004, "permanent"),

@@ -1,4 +1,4 @@
-//! `tencent_meeting`: the Tencent Meeting REST API (providers.md §6).
+//! `tencent_meeting`: the Tencent Meeting REST API (docs/providers/tencent-meeting.md).
 //!
 //! Every action is an [`Endpoint::Rest`] entry: `{name}` path segments come out of the params, the
 //! rest go as the query (GET) or the JSON body. Every attempt is signed afresh with a new nonce and
@@ -83,6 +83,7 @@ impl TencentMeeting {
             .header("X-TC-Nonce", &nonce)
             .header("X-TC-Signature", signed)
             .header("AppId", &self.app_id)
+            // docs/providers/tencent-meeting.md#requests: required; 1 = the enterprise's user directory.
             .header("X-TC-Registered", "1");
         if let Some(sdk_id) = &self.sdk_id {
             builder = builder.header("SdkId", sdk_id);

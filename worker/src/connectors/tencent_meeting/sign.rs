@@ -1,4 +1,4 @@
-//! The Tencent Meeting request signature (providers.md §6.2):
+//! The Tencent Meeting request signature (docs/providers/tencent-meeting.md#signature):
 //! `Base64(hex(HMAC-SHA256(SecretKey, method\nheaderString\nURI\nbody)))`, base64 of the hex string.
 
 use base64::Engine as _;
@@ -41,7 +41,7 @@ mod tests {
         MeetingSignInput { method, secret_id: SECRET_ID, nonce: "88080", timestamp: "1572168600", uri, body }
     }
 
-    /// providers.md §6.2, first self-computed vector.
+    /// docs/providers/tencent-meeting.md#signature, a vector computed from the description.
     #[test]
     fn cancel_vector() {
         let body = br#"{"userid":"test1","instanceid":1,"reason_code":1,"reason_detail":"cancel"}"#;
@@ -52,7 +52,7 @@ mod tests {
         );
     }
 
-    /// providers.md §6.2, second vector: a GET with a query and an empty body.
+    /// docs/providers/tencent-meeting.md#signature, a GET with a query and an empty body.
     #[test]
     fn get_vector() {
         let signature =

@@ -1,5 +1,5 @@
 //! `tencent_meeting` against wiremock: the exact request of every action (signature recomputed
-//! here independently from providers.md §6.2) and the mapping of answers.
+//! here independently from docs/providers/tencent-meeting.md#signature) and the mapping of answers.
 
 use std::collections::BTreeSet;
 
@@ -52,7 +52,7 @@ async fn answer_with(server: &MockServer, template: ResponseTemplate) {
     Mock::given(any()).respond_with(template).mount(server).await;
 }
 
-/// providers.md §6.2 written out again: base64 of the hex HMAC.
+/// docs/providers/tencent-meeting.md#signature written out again: base64 of the hex HMAC.
 fn expected_signature(method: &str, nonce: &str, timestamp: &str, uri: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET_KEY.as_bytes()).unwrap();
     mac.update(

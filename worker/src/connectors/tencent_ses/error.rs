@@ -1,5 +1,5 @@
-//! Classification of SES error codes (providers.md §1.8, §9): SES's own codes first, then the
-//! common Tencent Cloud API 3.0 ones shared with SMS.
+//! Classification of SES error codes (docs/providers/tencent-cloud.md#ses-error-classes-the-worker-uses):
+//! SES's own codes first, then the common Tencent Cloud API 3.0 ones shared with SMS.
 
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ mod tests {
 
     const RETRY: Class = Class::Retry { retry_after: None };
 
-    /// Every code providers.md §1.8 lists, one row each.
+    /// Every code docs/providers/tencent-cloud.md#ses lists, one row each.
     #[test]
     fn every_listed_ses_code_is_classified() {
         let table: &[(&str, Class)] = &[

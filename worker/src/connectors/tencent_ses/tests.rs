@@ -58,7 +58,7 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// providers.md §1.3 written out again, for service `ses`.
+/// docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256 written out again, for service `ses`.
 fn expected_authorization(host: &str, timestamp: i64, body: &[u8]) -> String {
     let canonical = format!(
         "POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{}",
