@@ -1,4 +1,5 @@
-//! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0 (providers.md §1.3).
+//! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0
+//! (docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256).
 //!
 //! The sandbox uses these pieces to *verify* requests: it rebuilds the canonical request from what
 //! actually arrived and recomputes the signature with the account's secret key.
@@ -137,7 +138,8 @@ impl Authorization {
 
 #[cfg(test)]
 mod tests {
-    //! The official vector of the Signature v3 documentation (providers.md §1.4).
+    //! The official vector of the Signature v3 documentation
+    //! (docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256).
     use super::*;
 
     const SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";

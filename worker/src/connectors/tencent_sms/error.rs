@@ -1,4 +1,4 @@
-//! Classification of Tencent Cloud error codes (providers.md §1.6, §1.7, §9), used both for a
+//! Classification of Tencent Cloud error codes (docs/providers/tencent-cloud.md#sms-error-classes-the-worker-uses), used both for a
 //! whole-request `Response.Error.Code` and for each number's `SendStatusSet[i].Code`.
 
 use std::time::Duration;
@@ -99,7 +99,7 @@ mod tests {
     const HALF_MINUTE: Option<Duration> = Some(Duration::from_secs(30));
     const HOUR: Option<Duration> = Some(Duration::from_secs(3600));
 
-    /// Every code the brief and providers.md list, one row each.
+    /// Every code docs/providers/tencent-cloud.md lists, one row each.
     #[test]
     fn every_listed_code_is_classified() {
         use Class::*;

@@ -1,4 +1,4 @@
-//! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0 (providers.md §1.3), shared by
+//! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0 (docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256), shared by
 //! every Tencent Cloud connector (SMS `sms` / 2021-01-11, SES `ses` / 2020-10-02).
 //!
 //! Only `POST /` with an empty query string is signed: that is the one form the JSON APIs use.
@@ -114,7 +114,7 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    // The official vector of the Tencent Cloud signature document (providers.md §1.4).
+    // The official vector of the Tencent Cloud signature document (docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256).
     const SECRET_ID: &str = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE";
     const SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
     const BODY: &str = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;

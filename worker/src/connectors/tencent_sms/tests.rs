@@ -86,7 +86,7 @@ async fn answer_with(server: &MockServer, template: ResponseTemplate) {
     Mock::given(method("POST")).and(path("/")).respond_with(template).mount(server).await;
 }
 
-// ---- the independent TC3 computation, written from providers.md §1.3 ----
+// ---- the independent TC3 computation, written from docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256 ----
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
