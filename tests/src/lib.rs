@@ -3,6 +3,7 @@
 //! broker (and Redis where asked). Build the binaries first: `cargo build --workspace --bins`.
 
 pub mod mail;
+pub mod rabbit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,6 +47,8 @@ pub struct Harness {
     pub sandbox: Sandbox,
     pub config_path: PathBuf,
     pub state_url: String,
+    /// The broker of this test: the shared one unless [`Harness::start_on`] named another.
+    pub amqp_url: String,
     pub connection: lapin::Connection,
 }
 
@@ -53,6 +56,17 @@ impl Harness {
     /// `extra_config` is appended to the config file (for more connector configs or overrides);
     /// `{sandbox}` in it is replaced by the sandbox's URL (for `endpoint`).
     pub async fn start(test: &str, store: Store, sandbox_config: SandboxConfig, extra_config: &str) -> Harness {
+        Harness::start_on(test, store, sandbox_config, extra_config, AMQP_URL).await
+    }
+
+    /// [`Harness::start`] against the broker at `amqp_url` (a private [`rabbit::RabbitNode`]).
+    pub async fn start_on(
+        test: &str,
+        store: Store,
+        sandbox_config: SandboxConfig,
+        extra_config: &str,
+        amqp_url: &str,
+    ) -> Harness {
         // reqwest is built without a default TLS crypto provider; tests use one HTTP client or another.
         yizhan_broker::install_crypto_provider();
         let prefix = format!("t-{test}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
@@ -87,10 +101,10 @@ rate_limit = "6000/min"
             Store::Sqlite => format!("sqlite://{}", dir.path().join("state.db").display()),
             Store::Redis => REDIS_URL.to_string(),
         };
-        let connection = yizhan_broker::connect(AMQP_URL, "yizhan-test", yizhan_broker::Recovery::Automatic)
+        let connection = yizhan_broker::connect(amqp_url, "yizhan-test", yizhan_broker::Recovery::Automatic)
             .await
             .expect("broker up");
-        Harness { prefix, dir, sandbox, config_path, state_url, connection }
+        Harness { prefix, dir, sandbox, config_path, state_url, amqp_url: amqp_url.to_string(), connection }
     }
 
     pub fn sandbox(&self) -> SandboxState {
@@ -104,7 +118,7 @@ rate_limit = "6000/min"
     /// The environment shared by both binaries (contract settings).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("YIZHAN_AMQP_URL", AMQP_URL.to_string()),
+            ("YIZHAN_AMQP_URL", self.amqp_url.clone()),
             ("YIZHAN_PREFIX", self.prefix.clone()),
             ("YIZHAN_CONFIG", self.config_path.display().to_string()),
             ("YIZHAN_STATE", self.state_url.clone()),
@@ -155,10 +169,14 @@ rate_limit = "6000/min"
     /// Submits jobs with the producer library.
     pub async fn submit(&self, jobs: &[Job]) -> Vec<uuid::Uuid> {
         let delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
-        let producer =
-            yizhan_producer::Producer::connect(AMQP_URL, &self.prefix, &delays, yizhan_broker::Recovery::FailFast)
-                .await
-                .expect("producer");
+        let producer = yizhan_producer::Producer::connect(
+            &self.amqp_url,
+            &self.prefix,
+            &delays,
+            yizhan_broker::Recovery::FailFast,
+        )
+        .await
+        .expect("producer");
         producer.submit_all(jobs).await.into_iter().map(|r| r.expect("confirmed")).collect()
     }
 

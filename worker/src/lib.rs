@@ -14,7 +14,6 @@ pub mod pipeline;
 pub mod ratelimit;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,12 +99,12 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     };
 
     let metrics = Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = Arc::new(http::Readiness::default());
     let listener = tokio::net::TcpListener::bind(&settings.metrics_addr)
         .await
         .map_err(|source| WorkerError::Listen { addr: settings.metrics_addr.clone(), source })?;
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics and health");
-    let health = http::router(http::Health { metrics: metrics.clone(), ready: ready.clone() });
+    let health = http::router(http::Health { metrics: metrics.clone(), readiness: readiness.clone() });
     let http_shutdown = CancellationToken::new();
     let http_task = tokio::spawn({
         let stop = http_shutdown.clone();
@@ -176,24 +175,21 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
             .map_err(broker_error)?;
         lanes.push((tag, consumer));
     }
-    ready.store(true, Ordering::Relaxed);
-    metrics.broker_connected.set(1);
+    readiness.consuming(consume_conn.clone(), publish_conn.clone(), channel.clone());
     info!(owner = %owner, prefix = %names.prefix, concurrency = worker.concurrency, prefetch, "consuming");
 
     let background = CancellationToken::new();
     let flusher = tokio::spawn(flush_acks(acks.clone(), background.clone()));
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
-    tokio::spawn(watch_connection(
-        consume_conn.clone(),
-        publish_conn.clone(),
-        metrics.clone(),
-        ready.clone(),
-        background.clone(),
-    ));
 
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(worker.concurrency.max(1)));
     let [(_, high), (_, normal), (_, bulk)] = &mut lanes[..] else { unreachable!("three lanes") };
+    // A lost connection errors every lane's consumer at once, each error ahead of its lane's
+    // deliveries from the recovered channel. The first of the three starts a new ack generation;
+    // the others, read after the recovery, must not start another (deliveries of the new channel
+    // may have tags by then).
+    let mut owes_error = [false; 3];
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -203,13 +199,13 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         let next = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(d) = high.next() => d,
-            Some(d) = normal.next() => d,
-            Some(d) = bulk.next() => d,
+            Some(d) = high.next() => (0, d),
+            Some(d) = normal.next() => (1, d),
+            Some(d) = bulk.next() => (2, d),
             else => break,
         };
         match next {
-            Ok(delivery) => {
+            (_, Ok(delivery)) => {
                 let pipeline = pipeline.clone();
                 let tag = acks.tag(delivery.delivery_tag);
                 tracker.spawn(async move {
@@ -217,15 +213,22 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
                     drop(permit);
                 });
             }
-            Err(e) => {
-                warn!(error = %e, "consumer error; waiting for the connection to recover");
-                ready.store(false, Ordering::Relaxed);
-                acks.reset();
+            (lane, Err(e)) => {
+                // Otherwise its error was already handled through another lane's.
+                let first = !std::mem::take(&mut owes_error[lane]);
+                if first {
+                    warn!(error = %e, "consumer error; waiting for the connection to recover");
+                    acks.reset();
+                    owes_error = [true; 3];
+                    owes_error[lane] = false;
+                }
                 if let Err(e) = channel.wait_for_recovery(e).await {
                     error!(error = %e, "the broker connection could not be recovered");
                     break;
                 }
-                ready.store(true, Ordering::Relaxed);
+                if first {
+                    info!("the broker connection recovered; consuming again");
+                }
             }
         }
     }
@@ -233,7 +236,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     // Drain: stop the broker from sending more, settle what is in flight, then leave. Deliveries
     // prefetched but not started go back to their lanes when the channel closes.
     info!(in_flight = tracker.len(), "stopping: no new jobs; finishing those in flight");
-    ready.store(false, Ordering::Relaxed);
+    readiness.stopping();
     for (tag, _) in &lanes {
         let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
     }
@@ -278,28 +281,6 @@ async fn renew_leases(pipeline: Arc<Pipeline>, every: Duration, stop: Cancellati
             _ = ticker.tick() => {
                 if let Err(e) = pipeline.renew_leases().await {
                     warn!(error = %e, "renewing leases failed");
-                }
-            }
-        }
-    }
-}
-
-async fn watch_connection(
-    consume: Arc<lapin::Connection>,
-    publish: Arc<lapin::Connection>,
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {
-                let connected = consume.status().connected() && publish.status().connected();
-                metrics.broker_connected.set(i64::from(connected));
-                if !connected {
-                    ready.store(false, Ordering::Relaxed);
                 }
             }
         }
