@@ -12,6 +12,10 @@
 //! Where each effect applies:
 //! * `http_status` and `delay` act on the raw request, before any check (or, with
 //!   `after_processing`, after the request was fully handled and its side effects recorded);
+//! * `tencent_partial_send` acts on a `SendSms` that passed every check: it really sends the first
+//!   `sent` numbers (recorded, with receipts for `PullSmsSendStatusByPhoneNumber`), then answers
+//!   `then` instead of the statuses (`{"type": "http_status", "status": 500}`,
+//!   `{"type": "tencent_error", "code": "InternalError.Timeout"}` or `{"type": "drop"}`);
 //! * `tencent_error`, `tencent_number_status` and `wecom_errcode` act only on requests that passed
 //!   every check (signature, key, body), right before the side effect would happen, so a fault
 //!   firing also proves the request was valid.
@@ -33,6 +37,9 @@ pub enum FaultEffect {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// A `SendSms` that sends only its first `sent` numbers (for real: recorded, with receipts),
+    /// then answers `then` instead of its statuses, so the client cannot tell what went out.
+    TencentPartialSend { sent: usize, then: LostAnswer },
     /// The `SendStatus` of the matched phone number gets this `Code`; the other numbers of the
     /// request are processed normally. Needs `phone`.
     TencentNumberStatus {
@@ -71,6 +78,18 @@ pub enum FaultEffect {
         #[serde(default)]
         after_processing: bool,
     },
+}
+
+/// What a client gets instead of the answer to a request that was (partly) carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LostAnswer {
+    /// A bare HTTP status with a plain-text body, as from a gateway whose backend failed.
+    HttpStatus { status: u16 },
+    /// HTTP 200 with `Response.Error` of this code (e.g. `InternalError.Timeout`).
+    TencentError { code: String },
+    /// The connection breaks after the status line: no answer can be read.
+    Drop,
 }
 
 /// A programmed fault. Build it with the constructors, or deserialize it from JSON.
@@ -118,6 +137,11 @@ impl Fault {
     /// Whole-request Tencent error `code` (e.g. `InternalError.Timeout`, `RequestLimitExceeded`).
     pub fn tencent_error(code: &str) -> Self {
         Self::new(FaultEffect::TencentError { code: code.to_string(), message: None }, None)
+    }
+
+    /// The next matching `SendSms` sends only its first `sent` numbers, then answers `then`.
+    pub fn tencent_partial_send(sent: usize, then: LostAnswer) -> Self {
+        Self::new(FaultEffect::TencentPartialSend { sent, then }, None)
     }
 
     /// `SendStatus.Code` = `code` for `phone`; the request's other numbers succeed.
@@ -187,7 +211,7 @@ impl Fault {
             FaultEffect::HttpStatus { body, .. } => *body = Some(text.to_string()),
             FaultEffect::WecomErrcode { errmsg, .. } => *errmsg = Some(text.to_string()),
             FaultEffect::ErrorCode { message, .. } => *message = Some(text.to_string()),
-            FaultEffect::Delay { .. } => {}
+            FaultEffect::Delay { .. } | FaultEffect::TencentPartialSend { .. } => {}
         }
         self
     }
@@ -200,6 +224,7 @@ impl Fault {
             }
             FaultEffect::TencentError { .. }
             | FaultEffect::TencentNumberStatus { .. }
+            | FaultEffect::TencentPartialSend { .. }
             | FaultEffect::WecomErrcode { .. }
             | FaultEffect::ErrorCode { .. } => {}
         }
@@ -209,7 +234,9 @@ impl Fault {
     /// The provider this fault targets (explicit, or implied by the effect).
     pub fn target(&self) -> Option<Provider> {
         match self.effect {
-            FaultEffect::TencentError { .. } | FaultEffect::TencentNumberStatus { .. } => Some(Provider::Tencent),
+            FaultEffect::TencentError { .. }
+            | FaultEffect::TencentNumberStatus { .. }
+            | FaultEffect::TencentPartialSend { .. } => Some(Provider::Tencent),
             FaultEffect::WecomErrcode { .. } => Some(Provider::WecomRobot),
             FaultEffect::HttpStatus { .. } | FaultEffect::Delay { .. } | FaultEffect::ErrorCode { .. } => self.provider,
         }
@@ -237,6 +264,17 @@ impl Fault {
             }
             FaultEffect::TencentNumberStatus { .. } if self.phone.is_none() => {
                 err("tencent_number_status needs `phone`")
+            }
+            FaultEffect::TencentPartialSend { then: LostAnswer::HttpStatus { status }, .. }
+                if !(500..=599).contains(status) =>
+            {
+                // Only a server error can come after the backend acted; a 4xx never reached it.
+                err("a partial send's `status` must be within 500..=599")
+            }
+            FaultEffect::TencentPartialSend { then: LostAnswer::TencentError { code }, .. }
+                if code.trim().is_empty() =>
+            {
+                err("`code` must not be empty")
             }
             FaultEffect::HttpStatus { status, .. } if !(200..=599).contains(status) => {
                 err("`status` must be within 200..=599")
@@ -293,6 +331,10 @@ impl Fault {
             | (FaultEffect::TencentNumberStatus { .. }, Stage::TencentNumber)
             | (FaultEffect::WecomErrcode { .. }, Stage::WecomRequest)
             | (FaultEffect::ErrorCode { .. }, Stage::ProviderRequest) => true,
+            // Only SendSms sends anything.
+            (FaultEffect::TencentPartialSend { .. }, Stage::TencentRequest) => {
+                facts.action.as_deref() == Some("SendSms")
+            }
             _ => false,
         };
         stage_ok
@@ -397,6 +439,32 @@ mod tests {
         let mut no_phone = Fault::tencent_number_status("+8613800000001", "X");
         no_phone.phone = None;
         assert!(no_phone.validate().is_err());
+    }
+
+    #[test]
+    fn a_partial_send_round_trips_and_applies_only_to_send_sms() {
+        let fault = Fault::tencent_partial_send(3, LostAnswer::HttpStatus { status: 500 }).for_phone("+8613800000001");
+        let value = serde_json::to_value(&fault).unwrap();
+        assert_eq!(
+            value,
+            json!({"effect": {"type": "tencent_partial_send", "sent": 3, "then": {"type": "http_status", "status": 500}},
+                   "phone": "+8613800000001", "times": 1})
+        );
+        assert_eq!(serde_json::from_value::<Fault>(value).unwrap(), fault);
+        assert!(fault.validate().is_ok());
+        assert!(Fault::tencent_partial_send(1, LostAnswer::HttpStatus { status: 404 }).validate().is_err());
+        assert!(Fault::tencent_partial_send(1, LostAnswer::TencentError { code: " ".into() }).validate().is_err());
+        let dropped: Fault = serde_json::from_value(
+            json!({"effect": {"type": "tencent_partial_send", "sent": 0, "then": {"type": "drop"}}}),
+        )
+        .unwrap();
+        assert_eq!(dropped.effect, FaultEffect::TencentPartialSend { sent: 0, then: LostAnswer::Drop });
+
+        let mut queue = FaultQueue::default();
+        queue.push(Fault::tencent_partial_send(1, LostAnswer::Drop));
+        let query = RequestFacts { action: Some("PullSmsSendStatusByPhoneNumber".into()), ..sms_facts(&[]) };
+        assert_eq!(queue.take(Stage::TencentRequest, &query), None);
+        assert!(queue.take(Stage::TencentRequest, &sms_facts(&["+8613800000001"])).is_some());
     }
 
     #[test]

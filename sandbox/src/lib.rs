@@ -62,7 +62,7 @@ pub use config::{
 };
 pub use config::{DEFAULT_MEETING_APP, DEFAULT_SES_DOMAIN, MeetingApp};
 pub use config::{DEFAULT_WECOM_CORP, WecomCorp};
-pub use faults::{Fault, FaultEffect, FaultError};
+pub use faults::{Fault, FaultEffect, FaultError, LostAnswer};
 pub use records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 pub use state::{SandboxState, WaitTimeout};
 

@@ -95,6 +95,8 @@ pub struct SentSms {
     pub request_id: String,
     pub secret_id: String,
     pub region: String,
+    /// UNIX seconds: the receipt's `UserReceiveTime` (the sandbox delivers at once).
+    pub sent_at: i64,
 }
 
 /// One message a robot delivered (WeCom, DingTalk or Feishu).

@@ -84,6 +84,8 @@ secret_id = "{secret_id}"
 secret_key = "${{YIZHAN_TEST_SMS_KEY}}"
 sdk_app_id = "{app}"
 endpoint = "{url}"
+# A lost SendSms answer's numbers wait this long for their receipts before being sent again.
+status_settle = "1s"
 
 [connectors.wecom_robot.ops]
 key = "{robot}"

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use yizhan_sandbox::{Fault, Provider, SandboxConfig};
+use yizhan_sandbox::{Fault, FaultEffect, LostAnswer, Provider, SandboxConfig};
 use yizhan_tests::{Harness, Store, number, sms_job};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -185,6 +185,68 @@ async fn a_campaign_shares_calls_and_each_job_records_its_own_number() {
         assert_eq!(numbers[0]["serial_no"], serials[&number(i)], "job {i} has its own number's serial");
     }
     assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejected());
+    drop(worker);
+    h.cleanup().await;
+}
+
+/// Issue 15, item 4: 250 jobs of one campaign share calls; three shared calls are lost after the
+/// provider sent part of them (HTTP 500, `InternalError.Timeout`, a dropped connection). The
+/// worker asks for receipts before sending any of those numbers again: every number gets exactly
+/// one SMS and every job succeeds. (The harness config sets `status_settle = "1s"`; the sandbox's
+/// receipts have no lag.)
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_shared_calls_never_text_a_number_twice() {
+    let h = Harness::start("sms-lost", Store::Redis, SandboxConfig::default_accounts(), "").await;
+    let sandbox = h.sandbox();
+    // A slow provider keeps the lane's calls busy, so the jobs behind them share calls.
+    sandbox
+        .push_fault(Fault::delay(Provider::Tencent, Duration::from_millis(100)).for_action("SendSms").always())
+        .unwrap();
+    let lost = [
+        (number(60), Fault::tencent_partial_send(5, LostAnswer::HttpStatus { status: 500 })),
+        (
+            number(140),
+            Fault::tencent_partial_send(7, LostAnswer::TencentError { code: "InternalError.Timeout".into() }),
+        ),
+        (number(220), Fault::tencent_partial_send(3, LostAnswer::Drop)),
+    ];
+    for (phone, fault) in &lost {
+        sandbox.push_fault(fault.clone().for_phone(phone)).unwrap();
+    }
+    let jobs: Vec<_> = (0..250).map(|i| sms_job(&[&number(i)], None)).collect();
+    let worker = h.spawn_worker(&["--concurrency", "128"]).await;
+    h.submit(&jobs).await;
+
+    yizhan_tests::eventually("all 250 jobs succeeded", WAIT, || async { worker.jobs_total("succeeded").await == 250 })
+        .await;
+    let partial_left =
+        sandbox.pending_faults().iter().filter(|f| matches!(f.effect, FaultEffect::TencentPartialSend { .. })).count();
+    assert_eq!(partial_left, 0, "every lost answer happened");
+    let mut per_number: HashMap<String, usize> = HashMap::new();
+    for sms in sandbox.sent_sms() {
+        *per_number.entry(sms.phone.clone()).or_default() += 1;
+    }
+    let twice: Vec<_> = per_number.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(twice.is_empty(), "numbers texted twice: {twice:?}");
+    assert_eq!(per_number.len(), 250, "every number got its SMS");
+
+    let requests = sandbox.requests_for(Provider::Tencent);
+    let action = |r: &yizhan_sandbox::RecordedRequest| r.header("x-tc-action").unwrap_or_default().to_string();
+    let numbers_of = |r: &yizhan_sandbox::RecordedRequest| -> Vec<String> {
+        serde_json::from_value(r.body_json().unwrap()["PhoneNumberSet"].clone()).unwrap()
+    };
+    let mut unsent_in_lost_calls = 0;
+    for ((phone, _), sent) in lost.iter().zip([5, 7, 3]) {
+        let call = requests.iter().find(|r| action(r) == "SendSms" && numbers_of(r).contains(phone)).unwrap();
+        let carried = numbers_of(call).len();
+        assert!(carried > 1, "the lost call for {phone} was shared: {:?}", numbers_of(call));
+        unsent_in_lost_calls += carried.saturating_sub(sent);
+    }
+    // Both paths ran: numbers found sent by their receipts, and numbers sent again after the settle time.
+    assert!(unsent_in_lost_calls > 0, "some numbers of the lost calls had not gone out");
+    let queries = requests.iter().filter(|r| action(r) == "PullSmsSendStatusByPhoneNumber").count();
+    assert!(queries > 0, "the lost numbers were asked about");
+    assert!(sandbox.rejected().is_empty(), "every request valid: {:?}", sandbox.rejected());
     drop(worker);
     h.cleanup().await;
 }

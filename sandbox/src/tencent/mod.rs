@@ -1,4 +1,4 @@
-//! Fake Tencent Cloud API 3.0 (`POST /`, TC3-HMAC-SHA256), providers.md §1.
+//! Fake Tencent Cloud API 3.0 (`POST /`, TC3-HMAC-SHA256), docs/providers/tencent-cloud.md.
 //!
 //! Every request is checked like the real gateway does: action and version, the `Authorization`
 //! header, the timestamp window, the SecretId, the credential scope, and a signature recomputed from
@@ -25,7 +25,7 @@ use crate::records::Provider;
 use crate::state::SandboxState;
 use sign::{Authorization, UNSIGNED_PAYLOAD};
 
-/// Largest request body read (the SES documentation allows 8 MB packets).
+/// Largest request body read (docs/providers/tencent-cloud.md#sendemail: 8 MB packets).
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Regions the sandbox accepts in `X-TC-Region`; anything else is `UnsupportedRegion`.
@@ -47,11 +47,13 @@ pub(crate) struct ApiError {
     pub message: String,
     /// Produced by a programmed fault rather than by a check (not counted as a refusal).
     pub injected: bool,
+    /// A fault's answer that replaces the error envelope (an HTTP 5xx or a broken connection).
+    pub lost: Option<crate::faults::LostAnswer>,
 }
 
 impl ApiError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_string(), message: message.into(), injected: false }
+        Self { code: code.to_string(), message: message.into(), injected: false, lost: None }
     }
 
     pub fn missing(parameter: &str) -> Self {
@@ -88,6 +90,13 @@ pub(crate) struct Action {
 /// The actions the sandbox implements.
 pub(crate) const ACTIONS: &[Action] = &[
     Action { name: "SendSms", service: "sms", version: "2021-01-11", region_required: true, handler: sms::send_sms },
+    Action {
+        name: "PullSmsSendStatusByPhoneNumber",
+        service: "sms",
+        version: "2021-01-11",
+        region_required: true,
+        handler: sms::pull_status_by_phone_number,
+    },
     ses_action("CreateEmailIdentity", ses::create_email_identity),
     ses_action("DeleteEmailIdentity", ses::delete_email_identity),
     ses_action("GetEmailIdentity", ses::get_email_identity),
@@ -116,6 +125,7 @@ pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) 
             payload.insert("RequestId".into(), Value::String(request_id));
             json!({ "Response": payload })
         }
+        Err(ApiError { lost: Some(lost), .. }) => return sms::lost_answer(&lost),
         Err(error) => {
             if !error.injected {
                 state.record_rejection(Provider::Tencent, &error.code, &error.message);
@@ -159,6 +169,7 @@ fn process(
     facts: &RequestFacts,
     request_id: &str,
 ) -> Result<Map<String, Value>, ApiError> {
+    // docs/providers/tencent-cloud.md#requests: POST / with a JSON body.
     if request.method != Method::POST {
         return Err(ApiError::new(
             "UnsupportedProtocol",
@@ -182,6 +193,7 @@ fn process(
         ));
     }
 
+    // docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256
     let account = authenticate(state.config(), request, action.service)?;
 
     let content_type = request.header("content-type").unwrap_or_default().to_ascii_lowercase();
@@ -233,6 +245,7 @@ fn authenticate<'c>(
         .map_err(|_| ApiError::new("InvalidParameter", "X-TC-Timestamp must be UNIX seconds."))?;
     let now = chrono::Utc::now().timestamp();
     let tolerance = i64::try_from(config.timestamp_tolerance.as_secs()).unwrap_or(i64::MAX);
+    // docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256: 5 minutes off is SignatureExpire.
     if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
         return Err(ApiError::new(
             "AuthFailure.SignatureExpire",
@@ -261,6 +274,7 @@ fn authenticate<'c>(
         ));
     }
 
+    // docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256: content-type and host are always signed.
     for required in ["content-type", "host"] {
         if !auth.signed_headers.iter().any(|h| h == required) {
             return Err(ApiError::invalid_authorization("SignedHeaders must include content-type and host"));

@@ -127,7 +127,7 @@ fn injected(ctx: &ActionContext<'_>) -> Result<(), ApiError> {
     match ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
         Some(FaultEffect::TencentError { code, message }) => {
             let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
-            Err(ApiError { code, message, injected: true })
+            Err(ApiError { code, message, injected: true, lost: None })
         }
         _ => Ok(()),
     }

@@ -1,18 +1,23 @@
-//! `SendSms`, version 2021-01-11 (providers.md §1.7).
+//! `SendSms` and `PullSmsSendStatusByPhoneNumber`, version 2021-01-11
+//! (docs/providers/tencent-cloud.md#sms-service-sms-version-2021-01-11).
 //!
 //! Whole-request problems answer `Response.Error`; a bad phone number only fails that number's
-//! `SendStatus`, the others are sent.
+//! `SendStatus`, the others are sent. Every SMS sent has its receipt at once, as
+//! `PullSmsSendStatusByPhoneNumber` lists them (from the SMS record, so within `record_limit`).
 
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::{ActionContext, ApiError};
-use crate::faults::{FaultEffect, Stage};
+use crate::faults::{FaultEffect, LostAnswer, Stage};
 use crate::records::{Provider, SentSms};
 
-/// `PhoneNumberSet` may hold at most this many numbers.
+/// docs/providers/tencent-cloud.md#sendsms: `PhoneNumberSet` holds at most 200 numbers.
 pub const MAX_NUMBERS: usize = 200;
-/// `SessionContext` must be shorter than this many bytes.
+/// docs/providers/tencent-cloud.md#sendsms: `SessionContext` is shorter than 512 bytes.
 pub const MAX_SESSION_CONTEXT: usize = 512;
 
 const FIELDS: [&str; 8] = [
@@ -230,9 +235,14 @@ pub(crate) fn send_sms(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Strin
         ));
     }
 
-    if let Some(FaultEffect::TencentError { code, message }) = ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
-        let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
-        return Err(ApiError { code, message, injected: true });
+    let mut partial = None;
+    match ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
+        Some(FaultEffect::TencentError { code, message }) => {
+            let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
+            return Err(ApiError { code, message, injected: true, lost: None });
+        }
+        Some(FaultEffect::TencentPartialSend { sent, then }) => partial = Some((sent, then)),
+        _ => {}
     }
 
     let rendered = template.render(&request.params);
@@ -240,12 +250,24 @@ pub(crate) fn send_sms(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Strin
         Some(sign) => format!("【{sign}】{rendered}"),
         None => rendered,
     };
+    let sending = partial.as_ref().map_or(request.phones.len(), |(sent, _)| *sent);
     let statuses: Vec<Value> = request
         .phones
         .iter()
         .zip(&normalized)
+        .take(sending)
         .map(|(raw, phone)| send_one(ctx, &request, &content, raw, phone.as_deref()))
         .collect();
+    if let Some((sent, then)) = partial {
+        // The numbers above went out; the client learns nothing about them.
+        return Err(match then {
+            LostAnswer::TencentError { code } => {
+                let message = format!("{code} (injected by yizhan-sandbox after sending {sent} numbers)");
+                ApiError { code, message, injected: true, lost: None }
+            }
+            lost => ApiError { code: String::new(), message: String::new(), injected: true, lost: Some(lost) },
+        });
+    }
 
     let mut response = Map::new();
     response.insert("SendStatusSet".into(), Value::Array(statuses));
@@ -294,8 +316,148 @@ fn send_one(ctx: &ActionContext<'_>, request: &SendSmsRequest, content: &str, ra
         request_id: ctx.request_id.to_string(),
         secret_id: ctx.account.secret_id.clone(),
         region: ctx.region.to_string(),
+        sent_at: chrono::Utc::now().timestamp(),
     });
     status(phone, &serial, fee, "Ok", "send success")
+}
+
+/// The answer a client gets for a request whose answer a fault lost.
+pub(crate) fn lost_answer(lost: &LostAnswer) -> Response {
+    match lost {
+        LostAnswer::HttpStatus { status } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
+            (status, [("content-type", "text/plain; charset=utf-8")], body).into_response()
+        }
+        // A body that fails at once: the connection breaks before any answer can be read.
+        LostAnswer::Drop => Body::from_stream(futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped by yizhan-sandbox"))
+        }))
+        .into_response(),
+        LostAnswer::TencentError { code } => {
+            let body = json!({"Response": {"Error": {"Code": code, "Message": code}, "RequestId": uuid::Uuid::new_v4().to_string()}});
+            axum::Json(body).into_response()
+        }
+    }
+}
+
+/// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: the fields of the request.
+const PULL_FIELDS: [&str; 6] = ["BeginTime", "EndTime", "Offset", "Limit", "PhoneNumber", "SmsSdkAppId"];
+/// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: `Limit` is at most 100.
+pub const MAX_PULL_LIMIT: u64 = 100;
+/// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: at most 7 days back.
+const PULL_WINDOW_SECS: i64 = 7 * 24 * 3600;
+
+fn integer_field(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| wrong_type(name)),
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+/// `(CountryCode, SubscriberNumber)` of an E.164 number.
+fn split_country(e164: &str) -> (String, String) {
+    let prefix = if is_mainland(e164) {
+        Some("+86")
+    } else {
+        ISO_CODES.iter().map(|(prefix, _)| *prefix).find(|prefix| e164.starts_with(prefix))
+    };
+    match prefix {
+        Some(prefix) => (prefix[1..].to_string(), e164[prefix.len()..].to_string()),
+        None => (String::new(), e164.trim_start_matches('+').to_string()),
+    }
+}
+
+/// The `PullSmsSendStatusByPhoneNumber` handler: the receipts of the SMS the number was sent.
+pub(crate) fn pull_status_by_phone_number(
+    ctx: &ActionContext<'_>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new("FailedOperation.JsonParseFail", format!("The request body is not valid JSON: {e}."))
+    })?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::new("FailedOperation.JsonParseFail", "The request body must be a JSON object."));
+    };
+    if let Some(unknown) = body.keys().find(|k| !PULL_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
+    }
+    // docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: all but EndTime are required.
+    let begin = integer_field(&body, "BeginTime")?.ok_or_else(|| ApiError::missing("BeginTime"))?;
+    let offset = integer_field(&body, "Offset")?.ok_or_else(|| ApiError::missing("Offset"))?;
+    let limit = integer_field(&body, "Limit")?.ok_or_else(|| ApiError::missing("Limit"))?;
+    let phone = string_field(&body, "PhoneNumber")?.ok_or_else(|| ApiError::missing("PhoneNumber"))?;
+    let sdk_app_id = string_field(&body, "SmsSdkAppId")?.ok_or_else(|| ApiError::missing("SmsSdkAppId"))?;
+    let end = integer_field(&body, "EndTime")?;
+
+    if !ctx.account.sdk_app_ids.contains(&sdk_app_id) {
+        let elsewhere = ctx.state.config().tencent_accounts.iter().any(|a| a.sdk_app_ids.contains(&sdk_app_id));
+        return Err(if elsewhere {
+            ApiError::new(
+                "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
+                "The SmsSdkAppId does not belong to the account of this SecretId.",
+            )
+        } else {
+            ApiError::new("InvalidParameterValue.SdkAppIdNotExist", "The SmsSdkAppId does not exist.")
+        });
+    }
+    // docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: Limit at most 100.
+    if !(1..=MAX_PULL_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.LimitVerifyFail",
+            format!("Limit must be within 1..={MAX_PULL_LIMIT}, not {limit}."),
+        ));
+    }
+    // docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: Offset is fixed at 0.
+    if offset != 0 {
+        return Err(ApiError::new("InvalidParameterValue.OffsetVerifyFail", "Offset must be 0."));
+    }
+    // docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: at most 7 days back.
+    let now = chrono::Utc::now().timestamp();
+    let begin = i64::try_from(begin).unwrap_or(i64::MAX);
+    if begin > now || begin < now - PULL_WINDOW_SECS {
+        return Err(ApiError::new(
+            "InvalidParameterValue.BeginTimeVerifyFail",
+            format!("BeginTime {begin} must be within the last 7 days (server time {now})."),
+        ));
+    }
+    let end = end.map(|e| i64::try_from(e).unwrap_or(i64::MAX));
+    if end.is_some_and(|end| end < begin) {
+        return Err(ApiError::new("InvalidParameterValue.EndTimeVerifyFail", "EndTime must not be before BeginTime."));
+    }
+    let phone = normalize_phone(&phone).ok_or_else(|| {
+        ApiError::new("InvalidParameterValue.IncorrectPhoneNumber", "PhoneNumber is not an E.164 number.")
+    })?;
+    if let Some(FaultEffect::TencentError { code, message }) = ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
+        let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
+        return Err(ApiError { code, message, injected: true, lost: None });
+    }
+
+    let (country, subscriber) = split_country(&phone);
+    let receipts: Vec<Value> = ctx
+        .state
+        .sent_sms()
+        .into_iter()
+        .filter(|sms| sms.phone == phone && sms.sdk_app_id == sdk_app_id)
+        .filter(|sms| sms.sent_at >= begin && end.is_none_or(|end| sms.sent_at <= end))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|sms| {
+            json!({
+                "UserReceiveTime": sms.sent_at,
+                "CountryCode": country,
+                "SubscriberNumber": subscriber,
+                "PhoneNumber": sms.phone,
+                "SerialNo": sms.serial_no,
+                "ReportStatus": "SUCCESS",
+                "Description": "DELIVRD",
+                "SessionContext": sms.session_context,
+            })
+        })
+        .collect();
+    let mut response = Map::new();
+    response.insert("PullSmsSendStatusSet".into(), Value::Array(receipts));
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -340,6 +502,13 @@ mod tests {
         assert_eq!(fee(&"x".repeat(70)), 1);
         assert_eq!(fee(&"x".repeat(71)), 2);
         assert_eq!(fee(&"x".repeat(135)), 3);
+    }
+
+    #[test]
+    fn receipts_split_the_country_code() {
+        assert_eq!(split_country("+8613800000000"), ("86".into(), "13800000000".into()));
+        assert_eq!(split_country("+85261234567"), ("852".into(), "61234567".into()));
+        assert_eq!(split_country("+99912345"), (String::new(), "99912345".into()));
     }
 
     #[test]
