@@ -3,9 +3,10 @@
 //! - `POST /v1/jobs`: one job or an array; every item is validated before any is published; 202 with
 //!   the ids once the broker confirmed them all, 400 with the errors per item and nothing enqueued,
 //!   413 past the body or batch limit, 503 while the broker is unreachable or not confirming.
-//! - `GET /v1/jobs/{id}`: the job's status from the state store the workers write. An id the store
-//!   does not know is `queued`: no worker has taken it yet (or it was never submitted: the API keeps
-//!   no ledger of its own).
+//! - `GET /v1/jobs/{id}`: the job's status from the state store the workers write; `queued` for a
+//!   job this API accepted that no worker has taken yet (the API records the ids the broker
+//!   confirmed, one store round trip per request); 404 for an id neither knows (never submitted,
+//!   or published straight to AMQP by another client and not taken yet).
 //! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
 
 use std::sync::Arc;
@@ -218,6 +219,11 @@ async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejec
             Err(e) => failure = Some(e.to_string()),
         }
     }
+    // Recorded before the answer, so that a GET right after it finds them; the jobs are enqueued
+    // either way, so a store failure does not turn the answer into an error.
+    if let Err(e) = state.store.accept(&ids, yizhan_state::now_millis()).await {
+        warn!(error = %e, jobs = ids.len(), "could not record accepted jobs; GET answers 404 until a worker takes them");
+    }
     match failure {
         None => {
             state.metrics.jobs("accepted", ids.len());
@@ -241,7 +247,14 @@ async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Respo
     };
     match state.store.status(id).await {
         Ok(Some(status)) => axum::Json(status_json(&status)).into_response(),
-        Ok(None) => axum::Json(json!({"id": id, "status": "queued", "attempts": 0})).into_response(),
+        Ok(None) => match state.store.accepted(id).await {
+            Ok(true) => axum::Json(json!({"id": id, "status": "queued", "attempts": 0})).into_response(),
+            Ok(false) => error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
+            Err(e) => {
+                warn!(error = %e, "state store");
+                error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
+            }
+        },
         Err(e) => {
             warn!(error = %e, "state store");
             error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")

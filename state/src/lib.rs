@@ -153,6 +153,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// The status of a job by id, `None` when no worker has seen it yet.
     async fn status(&self, job_id: Uuid) -> Result<Option<JobStatus>, StoreError>;
 
+    /// Records job ids the API accepted (the broker confirmed them), in one round trip for the
+    /// batch, so that an id no worker has taken yet is told apart from one never submitted.
+    async fn accept(&self, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError>;
+
+    /// Whether the API accepted `job_id` (within the retention).
+    async fn accepted(&self, job_id: Uuid) -> Result<bool, StoreError>;
+
     /// Deletes records unchanged for longer than the retention. Redis expires keys by itself.
     async fn prune(&self, now: Millis) -> Result<u64, StoreError>;
 }

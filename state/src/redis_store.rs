@@ -3,8 +3,9 @@
 //! Keys: `{namespace}:key:{idempotency key}` is a hash holding the record (fields `job_id`, `state`,
 //! `attempt`, `owner`, `lease_until`, `retry_published`, `next_attempt_at`, `progress` (JSON),
 //! `result` (JSON), `error`, `error_kind`, `updated_at`; an absent field is `None`), and
-//! `{namespace}:job:{job id}` holds the job's idempotency key. Every write sets the touched keys'
-//! expiry to the retention, so Redis prunes by itself.
+//! `{namespace}:job:{job id}` holds the job's idempotency key; `{namespace}:accepted:{job id}` marks
+//! a job the API accepted. Every write sets the touched keys' expiry to the retention, so Redis
+//! prunes by itself.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -218,6 +219,10 @@ impl RedisStore {
 
     fn job_key(&self, job_id: Uuid) -> String {
         format!("{}:job:{job_id}", self.namespace)
+    }
+
+    fn accepted_key(&self, job_id: Uuid) -> String {
+        format!("{}:accepted:{job_id}", self.namespace)
     }
 }
 
@@ -443,6 +448,26 @@ impl StateStore for RedisStore {
             next_attempt_at,
             duplicate_of: (owner_job != job_id).then_some(owner_job),
         }))
+    }
+
+    async fn accept(&self, job_ids: &[Uuid], _now: Millis) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        // One MULTI/EXEC for the batch: one round trip, all or nothing.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job_id in job_ids {
+            pipe.cmd("SET").arg(self.accepted_key(*job_id)).arg("1").arg("PX").arg(self.retention_ms).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn accepted(&self, job_id: Uuid) -> Result<bool, StoreError> {
+        let found: bool =
+            redis::cmd("EXISTS").arg(self.accepted_key(job_id)).query_async(&mut self.conn.clone()).await?;
+        Ok(found)
     }
 
     async fn prune(&self, _now: Millis) -> Result<u64, StoreError> {

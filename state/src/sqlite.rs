@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS yizhan_jobs (
     PRIMARY KEY (namespace, job_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS yizhan_jobs_updated ON yizhan_jobs (namespace, updated_at);
+CREATE TABLE IF NOT EXISTS yizhan_accepted (
+    namespace   TEXT    NOT NULL,
+    job_id      TEXT    NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, job_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS yizhan_accepted_at ON yizhan_accepted (namespace, accepted_at);
 ";
 
 /// The SQLite state store. Several deployments may share one file: records are keyed by
@@ -160,6 +167,23 @@ impl StateStore for SqliteStore {
         }
     }
 
+    async fn accept(&self, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        match self.call(Op::Accept { job_ids: job_ids.to_vec(), now }).await? {
+            Reply::Done => Ok(()),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn accepted(&self, job_id: Uuid) -> Result<bool, StoreError> {
+        match self.call(Op::Accepted(job_id)).await? {
+            Reply::Accepted(accepted) => Ok(accepted),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
     async fn prune(&self, now: Millis) -> Result<u64, StoreError> {
         match self.call(Op::Prune(now)).await? {
             Reply::Pruned(n) => Ok(n),
@@ -179,6 +203,8 @@ enum Op {
     Finish { key: String, finish: Finish, now: Millis },
     RetryPublished { key: String, attempt: u32 },
     Status(Uuid),
+    Accept { job_ids: Vec<Uuid>, now: Millis },
+    Accepted(Uuid),
     Prune(Millis),
 }
 
@@ -186,6 +212,7 @@ enum Reply {
     Claim(Claim),
     Done,
     Status(Option<JobStatus>),
+    Accepted(bool),
     Pruned(u64),
 }
 
@@ -220,7 +247,7 @@ fn serve(mut conn: Connection, ctx: &Ctx, mut receiver: mpsc::Receiver<Request>)
 }
 
 fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
-    let read_only = batch.iter().all(|r| matches!(r.op, Op::Status(_)));
+    let read_only = batch.iter().all(|r| matches!(r.op, Op::Status(_) | Op::Accepted(_)));
     let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
     let mut tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
@@ -322,6 +349,22 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             Ok(Reply::Done)
         }
         Op::Status(job_id) => status(conn, ctx, *job_id).map(Reply::Status),
+        Op::Accept { job_ids, now } => {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO yizhan_accepted (namespace, job_id, accepted_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (namespace, job_id) DO UPDATE SET accepted_at = excluded.accepted_at",
+            )?;
+            for job_id in job_ids {
+                insert.execute(params![ctx.ns, job_id.to_string(), now])?;
+            }
+            Ok(Reply::Done)
+        }
+        Op::Accepted(job_id) => {
+            let found = conn
+                .prepare_cached("SELECT 1 FROM yizhan_accepted WHERE namespace = ?1 AND job_id = ?2")?
+                .exists(params![ctx.ns, job_id.to_string()])?;
+            Ok(Reply::Accepted(found))
+        }
         Op::Prune(now) => {
             let cutoff = now.saturating_sub(ctx.retention_ms);
             let pruned = conn
@@ -333,6 +376,8 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
                                    WHERE k.namespace = ?1 AND k.key = yizhan_jobs.key)",
             )?
             .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached("DELETE FROM yizhan_accepted WHERE namespace = ?1 AND accepted_at < ?2")?
+                .execute(params![ctx.ns, cutoff])?;
             Ok(Reply::Pruned(pruned as u64))
         }
     }

@@ -395,6 +395,20 @@ async fn status_unknown_job_is_none(backend: &Backend) {
     assert_eq!(store.status(job()).await.unwrap(), None);
 }
 
+async fn accepted_ids_are_recorded_per_namespace(backend: &Backend) {
+    let ns = unique("ns");
+    let store = backend.store_in(&ns).await;
+    let other = backend.store_in(&unique("other")).await;
+    let ids: Vec<Uuid> = (0..3).map(|_| job()).collect();
+    store.accept(&ids, now_millis()).await.unwrap();
+    store.accept(&[], now_millis()).await.unwrap();
+    for id in &ids {
+        assert!(store.accepted(*id).await.unwrap());
+        assert!(!other.accepted(*id).await.unwrap());
+    }
+    assert!(!store.accepted(job()).await.unwrap());
+}
+
 async fn finish_by_late_writer_is_recorded(backend: &Backend) {
     let store = backend.store().await;
     let (key, id, t0) = (unique("k"), job(), now_millis());
@@ -502,6 +516,7 @@ contract!(
     status_for_original_and_duplicate,
     status_reports_errors,
     status_unknown_job_is_none,
+    accepted_ids_are_recorded_per_namespace,
     finish_by_late_writer_is_recorded,
     namespaces_are_isolated,
     concurrent_claims_have_one_winner,

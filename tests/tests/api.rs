@@ -183,6 +183,41 @@ async fn status_goes_from_queued_to_succeeded_with_the_result_or_dead_with_the_r
     h.cleanup().await;
 }
 
+/// Only jobs the API accepted are `queued` before a worker takes them; an id never submitted is
+/// 404, and so is a job another client published straight to AMQP until a worker takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_ids_are_404_and_accepted_jobs_queued_until_taken() {
+    let h = Harness::start("api-404", Store::Redis, SandboxConfig::default_accounts(), "").await;
+    let api = Api::start(&h, None, true).await;
+    let get = |id: String| {
+        let request = api.client.get(format!("{}/v1/jobs/{id}", api.base)).bearer_auth(TOKEN);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(uuid::Uuid::now_v7().to_string()).await, 404);
+
+    let batch: Vec<Value> = (0..50).map(|i| sms(&number(i))).collect();
+    let (status, body) = api.post(&Value::Array(batch)).await;
+    assert_eq!(status, 202, "{body}");
+    let ids: Vec<String> = body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    for id in &ids {
+        assert_eq!(api.status(id).await, json!({"id": id, "status": "queued", "attempts": 0}));
+    }
+    // A job published straight to the broker: the API never saw it.
+    let raw_id = uuid::Uuid::now_v7();
+    let mut raw = sms(&number(99));
+    raw["id"] = json!(raw_id);
+    h.publish_raw(raw.to_string().as_bytes(), Priority::Normal).await;
+    assert_eq!(get(raw_id.to_string()).await, 404);
+
+    let _worker = h.spawn_worker(&[]).await;
+    for id in &ids {
+        api.wait_status(id, "succeeded").await;
+    }
+    api.wait_status(&raw_id.to_string(), "succeeded").await;
+    assert_eq!(get(uuid::Uuid::now_v7().to_string()).await, 404);
+    h.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_without_a_valid_token_get_401_and_oversized_bodies_413() {
     let h = Harness::start("api-auth", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
