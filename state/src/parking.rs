@@ -63,7 +63,7 @@ pub trait ParkingLot: Send + Sync + 'static {
     async fn release(&self, taken: &[(String, i64)]) -> Result<(), StoreError>;
 
     /// How many entries wait (due or not).
-    async fn len(&self) -> Result<u64, StoreError>;
+    async fn waiting(&self) -> Result<u64, StoreError>;
 }
 
 /// Opens the parking lot of the state store named by `url` (see [`crate::open`]).
@@ -208,7 +208,7 @@ impl ParkingLot for SqliteParking {
         .await
     }
 
-    async fn len(&self) -> Result<u64, StoreError> {
+    async fn waiting(&self) -> Result<u64, StoreError> {
         self.with(|conn, ns| {
             let n: Option<i64> = conn
                 .query_row("SELECT COUNT(*) FROM yizhan_parked WHERE namespace = ?1", params![ns], |row| row.get(0))
@@ -347,7 +347,7 @@ impl ParkingLot for RedisParking {
         Ok(())
     }
 
-    async fn len(&self) -> Result<u64, StoreError> {
+    async fn waiting(&self) -> Result<u64, StoreError> {
         let [due, ..] = self.keys();
         let n: u64 = redis::cmd("ZCARD").arg(due).query_async(&mut self.conn.clone()).await?;
         Ok(n)

@@ -46,7 +46,7 @@ async fn contract(backend: &str) {
     a.park(&entry("late", t0 + 100_000)).await.unwrap();
     a.park(&entry("early", t0 + 1_000)).await.unwrap();
     a.park(&entry("middle", t0 + 2_000)).await.unwrap();
-    assert_eq!(a.len().await.unwrap(), 3);
+    assert_eq!(a.waiting().await.unwrap(), 3);
     assert!(a.take_due(t0, 10, LEASE).await.unwrap().is_empty(), "nothing due yet");
     let taken = a.take_due(t0 + 2_000, 10, LEASE).await.unwrap();
     let ids: Vec<&str> = taken.iter().map(|t| t.entry.id.as_str()).collect();
@@ -63,10 +63,10 @@ async fn contract(backend: &str) {
     // A stale release (the first taker's) deletes nothing; the current taker's does.
     let stale: Vec<(String, i64)> = taken.iter().map(|t| (t.entry.id.clone(), t.token)).collect();
     a.release(&stale).await.unwrap();
-    assert_eq!(a.len().await.unwrap(), 3, "a stale token releases nothing");
+    assert_eq!(a.waiting().await.unwrap(), 3, "a stale token releases nothing");
     let current: Vec<(String, i64)> = again.iter().map(|t| (t.entry.id.clone(), t.token)).collect();
     b.release(&current).await.unwrap();
-    assert_eq!(a.len().await.unwrap(), 1, "released entries are gone");
+    assert_eq!(a.waiting().await.unwrap(), 1, "released entries are gone");
 
     // Parking an entry again while it is taken (the job came back and must wait once more)
     // replaces it; the release from the earlier round does not delete the new wait.
@@ -74,7 +74,7 @@ async fn contract(backend: &str) {
     assert_eq!(late.len(), 1);
     a.park(&entry("late", t0 + 160_000)).await.unwrap();
     a.release(&[(late[0].entry.id.clone(), late[0].token)]).await.unwrap();
-    assert_eq!(a.len().await.unwrap(), 1, "the new wait survived the old release");
+    assert_eq!(a.waiting().await.unwrap(), 1, "the new wait survived the old release");
     assert!(a.take_due(t0 + 159_999, 10, LEASE).await.unwrap().is_empty(), "due at its new time");
     assert_eq!(a.take_due(t0 + 160_000, 10, LEASE).await.unwrap().len(), 1);
 

@@ -46,7 +46,7 @@ rate_limit = "10/s"
 }
 
 /// A config with no token for a minute does not hold the worker's slots: another config's jobs,
-/// submitted after, go through at once while the slow ones wait in a delay lane.
+/// submitted after, go through at once while the slow ones wait parked in the state store.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_waiting_for_tokens_never_stalls_another() {
     let extra = r#"

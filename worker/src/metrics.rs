@@ -40,6 +40,9 @@ pub struct Metrics {
     job_duration: HistogramVec,
     provider_requests: IntCounterVec,
     rate_limit_wait: HistogramVec,
+    parked: IntCounterVec,
+    /// Parked jobs published back to their lanes.
+    pub released: prometheus::IntCounter,
     pub in_flight: IntGauge,
     pub broker_connected: IntGauge,
 }
@@ -78,6 +81,16 @@ impl Metrics {
             &["connector"],
         )
         .expect("valid metric");
+        let parked = IntCounterVec::new(
+            Opts::new("yizhan_jobs_parked_total", "Jobs held in the state store until their config can take them."),
+            &["connector"],
+        )
+        .expect("valid metric");
+        let released = prometheus::IntCounter::new(
+            "yizhan_parked_released_total",
+            "Parked jobs published back to their lanes when due.",
+        )
+        .expect("valid metric");
         let in_flight = IntGauge::new("yizhan_jobs_in_flight", "Jobs being handled now.").expect("valid metric");
         let broker_connected =
             IntGauge::new("yizhan_broker_connected", "1 while connected to the broker.").expect("valid metric");
@@ -86,12 +99,24 @@ impl Metrics {
             Box::new(job_duration.clone()),
             Box::new(provider_requests.clone()),
             Box::new(rate_limit_wait.clone()),
+            Box::new(parked.clone()),
+            Box::new(released.clone()),
             Box::new(in_flight.clone()),
             Box::new(broker_connected.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
-        Metrics { registry, jobs, job_duration, provider_requests, rate_limit_wait, in_flight, broker_connected }
+        Metrics {
+            registry,
+            jobs,
+            job_duration,
+            provider_requests,
+            rate_limit_wait,
+            parked,
+            released,
+            in_flight,
+            broker_connected,
+        }
     }
 
     pub fn job(&self, connector: &str, action: &str, outcome: JobOutcome) {
@@ -117,6 +142,11 @@ impl Metrics {
     pub fn rate_limit_wait(&self, connector: &str, seconds: f64) {
         let (connector, _) = bounded(connector, "");
         self.rate_limit_wait.with_label_values(&[connector]).observe(seconds);
+    }
+
+    pub fn parked(&self, connector: &str) {
+        let (connector, _) = bounded(connector, "");
+        self.parked.with_label_values(&[connector]).inc();
     }
 
     /// The Prometheus text exposition.

@@ -14,10 +14,10 @@ use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use rand::Rng;
 use serde_json::Value;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use yizhan_broker::{Message, Names, PublishError, Publisher};
 use yizhan_schemas::{Effect, FieldError, Job, MissingId, validate_job};
-use yizhan_state::{Claim, ClaimRequest, Finish, StateStore, StoreError, now_millis};
+use yizhan_state::{Claim, ClaimRequest, Finish, Parked, ParkingLot, StateStore, StoreError, now_millis};
 
 use crate::acks::{Acks, Tag};
 use crate::config::OnAmbiguous;
@@ -46,6 +46,8 @@ pub struct Pipeline {
     pub retry_delays: Vec<Duration>,
     pub connectors: HashMap<(String, String), Configured>,
     pub store: Arc<dyn StateStore>,
+    /// Where jobs that must wait longer than [`MAX_INLINE_WAIT`] are held until they can run.
+    pub parking: Arc<dyn ParkingLot>,
     pub limiter: Arc<dyn Limiter>,
     pub publisher: Publisher,
     /// Acknowledgements of the consuming channel, coalesced.
@@ -77,9 +79,16 @@ pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// second per second), so that late calls cannot put N + 1 calls into a provider's window.
 const LATE_FOR_SLOT: Duration = Duration::from_millis(10);
 
-/// The delay lane that jobs waiting for a rate-limit token (or a paused config) go through, next to
-/// the retry delays: short enough that a backlog keeps the limiter's reservations full.
+/// The short delay lane, next to the retry delays: a job whose key another worker holds looks
+/// again after it.
 pub const NOT_YET_LANE: Duration = MAX_INLINE_WAIT;
+
+/// The most parked jobs one pass publishes back; a full pass is followed by another at once.
+pub const RELEASE_BATCH: usize = 500;
+
+/// How long a taken parked job stays hidden from other workers while it is being published; a
+/// worker that dies in between leaves it to be taken again after this.
+const RELEASE_LEASE: Duration = Duration::from_secs(30);
 
 /// How long a config pauses when its provider throttles it without saying for how long.
 pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
@@ -276,7 +285,10 @@ impl Pipeline {
                 }
                 Ok(Admission::Wait(wait)) => {
                     self.metrics.rate_limit_wait(&job.connector, started.elapsed().as_secs_f64());
-                    return Settle::NotYet { wait, progress: progress.cloned() };
+                    // Come back when the config can take it, one token after the job before.
+                    let spacing = configured.quotas.iter().map(Quota::paced_interval).max().unwrap_or_default();
+                    let turn = self.limiter.turn(&config, wait, spacing).await.unwrap_or(wait);
+                    return Settle::NotYet { wait: turn, progress: progress.cloned() };
                 }
                 Err(e) => {
                     // The shared limiter is unreachable: wait rather than risk going over a limit.
@@ -341,15 +353,17 @@ impl Pipeline {
             Settle::NotYet { wait, progress } => {
                 // Released as "retrying at attempt - 1", so that the copy for this same attempt
                 // reclaims the key when it comes back.
-                info!(wait_ms = wait.as_millis() as u64, "no rate-limit token soon; back through a delay lane");
+                // Debug only: a paused config has every waiting job pass here, and the pause
+                // itself was logged once.
+                debug!(wait_ms = wait.as_millis() as u64, "no rate-limit token soon; parked until its turn");
                 let previous = attempt - 1;
                 let error = "waiting for a rate-limit token".to_string();
                 let next_attempt_at = now_millis() + wait.as_millis() as i64;
                 let finish = Finish::Retrying { attempt: previous, progress, error, next_attempt_at };
                 self.store.finish(key, &self.owner, &finish, now_millis()).await?;
-                // Back no later than the token is due: the longest lane that does not overshoot.
-                self.publish_delayed(delivery, job, attempt, self.lane_at_most(wait)).await?;
+                self.park(delivery, job, attempt, wait).await?;
                 self.store.retry_published(key, previous).await?;
+                self.metrics.parked(&job.connector);
             }
             Settle::Dead { kind, reason, progress } => {
                 warn!(kind = kind.as_str(), %reason, "dead-lettering");
@@ -428,6 +442,61 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Holds the job in the parking lot for `wait`, to come back to its own lane as attempt
+    /// `attempt`; see [`Pipeline::release_due`].
+    async fn park(&self, delivery: &Delivery, job: &Job, attempt: u32, wait: Duration) -> Result<(), Unsettled> {
+        let mut headers = original_headers(delivery);
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
+        let entry = Parked {
+            id: format!("{}:{attempt}", job.id),
+            due: now_millis() + wait.as_millis() as i64,
+            routing_key: job.priority.as_str().to_string(),
+            body: delivery.data.clone(),
+            headers: serde_json::to_string(&headers).expect("AMQP headers serialize"),
+            reason: "rate_limit".to_string(),
+        };
+        self.parking.park(&entry).await?;
+        Ok(())
+    }
+
+    /// Publishes parked jobs that are due back to their lanes (confirmed), then deletes them from
+    /// the parking lot; returns how many went. A job published but not deleted (a crash in
+    /// between) goes again later, and its idempotency key makes the second copy a duplicate.
+    pub async fn release_due(&self) -> Result<usize, Unsettled> {
+        let taken = self.parking.take_due(now_millis(), RELEASE_BATCH, RELEASE_LEASE).await?;
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let exchange = self.names.jobs_exchange();
+        let messages: Vec<Message<'_>> = taken
+            .iter()
+            .map(|t| Message {
+                exchange: &exchange,
+                routing_key: &t.entry.routing_key,
+                body: &t.entry.body,
+                message_id: t.entry.id.split(':').next(),
+                headers: serde_json::from_str(&t.entry.headers).unwrap_or_default(),
+                expiration_ms: None,
+            })
+            .collect();
+        let results = self.publisher.publish_all(&messages).await;
+        let mut released = Vec::with_capacity(taken.len());
+        let mut failed = None;
+        for (t, result) in taken.iter().zip(results) {
+            match result {
+                Ok(()) => released.push((t.entry.id.clone(), t.token)),
+                Err(e) => failed = Some(e),
+            }
+        }
+        self.parking.release(&released).await?;
+        self.metrics.released.inc_by(released.len() as u64);
+        if let Some(e) = failed {
+            // The rest stay parked and go again once their lease runs out.
+            warn!(error = %e, unpublished = taken.len() - released.len(), "could not publish parked jobs back");
+        }
+        Ok(released.len())
+    }
+
     /// The n-th retry waits the n-th delay (the last repeats), or longer if the provider asked.
     fn retry_delay(&self, failed_attempt: u32, provider_hint: Option<Duration>) -> Duration {
         let index = (failed_attempt.max(1) as usize - 1).min(self.retry_delays.len() - 1);
@@ -438,12 +507,6 @@ impl Pipeline {
     fn delay_lane(&self, delay: Duration) -> Duration {
         let lanes = self.lanes();
         lanes.iter().copied().find(|lane| *lane >= delay).unwrap_or(*lanes.last().expect("at least one delay"))
-    }
-
-    /// The longest delay lane of at most `delay` (the shortest when none is).
-    fn lane_at_most(&self, delay: Duration) -> Duration {
-        let lanes = self.lanes();
-        lanes.iter().copied().rev().find(|lane| *lane <= delay).unwrap_or(lanes[0])
     }
 
     /// Every delay lane this worker declared, shortest first.

@@ -105,6 +105,13 @@ pub trait Limiter: Send + Sync {
     /// Pauses every bucket of `config` for `duration` (a provider asked us to slow down); a longer
     /// pause already in force is kept.
     async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError>;
+
+    /// A turn in the config's waiting room for a job that cannot run for `earliest`: the later of
+    /// `earliest` and the previous waiter's turn plus `spacing`. Jobs that wait out a pause or a
+    /// backlog so come back one token apart instead of all at once (when all but one would have
+    /// to wait again). Nothing is reserved: a job that arrives in the meantime (a verification
+    /// code on the `high` lane) still takes the next free token.
+    async fn turn(&self, config: &ConfigKey, earliest: Duration, spacing: Duration) -> Result<Duration, LimitError>;
 }
 
 /// How many acquisitions pass between two sweeps of the keys whose limiters are back to full:
@@ -119,6 +126,8 @@ type KeyedLimiter = governor::DefaultKeyedRateLimiter<String>;
 pub struct LocalLimiter {
     limiters: Mutex<HashMap<Quota, Arc<KeyedLimiter>>>,
     paused_until: Mutex<HashMap<ConfigKey, Instant>>,
+    /// The last turn given in each config's waiting room.
+    turns: Mutex<HashMap<ConfigKey, Instant>>,
     acquisitions: AtomicU64,
 }
 
@@ -188,6 +197,18 @@ impl Limiter for LocalLimiter {
         *entry = (*entry).max(until);
         Ok(())
     }
+
+    async fn turn(&self, config: &ConfigKey, earliest: Duration, spacing: Duration) -> Result<Duration, LimitError> {
+        let now = Instant::now();
+        let mut turns = self.turns.lock().expect("turn map");
+        turns.retain(|_, last| *last > now);
+        let turn = match turns.get(config) {
+            Some(last) => (now + earliest).max(*last + spacing),
+            None => now + earliest,
+        };
+        turns.insert(config.clone(), turn);
+        Ok(turn - now)
+    }
 }
 
 /// The fleet: GCRA state in Redis, with Redis's clock, shared by every worker of a prefix.
@@ -196,6 +217,7 @@ pub struct RedisLimiter {
     namespace: String,
     acquire: redis::Script,
     pause: redis::Script,
+    turn: redis::Script,
 }
 
 /// KEYS[1] = the config's pause key, KEYS[2..] = one GCRA key per quota of each limit; ARGV[1] = the most the
@@ -246,6 +268,21 @@ if current < wanted then redis.call('SET', KEYS[1], '1', 'PX', wanted) end
 return 0
 ";
 
+/// KEYS[1] = the config's waiting-room key; ARGV[1] = earliest (µs from now), ARGV[2] = spacing
+/// (µs). Returns the turn as µs from Redis's now.
+const TURN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local turn = now + tonumber(ARGV[1])
+local last = redis.call('GET', KEYS[1])
+if last then
+  local next = tonumber(last) + tonumber(ARGV[2])
+  if next > turn then turn = next end
+end
+redis.call('SET', KEYS[1], string.format('%.0f', turn), 'PX', math.ceil((turn - now) / 1000) + 1000)
+return turn - now
+";
+
 impl RedisLimiter {
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisLimiter, LimitError> {
         let client = redis::Client::open(url)?;
@@ -255,6 +292,7 @@ impl RedisLimiter {
             namespace: namespace.to_string(),
             acquire: redis::Script::new(ACQUIRE),
             pause: redis::Script::new(PAUSE),
+            turn: redis::Script::new(TURN),
         })
     }
 
@@ -303,6 +341,18 @@ impl Limiter for RedisLimiter {
         let ms = duration.as_millis().max(1) as u64;
         let _: i64 = self.pause.key(self.pause_key(config)).arg(ms).invoke_async(&mut self.connection.clone()).await?;
         Ok(())
+    }
+
+    async fn turn(&self, config: &ConfigKey, earliest: Duration, spacing: Duration) -> Result<Duration, LimitError> {
+        let key = format!("{}:turn:{}:{}", self.namespace, config.0, config.1);
+        let turn_us: i64 = self
+            .turn
+            .key(key)
+            .arg(earliest.as_micros() as u64)
+            .arg(spacing.as_micros() as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(Duration::from_micros(turn_us.max(0) as u64))
     }
 }
 
