@@ -81,8 +81,10 @@ async fn official_python_sdk_requests_are_accepted() {
     assert_eq!(mails[0].text.as_deref(), Some("你好, SDK"), "Text arrives decoded");
     assert_eq!(mails[0].region, "ap-hongkong");
 
+    // The receipt of the SMS SendSms just sent, found by the official client's query.
     let pulled = answer(&lines, "PullSmsSendStatusByPhoneNumber");
-    assert!(pulled["PullSmsSendStatusSet"].is_array(), "{pulled}");
+    let receipts = pulled["PullSmsSendStatusSet"].as_array().unwrap_or_else(|| panic!("{pulled}"));
+    assert!(receipts.iter().any(|r| r["SerialNo"] == status["SerialNo"] && r["PhoneNumber"] == PHONE), "{pulled}");
 
     assert!(sandbox.state().rejected().is_empty(), "{:?}", sandbox.state().rejected());
     sandbox.shutdown().await;
