@@ -2,9 +2,19 @@
 //! record → ack.
 //!
 //! Every path ends in exactly one of: recorded and acked (succeeded, duplicate), a confirmed retry
-//! copy in a delay lane then ack (transient), a confirmed copy in `<prefix>.dead` then ack
-//! (permanent, exhausted, invalid, ambiguous), or — when the store or the broker is unreachable —
-//! a requeue, so that nothing is lost.
+//! copy in a delay lane then ack (transient), parked in the state store then ack (its config cannot
+//! take it yet), a confirmed copy in `<prefix>.dead` then ack (permanent, exhausted, invalid,
+//! ambiguous), or — when the store or the broker is unreachable — a requeue, so that nothing is
+//! lost.
+//!
+//! The decisions live in [`decide`], with no I/O; this shell asks the store, the limiter and the
+//! connector, hands their answers to it, and carries out the [`decide::Effect`]s it returns, over
+//! small traits ([`Publish`], [`StateStore`], [`ParkingLot`], [`Limiter`], [`Connector`]) so that
+//! `tests.rs` runs every branch in process.
+
+mod decide;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -14,21 +24,62 @@ use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use rand::Rng;
 use serde_json::Value;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, warn};
 use yizhan_broker::{Message, Names, PublishError, Publisher};
-use yizhan_schemas::{Effect, FieldError, Job, MissingId, validate_job};
-use yizhan_state::{Claim, ClaimRequest, Finish, Parked, ParkingLot, StateStore, StoreError, now_millis};
+use yizhan_schemas::{ActionSpec, Effect as ActionEffect, FieldError, Job, MissingId, validate_job};
+use yizhan_state::{ClaimRequest, Parked, ParkingLot, StateStore, StoreError, now_millis};
 
 use crate::acks::{Acks, Tag};
 use crate::config::OnAmbiguous;
 use crate::connectors::{Call, Connector, Failure};
-use crate::metrics::{JobOutcome, Metrics, RequestResult};
+use crate::events::{
+    ConfigPaused, InternalEvent, JobParked, JobSettled, ParkedReleased, ProviderCalled, RateLimitWaited,
+};
+use crate::metrics::{Metrics, RequestResult};
 use crate::ratelimit::{Admission, Limit, LimitError, Limiter, Quota};
+pub use decide::DeadKind;
+use decide::{Backoff, Claimed, Effect, Settle};
 
 /// Header carrying the attempt number of a retry copy (absent on the first delivery).
 pub const ATTEMPT_HEADER: &str = "x-yizhan-attempt";
 /// Header set by `yizhan-producer dlq replay` on a copy taken back from the dead-letter queue.
 pub const REPLAY_HEADER: &str = "x-yizhan-replay";
+
+/// How long a job may wait for a rate-limit token while holding a slot; a longer wait parks it,
+/// so that one slow or paused config never holds slots others need.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
+
+/// How late after its reserved slot a call may still go out: within the pacing margin (1.5% of a
+/// second per second), so that late calls cannot put N + 1 calls into a provider's window.
+const LATE_FOR_SLOT: Duration = Duration::from_millis(10);
+
+/// The short delay lane, next to the retry delays: a job whose key another worker holds looks
+/// again after it.
+pub const NOT_YET_LANE: Duration = MAX_INLINE_WAIT;
+
+/// How long a config pauses when its provider throttles it without saying for how long.
+pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// The most parked jobs one pass publishes back; a full pass is followed by another at once.
+pub const RELEASE_BATCH: usize = 500;
+
+/// How long a taken parked job stays hidden from other workers while it is being published; a
+/// worker that dies in between leaves it to be taken again after this.
+const RELEASE_LEASE: Duration = Duration::from_secs(30);
+
+/// Confirmed publishing, as the pipeline needs it ([`Publisher`] in production).
+#[async_trait::async_trait]
+pub trait Publish: Send + Sync {
+    /// Publishes every message and waits for the broker's confirms; results in input order.
+    async fn publish_all(&self, messages: &[Message<'_>]) -> Vec<Result<(), PublishError>>;
+}
+
+#[async_trait::async_trait]
+impl Publish for Publisher {
+    async fn publish_all(&self, messages: &[Message<'_>]) -> Vec<Result<(), PublishError>> {
+        Publisher::publish_all(self, messages).await
+    }
+}
 
 /// A connector config ready to execute jobs.
 pub struct Configured {
@@ -49,7 +100,7 @@ pub struct Pipeline {
     /// Where jobs that must wait longer than [`MAX_INLINE_WAIT`] are held until they can run.
     pub parking: Arc<dyn ParkingLot>,
     pub limiter: Arc<dyn Limiter>,
-    pub publisher: Publisher,
+    pub publisher: Arc<dyn Publish>,
     /// Acknowledgements of the consuming channel, coalesced.
     pub acks: Arc<Acks>,
     pub metrics: Metrics,
@@ -71,68 +122,48 @@ pub enum Unsettled {
     Limits(#[from] LimitError),
 }
 
-/// How long a job may wait for a rate-limit token while holding a slot; a longer wait sends it
-/// back through a delay lane, so that one slow or paused config never holds slots others need.
-pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
-
-/// How late after its reserved slot a call may still go out: within the pacing margin (1.5% of a
-/// second per second), so that late calls cannot put N + 1 calls into a provider's window.
-const LATE_FOR_SLOT: Duration = Duration::from_millis(10);
-
-/// The short delay lane, next to the retry delays: a job whose key another worker holds looks
-/// again after it.
-pub const NOT_YET_LANE: Duration = MAX_INLINE_WAIT;
-
-/// The most parked jobs one pass publishes back; a full pass is followed by another at once.
-pub const RELEASE_BATCH: usize = 500;
-
-/// How long a taken parked job stays hidden from other workers while it is being published; a
-/// worker that dies in between leaves it to be taken again after this.
-const RELEASE_LEASE: Duration = Duration::from_secs(30);
-
-/// How long a config pauses when its provider throttles it without saying for how long.
-pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
-
-/// Where a finished job goes.
-enum Settle {
-    Succeeded {
-        result: Option<Value>,
-    },
-    Retry {
-        attempt: u32,
-        progress: Option<Value>,
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    Dead {
-        kind: DeadKind,
-        reason: String,
-        progress: Option<Value>,
-    },
-    /// Not attempted: the config has no token for `wait`; come back later, attempt not counted.
-    NotYet {
-        wait: Duration,
-        progress: Option<Value>,
-    },
+/// A delivery as the pipeline reads it: the body and the headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub body: &'a [u8],
+    pub headers: Option<&'a FieldTable>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadKind {
-    Permanent,
-    Exhausted,
-    Invalid,
-    Ambiguous,
-}
+impl<'a> Incoming<'a> {
+    pub fn of(delivery: &'a Delivery) -> Self {
+        Incoming { body: &delivery.data, headers: delivery.properties.headers().as_ref() }
+    }
 
-impl DeadKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadKind::Permanent => "permanent",
-            DeadKind::Exhausted => "exhausted",
-            DeadKind::Invalid => "invalid",
-            DeadKind::Ambiguous => "ambiguous",
+    fn header(&self, name: &str) -> Option<&'a AMQPValue> {
+        self.headers.and_then(|h| h.inner().get(&ShortString::from(name)))
+    }
+
+    /// The attempt number this copy carries (1 for the first delivery).
+    fn attempt(&self) -> u32 {
+        match self.header(ATTEMPT_HEADER) {
+            Some(AMQPValue::LongUInt(n)) => (*n).max(1),
+            Some(AMQPValue::LongInt(n)) => (*n).max(1) as u32,
+            Some(AMQPValue::LongLongInt(n)) => (*n).clamp(1, i64::from(u32::MAX)) as u32,
+            Some(AMQPValue::ShortUInt(n)) => u32::from(*n).max(1),
+            _ => 1,
         }
     }
+
+    fn is_replay(&self) -> bool {
+        self.header(REPLAY_HEADER).is_some()
+    }
+
+    fn headers(&self) -> FieldTable {
+        self.headers.cloned().unwrap_or_default()
+    }
+}
+
+/// The job a delivery carries, once decoded and matched to a config of this worker.
+struct Work<'a> {
+    job: &'a Job,
+    attempt: u32,
+    action: &'static ActionSpec,
+    configured: &'a Configured,
 }
 
 impl Pipeline {
@@ -140,7 +171,7 @@ impl Pipeline {
     pub async fn handle(&self, delivery: Delivery, tag: Tag) {
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let outcome = self.process(&delivery).await;
+        let outcome = self.process(Incoming::of(&delivery)).await;
         self.metrics.in_flight.dec();
         match outcome {
             Ok(labels) => {
@@ -159,36 +190,31 @@ impl Pipeline {
         }
     }
 
-    /// Returns the job's (connector, action) for the duration metric once the delivery is settled.
-    async fn process(&self, delivery: &Delivery) -> Result<Option<(String, String)>, Unsettled> {
-        let attempt = attempt_of(delivery);
-
+    /// Settles one delivery; returns the job's (connector, action) for the duration metric.
+    pub async fn process(&self, incoming: Incoming<'_>) -> Result<Option<(String, String)>, Unsettled> {
+        let attempt = incoming.attempt();
         // Decode and validate: a job published straight to the exchange gets the producer's checks.
-        let job = match validate_job(&delivery.data, MissingId::Reject) {
+        let job = match validate_job(incoming.body, MissingId::Reject) {
             Ok(job) => job,
             Err(errors) => {
                 let reason = errors.iter().map(FieldError::to_string).collect::<Vec<_>>().join("; ");
-                let (connector, action) = envelope_labels(&delivery.data);
-                warn!(%reason, "invalid job");
-                self.dead_letter(delivery, None, DeadKind::Invalid, &reason, attempt).await?;
-                self.metrics.job(&connector, &action, JobOutcome::Invalid);
+                let (connector, action) = envelope_labels(incoming.body);
+                self.apply(&incoming, None, (&connector, &action), attempt, decide::invalid(reason)).await?;
                 return Ok(None);
             }
         };
         let span =
             tracing::info_span!("job", job_id = %job.id, connector = %job.connector, action = %job.action, attempt);
-        self.process_job(delivery, &job, attempt).instrument(span).await?;
+        self.process_job(&incoming, &job, attempt).instrument(span).await?;
         Ok(Some((job.connector, job.action)))
     }
 
-    async fn process_job(&self, delivery: &Delivery, job: &Job, attempt: u32) -> Result<(), Unsettled> {
+    async fn process_job(&self, incoming: &Incoming<'_>, job: &Job, attempt: u32) -> Result<(), Unsettled> {
+        let labels = (job.connector.as_str(), job.action.as_str());
         let Some(configured) = self.connectors.get(&(job.connector.clone(), job.config.clone())) else {
             let reason =
                 format!("$.config: no {} config named {:?} in this worker's config file", job.connector, job.config);
-            warn!(%reason, "invalid job");
-            self.dead_letter(delivery, None, DeadKind::Invalid, &reason, attempt).await?;
-            self.metrics.job(&job.connector, &job.action, JobOutcome::Invalid);
-            return Ok(());
+            return self.apply(incoming, Some(job), labels, attempt, decide::invalid(reason)).await;
         };
         let action = yizhan_schemas::find_action(&job.connector, &job.action).expect("validated against the catalog");
 
@@ -204,62 +230,64 @@ impl Pipeline {
                 lease: self.lease,
                 // Only the replayed copy itself (attempt 1) may take over a dead key; its own retry
                 // copies inherit the header but find the key retrying, not dead.
-                replay: attempt == 1 && is_replay(delivery),
+                replay: attempt == 1 && incoming.is_replay(),
             })
             .await?;
-        let (progress, orphaned) = match claim {
-            Claim::Acquired { progress, orphaned_attempt } => (progress, orphaned_attempt),
-            Claim::Finished { .. } | Claim::Stale => {
-                info!("duplicate delivery; already handled under this idempotency key");
-                self.metrics.job(&job.connector, &job.action, JobOutcome::Duplicate);
-                return Ok(());
-            }
-            Claim::Busy { retry_in } => {
-                info!(
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "another worker runs this key now; looking again later"
-                );
-                self.publish_delayed(delivery, job, attempt, retry_in).await?;
-                return Ok(());
-            }
-            Claim::RetryUnpublished { attempt: decided, progress: _ } => {
-                info!("completing a retry whose worker stopped before publishing it");
-                let delay = self.retry_delay(decided, None);
-                self.publish_delayed(delivery, job, decided + 1, delay).await?;
-                self.store.retry_published(&job.idempotency_key, decided).await?;
-                return Ok(());
-            }
+        let (progress, orphaned) = match decide::on_claim(claim, attempt, &self.backoff()) {
+            Claimed::Run { progress, orphaned } => (progress, orphaned),
+            Claimed::Done(effects) => return self.apply(incoming, Some(job), labels, attempt, effects).await,
         };
         self.hold(&job.idempotency_key);
-        let settle = self.run_claimed(job, action, configured, attempt, progress.as_ref(), orphaned).await;
-        let settled = self.settle(delivery, job, attempt, settle).await;
+        let work = Work { job, attempt, action, configured };
+        let settle = self.run_claimed(&work, progress.as_ref(), orphaned).await;
+        let effects = decide::settle(settle, attempt, &self.backoff(), now_millis());
+        let settled = self.apply(incoming, Some(job), labels, attempt, effects).await;
         self.release(&job.idempotency_key);
         settled
     }
 
     /// Rate-limit, execute and classify one claimed attempt.
-    async fn run_claimed(
-        &self,
-        job: &Job,
-        action: &'static yizhan_schemas::ActionSpec,
-        configured: &Configured,
-        attempt: u32,
-        progress: Option<&Value>,
-        orphaned: Option<u32>,
-    ) -> Settle {
-        let writes = action.effect == Effect::Write;
+    async fn run_claimed(&self, work: &Work<'_>, progress: Option<&Value>, orphaned: Option<u32>) -> Settle {
+        let Work { job, attempt, action, configured } = *work;
+        let writes = action.effect == ActionEffect::Write;
         if let Some(previous) = orphaned {
-            let reason = format!(
-                "attempt {previous} was cut off by a worker's death: the provider may or may not have received it"
-            );
-            if writes && configured.on_ambiguous == OnAmbiguous::DeadLetter {
-                return Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() };
+            // This delivery is the retry itself, so attempts are not what decides here.
+            let verdict =
+                decide::classify(decide::orphaned_failure(previous), attempt, u32::MAX, writes, configured.on_ambiguous, progress);
+            if let Settle::Dead { .. } = verdict {
+                return verdict;
             }
-            warn!(%reason, "executing again (on_ambiguous = retry)");
+            warn!(previous, "an earlier attempt was cut off by a worker's death; executing again (on_ambiguous = retry)");
+        }
+        if let Err(wait) = self.take_tokens(work).await {
+            return Settle::NotYet { wait, progress: progress.cloned() };
         }
 
-        // Every attempt takes a token, retries included: of the action's bucket, and of each
-        // recipient where the provider limits messages per recipient.
+        let call = Call { job_id: job.id, action, params: &job.params, attempt, progress };
+        match configured.connector.execute(call).await {
+            Ok(success) => {
+                ProviderCalled { connector: &job.connector, result: RequestResult::Ok }.emit(&self.metrics);
+                Settle::Succeeded { result: success.result }
+            }
+            Err(failure) => {
+                let result = match failure {
+                    Failure::Permanent { .. } => RequestResult::Permanent,
+                    _ => RequestResult::Transient,
+                };
+                ProviderCalled { connector: &job.connector, result }.emit(&self.metrics);
+                if let Failure::Throttled { reason, retry_after } = &failure {
+                    self.pause(&(job.connector.clone(), job.config.clone()), reason, *retry_after).await;
+                }
+                decide::classify(failure, attempt, job.max_attempts, writes, configured.on_ambiguous, progress)
+            }
+        }
+    }
+
+    /// Takes a token of every limit of the call (the action's bucket, and each recipient's where
+    /// the provider limits messages per recipient), waiting in place up to [`MAX_INLINE_WAIT`].
+    /// Every attempt takes tokens, retries included. `Err` is how long until the job's turn.
+    async fn take_tokens(&self, work: &Work<'_>) -> Result<(), Duration> {
+        let Work { job, action, configured, .. } = *work;
         let config = (job.connector.clone(), job.config.clone());
         let recipients = action.per_recipient.map(|limit| limit.keys(&job.params)).unwrap_or_default();
         let mut limits = vec![Limit { key: action.bucket, quotas: &configured.quotas }];
@@ -267,6 +295,7 @@ impl Pipeline {
             limits.extend(recipients.iter().map(|key| Limit { key, quotas }));
         }
         let started = Instant::now();
+        let waited = |this: &Self| RateLimitWaited { connector: &job.connector, waited: started.elapsed() }.emit(&this.metrics);
         loop {
             let budget = MAX_INLINE_WAIT.saturating_sub(started.elapsed());
             match self.limiter.try_acquire(&config, &limits, budget).await {
@@ -284,101 +313,65 @@ impl Pipeline {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(Admission::Wait(wait)) => {
-                    self.metrics.rate_limit_wait(&job.connector, started.elapsed().as_secs_f64());
+                    waited(self);
                     // Come back when the config can take it, one token after the job before.
                     let spacing = configured.quotas.iter().map(Quota::paced_interval).max().unwrap_or_default();
-                    let turn = self.limiter.turn(&config, wait, spacing).await.unwrap_or(wait);
-                    return Settle::NotYet { wait: turn, progress: progress.cloned() };
+                    return Err(self.limiter.turn(&config, wait, spacing).await.unwrap_or(wait));
                 }
                 Err(e) => {
                     // The shared limiter is unreachable: wait rather than risk going over a limit.
                     warn!(error = %e, "rate limiter unavailable");
-                    return Settle::NotYet { wait: Duration::from_secs(1), progress: progress.cloned() };
+                    return Err(Duration::from_secs(1));
                 }
             }
         }
-        self.metrics.rate_limit_wait(&job.connector, started.elapsed().as_secs_f64());
-
-        let call = Call { job_id: job.id, action, params: &job.params, attempt, progress };
-        match configured.connector.execute(call).await {
-            Ok(success) => {
-                self.metrics.provider_request(&job.connector, RequestResult::Ok);
-                info!("succeeded");
-                Settle::Succeeded { result: success.result }
-            }
-            Err(failure) => {
-                let result = if matches!(failure, Failure::Permanent { .. }) {
-                    RequestResult::Permanent
-                } else {
-                    RequestResult::Transient
-                };
-                self.metrics.provider_request(&job.connector, result);
-                if let Failure::Throttled { reason, retry_after } = &failure {
-                    // Back-pressure: the whole config waits, on every worker of the fleet.
-                    let pause = retry_after.unwrap_or(DEFAULT_THROTTLE_PAUSE);
-                    warn!(%reason, pause_ms = pause.as_millis() as u64, "provider throttled the config; pausing it");
-                    if let Err(e) = self.limiter.pause(&config, pause).await {
-                        warn!(error = %e, "could not record the pause");
-                    }
-                }
-                classify(failure, attempt, job.max_attempts, writes, configured.on_ambiguous, progress)
-            }
-        }
+        waited(self);
+        Ok(())
     }
 
-    /// Record the outcome, then publish where the job goes next, then (the caller) ack.
-    async fn settle(&self, delivery: &Delivery, job: &Job, attempt: u32, settle: Settle) -> Result<(), Unsettled> {
-        let key = &job.idempotency_key;
-        match settle {
-            Settle::Succeeded { result } => {
-                self.store.finish(key, &self.owner, &Finish::Succeeded { attempt, result }, now_millis()).await?;
-                self.metrics.job(&job.connector, &job.action, JobOutcome::Succeeded);
-            }
-            Settle::Retry { attempt, progress, reason, retry_after } => {
-                let delay = self.retry_delay(attempt, retry_after);
-                warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
-                let next_attempt_at = now_millis() + delay.as_millis() as i64;
-                self.store
-                    .finish(
-                        key,
-                        &self.owner,
-                        &Finish::Retrying { attempt, progress, error: reason, next_attempt_at },
-                        now_millis(),
-                    )
-                    .await?;
-                self.publish_delayed(delivery, job, attempt + 1, delay).await?;
-                self.store.retry_published(key, attempt).await?;
-                self.metrics.job(&job.connector, &job.action, JobOutcome::Retried);
-            }
-            Settle::NotYet { wait, progress } => {
-                // Released as "retrying at attempt - 1", so that the copy for this same attempt
-                // reclaims the key when it comes back.
-                // Debug only: a paused config has every waiting job pass here, and the pause
-                // itself was logged once.
-                debug!(wait_ms = wait.as_millis() as u64, "no rate-limit token soon; parked until its turn");
-                let previous = attempt - 1;
-                let error = "waiting for a rate-limit token".to_string();
-                let next_attempt_at = now_millis() + wait.as_millis() as i64;
-                let finish = Finish::Retrying { attempt: previous, progress, error, next_attempt_at };
-                self.store.finish(key, &self.owner, &finish, now_millis()).await?;
-                self.park(delivery, job, attempt, wait).await?;
-                self.store.retry_published(key, previous).await?;
-                self.metrics.parked(&job.connector);
-            }
-            Settle::Dead { kind, reason, progress } => {
-                warn!(kind = kind.as_str(), %reason, "dead-lettering");
-                // Published before it is recorded: a crash in between redelivers the job rather
-                // than leaving a `dead` record whose message never reached the queue.
-                self.dead_letter(delivery, Some(job), kind, &reason, attempt).await?;
-                self.store
-                    .finish(
-                        key,
-                        &self.owner,
-                        &Finish::Dead { attempt, kind: kind.as_str().into(), error: reason, progress },
-                        now_millis(),
-                    )
-                    .await?;
-                self.metrics.job(&job.connector, &job.action, JobOutcome::DeadLettered);
+    /// Back-pressure: the whole config waits, on every worker of the fleet.
+    async fn pause(&self, config: &(String, String), reason: &str, asked: Option<Duration>) {
+        let pause = asked.unwrap_or(DEFAULT_THROTTLE_PAUSE);
+        let recorded = self.limiter.pause(config, pause).await;
+        let error = recorded.err().map(|e| e.to_string());
+        ConfigPaused { reason, pause, not_recorded: error.as_deref() }.emit(&self.metrics);
+    }
+
+    /// Carries out the decided effects in order; the caller acks once this returns `Ok`.
+    async fn apply(
+        &self,
+        incoming: &Incoming<'_>,
+        job: Option<&Job>,
+        (connector, action): (&str, &str),
+        attempt: u32,
+        effects: Vec<Effect>,
+    ) -> Result<(), Unsettled> {
+        let key = job.map(|j| j.idempotency_key.as_str());
+        for effect in effects {
+            match effect {
+                Effect::Record(finish) => {
+                    let key = key.expect("only claimed jobs are recorded");
+                    self.store.finish(key, &self.owner, &finish, now_millis()).await?;
+                }
+                Effect::PublishDelayed { attempt, delay } => {
+                    let job = job.expect("only jobs are delayed");
+                    self.publish_delayed(incoming, job, attempt, delay).await?;
+                }
+                Effect::Park { attempt, wait } => {
+                    let job = job.expect("only jobs are parked");
+                    self.park(incoming, job, attempt, wait).await?;
+                    JobParked { connector, wait }.emit(&self.metrics);
+                }
+                Effect::DeadLetter { kind, reason } => {
+                    self.dead_letter(incoming, job, kind, &reason, attempt).await?;
+                }
+                Effect::MarkRetryPublished { attempt } => {
+                    let key = key.expect("only claimed jobs retry");
+                    self.store.retry_published(key, attempt).await?;
+                }
+                Effect::Settled { outcome, reason } => {
+                    JobSettled { connector, action, outcome, reason: reason.as_deref() }.emit(&self.metrics);
+                }
             }
         }
         Ok(())
@@ -387,71 +380,72 @@ impl Pipeline {
     /// Publishes the message unchanged to `<prefix>.dead` with the reason headers.
     async fn dead_letter(
         &self,
-        delivery: &Delivery,
+        incoming: &Incoming<'_>,
         job: Option<&Job>,
         kind: DeadKind,
         reason: &str,
         attempts: u32,
     ) -> Result<(), Unsettled> {
-        let mut headers = original_headers(delivery);
+        let mut headers = incoming.headers();
         headers.insert("x-yizhan-error-kind".into(), long_string(kind.as_str()));
         headers.insert("x-yizhan-error".into(), long_string(reason));
         headers.insert("x-yizhan-attempts".into(), AMQPValue::LongUInt(attempts));
         let dead = self.names.dead();
         let message_id = job.map(|j| j.id.to_string());
-        self.publisher
-            .publish(Message {
-                exchange: &dead,
-                routing_key: "",
-                body: &delivery.data,
-                message_id: message_id.as_deref(),
-                headers,
-                expiration_ms: None,
-            })
-            .await?;
-        Ok(())
+        self.publish(Message {
+            exchange: &dead,
+            routing_key: "",
+            body: incoming.body,
+            message_id: message_id.as_deref(),
+            headers,
+            expiration_ms: None,
+        })
+        .await
     }
 
     /// Publishes a copy to the delay lane that fits `delay` (jittered), to come back to its own
     /// lane as attempt `attempt`.
     async fn publish_delayed(
         &self,
-        delivery: &Delivery,
+        incoming: &Incoming<'_>,
         job: &Job,
         attempt: u32,
         delay: Duration,
     ) -> Result<(), Unsettled> {
         let lane_delay = self.delay_lane(delay);
         let exchange = self.names.delay(lane_delay);
-        let mut headers = original_headers(delivery);
+        let mut headers = incoming.headers();
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
         // Up to 20% earlier than the lane's TTL, so retries of a burst spread out (full TTL caps it).
         let lane_ms = lane_delay.as_millis() as u64;
         let jittered = lane_ms - rand::rng().random_range(0..=lane_ms / 5);
         let id = job.id.to_string();
-        self.publisher
-            .publish(Message {
-                exchange: &exchange,
-                routing_key: job.priority.as_str(),
-                body: &delivery.data,
-                message_id: Some(&id),
-                headers,
-                expiration_ms: Some(jittered.max(1)),
-            })
-            .await?;
-        Ok(())
+        self.publish(Message {
+            exchange: &exchange,
+            routing_key: job.priority.as_str(),
+            body: incoming.body,
+            message_id: Some(&id),
+            headers,
+            expiration_ms: Some(jittered.max(1)),
+        })
+        .await
+    }
+
+    async fn publish(&self, message: Message<'_>) -> Result<(), Unsettled> {
+        let result = self.publisher.publish_all(std::slice::from_ref(&message)).await.pop();
+        Ok(result.expect("one result per message")?)
     }
 
     /// Holds the job in the parking lot for `wait`, to come back to its own lane as attempt
     /// `attempt`; see [`Pipeline::release_due`].
-    async fn park(&self, delivery: &Delivery, job: &Job, attempt: u32, wait: Duration) -> Result<(), Unsettled> {
-        let mut headers = original_headers(delivery);
+    async fn park(&self, incoming: &Incoming<'_>, job: &Job, attempt: u32, wait: Duration) -> Result<(), Unsettled> {
+        let mut headers = incoming.headers();
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
         let entry = Parked {
             id: format!("{}:{attempt}", job.id),
             due: now_millis() + wait.as_millis() as i64,
             routing_key: job.priority.as_str().to_string(),
-            body: delivery.data.clone(),
+            body: incoming.body.to_vec(),
             headers: serde_json::to_string(&headers).expect("AMQP headers serialize"),
             reason: "rate_limit".to_string(),
         };
@@ -481,26 +475,21 @@ impl Pipeline {
             .collect();
         let results = self.publisher.publish_all(&messages).await;
         let mut released = Vec::with_capacity(taken.len());
-        let mut failed = None;
+        let mut error = None;
         for (t, result) in taken.iter().zip(results) {
             match result {
                 Ok(()) => released.push((t.entry.id.clone(), t.token)),
-                Err(e) => failed = Some(e),
+                Err(e) => error = Some(e.to_string()),
             }
         }
         self.parking.release(&released).await?;
-        self.metrics.released.inc_by(released.len() as u64);
-        if let Some(e) = failed {
-            // The rest stay parked and go again once their lease runs out.
-            warn!(error = %e, unpublished = taken.len() - released.len(), "could not publish parked jobs back");
-        }
+        let unpublished = taken.len() - released.len();
+        ParkedReleased { released: released.len(), unpublished, error: error.as_deref() }.emit(&self.metrics);
         Ok(released.len())
     }
 
-    /// The n-th retry waits the n-th delay (the last repeats), or longer if the provider asked.
-    fn retry_delay(&self, failed_attempt: u32, provider_hint: Option<Duration>) -> Duration {
-        let index = (failed_attempt.max(1) as usize - 1).min(self.retry_delays.len() - 1);
-        self.retry_delays[index].max(provider_hint.unwrap_or_default())
+    fn backoff(&self) -> Backoff<'_> {
+        Backoff { delays: &self.retry_delays }
     }
 
     /// The shortest configured delay lane of at least `delay` (the longest when none is).
@@ -534,70 +523,6 @@ impl Pipeline {
         }
         self.store.renew(&self.owner, &keys, now_millis(), self.lease).await
     }
-}
-
-/// Maps a connector failure to where the job goes: retry while attempts remain, else dead.
-fn classify(
-    failure: Failure,
-    attempt: u32,
-    max_attempts: u32,
-    writes: bool,
-    on_ambiguous: OnAmbiguous,
-    progress: Option<&Value>,
-) -> Settle {
-    let exhausted = attempt >= max_attempts;
-    match failure {
-        Failure::Permanent { reason, progress: new } => {
-            Settle::Dead { kind: DeadKind::Permanent, reason, progress: new.or_else(|| progress.cloned()) }
-        }
-        Failure::Ambiguous { reason } if writes && on_ambiguous == OnAmbiguous::DeadLetter => {
-            Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() }
-        }
-        Failure::Transient { reason, progress: new, .. } if exhausted => Settle::Dead {
-            kind: DeadKind::Exhausted,
-            reason: format!("{max_attempts} attempts used: {reason}"),
-            progress: new.or_else(|| progress.cloned()),
-        },
-        Failure::Throttled { reason, .. } if exhausted => Settle::Dead {
-            kind: DeadKind::Exhausted,
-            reason: format!("{max_attempts} attempts used: {reason}"),
-            progress: progress.cloned(),
-        },
-        Failure::Throttled { reason, retry_after } => {
-            Settle::Retry { attempt, progress: progress.cloned(), reason, retry_after }
-        }
-        Failure::Ambiguous { reason } if exhausted => Settle::Dead {
-            kind: DeadKind::Exhausted,
-            reason: format!("{max_attempts} attempts used: {reason}"),
-            progress: progress.cloned(),
-        },
-        Failure::Transient { reason, retry_after, progress: new } => {
-            Settle::Retry { attempt, progress: new.or_else(|| progress.cloned()), reason, retry_after }
-        }
-        Failure::Ambiguous { reason } => {
-            Settle::Retry { attempt, progress: progress.cloned(), reason, retry_after: None }
-        }
-    }
-}
-
-fn attempt_of(delivery: &Delivery) -> u32 {
-    let headers = delivery.properties.headers().as_ref();
-    match headers.and_then(|h| h.inner().get(&ShortString::from(ATTEMPT_HEADER))) {
-        Some(AMQPValue::LongUInt(n)) => (*n).max(1),
-        Some(AMQPValue::LongInt(n)) => (*n).max(1) as u32,
-        Some(AMQPValue::LongLongInt(n)) => (*n).clamp(1, i64::from(u32::MAX)) as u32,
-        Some(AMQPValue::ShortUInt(n)) => u32::from(*n).max(1),
-        _ => 1,
-    }
-}
-
-fn is_replay(delivery: &Delivery) -> bool {
-    let headers = delivery.properties.headers().as_ref();
-    headers.is_some_and(|h| h.inner().contains_key(&ShortString::from(REPLAY_HEADER)))
-}
-
-fn original_headers(delivery: &Delivery) -> FieldTable {
-    delivery.properties.headers().clone().unwrap_or_default()
 }
 
 fn long_string(text: &str) -> AMQPValue {

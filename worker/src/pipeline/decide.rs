@@ -1,0 +1,194 @@
+//! The pipeline's decisions, with no I/O: given what the claim, the limiter and the connector
+//! said, which [`Effect`]s follow, in order. The shell (`mod.rs`) carries them out; the tests
+//! (`tests.rs`) check every branch without a broker.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use yizhan_state::{Claim, Finish, Millis};
+
+use crate::config::OnAmbiguous;
+use crate::connectors::Failure;
+use crate::metrics::JobOutcome;
+
+/// Where a dead job's message goes, by `x-yizhan-error-kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadKind {
+    Permanent,
+    Exhausted,
+    Invalid,
+    Ambiguous,
+}
+
+impl DeadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadKind::Permanent => "permanent",
+            DeadKind::Exhausted => "exhausted",
+            DeadKind::Invalid => "invalid",
+            DeadKind::Ambiguous => "ambiguous",
+        }
+    }
+}
+
+/// How one claimed attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Settle {
+    Succeeded { result: Option<Value> },
+    Retry { progress: Option<Value>, reason: String, retry_after: Option<Duration> },
+    Dead { kind: DeadKind, reason: String, progress: Option<Value> },
+    /// Not attempted: the config cannot take it for `wait`; come back then, attempt not counted.
+    NotYet { wait: Duration, progress: Option<Value> },
+}
+
+/// One thing the shell does, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Effect {
+    /// Write the key's record.
+    Record(Finish),
+    /// Publish a copy to the delay lane that fits `delay`, to come back as attempt `attempt`.
+    PublishDelayed { attempt: u32, delay: Duration },
+    /// Hold the message in the parking lot for `wait`, to come back as attempt `attempt`.
+    Park { attempt: u32, wait: Duration },
+    /// Publish the message unchanged to the dead-letter queue.
+    DeadLetter { kind: DeadKind, reason: String },
+    /// The retry copy after attempt `attempt` is safely stored (broker or parking lot).
+    MarkRetryPublished { attempt: u32 },
+    /// The job's outcome, for the metrics and the log.
+    Settled { outcome: JobOutcome, reason: Option<String> },
+}
+
+/// The retry schedule: the n-th retry waits the n-th delay (the last repeats).
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff<'a> {
+    pub delays: &'a [Duration],
+}
+
+impl Backoff<'_> {
+    /// The wait after failed attempt `failed_attempt`, or longer if the provider asked.
+    pub(crate) fn after(&self, failed_attempt: u32, provider_hint: Option<Duration>) -> Duration {
+        let index = (failed_attempt.max(1) as usize - 1).min(self.delays.len() - 1);
+        self.delays[index].max(provider_hint.unwrap_or_default())
+    }
+}
+
+/// What the claim's answer means for this delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Claimed {
+    /// Run it, with what earlier attempts recorded; `orphaned` names an attempt cut off by a
+    /// worker's death.
+    Run { progress: Option<Value>, orphaned: Option<u32> },
+    /// Nothing to do but settle the delivery.
+    Done(Vec<Effect>),
+}
+
+/// What the claim's answer means for attempt `attempt`.
+pub(crate) fn on_claim(claim: Claim, attempt: u32, backoff: &Backoff<'_>) -> Claimed {
+    match claim {
+        Claim::Acquired { progress, orphaned_attempt } => Claimed::Run { progress, orphaned: orphaned_attempt },
+        Claim::Finished { .. } | Claim::Stale => {
+            Claimed::Done(vec![Effect::Settled { outcome: JobOutcome::Duplicate, reason: None }])
+        }
+        // Another worker runs the key now: look again once its lease would have run out.
+        Claim::Busy { retry_in } => {
+            Claimed::Done(vec![Effect::PublishDelayed { attempt, delay: retry_in }])
+        }
+        // This attempt had decided to retry, but its worker stopped before the copy was confirmed.
+        Claim::RetryUnpublished { attempt: decided, progress: _ } => Claimed::Done(vec![
+            Effect::PublishDelayed { attempt: decided + 1, delay: backoff.after(decided, None) },
+            Effect::MarkRetryPublished { attempt: decided },
+        ]),
+    }
+}
+
+/// An attempt cut off by a worker's death is a lost answer like any other: [`classify`] decides.
+pub(crate) fn orphaned_failure(previous: u32) -> Failure {
+    Failure::Ambiguous {
+        reason: format!(
+            "attempt {previous} was cut off by a worker's death: the provider may or may not have received it"
+        ),
+    }
+}
+
+/// The one place that maps a failure to where the job goes: retry while attempts remain, else
+/// dead; a lost answer of a write follows the config's `on_ambiguous`, of a read is retried.
+pub(crate) fn classify(
+    failure: Failure,
+    attempt: u32,
+    max_attempts: u32,
+    writes: bool,
+    on_ambiguous: OnAmbiguous,
+    progress: Option<&Value>,
+) -> Settle {
+    let exhausted = attempt >= max_attempts;
+    let exhausted_reason = |reason: String| format!("{max_attempts} attempts used: {reason}");
+    match failure {
+        Failure::Permanent { reason, progress: new } => {
+            Settle::Dead { kind: DeadKind::Permanent, reason, progress: new.or_else(|| progress.cloned()) }
+        }
+        Failure::Ambiguous { reason } if writes && on_ambiguous == OnAmbiguous::DeadLetter => {
+            Settle::Dead { kind: DeadKind::Ambiguous, reason, progress: progress.cloned() }
+        }
+        Failure::Transient { reason, progress: new, .. } if exhausted => Settle::Dead {
+            kind: DeadKind::Exhausted,
+            reason: exhausted_reason(reason),
+            progress: new.or_else(|| progress.cloned()),
+        },
+        Failure::Throttled { reason, .. } | Failure::Ambiguous { reason } if exhausted => {
+            Settle::Dead { kind: DeadKind::Exhausted, reason: exhausted_reason(reason), progress: progress.cloned() }
+        }
+        Failure::Transient { reason, retry_after, progress: new } => {
+            Settle::Retry { progress: new.or_else(|| progress.cloned()), reason, retry_after }
+        }
+        Failure::Throttled { reason, retry_after } => Settle::Retry { progress: progress.cloned(), reason, retry_after },
+        Failure::Ambiguous { reason } => Settle::Retry { progress: progress.cloned(), reason, retry_after: None },
+    }
+}
+
+/// The effects that settle attempt `attempt`, in order. Every path ends with the outcome safely
+/// stored before the shell acks: a record, and a confirmed copy where the job moves.
+pub(crate) fn settle(settle: Settle, attempt: u32, backoff: &Backoff<'_>, now: Millis) -> Vec<Effect> {
+    match settle {
+        Settle::Succeeded { result } => vec![
+            Effect::Record(Finish::Succeeded { attempt, result }),
+            Effect::Settled { outcome: JobOutcome::Succeeded, reason: None },
+        ],
+        Settle::Retry { progress, reason, retry_after } => {
+            let delay = backoff.after(attempt, retry_after);
+            let next_attempt_at = now + delay.as_millis() as Millis;
+            vec![
+                Effect::Record(Finish::Retrying { attempt, progress, error: reason.clone(), next_attempt_at }),
+                Effect::PublishDelayed { attempt: attempt + 1, delay },
+                Effect::MarkRetryPublished { attempt },
+                Effect::Settled { outcome: JobOutcome::Retried, reason: Some(reason) },
+            ]
+        }
+        // Released as "retrying at attempt - 1", so that the copy for this same attempt reclaims
+        // the key when it comes back.
+        Settle::NotYet { wait, progress } => {
+            let previous = attempt - 1;
+            let error = "waiting for its config to take it (paused or rate-limited)".to_string();
+            let next_attempt_at = now + wait.as_millis() as Millis;
+            vec![
+                Effect::Record(Finish::Retrying { attempt: previous, progress, error, next_attempt_at }),
+                Effect::Park { attempt, wait },
+                Effect::MarkRetryPublished { attempt: previous },
+            ]
+        }
+        // Published before it is recorded: a crash in between redelivers the job rather than
+        // leaving a `dead` record whose message never reached the queue.
+        Settle::Dead { kind, reason, progress } => vec![
+            Effect::DeadLetter { kind, reason: reason.clone() },
+            Effect::Record(Finish::Dead { attempt, kind: kind.as_str().into(), error: reason.clone(), progress }),
+            Effect::Settled { outcome: JobOutcome::DeadLettered, reason: Some(reason) },
+        ],
+    }
+}
+
+/// A message that is not a valid job (or names a config this worker lacks).
+pub(crate) fn invalid(reason: String) -> Vec<Effect> {
+    vec![
+        Effect::DeadLetter { kind: DeadKind::Invalid, reason: reason.clone() },
+        Effect::Settled { outcome: JobOutcome::Invalid, reason: Some(reason) },
+    ]
+}

@@ -1,0 +1,398 @@
+//! Every branch of the pipeline, in process: a fake publisher, the SQLite store and parking lot in
+//! memory, the local limiter and a scripted connector. No broker, no provider, nothing sleeps.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use serde_json::json;
+use uuid::Uuid;
+use yizhan_state::{Finish, SqliteParking, SqliteStore};
+
+use super::*;
+use crate::connectors::Success;
+use crate::ratelimit::LocalLimiter;
+
+/// What the fake broker was asked to publish.
+#[derive(Debug, Clone, PartialEq)]
+struct Sent {
+    exchange: String,
+    routing_key: String,
+    attempt: Option<u32>,
+    error_kind: Option<String>,
+    body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct FakeBroker {
+    sent: Mutex<Vec<Sent>>,
+    refuse: AtomicBool,
+}
+
+impl FakeBroker {
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+fn header(headers: &FieldTable, name: &str) -> Option<AMQPValue> {
+    headers.inner().get(&ShortString::from(name)).cloned()
+}
+
+#[async_trait::async_trait]
+impl Publish for FakeBroker {
+    async fn publish_all(&self, messages: &[Message<'_>]) -> Vec<Result<(), PublishError>> {
+        messages
+            .iter()
+            .map(|m| {
+                if self.refuse.load(Ordering::SeqCst) {
+                    return Err(PublishError::Nacked);
+                }
+                let attempt = match header(&m.headers, ATTEMPT_HEADER) {
+                    Some(AMQPValue::LongUInt(n)) => Some(n),
+                    _ => None,
+                };
+                let error_kind = match header(&m.headers, "x-yizhan-error-kind") {
+                    Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+                    _ => None,
+                };
+                self.sent.lock().unwrap().push(Sent {
+                    exchange: m.exchange.to_string(),
+                    routing_key: m.routing_key.to_string(),
+                    attempt,
+                    error_kind,
+                    body: m.body.to_vec(),
+                });
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+/// Answers each call with the next scripted result.
+#[derive(Default)]
+struct ScriptedConnector {
+    answers: Mutex<VecDeque<Result<Success, Failure>>>,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Connector for ScriptedConnector {
+    async fn execute(&self, _call: Call<'_>) -> Result<Success, Failure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.answers.lock().unwrap().pop_front().expect("a scripted answer for every call")
+    }
+}
+
+struct Fixture {
+    pipeline: Pipeline,
+    broker: Arc<FakeBroker>,
+    connector: Arc<ScriptedConnector>,
+    limiter: Arc<LocalLimiter>,
+}
+
+const SMS: (&str, &str) = ("tencent_sms", "default");
+const SES: (&str, &str) = ("tencent_ses", "default");
+
+async fn fixture(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Failure>>) -> Fixture {
+    let ns = format!("pipeline-{}", Uuid::now_v7().simple());
+    let store = SqliteStore::open(":memory:", &ns, Duration::from_secs(3600)).await.unwrap();
+    let parking = SqliteParking::open(":memory:", &ns).unwrap();
+    let broker = Arc::new(FakeBroker::default());
+    let connector = Arc::new(ScriptedConnector { answers: Mutex::new(answers.into()), calls: AtomicUsize::new(0) });
+    let limiter = Arc::new(LocalLimiter::default());
+    let mut connectors = HashMap::new();
+    for (kind, name) in [SMS, SES] {
+        connectors.insert(
+            (kind.to_string(), name.to_string()),
+            Configured {
+                connector: connector.clone(),
+                quotas: vec![Quota::parse("1000/s").unwrap()],
+                per_recipient: HashMap::new(),
+                on_ambiguous,
+            },
+        );
+    }
+    let pipeline = Pipeline {
+        names: Names::new("unit"),
+        retry_delays: vec![Duration::from_secs(5), Duration::from_secs(30)],
+        connectors,
+        store: Arc::new(store),
+        parking: Arc::new(parking),
+        limiter: limiter.clone(),
+        publisher: broker.clone(),
+        acks: Arc::new(Acks::default()),
+        metrics: Metrics::new(),
+        owner: "unit-worker".to_string(),
+        lease: Duration::from_secs(30),
+        held: Mutex::new(HashSet::new()),
+    };
+    Fixture { pipeline, broker, connector, limiter }
+}
+
+fn sms_job(id: Uuid) -> Vec<u8> {
+    json!({
+        "id": id, "connector": "tencent_sms", "config": "default", "action": "send_sms", "max_attempts": 3,
+        "params": {"phone_numbers": ["+8613800000000"], "sign_name": "Yizhan", "template_id": "1001", "template_params": ["1"]}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn read_job(id: Uuid) -> Vec<u8> {
+    json!({"id": id, "connector": "tencent_ses", "config": "default", "action": "list_email_identities", "params": {}})
+        .to_string()
+        .into_bytes()
+}
+
+fn attempt_headers(attempt: u32) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
+    headers
+}
+
+impl Fixture {
+    async fn deliver(&self, body: &[u8], attempt: u32) -> Result<Option<(String, String)>, Unsettled> {
+        let headers = attempt_headers(attempt);
+        self.pipeline.process(Incoming { body, headers: Some(&headers) }).await
+    }
+
+    async fn status(&self, id: Uuid) -> String {
+        self.pipeline.store.status(id).await.unwrap().map(|s| s.status).unwrap_or_default()
+    }
+
+    fn calls(&self) -> usize {
+        self.connector.calls.load(Ordering::SeqCst)
+    }
+
+    fn counted(&self, outcome: &str) -> bool {
+        self.pipeline.metrics.render().lines().any(|l| {
+            l.starts_with("yizhan_jobs_total{") && l.contains(&format!("outcome=\"{outcome}\"")) && l.ends_with(" 1")
+        })
+    }
+}
+
+fn ok() -> Result<Success, Failure> {
+    Ok(Success { result: Some(json!({"serial": "s-1"})) })
+}
+
+#[tokio::test]
+async fn success_is_recorded_and_a_second_delivery_is_a_duplicate() {
+    let f = fixture(OnAmbiguous::Retry, vec![ok()]).await;
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.status(id).await, "succeeded");
+    assert!(f.counted("succeeded"));
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 1, "the duplicate never reached the provider");
+    assert!(f.counted("duplicate"));
+    assert!(f.broker.sent().is_empty(), "nothing to publish for a success");
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_through_its_delay_lane() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("HTTP 503"))]).await;
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    let sent = f.broker.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].exchange, f.pipeline.names.delay(Duration::from_secs(5)), "the first retry waits 5 s");
+    assert_eq!((sent[0].routing_key.as_str(), sent[0].attempt), ("normal", Some(2)));
+    assert_eq!(f.status(id).await, "retrying");
+    assert!(f.counted("retried"));
+    // The same attempt delivered again (its ack was lost) is stale: the retry copy is out.
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!((f.calls(), f.broker.sent().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn the_last_attempt_failing_transiently_is_dead_lettered_as_exhausted() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("HTTP 503"))]).await;
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 3).await.unwrap();
+    let sent = f.broker.sent();
+    assert_eq!(sent[0].exchange, f.pipeline.names.dead());
+    assert_eq!(sent[0].error_kind.as_deref(), Some("exhausted"));
+    assert_eq!(sent[0].body, sms_job(id), "the original message, unchanged");
+    assert_eq!(f.status(id).await, "dead");
+    assert!(f.counted("dead_lettered"));
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_lettered_at_once() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::permanent("InvalidParameter: bad sign"))]).await;
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.broker.sent()[0].error_kind.as_deref(), Some("permanent"));
+    assert_eq!(f.status(id).await, "dead");
+}
+
+#[tokio::test]
+async fn invalid_messages_and_unknown_configs_are_dead_lettered_as_invalid() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    f.deliver(b"{not json", 1).await.unwrap();
+    let mut job: Value = serde_json::from_slice(&sms_job(Uuid::now_v7())).unwrap();
+    job["config"] = json!("nowhere");
+    f.deliver(job.to_string().as_bytes(), 1).await.unwrap();
+    let kinds: Vec<_> = f.broker.sent().into_iter().map(|s| s.error_kind).collect();
+    assert_eq!(kinds, [Some("invalid".to_string()), Some("invalid".to_string())]);
+    assert_eq!(f.calls(), 0);
+    assert!(f.pipeline.metrics.render().contains("outcome=\"invalid\"} 2"));
+}
+
+#[tokio::test]
+async fn a_lost_answer_of_a_write_follows_on_ambiguous_and_of_a_read_is_retried() {
+    let lost = || Err(Failure::Ambiguous { reason: "read timeout".into() });
+    let f = fixture(OnAmbiguous::DeadLetter, vec![lost(), lost()]).await;
+    f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
+    f.deliver(&read_job(Uuid::now_v7()), 1).await.unwrap();
+    let sent = f.broker.sent();
+    assert_eq!(sent[0].error_kind.as_deref(), Some("ambiguous"), "a write is parked for a person");
+    assert_eq!((sent[1].error_kind.as_deref(), sent[1].attempt), (None, Some(2)), "a read is simply retried");
+
+    let f = fixture(OnAmbiguous::Retry, vec![lost()]).await;
+    f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
+    assert_eq!(f.broker.sent()[0].attempt, Some(2), "on_ambiguous = retry executes it again");
+}
+
+/// Claims the job's key as a worker that then died: its lease ran out long ago.
+async fn orphan(f: &Fixture, id: Uuid) {
+    let request = ClaimRequest {
+        key: id.to_string(),
+        job_id: id,
+        attempt: 1,
+        owner: "dead-worker".into(),
+        now: now_millis() - 120_000,
+        lease: Duration::from_secs(30),
+        replay: false,
+    };
+    f.pipeline.store.claim(&request).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_orphaned_claim_of_a_write_is_dead_lettered_or_executed_again_by_policy() {
+    let f = fixture(OnAmbiguous::DeadLetter, vec![]).await;
+    let id = Uuid::now_v7();
+    orphan(&f, id).await;
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 0, "never sent twice");
+    assert_eq!(f.broker.sent()[0].error_kind.as_deref(), Some("ambiguous"));
+    assert_eq!(f.status(id).await, "dead");
+
+    let f = fixture(OnAmbiguous::Retry, vec![ok()]).await;
+    let id = Uuid::now_v7();
+    orphan(&f, id).await;
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 1, "executed again at once");
+    assert_eq!(f.status(id).await, "succeeded");
+}
+
+#[tokio::test]
+async fn a_retry_whose_copy_was_never_published_is_completed_without_executing() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let id = Uuid::now_v7();
+    let key = id.to_string();
+    let request = ClaimRequest {
+        key: key.clone(),
+        job_id: id,
+        attempt: 1,
+        owner: "dead-worker".into(),
+        now: now_millis(),
+        lease: Duration::from_secs(30),
+        replay: false,
+    };
+    f.pipeline.store.claim(&request).await.unwrap();
+    let retrying = Finish::Retrying { attempt: 1, progress: None, error: "HTTP 503".into(), next_attempt_at: 0 };
+    f.pipeline.store.finish(&key, "dead-worker", &retrying, now_millis()).await.unwrap();
+    // The worker died before publishing the retry copy; its delivery comes back.
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    let sent = f.broker.sent();
+    assert_eq!((sent[0].exchange.clone(), sent[0].attempt), (f.pipeline.names.delay(Duration::from_secs(5)), Some(2)));
+    // Marked published: the same delivery again is stale and publishes nothing more.
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.broker.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_another_worker_runs_is_looked_at_again_later() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let id = Uuid::now_v7();
+    let request = ClaimRequest {
+        key: id.to_string(),
+        job_id: id,
+        attempt: 1,
+        owner: "busy-worker".into(),
+        now: now_millis(),
+        lease: Duration::from_secs(30),
+        replay: false,
+    };
+    f.pipeline.store.claim(&request).await.unwrap();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    let sent = f.broker.sent();
+    assert_eq!(sent[0].exchange, f.pipeline.names.delay(Duration::from_secs(30)), "after the lease");
+    assert_eq!(sent[0].attempt, Some(1), "the same attempt: it was not tried");
+}
+
+#[tokio::test]
+async fn a_job_its_config_cannot_take_is_parked_then_released_to_its_lane() {
+    let f = fixture(OnAmbiguous::Retry, vec![ok()]).await;
+    let config = (SMS.0.to_string(), SMS.1.to_string());
+    f.limiter.pause(&config, Duration::from_secs(60)).await.unwrap();
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    assert!(f.broker.sent().is_empty(), "no broker traffic while it waits");
+    assert_eq!(f.status(id).await, "retrying", "waiting, with its next attempt time");
+    assert!(f.pipeline.metrics.render().contains("yizhan_jobs_parked_total{connector=\"tencent_sms\"} 1"));
+    assert_eq!(f.pipeline.release_due().await.unwrap(), 0, "not due before the pause ends");
+    let taken = f.pipeline.parking.take_due(now_millis() + 61_000, 10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(taken.len(), 1, "parked until the pause's end");
+    assert!(taken[0].entry.due >= now_millis() + 59_000);
+
+    // Due: published back to its own lane as the same attempt, then gone from the parking lot.
+    let mut due = taken[0].entry.clone();
+    due.due = now_millis();
+    f.pipeline.parking.park(&due).await.unwrap();
+    assert_eq!(f.pipeline.release_due().await.unwrap(), 1);
+    let sent = f.broker.sent();
+    assert_eq!(sent[0].exchange, f.pipeline.names.jobs_exchange());
+    assert_eq!((sent[0].routing_key.as_str(), sent[0].attempt), ("normal", Some(1)));
+    assert_eq!(sent[0].body, sms_job(id));
+    assert_eq!(f.pipeline.parking.waiting().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn waiting_jobs_come_back_one_token_apart() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let config = (SMS.0.to_string(), SMS.1.to_string());
+    f.limiter.pause(&config, Duration::from_secs(60)).await.unwrap();
+    for _ in 0..3 {
+        f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
+    }
+    let mut dues: Vec<i64> = f
+        .pipeline
+        .parking
+        .take_due(now_millis() + 120_000, 10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.entry.due)
+        .collect();
+    dues.sort_unstable();
+    assert_eq!(dues.len(), 3);
+    assert!(dues[1] > dues[0] && dues[2] > dues[1], "turns are spaced, not all at once: {dues:?}");
+}
+
+#[tokio::test]
+async fn a_refused_publish_leaves_the_delivery_unsettled_for_a_requeue() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("HTTP 503")), ok()]).await;
+    f.broker.refuse.store(true, Ordering::SeqCst);
+    let id = Uuid::now_v7();
+    assert!(matches!(f.deliver(&sms_job(id), 1).await, Err(Unsettled::Publish(_))));
+    // Requeued and delivered again: the decided retry is completed, not executed a second time.
+    f.broker.refuse.store(false, Ordering::SeqCst);
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.calls(), 1);
+    assert_eq!(f.broker.sent()[0].attempt, Some(2));
+}
