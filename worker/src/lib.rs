@@ -8,6 +8,7 @@
 pub mod acks;
 pub mod config;
 pub mod connectors;
+mod events;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
@@ -90,6 +91,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         );
     }
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
+    let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     // A fleet shares Redis for its state, and so for its limits; one node limits locally.
     let limiter: Arc<dyn Limiter> = if settings.state.starts_with("redis://") || settings.state.starts_with("rediss://")
     {
@@ -145,8 +147,9 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         retry_delays: settings.retry_delays.clone(),
         connectors: configured,
         store,
+        parking,
         limiter,
-        publisher,
+        publisher: Arc::new(publisher),
         acks: acks.clone(),
         metrics: metrics.clone(),
         owner: owner.clone(),
@@ -181,6 +184,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let background = CancellationToken::new();
     let flusher = tokio::spawn(flush_acks(acks.clone(), background.clone()));
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
+    tokio::spawn(release_parked(pipeline.clone(), background.clone()));
 
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(worker.concurrency.max(1)));
@@ -251,6 +255,30 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// How often a worker looks for parked jobs that are due: the most a due job waits to go.
+const RELEASE_POLL: Duration = Duration::from_millis(200);
+
+/// Publishes parked jobs back to their lanes as they fall due (every worker of a fleet does; a job
+/// is taken by one of them).
+async fn release_parked(pipeline: Arc<Pipeline>, stop: CancellationToken) {
+    loop {
+        let released = match pipeline.release_due().await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "could not release parked jobs; trying again");
+                0
+            }
+        };
+        if released == pipeline::RELEASE_BATCH && !stop.is_cancelled() {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(RELEASE_POLL) => {}
+        }
+    }
 }
 
 /// Acknowledges settled deliveries every [`acks::FLUSH_EVERY`]; once more when stopped, after the
