@@ -73,7 +73,9 @@ impl InternalEvent for ConfigPaused<'_> {
         let pause_ms = self.pause.as_millis() as u64;
         match self.not_recorded {
             None => warn!(reason = %self.reason, pause_ms, "provider throttled the config; pausing it"),
-            Some(error) => warn!(reason = %self.reason, pause_ms, %error, "provider throttled the config; could not record the pause"),
+            Some(error) => {
+                warn!(reason = %self.reason, pause_ms, %error, "provider throttled the config; could not record the pause")
+            }
         }
     }
 }

@@ -34,11 +34,24 @@ impl DeadKind {
 /// How one claimed attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Settle {
-    Succeeded { result: Option<Value> },
-    Retry { progress: Option<Value>, reason: String, retry_after: Option<Duration> },
-    Dead { kind: DeadKind, reason: String, progress: Option<Value> },
+    Succeeded {
+        result: Option<Value>,
+    },
+    Retry {
+        progress: Option<Value>,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Dead {
+        kind: DeadKind,
+        reason: String,
+        progress: Option<Value>,
+    },
     /// Not attempted: the config cannot take it for `wait`; come back then, attempt not counted.
-    NotYet { wait: Duration, progress: Option<Value> },
+    NotYet {
+        wait: Duration,
+        progress: Option<Value>,
+    },
 }
 
 /// One thing the shell does, in the order given.
@@ -90,9 +103,7 @@ pub(crate) fn on_claim(claim: Claim, attempt: u32, backoff: &Backoff<'_>) -> Cla
             Claimed::Done(vec![Effect::Settled { outcome: JobOutcome::Duplicate, reason: None }])
         }
         // Another worker runs the key now: look again once its lease would have run out.
-        Claim::Busy { retry_in } => {
-            Claimed::Done(vec![Effect::PublishDelayed { attempt, delay: retry_in }])
-        }
+        Claim::Busy { retry_in } => Claimed::Done(vec![Effect::PublishDelayed { attempt, delay: retry_in }]),
         // This attempt had decided to retry, but its worker stopped before the copy was confirmed.
         Claim::RetryUnpublished { attempt: decided, progress: _ } => Claimed::Done(vec![
             Effect::PublishDelayed { attempt: decided + 1, delay: backoff.after(decided, None) },
@@ -140,7 +151,9 @@ pub(crate) fn classify(
         Failure::Transient { reason, retry_after, progress: new } => {
             Settle::Retry { progress: new.or_else(|| progress.cloned()), reason, retry_after }
         }
-        Failure::Throttled { reason, retry_after } => Settle::Retry { progress: progress.cloned(), reason, retry_after },
+        Failure::Throttled { reason, retry_after } => {
+            Settle::Retry { progress: progress.cloned(), reason, retry_after }
+        }
         Failure::Ambiguous { reason } => Settle::Retry { progress: progress.cloned(), reason, retry_after: None },
     }
 }

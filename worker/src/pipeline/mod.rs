@@ -252,12 +252,21 @@ impl Pipeline {
         let writes = action.effect == ActionEffect::Write;
         if let Some(previous) = orphaned {
             // This delivery is the retry itself, so attempts are not what decides here.
-            let verdict =
-                decide::classify(decide::orphaned_failure(previous), attempt, u32::MAX, writes, configured.on_ambiguous, progress);
+            let verdict = decide::classify(
+                decide::orphaned_failure(previous),
+                attempt,
+                u32::MAX,
+                writes,
+                configured.on_ambiguous,
+                progress,
+            );
             if let Settle::Dead { .. } = verdict {
                 return verdict;
             }
-            warn!(previous, "an earlier attempt was cut off by a worker's death; executing again (on_ambiguous = retry)");
+            warn!(
+                previous,
+                "an earlier attempt was cut off by a worker's death; executing again (on_ambiguous = retry)"
+            );
         }
         if let Err(wait) = self.take_tokens(work).await {
             return Settle::NotYet { wait, progress: progress.cloned() };
@@ -295,7 +304,8 @@ impl Pipeline {
             limits.extend(recipients.iter().map(|key| Limit { key, quotas }));
         }
         let started = Instant::now();
-        let waited = |this: &Self| RateLimitWaited { connector: &job.connector, waited: started.elapsed() }.emit(&this.metrics);
+        let waited =
+            |this: &Self| RateLimitWaited { connector: &job.connector, waited: started.elapsed() }.emit(&this.metrics);
         loop {
             let budget = MAX_INLINE_WAIT.saturating_sub(started.elapsed());
             match self.limiter.try_acquire(&config, &limits, budget).await {
