@@ -3,6 +3,7 @@
 //! broker (and Redis where asked). Build the binaries first: `cargo build --workspace --bins`.
 
 pub mod mail;
+pub mod modgraph;
 pub mod rabbit;
 
 use std::path::{Path, PathBuf};
