@@ -6,7 +6,7 @@ mod settings;
 mod topology;
 
 pub use publish::{Message, PublishError, Publisher};
-pub use settings::{Settings, parse_delays, redact_url};
+pub use settings::{Settings, parse_delays};
 pub use topology::{Names, Topology, TopologyError, declare};
 
 use lapin::{Connection, ConnectionProperties};

@@ -16,7 +16,8 @@ use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
-use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology, redact_url};
+use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology};
+use yizhan_state::redact;
 
 /// The header a replayed copy carries; the worker lets it take over its `dead` idempotency key.
 pub const REPLAY_HEADER: &str = "x-yizhan-replay";
@@ -79,7 +80,7 @@ pub struct Dlq {
 
 impl Dlq {
     pub async fn connect(url: &str, prefix: &str) -> Result<Dlq, DlqError> {
-        let connect_error = |source| DlqError::Connect { url: redact_url(url), source };
+        let connect_error = |source| DlqError::Connect { url: redact::url_credentials(url), source };
         let connection =
             yizhan_broker::connect(url, "yizhan-producer-dlq", Recovery::FailFast).await.map_err(connect_error)?;
         let names = Names::new(prefix);

@@ -20,7 +20,8 @@ use std::time::Duration;
 use lapin::Connection;
 use lapin::types::FieldTable;
 use uuid::Uuid;
-use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology, redact_url};
+use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology};
+use yizhan_state::redact;
 use yizhan_schemas::Job;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ impl Producer {
         delays: &[Duration],
         recovery: Recovery,
     ) -> Result<Producer, ProducerError> {
-        let connect_error = |source| ProducerError::Connect { url: redact_url(url), source };
+        let connect_error = |source| ProducerError::Connect { url: redact::url_credentials(url), source };
         let connection = yizhan_broker::connect(url, "yizhan-producer", recovery).await.map_err(connect_error)?;
         let names = Names::new(prefix);
         let channel = connection.create_channel().await.map_err(connect_error)?;

@@ -10,6 +10,7 @@
 //! the lease.
 
 mod parking;
+pub mod redact;
 mod redis_store;
 mod sqlite;
 
@@ -185,52 +186,6 @@ pub async fn open_with_retention(
     } else if url.starts_with("redis://") || url.starts_with("rediss://") {
         Ok(Arc::new(RedisStore::open(url, namespace, retention).await?))
     } else {
-        Err(StoreError::BadUrl(redact_url(url)))
-    }
-}
-
-/// `url` with its credentials masked, fit for errors and logs: the userinfo before `@` becomes
-/// `***`, and `pass=` / `password=` query values (Redis unix-socket URLs) become `***`.
-/// Conservative: everything before the last `@` after the scheme is masked.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
-    };
-    let rest = match rest.rfind('@') {
-        Some(at) => format!("***{}", &rest[at..]),
-        None => rest.to_string(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((head, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{head}?{}", query.join("&"))
-        }
-        None => rest,
-    };
-    format!("{scheme}{rest}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn redacts_credentials() {
-        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
-        assert_eq!(redact_url("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
-        assert_eq!(redact_url("redis://host:6379/0"), "redis://host:6379/0");
-        assert_eq!(redact_url("bogus:pw@x"), "***@x");
-        assert_eq!(redact_url("redis+unix:///run/r.sock?db=1&pass=pw"), "redis+unix:///run/r.sock?db=1&pass=***");
-        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
-        assert!(!redact_url("redis://:p@ss@host/0").contains("ss"));
+        Err(StoreError::BadUrl(redact::url_credentials(url)))
     }
 }

@@ -76,7 +76,7 @@ pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingL
         let store = RedisStore::open(url, namespace, crate::DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisParking { conn: store.connection(), namespace: namespace.to_string() }))
     } else {
-        Err(StoreError::BadUrl(crate::redact_url(url)))
+        Err(StoreError::BadUrl(crate::redact::url_credentials(url)))
     }
 }
 

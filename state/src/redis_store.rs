@@ -17,7 +17,7 @@ use redis::{AsyncConnectionConfig, Script};
 use uuid::Uuid;
 
 use crate::sqlite::{duration_ms, parse_json};
-use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError, redact_url};
+use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError, redact};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,12 +191,12 @@ impl RedisStore {
     }
 
     pub async fn open(url: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
-        let redacted = redact_url(url);
+        let redacted = redact::url_credentials(url);
         let secrets = secrets_of(url);
         let fail = |e: redis::RedisError| scrub(e, &secrets, &redacted);
 
         let client = redis::Client::open(url)
-            .map_err(|e| StoreError::BadUrl(format!("{redacted} ({})", mask(&e.to_string(), &secrets))))?;
+            .map_err(|e| StoreError::BadUrl(format!("{redacted} ({})", redact::secrets(&e.to_string(), &secrets))))?;
         let probe_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -265,16 +265,12 @@ fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
     String::from_utf8(out)
 }
 
-fn mask(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
-}
-
 /// A connection error, unless its text would reveal a secret (the client does not put credentials
 /// in its errors, but a server's reply might echo them).
 fn scrub(e: redis::RedisError, secrets: &[String], redacted: &str) -> StoreError {
     let text = e.to_string();
     if secrets.iter().any(|s| text.contains(s.as_str())) {
-        StoreError::Task(format!("redis connection to {redacted} failed: {}", mask(&text, secrets)))
+        StoreError::Task(format!("redis connection to {redacted} failed: {}", redact::secrets(&text, secrets)))
     } else {
         StoreError::Redis(e)
     }
@@ -477,14 +473,15 @@ impl StateStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{mask, percent_decode, secrets_of};
+    use super::{percent_decode, secrets_of};
+    use crate::redact;
 
     #[test]
     fn finds_and_masks_passwords() {
         let secrets = secrets_of("redis://user:p%40ss@host:6379/0");
         assert!(secrets.contains(&"p%40ss".to_string()));
         assert!(secrets.contains(&"p@ss".to_string()));
-        assert_eq!(mask("AUTH p@ss failed", &secrets), "AUTH *** failed");
+        assert_eq!(redact::secrets("AUTH p@ss failed", &secrets), "AUTH *** failed");
         assert!(secrets_of("redis://host:6379/0").is_empty());
         assert_eq!(percent_decode("a%2Fb%").ok().as_deref(), Some("a/b%"));
     }

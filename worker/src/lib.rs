@@ -24,8 +24,9 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
-use yizhan_broker::{Names, Publisher, Settings, Topology, redact_url};
+use yizhan_broker::{Names, Publisher, Settings, Topology};
 use yizhan_schemas::Priority;
+use yizhan_state::redact;
 
 use crate::acks::Acks;
 use crate::config::Config;
@@ -113,7 +114,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         async move { axum::serve(listener, health).with_graceful_shutdown(stop.cancelled_owned()).await }
     });
 
-    let broker_error = |source| WorkerError::Broker { url: redact_url(&settings.amqp_url), source };
+    let broker_error = |source| WorkerError::Broker { url: redact::url_credentials(&settings.amqp_url), source };
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     // Separate connections: flow control on publishing (retries, dead letters) must not stall acks.
     let consume_conn = Arc::new(
