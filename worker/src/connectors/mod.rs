@@ -17,6 +17,9 @@ pub mod tencent_sms;
 pub mod wecom;
 pub mod wecom_robot;
 
+#[cfg(test)]
+mod testkit;
+
 use std::sync::Arc;
 use std::time::Duration;
 

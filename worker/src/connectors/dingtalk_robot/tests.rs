@@ -5,23 +5,22 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{MockServer, Request, ResponseTemplate};
 
 use super::{DingtalkRobot, sign};
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, answer_posts_with as answer_with, json_body, only_request};
+use crate::connectors::{Failure, Success, http};
 
 const TOKEN: &str = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
 const SECRET: &str = "SECtestsecret0123456789";
+const KIT: Kit = Kit { kind: "dingtalk_robot", secrets: &[TOKEN, SECRET] };
 
 fn robot_at(endpoint: &str, secret: Option<&str>) -> DingtalkRobot {
     let mut text = format!("[connectors.dingtalk_robot.ops]\naccess_token = \"{TOKEN}\"\nendpoint = \"{endpoint}\"\n");
     if let Some(secret) = secret {
         text.push_str(&format!("secret = \"{secret}\"\n"));
     }
-    let config = Config::parse(&text, &|_| None).unwrap();
-    DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), http::client()).unwrap()
+    KIT.build(&text, "ops", |config| DingtalkRobot::new(config, http::client()))
 }
 
 fn fixed_clock() -> SystemTime {
@@ -34,38 +33,12 @@ fn signed_robot(server: &MockServer) -> DingtalkRobot {
     robot
 }
 
-async fn run(robot: &DingtalkRobot, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("dingtalk_robot", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = robot.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(TOKEN), "the token leaked: {}", failure.reason());
-        assert!(!failure.reason().contains(SECRET), "the secret leaked: {}", failure.reason());
-    }
-    outcome
-}
-
-async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(method("POST")).respond_with(template).mount(server).await;
-}
-
 fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "errmsg": "ok"}))
 }
 
 fn errcode(code: i64, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"errcode": code, "errmsg": message}))
-}
-
-async fn only_request(server: &MockServer) -> Request {
-    let mut requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    requests.remove(0)
 }
 
 /// The signed query of a fixed vector (docs/providers/dingtalk.md#robot-signature).
@@ -78,8 +51,7 @@ fn assert_request(request: &Request, expected_body: &Value) {
     let names: BTreeSet<&str> = request.headers.keys().map(|k| k.as_str()).collect();
     assert_eq!(names, ["accept", "content-length", "content-type", "host"].into());
     assert_eq!(request.headers.get("content-type").unwrap(), "application/json");
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
-    assert_eq!(&body, expected_body);
+    assert_eq!(&json_body(request), expected_body);
 }
 
 #[test]
@@ -93,7 +65,7 @@ async fn send_text_signed() {
     answer_with(&server, ok()).await;
     let params = json!({"content": "部署完成", "at_mobiles": ["13800000000"], "at_user_ids": ["user1"],
                         "is_at_all": false});
-    let success = run(&signed_robot(&server), "send_text", &params).await.unwrap();
+    let success = KIT.run(&signed_robot(&server), "send_text", &params).await.unwrap();
     assert_eq!(success, Success { result: None });
     assert_request(
         &only_request(&server).await,
@@ -106,11 +78,10 @@ async fn send_text_signed() {
 async fn send_text_unsigned_carries_only_the_token() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
-    run(&robot_at(&server.uri(), None), "send_text", &json!({"content": "hi"})).await.unwrap();
+    KIT.run(&robot_at(&server.uri(), None), "send_text", &json!({"content": "hi"})).await.unwrap();
     let request = only_request(&server).await;
     assert_eq!(request.url.query(), Some(format!("access_token={TOKEN}").as_str()));
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
-    assert_eq!(body, json!({"msgtype": "text", "text": {"content": "hi"}}));
+    assert_eq!(json_body(&request), json!({"msgtype": "text", "text": {"content": "hi"}}));
 }
 
 #[tokio::test]
@@ -119,7 +90,7 @@ async fn every_attempt_is_signed_afresh() {
     answer_with(&server, ok()).await;
     let robot = robot_at(&server.uri(), Some(SECRET));
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
-    run(&robot, "send_text", &json!({"content": "hi"})).await.unwrap();
+    KIT.run(&robot, "send_text", &json!({"content": "hi"})).await.unwrap();
     let request = only_request(&server).await;
     let pairs: Vec<(String, String)> = request.url.query_pairs().into_owned().collect();
     let timestamp: u128 = pairs.iter().find(|(n, _)| n == "timestamp").unwrap().1.parse().unwrap();
@@ -133,7 +104,7 @@ async fn send_markdown() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"title": "杭州天气", "text": "#### 杭州天气 @150XXXXXXXX \n> 9度", "is_at_all": true});
-    run(&signed_robot(&server), "send_markdown", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_markdown", &params).await.unwrap();
     assert_request(
         &only_request(&server).await,
         &json!({"msgtype": "markdown", "markdown": {"title": "杭州天气", "text": "#### 杭州天气 @150XXXXXXXX \n> 9度"},
@@ -147,7 +118,7 @@ async fn send_link() {
     answer_with(&server, ok()).await;
     let params = json!({"title": "时代的火车向前开", "text": "这个即将发布的新版本", "message_url": "https://www.dingtalk.com/",
                         "pic_url": "https://img.example.com/a.png"});
-    run(&signed_robot(&server), "send_link", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_link", &params).await.unwrap();
     assert_request(
         &only_request(&server).await,
         &json!({"msgtype": "link", "link": {"title": "时代的火车向前开", "text": "这个即将发布的新版本",
@@ -161,7 +132,7 @@ async fn send_action_card_single_and_multi() {
     answer_with(&server, ok()).await;
     let params = json!({"title": "乔布斯", "text": "![screenshot](https://x/a.png) ### 乔布斯", "single_title": "阅读全文",
                         "single_url": "https://www.dingtalk.com/", "btn_orientation": "0"});
-    run(&signed_robot(&server), "send_action_card", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_action_card", &params).await.unwrap();
     assert_request(
         &only_request(&server).await,
         &json!({"msgtype": "actionCard", "actionCard": {"title": "乔布斯", "text": "![screenshot](https://x/a.png) ### 乔布斯",
@@ -173,7 +144,7 @@ async fn send_action_card_single_and_multi() {
     let params = json!({"title": "t", "text": "x", "btn_orientation": "1", "btns": [
         {"title": "内容不错", "action_url": "https://www.dingtalk.com/a"},
         {"title": "不感兴趣", "action_url": "https://www.dingtalk.com/b"}]});
-    run(&signed_robot(&server), "send_action_card", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_action_card", &params).await.unwrap();
     assert_request(
         &only_request(&server).await,
         &json!({"msgtype": "actionCard", "actionCard": {"title": "t", "text": "x", "btnOrientation": "1", "btns": [
@@ -189,7 +160,7 @@ async fn send_feed_card() {
     let params = json!({"links": [
         {"title": "时代的火车向前开1", "message_url": "https://www.dingtalk.com/1", "pic_url": "https://img/1.png"},
         {"title": "时代的火车向前开2", "message_url": "https://www.dingtalk.com/2", "pic_url": "https://img/2.png"}]});
-    run(&signed_robot(&server), "send_feed_card", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_feed_card", &params).await.unwrap();
     assert_request(
         &only_request(&server).await,
         &json!({"msgtype": "feedCard", "feedCard": {"links": [
@@ -211,7 +182,7 @@ async fn answers_are_classified() {
     for (code, message, kind) in cases {
         let server = MockServer::start().await;
         answer_with(&server, errcode(code, message)).await;
-        let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+        let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
         let reason = format!("errcode {code}: {message}");
         let expected = match kind {
             "throttled" => Failure::throttled(reason, Some(Duration::from_secs(60))),
@@ -226,20 +197,20 @@ async fn answers_are_classified() {
 async fn reasons_never_quote_the_token_or_the_secret() {
     let server = MockServer::start().await;
     answer_with(&server, errcode(400101, &format!("access_token {TOKEN} not found, secret {SECRET}"))).await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(failure.reason().contains("***"), "{}", failure.reason());
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(502).set_body_string(format!("bad gateway ?access_token={TOKEN}")))
         .await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let robot = robot_at(&format!("http://127.0.0.1:{port}"), Some(SECRET));
-    let failure = run(&robot, "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot, "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
     assert!(!failure.reason().contains("sign="), "{}", failure.reason());
 }
@@ -248,27 +219,22 @@ async fn reasons_never_quote_the_token_or_the_secret() {
 async fn an_unreadable_200_is_ambiguous() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>proxy</html>")).await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 }
 
 #[test]
 fn config_defaults_and_errors() {
-    let config =
-        Config::parse(&format!("[connectors.dingtalk_robot.ops]\naccess_token = \"{TOKEN}\"\n"), &|_| None).unwrap();
-    let robot =
-        DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap();
+    let text = format!("[connectors.dingtalk_robot.ops]\naccess_token = \"{TOKEN}\"\n");
+    let robot = KIT.build(&text, "ops", |config| DingtalkRobot::new(config, http::client()));
     assert_eq!(robot.base, "https://oapi.dingtalk.com");
     assert!(!format!("{robot:?}").contains(TOKEN));
 
-    let config = Config::parse("[connectors.dingtalk_robot.ops]\nsecret = \"SECx\"\n", &|_| None).unwrap();
-    let err = DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), crate::connectors::http::client())
-        .unwrap_err();
+    let config = KIT.config("[connectors.dingtalk_robot.ops]\nsecret = \"SECx\"\n", "ops");
+    let err = DingtalkRobot::new(&config, http::client()).unwrap_err();
     assert!(err.to_string().contains("missing field `access_token`"), "{err}");
 
-    let config =
-        Config::parse("[connectors.dingtalk_robot.ops]\naccess_token = \"t\"\nsecret = \"\"\n", &|_| None).unwrap();
-    let err = DingtalkRobot::new(config.get("dingtalk_robot", "ops").unwrap(), crate::connectors::http::client())
-        .unwrap_err();
+    let config = KIT.config("[connectors.dingtalk_robot.ops]\naccess_token = \"t\"\nsecret = \"\"\n", "ops");
+    let err = DingtalkRobot::new(&config, http::client()).unwrap_err();
     assert!(err.to_string().starts_with("connectors.dingtalk_robot.ops.secret"), "{err}");
 }

@@ -9,36 +9,20 @@ use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::{Feishu, TOKEN_PATH};
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, json_body};
+use crate::connectors::{Failure, http};
 
 const APP_ID: &str = "cli_slkdjalasdkjasd";
 const APP_SECRET: &str = "dskLLdkasdjlasdKK";
 const TOKEN: &str = "t-caecc734c2e3328a62489fe0648c4b98779515d3";
+const KIT: Kit = Kit { kind: "feishu", secrets: &[APP_SECRET, TOKEN] };
 
 fn app(server: &MockServer) -> Feishu {
     let text = format!(
         "[connectors.feishu.hr]\napp_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\nendpoint = \"{}\"\n",
         server.uri()
     );
-    let config = Config::parse(&text, &|_| None).unwrap();
-    Feishu::new(config.get("feishu", "hr").unwrap(), http::client()).unwrap()
-}
-
-async fn run(app: &Feishu, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("feishu", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = app.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(APP_SECRET), "the secret leaked: {}", failure.reason());
-        assert!(!failure.reason().contains(TOKEN), "the token leaked: {}", failure.reason());
-    }
-    outcome
+    KIT.build(&text, "hr", |config| Feishu::new(config, http::client()))
 }
 
 fn token_answer(token: &str, expire: u64) -> ResponseTemplate {
@@ -70,7 +54,7 @@ async fn list_department_users_pages_with_the_tenant_token() {
         .mount(&server)
         .await;
     let params = json!({"department_id": "od-4e6ac4d14bcd5071a37a39de902c7141", "page_token": "AQD9", "page_size": 10});
-    let success = run(&app(&server), "list_department_users", &params).await.unwrap();
+    let success = KIT.run(&app(&server), "list_department_users", &params).await.unwrap();
     assert_eq!(success.result, Some(page));
 
     let requests = server.received_requests().await.unwrap();
@@ -79,8 +63,7 @@ async fn list_department_users_pages_with_the_tenant_token() {
     assert_eq!(token_request.method.as_str(), "POST");
     assert_eq!(token_request.url.path(), TOKEN_PATH);
     assert_eq!(token_request.headers.get("content-type").unwrap(), "application/json");
-    let body: Value = serde_json::from_slice(&token_request.body).unwrap();
-    assert_eq!(body, json!({"app_id": APP_ID, "app_secret": APP_SECRET}));
+    assert_eq!(json_body(token_request), json!({"app_id": APP_ID, "app_secret": APP_SECRET}));
     let request = &requests[1];
     assert_eq!(request.method.as_str(), "GET");
     assert_eq!(
@@ -103,7 +86,8 @@ async fn list_departments() {
         .respond_with(data(page.clone()))
         .mount(&server)
         .await;
-    let success = run(&app(&server), "list_departments", &json!({"parent_department_id": "0", "fetch_child": true}))
+    let success = KIT
+        .run(&app(&server), "list_departments", &json!({"parent_department_id": "0", "fetch_child": true}))
         .await
         .unwrap();
     assert_eq!(success.result, Some(page));
@@ -119,13 +103,13 @@ async fn the_token_is_cached_and_fetched_once_for_concurrent_jobs() {
     for _ in 0..10 {
         let app = app.clone();
         jobs.push(tokio::spawn(async move {
-            run(&app, "list_department_users", &json!({"department_id": "od-1"})).await.unwrap();
+            KIT.run(&*app, "list_department_users", &json!({"department_id": "od-1"})).await.unwrap();
         }));
     }
     for job in jobs {
         job.await.unwrap();
     }
-    run(&app, "list_departments", &json!({})).await.unwrap();
+    KIT.run(&*app, "list_departments", &json!({})).await.unwrap();
     assert_eq!(token_requests(&server).await, 1);
 }
 
@@ -136,8 +120,8 @@ async fn a_token_with_less_than_30_minutes_left_is_refreshed() {
     mount_token(&server, token_answer(TOKEN, 1800)).await;
     Mock::given(method("GET")).respond_with(data(json!({"items": []}))).mount(&server).await;
     let app = app(&server);
-    run(&app, "list_departments", &json!({})).await.unwrap();
-    run(&app, "list_departments", &json!({})).await.unwrap();
+    KIT.run(&app, "list_departments", &json!({})).await.unwrap();
+    KIT.run(&app, "list_departments", &json!({})).await.unwrap();
     assert_eq!(token_requests(&server).await, 2);
 }
 
@@ -155,10 +139,10 @@ async fn an_invalid_token_is_dropped_and_the_job_retried() {
         .await;
     Mock::given(method("GET")).respond_with(data(json!({"items": []}))).mount(&server).await;
     let app = app(&server);
-    let failure = run(&app, "list_departments", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&app, "list_departments", &json!({})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
     assert!(failure.reason().starts_with("code 99991663"), "{}", failure.reason());
-    run(&app, "list_departments", &json!({})).await.unwrap();
+    KIT.run(&app, "list_departments", &json!({})).await.unwrap();
     assert_eq!(token_requests(&server).await, 2);
 }
 
@@ -167,7 +151,7 @@ async fn bad_app_credentials_are_permanent() {
     let server = MockServer::start().await;
     mount_token(&server, ResponseTemplate::new(200).set_body_json(json!({"code": 10014, "msg": "app secret invalid"})))
         .await;
-    let failure = run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
     assert_eq!(failure, Failure::permanent("tenant_access_token: code 10014: app secret invalid"));
 }
 
@@ -183,7 +167,7 @@ async fn rate_limits_honour_the_reset_header() {
         )
         .mount(&server)
         .await;
-    let failure = run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
     assert!(
         matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(6)),
         "{failure:?}"
@@ -195,6 +179,6 @@ async fn rate_limits_honour_the_reset_header() {
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"code": 40004, "msg": "no dept authority"})))
         .mount(&server)
         .await;
-    let failure = run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&app(&server), "list_departments", &json!({})).await.unwrap_err();
     assert_eq!(failure, Failure::permanent("code 40004: no dept authority"));
 }

@@ -5,23 +5,22 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{MockServer, Request, ResponseTemplate};
 
 use super::{FeishuRobot, sign};
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, answer_posts_with as answer_with, json_body, only_request};
+use crate::connectors::{Failure, Success, http};
 
 const HOOK: &str = "3f7c2a9e-1b4d-4e8f-9a6c-5d2e8b1f0a7c";
 const SECRET: &str = "testsecret";
+const KIT: Kit = Kit { kind: "feishu_robot", secrets: &[HOOK, SECRET] };
 
 fn robot_at(endpoint: &str, secret: Option<&str>) -> FeishuRobot {
     let mut text = format!("[connectors.feishu_robot.ops]\nhook_id = \"{HOOK}\"\nendpoint = \"{endpoint}\"\n");
     if let Some(secret) = secret {
         text.push_str(&format!("secret = \"{secret}\"\n"));
     }
-    let config = Config::parse(&text, &|_| None).unwrap();
-    FeishuRobot::new(config.get("feishu_robot", "ops").unwrap(), http::client()).unwrap()
+    KIT.build(&text, "ops", |config| FeishuRobot::new(config, http::client()))
 }
 
 fn signed_robot(server: &MockServer) -> FeishuRobot {
@@ -30,36 +29,10 @@ fn signed_robot(server: &MockServer) -> FeishuRobot {
     robot
 }
 
-async fn run(robot: &FeishuRobot, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("feishu_robot", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = robot.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(HOOK), "the hook id leaked: {}", failure.reason());
-        assert!(!failure.reason().contains("testsecret"), "the secret leaked: {}", failure.reason());
-    }
-    outcome
-}
-
 fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(
         json!({"code": 0, "msg": "success", "data": {}, "Extra": null, "StatusCode": 0, "StatusMessage": "success"}),
     )
-}
-
-async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(method("POST")).respond_with(template).mount(server).await;
-}
-
-async fn only_request(server: &MockServer) -> Request {
-    let mut requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    requests.remove(0)
 }
 
 /// The signed body: `expected` plus the §5.1 vector's timestamp and sign.
@@ -73,7 +46,7 @@ fn assert_request(request: &Request, expected: Value) {
     let mut expected: Map<String, Value> = expected.as_object().unwrap().clone();
     expected.insert("timestamp".into(), json!("1700000000"));
     expected.insert("sign".into(), json!("AOc8oJ7//5OlQlfWC3nRL0R+IkuzcD1FKcAyibRK9Q8="));
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    let body = json_body(request);
     assert_eq!(body, Value::Object(expected));
 }
 
@@ -88,7 +61,7 @@ async fn send_text() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"text": "新更新提醒 <at user_id=\"all\">所有人</at>"});
-    let success = run(&signed_robot(&server), "send_text", &params).await.unwrap();
+    let success = KIT.run(&signed_robot(&server), "send_text", &params).await.unwrap();
     assert_eq!(success, Success { result: None });
     assert_request(&only_request(&server).await, json!({"msg_type": "text", "content": params}));
 }
@@ -97,7 +70,7 @@ async fn send_text() {
 async fn send_text_unsigned_has_no_timestamp() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
-    run(&robot_at(&server.uri(), None), "send_text", &json!({"text": "hi"})).await.unwrap();
+    KIT.run(&robot_at(&server.uri(), None), "send_text", &json!({"text": "hi"})).await.unwrap();
     let body: Value = serde_json::from_slice(&only_request(&server).await.body).unwrap();
     assert_eq!(body, json!({"msg_type": "text", "content": {"text": "hi"}}));
 }
@@ -107,7 +80,7 @@ async fn every_attempt_is_signed_afresh() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    run(&robot_at(&server.uri(), Some(SECRET)), "send_text", &json!({"text": "hi"})).await.unwrap();
+    KIT.run(&robot_at(&server.uri(), Some(SECRET)), "send_text", &json!({"text": "hi"})).await.unwrap();
     let body: Value = serde_json::from_slice(&only_request(&server).await.body).unwrap();
     let timestamp: u64 = body["timestamp"].as_str().unwrap().parse().unwrap();
     assert!(timestamp >= before && timestamp < before + 60);
@@ -121,7 +94,7 @@ async fn send_post() {
     let params = json!({"post": {"zh_cn": {"title": "项目更新通知", "content": [[
         {"tag": "text", "text": "项目有更新: "}, {"tag": "a", "text": "请查看", "href": "http://www.example.com/"},
         {"tag": "at", "user_id": "ou_18eac8********17ad4f02e8bbbb"}]]}}});
-    run(&signed_robot(&server), "send_post", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_post", &params).await.unwrap();
     assert_request(&only_request(&server).await, json!({"msg_type": "post", "content": params}));
 }
 
@@ -130,7 +103,7 @@ async fn send_image() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"image_key": "img_ecffc3b9-8f14-400f-a014-05eca1a4310g"});
-    run(&signed_robot(&server), "send_image", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_image", &params).await.unwrap();
     assert_request(&only_request(&server).await, json!({"msg_type": "image", "content": params}));
 }
 
@@ -139,7 +112,7 @@ async fn send_share_chat() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"share_chat_id": "oc_f5b1a7eb27ae2c7b6adc2a74faf339ff"});
-    run(&signed_robot(&server), "send_share_chat", &params).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_share_chat", &params).await.unwrap();
     assert_request(&only_request(&server).await, json!({"msg_type": "share_chat", "content": params}));
 }
 
@@ -149,7 +122,7 @@ async fn send_interactive_puts_the_card_at_the_top() {
     answer_with(&server, ok()).await;
     let card = json!({"elements": [{"tag": "div", "text": {"content": "**西湖**", "tag": "lark_md"}}],
                       "header": {"title": {"content": "今日旅游推荐", "tag": "plain_text"}}});
-    run(&signed_robot(&server), "send_interactive", &json!({"card": card})).await.unwrap();
+    KIT.run(&signed_robot(&server), "send_interactive", &json!({"card": card})).await.unwrap();
     assert_request(&only_request(&server).await, json!({"msg_type": "interactive", "card": card}));
 }
 
@@ -163,7 +136,7 @@ async fn answers_are_classified() {
             .set_body_json(json!({"code": 11232, "msg": "frequency limited"})),
     )
     .await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert_eq!(
         failure,
         Failure::Throttled {
@@ -180,7 +153,7 @@ async fn answers_are_classified() {
             .set_body_json(json!({"code": 99991400, "msg": "request trigger frequency limit"})),
     )
     .await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert!(
         matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(4)),
         "{failure:?}"
@@ -188,7 +161,7 @@ async fn answers_are_classified() {
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(429).insert_header("x-ogw-ratelimit-reset", "9")).await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(9)));
 
     for (code, msg) in
@@ -196,7 +169,7 @@ async fn answers_are_classified() {
     {
         let server = MockServer::start().await;
         answer_with(&server, ResponseTemplate::new(200).set_body_json(json!({"code": code, "msg": msg}))).await;
-        let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+        let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
         assert_eq!(failure, Failure::permanent(format!("code {code}: {msg}")));
     }
 
@@ -206,7 +179,7 @@ async fn answers_are_classified() {
         ResponseTemplate::new(200).set_body_json(json!({"StatusCode": 19021, "StatusMessage": "sign"})),
     )
     .await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert_eq!(failure, Failure::permanent("code 19021: sign"));
 }
 
@@ -214,18 +187,19 @@ async fn answers_are_classified() {
 async fn http_and_transport_errors_never_quote_the_hook() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(503).set_body_string(format!("upstream /hook/{HOOK} down"))).await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html/>")).await;
-    let failure = run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
+    let failure = KIT.run(&signed_robot(&server), "send_text", &json!({"text": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let failure = run(&robot_at(&format!("http://127.0.0.1:{port}"), None), "send_text", &json!({"text": "x"}))
+    let failure = KIT
+        .run(&robot_at(&format!("http://127.0.0.1:{port}"), None), "send_text", &json!({"text": "x"}))
         .await
         .unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
@@ -233,13 +207,11 @@ async fn http_and_transport_errors_never_quote_the_hook() {
 
 #[test]
 fn config_defaults_and_errors() {
-    let config = Config::parse(&format!("[connectors.feishu_robot.ops]\nhook_id = \"{HOOK}\"\n"), &|_| None).unwrap();
-    let robot =
-        FeishuRobot::new(config.get("feishu_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap();
+    let text = format!("[connectors.feishu_robot.ops]\nhook_id = \"{HOOK}\"\n");
+    let robot = KIT.build(&text, "ops", |config| FeishuRobot::new(config, http::client()));
     assert_eq!(robot.base, "https://open.feishu.cn");
     assert!(!format!("{robot:?}").contains(HOOK));
-    let config = Config::parse("[connectors.feishu_robot.ops]\nhook_id = \"https://x/y\"\n", &|_| None).unwrap();
-    let err =
-        FeishuRobot::new(config.get("feishu_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap_err();
+    let config = KIT.config("[connectors.feishu_robot.ops]\nhook_id = \"https://x/y\"\n", "ops");
+    let err = FeishuRobot::new(&config, http::client()).unwrap_err();
     assert!(err.to_string().starts_with("connectors.feishu_robot.ops.hook_id"), "{err}");
 }

@@ -4,38 +4,19 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 use super::Juzibot;
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, answer_with, json_body, only_request};
+use crate::connectors::{Failure, http};
 
 const TOKEN: &str = "5f1e3c2b9a8d7e6f5a4b3c2d1e0f9a8b";
 
+const KIT: Kit = Kit { kind: "juzibot", secrets: &[TOKEN] };
+
 fn bot(server: &MockServer) -> Juzibot {
     let text = format!("[connectors.juzibot.main]\ntoken = \"{TOKEN}\"\nendpoint = \"{}\"\n", server.uri());
-    let config = Config::parse(&text, &|_| None).unwrap();
-    Juzibot::new(config.get("juzibot", "main").unwrap(), http::client()).unwrap()
-}
-
-async fn run(bot: &Juzibot, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("juzibot", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = bot.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(TOKEN), "the token leaked: {}", failure.reason());
-    }
-    outcome
-}
-
-async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(any()).respond_with(template).mount(server).await;
+    KIT.build(&text, "main", |config| Juzibot::new(config, http::client()))
 }
 
 fn ok(extra: Value) -> ResponseTemplate {
@@ -44,22 +25,12 @@ fn ok(extra: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
 
-async fn only_request(server: &MockServer) -> Request {
-    let mut requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    requests.remove(0)
-}
-
-fn body(request: &Request) -> Value {
-    serde_json::from_slice(&request.body).unwrap()
-}
-
 #[tokio::test]
 async fn list_channels() {
     let server = MockServer::start().await;
     let page = json!({"data": [{"state": "4b3e1baf", "configId": "108dfd7e", "remark": "阿达大所多"}], "total": 1000});
     answer_with(&server, ok(page.clone())).await;
-    let success = run(&bot(&server), "list_channels", &json!({"current": 2, "page_size": 1000})).await.unwrap();
+    let success = KIT.run(&bot(&server), "list_channels", &json!({"current": 2, "page_size": 1000})).await.unwrap();
     assert_eq!(success.result, Some(page));
     let request = only_request(&server).await;
     assert_eq!(request.method.as_str(), "GET");
@@ -77,14 +48,14 @@ async fn add_contact_way() {
     let params = json!({"type": 1, "scene": 2, "style": 1, "remark": "渠道客户", "skip_verify": true, "state": "teststate",
                         "user": ["zhangsan"], "is_temp": true, "expires_in": 86400, "chat_expires_in": 86400,
                         "unionid": "oxTWIuGaIt6gTKsQRLau2M0AAAA", "conclusions": {"text": {"content": "文本消息内容"}}});
-    let success = run(&bot(&server), "add_contact_way", &params).await.unwrap();
+    let success = KIT.run(&bot(&server), "add_contact_way", &params).await.unwrap();
     assert_eq!(success.result, Some(receipt));
     let request = only_request(&server).await;
     assert_eq!(request.method.as_str(), "POST");
     assert_eq!(request.url.path(), "/api/v1/contactWay/add");
     assert_eq!(request.url.query(), Some(format!("token={TOKEN}").as_str()));
     assert_eq!(request.headers.get("content-type").unwrap(), "application/json");
-    assert_eq!(body(&request), params);
+    assert_eq!(json_body(&request), params);
 }
 
 #[tokio::test]
@@ -92,7 +63,7 @@ async fn get_contact_way() {
     let server = MockServer::start().await;
     let way = json!({"contact_way": {"config_id": "42b3", "type": 1, "scene": 1, "state": "teststate"}});
     answer_with(&server, ok(way.clone())).await;
-    let success = run(&bot(&server), "get_contact_way", &json!({"config_id": "42b3"})).await.unwrap();
+    let success = KIT.run(&bot(&server), "get_contact_way", &json!({"config_id": "42b3"})).await.unwrap();
     assert_eq!(success.result, Some(way));
     let request = only_request(&server).await;
     assert_eq!(request.method.as_str(), "GET");
@@ -106,13 +77,13 @@ async fn list_contact_ways_returns_the_next_cursor() {
     let page = json!({"contact_way": [{"config_id": "534b"}, {"config_id": "87bB"}], "next_cursor": "NEXT_CURSOR"});
     answer_with(&server, ok(page.clone())).await;
     let params = json!({"start_time": 1622476800, "end_time": 1625068800, "cursor": "CURSOR", "limit": 1000});
-    let success = run(&bot(&server), "list_contact_ways", &params).await.unwrap();
+    let success = KIT.run(&bot(&server), "list_contact_ways", &params).await.unwrap();
     assert_eq!(success.result, Some(page));
     let request = only_request(&server).await;
     assert_eq!(request.method.as_str(), "POST");
     assert_eq!(request.url.path(), "/api/v1/contactWay/list");
     assert_eq!(request.url.query(), Some(format!("token={TOKEN}").as_str()));
-    assert_eq!(body(&request), params);
+    assert_eq!(json_body(&request), params);
 }
 
 #[tokio::test]
@@ -120,7 +91,7 @@ async fn answers_are_classified() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(429).insert_header("retry-after", "3").set_body_string("请求太频繁"))
         .await;
-    let failure = run(&bot(&server), "list_channels", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&bot(&server), "list_channels", &json!({})).await.unwrap_err();
     assert!(
         matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(3)),
         "{failure:?}"
@@ -132,26 +103,26 @@ async fn answers_are_classified() {
         ResponseTemplate::new(200).set_body_json(json!({"errcode": 1001, "errmsg": format!("token {TOKEN} invalid")})),
     )
     .await;
-    let failure = run(&bot(&server), "get_contact_way", &json!({"config_id": "x"})).await.unwrap_err();
+    let failure = KIT.run(&bot(&server), "get_contact_way", &json!({"config_id": "x"})).await.unwrap_err();
     assert_eq!(failure, Failure::permanent("errcode 1001: token *** invalid"));
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(500)).await;
-    let failure = run(&bot(&server), "add_contact_way", &json!({"type": 1, "scene": 2})).await.unwrap_err();
+    let failure = KIT.run(&bot(&server), "add_contact_way", &json!({"type": 1, "scene": 2})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html/>")).await;
-    let failure = run(&bot(&server), "add_contact_way", &json!({"type": 1, "scene": 2})).await.unwrap_err();
+    let failure = KIT.run(&bot(&server), "add_contact_way", &json!({"type": 1, "scene": 2})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
-    let failure = run(&bot(&server), "list_channels", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&bot(&server), "list_channels", &json!({})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
 #[test]
 fn the_default_base_is_juzibot() {
-    let config = Config::parse(&format!("[connectors.juzibot.main]\ntoken = \"{TOKEN}\"\n"), &|_| None).unwrap();
-    let bot = Juzibot::new(config.get("juzibot", "main").unwrap(), crate::connectors::http::client()).unwrap();
+    let text = format!("[connectors.juzibot.main]\ntoken = \"{TOKEN}\"\n");
+    let bot = KIT.build(&text, "main", |config| Juzibot::new(config, http::client()));
     assert_eq!(bot.base, "https://hub.juzibot.com");
     assert!(!format!("{bot:?}").contains(TOKEN));
 }

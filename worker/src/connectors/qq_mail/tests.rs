@@ -17,10 +17,11 @@ use super::config::{QqMailConfig, Server, TlsMode};
 use super::error::MailError;
 use super::pop3::Pop3;
 use super::{imap, parse, smtp};
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success};
+use crate::connectors::testkit::Kit;
+use crate::connectors::{Call, Failure, Success};
 
 const AUTH_CODE: &str = "abcdefghijklmnop";
+const KIT: Kit = Kit { kind: "qq_mail", secrets: &[AUTH_CODE] };
 const JOB: &str = "0190f5b4-7c3e-7d2a-9b1e-4f2a6c8d0e11";
 
 fn job_id() -> Uuid {
@@ -32,23 +33,12 @@ fn config_text(extra: &str) -> String {
 }
 
 fn connector(extra: &str) -> QqMail {
-    let config = Config::parse(&config_text(extra), &|_| None).unwrap();
-    QqMail::new(config.get("qq_mail", "default").unwrap()).unwrap()
+    KIT.build(&config_text(extra), "default", QqMail::new)
 }
 
+/// Runs `action` as the job [`JOB`], whose id the message ids derive from.
 async fn run(mail: &QqMail, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: job_id(),
-        action: yizhan_schemas::find_action("qq_mail", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = mail.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(AUTH_CODE), "the auth code leaked: {}", failure.reason());
-    }
-    outcome
+    KIT.execute(mail, Call { job_id: job_id(), ..KIT.call(action, params) }).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -56,8 +46,8 @@ async fn run(mail: &QqMail, action: &str, params: &Value) -> Result<Success, Fai
 
 #[test]
 fn config_defaults_to_qq_servers_with_implicit_tls() {
-    let config = Config::parse(&config_text(""), &|_| None).unwrap();
-    let fields = QqMailConfig::from_config(config.get("qq_mail", "default").unwrap()).unwrap();
+    let config = KIT.config(&config_text(""), "default");
+    let fields = QqMailConfig::from_config(&config).unwrap();
     assert_eq!(fields.server("smtp"), Server { host: "smtp.qq.com".into(), port: 465 });
     assert_eq!(fields.server("pop3"), Server { host: "pop.qq.com".into(), port: 995 });
     assert_eq!(fields.server("imap"), Server { host: "imap.qq.com".into(), port: 993 });
@@ -70,17 +60,16 @@ fn config_defaults_to_qq_servers_with_implicit_tls() {
 #[test]
 fn config_errors_name_the_field() {
     let error = |extra: &str| {
-        let config = Config::parse(&config_text(extra), &|_| None).unwrap();
-        QqMailConfig::from_config(config.get("qq_mail", "default").unwrap()).unwrap_err().to_string()
+        let config = KIT.config(&config_text(extra), "default");
+        QqMailConfig::from_config(&config).unwrap_err().to_string()
     };
     assert!(error("tls = \"ssl\"\n").contains("unknown variant"), "{}", error("tls = \"ssl\"\n"));
     assert_eq!(error("smtp = \"smtp.qq.com\"\n"), "connectors.qq_mail.default.smtp: must be host:port");
     assert!(error("imap = \"h:x\"\n").starts_with("connectors.qq_mail.default.imap: "));
     assert!(error("endpoint = \"http://x\"\n").starts_with("connectors.qq_mail.default.endpoint: "));
     assert!(error("colour = \"red\"\n").contains("unknown field"));
-    let config =
-        Config::parse("[connectors.qq_mail.x]\naddress = \"a@qq.com\"\nauth_code = \"\"\n", &|_| None).unwrap();
-    let err = QqMailConfig::from_config(config.get("qq_mail", "x").unwrap()).unwrap_err();
+    let config = KIT.config("[connectors.qq_mail.x]\naddress = \"a@qq.com\"\nauth_code = \"\"\n", "x");
+    let err = QqMailConfig::from_config(&config).unwrap_err();
     assert_eq!(err.to_string(), "connectors.qq_mail.x.auth_code: must not be empty");
 }
 
@@ -90,12 +79,12 @@ async fn ca_file_must_hold_a_certificate() {
     let path = dir.path().join("ca.pem");
     std::fs::write(&path, "not a certificate\n").unwrap();
     let text = config_text(&format!("ca_file = \"{}\"\n", path.display()));
-    let config = Config::parse(&text, &|_| None).unwrap();
-    let err = QqMail::new(config.get("qq_mail", "default").unwrap()).unwrap_err();
+    let config = KIT.config(&text, "default");
+    let err = QqMail::new(&config).unwrap_err();
     assert_eq!(err.to_string(), "connectors.qq_mail.default.ca_file: holds no PEM certificate");
     let text = config_text("ca_file = \"/nonexistent/ca.pem\"\n");
-    let config = Config::parse(&text, &|_| None).unwrap();
-    let err = QqMail::new(config.get("qq_mail", "default").unwrap()).unwrap_err();
+    let config = KIT.config(&text, "default");
+    let err = QqMail::new(&config).unwrap_err();
     assert!(err.to_string().starts_with("connectors.qq_mail.default.ca_file: cannot read"), "{err}");
 }
 

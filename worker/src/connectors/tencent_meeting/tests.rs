@@ -7,15 +7,16 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use wiremock::{MockServer, Request, ResponseTemplate};
 
 use super::TencentMeeting;
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, answer_with, json_body, only_request};
+use crate::connectors::{Failure, http};
 
 const SECRET_ID: &str = "meeting-secret-id";
 const SECRET_KEY: &str = "meeting-secret-key-do-not-leak";
+const KIT: Kit = Kit { kind: "tencent_meeting", secrets: &[SECRET_KEY] };
 const APP_ID: &str = "200000001";
 
 fn connector_with(server: &MockServer, sdk_id: Option<&str>) -> TencentMeeting {
@@ -25,31 +26,11 @@ fn connector_with(server: &MockServer, sdk_id: Option<&str>) -> TencentMeeting {
          secret_key = \"{SECRET_KEY}\"\nendpoint = \"{}\"\n",
         server.uri()
     );
-    let config = Config::parse(&text, &|_| None).unwrap();
-    TencentMeeting::new(config.get("tencent_meeting", "default").unwrap(), http::client()).unwrap()
+    KIT.build(&text, "default", |config| TencentMeeting::new(config, http::client()))
 }
 
 fn connector(server: &MockServer) -> TencentMeeting {
     connector_with(server, None)
-}
-
-async fn run(meeting: &TencentMeeting, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("tencent_meeting", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = meeting.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(SECRET_KEY), "the key leaked: {}", failure.reason());
-    }
-    outcome
-}
-
-async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(any()).respond_with(template).mount(server).await;
 }
 
 /// docs/providers/tencent-meeting.md#signature written out again: base64 of the hex HMAC.
@@ -101,13 +82,7 @@ fn assert_request(request: &Request, method: &str, uri: &str, sdk_id: Option<&st
     let nonce = header("x-tc-nonce").unwrap();
     assert!(nonce.parse::<u64>().unwrap() > 0);
     assert_eq!(header("x-tc-signature").unwrap(), expected_signature(method, &nonce, &timestamp, uri, &request.body));
-    if request.body.is_empty() { Value::Null } else { serde_json::from_slice(&request.body).unwrap() }
-}
-
-async fn only_request(server: &MockServer) -> Request {
-    let mut requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    requests.remove(0)
+    if request.body.is_empty() { Value::Null } else { json_body(request) }
 }
 
 fn meeting_info() -> Value {
@@ -123,7 +98,7 @@ async fn create_meeting_posts_the_params_and_returns_the_answer() {
     let params = json!({"userid": "tester1", "instanceid": 1, "subject": "Weekly", "type": 0, "start_time": "1700000000",
                         "end_time": "1700003600", "password": "1234", "hosts": [{"userid": "tester1"}],
                         "invitees": [{"userid": "tester2"}], "settings": {"mute_enable_join": true}});
-    let success = run(&connector_with(&server, Some("19000001")), "create_meeting", &params).await.unwrap();
+    let success = KIT.run(&connector_with(&server, Some("19000001")), "create_meeting", &params).await.unwrap();
     assert_eq!(success.result, Some(meeting_info()));
     let body = assert_request(&only_request(&server).await, "POST", "/v1/meetings", Some("19000001"));
     assert_eq!(body, params);
@@ -134,7 +109,7 @@ async fn get_meeting_sends_a_signed_get_with_sorted_query() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_json(meeting_info())).await;
     let params = json!({"meeting_id": "7567173273889276131", "userid": "tester 1", "instanceid": 1});
-    let success = run(&connector(&server), "get_meeting", &params).await.unwrap();
+    let success = KIT.run(&connector(&server), "get_meeting", &params).await.unwrap();
     assert_eq!(success.result, Some(meeting_info()));
     let request = only_request(&server).await;
     assert_eq!(
@@ -159,7 +134,7 @@ async fn get_meeting_by_code_and_list_user_meetings_query_the_collection() {
     ] {
         let server = MockServer::start().await;
         answer_with(&server, ResponseTemplate::new(200).set_body_json(meeting_info())).await;
-        let success = run(&connector(&server), action, &params).await.unwrap();
+        let success = KIT.run(&connector(&server), action, &params).await.unwrap();
         assert_eq!(success.result, Some(meeting_info()), "{action}");
         assert_request(&only_request(&server).await, "GET", uri, None);
     }
@@ -171,7 +146,7 @@ async fn cancel_meeting_posts_to_the_meeting_path() {
     answer_with(&server, ResponseTemplate::new(200).set_body_json(json!({}))).await;
     let params = json!({"meeting_id": "7567454748865986567", "userid": "test1", "instanceid": 1, "reason_code": 1,
                         "reason_detail": "取消会议"});
-    let success = run(&connector(&server), "cancel_meeting", &params).await.unwrap();
+    let success = KIT.run(&connector(&server), "cancel_meeting", &params).await.unwrap();
     assert_eq!(success.result, Some(json!({})));
     let body = assert_request(&only_request(&server).await, "POST", "/v1/meetings/7567454748865986567/cancel", None);
     assert_eq!(body, json!({"userid": "test1", "instanceid": 1, "reason_code": 1, "reason_detail": "取消会议"}));
@@ -182,7 +157,7 @@ async fn end_meeting_renames_the_operator_and_force_flag() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200)).await;
     let params = json!({"meeting_id": "123", "userid": "test1", "instanceid": 1, "reason_code": 2, "force": 1});
-    let success = run(&connector(&server), "end_meeting", &params).await.unwrap();
+    let success = KIT.run(&connector(&server), "end_meeting", &params).await.unwrap();
     assert_eq!(success.result, Some(json!({})));
     let body = assert_request(&only_request(&server).await, "POST", "/v1/meetings/123/dismiss", None);
     assert_eq!(
@@ -196,7 +171,7 @@ async fn update_meeting_puts_the_changed_fields() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_json(meeting_info())).await;
     let params = json!({"meeting_id": "123", "userid": "test1", "instanceid": 1, "subject": "Moved"});
-    run(&connector(&server), "update_meeting", &params).await.unwrap();
+    KIT.run(&connector(&server), "update_meeting", &params).await.unwrap();
     let body = assert_request(&only_request(&server).await, "PUT", "/v1/meetings/123", None);
     assert_eq!(body, json!({"userid": "test1", "instanceid": 1, "subject": "Moved"}));
 }
@@ -207,8 +182,10 @@ async fn list_participants_gets_the_sub_path() {
     let answer = json!({"meeting_id": "123", "meeting_code": "806146667", "participants": [{"userid": "a"}],
                         "has_remaining": false, "total_count": 1});
     answer_with(&server, ResponseTemplate::new(200).set_body_json(answer.clone())).await;
-    let success =
-        run(&connector(&server), "list_participants", &json!({"meeting_id": "123", "userid": "test1"})).await.unwrap();
+    let success = KIT
+        .run(&connector(&server), "list_participants", &json!({"meeting_id": "123", "userid": "test1"}))
+        .await
+        .unwrap();
     assert_eq!(success.result, Some(answer));
     assert_request(&only_request(&server).await, "GET", "/v1/meetings/123/participants?userid=test1", None);
 }
@@ -220,7 +197,7 @@ async fn every_attempt_gets_a_fresh_nonce() {
     let params = json!({"meeting_id": "123", "userid": "test1", "instanceid": 1});
     let meeting = connector(&server);
     for _ in 0..3 {
-        run(&meeting, "get_meeting", &params).await.unwrap();
+        KIT.run(&meeting, "get_meeting", &params).await.unwrap();
     }
     let nonces: BTreeSet<String> = server
         .received_requests()
@@ -249,7 +226,7 @@ async fn error_info_answers_are_classified() {
         let server = MockServer::start().await;
         let body = json!({"error_info": {"error_code": code, "new_error_code": code, "message": "MEETING NOT EXIST"}});
         answer_with(&server, ResponseTemplate::new(status).set_body_json(body)).await;
-        let failure = run(&connector(&server), "get_meeting", &params).await.unwrap_err();
+        let failure = KIT.run(&connector(&server), "get_meeting", &params).await.unwrap_err();
         let kind = match &failure {
             Failure::Transient { .. } => "transient",
             // The app's per-minute limit: the config waits the minute out.
@@ -262,7 +239,7 @@ async fn error_info_answers_are_classified() {
     }
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(502).set_body_string("bad gateway")).await;
-    assert!(matches!(run(&connector(&server), "get_meeting", &params).await, Err(Failure::Transient { .. })));
+    assert!(matches!(KIT.run(&connector(&server), "get_meeting", &params).await, Err(Failure::Transient { .. })));
 }
 
 #[tokio::test]
@@ -270,5 +247,5 @@ async fn an_unreadable_answer_to_a_write_is_ambiguous() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>")).await;
     let params = json!({"meeting_id": "123", "userid": "test1", "instanceid": 1, "reason_code": 1});
-    assert!(matches!(run(&connector(&server), "cancel_meeting", &params).await, Err(Failure::Ambiguous { .. })));
+    assert!(matches!(KIT.run(&connector(&server), "cancel_meeting", &params).await, Err(Failure::Ambiguous { .. })));
 }

@@ -6,38 +6,23 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use wiremock::{MockServer, ResponseTemplate};
 
 use super::TencentSes;
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, answer_with, json_body, only_request};
+use crate::connectors::{Failure, http};
 
 const SECRET_ID: &str = "AKIDsesTestSecretId000000000000";
 const SECRET_KEY: &str = "ses-secret-key-do-not-leak-42";
+const KIT: Kit = Kit { kind: "tencent_ses", secrets: &[SECRET_KEY] };
 
 fn connector(server: &MockServer) -> TencentSes {
     let text = format!(
         "[connectors.tencent_ses.default]\nsecret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\nendpoint = \"{}\"\n",
         server.uri()
     );
-    let config = Config::parse(&text, &|_| None).unwrap();
-    TencentSes::new(config.get("tencent_ses", "default").unwrap(), http::client()).unwrap()
-}
-
-async fn run(ses: &TencentSes, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("tencent_ses", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = ses.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(SECRET_KEY), "the key leaked: {}", failure.reason());
-    }
-    outcome
+    KIT.build(&text, "default", |config| TencentSes::new(config, http::client()))
 }
 
 fn ok(response: Value) -> ResponseTemplate {
@@ -46,10 +31,6 @@ fn ok(response: Value) -> ResponseTemplate {
 
 fn api_error(code: &str) -> ResponseTemplate {
     ok(json!({"Error": {"Code": code, "Message": "nope"}, "RequestId": "req-err"}))
-}
-
-async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(any()).respond_with(template).mount(server).await;
 }
 
 fn hmac(key: &[u8], data: &str) -> Vec<u8> {
@@ -73,10 +54,8 @@ fn expected_authorization(host: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Asserts method, path, headers and signature of the only request; returns its body.
-async fn only_request(server: &MockServer, action: &str) -> Value {
-    let requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    let request: &Request = &requests[0];
+async fn signed_body(server: &MockServer, action: &str) -> Value {
+    let request = only_request(server).await;
     let header = |name: &str| request.headers.get(name).unwrap().to_str().unwrap().to_string();
     assert_eq!(request.method.as_str(), "POST");
     assert_eq!(request.url.path(), "/");
@@ -90,7 +69,7 @@ async fn only_request(server: &MockServer, action: &str) -> Value {
     let timestamp: i64 = header("x-tc-timestamp").parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 300);
     assert_eq!(header("authorization"), expected_authorization(&host, timestamp, &request.body));
-    serde_json::from_slice(&request.body).unwrap()
+    json_body(&request)
 }
 
 fn identity_answer() -> Value {
@@ -111,9 +90,10 @@ async fn identity_actions_send_the_pascal_case_domain_and_return_the_answer() {
         let server = MockServer::start().await;
         let answer = if action == "delete_email_identity" { json!({"RequestId": "req-1"}) } else { identity_answer() };
         answer_with(&server, ok(answer.clone())).await;
-        let success = run(&connector(&server), action, &json!({"email_identity": "mail.example.com"})).await.unwrap();
+        let success =
+            KIT.run(&connector(&server), action, &json!({"email_identity": "mail.example.com"})).await.unwrap();
         assert_eq!(success.result, Some(answer), "{action}");
-        assert_eq!(only_request(&server, wire).await, json!({"EmailIdentity": "mail.example.com"}), "{action}");
+        assert_eq!(signed_body(&server, wire).await, json!({"EmailIdentity": "mail.example.com"}), "{action}");
     }
 }
 
@@ -124,9 +104,9 @@ async fn list_email_identities_sends_an_empty_object() {
                         "SendingEnabled": true, "CurrentReputationLevel": 1, "DailyQuota": 500}],
                         "MaxReputationLevel": 1, "MaxDailyQuota": 500, "RequestId": "req-1"});
     answer_with(&server, ok(answer.clone())).await;
-    let success = run(&connector(&server), "list_email_identities", &json!({})).await.unwrap();
+    let success = KIT.run(&connector(&server), "list_email_identities", &json!({})).await.unwrap();
     assert_eq!(success.result, Some(answer));
-    assert_eq!(only_request(&server, "ListEmailIdentities").await, json!({}));
+    assert_eq!(signed_body(&server, "ListEmailIdentities").await, json!({}));
 }
 
 #[tokio::test]
@@ -137,10 +117,10 @@ async fn send_email_with_html_text_reply_to_and_attachments() {
     let params = json!({"from_email_address": "Yizhan <noreply@mail.example.com>", "destination": ["a@example.com", "b@example.com"],
                         "subject": "Hi", "reply_to_addresses": "ops@example.com", "html": "<b>你好</b>", "text": "你好",
                         "attachments": [{"filename": "a.txt", "content_base64": "aGk="}]});
-    let success = run(&connector(&server), "send_email", &params).await.unwrap();
+    let success = KIT.run(&connector(&server), "send_email", &params).await.unwrap();
     assert_eq!(success.result, Some(json!({"MessageId": "qcloud-ses-1", "RequestId": "req-1"})));
     assert_eq!(
-        only_request(&server, "SendEmail").await,
+        signed_body(&server, "SendEmail").await,
         json!({"FromEmailAddress": "Yizhan <noreply@mail.example.com>", "Destination": ["a@example.com", "b@example.com"],
                "Subject": "Hi", "ReplyToAddresses": "ops@example.com", "Simple": {"Html": "PGI+5L2g5aW9PC9iPg==", "Text": "5L2g5aW9"},
                "Attachments": [{"FileName": "a.txt", "Content": "aGk="}]})
@@ -153,9 +133,9 @@ async fn send_email_with_a_template_sends_its_data_as_a_json_string() {
     answer_with(&server, ok(json!({"MessageId": "m", "RequestId": "r"}))).await;
     let params = json!({"from_email_address": "noreply@mail.example.com", "destination": ["a@example.com"], "subject": "Code",
                         "template": {"template_id": 100, "template_data": {"code": "123456", "name": "Li"}}});
-    run(&connector(&server), "send_email", &params).await.unwrap();
+    KIT.run(&connector(&server), "send_email", &params).await.unwrap();
     assert_eq!(
-        only_request(&server, "SendEmail").await,
+        signed_body(&server, "SendEmail").await,
         json!({"FromEmailAddress": "noreply@mail.example.com", "Destination": ["a@example.com"], "Subject": "Code",
                "Template": {"TemplateID": 100, "TemplateData": "{\"code\":\"123456\",\"name\":\"Li\"}"}})
     );
@@ -165,12 +145,12 @@ async fn send_email_with_a_template_sends_its_data_as_a_json_string() {
 async fn send_email_needs_exactly_one_body_form() {
     let server = MockServer::start().await;
     let base = json!({"from_email_address": "n@mail.example.com", "destination": ["a@example.com"], "subject": "s"});
-    let failure = run(&connector(&server), "send_email", &base).await.unwrap_err();
+    let failure = KIT.run(&connector(&server), "send_email", &base).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
     let mut both = base.clone();
     both["text"] = json!("t");
     both["template"] = json!({"template_id": 1});
-    assert!(matches!(run(&connector(&server), "send_email", &both).await, Err(Failure::Permanent { .. })));
+    assert!(matches!(KIT.run(&connector(&server), "send_email", &both).await, Err(Failure::Permanent { .. })));
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
@@ -192,7 +172,7 @@ async fn error_codes_are_classified_with_the_code_in_the_reason() {
     ] {
         let server = MockServer::start().await;
         answer_with(&server, api_error(code)).await;
-        let failure = run(&connector(&server), "create_email_identity", &params).await.unwrap_err();
+        let failure = KIT.run(&connector(&server), "create_email_identity", &params).await.unwrap_err();
         let kind = match &failure {
             Failure::Transient { .. } => "transient",
             Failure::Throttled { retry_after: None, .. } => "throttled",
@@ -212,12 +192,12 @@ async fn error_codes_are_classified_with_the_code_in_the_reason() {
 async fn temporary_block_waits_ten_minutes_and_http_errors_are_transient() {
     let server = MockServer::start().await;
     answer_with(&server, api_error("FailedOperation.TemporaryBlocked")).await;
-    let failure = run(&connector(&server), "list_email_identities", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&connector(&server), "list_email_identities", &json!({})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(600)));
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(502).set_body_string("bad gateway")).await;
-    let failure = run(&connector(&server), "list_email_identities", &json!({})).await.unwrap_err();
+    let failure = KIT.run(&connector(&server), "list_email_identities", &json!({})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
@@ -226,9 +206,9 @@ async fn an_unreadable_answer_is_ambiguous_for_a_send_and_transient_for_a_read()
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>")).await;
     let send = json!({"from_email_address": "n@mail.example.com", "destination": ["a@example.com"], "subject": "s", "text": "t"});
-    assert!(matches!(run(&connector(&server), "send_email", &send).await, Err(Failure::Ambiguous { .. })));
+    assert!(matches!(KIT.run(&connector(&server), "send_email", &send).await, Err(Failure::Ambiguous { .. })));
     assert!(matches!(
-        run(&connector(&server), "get_email_identity", &json!({"email_identity": "mail.example.com"})).await,
+        KIT.run(&connector(&server), "get_email_identity", &json!({"email_identity": "mail.example.com"})).await,
         Err(Failure::Transient { .. })
     ));
 }

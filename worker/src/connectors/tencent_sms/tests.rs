@@ -11,11 +11,13 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::TencentSms;
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, json_body};
+use crate::connectors::{Call, Failure, Success, http};
 
 pub(super) const SECRET_ID: &str = "AKIDtestSecretId0000000000000000";
 pub(super) const SECRET_KEY: &str = "tEsTsEcReTkEy-do-not-leak-0123456";
+/// A signature is as good as the key for its five minutes.
+const KIT: Kit = Kit { kind: "tencent_sms", secrets: &[SECRET_KEY, "Signature="] };
 pub(super) const APP_ID: &str = "1400000000";
 
 fn config_text(endpoint: &str, extra: &str) -> String {
@@ -26,8 +28,7 @@ fn config_text(endpoint: &str, extra: &str) -> String {
 }
 
 pub(super) fn connector_with(endpoint: &str, extra: &str) -> TencentSms {
-    let config = Config::parse(&config_text(endpoint, extra), &|_| None).unwrap();
-    TencentSms::new(config.get("tencent_sms", "default").unwrap(), http::client()).unwrap()
+    KIT.build(&config_text(endpoint, extra), "default", |config| TencentSms::new(config, http::client()))
 }
 
 fn connector(server: &MockServer) -> TencentSms {
@@ -43,28 +44,9 @@ pub(super) fn params(numbers: &[&str]) -> Value {
     })
 }
 
+/// `send_sms` with the progress of earlier attempts.
 pub(super) async fn run(connector: &TencentSms, params: &Value, progress: Option<&Value>) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("tencent_sms", "send_sms").unwrap(),
-        params,
-        attempt: 1,
-        progress,
-    };
-    let outcome = connector.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert_no_secret(failure);
-    }
-    outcome
-}
-
-fn assert_no_secret(failure: &Failure) {
-    let reason = failure.reason();
-    assert!(!reason.contains(SECRET_KEY), "the secret key leaked: {reason}");
-    assert!(!reason.contains("Signature="), "a signature leaked: {reason}");
-    if let Failure::Transient { progress: Some(p), .. } | Failure::Permanent { progress: Some(p), .. } = failure {
-        assert!(!p.to_string().contains(SECRET_KEY));
-    }
+    KIT.execute(connector, Call { progress, ..KIT.call("send_sms", params) }).await
 }
 
 fn status(number: &str, code: &str, message: &str, serial: &str, fee: u64) -> Value {
@@ -140,8 +122,7 @@ fn assert_send_sms_request(server: &MockServer, request: &Request, expected_body
     let timestamp: i64 = header("x-tc-timestamp").unwrap().parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 300, "stale timestamp {timestamp}");
     assert_eq!(header("authorization").unwrap(), expected_authorization(&host, timestamp, &request.body));
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
-    assert_eq!(&body, expected_body);
+    assert_eq!(&json_body(request), expected_body);
 }
 
 fn expected_body(numbers: &[&str]) -> Value {
@@ -444,8 +425,8 @@ fn status_keys_are_checked_at_start_with_their_path() {
         ("status_settle = \"0s\"", "connectors.tencent_sms.default.status_settle: must be longer than 0"),
         ("status_query = \"yes\"", "connectors.tencent_sms.default: invalid type"),
     ] {
-        let config = Config::parse(&config_text("http://127.0.0.1:1", extra), &|_| None).unwrap();
-        let err = TencentSms::new(config.get("tencent_sms", "default").unwrap(), http::client()).unwrap_err();
+        let config = KIT.config(&config_text("http://127.0.0.1:1", extra), "default");
+        let err = TencentSms::new(&config, http::client()).unwrap_err();
         assert!(err.to_string().starts_with(wanted), "{extra}: {err}");
     }
     let sms = connector_with("http://127.0.0.1:1", "status_settle = \"1m 30s\"\nstatus_query = false");
@@ -547,8 +528,8 @@ async fn a_timeout_after_sending_leaves_the_number_unconfirmed_or_ambiguous() {
     };
     for (query, ambiguous) in [("true", false), ("false", true)] {
         let extra = format!("sdk_app_id = \"{APP_ID}\"\nstatus_query = {query}");
-        let config = Config::parse(&config_text(&server.uri(), &extra), &|_| None).unwrap();
-        let sms = TencentSms::new(config.get("tencent_sms", "default").unwrap(), client.clone()).unwrap();
+        let config = KIT.config(&config_text(&server.uri(), &extra), "default");
+        let sms = TencentSms::new(&config, client.clone()).unwrap();
         let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
         // With status queries the number waits for its receipt; without, on_ambiguous decides.
         assert_eq!(matches!(failure, Failure::Ambiguous { .. }), ambiguous, "{failure:?}");
@@ -558,9 +539,8 @@ async fn a_timeout_after_sending_leaves_the_number_unconfirmed_or_ambiguous() {
 
 #[test]
 fn an_unknown_config_field_is_named() {
-    let config = Config::parse(&config_text("http://127.0.0.1:1", "secret_kye = \"x\""), &|_| None).unwrap();
-    let err =
-        TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap_err();
+    let config = KIT.config(&config_text("http://127.0.0.1:1", "secret_kye = \"x\""), "default");
+    let err = TencentSms::new(&config, http::client()).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("connectors.tencent_sms.default: "), "{text}");
     assert!(text.contains("unknown field `secret_kye`"), "{text}");
@@ -568,9 +548,8 @@ fn an_unknown_config_field_is_named() {
 
 #[test]
 fn a_bad_endpoint_is_a_config_error() {
-    let config = Config::parse(&config_text("not a url", ""), &|_| None).unwrap();
-    let err =
-        TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap_err();
+    let config = KIT.config(&config_text("not a url", ""), "default");
+    let err = TencentSms::new(&config, http::client()).unwrap_err();
     assert!(err.to_string().starts_with("connectors.tencent_sms.default.endpoint: "), "{err}");
 }
 
@@ -578,13 +557,12 @@ fn a_bad_endpoint_is_a_config_error() {
 fn defaults_apply() {
     let text =
         format!("[connectors.tencent_sms.default]\nsecret_id = \"{SECRET_ID}\"\nsecret_key = \"{SECRET_KEY}\"\n");
-    let config = Config::parse(&text, &|_| None).unwrap();
-    let sms =
-        TencentSms::new(config.get("tencent_sms", "default").unwrap(), crate::connectors::http::client()).unwrap();
+    let config = KIT.config(&text, "default");
+    let sms = TencentSms::new(&config, http::client()).unwrap();
     let api = sms.calls.api();
-    assert_eq!(api.url.as_str(), "https://sms.tencentcloudapi.com/");
-    assert_eq!(api.host, "sms.tencentcloudapi.com");
-    assert_eq!(api.region, "ap-guangzhou");
+    assert_eq!(api.cloud.url.as_str(), "https://sms.tencentcloudapi.com/");
+    assert_eq!(api.cloud.host, "sms.tencentcloudapi.com");
+    assert_eq!(api.cloud.region, "ap-guangzhou");
     assert_eq!(sms.sdk_app_id, None);
     assert_eq!((sms.settle, sms.status_query), (Duration::from_secs(60), true));
 }
@@ -594,7 +572,7 @@ fn debug_shows_no_secret() {
     let sms = connector_with("http://127.0.0.1:1", "");
     let debug = format!("{sms:?}");
     assert!(!debug.contains(SECRET_KEY), "{debug}");
-    let config = Config::parse(&config_text("http://127.0.0.1:1", ""), &|_| None).unwrap();
-    let fields = super::config::TencentSmsConfig::from_config(config.get("tencent_sms", "default").unwrap()).unwrap();
+    let config = KIT.config(&config_text("http://127.0.0.1:1", ""), "default");
+    let fields = super::config::TencentSmsConfig::from_config(&config).unwrap();
     assert!(!format!("{fields:?}").contains(SECRET_KEY));
 }

@@ -11,22 +11,22 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::Wecom;
 use super::token::GETTOKEN_PATH;
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, json_body};
+use crate::connectors::{Failure, Success, http};
 
 const CORP: &str = "ww1234567890abcdef";
 const APP_SECRET: &str = "app-secret-Xk2sd93kdL";
 const CONTACTS_SECRET: &str = "contacts-secret-9dkKL2";
 const EXTERNAL_SECRET: &str = "external-secret-Pq81za";
 const TOKEN: &str = "accesstoken000001";
+const KIT: Kit = Kit { kind: "wecom", secrets: &[APP_SECRET, CONTACTS_SECRET, EXTERNAL_SECRET, TOKEN] };
 
 fn corp(server: &MockServer, extra: &str) -> Wecom {
     let text = format!(
         "[connectors.wecom.hq]\ncorp_id = \"{CORP}\"\napp_secret = \"{APP_SECRET}\"\n{extra}endpoint = \"{}\"\n",
         server.uri()
     );
-    let config = Config::parse(&text, &|_| None).unwrap();
-    Wecom::new(config.get("wecom", "hq").unwrap(), http::client()).unwrap()
+    KIT.build(&text, "hq", |config| Wecom::new(config, http::client()))
 }
 
 fn full_corp(server: &MockServer) -> Wecom {
@@ -36,23 +36,6 @@ fn full_corp(server: &MockServer) -> Wecom {
             "contacts_secret = \"{CONTACTS_SECRET}\"\nexternal_contact_secret = \"{EXTERNAL_SECRET}\"\nagentid = 1000002\n"
         ),
     )
-}
-
-async fn run(corp: &Wecom, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("wecom", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = corp.execute(call).await;
-    if let Err(failure) = &outcome {
-        for secret in [APP_SECRET, CONTACTS_SECRET, EXTERNAL_SECRET, TOKEN] {
-            assert!(!failure.reason().contains(secret), "a secret leaked: {}", failure.reason());
-        }
-    }
-    outcome
 }
 
 /// gettoken answers a token named after the secret, so tests can tell which secret a call used.
@@ -539,8 +522,10 @@ async fn every_action_sends_its_exact_request_and_maps_its_answer() {
         Mock::given(method(row.method)).and(path(row.path)).respond_with(ok(data.clone())).mount(&server).await;
         yizhan_schemas::validate_params("wecom", row.action, &row.params)
             .unwrap_or_else(|e| panic!("{}: params invalid: {e:?}", row.action));
-        let success =
-            run(&full_corp(&server), row.action, &row.params).await.unwrap_or_else(|f| panic!("{}: {f:?}", row.action));
+        let success = KIT
+            .run(&full_corp(&server), row.action, &row.params)
+            .await
+            .unwrap_or_else(|f| panic!("{}: {f:?}", row.action));
         assert_eq!(success.result, Some(data), "{}", row.action);
 
         let requests = server.received_requests().await.unwrap();
@@ -556,7 +541,7 @@ async fn every_action_sends_its_exact_request_and_maps_its_answer() {
             None => assert!(request.body.is_empty(), "{}", row.action),
             Some(body) => {
                 assert_eq!(request.headers.get("content-type").unwrap(), "application/json", "{}", row.action);
-                assert_eq!(serde_json::from_slice::<Value>(&request.body).unwrap(), body, "{}", row.action);
+                assert_eq!(json_body(request), body, "{}", row.action);
             }
         }
     }
@@ -568,15 +553,16 @@ async fn a_write_without_data_has_no_result_and_customer_contact_falls_back_to_t
     mount_tokens(&server).await;
     Mock::given(method("POST")).respond_with(ok(json!({}))).mount(&server).await;
     let corp = corp(&server, "");
-    let success = run(&corp, "delete_contact_way", &json!({"config_id": "c1"})).await.unwrap();
+    let success = KIT.run(&corp, "delete_contact_way", &json!({"config_id": "c1"})).await.unwrap();
     assert_eq!(success.result, None);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests[0].url.query(), Some(format!("corpid={CORP}&corpsecret={APP_SECRET}").as_str()));
     // No contacts secret: contacts actions cannot run.
-    let failure = run(&corp, "get_member", &json!({"userid": "zhangsan"})).await.unwrap_err();
+    let failure = KIT.run(&corp, "get_member", &json!({"userid": "zhangsan"})).await.unwrap_err();
     assert_eq!(failure, Failure::permanent("contacts actions need `contacts_secret`"));
     // No agentid anywhere: send_app_message cannot run.
-    let failure = run(&corp, "send_app_message", &json!({"touser": "a", "msgtype": "text", "text": {"content": "x"}}))
+    let failure = KIT
+        .run(&corp, "send_app_message", &json!({"touser": "a", "msgtype": "text", "text": {"content": "x"}}))
         .await
         .unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
@@ -600,7 +586,7 @@ async fn the_token_is_cached_and_fetched_once_for_concurrent_jobs() {
     for _ in 0..50 {
         let corp = corp.clone();
         jobs.push(tokio::spawn(async move {
-            run(&corp, "send_app_message", &json!({"touser": "a", "msgtype": "text", "text": {"content": "x"}}))
+            KIT.run(&*corp, "send_app_message", &json!({"touser": "a", "msgtype": "text", "text": {"content": "x"}}))
                 .await
                 .unwrap();
         }));
@@ -608,7 +594,7 @@ async fn the_token_is_cached_and_fetched_once_for_concurrent_jobs() {
     for job in jobs {
         job.await.unwrap();
     }
-    run(&corp, "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
+    KIT.run(&*corp, "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
     assert_eq!(gettoken_calls(&server).await, 1);
 }
 
@@ -623,8 +609,8 @@ async fn a_token_about_to_expire_is_refreshed() {
         .await;
     Mock::given(method("POST")).respond_with(ok(json!({}))).mount(&server).await;
     let corp = full_corp(&server);
-    run(&corp, "recall_app_message", &json!({"msgid": "m"})).await.unwrap();
-    run(&corp, "recall_app_message", &json!({"msgid": "m"})).await.unwrap();
+    KIT.run(&corp, "recall_app_message", &json!({"msgid": "m"})).await.unwrap();
+    KIT.run(&corp, "recall_app_message", &json!({"msgid": "m"})).await.unwrap();
     assert_eq!(gettoken_calls(&server).await, 2);
 }
 
@@ -660,8 +646,12 @@ async fn an_expired_token_is_refreshed_once_and_the_call_retried_in_the_same_att
         for _ in 0..20 {
             let corp = corp.clone();
             jobs.push(tokio::spawn(async move {
-                run(&corp, "send_app_message", &json!({"touser": "a", "msgtype": "text", "text": {"content": "x"}}))
-                    .await
+                KIT.run(
+                    &*corp,
+                    "send_app_message",
+                    &json!({"touser": "a", "msgtype": "text", "text": {"content": "x"}}),
+                )
+                .await
             }));
         }
         for job in jobs {
@@ -677,7 +667,7 @@ async fn a_second_token_error_is_transient_and_not_retried_again() {
     let server = MockServer::start().await;
     mount_tokens(&server).await;
     Mock::given(method("POST")).respond_with(errcode(42001, "access_token expired")).mount(&server).await;
-    let failure = run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
+    let failure = KIT.run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
     assert_eq!(failure, Failure::transient("errcode 42001: access_token expired"));
     let calls = server.received_requests().await.unwrap();
     assert_eq!(calls.iter().filter(|r| r.url.path() != GETTOKEN_PATH).count(), 2);
@@ -693,7 +683,7 @@ async fn bad_secrets_are_permanent_busy_codes_transient_and_rate_limits_throttle
             .respond_with(errcode(code, "invalid credential"))
             .mount(&server)
             .await;
-        let failure = run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
+        let failure = KIT.run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
         assert_eq!(failure, Failure::permanent(format!("gettoken: errcode {code}: invalid credential")));
     }
     for (code, expected) in [
@@ -711,7 +701,7 @@ async fn bad_secrets_are_permanent_busy_codes_transient_and_rate_limits_throttle
         let server = MockServer::start().await;
         mount_tokens(&server).await;
         Mock::given(method("POST")).respond_with(errcode(code, "msg")).mount(&server).await;
-        let failure = run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
+        let failure = KIT.run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
         let kind = match &failure {
             Failure::Transient { .. } => "transient",
             Failure::Throttled { retry_after: Some(d), .. } if *d == Duration::from_secs(60) => "throttled",
@@ -727,6 +717,6 @@ async fn bad_secrets_are_permanent_busy_codes_transient_and_rate_limits_throttle
         .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
         .mount(&server)
         .await;
-    let failure = run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
+    let failure = KIT.run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }

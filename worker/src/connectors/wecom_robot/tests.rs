@@ -9,48 +9,23 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::WecomRobot;
-use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success, http};
+use crate::connectors::testkit::{Kit, answer_posts_with as answer_with, json_body, only_request};
+use crate::connectors::{Failure, Success, http};
 
 const KEY: &str = "693a91f6-7aaa-4bc4-97a0-0ec2sifa5aaa";
+const KIT: Kit = Kit { kind: "wecom_robot", secrets: &[KEY] };
 
 fn robot_at(endpoint: &str) -> WecomRobot {
     let text = format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\nendpoint = \"{endpoint}\"\n");
-    let config = Config::parse(&text, &|_| None).unwrap();
-    WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), http::client()).unwrap()
+    KIT.build(&text, "ops", |config| WecomRobot::new(config, http::client()))
 }
 
 fn robot(server: &MockServer) -> WecomRobot {
     robot_at(&server.uri())
 }
 
-async fn run(robot: &WecomRobot, action: &str, params: &Value) -> Result<Success, Failure> {
-    let call = Call {
-        job_id: uuid::Uuid::nil(),
-        action: yizhan_schemas::find_action("wecom_robot", action).unwrap(),
-        params,
-        attempt: 1,
-        progress: None,
-    };
-    let outcome = robot.execute(call).await;
-    if let Err(failure) = &outcome {
-        assert!(!failure.reason().contains(KEY), "the key leaked: {}", failure.reason());
-    }
-    outcome
-}
-
 fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "errmsg": "ok"}))
-}
-
-async fn answer_with(server: &MockServer, template: ResponseTemplate) {
-    Mock::given(method("POST")).respond_with(template).mount(server).await;
-}
-
-async fn only_request(server: &MockServer) -> Request {
-    let mut requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    requests.remove(0)
 }
 
 fn header(request: &Request, name: &str) -> String {
@@ -65,8 +40,7 @@ fn assert_message_request(request: &Request, expected_body: &Value) {
     let names: BTreeSet<&str> = request.headers.keys().map(|k| k.as_str()).collect();
     assert_eq!(names, ["accept", "content-length", "content-type", "host"].into());
     assert_eq!(header(request, "content-type"), "application/json");
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
-    assert_eq!(&body, expected_body);
+    assert_eq!(&json_body(request), expected_body);
 }
 
 #[tokio::test]
@@ -75,7 +49,7 @@ async fn send_text() {
     answer_with(&server, ok()).await;
     let params = json!({"content": "广州今日天气：29度", "mentioned_list": ["wangqing", "@all"],
                         "mentioned_mobile_list": ["13800001111"]});
-    let success = run(&robot(&server), "send_text", &params).await.unwrap();
+    let success = KIT.run(&robot(&server), "send_text", &params).await.unwrap();
     assert_eq!(success, Success { result: None });
     assert_message_request(&only_request(&server).await, &json!({"msgtype": "text", "text": params}));
 }
@@ -85,7 +59,7 @@ async fn send_markdown() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"content": "实时新增用户反馈<font color=\"warning\">132例</font>"});
-    run(&robot(&server), "send_markdown", &params).await.unwrap();
+    KIT.run(&robot(&server), "send_markdown", &params).await.unwrap();
     assert_message_request(&only_request(&server).await, &json!({"msgtype": "markdown", "markdown": params}));
 }
 
@@ -94,7 +68,7 @@ async fn send_image_with_md5_sends_it_unchanged() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"base64": "aGVsbG8=", "md5": "0123456789abcdef0123456789abcdef"});
-    run(&robot(&server), "send_image", &params).await.unwrap();
+    KIT.run(&robot(&server), "send_image", &params).await.unwrap();
     assert_message_request(&only_request(&server).await, &json!({"msgtype": "image", "image": params}));
 }
 
@@ -103,7 +77,7 @@ async fn send_image_without_md5_computes_it_from_the_raw_bytes() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     // base64("hello"); md5("hello") = 5d41402abc4b2a76b9719d911017c592.
-    run(&robot(&server), "send_image", &json!({"base64": "aGVsbG8="})).await.unwrap();
+    KIT.run(&robot(&server), "send_image", &json!({"base64": "aGVsbG8="})).await.unwrap();
     assert_message_request(
         &only_request(&server).await,
         &json!({"msgtype": "image", "image": {"base64": "aGVsbG8=", "md5": "5d41402abc4b2a76b9719d911017c592"}}),
@@ -114,7 +88,7 @@ async fn send_image_without_md5_computes_it_from_the_raw_bytes() {
 async fn send_image_with_invalid_base64_is_permanent_without_a_request() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ok()).expect(0).mount(&server).await;
-    let failure = run(&robot(&server), "send_image", &json!({"base64": "not base64!"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_image", &json!({"base64": "not base64!"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
     assert!(failure.reason().starts_with("params.base64: invalid base64"), "{}", failure.reason());
 }
@@ -128,7 +102,7 @@ async fn send_news() {
          "picurl": "http://res.mail.qq.com/node/ww/wwopenmng/images/independent/doc/test_pic_msg1.png"},
         {"title": "second", "url": "https://example.com/2"},
     ]});
-    run(&robot(&server), "send_news", &params).await.unwrap();
+    KIT.run(&robot(&server), "send_news", &params).await.unwrap();
     assert_message_request(&only_request(&server).await, &json!({"msgtype": "news", "news": params}));
 }
 
@@ -137,7 +111,7 @@ async fn send_file() {
     let server = MockServer::start().await;
     answer_with(&server, ok()).await;
     let params = json!({"media_id": "3a8asd892asd8asd"});
-    run(&robot(&server), "send_file", &params).await.unwrap();
+    KIT.run(&robot(&server), "send_file", &params).await.unwrap();
     assert_message_request(&only_request(&server).await, &json!({"msgtype": "file", "file": params}));
 }
 
@@ -155,7 +129,7 @@ async fn upload_file() {
     // base64 of the bytes "report,2024\n1,2\n" (content with a newline and no padding issues).
     let content = b"report,2024\n1,2\n";
     let params = json!({"filename": "report.csv", "content_base64": "cmVwb3J0LDIwMjQKMSwyCg=="});
-    let success = run(&robot(&server), "upload_file", &params).await.unwrap();
+    let success = KIT.run(&robot(&server), "upload_file", &params).await.unwrap();
     assert_eq!(
         success.result,
         Some(json!({"media_id": "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0", "type": "file",
@@ -186,7 +160,7 @@ async fn upload_file_with_invalid_base64_names_the_param() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ok()).expect(0).mount(&server).await;
     let params = json!({"filename": "a.txt", "content_base64": "@@@@@@@@"});
-    let failure = run(&robot(&server), "upload_file", &params).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "upload_file", &params).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
     assert!(failure.reason().starts_with("params.content_base64: invalid base64"), "{}", failure.reason());
 }
@@ -199,7 +173,7 @@ async fn rate_limited_throttles_for_a_minute() {
         ResponseTemplate::new(200).set_body_json(json!({"errcode": 45009, "errmsg": "api freq out of limit"})),
     )
     .await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert_eq!(failure, Failure::throttled("errcode 45009: api freq out of limit", Some(Duration::from_secs(60))));
 }
 
@@ -208,7 +182,7 @@ async fn system_busy_is_transient() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_json(json!({"errcode": -1, "errmsg": "system busy"})))
         .await;
-    let failure = run(&robot(&server), "send_markdown", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_markdown", &json!({"content": "x"})).await.unwrap_err();
     assert_eq!(failure, Failure::transient("errcode -1: system busy"));
 }
 
@@ -223,7 +197,7 @@ async fn robot_errors_are_permanent_and_never_quote_the_key() {
         let server = MockServer::start().await;
         answer_with(&server, ResponseTemplate::new(200).set_body_json(json!({"errcode": code, "errmsg": message})))
             .await;
-        let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+        let failure = KIT.run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
         assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
         assert!(failure.reason().starts_with(&format!("errcode {code}: ")), "{}", failure.reason());
     }
@@ -237,13 +211,13 @@ async fn http_errors_go_through_the_shared_classification() {
         ResponseTemplate::new(502).set_body_string(format!("bad gateway for /cgi-bin/webhook/send?key={KEY}")),
     )
     .await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
     assert!(failure.reason().starts_with("HTTP 502 Bad Gateway"), "{}", failure.reason());
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(429).insert_header("retry-after", "5")).await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(
         matches!(failure, Failure::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(5)),
         "{failure:?}"
@@ -251,7 +225,7 @@ async fn http_errors_go_through_the_shared_classification() {
 
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(403)).await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Permanent { .. }), "{failure:?}");
 }
 
@@ -259,7 +233,7 @@ async fn http_errors_go_through_the_shared_classification() {
 async fn an_unreadable_200_is_ambiguous() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>proxy</html>")).await;
-    let failure = run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT.run(&robot(&server), "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 }
 
@@ -268,8 +242,10 @@ async fn a_refused_connection_is_transient_and_never_quotes_the_key() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let failure =
-        run(&robot_at(&format!("http://127.0.0.1:{port}")), "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let failure = KIT
+        .run(&robot_at(&format!("http://127.0.0.1:{port}")), "send_text", &json!({"content": "x"}))
+        .await
+        .unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
@@ -280,24 +256,23 @@ async fn a_timeout_is_ambiguous_and_never_quotes_the_key() {
     let _ = http::client(); // installs the TLS provider
     let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
     let text = format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\nendpoint = \"{}\"\n", server.uri());
-    let config = Config::parse(&text, &|_| None).unwrap();
-    let robot = WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), client).unwrap();
-    let failure = run(&robot, "send_text", &json!({"content": "x"})).await.unwrap_err();
+    let config = KIT.config(&text, "ops");
+    let robot = WecomRobot::new(&config, client).unwrap();
+    let failure = KIT.run(&robot, "send_text", &json!({"content": "x"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Ambiguous { .. }), "{failure:?}");
 }
 
 #[test]
 fn the_default_base_is_wecom() {
-    let config = Config::parse(&format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"), &|_| None).unwrap();
-    let robot = WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap();
+    let config = KIT.config(&format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"), "ops");
+    let robot = WecomRobot::new(&config, http::client()).unwrap();
     assert_eq!(robot.base, "https://qyapi.weixin.qq.com");
 }
 
 #[test]
 fn an_unknown_config_field_is_named() {
-    let config = Config::parse("[connectors.wecom_robot.ops]\nkey = \"k\"\nwebhook = \"x\"\n", &|_| None).unwrap();
-    let err =
-        WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap_err();
+    let config = KIT.config("[connectors.wecom_robot.ops]\nkey = \"k\"\nwebhook = \"x\"\n", "ops");
+    let err = WecomRobot::new(&config, http::client()).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("connectors.wecom_robot.ops: "), "{text}");
     assert!(text.contains("unknown field `webhook`"), "{text}");
@@ -305,9 +280,8 @@ fn an_unknown_config_field_is_named() {
 
 #[test]
 fn a_missing_key_is_named() {
-    let config = Config::parse("[connectors.wecom_robot.ops]\nrate_limit = \"1/s\"\n", &|_| None).unwrap();
-    let err =
-        WecomRobot::new(config.get("wecom_robot", "ops").unwrap(), crate::connectors::http::client()).unwrap_err();
+    let config = KIT.config("[connectors.wecom_robot.ops]\nrate_limit = \"1/s\"\n", "ops");
+    let err = WecomRobot::new(&config, http::client()).unwrap_err();
     assert!(err.to_string().contains("missing field `key`"), "{err}");
 }
 
@@ -316,8 +290,8 @@ fn debug_shows_no_key() {
     let robot = robot_at("http://127.0.0.1:1");
     let debug = format!("{robot:?}");
     assert!(!debug.contains(KEY), "{debug}");
-    let config = Config::parse(&format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"), &|_| None).unwrap();
-    let fields = super::config::WecomRobotConfig::from_config(config.get("wecom_robot", "ops").unwrap()).unwrap();
+    let config = KIT.config(&format!("[connectors.wecom_robot.ops]\nkey = \"{KEY}\"\n"), "ops");
+    let fields = super::config::WecomRobotConfig::from_config(&config).unwrap();
     assert!(!format!("{fields:?}").contains(KEY));
 }
 
@@ -333,11 +307,11 @@ async fn content_over_the_byte_limit_is_refused_without_a_call() {
         let over = "汉".repeat(max / 3 + 1);
         assert!(over.chars().count() <= max && over.len() > max);
         assert!(yizhan_schemas::validate_params("wecom_robot", action, &json!({"content": over})).is_ok());
-        let failure = run(&robot, action, &json!({"content": over})).await.unwrap_err();
+        let failure = KIT.run(&robot, action, &json!({"content": over})).await.unwrap_err();
         assert!(matches!(failure, Failure::Permanent { .. }), "{action}: {failure:?}");
         assert!(failure.reason().contains(&format!("at most {max}")), "{}", failure.reason());
     }
     assert!(server.received_requests().await.unwrap().is_empty(), "nothing may reach WeCom");
-    run(&robot, "send_text", &json!({"content": "a".repeat(2048)})).await.unwrap();
+    KIT.run(&robot, "send_text", &json!({"content": "a".repeat(2048)})).await.unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
