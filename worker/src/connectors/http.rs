@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use yizhan_state::redact;
 
 use super::Failure;
 
@@ -50,17 +51,6 @@ pub fn base_url(endpoint: Option<&str>, default: &str) -> String {
     endpoint.unwrap_or(default).trim_end_matches('/').to_string()
 }
 
-/// Replaces every occurrence of each (non-empty) secret in `text` by `***`.
-pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        if text.contains(secret) {
-            text = text.replace(secret, "***");
-        }
-    }
-    text
-}
-
 /// `err` and its sources, `: `-joined, without any URL.
 fn describe(err: reqwest::Error) -> String {
     let err = err.without_url();
@@ -90,7 +80,7 @@ pub fn transport_failure(err: reqwest::Error, secrets: &[&str]) -> Failure {
     let connect = err.is_connect();
     let timeout = err.is_timeout();
     let builder = err.is_builder();
-    let text = redact(&describe(err), secrets);
+    let text = redact::secrets(&describe(err), secrets);
     if connect {
         Failure::transient(format!("cannot connect to the provider: {text}"))
     } else if builder {
@@ -121,7 +111,7 @@ pub fn status_reason(status: StatusCode, body: &[u8], secrets: &[&str]) -> Strin
         reason.push_str(": ");
         reason.push_str(&snippet);
     }
-    redact(&reason, secrets)
+    redact::secrets(&reason, secrets)
 }
 
 /// Classifies an answer whose status is not a success: 429 throttles the config, 408 and 5xx are
@@ -220,11 +210,6 @@ mod tests {
         assert!(!reason.contains(KEY), "{reason}");
         assert!(reason.contains("key=***"), "{reason}");
         assert!(reason.chars().count() < 400, "{reason}");
-    }
-
-    #[test]
-    fn redact_ignores_empty_secrets() {
-        assert_eq!(redact("abc", &["", "b"]), "a***c");
     }
 
     /// A refused connection is transient, and its reason never quotes the URL (and its key).

@@ -1,5 +1,5 @@
 //! Small pieces shared by the JSON-over-HTTP connectors added after `wecom_robot` (DingTalk, Feishu,
-//! Juzibot): base URL checks, query params from job params, answer reading, reason scrubbing.
+//! Juzibot): base URL checks, query params from job params, answer reading.
 
 use std::time::Duration;
 
@@ -28,22 +28,6 @@ pub fn method(method: Method) -> reqwest::Method {
         Method::Post => reqwest::Method::POST,
         Method::Put => reqwest::Method::PUT,
         Method::Delete => reqwest::Method::DELETE,
-    }
-}
-
-/// `secrets` replaced by `***` in the reason of `failure`.
-pub fn scrub(failure: Failure, secrets: &[&str]) -> Failure {
-    match failure {
-        Failure::Transient { reason, retry_after, progress } => {
-            Failure::Transient { reason: http::redact(&reason, secrets), retry_after, progress }
-        }
-        Failure::Throttled { reason, retry_after } => {
-            Failure::Throttled { reason: http::redact(&reason, secrets), retry_after }
-        }
-        Failure::Permanent { reason, progress } => {
-            Failure::Permanent { reason: http::redact(&reason, secrets), progress }
-        }
-        Failure::Ambiguous { reason } => Failure::Ambiguous { reason: http::redact(&reason, secrets) },
     }
 }
 

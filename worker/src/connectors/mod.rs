@@ -11,6 +11,7 @@ pub mod http;
 pub mod json_api;
 pub mod juzibot;
 pub mod qq_mail;
+pub mod tencent_cloud;
 pub mod tencent_meeting;
 pub mod tencent_ses;
 pub mod tencent_sms;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 use yizhan_schemas::ActionSpec;
+use yizhan_state::redact;
 
 use crate::config::{ConfigError, ConnectorConfig};
 
@@ -62,8 +64,9 @@ pub enum Failure {
     Throttled { reason: String, retry_after: Option<Duration> },
     /// Will fail again however often it is tried: bad credentials, invalid params, quotas.
     Permanent { reason: String, progress: Option<Value> },
-    /// The request may have reached the provider but its answer was lost (a timeout after the
-    /// request was sent): executing again may repeat the side effect.
+    /// The request may have reached the provider; its answer was lost (a timeout after the
+    /// request was sent, an unreadable answer). Connectors report only that: whether it is retried
+    /// (a read) or follows the config's `on_ambiguous` (a write) is the pipeline's `classify`'s call.
     Ambiguous { reason: String },
 }
 
@@ -78,6 +81,33 @@ impl Failure {
 
     pub fn permanent(reason: impl Into<String>) -> Self {
         Failure::Permanent { reason: reason.into(), progress: None }
+    }
+
+    /// The same failure with its reason rewritten by `f` (redacted, given context, ...).
+    pub fn map_reason(self, f: impl FnOnce(String) -> String) -> Failure {
+        match self {
+            Failure::Transient { reason, retry_after, progress } => {
+                Failure::Transient { reason: f(reason), retry_after, progress }
+            }
+            Failure::Throttled { reason, retry_after } => Failure::Throttled { reason: f(reason), retry_after },
+            Failure::Permanent { reason, progress } => Failure::Permanent { reason: f(reason), progress },
+            Failure::Ambiguous { reason } => Failure::Ambiguous { reason: f(reason) },
+        }
+    }
+
+    /// For a request that changes nothing at the provider and is not the job's action itself (a
+    /// token fetch, a status query): its lost answer is simply asked again, so it is transient
+    /// rather than left to the job's `on_ambiguous`.
+    pub fn lost_is_transient(self) -> Failure {
+        match self {
+            Failure::Ambiguous { reason } => Failure::transient(reason),
+            other => other,
+        }
+    }
+
+    /// The same failure with every (non-empty) secret of `secrets` replaced by `***` in its reason.
+    pub fn redact_secrets(self, secrets: &[&str]) -> Failure {
+        self.map_reason(|reason| redact::secrets(&reason, secrets))
     }
 
     pub fn reason(&self) -> &str {
@@ -96,22 +126,80 @@ pub trait Connector: Send + Sync {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure>;
 }
 
+/// Builds one kind's connector from a config of that kind.
+type Builder = fn(&ConnectorConfig, &reqwest::Client) -> Result<Arc<dyn Connector>, ConfigError>;
+
+/// The one registry of the kinds this worker runs: the catalog's name of each kind (its actions are
+/// in `yizhan_schemas`'s catalog, which the producer validates jobs with) and its builder. A kind in
+/// one and not the other fails the test `every_catalog_kind_has_a_builder`.
+const REGISTRY: &[(&str, Builder)] = &[
+    ("tencent_sms", |config, client| Ok(Arc::new(tencent_sms::TencentSms::new(config, client.clone())?))),
+    ("tencent_ses", |config, client| Ok(Arc::new(tencent_ses::TencentSes::new(config, client.clone())?))),
+    ("tencent_meeting", |config, client| Ok(Arc::new(tencent_meeting::TencentMeeting::new(config, client.clone())?))),
+    ("wecom_robot", |config, client| Ok(Arc::new(wecom_robot::WecomRobot::new(config, client.clone())?))),
+    ("dingtalk_robot", |config, client| Ok(Arc::new(dingtalk_robot::DingtalkRobot::new(config, client.clone())?))),
+    ("feishu_robot", |config, client| Ok(Arc::new(feishu_robot::FeishuRobot::new(config, client.clone())?))),
+    ("feishu", |config, client| Ok(Arc::new(feishu::Feishu::new(config, client.clone())?))),
+    ("juzibot", |config, client| Ok(Arc::new(juzibot::Juzibot::new(config, client.clone())?))),
+    ("qq_mail", |config, _| Ok(Arc::new(qq_mail::QqMail::new(config)?))),
+    ("wecom", |config, client| Ok(Arc::new(wecom::Wecom::new(config, client.clone())?))),
+];
+
 /// Builds the connector of a config; the config's kind-specific fields are checked here, at start,
 /// so a typo fails the worker's start rather than its jobs.
 pub fn build(config: &ConnectorConfig, client: &reqwest::Client) -> Result<Arc<dyn Connector>, ConfigError> {
-    match config.kind.as_str() {
-        "tencent_sms" => Ok(Arc::new(tencent_sms::TencentSms::new(config, client.clone())?)),
-        "tencent_ses" => Ok(Arc::new(tencent_ses::TencentSes::new(config, client.clone())?)),
-        "tencent_meeting" => Ok(Arc::new(tencent_meeting::TencentMeeting::new(config, client.clone())?)),
-        "wecom_robot" => Ok(Arc::new(wecom_robot::WecomRobot::new(config, client.clone())?)),
-        "dingtalk_robot" => Ok(Arc::new(dingtalk_robot::DingtalkRobot::new(config, client.clone())?)),
-        "feishu_robot" => Ok(Arc::new(feishu_robot::FeishuRobot::new(config, client.clone())?)),
-        "feishu" => Ok(Arc::new(feishu::Feishu::new(config, client.clone())?)),
-        "juzibot" => Ok(Arc::new(juzibot::Juzibot::new(config, client.clone())?)),
-        "qq_mail" => Ok(Arc::new(qq_mail::QqMail::new(config)?)),
-        "wecom" => Ok(Arc::new(wecom::Wecom::new(config, client.clone())?)),
-        other => {
-            Err(ConfigError::field(config.path(), format!("connector kind {other} is not supported by this build")))
+    match REGISTRY.iter().find(|(kind, _)| *kind == config.kind) {
+        Some((_, builder)) => builder(config, client),
+        None => Err(ConfigError::field(
+            config.path(),
+            format!("connector kind {} is not supported by this build", config.kind),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::{Failure, REGISTRY};
+
+    #[test]
+    fn map_reason_keeps_the_variant_and_its_fields() {
+        let wait = Some(Duration::from_secs(3));
+        let prefix = |failure: Failure| failure.map_reason(|reason| format!("gettoken: {reason}"));
+        assert_eq!(
+            prefix(Failure::Transient { reason: "busy".into(), retry_after: wait, progress: Some(json!(1)) }),
+            Failure::Transient { reason: "gettoken: busy".into(), retry_after: wait, progress: Some(json!(1)) }
+        );
+        assert_eq!(prefix(Failure::throttled("slow", wait)), Failure::throttled("gettoken: slow", wait));
+        assert_eq!(
+            prefix(Failure::Permanent { reason: "no".into(), progress: Some(json!(2)) }),
+            Failure::Permanent { reason: "gettoken: no".into(), progress: Some(json!(2)) }
+        );
+        assert_eq!(
+            prefix(Failure::Ambiguous { reason: "lost".into() }),
+            Failure::Ambiguous { reason: "gettoken: lost".into() }
+        );
+        assert_eq!(Failure::permanent("key k1, k1").redact_secrets(&["", "k1"]), Failure::permanent("key ***, ***"));
+    }
+
+    #[test]
+    fn only_a_lost_answer_becomes_transient() {
+        assert_eq!(Failure::Ambiguous { reason: "lost".into() }.lost_is_transient(), Failure::transient("lost"));
+        for failure in [Failure::permanent("no"), Failure::throttled("slow", None), Failure::transient("busy")] {
+            assert_eq!(failure.clone().lost_is_transient(), failure);
         }
+    }
+
+    #[test]
+    fn every_catalog_kind_has_a_builder() {
+        let registered: Vec<&str> = REGISTRY.iter().map(|(kind, _)| *kind).collect();
+        let unique: BTreeSet<&str> = registered.iter().copied().collect();
+        assert_eq!(unique.len(), registered.len(), "a kind is registered twice: {registered:?}");
+        let catalog: BTreeSet<&str> = yizhan_schemas::kinds().iter().map(|kind| kind.name).collect();
+        assert_eq!(unique, catalog, "the worker's registry and the catalog's kinds differ");
     }
 }

@@ -111,7 +111,7 @@ impl DingtalkRobot {
 #[async_trait::async_trait]
 impl Connector for DingtalkRobot {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| json_api::scrub(failure, &self.secrets()))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&self.secrets()))
     }
 }
 

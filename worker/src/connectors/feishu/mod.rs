@@ -121,7 +121,7 @@ impl Feishu {
         let token = self.token().await?;
         self.request(json_api::method(method), path, &query, &token)
             .await
-            .map_err(|failure| json_api::scrub(failure, &[token.expose()]))
+            .map_err(|failure| failure.redact_secrets(&[token.expose()]))
     }
 
     async fn request(
@@ -158,31 +158,21 @@ impl Feishu {
                 Err(Failure::Throttled { reason, retry_after: reset.or_else(|| http::retry_after(&answer.headers)) })
             }
             _ if !answer.status.is_success() => Err(answer.status_failure(&secrets)),
-            // A read: asking again is harmless.
-            _ => Err(Failure::transient(format!("answer without code: {}", http::snippet(&answer.body)))),
+            // The request may have been carried out: the pipeline's classify decides what follows.
+            _ => Err(Failure::Ambiguous { reason: format!("answer without code: {}", http::snippet(&answer.body)) }),
         }
     }
 }
 
+/// `tenant_access_token: ` before a reason. Fetching a token changes nothing at Feishu, so a lost
+/// answer is simply retried.
 fn token_context(failure: Failure) -> Failure {
-    match failure {
-        Failure::Transient { reason, retry_after, progress } => {
-            Failure::Transient { reason: format!("tenant_access_token: {reason}"), retry_after, progress }
-        }
-        Failure::Throttled { reason, retry_after } => {
-            Failure::Throttled { reason: format!("tenant_access_token: {reason}"), retry_after }
-        }
-        Failure::Permanent { reason, progress } => {
-            Failure::Permanent { reason: format!("tenant_access_token: {reason}"), progress }
-        }
-        // Fetching a token changes nothing at Feishu: a lost answer is simply retried.
-        Failure::Ambiguous { reason } => Failure::transient(format!("tenant_access_token: {reason}")),
-    }
+    failure.lost_is_transient().map_reason(|reason| format!("tenant_access_token: {reason}"))
 }
 
 #[async_trait::async_trait]
 impl Connector for Feishu {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| json_api::scrub(failure, &[self.app_secret.expose()]))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&[self.app_secret.expose()]))
     }
 }

@@ -110,7 +110,7 @@ fn classify_answer(answer: &Answer, secrets: &[&str]) -> Result<(), Failure> {
 #[async_trait::async_trait]
 impl Connector for FeishuRobot {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| json_api::scrub(failure, &self.secrets()))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&self.secrets()))
     }
 }
 

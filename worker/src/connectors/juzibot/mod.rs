@@ -77,6 +77,6 @@ impl Juzibot {
 #[async_trait::async_trait]
 impl Connector for Juzibot {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| json_api::scrub(failure, &[self.token.expose()]))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&[self.token.expose()]))
     }
 }

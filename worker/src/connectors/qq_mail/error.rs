@@ -5,6 +5,8 @@
 //! after. IMAP and POP3 refusals of the login are permanent unless the server says the refusal is
 //! temporary (RFC 5530 `[UNAVAILABLE]`, RFC 3206 `[IN-USE]` / `[SYS/TEMP]`).
 
+use yizhan_state::redact;
+
 use crate::connectors::Failure;
 
 /// What to do with a failed attempt.
@@ -84,21 +86,13 @@ impl MailError {
 
 /// A failure of class `class`; `secrets` are cut out of the reason, whatever put them there.
 pub fn failure(class: Class, reason: &str, secrets: &[&str]) -> Failure {
-    let reason = redact(reason, secrets);
+    let reason = redact::secrets(reason, secrets);
     match class {
         Class::Retry => Failure::transient(reason),
         Class::Throttle => Failure::throttled(reason, None),
         Class::Permanent => Failure::permanent(reason),
         Class::Ambiguous => Failure::Ambiguous { reason },
     }
-}
-
-pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret, "***");
-    }
-    text
 }
 
 /// The failure of a send that lettre reports as `error`.

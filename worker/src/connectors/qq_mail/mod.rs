@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use yizhan_schemas::catalog::{ReceiveMailImap, ReceiveMailPop3, SendMail};
 use yizhan_schemas::{Endpoint, MailOp};
+use yizhan_state::redact;
 
 use self::config::{QqMailConfig, Server, TlsMode};
 use self::error::{Class, MailError};
@@ -106,7 +107,7 @@ impl QqMail {
         Ok(Success {
             result: Some(json!({
                 "message_id": smtp::message_id(call.job_id, &self.from),
-                "response": error::redact(reply.trim_end(), &self.secrets()),
+                "response": redact::secrets(reply.trim_end(), &self.secrets()),
             })),
         })
     }

@@ -1,5 +1,5 @@
 //! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0 (docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256), shared by
-//! every Tencent Cloud connector (SMS `sms` / 2021-01-11, SES `ses` / 2020-10-02).
+//! every Tencent Cloud API 3.0 connector (SMS `sms` / 2021-01-11, SES `ses` / 2020-10-02).
 //!
 //! Only `POST /` with an empty query string is signed: that is the one form the JSON APIs use.
 

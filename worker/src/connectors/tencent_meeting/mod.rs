@@ -14,7 +14,7 @@ mod tests;
 use rand::Rng;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Map, Value};
-use yizhan_schemas::{Effect, Endpoint, Method};
+use yizhan_schemas::{Endpoint, Method};
 
 use self::config::TencentMeetingConfig;
 use self::sign::{MeetingSignInput, signature};
@@ -109,11 +109,8 @@ impl TencentMeeting {
         match serde_json::from_slice::<Value>(&answer.body) {
             Ok(value) => Ok(Success { result: Some(value) }),
             Err(e) => {
-                let reason = format!("unreadable answer ({e}): {}", http::snippet(&answer.body));
-                Err(match call.action.effect {
-                    Effect::Read => Failure::transient(reason),
-                    Effect::Write => Failure::Ambiguous { reason },
-                })
+                // The request may have been carried out: the pipeline's classify decides what follows.
+                Err(Failure::Ambiguous { reason: format!("unreadable answer ({e}): {}", http::snippet(&answer.body)) })
             }
         }
     }
@@ -122,7 +119,7 @@ impl TencentMeeting {
 #[async_trait::async_trait]
 impl Connector for TencentMeeting {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| json_api::scrub(failure, &self.secrets()))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&self.secrets()))
     }
 }
 

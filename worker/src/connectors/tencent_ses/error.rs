@@ -1,9 +1,9 @@
 //! Classification of SES error codes (docs/providers/tencent-cloud.md#ses-error-classes-the-worker-uses):
-//! SES's own codes first, then the common Tencent Cloud API 3.0 ones shared with SMS.
+//! SES's own codes first, then the common Tencent Cloud API 3.0 ones.
 
 use std::time::Duration;
 
-use crate::connectors::tencent_sms::error::{self as common, Class};
+use crate::connectors::tencent_cloud::error::{self as common, Class};
 
 /// Quotas that will not clear within the job's backoff schedule.
 const QUOTAS: &[(&str, &str)] = &[

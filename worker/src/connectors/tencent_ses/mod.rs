@@ -1,5 +1,5 @@
-//! `tencent_ses`: Tencent Cloud SES (API 3.0, service `ses`, version 2020-10-02), signed by the
-//! TC3 signer SMS uses.
+//! `tencent_ses`: Tencent Cloud SES (API 3.0, service `ses`, version 2020-10-02), through the
+//! [`tencent_cloud`](super::tencent_cloud) client SMS uses too.
 //!
 //! Identity actions send their params with PascalCase names (`email_identity` → `EmailIdentity`);
 //! `send_email` maps `html`/`text` to `Simple` (base64-encoded, as the API requires),
@@ -14,52 +14,42 @@ mod tests;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use yizhan_schemas::Endpoint;
 use yizhan_schemas::catalog::SendEmail;
-use yizhan_schemas::{Effect, Endpoint};
 
 use self::config::TencentSesConfig;
-use super::tencent_sms::error::Class;
-use super::tencent_sms::sign::{SignInput, Tc3Signer};
+use super::tencent_cloud::error::{ApiError, failure};
+use super::tencent_cloud::{self, Envelope, Service};
 use super::{Call, Connector, Failure, Success, http};
-use crate::config::{ConfigError, ConnectorConfig, Secret};
+use crate::config::{ConfigError, ConnectorConfig};
 
-pub const DEFAULT_BASE: &str = "https://ses.tencentcloudapi.com";
-pub const SERVICE: &str = "ses";
-pub const VERSION: &str = "2020-10-02";
-/// Sent and signed byte for byte.
-const JSON: &str = "application/json";
+/// docs/providers/tencent-cloud.md#ses-service-ses-version-2020-10-02
+const SERVICE: Service = Service {
+    name: "ses",
+    version: "2020-10-02",
+    default_base: "https://ses.tencentcloudapi.com",
+    // API 3.0 answers every processed request with 200: anything else did not reach it.
+    server_errors_may_have_acted: false,
+};
 
 /// A Tencent Cloud SES config.
 #[derive(Debug)]
 pub struct TencentSes {
-    url: reqwest::Url,
-    host: String,
-    region: String,
-    signer: Tc3Signer,
-    secret_key: Secret,
-    client: reqwest::Client,
+    cloud: tencent_cloud::Client,
 }
 
 impl TencentSes {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSesConfig::from_config(config)?;
-        let (url, host) = super::tencent_sms::api_endpoint(config, DEFAULT_BASE)?;
-        Ok(TencentSes {
-            url,
-            host,
-            region: fields.region,
-            signer: Tc3Signer::new(fields.secret_id, fields.secret_key.clone(), SERVICE),
-            secret_key: fields.secret_key,
-            client,
-        })
+        let cloud =
+            tencent_cloud::Client::new(config, SERVICE, fields.secret_id, fields.secret_key, fields.region, client)?;
+        Ok(TencentSes { cloud })
     }
 
     fn secrets(&self) -> [&str; 1] {
-        [self.secret_key.expose()]
+        self.cloud.secrets()
     }
 
     async fn call(&self, call: Call<'_>) -> Result<Success, Failure> {
@@ -68,50 +58,12 @@ impl TencentSes {
         };
         let request = if action == "SendEmail" { send_email_body(call.params)? } else { pascal_case(call.params)? };
         let body = serde_json::to_vec(&request).expect("JSON values serialise");
-        // Signed afresh on every attempt: a retry never reuses an expired timestamp.
-        let timestamp = chrono::Utc::now().timestamp();
-        let authorization = self.signer.authorization(&SignInput {
-            host: &self.host,
-            timestamp,
-            content_type: JSON,
-            body: &body,
-            extra_headers: &[],
-        });
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, JSON)
-            .header(HOST, &self.host)
-            .header("X-TC-Action", action)
-            .header("X-TC-Version", VERSION)
-            .header("X-TC-Timestamp", timestamp.to_string())
-            .header("X-TC-Region", &self.region)
-            .header(AUTHORIZATION, authorization)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            // API 3.0 answers every processed request with 200: anything else did not reach it.
-            let retry_after = http::retry_after(response.headers());
-            let bytes = response.bytes().await.unwrap_or_default();
-            return Err(Failure::Transient {
-                reason: http::status_reason(status, &bytes, &self.secrets()),
-                retry_after,
-                progress: None,
-            });
-        }
-        let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
-        let unreadable = |detail: String| {
-            let reason = format!("unreadable {action} answer ({detail}): {}", http::snippet(&bytes));
-            // A read is asked again harmlessly; a write may have happened.
-            match call.action.effect {
-                Effect::Read => Failure::transient(reason),
-                Effect::Write => Failure::Ambiguous { reason },
-            }
+        let bytes = self.cloud.post(action, &body).await?;
+        // The request may have been carried out: the pipeline's classify decides what follows.
+        let unreadable = |detail: String| Failure::Ambiguous {
+            reason: format!("unreadable {action} answer ({detail}): {}", http::snippet(&bytes)),
         };
-        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        let envelope: Envelope<Value> = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
         let Value::Object(mut response) = envelope.response else {
             return Err(unreadable("Response is not an object".into()));
         };
@@ -119,13 +71,7 @@ impl TencentSes {
             let error: ApiError = serde_json::from_value(error).map_err(|e| unreadable(e.to_string()))?;
             let request_id = response.get("RequestId").and_then(Value::as_str).unwrap_or_default();
             let reason = format!("{action}: {} (RequestId {request_id})", error::describe(&error.code, &error.message));
-            return Err(match error::classify(&error.code) {
-                Class::Retry { retry_after } if super::tencent_sms::error::is_throttle(&error.code) => {
-                    Failure::Throttled { reason, retry_after }
-                }
-                Class::Retry { retry_after } => Failure::Transient { reason, retry_after, progress: None },
-                Class::Permanent => Failure::permanent(reason),
-            });
+            return Err(failure(&error.code, error::classify(&error.code), reason));
         }
         Ok(Success { result: Some(Value::Object(response)) })
     }
@@ -134,7 +80,7 @@ impl TencentSes {
 #[async_trait::async_trait]
 impl Connector for TencentSes {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| super::json_api::scrub(failure, &self.secrets()))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&self.secrets()))
     }
 }
 
@@ -191,18 +137,4 @@ fn send_email_body(params: &Value) -> Result<Value, Failure> {
         body.insert("Attachments".into(), Value::Array(list));
     }
     Ok(Value::Object(body))
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: Value,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ApiError {
-    code: String,
-    #[serde(default)]
-    message: String,
 }

@@ -201,14 +201,15 @@ async fn temporary_block_waits_ten_minutes_and_http_errors_are_transient() {
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
 }
 
+/// Whether it is retried (a read) or follows `on_ambiguous` (a send) is the pipeline's `classify`'s call.
 #[tokio::test]
-async fn an_unreadable_answer_is_ambiguous_for_a_send_and_transient_for_a_read() {
+async fn an_unreadable_answer_is_ambiguous_for_a_send_and_a_read_alike() {
     let server = MockServer::start().await;
     answer_with(&server, ResponseTemplate::new(200).set_body_string("<html>")).await;
     let send = json!({"from_email_address": "n@mail.example.com", "destination": ["a@example.com"], "subject": "s", "text": "t"});
     assert!(matches!(KIT.run(&connector(&server), "send_email", &send).await, Err(Failure::Ambiguous { .. })));
     assert!(matches!(
         KIT.run(&connector(&server), "get_email_identity", &json!({"email_identity": "mail.example.com"})).await,
-        Err(Failure::Transient { .. })
+        Err(Failure::Ambiguous { .. })
     ));
 }

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{Api, ApiError, SendSmsRequest, SendStatus, match_number};
+use super::{Api, SendSmsRequest, SendStatus, match_number};
 use crate::connectors::Failure;
+use crate::connectors::tencent_cloud::error::ApiError;
 
 /// Calls one lane may have in flight before jobs wait to share the next one.
 pub const CALLS_PER_LANE: usize = 2;

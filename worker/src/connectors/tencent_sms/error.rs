@@ -1,24 +1,10 @@
-//! Classification of Tencent Cloud error codes (docs/providers/tencent-cloud.md#sms-error-classes-the-worker-uses), used both for a
-//! whole-request `Response.Error.Code` and for each number's `SendStatusSet[i].Code`.
+//! Classification of Tencent Cloud SMS error codes (docs/providers/tencent-cloud.md#sms-error-classes-the-worker-uses), used both for a
+//! whole-request `Response.Error.Code` and for each number's `SendStatusSet[i].Code`: SMS's own
+//! codes first, then the common API 3.0 ones.
 
 use std::time::Duration;
 
-/// What a Tencent Cloud code means for the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// Worth retrying; `retry_after` is the provider's documented wait when it has one.
-    Retry { retry_after: Option<Duration> },
-    /// Will fail again.
-    Permanent,
-}
-
-/// `InternalError.*` codes that describe a malformed request, not a provider hiccup.
-const PERMANENT_INTERNAL_ERRORS: &[&str] = &[
-    "InternalError.JsonParseFail",
-    "InternalError.RestApiInterfaceNotExist",
-    "InternalError.SigFieldMissing",
-    "InternalError.SigVerificationFail",
-];
+use crate::connectors::tencent_cloud::error::{self as common, Class, is_family};
 
 /// Quotas that only reset on the next calendar day (China time), so retrying within the job's
 /// backoff schedule is pointless.
@@ -32,16 +18,11 @@ const DAILY_QUOTAS: &[&str] = &[
 pub fn classify(code: &str) -> Class {
     let retry = |seconds: Option<u64>| Class::Retry { retry_after: seconds.map(Duration::from_secs) };
     match code {
-        "ServiceUnavailable" | "ResourceUnavailable" | "ResourceInsufficient" => retry(None),
         "LimitExceeded.DeliveryFrequencyLimit" => retry(None),
         // The provider's own per-number windows: waiting them out is the documented remedy.
         "LimitExceeded.PhoneNumberThirtySecondLimit" => retry(Some(30)),
         "LimitExceeded.PhoneNumberOneHourLimit" => retry(Some(3600)),
-        // Clock skew or a slow queue: every attempt is signed afresh with the current time.
-        "AuthFailure.SignatureExpire" => retry(None),
-        _ if is_family(code, "RequestLimitExceeded") => retry(None),
-        _ if is_family(code, "InternalError") && !PERMANENT_INTERNAL_ERRORS.contains(&code) => retry(None),
-        _ => Class::Permanent,
+        _ => common::classify(code),
     }
 }
 
@@ -69,23 +50,13 @@ pub fn may_have_sent(code: &str) -> bool {
     }
 }
 
-/// `code` is `family` itself or one of its `family.Sub` codes.
-fn is_family(code: &str, family: &str) -> bool {
-    code.strip_prefix(family).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-}
-
-/// A whole-request code saying the account is over its API rate: the config should pause.
-pub fn is_throttle(code: &str) -> bool {
-    is_family(code, "RequestLimitExceeded")
-}
-
 pub fn is_daily_quota(code: &str) -> bool {
     DAILY_QUOTAS.contains(&code)
 }
 
 /// `Code: Message`, plus a hint for daily quotas, which would otherwise look like transient limits.
 pub fn describe(code: &str, message: &str) -> String {
-    let mut text = if message.is_empty() { code.to_string() } else { format!("{code}: {message}") };
+    let mut text = common::describe(code, message);
     if is_daily_quota(code) {
         text.push_str(" (daily quota: it resets at midnight China time, UTC+8)");
     }
@@ -95,6 +66,7 @@ pub fn describe(code: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connectors::tencent_cloud::error::is_throttle;
 
     const HALF_MINUTE: Option<Duration> = Some(Duration::from_secs(30));
     const HOUR: Option<Duration> = Some(Duration::from_secs(3600));

@@ -58,7 +58,6 @@ mod batch;
 mod batch_tests;
 pub mod config;
 pub mod error;
-pub mod sign;
 #[cfg(test)]
 mod tests;
 
@@ -69,26 +68,27 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use yizhan_schemas::Endpoint;
 use yizhan_schemas::catalog::SendSms;
+use yizhan_state::redact;
 
 use self::batch::{Answer, Calls, Sent, Shared};
 use self::config::TencentSmsConfig;
-use self::error::{Class, classify};
-use self::sign::{SignInput, Tc3Signer};
+use self::error::classify;
+use super::tencent_cloud::error::{ApiError, Class, failure};
+use super::tencent_cloud::{self, Envelope, Service};
 use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig};
 
-/// `sms.tencentcloudapi.com` picks the nearest region's access point.
-pub const DEFAULT_BASE: &str = "https://sms.tencentcloudapi.com";
-pub const SERVICE: &str = "sms";
-pub const VERSION: &str = "2021-01-11";
-/// Sent and signed byte for byte.
-const JSON: &str = "application/json";
+/// docs/providers/tencent-cloud.md#sms-service-sms-version-2021-01-11
+const SERVICE: Service = Service {
+    name: "sms",
+    version: "2021-01-11",
+    default_base: "https://sms.tencentcloudapi.com",
+    server_errors_may_have_acted: true,
+};
 /// Numbers listed in one reason; the progress has them all.
 const REASON_NUMBERS: usize = 10;
 /// Longest provider message quoted per number in a reason.
@@ -115,46 +115,19 @@ pub struct TencentSms {
     settle: Duration,
 }
 
-/// The signed `SendSms` calls of one config.
+/// The signed `SendSms` (and status query) calls of one config.
 #[derive(Debug)]
 pub struct Api {
-    /// `{base}/`: API 3.0 always posts to `/`.
-    url: reqwest::Url,
-    /// `Host` as sent and signed: `host` or `host:port`.
-    host: String,
-    region: String,
-    signer: Tc3Signer,
-    /// Only to scrub it from reasons, belt and braces: the key itself is never sent.
-    secret_key: crate::config::Secret,
-    client: reqwest::Client,
-}
-
-/// The `POST /` URL of a Tencent Cloud API 3.0 service (the config's `endpoint`, else
-/// `default_base`) and the `Host` its requests are signed with.
-pub fn api_endpoint(config: &ConnectorConfig, default_base: &str) -> Result<(reqwest::Url, String), ConfigError> {
-    let base = http::base_url(config.common.endpoint.as_deref(), default_base);
-    let endpoint_error = |reason: String| ConfigError::field(format!("{}.endpoint", config.path()), reason);
-    let url = reqwest::Url::parse(&format!("{base}/")).map_err(|e| endpoint_error(format!("not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(endpoint_error("must be an http:// or https:// URL".into()));
-    }
-    let host = host_header(&url).ok_or_else(|| endpoint_error("has no host".into()))?;
-    Ok((url, host))
+    cloud: tencent_cloud::Client,
 }
 
 impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
         let settle = fields.settle(config)?;
-        let (url, host) = api_endpoint(config, DEFAULT_BASE)?;
-        let api = Api {
-            url,
-            host,
-            region: fields.region,
-            signer: Tc3Signer::new(fields.secret_id, fields.secret_key.clone(), SERVICE),
-            secret_key: fields.secret_key,
-            client,
-        };
+        let cloud =
+            tencent_cloud::Client::new(config, SERVICE, fields.secret_id, fields.secret_key, fields.region, client)?;
+        let api = Api { cloud };
         Ok(TencentSms {
             sdk_app_id: fields.sdk_app_id,
             calls: Calls::new(api),
@@ -166,15 +139,15 @@ impl TencentSms {
 
 impl Api {
     fn secrets(&self) -> [&str; 1] {
-        [self.secret_key.expose()]
+        self.cloud.secrets()
     }
 
     /// One signed `SendSms` call; the parsed `Response` object or the failure (without progress:
     /// the call may carry several jobs, each adds its own).
     async fn send(&self, body: &[u8]) -> Result<ApiResponse, Failure> {
-        let bytes = self.post("SendSms", body).await?;
+        let bytes = self.cloud.post("SendSms", body).await?;
         let envelope: Envelope<ApiResponse> = serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
-            reason: http::redact(
+            reason: redact::secrets(
                 &format!("unreadable SendSms answer ({e}): {}", http::snippet(&bytes)),
                 &self.secrets(),
             ),
@@ -195,20 +168,17 @@ impl Api {
             sms_sdk_app_id: sdk_app_id,
         };
         let body = serde_json::to_vec(&request).expect("a struct of strings and numbers serialises");
-        let read_failure = |failure: Failure| match failure {
-            Failure::Ambiguous { reason } => Failure::Transient { reason, retry_after: None, progress: None },
-            other => other,
-        };
-        let bytes = self.post(action, &body).await.map_err(read_failure)?;
+        // Inside a SendSms job's attempt: its lost answer must not be taken for the send's own.
+        let bytes = self.cloud.post(action, &body).await.map_err(Failure::lost_is_transient)?;
         let envelope: Envelope<PullStatusResponse> = serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::transient(http::redact(
+            Failure::transient(redact::secrets(
                 &format!("unreadable {action} answer ({e}): {}", http::snippet(&bytes)),
                 &self.secrets(),
             ))
         })?;
         let response = envelope.response;
         if let Some(error) = response.error {
-            let reason = http::redact(
+            let reason = redact::secrets(
                 &format!(
                     "{action}: {}{}",
                     error::describe(&error.code, &error.message),
@@ -216,68 +186,10 @@ impl Api {
                 ),
                 &self.secrets(),
             );
-            return Err(match classify(&error.code) {
-                Class::Retry { retry_after } if error::is_throttle(&error.code) => {
-                    Failure::Throttled { reason, retry_after }
-                }
-                Class::Retry { retry_after } => Failure::Transient { reason, retry_after, progress: None },
-                Class::Permanent => Failure::permanent(reason),
-            });
+            return Err(failure(&error.code, classify(&error.code), reason));
         }
         Ok(response.pull_sms_send_status_set.unwrap_or_default())
     }
-
-    /// One signed API 3.0 request; the body of its HTTP 200 answer.
-    async fn post(&self, action: &str, body: &[u8]) -> Result<Vec<u8>, Failure> {
-        let timestamp = chrono::Utc::now().timestamp();
-        let authorization = self.signer.authorization(&SignInput {
-            host: &self.host,
-            timestamp,
-            content_type: JSON,
-            body,
-            extra_headers: &[],
-        });
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, JSON)
-            .header(HOST, &self.host)
-            .header("X-TC-Action", action)
-            .header("X-TC-Version", VERSION)
-            .header("X-TC-Timestamp", timestamp.to_string())
-            .header("X-TC-Region", &self.region)
-            .header(AUTHORIZATION, authorization)
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| http::transport_failure(e, &self.secrets()))?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            // The SDKs treat any non-200 as a network error. A 5xx may come from behind the
-            // gateway, after the backend acted (docs/providers/tencent-cloud.md#lost-sendsms-answers):
-            // the request may have been carried out. Anything else was turned away. The body is
-            // only quoted, so a body that cannot be read changes neither.
-            let retry_after = http::retry_after(response.headers());
-            let bytes = response.bytes().await.unwrap_or_default();
-            let reason = http::status_reason(status, &bytes, &self.secrets());
-            return Err(if status.is_server_error() {
-                Failure::Ambiguous { reason }
-            } else {
-                Failure::Transient { reason, retry_after, progress: None }
-            });
-        }
-        let bytes = response.bytes().await.map_err(|e| http::transport_failure(e, &self.secrets()))?;
-        Ok(bytes.to_vec())
-    }
-}
-
-/// What reqwest puts in `Host`: the port only when it is not the scheme's default.
-pub fn host_header(url: &reqwest::Url) -> Option<String> {
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    })
 }
 
 #[async_trait::async_trait]
@@ -346,7 +258,7 @@ impl Connector for TencentSms {
                 _ => None,
             };
             if let Some(reason) = lost {
-                let reason = http::redact(&format!("{action}: {reason}"), &self.calls.api().secrets());
+                let reason = redact::secrets(&format!("{action}: {reason}"), &self.calls.api().secrets());
                 if !self.status_query {
                     // Nothing can tell what went out: the config's on_ambiguous decides.
                     return Err(Failure::Ambiguous { reason });
@@ -356,7 +268,7 @@ impl Connector for TencentSms {
             }
             match answer.map_err(|failure| with_progress(failure, &progress))? {
                 Answer::Error { error, request_id: id, .. } => {
-                    let reason = http::redact(
+                    let reason = redact::secrets(
                         &format!(
                             "{action}: {}{}",
                             error::describe(&error.code, &error.message),
@@ -364,15 +276,7 @@ impl Connector for TencentSms {
                         ),
                         &self.calls.api().secrets(),
                     );
-                    return Err(match classify(&error.code) {
-                        Class::Retry { retry_after } if error::is_throttle(&error.code) => {
-                            Failure::Throttled { reason, retry_after }
-                        }
-                        Class::Retry { retry_after } => {
-                            Failure::Transient { reason, retry_after, progress: progress.to_value() }
-                        }
-                        Class::Permanent => Failure::Permanent { reason, progress: progress.to_value() },
-                    });
+                    return Err(with_progress(failure(&error.code, classify(&error.code), reason), &progress));
                 }
                 Answer::Statuses(statuses) => progress.record(&to_send, statuses),
             }
@@ -697,12 +601,6 @@ struct SendSmsRequest<'a> {
     sender_id: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct Envelope<T> {
-    #[serde(rename = "Response")]
-    response: T,
-}
-
 /// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -761,14 +659,6 @@ struct ApiResponse {
     send_status_set: Option<Vec<SendStatus>>,
     #[serde(default)]
     request_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ApiError {
-    code: String,
-    #[serde(default)]
-    message: String,
 }
 
 #[derive(Debug, Deserialize)]

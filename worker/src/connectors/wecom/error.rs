@@ -26,11 +26,8 @@ pub fn classify(errcode: i64, errmsg: &str) -> Failure {
 /// else (40001 bad secret, 40013 bad corp id, 40091 invalid secret...) is a config error.
 pub fn token_failure(errcode: i64, errmsg: &str) -> Failure {
     match classify(errcode, errmsg) {
-        Failure::Transient { reason, retry_after, progress } if !TOKEN_INVALID.contains(&errcode) => {
-            Failure::Transient { reason: format!("gettoken: {reason}"), retry_after, progress }
-        }
-        Failure::Throttled { reason, retry_after } => {
-            Failure::Throttled { reason: format!("gettoken: {reason}"), retry_after }
+        retried @ (Failure::Transient { .. } | Failure::Throttled { .. }) if !TOKEN_INVALID.contains(&errcode) => {
+            retried.map_reason(|reason| format!("gettoken: {reason}"))
         }
         _ => Failure::permanent(format!("gettoken: errcode {errcode}: {errmsg}")),
     }

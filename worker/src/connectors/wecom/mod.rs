@@ -18,6 +18,7 @@ pub mod token;
 use serde_json::{Map, Value};
 use yizhan_schemas::catalog::wecom::{WecomCredential, wecom_area};
 use yizhan_schemas::{Body, Effect, Endpoint};
+use yizhan_state::redact;
 
 use self::config::WecomConfig;
 use self::token::TokenSlot;
@@ -118,11 +119,11 @@ impl Wecom {
             // The token was revoked or expired early: replace it and try once more, same attempt.
             Some(code) if error::TOKEN_INVALID.contains(&code) => {
                 let token = slot.replace(&self.client, &self.base, &token).await?;
-                self.send(method, path, &payload, &token).await.map_err(|f| json_api::scrub(f, &[token.expose()]))?
+                self.send(method, path, &payload, &token).await.map_err(|f| f.redact_secrets(&[token.expose()]))?
             }
             _ => answer,
         };
-        outcome(answer, read, &self.secrets()).map_err(|f| json_api::scrub(f, &[token.expose()]))
+        outcome(answer, read, &self.secrets()).map_err(|f| f.redact_secrets(&[token.expose()]))
     }
 
     async fn send(
@@ -153,15 +154,14 @@ fn outcome(answer: Answer, read: bool, secrets: &[&str]) -> Result<Success, Fail
         return Err(answer.status_failure(secrets));
     }
     let Some(mut json) = answer.json else {
-        let reason = format!("unreadable answer: {}", http::snippet(&answer.body));
-        // A read may simply be asked again; a write may have happened.
-        return Err(if read { Failure::transient(reason) } else { Failure::Ambiguous { reason } });
+        // The request may have been carried out: the pipeline's classify decides what follows.
+        return Err(Failure::Ambiguous { reason: format!("unreadable answer: {}", http::snippet(&answer.body)) });
     };
     match json.get("errcode").and_then(Value::as_i64) {
         Some(0) | None => {}
         Some(code) => {
             let errmsg = json.get("errmsg").and_then(Value::as_str).unwrap_or_default();
-            return Err(error::classify(code, &http::redact(errmsg, secrets)));
+            return Err(error::classify(code, &redact::secrets(errmsg, secrets)));
         }
     }
     json.remove("errcode");
@@ -173,6 +173,6 @@ fn outcome(answer: Answer, read: bool, secrets: &[&str]) -> Result<Success, Fail
 #[async_trait::async_trait]
 impl Connector for Wecom {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| json_api::scrub(failure, &self.secrets()))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&self.secrets()))
     }
 }

@@ -102,16 +102,5 @@ impl TokenSlot {
 /// `gettoken: ` before a reason. Fetching a token changes nothing at WeCom, so a lost answer is
 /// simply retried.
 fn context(failure: Failure) -> Failure {
-    match failure {
-        Failure::Transient { reason, retry_after, progress } => {
-            Failure::Transient { reason: format!("gettoken: {reason}"), retry_after, progress }
-        }
-        Failure::Throttled { reason, retry_after } => {
-            Failure::Throttled { reason: format!("gettoken: {reason}"), retry_after }
-        }
-        Failure::Permanent { reason, progress } => {
-            Failure::Permanent { reason: format!("gettoken: {reason}"), progress }
-        }
-        Failure::Ambiguous { reason } => Failure::transient(format!("gettoken: {reason}")),
-    }
+    failure.lost_is_transient().map_reason(|reason| format!("gettoken: {reason}"))
 }

@@ -59,23 +59,6 @@ impl WecomRobot {
         [self.key.expose()]
     }
 
-    /// Every reason leaves through here, scrubbed of the key.
-    fn scrub(&self, failure: Failure) -> Failure {
-        let secrets = self.secrets();
-        match failure {
-            Failure::Transient { reason, retry_after, progress } => {
-                Failure::Transient { reason: http::redact(&reason, &secrets), retry_after, progress }
-            }
-            Failure::Throttled { reason, retry_after } => {
-                Failure::Throttled { reason: http::redact(&reason, &secrets), retry_after }
-            }
-            Failure::Permanent { reason, progress } => {
-                Failure::Permanent { reason: http::redact(&reason, &secrets), progress }
-            }
-            Failure::Ambiguous { reason } => Failure::Ambiguous { reason: http::redact(&reason, &secrets) },
-        }
-    }
-
     async fn call(&self, call: Call<'_>) -> Result<Success, Failure> {
         let Endpoint::Http { method, path, body } = call.action.endpoint else {
             return Err(Failure::permanent(format!("wecom_robot cannot execute {:?}", call.action.endpoint)));
@@ -119,7 +102,7 @@ impl WecomRobot {
 #[async_trait::async_trait]
 impl Connector for WecomRobot {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
-        self.call(call).await.map_err(|failure| self.scrub(failure))
+        self.call(call).await.map_err(|failure| failure.redact_secrets(&self.secrets()))
     }
 }
 
