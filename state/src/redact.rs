@@ -59,10 +59,7 @@ mod tests {
         assert_eq!(url_credentials("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(url_credentials("redis://host:6379/0"), "redis://host:6379/0");
         assert_eq!(url_credentials("bogus:pw@x"), "***@x");
-        assert_eq!(
-            url_credentials("redis+unix:///run/r.sock?db=1&pass=pw"),
-            "redis+unix:///run/r.sock?db=1&pass=***"
-        );
+        assert_eq!(url_credentials("redis+unix:///run/r.sock?db=1&pass=pw"), "redis+unix:///run/r.sock?db=1&pass=***");
         assert_eq!(url_credentials("sqlite::memory:"), "sqlite::memory:");
         assert!(!url_credentials("redis://:p@ss@host/0").contains("ss"));
         // The broker's URLs (formerly redacted by a copy in yizhan-broker that kept the user name).
