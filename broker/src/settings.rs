@@ -2,45 +2,37 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The settings both binaries read (contract: every setting has an environment variable and a
-/// flag; the flag wins).
+/// flag; the flag wins). Each binary flattens them into its own settings; they are `global` so that
+/// the producer takes them before or after its subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Broker URL.
     #[arg(
         long,
+        global = true,
         env = "YIZHAN_AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_env_values = true
     )]
     pub amqp_url: String,
     /// Prefix of every exchange and queue name (and of the state store's keys).
-    #[arg(long, env = "YIZHAN_PREFIX", default_value = "yizhan")]
+    #[arg(long, global = true, env = "YIZHAN_PREFIX", default_value = "yizhan")]
     pub prefix: String,
     /// Connector config file (TOML).
-    #[arg(long, env = "YIZHAN_CONFIG", default_value = "yizhan.toml")]
+    #[arg(long, global = true, env = "YIZHAN_CONFIG", default_value = "yizhan.toml")]
     pub config: PathBuf,
     /// State store: sqlite://PATH, or redis://HOST:PORT/DB for a fleet.
-    #[arg(long, env = "YIZHAN_STATE", default_value = "sqlite://yizhan-state.db", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "YIZHAN_STATE",
+        default_value = "sqlite://yizhan-state.db",
+        hide_env_values = true
+    )]
     pub state: String,
-    /// Worker metrics and health address.
-    #[arg(long, env = "YIZHAN_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: String,
     /// Retry backoff: the n-th retry waits the n-th delay (the last one repeats), with jitter.
-    #[arg(long, env = "YIZHAN_RETRY_DELAYS", default_value = "5s,30s,2m,10m,1h", value_parser = parse_delays)]
+    #[arg(long, global = true, env = "YIZHAN_RETRY_DELAYS", default_value = "5s,30s,2m,10m,1h", value_parser = parse_delays)]
     pub retry_delays: Delays,
-    /// Producer HTTP API listen address (`yizhan-producer serve`).
-    #[arg(long = "listen", env = "YIZHAN_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    pub http_addr: String,
-    /// Producer HTTP API bearer tokens, comma-separated; each may be `${VAR}` or `file:/path`.
-    /// None: every request is refused.
-    #[arg(long, env = "YIZHAN_API_TOKENS", hide_env_values = true)]
-    pub api_tokens: Option<String>,
-    /// Producer HTTP API: largest request body in bytes (larger ones answer 413).
-    #[arg(long = "http-max-body", env = "YIZHAN_HTTP_MAX_BODY", default_value_t = 8 * 1024 * 1024)]
-    pub http_max_body: usize,
-    /// Producer HTTP API: most jobs in one `POST /v1/jobs` (more answer 413).
-    #[arg(long = "http-max-batch", env = "YIZHAN_HTTP_MAX_BATCH", default_value_t = 1000)]
-    pub http_max_batch: usize,
 }
 
 /// A parsed `--retry-delays` list (never empty).

@@ -347,12 +347,32 @@ pub fn connect_in_background(url: String, prefix: String, delays: Vec<Duration>)
     cell
 }
 
+/// The settings only `yizhan-producer serve` reads, next to the shared [`yizhan_broker::Settings`].
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP API")]
+pub struct ServeSettings {
+    /// Listen address of the HTTP API.
+    #[arg(long = "listen", env = "YIZHAN_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    /// Bearer tokens, comma-separated; each may be `${VAR}` or `file:/path`. None: every request is
+    /// refused.
+    #[arg(long, env = "YIZHAN_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+    /// Largest request body in bytes (larger ones answer 413).
+    #[arg(long = "http-max-body", env = "YIZHAN_HTTP_MAX_BODY", default_value_t = 8 * 1024 * 1024)]
+    pub http_max_body: usize,
+    /// Most jobs in one `POST /v1/jobs` (more answer 413).
+    #[arg(long = "http-max-batch", env = "YIZHAN_HTTP_MAX_BATCH", default_value_t = 1000)]
+    pub http_max_batch: usize,
+}
+
 /// Runs the API until `shutdown` resolves.
 pub async fn serve(
     settings: &yizhan_broker::Settings,
+    serve: &ServeSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let tokens = Tokens::parse(settings.api_tokens.as_deref(), &|var| std::env::var(var).ok())?;
+    let tokens = Tokens::parse(serve.api_tokens.as_deref(), &|var| std::env::var(var).ok())?;
     if tokens.is_empty() {
         warn!("no API tokens configured (--api-tokens / YIZHAN_API_TOKENS): every /v1 request is refused");
     }
@@ -363,11 +383,11 @@ pub async fn serve(
         producer,
         store,
         tokens: Arc::new(tokens),
-        limits: Limits { max_body: settings.http_max_body, max_batch: settings.http_max_batch },
+        limits: Limits { max_body: serve.http_max_body, max_batch: serve.http_max_batch },
         metrics: ApiMetrics::new(),
     };
-    let listen_error = |source| ServeError::Listen { addr: settings.http_addr.clone(), source };
-    let listener = tokio::net::TcpListener::bind(&settings.http_addr).await.map_err(listen_error)?;
-    info!(addr = %settings.http_addr, "serving the HTTP API");
+    let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
+    let listener = tokio::net::TcpListener::bind(&serve.http_addr).await.map_err(listen_error)?;
+    info!(addr = %serve.http_addr, "serving the HTTP API");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(listen_error)
 }

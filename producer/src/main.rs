@@ -4,19 +4,71 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use yizhan_broker::Settings;
 use yizhan_producer::Producer;
+use yizhan_producer::api::ServeSettings;
 use yizhan_producer::dlq::{DeadLetter, Dlq, Filter, parse_since};
 use yizhan_schemas::{FieldError, Job, MissingId, validate_job};
 
 #[derive(Parser)]
 #[command(name = "yizhan-producer", version, about = "Validates yizhan jobs and enqueues them on RabbitMQ")]
 struct Cli {
+    /// Global: accepted before or after the subcommand.
     #[command(flatten)]
     settings: Settings,
+    #[command(flatten)]
+    serve_before: ServeFlagsBefore,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `serve`'s flags where they were first accepted, before the subcommand (`yizhan-producer --listen
+/// ADDR serve`): hidden, kept for compatibility. Without environment or default, so that `serve`'s
+/// own flags (after it), then these, then the environment decide, in that order.
+#[derive(clap::Args)]
+struct ServeFlagsBefore {
+    #[arg(long = "listen", id = "before_listen", hide = true)]
+    listen: Option<String>,
+    #[arg(long = "api-tokens", id = "before_api_tokens", hide = true)]
+    api_tokens: Option<String>,
+    #[arg(long = "http-max-body", id = "before_http_max_body", hide = true)]
+    http_max_body: Option<usize>,
+    #[arg(long = "http-max-batch", id = "before_http_max_batch", hide = true)]
+    http_max_batch: Option<usize>,
+}
+
+impl ServeFlagsBefore {
+    /// The first flag given, for the error when the subcommand is not `serve`.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.listen.is_some(), "--listen"),
+            (self.api_tokens.is_some(), "--api-tokens"),
+            (self.http_max_body.is_some(), "--http-max-body"),
+            (self.http_max_batch.is_some(), "--http-max-batch"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// `serve`'s settings with these applied wherever the same flag was not given after `serve`.
+    fn apply(self, mut serve: ServeSettings, after: &ArgMatches) -> ServeSettings {
+        let typed_after = |id| after.value_source(id) == Some(ValueSource::CommandLine);
+        if let Some(listen) = self.listen.filter(|_| !typed_after("http_addr")) {
+            serve.http_addr = listen;
+        }
+        if let Some(tokens) = self.api_tokens.filter(|_| !typed_after("api_tokens")) {
+            serve.api_tokens = Some(tokens);
+        }
+        if let Some(max) = self.http_max_body.filter(|_| !typed_after("http_max_body")) {
+            serve.http_max_body = max;
+        }
+        if let Some(max) = self.http_max_batch.filter(|_| !typed_after("http_max_batch")) {
+            serve.http_max_batch = max;
+        }
+        serve
+    }
 }
 
 #[derive(Subcommand)]
@@ -32,7 +84,7 @@ enum Command {
     /// Print every connector kind and action with its effect and params schema, as JSON.
     Catalog,
     /// Serve the HTTP API (see producer/openapi.json) on --listen until SIGTERM or SIGINT.
-    Serve,
+    Serve(ServeSettings),
     /// Inspect, replay or purge the dead-letter queue `<prefix>.dead`.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -98,7 +150,15 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(flag) = cli.serve_before.first_given()
+        && !matches!(cli.command, Command::Serve(_))
+    {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, format!("{flag} applies to `serve` only"))
+            .exit();
+    }
     match cli.command {
         Command::Catalog => {
             println!(
@@ -108,13 +168,17 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Submit { file } => submit(&cli.settings, &file).await,
-        Command::Serve => match yizhan_producer::api::serve(&cli.settings, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
+        Command::Serve(serve) => {
+            let after = matches.subcommand_matches("serve").expect("the serve subcommand matched");
+            let serve = cli.serve_before.apply(serve, after);
+            match yizhan_producer::api::serve(&cli.settings, &serve, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Command::Dlq(command) => match dlq(&cli.settings, command).await {
             Ok(code) => code,
             Err(e) => {
@@ -290,5 +354,15 @@ async fn submit(settings: &Settings, file: &str) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -37,6 +37,9 @@ use crate::ratelimit::{Limiter, LocalLimiter, Quota, RedisLimiter};
 /// Worker-only settings, next to the shared [`Settings`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerSettings {
+    /// Metrics and health address (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "YIZHAN_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
     /// Jobs executed at once by this process.
     #[arg(long, env = "YIZHAN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
@@ -103,9 +106,9 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
 
     let metrics = Metrics::new();
     let readiness = Arc::new(http::Readiness::default());
-    let listener = tokio::net::TcpListener::bind(&settings.metrics_addr)
+    let listener = tokio::net::TcpListener::bind(&worker.metrics_addr)
         .await
-        .map_err(|source| WorkerError::Listen { addr: settings.metrics_addr.clone(), source })?;
+        .map_err(|source| WorkerError::Listen { addr: worker.metrics_addr.clone(), source })?;
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics and health");
     let health = http::router(http::Health { metrics: metrics.clone(), readiness: readiness.clone() });
     let http_shutdown = CancellationToken::new();

@@ -8,6 +8,7 @@ use yizhan_worker::WorkerSettings;
 #[derive(Parser)]
 #[command(name = "yizhan-worker", version, about = "Executes yizhan connector-action jobs from RabbitMQ")]
 struct Cli {
+    /// The settings shared with the producer.
     #[command(flatten)]
     settings: Settings,
     #[command(flatten)]
