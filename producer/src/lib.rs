@@ -21,8 +21,8 @@ use lapin::Connection;
 use lapin::types::FieldTable;
 use uuid::Uuid;
 use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology};
-use yizhan_state::redact;
 use yizhan_schemas::Job;
+use yizhan_state::redact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
