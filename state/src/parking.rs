@@ -109,10 +109,7 @@ CREATE INDEX IF NOT EXISTS yizhan_parked_due ON yizhan_parked (namespace, due);
 
 impl SqliteParking {
     pub fn open(path: &str, namespace: &str) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let conn = crate::sqlite::connect(path)?;
         conn.execute_batch(PARKING_SCHEMA)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), namespace: namespace.to_string() })
     }

@@ -221,7 +221,8 @@ struct Request {
     reply: oneshot::Sender<Result<Reply, StoreError>>,
 }
 
-fn connect(path: &str) -> Result<Connection, StoreError> {
+/// Opens the database (WAL, `synchronous=NORMAL`, the store's schema); the parking lot shares it.
+pub(crate) fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // An in-memory database answers "memory": WAL does not apply to it.
