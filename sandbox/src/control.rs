@@ -44,7 +44,7 @@ async fn stats(State(state): State<SandboxState>) -> Response {
 
 /// `GET /_sandbox/sms[?phone=+86...]`
 async fn sms(State(state): State<SandboxState>, Query(params): Params) -> Response {
-    let phone = params.get("phone").map(|p| crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.clone()));
+    let phone = params.get("phone").map(|p| crate::phone::canonical(p));
     let sent: Vec<_> = state.sent_sms().into_iter().filter(|s| phone.as_ref().is_none_or(|p| *p == s.phone)).collect();
     Json(sent).into_response()
 }

@@ -24,8 +24,8 @@ use sha2::Sha256;
 
 use crate::capture::Captured;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::hub::Hub;
 use crate::records::{Provider, RobotMessage};
-use crate::state::SandboxState;
 
 pub const SEND_PATH: &str = "/robot/send";
 /// "与请求调用时间误差不能超过1小时".
@@ -50,7 +50,7 @@ pub fn sign(timestamp: &str, secret: &str) -> String {
 }
 
 /// `POST /robot/send?access_token=TOKEN[&timestamp=MS&sign=SIGN]`.
-pub(crate) async fn send(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn send(State(state): State<Hub>, request: Request) -> Response {
     let request = Captured::read(request, BODY_LIMIT).await;
     state.record_request(Provider::DingtalkRobot, &request);
     let body: Option<Value> = serde_json::from_slice(&request.body).ok();
@@ -76,7 +76,7 @@ pub(crate) async fn send(State(state): State<SandboxState>, request: Request) ->
     state.after_processing(&facts, Json(answer).into_response()).await
 }
 
-fn deliver(state: &SandboxState, request: &Captured, facts: &RequestFacts) -> Result<(), RobotError> {
+fn deliver(state: &Hub, request: &Captured, facts: &RequestFacts) -> Result<(), RobotError> {
     if request.method != Method::POST {
         return refuse(43002, "需要POST请求");
     }

@@ -340,7 +340,7 @@ impl Fault {
         stage_ok
             && self.target() == Some(facts.provider)
             && self.phone.as_deref().is_none_or(|p| {
-                let wanted = crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.to_string());
+                let wanted = crate::phone::canonical(p);
                 facts.phones.contains(&wanted)
             })
             && self.key.as_ref().is_none_or(|k| facts.key.as_ref() == Some(k))

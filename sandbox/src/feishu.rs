@@ -32,8 +32,8 @@ use sha2::Sha256;
 
 use crate::capture::Captured;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::hub::Hub;
 use crate::records::{Provider, RobotMessage};
-use crate::state::SandboxState;
 
 pub const HOOK_PREFIX: &str = "/open-apis/bot/v2/hook/";
 pub(crate) const HOOK_ROUTE: &str = "/open-apis/bot/v2/hook/{hook_id}";
@@ -63,7 +63,7 @@ fn refuse_400<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
     Err(FeishuError { status: StatusCode::BAD_REQUEST, code, msg: msg.into(), injected: false })
 }
 
-fn injected(state: &SandboxState, facts: &RequestFacts) -> Result<(), FeishuError> {
+fn injected(state: &Hub, facts: &RequestFacts) -> Result<(), FeishuError> {
     match state.take_fault(Stage::ProviderRequest, facts) {
         Some(FaultEffect::ErrorCode { code, message }) => Err(FeishuError {
             status: StatusCode::OK,
@@ -82,7 +82,7 @@ pub fn sign(timestamp: &str, secret: &str) -> String {
 }
 
 async fn respond(
-    state: &SandboxState,
+    state: &Hub,
     provider: Provider,
     facts: &RequestFacts,
     result: Result<Map<String, Value>, FeishuError>,
@@ -110,7 +110,7 @@ fn facts(provider: Provider, request: &Captured, key: Option<String>, action: Op
 // ----- bot ------------------------------------------------------------------------------------
 
 /// `POST /open-apis/bot/v2/hook/{hook_id}`.
-pub(crate) async fn hook(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn hook(State(state): State<Hub>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::FeishuRobot, &request);
     let hook_id = request.path().strip_prefix(HOOK_PREFIX).unwrap_or_default().to_string();
@@ -131,7 +131,7 @@ pub(crate) async fn hook(State(state): State<SandboxState>, request: Request) ->
     respond(&state, Provider::FeishuRobot, &facts, result).await
 }
 
-fn deliver(state: &SandboxState, request: &Captured, hook_id: &str, facts: &RequestFacts) -> Result<(), FeishuError> {
+fn deliver(state: &Hub, request: &Captured, hook_id: &str, facts: &RequestFacts) -> Result<(), FeishuError> {
     let Some(hook) = state.config().feishu_hooks.iter().find(|h| h.credential == hook_id) else {
         return refuse(19001, "param invalid: incoming webhook access token invalid");
     };
@@ -195,7 +195,7 @@ fn deliver(state: &SandboxState, request: &Captured, hook_id: &str, facts: &Requ
 // ----- app ------------------------------------------------------------------------------------
 
 /// `POST /open-apis/auth/v3/tenant_access_token/internal`.
-pub(crate) async fn tenant_access_token(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn tenant_access_token(State(state): State<Hub>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Feishu, &request);
     let body: Map<String, Value> = match serde_json::from_slice(&request.body) {
@@ -212,7 +212,7 @@ pub(crate) async fn tenant_access_token(State(state): State<SandboxState>, reque
 }
 
 fn issue_token(
-    state: &SandboxState,
+    state: &Hub,
     request: &Captured,
     body: &Map<String, Value>,
     app_id: &str,
@@ -238,7 +238,7 @@ fn issue_token(
 }
 
 /// The bearer token's app, or the error Feishu answers.
-fn authorize(state: &SandboxState, request: &Captured) -> Result<String, FeishuError> {
+fn authorize(state: &Hub, request: &Captured) -> Result<String, FeishuError> {
     if request.method != Method::GET {
         return refuse_400(99991400, "method not allowed");
     }
@@ -254,7 +254,7 @@ fn authorize(state: &SandboxState, request: &Captured) -> Result<String, FeishuE
 }
 
 async fn read_call(
-    state: &SandboxState,
+    state: &Hub,
     request: Request,
     action: &str,
     handle: fn(&Captured) -> Result<Map<String, Value>, FeishuError>,
@@ -278,7 +278,7 @@ async fn read_call(
 }
 
 /// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`.
-pub(crate) async fn departments(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn departments(State(state): State<Hub>, request: Request) -> Response {
     read_call(&state, request, "departments", |request| {
         let parent = request.param("parent_department_id").unwrap_or("0");
         let fetch_child = match request.param("fetch_child") {
@@ -306,7 +306,7 @@ pub(crate) async fn departments(State(state): State<SandboxState>, request: Requ
 }
 
 /// `GET /open-apis/contact/v3/users/find_by_department?department_id=&page_size=&page_token=`.
-pub(crate) async fn users(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn users(State(state): State<Hub>, request: Request) -> Response {
     read_call(&state, request, "find_by_department", |request| {
         let Some(department) = request.param("department_id").filter(|d| !d.is_empty()) else {
             return refuse_400(99992402, "field validation failed: department_id is required");

@@ -22,8 +22,8 @@ use serde_json::{Map, Value, json};
 
 use crate::capture::Captured;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::hub::Hub;
 use crate::records::Provider;
-use crate::state::SandboxState;
 
 pub const CHANNELS_PATH: &str = "/api/v1/channel/list";
 pub const ADD_PATH: &str = "/api/v1/contactWay/add";
@@ -41,9 +41,9 @@ fn refuse<T>(errcode: i64, errmsg: impl Into<String>) -> Result<T, JuziError> {
     Err(JuziError { errcode, errmsg: errmsg.into(), injected: false })
 }
 
-type Handler = fn(&SandboxState, &Captured, &RequestFacts) -> Result<Map<String, Value>, JuziError>;
+type Handler = fn(&Hub, &Captured, &RequestFacts) -> Result<Map<String, Value>, JuziError>;
 
-async fn serve(state: SandboxState, request: Request, method: Method, handle: Handler) -> Response {
+async fn serve(state: Hub, request: Request, method: Method, handle: Handler) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Juzibot, &request);
     let action = request.path().rsplit('/').next().unwrap_or_default().to_string();
@@ -75,7 +75,7 @@ async fn serve(state: SandboxState, request: Request, method: Method, handle: Ha
 }
 
 // docs/providers/juzibot.md#auth
-fn authorize(state: &SandboxState, request: &Captured, method: &Method) -> Result<(), JuziError> {
+fn authorize(state: &Hub, request: &Captured, method: &Method) -> Result<(), JuziError> {
     match request.param("token") {
         Some(token) if state.config().juzibot_tokens.iter().any(|t| t == token) => {}
         _ => return refuse(40001, "invalid token"),
@@ -86,7 +86,7 @@ fn authorize(state: &SandboxState, request: &Captured, method: &Method) -> Resul
     Ok(())
 }
 
-fn injected(state: &SandboxState, facts: &RequestFacts) -> Result<(), JuziError> {
+fn injected(state: &Hub, facts: &RequestFacts) -> Result<(), JuziError> {
     match state.take_fault(Stage::ProviderRequest, facts) {
         Some(FaultEffect::ErrorCode { code, message }) => Err(JuziError {
             errcode: code,
@@ -114,7 +114,7 @@ fn number_param(request: &Captured, name: &str, default: u64, max: u64) -> Resul
 }
 
 /// `GET /api/v1/channel/list?token=&current=&pageSize=`.
-pub(crate) async fn list_channels(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn list_channels(State(state): State<Hub>, request: Request) -> Response {
     serve(state, request, Method::GET, |state, request, facts| {
         let current = number_param(request, "current", 1, u64::MAX)?;
         let size = number_param(request, "pageSize", 10, 1000)?;
@@ -136,7 +136,7 @@ pub(crate) async fn list_channels(State(state): State<SandboxState>, request: Re
 
 /// `POST /api/v1/contactWay/add?token=` with WeCom's `add_contact_way` body.
 // docs/providers/juzibot.md#endpoints (limits unconfirmed: no public official source)
-pub(crate) async fn add_contact_way(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn add_contact_way(State(state): State<Hub>, request: Request) -> Response {
     serve(state, request, Method::POST, |state, request, facts| {
         let body = json_body(request)?;
         let one_or_two = |name: &str| match body.get(name).and_then(Value::as_u64) {
@@ -175,7 +175,7 @@ pub(crate) async fn add_contact_way(State(state): State<SandboxState>, request: 
 }
 
 /// `GET /api/v1/contactWay/get?token=&config_id=`.
-pub(crate) async fn get_contact_way(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn get_contact_way(State(state): State<Hub>, request: Request) -> Response {
     serve(state, request, Method::GET, |state, request, facts| {
         let Some(config_id) = request.param("config_id").filter(|c| !c.is_empty()) else {
             return refuse(40058, "config_id is required");
@@ -195,7 +195,7 @@ pub(crate) async fn get_contact_way(State(state): State<SandboxState>, request: 
 }
 
 /// `POST /api/v1/contactWay/list?token=` with `{start_time?, end_time?, cursor?, limit?}`.
-pub(crate) async fn list_contact_ways(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn list_contact_ways(State(state): State<Hub>, request: Request) -> Response {
     serve(state, request, Method::POST, |state, request, facts| {
         let body = json_body(request)?;
         let now = chrono::Utc::now().timestamp();

@@ -34,7 +34,9 @@ mod control;
 pub mod dingtalk_robot;
 mod faults;
 pub mod feishu;
+mod hub;
 pub mod juzibot;
+mod phone;
 mod records;
 mod state;
 pub mod tencent;
@@ -97,7 +99,7 @@ pub fn router(state: SandboxState) -> Router {
 }
 
 /// Anything else: recorded, then 404 like an unknown path at the provider.
-async fn unknown_path(State(state): State<SandboxState>, request: Request) -> Response {
+async fn unknown_path(State(state): State<hub::Hub>, request: Request) -> Response {
     let request = capture::Captured::read(request, 1024 * 1024).await;
     state.record_request(Provider::Unknown, &request);
     tracing::debug!(method = %request.method, path = request.path(), "unknown path");

@@ -32,8 +32,8 @@ use sha2::Sha256;
 use crate::capture::Captured;
 use crate::config::MeetingApp;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::hub::Own;
 use crate::records::Provider;
-use crate::state::SandboxState;
 
 pub const MEETINGS_PATH: &str = "/v1/meetings";
 pub(crate) const MEETING_ROUTE: &str = "/v1/meetings/{meeting_id}";
@@ -42,15 +42,15 @@ const READ_LIMIT: usize = 1024 * 1024;
 
 /// The fake's data: meetings by id, and the nonces seen within the window.
 #[derive(Debug, Default)]
-pub(crate) struct MeetingData {
+pub(crate) struct MeetingState {
     meetings: Vec<Value>,
     nonces: HashMap<(String, String, String), Instant>,
 }
 
-impl SandboxState {
+impl Own<MeetingState> {
     /// Every meeting created, as `get_meeting` describes it, oldest first.
-    pub fn meetings(&self) -> Vec<Value> {
-        self.with_meetings(|d| d.meetings.clone())
+    pub(crate) fn meetings(&self) -> Vec<Value> {
+        self.with(|d, _| d.meetings.clone())
     }
 }
 
@@ -80,7 +80,7 @@ fn not_exist<T>() -> Result<T, MeetingError> {
 }
 
 /// Any meeting route.
-pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn handle(State(state): State<Own<MeetingState>>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::TencentMeeting, &request);
     let segments: Vec<String> = request.path().trim_matches('/').split('/').map(str::to_string).collect();
@@ -160,7 +160,7 @@ pub fn expected_signature(
     base64::engine::general_purpose::STANDARD.encode(hex.as_bytes())
 }
 
-fn authenticate(state: &SandboxState, request: &Captured) -> Result<(), MeetingError> {
+fn authenticate(state: &Own<MeetingState>, request: &Captured) -> Result<(), MeetingError> {
     let header = |name: &str| request.header(name).filter(|v| !v.is_empty());
     let (Some(key), Some(app_id)) = (header("x-tc-key"), header("appid")) else {
         return refuse(190303, "AK/SK or AppId invalid: X-TC-Key and AppId are required");
@@ -208,7 +208,7 @@ fn authenticate(state: &SandboxState, request: &Captured) -> Result<(), MeetingE
         return refuse(200003, "Signature failed");
     }
     // Checked after the signature, so a forged request cannot burn someone's nonce.
-    let fresh = state.with_meetings(|d| {
+    let fresh = state.with(|d, _| {
         let now = Instant::now();
         let window = tolerance.max(Duration::from_secs(1));
         d.nonces.retain(|_, seen| now.duration_since(*seen) <= window);
@@ -228,7 +228,7 @@ fn json_body(request: &Captured) -> Result<Map<String, Value>, MeetingError> {
     }
 }
 
-fn injected(state: &SandboxState, facts: &RequestFacts) -> Result<(), MeetingError> {
+fn injected(state: &Own<MeetingState>, facts: &RequestFacts) -> Result<(), MeetingError> {
     match state.take_fault(Stage::ProviderRequest, facts) {
         Some(FaultEffect::ErrorCode { code, message }) => Err(MeetingError {
             // Service-side codes come back as HTTP 500, request errors as 400.
@@ -279,7 +279,7 @@ fn info_list(meetings: Vec<Value>) -> Value {
 
 /// docs/providers/tencent-meeting.md#actions: `create_meeting` needs userid, instanceid, subject,
 /// type (0 scheduled, 1 quick), start_time and end_time.
-fn create(state: &SandboxState, facts: &RequestFacts, body: &Map<String, Value>) -> Result<Value, MeetingError> {
+fn create(state: &Own<MeetingState>, facts: &RequestFacts, body: &Map<String, Value>) -> Result<Value, MeetingError> {
     let userid = text(body, "userid")?;
     instanceid(body.get("instanceid"))?;
     let subject = text(body, "subject")?;
@@ -312,35 +312,35 @@ fn create(state: &SandboxState, facts: &RequestFacts, body: &Map<String, Value>)
     if let Some(password) = body.get("password").and_then(Value::as_str) {
         meeting["password"] = json!(password);
     }
-    state.with_meetings(|d| d.meetings.push(meeting.clone()));
+    state.with(|d, _| d.meetings.push(meeting.clone()));
     Ok(info_list(vec![meeting]))
 }
 
-fn find(state: &SandboxState, meeting_id: &str) -> Option<Value> {
-    state.with_meetings(|d| d.meetings.iter().find(|m| m["meeting_id"] == meeting_id).cloned())
+fn find(state: &Own<MeetingState>, meeting_id: &str) -> Option<Value> {
+    state.with(|d, _| d.meetings.iter().find(|m| m["meeting_id"] == meeting_id).cloned())
 }
 
-fn get(state: &SandboxState, facts: &RequestFacts, request: &Captured, id: &str) -> Result<Value, MeetingError> {
+fn get(state: &Own<MeetingState>, facts: &RequestFacts, request: &Captured, id: &str) -> Result<Value, MeetingError> {
     query(request, "userid")?;
     instanceid(request.param("instanceid").map(|s| json!(s)).as_ref())?;
     injected(state, facts)?;
     find(state, id).map_or_else(not_exist, |m| Ok(info_list(vec![m])))
 }
 
-fn get_by_code(state: &SandboxState, facts: &RequestFacts, request: &Captured) -> Result<Value, MeetingError> {
+fn get_by_code(state: &Own<MeetingState>, facts: &RequestFacts, request: &Captured) -> Result<Value, MeetingError> {
     let code = query(request, "meeting_code")?.to_string();
     query(request, "userid")?;
     instanceid(request.param("instanceid").map(|s| json!(s)).as_ref())?;
     injected(state, facts)?;
-    let found = state.with_meetings(|d| d.meetings.iter().find(|m| m["meeting_code"] == code.as_str()).cloned());
+    let found = state.with(|d, _| d.meetings.iter().find(|m| m["meeting_code"] == code.as_str()).cloned());
     found.map_or_else(not_exist, |m| Ok(info_list(vec![m])))
 }
 
-fn list(state: &SandboxState, facts: &RequestFacts, request: &Captured) -> Result<Value, MeetingError> {
+fn list(state: &Own<MeetingState>, facts: &RequestFacts, request: &Captured) -> Result<Value, MeetingError> {
     let userid = query(request, "userid")?.to_string();
     instanceid(request.param("instanceid").map(|s| json!(s)).as_ref())?;
     injected(state, facts)?;
-    let mine: Vec<Value> = state.with_meetings(|d| {
+    let mine: Vec<Value> = state.with(|d, _| {
         d.meetings
             .iter()
             .filter(|m| m["creator_userid"] == userid.as_str() && m["status"] == "MEETING_STATE_INIT")
@@ -355,9 +355,9 @@ fn list(state: &SandboxState, facts: &RequestFacts, request: &Captured) -> Resul
 }
 
 /// Changes a live meeting with `f`; 9003 when it does not exist or is over.
-fn change(state: &SandboxState, id: &str, f: impl FnOnce(&mut Value)) -> Result<Value, MeetingError> {
+fn change(state: &Own<MeetingState>, id: &str, f: impl FnOnce(&mut Value)) -> Result<Value, MeetingError> {
     state
-        .with_meetings(|d| {
+        .with(|d, _| {
             let meeting =
                 d.meetings.iter_mut().find(|m| m["meeting_id"] == id && m["status"] == "MEETING_STATE_INIT")?;
             f(meeting);
@@ -367,7 +367,7 @@ fn change(state: &SandboxState, id: &str, f: impl FnOnce(&mut Value)) -> Result<
 }
 
 fn update(
-    state: &SandboxState,
+    state: &Own<MeetingState>,
     facts: &RequestFacts,
     body: &Map<String, Value>,
     id: &str,
@@ -398,7 +398,7 @@ fn update(
 
 /// Cancel (`userid`) or dismiss (`operator_id`): the meeting moves to `status`.
 fn finish(
-    state: &SandboxState,
+    state: &Own<MeetingState>,
     facts: &RequestFacts,
     body: &Map<String, Value>,
     id: &str,
@@ -420,7 +420,7 @@ fn finish(
 }
 
 fn participants(
-    state: &SandboxState,
+    state: &Own<MeetingState>,
     facts: &RequestFacts,
     request: &Captured,
     id: &str,

@@ -9,7 +9,7 @@
 //! | 40001 | `gettoken`: `corpsecret` is none of the corp's secrets |
 //! | 41001 | `access_token` missing |
 //! | 40014 | `access_token` unknown |
-//! | 42001 | `access_token` expired (after 7200 s, or [`SandboxState::expire_wecom_tokens`]) |
+//! | 42001 | `access_token` expired (after 7200 s, or [`crate::SandboxState::expire_wecom_tokens`]) |
 //! | 60011 | a contacts API called without the contacts secret's token |
 //! | 48002 | another API called with a token of the wrong secret |
 //! | 43004 | wrong HTTP method (`require GET`/`require POST`) |
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRef, Query, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -39,8 +39,8 @@ use serde_json::{Map, Value, json};
 use crate::capture::Captured;
 use crate::config::WecomCorp;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::hub::Own;
 use crate::records::Provider;
-use crate::state::SandboxState;
 
 pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
@@ -152,7 +152,7 @@ pub fn api_paths() -> impl Iterator<Item = &'static str> {
 
 /// Tokens and accepted messages.
 #[derive(Debug, Default)]
-pub(crate) struct WecomData {
+pub(crate) struct WecomState {
     /// token → (corp_id, area, expiry).
     tokens: HashMap<String, (String, Area, Instant)>,
     messages: Vec<Value>,
@@ -160,7 +160,7 @@ pub(crate) struct WecomData {
     deliveries: HashMap<(String, String), VecDeque<Instant>>,
 }
 
-impl WecomData {
+impl WecomState {
     /// Delivers an application message to `member` unless WeCom's per-member limits drop it.
     // docs/providers/wecom.md#rate-limits (30/min, 1,000/h per member, dropped silently)
     fn deliver(&mut self, agentid: &str, member: &str, now: Instant) -> bool {
@@ -179,21 +179,25 @@ impl WecomData {
     }
 }
 
-impl SandboxState {
+impl Own<WecomState> {
     /// Makes every WeCom token expire now: the next call with one gets 42001.
-    pub fn expire_wecom_tokens(&self) {
+    pub(crate) fn expire_tokens(&self) {
         let now = Instant::now();
-        self.with_wecom(|data, _| data.tokens.values_mut().for_each(|t| t.2 = now));
+        self.with(|data, _| data.tokens.values_mut().for_each(|t| t.2 = now));
     }
 
     /// The bodies of the application and appchat messages WeCom accepted, oldest first.
-    pub fn wecom_messages(&self) -> Vec<Value> {
-        self.with_wecom(|data, _| data.messages.clone())
+    pub(crate) fn messages(&self) -> Vec<Value> {
+        self.with(|data, _| data.messages.clone())
     }
 }
 
 /// The routes of the fake.
-pub(crate) fn routes() -> Router<SandboxState> {
+pub(crate) fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Own<WecomState>: FromRef<S>,
+{
     APIS.iter().fold(Router::new().route(GETTOKEN_PATH, any(gettoken)), |router, api| router.route(api.path, any(call)))
 }
 
@@ -207,7 +211,7 @@ fn refuse<T>(errcode: i64, errmsg: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal { errcode, errmsg: errmsg.into(), injected: false })
 }
 
-fn injected(state: &SandboxState, facts: &RequestFacts) -> Result<(), Refusal> {
+fn injected(state: &Own<WecomState>, facts: &RequestFacts) -> Result<(), Refusal> {
     match state.take_fault(Stage::ProviderRequest, facts) {
         Some(FaultEffect::ErrorCode { code, message }) => Err(Refusal {
             errcode: code,
@@ -218,7 +222,11 @@ fn injected(state: &SandboxState, facts: &RequestFacts) -> Result<(), Refusal> {
     }
 }
 
-async fn respond(state: &SandboxState, facts: &RequestFacts, result: Result<Map<String, Value>, Refusal>) -> Response {
+async fn respond(
+    state: &Own<WecomState>,
+    facts: &RequestFacts,
+    result: Result<Map<String, Value>, Refusal>,
+) -> Response {
     let body = match result {
         Ok(data) => {
             let mut body = Map::new();
@@ -251,10 +259,10 @@ fn facts(request: &Captured, key: Option<String>, action: &str) -> RequestFacts 
 }
 
 /// `GET /cgi-bin/gettoken?corpid=&corpsecret=`.
-async fn gettoken(State(state): State<SandboxState>, request: Request) -> Response {
+async fn gettoken(State(state): State<Own<WecomState>>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Wecom, &request);
-    state.with_wecom(|_, stats| stats.wecom_gettoken_calls += 1);
+    state.with(|_, stats| stats.wecom_gettoken_calls += 1);
     let corp_id = request.param("corpid").unwrap_or_default().to_string();
     let facts = facts(&request, Some(corp_id.clone()), "gettoken");
     if let Some(answer) = state.before_processing(&facts).await {
@@ -266,7 +274,7 @@ async fn gettoken(State(state): State<SandboxState>, request: Request) -> Respon
 
 // docs/providers/wecom.md#access-token
 fn issue(
-    state: &SandboxState,
+    state: &Own<WecomState>,
     request: &Captured,
     corp_id: &str,
     facts: &RequestFacts,
@@ -282,7 +290,7 @@ fn issue(
     };
     injected(state, facts)?;
     let fresh = format!("sandbox-{:032x}", rand::rng().random::<u128>());
-    let (token, expires_in) = state.with_wecom(|data, _| {
+    let (token, expires_in) = state.with(|data, _| {
         let now = Instant::now();
         let current = data
             .tokens
@@ -315,14 +323,14 @@ fn area_of(corp: &WecomCorp, secret: &str) -> Option<Area> {
 }
 
 /// Any API of [`APIS`].
-async fn call(State(state): State<SandboxState>, request: Request) -> Response {
+async fn call(State(state): State<Own<WecomState>>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Wecom, &request);
     let Some(api) = APIS.iter().find(|a| a.path == request.path()) else {
         return respond(&state, &facts(&request, None, ""), refuse(404, "unknown api")).await;
     };
     let token = request.param("access_token").unwrap_or_default().to_string();
-    let owner = state.with_wecom(|data, _| data.tokens.get(&token).cloned());
+    let owner = state.with(|data, _| data.tokens.get(&token).cloned());
     let action = api.path.trim_start_matches("/cgi-bin/");
     let facts = facts(&request, owner.as_ref().map(|o| o.0.clone()), action);
     if let Some(answer) = state.before_processing(&facts).await {
@@ -333,7 +341,7 @@ async fn call(State(state): State<SandboxState>, request: Request) -> Response {
 }
 
 fn handle(
-    state: &SandboxState,
+    state: &Own<WecomState>,
     request: &Captured,
     api: &Api,
     token: &str,
@@ -408,7 +416,7 @@ fn handle(
         };
         let agentid = params.get("agentid").map(Value::to_string).unwrap_or_default();
         let now = Instant::now();
-        state.with_wecom(|data, stats| {
+        state.with(|data, stats| {
             stats.wecom_messages += 1;
             for member in members {
                 if !data.deliver(&agentid, member, now) {
@@ -437,7 +445,7 @@ mod tests {
 
     #[test]
     fn members_past_30_a_minute_are_dropped_per_app() {
-        let mut data = WecomData::default();
+        let mut data = WecomState::default();
         let start = Instant::now();
         for i in 0..30 {
             assert!(data.deliver("1000002", "lisi", start + Duration::from_secs(i)), "{i}");

@@ -34,8 +34,8 @@ use serde_json::{Map, Value, json};
 
 use crate::capture::Captured;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
+use crate::hub::Hub;
 use crate::records::{Provider, RobotMessage, UploadedMedia};
-use crate::state::SandboxState;
 
 pub const SEND_PATH: &str = "/cgi-bin/webhook/send";
 pub const UPLOAD_PATH: &str = "/cgi-bin/webhook/upload_media";
@@ -66,7 +66,7 @@ fn refuse<T>(errcode: i64, errmsg: impl Into<String>) -> Result<T, RobotError> {
 }
 
 /// `POST /cgi-bin/webhook/send?key=KEY`.
-pub(crate) async fn send(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn send(State(state): State<Hub>, request: Request) -> Response {
     let request = Captured::read(request, BODY_LIMIT).await;
     state.record_request(Provider::WecomRobot, &request);
     let facts = request_facts(&request, None);
@@ -78,7 +78,7 @@ pub(crate) async fn send(State(state): State<SandboxState>, request: Request) ->
 }
 
 /// `POST /cgi-bin/webhook/upload_media?key=KEY&type=file`.
-pub(crate) async fn upload_media(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn upload_media(State(state): State<Hub>, request: Request) -> Response {
     let request = Captured::read(request, BODY_LIMIT).await;
     state.record_request(Provider::WecomRobot, &request);
     let facts = request_facts(&request, Some("upload_media"));
@@ -89,11 +89,7 @@ pub(crate) async fn upload_media(State(state): State<SandboxState>, request: Req
     respond(&state, &facts, result).await
 }
 
-async fn respond(
-    state: &SandboxState,
-    facts: &RequestFacts,
-    result: Result<Map<String, Value>, RobotError>,
-) -> Response {
+async fn respond(state: &Hub, facts: &RequestFacts, result: Result<Map<String, Value>, RobotError>) -> Response {
     let body = match result {
         Ok(mut extra) => {
             extra.insert("errcode".into(), json!(0));
@@ -121,12 +117,7 @@ fn request_facts(request: &Captured, action: Option<&str>) -> RequestFacts {
         .as_ref()
         .and_then(|b| b.pointer("/text/mentioned_mobile_list"))
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(|p| crate::tencent::sms::normalize_phone(p).unwrap_or_else(|| p.to_string()))
-                .collect()
-        })
+        .map(|list| list.iter().filter_map(Value::as_str).map(crate::phone::canonical).collect())
         .unwrap_or_default();
     RequestFacts {
         provider: Provider::WecomRobot,
@@ -138,7 +129,7 @@ fn request_facts(request: &Captured, action: Option<&str>) -> RequestFacts {
 }
 
 /// Method and key checks shared by both endpoints; returns the key.
-fn authorize<'r>(state: &SandboxState, request: &'r Captured) -> Result<&'r str, RobotError> {
+fn authorize<'r>(state: &Hub, request: &'r Captured) -> Result<&'r str, RobotError> {
     if request.method != Method::POST {
         return refuse(43002, "require POST method");
     }
@@ -150,7 +141,7 @@ fn authorize<'r>(state: &SandboxState, request: &'r Captured) -> Result<&'r str,
 }
 
 /// Faults and the rate limit, once a request passed its checks.
-fn injected_fault(state: &SandboxState, facts: &RequestFacts) -> Result<(), RobotError> {
+fn injected_fault(state: &Hub, facts: &RequestFacts) -> Result<(), RobotError> {
     match state.take_fault(Stage::WecomRequest, facts) {
         Some(FaultEffect::WecomErrcode { errcode, errmsg }) => Err(RobotError {
             errcode,
@@ -161,7 +152,7 @@ fn injected_fault(state: &SandboxState, facts: &RequestFacts) -> Result<(), Robo
     }
 }
 
-fn deliver(state: &SandboxState, request: &Captured, facts: &RequestFacts) -> Result<(), RobotError> {
+fn deliver(state: &Hub, request: &Captured, facts: &RequestFacts) -> Result<(), RobotError> {
     let key = authorize(state, request)?;
     if request.oversized {
         return refuse(40058, "invalid parameter, the request body is too large");
@@ -297,7 +288,7 @@ fn check_news(body: &Map<String, Value>) -> Result<(), RobotError> {
 }
 
 // docs/providers/wecom.md#robot-file-and-upload
-fn check_file(state: &SandboxState, key: &str, body: &Map<String, Value>) -> Result<(), RobotError> {
+fn check_file(state: &Hub, key: &str, body: &Map<String, Value>) -> Result<(), RobotError> {
     let Some(media_id) = opt_str(section(body, "file")?, "file", "media_id")?.filter(|m| !m.is_empty()) else {
         return refuse(41006, "missing media_id");
     };
@@ -307,11 +298,7 @@ fn check_file(state: &SandboxState, key: &str, body: &Map<String, Value>) -> Res
     }
 }
 
-async fn upload(
-    state: &SandboxState,
-    request: &Captured,
-    facts: &RequestFacts,
-) -> Result<Map<String, Value>, RobotError> {
+async fn upload(state: &Hub, request: &Captured, facts: &RequestFacts) -> Result<Map<String, Value>, RobotError> {
     let key = authorize(state, request)?;
     let Some(media_type @ ("file" | "voice")) = request.param("type") else {
         return refuse(40005, "invalid type, `type` must be file or voice");

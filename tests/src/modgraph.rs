@@ -121,7 +121,7 @@ impl ModuleGraph {
                         path.push(node.clone());
                         node = previous[&node].clone();
                     }
-                    path.push(start.clone());
+                    path.push(start);
                     path.reverse();
                     return path;
                 }

@@ -7,6 +7,7 @@
 //! Actions are a table ([`ACTIONS`]): adding SES (service `ses`, version `2020-10-02`) means adding
 //! rows and their handlers, nothing else.
 
+mod api;
 pub mod ses;
 pub mod sign;
 pub(crate) mod sms;
@@ -21,8 +22,10 @@ use uuid::Uuid;
 use crate::capture::Captured;
 use crate::config::{SandboxConfig, TencentAccount};
 use crate::faults::RequestFacts;
+use crate::hub::Own;
 use crate::records::Provider;
-use crate::state::SandboxState;
+use api::{ActionContext, ApiError};
+use ses::SesState;
 use sign::{Authorization, UNSIGNED_PAYLOAD};
 
 /// Largest request body read (docs/providers/tencent-cloud.md#sendemail: 8 MB packets).
@@ -40,42 +43,8 @@ pub const REGIONS: &[&str] = &[
     "ap-singapore",
 ];
 
-/// A whole-request failure: `{"Response":{"Error":{"Code","Message"},"RequestId"}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ApiError {
-    pub code: String,
-    pub message: String,
-    /// Produced by a programmed fault rather than by a check (not counted as a refusal).
-    pub injected: bool,
-    /// A fault's answer that replaces the error envelope (an HTTP 5xx or a broken connection).
-    pub lost: Option<crate::faults::LostAnswer>,
-}
-
-impl ApiError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_string(), message: message.into(), injected: false, lost: None }
-    }
-
-    pub fn missing(parameter: &str) -> Self {
-        Self::new("MissingParameter", format!("The request is missing a required parameter `{parameter}`."))
-    }
-
-    fn invalid_authorization(detail: &str) -> Self {
-        Self::new("AuthFailure.InvalidAuthorization", format!("Authorization is invalid: {detail}"))
-    }
-}
-
-/// What an action handler gets besides the body.
-pub(crate) struct ActionContext<'a> {
-    pub state: &'a SandboxState,
-    pub account: &'a TencentAccount,
-    pub request_id: &'a str,
-    pub region: &'a str,
-    pub facts: &'a RequestFacts,
-}
-
 /// Handles a verified request; returns the `Response` members other than `RequestId`.
-type Handler = fn(&ActionContext<'_>, &[u8]) -> Result<Map<String, Value>, ApiError>;
+type Handler = fn(&ActionContext<'_>, &Own<SesState>, &[u8]) -> Result<Map<String, Value>, ApiError>;
 
 /// One API action.
 pub(crate) struct Action {
@@ -89,13 +58,19 @@ pub(crate) struct Action {
 
 /// The actions the sandbox implements.
 pub(crate) const ACTIONS: &[Action] = &[
-    Action { name: "SendSms", service: "sms", version: "2021-01-11", region_required: true, handler: sms::send_sms },
+    Action {
+        name: "SendSms",
+        service: "sms",
+        version: "2021-01-11",
+        region_required: true,
+        handler: |ctx, _, body| sms::send_sms(ctx, body),
+    },
     Action {
         name: "PullSmsSendStatusByPhoneNumber",
         service: "sms",
         version: "2021-01-11",
         region_required: true,
-        handler: sms::pull_status_by_phone_number,
+        handler: |ctx, _, body| sms::pull_status_by_phone_number(ctx, body),
     },
     ses_action("CreateEmailIdentity", ses::create_email_identity),
     ses_action("DeleteEmailIdentity", ses::delete_email_identity),
@@ -111,7 +86,7 @@ const fn ses_action(name: &'static str, handler: Handler) -> Action {
 }
 
 /// `POST /`: the Tencent Cloud API entry point.
-pub(crate) async fn handle(State(state): State<SandboxState>, request: Request) -> Response {
+pub(crate) async fn handle(State(state): State<Own<SesState>>, request: Request) -> Response {
     let request = Captured::read(request, BODY_LIMIT).await;
     state.record_request(Provider::Tencent, &request);
     let facts = request_facts(&request);
@@ -147,7 +122,7 @@ fn request_facts(request: &Captured) -> RequestFacts {
         .unwrap_or_default()
         .iter()
         .filter_map(Value::as_str)
-        .map(|p| sms::normalize_phone(p).unwrap_or_else(|| p.to_string()))
+        .map(crate::phone::canonical)
         .collect();
     let key = request
         .header("authorization")
@@ -164,7 +139,7 @@ fn request_facts(request: &Captured) -> RequestFacts {
 }
 
 fn process(
-    state: &SandboxState,
+    state: &Own<SesState>,
     request: &Captured,
     facts: &RequestFacts,
     request_id: &str,
@@ -223,8 +198,8 @@ fn process(
         ));
     }
 
-    let context = ActionContext { state, account, request_id, region, facts };
-    (action.handler)(&context, &request.body)
+    let context = ActionContext { hub: state, account, request_id, region, facts };
+    (action.handler)(&context, state, &request.body)
 }
 
 /// Verifies the TC3-HMAC-SHA256 signature; returns the signing account.

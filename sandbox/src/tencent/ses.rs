@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{ActionContext, ApiError};
+use super::api::{ActionContext, ApiError};
 use crate::faults::{FaultEffect, Stage};
-use crate::state::SandboxState;
+use crate::hub::Own;
 
 /// docs/providers/tencent-cloud.md#sendemail: `Destination` holds at most 50 addresses.
 pub const MAX_DESTINATIONS: usize = 50;
@@ -54,16 +54,16 @@ pub struct SentEmail {
     pub region: String,
 }
 
-/// The fake SES's data.
+/// The fake SES's own state.
 #[derive(Debug, Default)]
-pub(crate) struct SesData {
+pub(crate) struct SesState {
     seeded: bool,
     /// Domain → verified.
     identities: BTreeMap<String, bool>,
     emails: Vec<SentEmail>,
 }
 
-impl SesData {
+impl SesState {
     fn seed(&mut self, domains: &[String]) {
         if !self.seeded {
             self.seeded = true;
@@ -74,22 +74,23 @@ impl SesData {
     }
 }
 
-impl SandboxState {
-    fn ses<R>(&self, f: impl FnOnce(&mut SesData) -> R) -> R {
+impl Own<SesState> {
+    /// Runs `f` on the state, seeded with the configured domains on first use.
+    fn ses<R>(&self, f: impl FnOnce(&mut SesState) -> R) -> R {
         let domains = self.config().ses_domains.clone();
-        self.with_ses(|data| {
+        self.with(|data, _| {
             data.seed(&domains);
             f(data)
         })
     }
 
     /// Every mail SES accepted, oldest first.
-    pub fn sent_emails(&self) -> Vec<SentEmail> {
+    pub(crate) fn sent_emails(&self) -> Vec<SentEmail> {
         self.ses(|d| d.emails.clone())
     }
 
     /// `(domain, verified)` of every SES identity.
-    pub fn email_identities(&self) -> Vec<(String, bool)> {
+    pub(crate) fn email_identities(&self) -> Vec<(String, bool)> {
         self.ses(|d| d.identities.iter().map(|(k, v)| (k.clone(), *v)).collect())
     }
 }
@@ -124,7 +125,7 @@ fn required(body: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
 }
 
 fn injected(ctx: &ActionContext<'_>) -> Result<(), ApiError> {
-    match ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
+    match ctx.hub.take_fault(Stage::TencentRequest, ctx.facts) {
         Some(FaultEffect::TencentError { code, message }) => {
             let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
             Err(ApiError { code, message, injected: true, lost: None })
@@ -175,7 +176,11 @@ fn not_exist(domain: &str) -> ApiError {
 }
 
 /// `CreateEmailIdentity`.
-pub(crate) fn create_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn create_email_identity(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     // docs/providers/tencent-cloud.md#identities: CreateEmailIdentity's fields.
     let body = parse(body, &["EmailIdentity", "DKIMOption", "TagList"])?;
     let domain = required(&body, "EmailIdentity")?;
@@ -190,7 +195,7 @@ pub(crate) fn create_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Res
         return Err(wrong_type("DKIMOption"));
     }
     injected(ctx)?;
-    ctx.state.ses(|d| {
+    ses.ses(|d| {
         if d.identities.contains_key(&domain) {
             return Err(ApiError::new("InvalidParameterValue.RepeatCreation", "The domain was created already."));
         }
@@ -203,21 +208,29 @@ pub(crate) fn create_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Res
 }
 
 /// `GetEmailIdentity`.
-pub(crate) fn get_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn get_email_identity(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     let body = parse(body, &["EmailIdentity"])?;
     let domain = required(&body, "EmailIdentity")?;
     injected(ctx)?;
-    let verified = ctx.state.ses(|d| d.identities.get(&domain).copied()).ok_or_else(|| not_exist(&domain))?;
+    let verified = ses.ses(|d| d.identities.get(&domain).copied()).ok_or_else(|| not_exist(&domain))?;
     Ok(identity_answer(&domain, verified))
 }
 
 /// `UpdateEmailIdentity` (请求验证): the sandbox finds the DNS records right.
-pub(crate) fn update_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn update_email_identity(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     // docs/providers/tencent-cloud.md#identities: UpdateEmailIdentity's fields.
     let body = parse(body, &["EmailIdentity", "NewAPI", "DKIMOption"])?;
     let domain = required(&body, "EmailIdentity")?;
     injected(ctx)?;
-    ctx.state.ses(|d| match d.identities.get_mut(&domain) {
+    ses.ses(|d| match d.identities.get_mut(&domain) {
         Some(verified) => {
             *verified = true;
             Ok(identity_answer(&domain, true))
@@ -227,16 +240,24 @@ pub(crate) fn update_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Res
 }
 
 /// `DeleteEmailIdentity`.
-pub(crate) fn delete_email_identity(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn delete_email_identity(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     let body = parse(body, &["EmailIdentity"])?;
     let domain = required(&body, "EmailIdentity")?;
     injected(ctx)?;
-    ctx.state.ses(|d| d.identities.remove(&domain)).ok_or_else(|| not_exist(&domain))?;
+    ses.ses(|d| d.identities.remove(&domain)).ok_or_else(|| not_exist(&domain))?;
     Ok(Map::new())
 }
 
 /// `ListEmailIdentities`.
-pub(crate) fn list_email_identities(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn list_email_identities(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     // docs/providers/tencent-cloud.md#identities: ListEmailIdentities' fields (Limit ≤ 100).
     let body = parse(body, &["TagList", "Limit", "Offset"])?;
     for name in ["Limit", "Offset"] {
@@ -248,8 +269,7 @@ pub(crate) fn list_email_identities(ctx: &ActionContext<'_>, body: &[u8]) -> Res
         return Err(ApiError::new("FailedOperation.InvalidLimit", "Limit is at most 100."));
     }
     injected(ctx)?;
-    let identities: Vec<Value> = ctx
-        .state
+    let identities: Vec<Value> = ses
         .email_identities()
         .into_iter()
         .map(|(domain, verified)| {
@@ -319,7 +339,11 @@ fn simple_part(simple: &Map<String, Value>, name: &str) -> Result<Option<String>
 }
 
 /// `SendEmail`.
-pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn send_email(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     let body = parse(body, SEND_EMAIL_FIELDS)?;
     let from = required(&body, "FromEmailAddress")?;
     let destination = address_list(&body, "Destination")?;
@@ -452,7 +476,7 @@ pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Str
 
     // docs/providers/tencent-cloud.md#identities: only a verified domain sends.
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-    if ctx.state.ses(|d| d.identities.get(&domain).copied()) != Some(true) {
+    if ses.ses(|d| d.identities.get(&domain).copied()) != Some(true) {
         return Err(ApiError::new(
             "FailedOperation.NotAuthenticatedSender",
             format!("The sender domain `{domain}` is not verified."),
@@ -479,7 +503,7 @@ pub(crate) fn send_email(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Str
         region: ctx.region.to_string(),
     };
     tracing::info!(request_id = %email.request_id, "email accepted");
-    ctx.state.ses(|d| d.emails.push(email));
+    ses.ses(|d| d.emails.push(email));
     let mut answer = Map::new();
     answer.insert("MessageId".into(), json!(message_id));
     Ok(answer)

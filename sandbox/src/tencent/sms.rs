@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use super::{ActionContext, ApiError};
+use super::api::{ActionContext, ApiError};
 use crate::faults::{FaultEffect, LostAnswer, Stage};
+use crate::phone::{is_mainland, normalize_phone};
 use crate::records::{Provider, SentSms};
 
 /// docs/providers/tencent-cloud.md#sendsms: `PhoneNumberSet` holds at most 200 numbers.
@@ -50,41 +51,6 @@ const ISO_CODES: [(&str, &str); 16] = [
     ("+61", "AU"),
     ("+91", "IN"),
 ];
-
-/// The E.164 form of a number SendSms accepts, or `None`.
-///
-/// `+<country><number>` (1–15 digits after `+`, no leading 0); Chinese mainland numbers must be
-/// 11-digit mobiles (`1[3-9]xxxxxxxxx`) and may also be written `0086…`, `86…` or bare.
-pub fn normalize_phone(raw: &str) -> Option<String> {
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let mainland = |national: &str| {
-        let b = national.as_bytes();
-        (national.len() == 11 && all_digits(national) && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]))
-            .then(|| format!("+86{national}"))
-    };
-    if let Some(digits) = raw.strip_prefix('+') {
-        if !all_digits(digits) || !(5..=15).contains(&digits.len()) || digits.starts_with('0') {
-            return None;
-        }
-        return match digits.strip_prefix("86") {
-            Some(national) => mainland(national),
-            None => Some(raw.to_string()),
-        };
-    }
-    if let Some(national) = raw.strip_prefix("0086") {
-        return mainland(national);
-    }
-    if raw.len() == 13
-        && let Some(national) = raw.strip_prefix("86")
-    {
-        return mainland(national);
-    }
-    mainland(raw)
-}
-
-fn is_mainland(e164: &str) -> bool {
-    e164.starts_with("+86")
-}
 
 fn iso_code(e164: &str) -> &'static str {
     ISO_CODES.iter().find(|(prefix, _)| e164.starts_with(prefix)).map_or("DEF", |(_, iso)| iso)
@@ -164,7 +130,7 @@ fn parse(body: &[u8]) -> Result<SendSmsRequest, ApiError> {
 /// The `SendSms` handler.
 pub(crate) fn send_sms(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let request = parse(body)?;
-    let config = ctx.state.config();
+    let config = ctx.hub.config();
 
     if request.phones.is_empty() {
         return Err(ApiError::new("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty."));
@@ -236,7 +202,7 @@ pub(crate) fn send_sms(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Strin
     }
 
     let mut partial = None;
-    match ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
+    match ctx.hub.take_fault(Stage::TencentRequest, ctx.facts) {
         Some(FaultEffect::TencentError { code, message }) => {
             let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
             return Err(ApiError { code, message, injected: true, lost: None });
@@ -289,11 +255,11 @@ fn send_one(ctx: &ActionContext<'_>, request: &SendSmsRequest, content: &str, ra
     };
     let Some(phone) = phone else {
         let (code, message) = ("InvalidParameterValue.IncorrectPhoneNumber", "incorrect phone number format");
-        ctx.state.record_rejection(Provider::Tencent, code, message);
+        ctx.hub.record_rejection(Provider::Tencent, code, message);
         return status(raw, "", 0, code, message);
     };
     if let Some(FaultEffect::TencentNumberStatus { code, message }) =
-        ctx.state.take_fault(Stage::TencentNumber, &ctx.facts.for_phone(phone))
+        ctx.hub.take_fault(Stage::TencentNumber, &ctx.facts.for_phone(phone))
     {
         let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
         return status(phone, "", 0, &code, &message);
@@ -301,7 +267,7 @@ fn send_one(ctx: &ActionContext<'_>, request: &SendSmsRequest, content: &str, ra
 
     let serial = serial_no();
     let fee = fee(content);
-    ctx.state.record_sms(SentSms {
+    ctx.hub.record_sms(SentSms {
         phone: phone.to_string(),
         sdk_app_id: request.sdk_app_id.clone(),
         sign_name: request.sign_name.clone(),
@@ -392,7 +358,7 @@ pub(crate) fn pull_status_by_phone_number(
     let end = integer_field(&body, "EndTime")?;
 
     if !ctx.account.sdk_app_ids.contains(&sdk_app_id) {
-        let elsewhere = ctx.state.config().tencent_accounts.iter().any(|a| a.sdk_app_ids.contains(&sdk_app_id));
+        let elsewhere = ctx.hub.config().tencent_accounts.iter().any(|a| a.sdk_app_ids.contains(&sdk_app_id));
         return Err(if elsewhere {
             ApiError::new(
                 "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
@@ -429,14 +395,14 @@ pub(crate) fn pull_status_by_phone_number(
     let phone = normalize_phone(&phone).ok_or_else(|| {
         ApiError::new("InvalidParameterValue.IncorrectPhoneNumber", "PhoneNumber is not an E.164 number.")
     })?;
-    if let Some(FaultEffect::TencentError { code, message }) = ctx.state.take_fault(Stage::TencentRequest, ctx.facts) {
+    if let Some(FaultEffect::TencentError { code, message }) = ctx.hub.take_fault(Stage::TencentRequest, ctx.facts) {
         let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
         return Err(ApiError { code, message, injected: true, lost: None });
     }
 
     let (country, subscriber) = split_country(&phone);
     let receipts: Vec<Value> = ctx
-        .state
+        .hub
         .sent_sms()
         .into_iter()
         .filter(|sms| sms.phone == phone && sms.sdk_app_id == sdk_app_id)
@@ -463,35 +429,6 @@ pub(crate) fn pull_status_by_phone_number(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phone_normalisation() {
-        let ok = [
-            ("+8613800000000", "+8613800000000"),
-            ("008613800000000", "+8613800000000"),
-            ("8613800000000", "+8613800000000"),
-            ("13800000000", "+8613800000000"),
-            ("+85261234567", "+85261234567"),
-            ("+14155550100", "+14155550100"),
-        ];
-        for (raw, e164) in ok {
-            assert_eq!(normalize_phone(raw).as_deref(), Some(e164), "{raw}");
-        }
-        for bad in [
-            "",
-            "+",
-            "+86123",
-            "+8612800000000",
-            "+86138000000001",
-            "12345",
-            "+0123456",
-            "+86 13800000000",
-            "abc",
-            "+1234567890123456",
-        ] {
-            assert_eq!(normalize_phone(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn iso_codes_and_fees() {
