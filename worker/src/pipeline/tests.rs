@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::json;
 use uuid::Uuid;
-use yizhan_state::{Finish, SqliteParking, SqliteStore};
+use yizhan_state::{Finish, Millis, SqliteParking, SqliteStore};
 
 use super::*;
 use crate::connectors::Success;
@@ -106,7 +106,7 @@ async fn fixture(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Failure
             (kind.to_string(), name.to_string()),
             Configured {
                 connector: connector.clone(),
-                quotas: vec![Quota::parse("1000/s").unwrap()],
+                quotas: vec![Quota::parse("10/s").unwrap()],
                 per_recipient: HashMap::new(),
                 on_ambiguous,
             },
@@ -236,7 +236,15 @@ async fn invalid_messages_and_unknown_configs_are_dead_lettered_as_invalid() {
     let kinds: Vec<_> = f.broker.sent().into_iter().map(|s| s.error_kind).collect();
     assert_eq!(kinds, [Some("invalid".to_string()), Some("invalid".to_string())]);
     assert_eq!(f.calls(), 0);
-    assert!(f.pipeline.metrics.render().contains("outcome=\"invalid\"} 2"));
+    let invalid: u64 = f
+        .pipeline
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("yizhan_jobs_total{") && l.contains("outcome=\"invalid\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(invalid, 2);
 }
 
 #[tokio::test]
@@ -254,18 +262,23 @@ async fn a_lost_answer_of_a_write_follows_on_ambiguous_and_of_a_read_is_retried(
     assert_eq!(f.broker.sent()[0].attempt, Some(2), "on_ambiguous = retry executes it again");
 }
 
-/// Claims the job's key as a worker that then died: its lease ran out long ago.
-async fn orphan(f: &Fixture, id: Uuid) {
+/// Claims the job's key for attempt 1 as another worker, at `now`.
+async fn claim_as(f: &Fixture, id: Uuid, owner: &str, now: Millis) {
     let request = ClaimRequest {
         key: id.to_string(),
         job_id: id,
         attempt: 1,
-        owner: "dead-worker".into(),
-        now: now_millis() - 120_000,
+        owner: owner.into(),
+        now,
         lease: Duration::from_secs(30),
         replay: false,
     };
     f.pipeline.store.claim(&request).await.unwrap();
+}
+
+/// Claims the job's key as a worker that then died: its lease ran out long ago.
+async fn orphan(f: &Fixture, id: Uuid) {
+    claim_as(f, id, "dead-worker", now_millis() - 120_000).await;
 }
 
 #[tokio::test]
@@ -291,16 +304,7 @@ async fn a_retry_whose_copy_was_never_published_is_completed_without_executing()
     let f = fixture(OnAmbiguous::Retry, vec![]).await;
     let id = Uuid::now_v7();
     let key = id.to_string();
-    let request = ClaimRequest {
-        key: key.clone(),
-        job_id: id,
-        attempt: 1,
-        owner: "dead-worker".into(),
-        now: now_millis(),
-        lease: Duration::from_secs(30),
-        replay: false,
-    };
-    f.pipeline.store.claim(&request).await.unwrap();
+    claim_as(&f, id, "dead-worker", now_millis()).await;
     let retrying = Finish::Retrying { attempt: 1, progress: None, error: "HTTP 503".into(), next_attempt_at: 0 };
     f.pipeline.store.finish(&key, "dead-worker", &retrying, now_millis()).await.unwrap();
     // The worker died before publishing the retry copy; its delivery comes back.
@@ -317,16 +321,7 @@ async fn a_retry_whose_copy_was_never_published_is_completed_without_executing()
 async fn a_key_another_worker_runs_is_looked_at_again_later() {
     let f = fixture(OnAmbiguous::Retry, vec![]).await;
     let id = Uuid::now_v7();
-    let request = ClaimRequest {
-        key: id.to_string(),
-        job_id: id,
-        attempt: 1,
-        owner: "busy-worker".into(),
-        now: now_millis(),
-        lease: Duration::from_secs(30),
-        replay: false,
-    };
-    f.pipeline.store.claim(&request).await.unwrap();
+    claim_as(&f, id, "busy-worker", now_millis()).await;
     f.deliver(&sms_job(id), 1).await.unwrap();
     assert_eq!(f.calls(), 0);
     let sent = f.broker.sent();
@@ -381,7 +376,8 @@ async fn waiting_jobs_come_back_one_token_apart() {
         .collect();
     dues.sort_unstable();
     assert_eq!(dues.len(), 3);
-    assert!(dues[1] > dues[0] && dues[2] > dues[1], "turns are spaced, not all at once: {dues:?}");
+    // 10/s: a token every 101.5 ms.
+    assert!(dues[1] - dues[0] >= 100 && dues[2] - dues[1] >= 100, "turns are a token apart: {dues:?}");
 }
 
 #[tokio::test]
