@@ -18,7 +18,8 @@
 //! expired); bad params are 99992402, an unknown department 40004. Pages: `page_size` (1–50,
 //! default 10) and `page_token` (from the previous page).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -32,7 +33,7 @@ use sha2::Sha256;
 
 use crate::capture::Captured;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
-use crate::hub::Hub;
+use crate::hub::{Hub, Own};
 use crate::records::{Provider, RobotMessage};
 
 pub const HOOK_PREFIX: &str = "/open-apis/bot/v2/hook/";
@@ -61,6 +62,41 @@ fn refuse<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
 
 fn refuse_400<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
     Err(FeishuError { status: StatusCode::BAD_REQUEST, code, msg: msg.into(), injected: false })
+}
+
+/// The fake's own state: `tenant_access_token` → (app id, expiry).
+#[derive(Debug, Default)]
+pub(crate) struct FeishuState {
+    tokens: HashMap<String, (String, Instant)>,
+}
+
+impl Own<FeishuState> {
+    /// The token endpoint: the app's current token while more than `keep` of its life is left,
+    /// else `fresh` valid for `lifetime`. Returns the token and its remaining seconds.
+    fn token(&self, app_id: &str, fresh: String, lifetime: Duration, keep: Duration) -> (String, u64) {
+        self.with(|d, stats| {
+            stats.feishu_tokens_issued += 1;
+            let now = Instant::now();
+            let current = d
+                .tokens
+                .iter()
+                .filter(|(_, (app, expiry))| app == app_id && *expiry > now + keep)
+                .max_by_key(|(_, (_, expiry))| *expiry)
+                .map(|(token, (_, expiry))| (token.clone(), expiry.duration_since(now).as_secs()));
+            current.unwrap_or_else(|| {
+                d.tokens.insert(fresh.clone(), (app_id.to_string(), now + lifetime));
+                (fresh, lifetime.as_secs())
+            })
+        })
+    }
+
+    /// The app a valid token belongs to.
+    fn token_app(&self, token: &str) -> Option<String> {
+        self.with(|d, _| {
+            let (app, expiry) = d.tokens.get(token)?;
+            (*expiry > Instant::now()).then(|| app.clone())
+        })
+    }
 }
 
 fn injected(state: &Hub, facts: &RequestFacts) -> Result<(), FeishuError> {
@@ -195,7 +231,7 @@ fn deliver(state: &Hub, request: &Captured, hook_id: &str, facts: &RequestFacts)
 // ----- app ------------------------------------------------------------------------------------
 
 /// `POST /open-apis/auth/v3/tenant_access_token/internal`.
-pub(crate) async fn tenant_access_token(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn tenant_access_token(State(state): State<Own<FeishuState>>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Feishu, &request);
     let body: Map<String, Value> = match serde_json::from_slice(&request.body) {
@@ -212,7 +248,7 @@ pub(crate) async fn tenant_access_token(State(state): State<Hub>, request: Reque
 }
 
 fn issue_token(
-    state: &Hub,
+    state: &Own<FeishuState>,
     request: &Captured,
     body: &Map<String, Value>,
     app_id: &str,
@@ -229,7 +265,7 @@ fn issue_token(
     }
     injected(state, facts)?;
     let fresh: String = format!("t-{:040x}", rand::rng().random::<u128>());
-    let (token, expire) = state.feishu_token(app_id, fresh, TOKEN_LIFETIME, TOKEN_REISSUE_MARGIN);
+    let (token, expire) = state.token(app_id, fresh, TOKEN_LIFETIME, TOKEN_REISSUE_MARGIN);
     let mut answer = Map::new();
     answer.insert("msg".into(), json!("ok"));
     answer.insert("tenant_access_token".into(), json!(token));
@@ -238,14 +274,14 @@ fn issue_token(
 }
 
 /// The bearer token's app, or the error Feishu answers.
-fn authorize(state: &Hub, request: &Captured) -> Result<String, FeishuError> {
+fn authorize(state: &Own<FeishuState>, request: &Captured) -> Result<String, FeishuError> {
     if request.method != Method::GET {
         return refuse_400(99991400, "method not allowed");
     }
     let Some(token) = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) else {
         return refuse_400(99991661, "Missing access token for authorization.");
     };
-    state.feishu_token_app(token).ok_or(FeishuError {
+    state.token_app(token).ok_or(FeishuError {
         status: StatusCode::BAD_REQUEST,
         code: 99991663,
         msg: "Invalid access token for authorization. Please make a request with token attached.".into(),
@@ -254,15 +290,14 @@ fn authorize(state: &Hub, request: &Captured) -> Result<String, FeishuError> {
 }
 
 async fn read_call(
-    state: &Hub,
+    state: &Own<FeishuState>,
     request: Request,
     action: &str,
     handle: fn(&Captured) -> Result<Map<String, Value>, FeishuError>,
 ) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Feishu, &request);
-    let app =
-        request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.feishu_token_app(t));
+    let app = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.token_app(t));
     let facts = facts(Provider::Feishu, &request, app, Some(action.into()));
     if let Some(answer) = state.before_processing(&facts).await {
         return answer;
@@ -278,7 +313,7 @@ async fn read_call(
 }
 
 /// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`.
-pub(crate) async fn departments(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn departments(State(state): State<Own<FeishuState>>, request: Request) -> Response {
     read_call(&state, request, "departments", |request| {
         let parent = request.param("parent_department_id").unwrap_or("0");
         let fetch_child = match request.param("fetch_child") {
@@ -306,7 +341,7 @@ pub(crate) async fn departments(State(state): State<Hub>, request: Request) -> R
 }
 
 /// `GET /open-apis/contact/v3/users/find_by_department?department_id=&page_size=&page_token=`.
-pub(crate) async fn users(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn users(State(state): State<Own<FeishuState>>, request: Request) -> Response {
     read_call(&state, request, "find_by_department", |request| {
         let Some(department) = request.param("department_id").filter(|d| !d.is_empty()) else {
             return refuse_400(99992402, "field validation failed: department_id is required");

@@ -46,10 +46,6 @@ struct Data {
     robot_windows: HashMap<String, RollingWindow>,
     /// Other providers' throttles, by `(provider, credential)`.
     windows: HashMap<(Provider, String), RollingWindow>,
-    /// Feishu `tenant_access_token` → (app id, expiry).
-    feishu_tokens: HashMap<String, (String, Instant)>,
-    /// Juzibot contact ways, oldest first, as `get_contact_way` returns them.
-    contact_ways: Vec<Value>,
 }
 
 fn push_capped<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
@@ -145,11 +141,6 @@ impl Hub {
         self.data().robot_messages.iter().cloned().collect()
     }
 
-    /// Every Juzibot contact way created, oldest first.
-    pub(crate) fn contact_ways(&self) -> Vec<Value> {
-        self.data().contact_ways.clone()
-    }
-
     /// Every uploaded file.
     pub(crate) fn uploaded_media(&self) -> Vec<UploadedMedia> {
         self.data().media.clone()
@@ -200,18 +191,6 @@ impl Hub {
 
     // ----- crate-internal: used by the fake providers ------------------------------------------
 
-    pub(crate) fn record_contact_way(&self, contact_way: Value) {
-        tracing::info!("contact way created");
-        self.change(|d| {
-            d.stats.contact_ways_created += 1;
-            d.contact_ways.push(contact_way);
-        });
-    }
-
-    pub(crate) fn find_contact_way(&self, config_id: &str) -> Option<Value> {
-        self.data().contact_ways.iter().find(|w| w["config_id"] == config_id).cloned()
-    }
-
     /// A throttle hit for `(provider, credential)`: at most `limit` per rolling `window`.
     pub(crate) fn throttle(&self, provider: Provider, credential: &str, limit: u32, window: Duration) -> bool {
         let mut data = self.data();
@@ -219,38 +198,6 @@ impl Hub {
             .entry((provider, credential.to_string()))
             .or_insert_with(|| RollingWindow::new(limit, window))
             .try_hit(Instant::now())
-    }
-
-    /// Feishu's token endpoint: the app's current token while more than `keep` of its life is left,
-    /// else `fresh` valid for `lifetime`. Returns the token and its remaining seconds.
-    pub(crate) fn feishu_token(
-        &self,
-        app_id: &str,
-        fresh: String,
-        lifetime: Duration,
-        keep: Duration,
-    ) -> (String, u64) {
-        self.change(|d| {
-            d.stats.feishu_tokens_issued += 1;
-            let now = Instant::now();
-            let current = d
-                .feishu_tokens
-                .iter()
-                .filter(|(_, (app, expiry))| app == app_id && *expiry > now + keep)
-                .max_by_key(|(_, (_, expiry))| *expiry)
-                .map(|(token, (_, expiry))| (token.clone(), expiry.duration_since(now).as_secs()));
-            current.unwrap_or_else(|| {
-                d.feishu_tokens.insert(fresh.clone(), (app_id.to_string(), now + lifetime));
-                (fresh, lifetime.as_secs())
-            })
-        })
-    }
-
-    /// The app a valid Feishu token belongs to.
-    pub(crate) fn feishu_token_app(&self, token: &str) -> Option<String> {
-        let data = self.data();
-        let (app, expiry) = data.feishu_tokens.get(token)?;
-        (*expiry > Instant::now()).then(|| app.clone())
     }
 
     pub(crate) fn record_request(&self, provider: Provider, request: &Captured) {

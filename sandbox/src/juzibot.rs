@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::capture::Captured;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
-use crate::hub::Hub;
+use crate::hub::{Hub, Own};
 use crate::records::Provider;
 
 pub const CHANNELS_PATH: &str = "/api/v1/channel/list";
@@ -41,9 +41,9 @@ fn refuse<T>(errcode: i64, errmsg: impl Into<String>) -> Result<T, JuziError> {
     Err(JuziError { errcode, errmsg: errmsg.into(), injected: false })
 }
 
-type Handler = fn(&Hub, &Captured, &RequestFacts) -> Result<Map<String, Value>, JuziError>;
+type Handler = fn(&Own<JuzibotState>, &Captured, &RequestFacts) -> Result<Map<String, Value>, JuziError>;
 
-async fn serve(state: Hub, request: Request, method: Method, handle: Handler) -> Response {
+async fn serve(state: Own<JuzibotState>, request: Request, method: Method, handle: Handler) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Juzibot, &request);
     let action = request.path().rsplit('/').next().unwrap_or_default().to_string();
@@ -75,6 +75,31 @@ async fn serve(state: Hub, request: Request, method: Method, handle: Handler) ->
 }
 
 // docs/providers/juzibot.md#auth
+/// The fake's own state: the contact ways, oldest first, as `get_contact_way` returns them.
+#[derive(Debug, Default)]
+pub(crate) struct JuzibotState {
+    contact_ways: Vec<Value>,
+}
+
+impl Own<JuzibotState> {
+    fn record_contact_way(&self, contact_way: Value) {
+        tracing::info!("contact way created");
+        self.with(|d, stats| {
+            stats.contact_ways_created += 1;
+            d.contact_ways.push(contact_way);
+        });
+    }
+
+    fn find_contact_way(&self, config_id: &str) -> Option<Value> {
+        self.with(|d, _| d.contact_ways.iter().find(|w| w["config_id"] == config_id).cloned())
+    }
+
+    /// Every contact way created, oldest first.
+    pub(crate) fn contact_ways(&self) -> Vec<Value> {
+        self.with(|d, _| d.contact_ways.clone())
+    }
+}
+
 fn authorize(state: &Hub, request: &Captured, method: &Method) -> Result<(), JuziError> {
     match request.param("token") {
         Some(token) if state.config().juzibot_tokens.iter().any(|t| t == token) => {}
@@ -114,7 +139,7 @@ fn number_param(request: &Captured, name: &str, default: u64, max: u64) -> Resul
 }
 
 /// `GET /api/v1/channel/list?token=&current=&pageSize=`.
-pub(crate) async fn list_channels(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn list_channels(State(state): State<Own<JuzibotState>>, request: Request) -> Response {
     serve(state, request, Method::GET, |state, request, facts| {
         let current = number_param(request, "current", 1, u64::MAX)?;
         let size = number_param(request, "pageSize", 10, 1000)?;
@@ -136,7 +161,7 @@ pub(crate) async fn list_channels(State(state): State<Hub>, request: Request) ->
 
 /// `POST /api/v1/contactWay/add?token=` with WeCom's `add_contact_way` body.
 // docs/providers/juzibot.md#endpoints (limits unconfirmed: no public official source)
-pub(crate) async fn add_contact_way(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn add_contact_way(State(state): State<Own<JuzibotState>>, request: Request) -> Response {
     serve(state, request, Method::POST, |state, request, facts| {
         let body = json_body(request)?;
         let one_or_two = |name: &str| match body.get(name).and_then(Value::as_u64) {
@@ -175,7 +200,7 @@ pub(crate) async fn add_contact_way(State(state): State<Hub>, request: Request) 
 }
 
 /// `GET /api/v1/contactWay/get?token=&config_id=`.
-pub(crate) async fn get_contact_way(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn get_contact_way(State(state): State<Own<JuzibotState>>, request: Request) -> Response {
     serve(state, request, Method::GET, |state, request, facts| {
         let Some(config_id) = request.param("config_id").filter(|c| !c.is_empty()) else {
             return refuse(40058, "config_id is required");
@@ -195,7 +220,7 @@ pub(crate) async fn get_contact_way(State(state): State<Hub>, request: Request) 
 }
 
 /// `POST /api/v1/contactWay/list?token=` with `{start_time?, end_time?, cursor?, limit?}`.
-pub(crate) async fn list_contact_ways(State(state): State<Hub>, request: Request) -> Response {
+pub(crate) async fn list_contact_ways(State(state): State<Own<JuzibotState>>, request: Request) -> Response {
     serve(state, request, Method::POST, |state, request, facts| {
         let body = json_body(request)?;
         let now = chrono::Utc::now().timestamp();

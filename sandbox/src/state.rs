@@ -11,7 +11,9 @@ use tokio::time;
 
 use crate::config::SandboxConfig;
 use crate::faults::{Fault, FaultError};
+use crate::feishu::FeishuState;
 use crate::hub::{Hub, Own};
+use crate::juzibot::JuzibotState;
 use crate::records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 use crate::tencent::ses::{SentEmail, SesState};
 use crate::tencent_meeting::MeetingState;
@@ -32,6 +34,8 @@ pub struct SandboxState {
     ses: Own<SesState>,
     wecom: Own<WecomState>,
     meetings: Own<MeetingState>,
+    feishu: Own<FeishuState>,
+    juzibot: Own<JuzibotState>,
 }
 
 impl std::fmt::Debug for SandboxState {
@@ -56,12 +60,19 @@ macro_rules! provider_state {
     )*};
 }
 
-provider_state!(ses: SesState, wecom: WecomState, meetings: MeetingState);
+provider_state!(ses: SesState, wecom: WecomState, meetings: MeetingState, feishu: FeishuState, juzibot: JuzibotState);
 
 impl SandboxState {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         let hub = Hub::new(config);
-        Self { ses: Own::new(hub.clone()), wecom: Own::new(hub.clone()), meetings: Own::new(hub.clone()), hub }
+        Self {
+            ses: Own::new(hub.clone()),
+            wecom: Own::new(hub.clone()),
+            meetings: Own::new(hub.clone()),
+            feishu: Own::new(hub.clone()),
+            juzibot: Own::new(hub.clone()),
+            hub,
+        }
     }
 
     /// The configuration the sandbox runs with.
@@ -120,7 +131,7 @@ impl SandboxState {
 
     /// Every Juzibot contact way created, oldest first.
     pub fn contact_ways(&self) -> Vec<Value> {
-        self.hub.contact_ways()
+        self.juzibot.contact_ways()
     }
 
     /// Every uploaded file.
@@ -184,6 +195,8 @@ impl SandboxState {
         self.ses.reset();
         self.wecom.reset();
         self.meetings.reset();
+        self.feishu.reset();
+        self.juzibot.reset();
     }
 
     // ----- waiting --------------------------------------------------------------------------
