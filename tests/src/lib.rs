@@ -24,6 +24,9 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 /// Short delays so that retries happen within a test.
 pub const RETRY_DELAYS: &str = "200ms,400ms";
+/// How long a test waits for a condition before failing: generous, since a wait ends as soon as its
+/// condition holds (a test that needs longer names its own bound and says why).
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A path to one of the workspace's binaries, next to the test executable's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {
@@ -250,23 +253,59 @@ rate_limit = "6000/min"
     pub async fn store(&self) -> std::sync::Arc<dyn yizhan_state::StateStore> {
         yizhan_state::open(&self.state_url, &self.prefix).await.unwrap()
     }
+}
 
-    /// Deletes this test's queues and exchanges.
-    pub async fn cleanup(self) {
-        let channel = self.connection.create_channel().await.unwrap();
+/// Deletes the test's exchanges, queues and Redis keys when the test ends, passed or panicked: a
+/// failing test leaks nothing. Drop cannot await and may run on the test's runtime, so the
+/// deletion runs on a thread of its own with its own connection, bounded by a timeout.
+impl Drop for Harness {
+    fn drop(&mut self) {
         let names = self.names();
         let mut queues: Vec<String> = Priority::ALL.iter().map(|p| names.lane(*p)).collect();
         queues.push(names.dead());
-        // The retry delays, and the worker's lane for jobs waiting on a rate limit.
-        for delay in yizhan_broker::parse_delays(&format!("{RETRY_DELAYS},2s")).unwrap() {
-            queues.push(names.delay(delay));
-        }
-        for queue in &queues {
-            let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
-            let _ = channel.exchange_delete(queue.as_str().into(), ExchangeDeleteOptions::default()).await;
-        }
-        let _ = channel.exchange_delete(names.jobs_exchange().as_str().into(), ExchangeDeleteOptions::default()).await;
-        self.sandbox.shutdown().await;
+        // The retry delays the binaries are given, and the worker's own not-yet lane.
+        let mut delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
+        delays.push(yizhan_worker::pipeline::NOT_YET_LANE);
+        queues.extend(delays.into_iter().map(|delay| names.delay(delay)));
+        let exchanges: Vec<String> = queues.iter().cloned().chain([names.jobs_exchange()]).collect();
+        let amqp_url = self.amqp_url.clone();
+        let redis_namespace = (self.state_url == REDIS_URL).then(|| self.prefix.clone());
+        let cleanup = async move {
+            if let Ok(connection) =
+                yizhan_broker::connect(&amqp_url, "yizhan-test-cleanup", yizhan_broker::Recovery::FailFast).await
+                && let Ok(channel) = connection.create_channel().await
+            {
+                for queue in &queues {
+                    let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+                }
+                for exchange in &exchanges {
+                    let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+                }
+                let _ = connection.close(200, "cleaned up".into()).await;
+            }
+            if let Some(namespace) = redis_namespace {
+                delete_redis_namespace(&namespace).await;
+            }
+        };
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            // A broker a test stopped (a private node) must not hold the test up.
+            let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), cleanup).await });
+        });
+        let _ = thread.join();
+    }
+}
+
+/// Deletes every key of the state store's `namespace` (`<namespace>:…`).
+async fn delete_redis_namespace(namespace: &str) {
+    let Ok(client) = redis::Client::open(REDIS_URL) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let keys: Vec<String> = match redis::cmd("KEYS").arg(format!("{namespace}:*")).query_async(&mut conn).await {
+        Ok(keys) => keys,
+        Err(_) => return,
+    };
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
 }
 

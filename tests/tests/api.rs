@@ -13,7 +13,8 @@ use yizhan_sandbox::{DEFAULT_ROBOT_KEYS, SandboxConfig};
 use yizhan_schemas::Priority;
 use yizhan_tests::{Harness, Store, binary, eventually, number};
 
-const WAIT: Duration = Duration::from_secs(90);
+/// Longer than [`yizhan_tests::WAIT`]: one test sends 1,000 SMS through the API.
+const LONG_WAIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "api-test-token";
 
 /// A running `yizhan-producer serve`.
@@ -77,7 +78,8 @@ impl Api {
     }
 
     async fn wait_status(&self, id: &str, wanted: &str) -> Value {
-        eventually(&format!("job {id} {wanted}"), WAIT, || async { self.status(id).await["status"] == wanted }).await;
+        eventually(&format!("job {id} {wanted}"), LONG_WAIT, || async { self.status(id).await["status"] == wanted })
+            .await;
         self.status(id).await
     }
 }
@@ -119,7 +121,7 @@ async fn a_thousand_jobs_in_batches_of_100_are_confirmed_and_sent_once() {
         ids.extend(body["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_string()));
     }
     assert_eq!(ids.len(), 1000);
-    h.sandbox().wait_for_sms(1000, WAIT).await.unwrap();
+    h.sandbox().wait_for_sms(1000, LONG_WAIT).await.unwrap();
     for i in 0..1000 {
         assert_eq!(h.sandbox().sms_count_for(&number(i)), 1, "{}", number(i));
     }
@@ -127,7 +129,6 @@ async fn a_thousand_jobs_in_batches_of_100_are_confirmed_and_sent_once() {
     assert_eq!(h.sandbox().sent_sms().len(), 1000);
     let metrics = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("yizhan_producer_jobs_total{outcome=\"accepted\"} 1000"), "{metrics}");
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,7 +152,6 @@ async fn a_mixed_batch_enqueues_nothing_and_explains_each_invalid_item() {
     let (status, _) = api.post(&sms("+8613800000009")).await;
     assert_eq!(status, 202);
     assert_eq!(lanes_depth(&h).await, 1, "only the valid single job was enqueued");
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,7 +180,6 @@ async fn status_goes_from_queued_to_succeeded_with_the_result_or_dead_with_the_r
 
     let malformed = api.client.get(format!("{}/v1/jobs/42", api.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(malformed.status(), 400);
-    h.cleanup().await;
 }
 
 /// Only jobs the API accepted are `queued` before a worker takes them; an id never submitted is
@@ -215,7 +214,6 @@ async fn unknown_ids_are_404_and_accepted_jobs_queued_until_taken() {
     }
     api.wait_status(&raw_id.to_string(), "succeeded").await;
     assert_eq!(get(uuid::Uuid::now_v7().to_string()).await, 404);
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,7 +237,6 @@ async fn requests_without_a_valid_token_get_401_and_oversized_bodies_413() {
     assert_eq!(lanes_depth(&h).await, 0);
     let log = std::fs::read_to_string(&api.log).unwrap();
     assert!(!log.contains(TOKEN), "the token never appears in logs");
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,7 +253,6 @@ async fn post_answers_503_while_the_broker_is_unreachable() {
     assert_eq!(status, 400);
     let log = std::fs::read_to_string(&api.log).unwrap();
     assert!(!log.contains("secret-pw"), "{log}");
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,7 +265,7 @@ async fn dlq_replay_after_fixing_the_config_delivers_once_and_purge_empties_it()
     assert_eq!(status, 202, "{body}");
     let first = body["ids"][0].as_str().unwrap().to_string();
     let dead_queue = h.names().dead();
-    eventually("both dead-lettered", WAIT, || async { h.queue_depth(&dead_queue).await == 2 }).await;
+    eventually("both dead-lettered", LONG_WAIT, || async { h.queue_depth(&dead_queue).await == 2 }).await;
 
     let (code, out, err) = h.producer(&["dlq", "list", "--json"], "");
     assert_eq!(code, 0, "{err}");
@@ -314,7 +310,8 @@ async fn dlq_replay_after_fixing_the_config_delivers_once_and_purge_empties_it()
         .unwrap();
     let (code, _, err) = h.producer(&["dlq", "replay", &first], "");
     assert_eq!(code, 0, "{err}");
-    eventually("the replayed copy is a duplicate", WAIT, || async { worker.jobs_total("duplicate").await == 1 }).await;
+    eventually("the replayed copy is a duplicate", LONG_WAIT, || async { worker.jobs_total("duplicate").await == 1 })
+        .await;
     assert_eq!(h.sandbox().robot_messages(DEFAULT_ROBOT_KEYS[0]).len(), 1);
 
     // Purge: refused without a terminal and without --yes, done with --yes.
@@ -324,5 +321,4 @@ async fn dlq_replay_after_fixing_the_config_delivers_once_and_purge_empties_it()
     let (code, _, err) = h.producer(&["dlq", "purge", "--yes"], "");
     assert_eq!(code, 0, "{err}");
     assert_eq!(h.queue_depth(&dead_queue).await, 0);
-    h.cleanup().await;
 }

@@ -2,13 +2,10 @@
 //! takes its flags after the subcommand (as users type them) as well as before it (as it used to).
 
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use yizhan_sandbox::SandboxConfig;
 use yizhan_schemas::Priority;
-use yizhan_tests::{Harness, Store, binary, eventually, number, sms_job};
-
-const WAIT: Duration = Duration::from_secs(30);
+use yizhan_tests::{Harness, Store, WAIT, binary, eventually, number, sms_job};
 
 /// Flags only the worker reads.
 const WORKER_FLAGS: [&str; 4] = ["--metrics-addr", "--concurrency", "--prefetch", "--lease"];
@@ -133,7 +130,6 @@ async fn serve_takes_its_flags_after_and_before_the_subcommand() {
         assert_eq!(catalog(&token).await, 200, "--api-tokens {position} serve");
         assert_eq!(catalog("env-token").await, 401, "the flag replaces the environment's tokens");
     }
-    h.cleanup().await;
 }
 
 #[tokio::test]
@@ -151,6 +147,4 @@ async fn submit_takes_the_prefix_before_and_after_the_subcommand() {
     let lane = Priority::Normal;
     assert_eq!(h.queue_depth(&h.names().lane(lane)).await, 2, "both jobs on the --prefix lane");
     assert_eq!(decoy.queue_depth(&decoy.names().lane(lane)).await, 0, "none under YIZHAN_PREFIX");
-    decoy.cleanup().await;
-    h.cleanup().await;
 }

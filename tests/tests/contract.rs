@@ -1,13 +1,10 @@
 //! The contract's promises about bad input, metrics, health and lanes.
 
-use std::time::Duration;
 
 use serde_json::json;
 use yizhan_sandbox::SandboxConfig;
 use yizhan_schemas::Priority;
-use yizhan_tests::{Harness, Store, number, sms_job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, number, sms_job};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn submit_rejects_bad_lines_by_number_and_publishes_only_the_valid_ones() {
@@ -35,7 +32,6 @@ async fn submit_rejects_bad_lines_by_number_and_publishes_only_the_valid_ones() 
         h.producer(&["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f", "submit", "-"], &format!("{valid}\n"));
     assert_eq!(code, 2, "{stderr}");
     assert!(!stderr.contains("guest:guest"), "the broker password must not be printed: {stderr}");
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,7 +57,6 @@ async fn malformed_messages_published_directly_are_dead_lettered_as_invalid_and_
     h.submit(&[sms_job(&["+8613800000003"], None)]).await;
     h.sandbox().wait_for_sms(1, WAIT).await.unwrap();
     assert_eq!(worker.jobs_total("invalid").await, 3);
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +98,6 @@ async fn metrics_and_health_follow_the_contract() {
     assert!(!text.contains("+86138"), "no recipient in labels");
     assert!(!text.contains(yizhan_sandbox::DEFAULT_SECRET_KEY));
     assert!(!worker.log_text().contains(yizhan_sandbox::DEFAULT_SECRET_KEY), "no secret in logs");
-    h.cleanup().await;
 }
 
 /// With one slot, a `high` job waiting next to a backlog of `bulk` jobs goes first.
@@ -126,7 +120,6 @@ async fn high_priority_jobs_do_not_wait_behind_bulk() {
     let order: Vec<String> = h.sandbox().sent_sms().iter().map(|s| s.phone.clone()).collect();
     let position = order.iter().position(|p| *p == number(1)).unwrap();
     assert!(position <= 1, "the high job was sent at position {position} of {}", order.len());
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,5 +138,4 @@ async fn catalog_lists_every_supported_action_with_effect_and_schema() {
             assert_eq!(entry["params_schema"]["type"], "object", "{kind}.{action}");
         }
     }
-    h.cleanup().await;
 }

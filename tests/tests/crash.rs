@@ -7,7 +7,8 @@ use std::time::Duration;
 use yizhan_sandbox::{Fault, Provider, SandboxConfig};
 use yizhan_tests::{Harness, Store, number, sms_job};
 
-const WAIT: Duration = Duration::from_secs(120);
+/// Longer than [`yizhan_tests::WAIT`]: 150 jobs outlive killed workers.
+const LONG_WAIT: Duration = Duration::from_secs(120);
 const CONCURRENCY: &str = "16";
 
 const STRICT_CONFIG: &str = r#"
@@ -46,7 +47,7 @@ async fn slow_backlog(h: &Harness, n: usize, config: &str) -> Vec<uuid::Uuid> {
 async fn wait_settled(h: &Harness, ids: &[uuid::Uuid]) -> HashMap<String, usize> {
     let store = h.store().await;
     let mut statuses = HashMap::new();
-    yizhan_tests::eventually("every job settled", WAIT, || {
+    yizhan_tests::eventually("every job settled", LONG_WAIT, || {
         let store = store.clone();
         let ids = ids.to_vec();
         async move {
@@ -72,7 +73,7 @@ async fn sigkill_mid_run_loses_nothing_and_repeats_only_jobs_in_flight() {
     let h = Harness::start("kill-retry", Store::Redis, SandboxConfig::default_accounts(), "").await;
     let ids = slow_backlog(&h, 600, "default").await;
     let mut worker = h.spawn_worker(&["--concurrency", CONCURRENCY]).await;
-    h.sandbox().wait_for_sms(150, WAIT).await.unwrap();
+    h.sandbox().wait_for_sms(150, LONG_WAIT).await.unwrap();
     worker.signal_and_wait("KILL");
 
     let _worker = h.spawn_worker(&["--concurrency", CONCURRENCY]).await;
@@ -83,7 +84,6 @@ async fn sigkill_mid_run_loses_nothing_and_repeats_only_jobs_in_flight() {
     let repeated = counts.values().filter(|&&c| c > 1).count();
     assert!(repeated <= 16, "{repeated} numbers got a second SMS; at most the 16 in flight may");
     assert!(counts.values().all(|&c| c <= 2));
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -93,7 +93,7 @@ async fn sigkill_under_dead_letter_policy_sends_nothing_twice_and_parks_the_ambi
     std::fs::write(&h.config_path, std::fs::read_to_string(&h.config_path).unwrap() + &config).unwrap();
     let ids = slow_backlog(&h, 600, "strict").await;
     let mut worker = h.spawn_worker(&["--concurrency", CONCURRENCY]).await;
-    h.sandbox().wait_for_sms(150, WAIT).await.unwrap();
+    h.sandbox().wait_for_sms(150, LONG_WAIT).await.unwrap();
     worker.signal_and_wait("KILL");
 
     let _worker = h.spawn_worker(&["--concurrency", CONCURRENCY]).await;
@@ -101,12 +101,11 @@ async fn sigkill_under_dead_letter_policy_sends_nothing_twice_and_parks_the_ambi
     let dead = statuses.get("dead").copied().unwrap_or(0);
     assert!((1..=16).contains(&dead), "only jobs in flight at the kill are ambiguous: {statuses:?}");
     assert_eq!(statuses.get("succeeded").copied().unwrap_or(0) + dead, 600);
-    let parked = h.take_dead(dead, WAIT).await;
+    let parked = h.take_dead(dead, LONG_WAIT).await;
     assert!(parked.iter().all(|d| d.kind == "ambiguous"), "{parked:?}");
     let counts = sms_per_number(&h);
     assert!(counts.values().all(|&c| c == 1), "nothing is ever sent twice under dead_letter");
     assert!(counts.len() >= 600 - dead, "every job not parked got its SMS");
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,7 +113,7 @@ async fn sigterm_drains_in_flight_jobs_and_exits_zero() {
     let h = Harness::start("term", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
     let ids = slow_backlog(&h, 200, "default").await;
     let mut worker = h.spawn_worker(&["--concurrency", "8"]).await;
-    h.sandbox().wait_for_sms(40, WAIT).await.unwrap();
+    h.sandbox().wait_for_sms(40, LONG_WAIT).await.unwrap();
     assert_eq!(worker.signal_and_wait("TERM"), Some(0), "log:\n{}", worker.log_text());
     let sent_at_stop = h.sandbox().sent_sms().len();
     assert!(sent_at_stop < 200, "the worker stopped taking jobs");
@@ -125,5 +124,4 @@ async fn sigterm_drains_in_flight_jobs_and_exits_zero() {
     let counts = sms_per_number(&h);
     assert_eq!(counts.len(), 200);
     assert!(counts.values().all(|&c| c == 1), "a drained worker leaves no duplicate");
-    h.cleanup().await;
 }

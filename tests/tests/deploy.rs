@@ -7,13 +7,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use yizhan_sandbox::{Fault, SandboxConfig};
 use yizhan_schemas::Priority;
-use yizhan_tests::{Harness, Store, number, sms_job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, number, sms_job};
 
 /// Metrics of RabbitMQ's own exporter (rabbitmq_prometheus, `/metrics/per-object`) that the
 /// dashboard and rules may use. The tests' broker does not run that plugin, so these names are
@@ -283,7 +280,6 @@ async fn dashboard_and_rules_use_only_metrics_a_live_worker_exports() {
     let broken: serde_json::Value = serde_json::from_str(&broken).unwrap();
     let missing = missing_metrics(&dashboard_exprs(&broken), &exposition);
     assert!(missing.iter().any(|m| m.starts_with("yizhan_jobs_inflight ")), "{missing:?}");
-    h.cleanup().await;
 }
 
 #[test]

@@ -1,11 +1,8 @@
 //! Rate limits across a fleet, and no head-of-line blocking between connector configs.
 
-use std::time::Duration;
 
 use yizhan_sandbox::{Provider, SandboxConfig};
-use yizhan_tests::{Harness, Store, number, sms_job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, number, sms_job};
 
 /// The same property as "two workers on a 20/min robot send at most 20 in any rolling minute",
 /// at 10/s so that it runs in seconds: two worker processes share the config's limit through Redis.
@@ -42,7 +39,6 @@ rate_limit = "10/s"
         assert!(end - start < 11, "{} requests within one second: {times:?}", end - start + 1);
     }
     assert!(times[29] - times[0] >= 2800, "30 requests at 10/s take about 3 s: {times:?}");
-    h.cleanup().await;
 }
 
 /// A config with no token for a minute does not hold the worker's slots: another config's jobs,
@@ -75,7 +71,6 @@ rate_limit = "1/min"
     let slow_sent = sent.iter().filter(|p| (0..6).any(|i| **p == number(i))).count();
     assert_eq!(slow_sent, 1, "the slow config sent one in its first minute: {sent:?}");
     assert_eq!(worker.jobs_total("retried").await, 0, "waiting for a token is not a failed attempt");
-    h.cleanup().await;
 }
 
 /// A provider's throttle answer (WeCom 45009: "blocked for 60 s") pauses that config on every
@@ -118,5 +113,4 @@ async fn a_throttle_answer_pauses_the_config_fleet_wide_and_others_flow() {
     assert!(sandbox.all_robot_messages().is_empty(), "the robot is paused on both workers");
     let robot_requests = sandbox.requests_for(Provider::WecomRobot).len();
     assert_eq!(robot_requests, 1, "only the throttled call reached WeCom during the pause");
-    h.cleanup().await;
 }

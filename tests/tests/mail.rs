@@ -11,15 +11,14 @@ use yizhan_sandbox::SandboxConfig;
 use yizhan_schemas::Job;
 use yizhan_state::StateStore;
 use yizhan_tests::mail::{Delivered, FREQUENCY_LIMITED, MailServer, PASSWORD, THROTTLED, Tls, USER};
-use yizhan_tests::{Harness, Store, Worker, eventually, job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, Worker, eventually, job};
 
 /// One test's mail servers, harness (config `box`) and worker.
 struct World {
     mail: MailServer,
-    h: Harness,
+    // Before `h`: fields drop in order, and the worker must stop before the harness deletes its queues.
     worker: Worker,
+    h: Harness,
     store: std::sync::Arc<dyn StateStore>,
 }
 
@@ -104,11 +103,6 @@ impl World {
                 assert!(line.contains(", TLS"), "{protocol} login without TLS: {line}");
             }
         }
-    }
-
-    async fn cleanup(self) {
-        drop(self.worker);
-        self.h.cleanup().await;
     }
 }
 
@@ -220,7 +214,6 @@ async fn round_trip(test: &str, tls: Tls) {
     assert_eq!(part.attachment_name(), Some("季度报告.pdf"));
     assert_eq!(part.contents(), attachment.as_slice());
     w.assert_logins_used_tls(&["imap", "pop3"]).await;
-    w.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,7 +280,6 @@ async fn send_mail_addresses_and_headers_reach_every_recipient() {
     }
     // Nobody else got it.
     assert!(w.mail.mailbox("support@example.test").is_empty());
-    w.cleanup().await;
 }
 
 /// (b) mime_type × transfer_encoding, checked on the raw delivered bytes and decoded.
@@ -353,7 +345,6 @@ SUMMARY:每日站会 stand-up\r\nORGANIZER:mailto:me@example.test\r\nEND:VEVENT\
     // An invitation carries its METHOD as the content type's parameter (RFC 6047).
     let invitation = by_subject(&delivered, "calendar 8bit");
     assert!(invitation.headers("Content-Type")[0].contains("method=REQUEST"), "{}", invitation.header_text());
-    w.cleanup().await;
 }
 
 /// (b) attachments: several files, binary and text, byte for byte, with names and types.
@@ -407,7 +398,6 @@ async fn send_mail_attachments_arrive_byte_for_byte() {
                {"filename": "logo.png", "content_type": "image/png", "size": png.len()}])
     );
     assert_eq!(imap[0]["html_body"].as_str().map(str::trim_end), Some("<p>see attached</p>"));
-    w.cleanup().await;
 }
 
 /// (c) `550 … frequency limited` is retried (the config paused meanwhile) until the server
@@ -453,7 +443,6 @@ async fn frequency_limited_reply_is_retried_until_accepted() {
     assert!(dead[0].error.contains("frequency limited"), "{}", dead[0].error);
     assert_eq!(w.mail.rcpt_attempts(THROTTLED), 3);
     assert!(w.mail.mailbox(THROTTLED).is_empty());
-    w.cleanup().await;
 }
 
 /// (d) A wrong authorization code: SMTP answers 535 and the job is dead at once, as are the
@@ -483,7 +472,6 @@ async fn wrong_auth_code_dead_letters_with_535_without_leaking_it() {
     assert_eq!(protocols, vec!["imap", "pop3"], "{dead:?}");
     assert!(!w.worker.log_text().contains(wrong), "the auth code is in the worker log");
     assert!(w.mail.mailbox(USER).is_empty());
-    w.cleanup().await;
 }
 
 /// (e) IMAP: `unseen_only` and `mark_seen` (the maildir's Seen flag), `max`, `since`.
@@ -528,7 +516,6 @@ async fn imap_unseen_only_and_mark_seen() {
     assert_eq!(w.receive("receive_mail_imap", json!({"filter": {"since": "2000-01-01"}})).await.len(), 3);
     assert!(w.receive("receive_mail_imap", json!({"filter": {"since": "2999-01-01"}})).await.is_empty());
     w.assert_logins_used_tls(&["imap"]).await;
-    w.cleanup().await;
 }
 
 /// (e) POP3: filters (`from`, `subject_contains`, `since`/`until`, `max`) and `delete_after`.
@@ -564,5 +551,4 @@ async fn pop3_filters_and_delete_after() {
     let all = w.receive("receive_mail_pop3", json!({})).await;
     assert_eq!(subjects(&all), ["keep: invoice", "keep: receipt"]);
     w.assert_logins_used_tls(&["pop3"]).await;
-    w.cleanup().await;
 }

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use yizhan_sandbox::{Provider, SandboxConfig};
 use yizhan_tests::rabbit::RabbitNode;
-use yizhan_tests::{Harness, Store, Worker, eventually, number, sms_job};
+use yizhan_tests::{Harness, Store, WAIT, Worker, eventually, number, sms_job};
 
-const WAIT: Duration = Duration::from_secs(60);
 const CONCURRENCY: usize = 8;
 
 async fn readyz(worker: &Worker) -> Option<u16> {
@@ -75,5 +74,4 @@ async fn broker_restart_loses_nothing_and_readiness_comes_back() {
     assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejected());
     assert_eq!(readyz(&worker).await, Some(200));
     drop(worker);
-    h.cleanup().await;
 }

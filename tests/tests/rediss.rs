@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use yizhan_sandbox::SandboxConfig;
-use yizhan_tests::{Harness, Store, binary, eventually, number, sms_job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, binary, eventually, number, sms_job};
 
 /// A TLS-only redis-server on a free port, killed on drop.
 struct TlsRedis {
@@ -145,5 +143,4 @@ async fn workers_claim_finish_and_limit_over_rediss() {
     assert!(keys >= 21, "records in the TLS Redis: {keys}; {}", String::from_utf8_lossy(&info.stderr));
     drop(worker);
     drop(redis);
-    h.cleanup().await;
 }

@@ -1,13 +1,11 @@
 //! All six `wecom_robot` actions through RabbitMQ against the sandbox.
 
-use std::time::Duration;
 
 use base64::Engine;
 use serde_json::json;
 use yizhan_sandbox::SandboxConfig;
-use yizhan_tests::{Harness, Store, job};
+use yizhan_tests::{Harness, Store, WAIT, job};
 
-const WAIT: Duration = Duration::from_secs(60);
 /// A 1×1 PNG: the sandbox, like WeCom, accepts only real PNG or JPG images.
 const PNG: &[u8] = &[
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
@@ -61,7 +59,6 @@ async fn every_robot_action_reaches_the_group_once() {
     let image = messages.iter().find(|m| m["msgtype"] == "image").unwrap();
     assert_eq!(image["image"]["md5"].as_str().unwrap().len(), 32, "md5 computed by the worker");
     yizhan_tests::eventually("all six succeeded", WAIT, || async { worker.jobs_total("succeeded").await == 6 }).await;
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,5 +79,4 @@ async fn a_removed_robot_is_dead_lettered_with_the_errcode_and_a_busy_one_retrie
     assert!(!dead[0].error.contains(yizhan_sandbox::DEFAULT_ROBOT_KEYS[0]), "the robot key is a secret");
     sandbox.wait_for_robot_messages(1, WAIT).await.unwrap();
     assert_eq!(sandbox.robot_messages(yizhan_sandbox::DEFAULT_ROBOT_KEYS[0])[0]["msgtype"], "markdown");
-    h.cleanup().await;
 }

@@ -1,15 +1,12 @@
 //! DingTalk robot, Feishu bot, Feishu app and Juzibot jobs through RabbitMQ against the sandbox.
 
-use std::time::Duration;
 
 use serde_json::json;
 use yizhan_sandbox::{
     DEFAULT_DINGTALK_ROBOTS, DEFAULT_FEISHU_APP, DEFAULT_FEISHU_HOOKS, DEFAULT_JUZIBOT_TOKEN, Fault, Provider,
     SandboxConfig,
 };
-use yizhan_tests::{Harness, Store, eventually, job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, eventually, job};
 
 fn config() -> String {
     let (dt_token, dt_secret) = DEFAULT_DINGTALK_ROBOTS[0];
@@ -79,7 +76,6 @@ async fn dingtalk_signed_messages_of_every_type_are_delivered() {
     assert_eq!(types, ["actionCard", "feedCard", "link", "markdown", "text"]);
     assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejections());
     eventually("all five succeeded", WAIT, || async { worker.jobs_total("succeeded").await == 5 }).await;
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +99,6 @@ async fn feishu_signed_message_delivered_and_11232_retried() {
     assert_eq!(sandbox.stats().faults_applied, 1);
     eventually("both succeeded", WAIT, || async { worker.jobs_total("succeeded").await == 2 }).await;
     assert_eq!(worker.jobs_total("retried").await, 1);
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,5 +135,4 @@ async fn feishu_department_users_and_juzibot_contact_way_results_are_stored() {
     assert_eq!(ways.len(), 1);
     assert_eq!(receipt["config_id"], ways[0]["config_id"]);
     assert!(receipt["qr_code"].is_string());
-    h.cleanup().await;
 }

@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use yizhan_sandbox::{Fault, FaultEffect, LostAnswer, Provider, SandboxConfig};
-use yizhan_tests::{Harness, Store, number, sms_job};
-
-const WAIT: Duration = Duration::from_secs(60);
+use yizhan_tests::{Harness, Store, WAIT, number, sms_job};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_sms_job_is_sent_once_and_recorded() {
@@ -28,7 +26,6 @@ async fn one_sms_job_is_sent_once_and_recorded() {
     assert_eq!(worker.jobs_total("succeeded").await, 1);
     assert!(h.sandbox().rejected().is_empty(), "every request verified: {:?}", h.sandbox().rejected());
     drop(worker);
-    h.cleanup().await;
 }
 
 /// The issue's acceptance scenario: 250 SMS jobs; some numbers throttled twice
@@ -104,7 +101,6 @@ async fn mixed_failures_end_with_exactly_one_sms_per_number() {
     assert_eq!(worker.jobs_total("succeeded").await, 225);
     assert!(worker.jobs_total("retried").await >= 30, "10 throttled twice + 10 HTTP 500 once");
     drop(worker);
-    h.cleanup().await;
 }
 
 /// Issue 3: one job of 200 numbers, 3 failing retryably once and 2 permanently: the 195 are sent
@@ -153,7 +149,6 @@ async fn a_200_number_job_retries_only_the_retryable_numbers() {
     assert_eq!(codes.iter().filter(|n| n["code"] == "Ok").count(), 198);
     assert_eq!(codes.iter().filter(|n| n["code"] == "FailedOperation.PhoneNumberInBlacklist").count(), 2);
     assert!(codes.iter().all(|n| n["phone_number"].is_string()));
-    h.cleanup().await;
 }
 
 /// A campaign's jobs share `SendSms` calls: while the provider holds the first two calls (500 ms),
@@ -186,7 +181,6 @@ async fn a_campaign_shares_calls_and_each_job_records_its_own_number() {
     }
     assert!(sandbox.rejected().is_empty(), "{:?}", sandbox.rejected());
     drop(worker);
-    h.cleanup().await;
 }
 
 /// Issue 15, item 4: 250 jobs of one campaign share calls; three shared calls are lost after the
@@ -248,5 +242,4 @@ async fn lost_shared_calls_never_text_a_number_twice() {
     assert!(queries > 0, "the lost numbers were asked about");
     assert!(sandbox.rejected().is_empty(), "every request valid: {:?}", sandbox.rejected());
     drop(worker);
-    h.cleanup().await;
 }

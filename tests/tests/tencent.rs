@@ -1,13 +1,11 @@
 //! Tencent SES and Tencent Meeting jobs through RabbitMQ against the sandbox.
 
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use yizhan_sandbox::{DEFAULT_MEETING_APP, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, DEFAULT_SES_DOMAIN, SandboxConfig};
 use yizhan_state::StateStore;
-use yizhan_tests::{Harness, Store, eventually, job};
+use yizhan_tests::{Harness, Store, WAIT, eventually, job};
 
-const WAIT: Duration = Duration::from_secs(60);
 const HTML: &str = "<html><body><p>您好 <b>Li</b> &amp; welcome</p></body></html>";
 const TEXT: &str = "Line one\nLine two: 你好";
 
@@ -94,7 +92,6 @@ async fn ses_send_and_identity_read_are_executed_and_stored() {
     assert_eq!(identity["VerifiedForSendingStatus"], true);
     assert!(h.sandbox().rejected().is_empty(), "{:?}", h.sandbox().rejected());
     drop(worker);
-    h.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,5 +125,4 @@ async fn a_meeting_is_created_then_cancelled() {
     assert_eq!(meetings[0]["status"], "MEETING_STATE_CANCELLED");
     assert!(h.sandbox().rejected().is_empty(), "{:?}", h.sandbox().rejected());
     drop(worker);
-    h.cleanup().await;
 }

@@ -8,7 +8,8 @@ use serde_json::json;
 use yizhan_sandbox::{DEFAULT_WECOM_CORP, Fault, Provider, SandboxConfig};
 use yizhan_tests::{Harness, Store, eventually, job};
 
-const WAIT: Duration = Duration::from_secs(120);
+/// Longer than [`yizhan_tests::WAIT`]: a job waits out WeCom's one-minute 45009 pause.
+const LONG_WAIT: Duration = Duration::from_secs(120);
 const BURST: usize = 1000;
 /// One past WeCom's 30 messages a minute to one member: the last must wait for the first to age.
 const TO_ONE_MEMBER: usize = 31;
@@ -52,7 +53,7 @@ async fn all_succeed(h: &Harness, ids: &[uuid::Uuid]) {
     for id in ids {
         let store = store.clone();
         let id = *id;
-        eventually("the job succeeded", WAIT, move || {
+        eventually("the job succeeded", LONG_WAIT, move || {
             let store = store.clone();
             async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded") }
         })
@@ -71,7 +72,7 @@ async fn app_messages_share_one_token_refresh_once_retry_limits_and_dead_letter_
     sandbox.push_fault(Fault::error_code(Provider::Wecom, 45009).for_action("message/send")).unwrap();
     let throttled = h.submit(&[message_of("branch", 0, "lisi")]).await;
     let watched = sandbox.clone();
-    eventually("the 45009 was answered", WAIT, move || {
+    eventually("the 45009 was answered", LONG_WAIT, move || {
         let sandbox = watched.clone();
         async move { sandbox.stats().pending_faults == 0 }
     })
@@ -95,7 +96,7 @@ async fn app_messages_share_one_token_refresh_once_retry_limits_and_dead_letter_
     let jobs: Vec<_> = (BURST..2 * BURST).map(|i| message(i, &format!("staff{i}"))).collect();
     let ids = h.submit(&jobs).await;
     let watched = sandbox.clone();
-    eventually("part of the second burst was delivered", WAIT, move || {
+    eventually("part of the second burst was delivered", LONG_WAIT, move || {
         let sandbox = watched.clone();
         async move { sandbox.stats().wecom_messages >= delivered + 100 }
     })
@@ -124,11 +125,10 @@ async fn app_messages_share_one_token_refresh_once_retry_limits_and_dead_letter_
 
     // Nobody WeCom knows: dead-lettered with its errcode, never retried.
     h.submit(&[message(0, "ghost")]).await;
-    let dead = h.take_dead(1, WAIT).await;
+    let dead = h.take_dead(1, LONG_WAIT).await;
     assert_eq!(dead[0].kind, "permanent");
     assert!(dead[0].error.contains("errcode 81013"), "{}", dead[0].error);
     assert_eq!(dead[0].attempts, 1);
     // No more tokens for `hq`; `branch` refreshed its own, which the revocation expired too.
     assert_eq!(sandbox.stats().wecom_gettoken_calls, gettoken_before + 3);
-    h.cleanup().await;
 }
