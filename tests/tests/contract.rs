@@ -1,6 +1,5 @@
 //! The contract's promises about bad input, metrics, health and lanes.
 
-
 use serde_json::json;
 use yizhan_sandbox::SandboxConfig;
 use yizhan_schemas::Priority;

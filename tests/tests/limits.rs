@@ -1,6 +1,5 @@
 //! Rate limits across a fleet, and no head-of-line blocking between connector configs.
 
-
 use yizhan_sandbox::{Provider, SandboxConfig};
 use yizhan_tests::{Harness, Store, WAIT, number, sms_job};
 

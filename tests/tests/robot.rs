@@ -1,6 +1,5 @@
 //! All six `wecom_robot` actions through RabbitMQ against the sandbox.
 
-
 use base64::Engine;
 use serde_json::json;
 use yizhan_sandbox::SandboxConfig;

@@ -1,6 +1,5 @@
 //! DingTalk robot, Feishu bot, Feishu app and Juzibot jobs through RabbitMQ against the sandbox.
 
-
 use serde_json::json;
 use yizhan_sandbox::{
     DEFAULT_DINGTALK_ROBOTS, DEFAULT_FEISHU_APP, DEFAULT_FEISHU_HOOKS, DEFAULT_JUZIBOT_TOKEN, Fault, Provider,

@@ -1,6 +1,5 @@
 //! Tencent SES and Tencent Meeting jobs through RabbitMQ against the sandbox.
 
-
 use serde_json::{Value, json};
 use yizhan_sandbox::{DEFAULT_MEETING_APP, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, DEFAULT_SES_DOMAIN, SandboxConfig};
 use yizhan_state::StateStore;
