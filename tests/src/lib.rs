@@ -388,6 +388,16 @@ impl Worker {
             .sum()
     }
 
+    /// A metric's value summed over its label sets (counters and gauges).
+    pub async fn metric_sum(&self, name: &str) -> u64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// Sends a signal by name (`TERM`, `KILL`) and waits for the exit; returns the exit code.
     pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
         Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
