@@ -9,6 +9,7 @@
 //! Unix epoch) so that leases are testable without sleeping; fleet clocks must agree to well within
 //! the lease.
 
+mod model;
 mod parking;
 pub mod redact;
 mod redis_store;
@@ -17,153 +18,13 @@ mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
-
+pub use model::{
+    Claim, ClaimRequest, DEFAULT_RETENTION, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError,
+    now_millis,
+};
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
-
-/// Milliseconds since the Unix epoch.
-pub type Millis = i64;
-
-pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or_default()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("unsupported state store URL {0:?}: expected sqlite://PATH or redis://HOST:PORT/DB")]
-    BadUrl(String),
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("corrupt record for key {key:?}: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("state store task failed: {0}")]
-    Task(String),
-}
-
-/// A request to run attempt `attempt` of job `job_id` under idempotency key `key`.
-#[derive(Debug, Clone)]
-pub struct ClaimRequest {
-    pub key: String,
-    pub job_id: Uuid,
-    /// The delivery's attempt number, 1 for the first.
-    pub attempt: u32,
-    /// The claiming worker instance.
-    pub owner: String,
-    pub now: Millis,
-    pub lease: Duration,
-    /// A copy replayed from the dead-letter queue by an operator: it may take over a `dead` key as
-    /// a fresh attempt (a `succeeded` key stays finished, so a replay never repeats a success).
-    pub replay: bool,
-}
-
-/// The answer to a claim.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// The caller holds the key until `now + lease` (renewable) and should run the job.
-    /// `progress` is what earlier attempts recorded (for example the numbers already sent).
-    /// `orphaned_attempt` is set when the previous holder's lease ran out mid-run: that attempt's
-    /// outcome is unknown, so the caller must apply the config's `on_ambiguous`.
-    Acquired { progress: Option<Value>, orphaned_attempt: Option<u32> },
-    /// The key already finished (succeeded or dead): the delivery is a duplicate.
-    Finished { state: FinishedState },
-    /// Another worker holds a live lease on the key; look again in `retry_in`.
-    Busy { retry_in: Duration },
-    /// This very attempt already decided to retry, but the retry copy was not confirmed published
-    /// (the worker died in between): publish the retry copy for attempt `attempt + 1` now.
-    RetryUnpublished { attempt: u32, progress: Option<Value> },
-    /// A stale copy: the job already moved on to a later attempt (or its retry copy was
-    /// published), or the key belongs to another job that is waiting for its retry.
-    Stale,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishedState {
-    Succeeded,
-    Dead,
-}
-
-/// How an attempt ended, recorded by the key's holder.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
-    /// Will be retried: attempt `attempt` failed transiently; the retry copy (attempt + 1) goes out
-    /// after this is recorded, and [`StateStore::retry_published`] marks it confirmed.
-    Retrying { attempt: u32, progress: Option<Value>, error: String, next_attempt_at: Millis },
-    /// Done; `result` is a read action's data (or a write's receipt).
-    Succeeded { attempt: u32, result: Option<Value> },
-    /// Parked in the dead-letter queue. `kind` is `permanent`, `exhausted`, `invalid` or `ambiguous`.
-    Dead { attempt: u32, kind: String, error: String, progress: Option<Value> },
-}
-
-/// A job's status as the HTTP API reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobStatus {
-    pub id: Uuid,
-    /// `running`, `retrying`, `succeeded` or `dead` (`queued` is the API's answer for an unknown id).
-    pub status: String,
-    pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_kind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<Millis>,
-    /// Set when this job was a duplicate of another job with the same idempotency key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duplicate_of: Option<Uuid>,
-}
-
-/// The state store contract; see the module docs.
-///
-/// Claim rules, by the key's current record:
-/// - none: `Acquired` (record: running, attempt, owner, lease).
-/// - succeeded: `Finished`.
-/// - dead: `Finished`, unless `replay`: then `Acquired` as the request's attempt, progress kept.
-/// - running, lease live: `Busy` (retry_in = time left on the lease, at least 1 ms).
-/// - running, lease over: `Acquired { orphaned_attempt: Some(previous attempt) }`, progress kept.
-/// - retrying at attempt n, same job: attempt > n → `Acquired` (progress kept); attempt == n and the
-///   retry copy not marked published → `RetryUnpublished`; otherwise `Stale`.
-/// - retrying, another job id: `Stale`.
-///
-/// Every claim also indexes `job_id → key`, so that [`StateStore::status`] answers for duplicates.
-/// Records are kept for the store's retention (default 7 days) after their last change.
-#[async_trait::async_trait]
-pub trait StateStore: Send + Sync + 'static {
-    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError>;
-
-    /// Extends the leases of `keys` held by `owner` to `now + lease`; keys no longer held are skipped.
-    async fn renew(&self, owner: &str, keys: &[String], now: Millis, lease: Duration) -> Result<(), StoreError>;
-
-    /// Records how the holder's attempt ended.
-    async fn finish(&self, key: &str, owner: &str, finish: &Finish, now: Millis) -> Result<(), StoreError>;
-
-    /// Marks that the retry copy for attempt `attempt + 1` was confirmed by the broker.
-    async fn retry_published(&self, key: &str, attempt: u32) -> Result<(), StoreError>;
-
-    /// The status of a job by id, `None` when no worker has seen it yet.
-    async fn status(&self, job_id: Uuid) -> Result<Option<JobStatus>, StoreError>;
-
-    /// Records job ids the API accepted (the broker confirmed them), in one round trip for the
-    /// batch, so that an id no worker has taken yet is told apart from one never submitted.
-    async fn accept(&self, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError>;
-
-    /// Whether the API accepted `job_id` (within the retention).
-    async fn accepted(&self, job_id: Uuid) -> Result<bool, StoreError>;
-
-    /// Deletes records unchanged for longer than the retention. Redis expires keys by itself.
-    async fn prune(&self, now: Millis) -> Result<u64, StoreError>;
-}
 
 /// Opens the store named by a URL: `sqlite://PATH` (relative or absolute; `sqlite::memory:` for an
 /// in-memory store) or `redis://HOST:PORT/DB`. `namespace` separates deployments that share one
@@ -171,8 +32,6 @@ pub trait StateStore: Send + Sync + 'static {
 pub async fn open(url: &str, namespace: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     open_with_retention(url, namespace, DEFAULT_RETENTION).await
 }
-
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub async fn open_with_retention(
     url: &str,

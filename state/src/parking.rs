@@ -23,7 +23,8 @@ use redis::aio::ConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::{Millis, RedisStore, StoreError};
+use crate::model::{DEFAULT_RETENTION, Millis, StoreError};
+use crate::redis_store::RedisStore;
 
 /// A message held back until `due`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +74,7 @@ pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingL
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteParking::open(":memory:", namespace)?))
     } else if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let store = RedisStore::open(url, namespace, crate::DEFAULT_RETENTION).await?;
+        let store = RedisStore::open(url, namespace, DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisParking { conn: store.connection(), namespace: namespace.to_string() }))
     } else {
         Err(StoreError::BadUrl(crate::redact::url_credentials(url)))

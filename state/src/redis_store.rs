@@ -16,8 +16,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Script};
 use uuid::Uuid;
 
+use crate::model::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError};
+use crate::redact;
 use crate::sqlite::{duration_ms, parse_json};
-use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError, redact};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError};
+use crate::model::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError};
 
 /// The most requests run in one transaction.
 const MAX_BATCH: usize = 1024;
