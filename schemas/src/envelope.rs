@@ -76,3 +76,8 @@ impl Job {
         serde_json::to_vec(self).expect("a job serialises")
     }
 }
+
+/// JSON Schema of the job envelope, as checked in under `schemas/json/envelope.json`.
+pub fn envelope_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(JobInput)).expect("schema serialises")
+}

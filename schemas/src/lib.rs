@@ -12,13 +12,8 @@ mod validate;
 pub use catalog::{
     ActionSpec, Body, Effect, Endpoint, KindSpec, MailOp, Method, RecipientLimit, find_action, find_kind, kinds,
 };
-pub use envelope::{Job, JobInput, Priority};
+pub use envelope::{Job, JobInput, Priority, envelope_schema};
 pub use validate::{FieldError, MissingId, validate_job, validate_job_value, validate_params};
-
-/// JSON Schema of the job envelope, as checked in under `schemas/json/envelope.json`.
-pub fn envelope_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(JobInput)).expect("schema serialises")
-}
 
 /// Every checked-in schema file: (path relative to `schemas/json/`, pretty JSON).
 pub fn schema_files() -> Vec<(String, String)> {

@@ -105,7 +105,9 @@ fn action_name(kind: &str, action: &str) -> &'static str {
 
 fn envelope_validator() -> &'static Validator {
     static VALIDATOR: OnceLock<Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| jsonschema::validator_for(&crate::envelope_schema()).expect("envelope schema compiles"))
+    VALIDATOR.get_or_init(|| {
+        jsonschema::validator_for(&crate::envelope::envelope_schema()).expect("envelope schema compiles")
+    })
 }
 
 fn params_validators() -> &'static HashMap<(&'static str, &'static str), Validator> {
@@ -185,7 +187,7 @@ mod tests {
         let job = validate_job_value(&sms(ok_params()), MissingId::Assign).unwrap();
         assert_eq!(job.idempotency_key, job.id.to_string());
         assert_eq!(job.max_attempts, 8);
-        assert_eq!(job.priority, crate::Priority::Normal);
+        assert_eq!(job.priority, crate::envelope::Priority::Normal);
         assert_eq!(job.id.get_version_num(), 7);
     }
 

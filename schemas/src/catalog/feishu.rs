@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "feishu",

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
 /// The config's `hook_id` replaces `{hook_id}`.
 pub const HOOK_PATH: &str = "/open-apis/bot/v2/hook/{hook_id}";

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 // Juzibot creates contact ways on the WeCom side with WeCom's own params.
 use super::wecom::{AddContactWay, ConfigId};
 

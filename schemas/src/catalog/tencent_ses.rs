@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, Effect, Endpoint, KindSpec, schema};
+use super::spec::{ActionSpec, Effect, Endpoint, KindSpec, schema};
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "tencent_ses",

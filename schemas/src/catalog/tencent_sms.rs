@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, Effect, Endpoint, KindSpec, schema};
+use super::spec::{ActionSpec, Effect, Endpoint, KindSpec, schema};
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "tencent_sms",

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
+use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
 const fn message(msgtype: &'static str) -> Endpoint {
     Endpoint::Http { method: Method::Post, path: "/cgi-bin/webhook/send", body: Body::Message { msgtype } }

@@ -15,7 +15,7 @@ mod oa;
 
 use schemars::JsonSchema;
 
-use super::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, RecipientLimit, schema};
+use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, RecipientLimit, schema};
 
 pub use contacts::*;
 pub use customers::*;
@@ -100,7 +100,7 @@ const JSON: Body = Body::Params;
 const QUERY: Body = Body::Query { renames: &[] };
 
 #[rustfmt::skip]
-pub(in crate::catalog) const KIND: KindSpec = KindSpec {
+pub(super) const KIND: KindSpec = KindSpec {
     name: "wecom",
     title: "企业微信应用 WeCom application API",
     // "每企业调用单个cgi/api不可超过1万次/分" (docs/providers/wecom.md#rate-limits), per bucket = per API.
