@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use yizhan_state::redact;
 
-use super::Failure;
+use super::call::Failure;
 
 /// Connect timeout: a provider that does not accept a connection within it is down for us.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

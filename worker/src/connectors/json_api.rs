@@ -8,7 +8,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 use yizhan_schemas::Method;
 
-use super::{Failure, http};
+use super::call::Failure;
+use super::http;
 use crate::config::{ConfigError, ConnectorConfig};
 
 /// The config's `endpoint` (or `default`), checked to be an http(s) URL with a host.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// Legacy "send too fast, exceed 20 times per minute".
 pub const SEND_TOO_FAST: i64 = 130101;

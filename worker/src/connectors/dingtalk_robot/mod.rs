@@ -20,8 +20,9 @@ use sha2::Sha256;
 use yizhan_schemas::{Body, Endpoint};
 
 use self::config::DingtalkRobotConfig;
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use super::json_api::{self, Answer};
-use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 pub const DEFAULT_BASE: &str = "https://oapi.dingtalk.com";

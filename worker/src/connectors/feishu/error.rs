@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// The gateway's "request trigger frequency limit" (HTTP 429, or 400 on older APIs).
 pub const RATE_LIMITED: i64 = 99991400;

@@ -23,8 +23,9 @@ use tokio::sync::Mutex;
 use yizhan_schemas::{Body, Endpoint};
 
 use self::config::FeishuConfig;
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use super::json_api::{self, Answer};
-use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 pub const DEFAULT_BASE: &str = "https://open.feishu.cn";

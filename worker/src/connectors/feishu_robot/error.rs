@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// Frequency limited (100/min, 5/s per bot, or platform pressure).
 pub const FREQUENCY_LIMITED: i64 = 11232;

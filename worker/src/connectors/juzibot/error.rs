@@ -1,7 +1,7 @@
 //! Classification of Juzibot answers (docs/providers/juzibot.md#errors): no errcode table is published, so
 //! every non-zero `errcode` is permanent; HTTP 429 ("请求太频繁") throttles the config and 5xx are transient.
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 pub fn classify(errcode: i64, errmsg: &str) -> Failure {
     Failure::permanent(format!("errcode {errcode}: {errmsg}"))

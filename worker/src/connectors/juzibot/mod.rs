@@ -14,8 +14,9 @@ use serde_json::Value;
 use yizhan_schemas::{Body, Effect, Endpoint};
 
 use self::config::JuzibotConfig;
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use super::json_api::{self, Answer};
-use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 pub const DEFAULT_BASE: &str = "https://hub.juzibot.com";

@@ -7,7 +7,7 @@
 
 use yizhan_state::redact;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

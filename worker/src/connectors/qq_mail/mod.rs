@@ -32,7 +32,7 @@ use yizhan_state::redact;
 
 use self::config::{QqMailConfig, Server, TlsMode};
 use self::error::{Class, MailError};
-use super::{Call, Connector, Failure, Success};
+use super::call::{Call, Connector, Failure, Success};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 /// Longest an IMAP or POP3 receive may take, connect to logout.

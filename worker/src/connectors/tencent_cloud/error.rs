@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// What a Tencent Cloud code means for the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use serde::Deserialize;
 
 use self::sign::{SignInput, Tc3Signer};
-use super::{Failure, http};
+use super::call::Failure;
+use super::http;
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 /// Sent and signed byte for byte.

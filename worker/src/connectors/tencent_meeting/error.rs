@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// `(code, when it resets)`: quotas that outlast any retry schedule.
 const QUOTAS: &[(i64, &str)] = &[

@@ -18,8 +18,9 @@ use yizhan_schemas::{Endpoint, Method};
 
 use self::config::TencentMeetingConfig;
 use self::sign::{MeetingSignInput, signature};
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use super::json_api::{self, Answer};
-use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 pub const DEFAULT_BASE: &str = "https://api.meeting.qq.com";

@@ -20,9 +20,10 @@ use yizhan_schemas::Endpoint;
 use yizhan_schemas::catalog::SendEmail;
 
 use self::config::TencentSesConfig;
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use super::tencent_cloud::error::{ApiError, failure};
 use super::tencent_cloud::{self, Envelope, Service};
-use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig};
 
 /// docs/providers/tencent-cloud.md#ses-service-ses-version-2020-10-02

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{Api, SendSmsRequest, SendStatus, match_number};
-use crate::connectors::Failure;
+use super::api::{Api, SendSmsRequest, SendStatus, match_number, request_id};
+use crate::connectors::call::Failure;
 use crate::connectors::tencent_cloud::error::ApiError;
 
 /// Calls one lane may have in flight before jobs wait to share the next one.
@@ -219,7 +219,7 @@ impl Calls {
                 (None, None) => {
                     let reason = format!(
                         "SendSms answered neither Error nor SendStatusSet{}",
-                        super::request_id(response.request_id.as_deref())
+                        request_id(response.request_id.as_deref())
                     );
                     batch.iter().map(|_| Err(Failure::Ambiguous { reason: reason.clone() })).collect()
                 }

@@ -53,6 +53,7 @@
 //! an [`Failure::Ambiguous`], left to the config's `on_ambiguous`. Answers the provider documents
 //! as refusals of the whole request before sending are retried or failed as they were.
 
+mod api;
 mod batch;
 #[cfg(test)]
 mod batch_tests;
@@ -74,12 +75,14 @@ use yizhan_schemas::Endpoint;
 use yizhan_schemas::catalog::SendSms;
 use yizhan_state::redact;
 
+pub use self::api::Api;
+use self::api::{Receipt, SendStatus, match_number, request_id};
 use self::batch::{Answer, Calls, Sent, Shared};
 use self::config::TencentSmsConfig;
 use self::error::classify;
-use super::tencent_cloud::error::{ApiError, Class, failure};
-use super::tencent_cloud::{self, Envelope, Service};
-use super::{Call, Connector, Failure, Success, http};
+use super::call::{Call, Connector, Failure, Success};
+use super::tencent_cloud::error::{Class, failure};
+use super::tencent_cloud::{self, Service};
 use crate::config::{ConfigError, ConnectorConfig};
 
 /// docs/providers/tencent-cloud.md#sms-service-sms-version-2021-01-11
@@ -96,9 +99,6 @@ const REASON_MESSAGE_CHARS: usize = 80;
 /// Receipts are asked for from this long before a lost call, in case our clock runs ahead of the
 /// provider's.
 const RECEIPT_MARGIN_SECS: i64 = 10;
-/// `PullSmsSendStatusByPhoneNumber` returns at most 100 receipts
-/// (docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber).
-const RECEIPT_LIMIT: u64 = 100;
 /// Status queries of one attempt in flight at once.
 const QUERIES_AT_ONCE: usize = 8;
 /// Code of a number whose call's answer was lost; see "Lost answers".
@@ -115,12 +115,6 @@ pub struct TencentSms {
     settle: Duration,
 }
 
-/// The signed `SendSms` (and status query) calls of one config.
-#[derive(Debug)]
-pub struct Api {
-    cloud: tencent_cloud::Client,
-}
-
 impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
@@ -134,61 +128,6 @@ impl TencentSms {
             status_query: fields.status_query,
             settle,
         })
-    }
-}
-
-impl Api {
-    fn secrets(&self) -> [&str; 1] {
-        self.cloud.secrets()
-    }
-
-    /// One signed `SendSms` call; the parsed `Response` object or the failure (without progress:
-    /// the call may carry several jobs, each adds its own).
-    async fn send(&self, body: &[u8]) -> Result<ApiResponse, Failure> {
-        let bytes = self.cloud.post("SendSms", body).await?;
-        let envelope: Envelope<ApiResponse> = serde_json::from_slice(&bytes).map_err(|e| Failure::Ambiguous {
-            reason: redact::secrets(
-                &format!("unreadable SendSms answer ({e}): {}", http::snippet(&bytes)),
-                &self.secrets(),
-            ),
-        })?;
-        Ok(envelope.response)
-    }
-
-    /// The receipts `phone` got from `sdk_app_id` since `begin` (Unix seconds), at most 100
-    /// (docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber). A read: a lost answer is
-    /// only transient.
-    async fn receipts(&self, sdk_app_id: &str, phone: &str, begin: i64) -> Result<Vec<Receipt>, Failure> {
-        let action = "PullSmsSendStatusByPhoneNumber";
-        let request = PullStatusRequest {
-            begin_time: u64::try_from(begin).unwrap_or_default(),
-            offset: 0,
-            limit: RECEIPT_LIMIT,
-            phone_number: phone,
-            sms_sdk_app_id: sdk_app_id,
-        };
-        let body = serde_json::to_vec(&request).expect("a struct of strings and numbers serialises");
-        // Inside a SendSms job's attempt: its lost answer must not be taken for the send's own.
-        let bytes = self.cloud.post(action, &body).await.map_err(Failure::lost_is_transient)?;
-        let envelope: Envelope<PullStatusResponse> = serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::transient(redact::secrets(
-                &format!("unreadable {action} answer ({e}): {}", http::snippet(&bytes)),
-                &self.secrets(),
-            ))
-        })?;
-        let response = envelope.response;
-        if let Some(error) = response.error {
-            let reason = redact::secrets(
-                &format!(
-                    "{action}: {}{}",
-                    error::describe(&error.code, &error.message),
-                    request_id(response.request_id.as_deref())
-                ),
-                &self.secrets(),
-            );
-            return Err(failure(&error.code, classify(&error.code), reason));
-        }
-        Ok(response.pull_sms_send_status_set.unwrap_or_default())
     }
 }
 
@@ -356,10 +295,6 @@ fn millis(duration: Duration) -> i64 {
 fn distinct(numbers: &[String]) -> Vec<&str> {
     let mut seen = HashSet::new();
     numbers.iter().map(String::as_str).filter(|n| seen.insert(*n)).collect()
-}
-
-fn request_id(id: Option<&str>) -> String {
-    id.map(|id| format!(" (RequestId {id})")).unwrap_or_default()
 }
 
 /// Decides the attempt's outcome from the progress over all attempts.
@@ -573,105 +508,6 @@ impl Progress {
         }
         text
     }
-}
-
-/// The sent number a status's `PhoneNumber` refers to: the same string, else the same digits
-/// (in case the provider normalises the form).
-fn match_number<'a>(returned: &str, sent: &[&'a str]) -> Option<&'a str> {
-    let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
-    sent.iter().copied().find(|n| *n == returned).or_else(|| {
-        let wanted = digits(returned);
-        sent.iter().copied().find(|n| digits(n) == wanted)
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendSmsRequest<'a> {
-    phone_number_set: &'a [&'a str],
-    sms_sdk_app_id: &'a str,
-    template_id: &'a str,
-    sign_name: &'a str,
-    template_param_set: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_context: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    extend_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sender_id: Option<&'a str>,
-}
-
-/// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct PullStatusRequest<'a> {
-    begin_time: u64,
-    /// Fixed at 0 by the provider.
-    offset: u64,
-    limit: u64,
-    phone_number: &'a str,
-    sms_sdk_app_id: &'a str,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PullStatusResponse {
-    #[serde(default)]
-    error: Option<ApiError>,
-    #[serde(default)]
-    pull_sms_send_status_set: Option<Vec<Receipt>>,
-    #[serde(default)]
-    request_id: Option<String>,
-}
-
-/// One `PullSmsSendStatus`: an SMS the number was sent (`ReportStatus` SUCCESS or FAIL).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Receipt {
-    #[serde(default)]
-    phone_number: String,
-    #[serde(default)]
-    serial_no: Option<String>,
-    #[serde(default)]
-    report_status: Option<String>,
-    #[serde(default)]
-    session_context: Option<String>,
-}
-
-impl Receipt {
-    /// A receipt of `number`, and not of a message with another session context (when both
-    /// have one: the provider echoes it only where it is enabled).
-    fn is_for(&self, number: &str, session_context: Option<&str>) -> bool {
-        let context_differs = matches!(
-            (session_context, self.session_context.as_deref()),
-            (Some(ours), Some(theirs)) if !ours.is_empty() && !theirs.is_empty() && ours != theirs
-        );
-        match_number(&self.phone_number, &[number]).is_some() && !context_differs
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ApiResponse {
-    #[serde(default)]
-    error: Option<ApiError>,
-    #[serde(default)]
-    send_status_set: Option<Vec<SendStatus>>,
-    #[serde(default)]
-    request_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendStatus {
-    phone_number: String,
-    code: String,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    serial_no: Option<String>,
-    #[serde(default)]
-    fee: Option<u64>,
 }
 
 /// A transport failure of an attempt keeps the progress recorded so far.

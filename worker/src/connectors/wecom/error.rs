@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// 不合法的access_token / access_token已过期: refresh the token and retry the call once.
 pub const TOKEN_INVALID: [i64; 2] = [40014, 42001];

@@ -22,8 +22,9 @@ use yizhan_state::redact;
 
 use self::config::WecomConfig;
 use self::token::TokenSlot;
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use super::json_api::{self, Answer};
-use super::{Call, Connector, Failure, Success, http};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 pub const DEFAULT_BASE: &str = "https://qyapi.weixin.qq.com";

@@ -11,8 +11,9 @@ use tokio::sync::Mutex;
 
 use super::error;
 use crate::config::Secret;
+use crate::connectors::call::Failure;
+use crate::connectors::http;
 use crate::connectors::json_api::Answer;
-use crate::connectors::{Failure, http};
 
 pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
 /// Refresh this long before `expires_in` runs out, so no call goes out with a token about to lapse.

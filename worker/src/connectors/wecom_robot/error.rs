@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::connectors::Failure;
+use crate::connectors::call::Failure;
 
 /// "api freq out of limit": the robot's 20-per-minute window is full.
 pub const FREQ_OUT_OF_LIMIT: i64 = 45009;

@@ -23,7 +23,8 @@ use serde_json::{Map, Value};
 use yizhan_schemas::{Body, Endpoint, Method};
 
 use self::config::WecomRobotConfig;
-use super::{Call, Connector, Failure, Success, http};
+use super::call::{Call, Connector, Failure, Success};
+use super::http;
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 pub const DEFAULT_BASE: &str = "https://qyapi.weixin.qq.com";
