@@ -106,7 +106,7 @@ impl MailServer {
         set_mode(&root, 0o755);
         let ports = [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
         let policy = Policy::start();
-        let ca_file = write_certificates(&root);
+        let ca_file = write_certificates(&root, "yizhan test mail CA");
         let mail_dir = root.join("mail");
         std::fs::create_dir(&mail_dir).unwrap();
         let (nobody_uid, nobody_gid) = system_user("nobody");
@@ -429,13 +429,14 @@ fn system_user(name: &str) -> (u32, u32) {
 }
 
 /// Writes `ca.pem`, `server.pem` and `server.key` (a `localhost` / 127.0.0.1 certificate signed
-/// by the CA); returns the CA's path.
-fn write_certificates(root: &Path) -> PathBuf {
+/// by a CA named `ca_name`, made here); returns the CA's path. Shared by the tests' private TLS
+/// servers (mail, Redis).
+pub fn write_certificates(root: &Path, ca_name: &str) -> PathBuf {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "yizhan test mail CA");
+    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
     ca_params.key_usages =
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();

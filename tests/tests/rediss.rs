@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use yizhan_sandbox::SandboxConfig;
+use yizhan_tests::mail::write_certificates;
 use yizhan_tests::{Harness, Store, WAIT, binary, eventually, number, sms_job};
 
 /// A TLS-only redis-server on a free port, killed on drop.
@@ -19,7 +20,7 @@ struct TlsRedis {
 
 impl TlsRedis {
     fn start(dir: &Path) -> TlsRedis {
-        let ca = write_certificates(dir);
+        let ca = write_certificates(dir, "yizhan test redis CA");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = dir.join("redis.log");
         let path = |name: &str| dir.join(name).display().to_string();
@@ -56,32 +57,6 @@ impl Drop for TlsRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Writes `ca.pem`, `server.pem` and `server.key` (a `localhost` / 127.0.0.1 certificate signed
-/// by the CA); returns the CA's path.
-fn write_certificates(root: &Path) -> PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "yizhan test redis CA");
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &issuer).unwrap();
-
-    let ca_file = root.join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-    std::fs::write(root.join("server.pem"), format!("{}{}", cert.pem(), ca_cert.pem())).unwrap();
-    std::fs::write(root.join("server.key"), key.serialize_pem()).unwrap();
-    ca_file
 }
 
 #[tokio::test(flavor = "multi_thread")]
