@@ -105,16 +105,23 @@ struct SendSmsRequest {
     sender_id: Option<String>,
 }
 
-fn parse(body: &[u8]) -> Result<SendSmsRequest, ApiError> {
+/// The request body as a JSON object of known fields, refused as SMS refuses JSON it cannot read
+/// and parameters it does not know.
+fn object_of(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new("FailedOperation.JsonParseFail", format!("The request body is not valid JSON: {e}."))
     })?;
     let Value::Object(body) = value else {
         return Err(ApiError::new("FailedOperation.JsonParseFail", "The request body must be a JSON object."));
     };
-    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = body.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
     }
+    Ok(body)
+}
+
+fn parse(body: &[u8]) -> Result<SendSmsRequest, ApiError> {
+    let body = object_of(body, &FIELDS)?;
     Ok(SendSmsRequest {
         phones: string_list_field(&body, "PhoneNumberSet")?.ok_or_else(|| ApiError::missing("PhoneNumberSet"))?,
         sdk_app_id: string_field(&body, "SmsSdkAppId")?.ok_or_else(|| ApiError::missing("SmsSdkAppId"))?,
@@ -340,15 +347,7 @@ pub(crate) fn pull_status_by_phone_number(
     ctx: &ActionContext<'_>,
     body: &[u8],
 ) -> Result<Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new("FailedOperation.JsonParseFail", format!("The request body is not valid JSON: {e}."))
-    })?;
-    let Value::Object(body) = value else {
-        return Err(ApiError::new("FailedOperation.JsonParseFail", "The request body must be a JSON object."));
-    };
-    if let Some(unknown) = body.keys().find(|k| !PULL_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
-    }
+    let body = object_of(body, &PULL_FIELDS)?;
     // docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: all but EndTime are required.
     let begin = integer_field(&body, "BeginTime")?.ok_or_else(|| ApiError::missing("BeginTime"))?;
     let offset = integer_field(&body, "Offset")?.ok_or_else(|| ApiError::missing("Offset"))?;
