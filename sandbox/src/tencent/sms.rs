@@ -105,6 +105,23 @@ struct SendSmsRequest {
     sender_id: Option<String>,
 }
 
+/// The SmsSdkAppId must be one of the signing account's: another account's is unauthorized, an
+/// unknown one does not exist.
+fn check_app_id(ctx: &ActionContext<'_>, sdk_app_id: &str) -> Result<(), ApiError> {
+    if ctx.account.sdk_app_ids.iter().any(|id| id == sdk_app_id) {
+        return Ok(());
+    }
+    let elsewhere = ctx.hub.config().tencent_accounts.iter().any(|a| a.sdk_app_ids.iter().any(|id| id == sdk_app_id));
+    Err(if elsewhere {
+        ApiError::new(
+            "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
+            "The SmsSdkAppId does not belong to the account of this SecretId.",
+        )
+    } else {
+        ApiError::new("InvalidParameterValue.SdkAppIdNotExist", "The SmsSdkAppId does not exist.")
+    })
+}
+
 /// The request body as a JSON object of known fields, refused as SMS refuses JSON it cannot read
 /// and parameters it does not know.
 fn object_of(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, ApiError> {
@@ -148,17 +165,7 @@ pub(crate) fn send_sms(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<Strin
             format!("PhoneNumberSet holds {} numbers; at most {MAX_NUMBERS} are allowed.", request.phones.len()),
         ));
     }
-    if !ctx.account.sdk_app_ids.contains(&request.sdk_app_id) {
-        let elsewhere = config.tencent_accounts.iter().any(|a| a.sdk_app_ids.contains(&request.sdk_app_id));
-        return Err(if elsewhere {
-            ApiError::new(
-                "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
-                "The SmsSdkAppId does not belong to the account of this SecretId.",
-            )
-        } else {
-            ApiError::new("InvalidParameterValue.SdkAppIdNotExist", "The SmsSdkAppId does not exist.")
-        });
-    }
+    check_app_id(ctx, &request.sdk_app_id)?;
     let template = config.template(&request.template_id).ok_or_else(|| {
         ApiError::new(
             "FailedOperation.TemplateIncorrectOrUnapproved",
@@ -356,17 +363,7 @@ pub(crate) fn pull_status_by_phone_number(
     let sdk_app_id = string_field(&body, "SmsSdkAppId")?.ok_or_else(|| ApiError::missing("SmsSdkAppId"))?;
     let end = integer_field(&body, "EndTime")?;
 
-    if !ctx.account.sdk_app_ids.contains(&sdk_app_id) {
-        let elsewhere = ctx.hub.config().tencent_accounts.iter().any(|a| a.sdk_app_ids.contains(&sdk_app_id));
-        return Err(if elsewhere {
-            ApiError::new(
-                "UnauthorizedOperation.SmsSdkAppIdVerifyFail",
-                "The SmsSdkAppId does not belong to the account of this SecretId.",
-            )
-        } else {
-            ApiError::new("InvalidParameterValue.SdkAppIdNotExist", "The SmsSdkAppId does not exist.")
-        });
-    }
+    check_app_id(ctx, &sdk_app_id)?;
     // docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: Limit at most 100.
     if !(1..=MAX_PULL_LIMIT).contains(&limit) {
         return Err(ApiError::new(
