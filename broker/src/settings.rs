@@ -36,7 +36,7 @@ pub struct Settings {
 }
 
 /// A parsed `--retry-delays` list (never empty).
-pub type Delays = Vec<Duration>;
+pub(crate) type Delays = Vec<Duration>;
 
 /// Parses `5s,30s,2m` into durations.
 pub fn parse_delays(text: &str) -> Result<Delays, String> {

@@ -17,7 +17,7 @@ use lapin::{Channel, ExchangeKind};
 use yizhan_schemas::Priority;
 
 /// A message that crashed workers this many times goes to the dead-letter queue.
-pub const DELIVERY_LIMIT: i32 = 10;
+pub(crate) const DELIVERY_LIMIT: i32 = 10;
 
 /// Every exchange and queue name, derived from the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ pub(crate) struct Captured {
 
 impl Captured {
     /// Reads `request`, keeping at most `limit` body bytes.
-    pub async fn read(request: Request, limit: usize) -> Self {
+    pub(crate) async fn read(request: Request, limit: usize) -> Self {
         let (parts, body) = request.into_parts();
         let (body, oversized) = match axum::body::to_bytes(body, limit).await {
             Ok(bytes) => (bytes, false),
@@ -40,22 +40,22 @@ impl Captured {
         }
     }
 
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.uri.path()
     }
 
     /// A header's value, if present and visible ASCII.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// A decoded query parameter.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params.get(name).map(String::as_str)
     }
 
     /// The request again, for extractors such as `Multipart`.
-    pub fn to_request(&self) -> Request {
+    pub(crate) fn to_request(&self) -> Request {
         let mut request = Request::new(Body::from(self.body.clone()));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
@@ -64,7 +64,7 @@ impl Captured {
         request
     }
 
-    pub fn to_record(&self, provider: crate::records::Provider) -> crate::records::RecordedRequest {
+    pub(crate) fn to_record(&self, provider: crate::records::Provider) -> crate::records::RecordedRequest {
         crate::records::RecordedRequest {
             provider,
             method: self.method.to_string(),

@@ -317,7 +317,7 @@ pub(crate) struct RequestFacts {
 
 impl RequestFacts {
     /// The same facts narrowed to one phone number.
-    pub fn for_phone(&self, phone: &str) -> Self {
+    pub(crate) fn for_phone(&self, phone: &str) -> Self {
         Self { phones: vec![phone.to_string()], ..self.clone() }
     }
 }
@@ -356,20 +356,20 @@ pub(crate) struct FaultQueue {
 }
 
 impl FaultQueue {
-    pub fn push(&mut self, fault: Fault) {
+    pub(crate) fn push(&mut self, fault: Fault) {
         self.faults.push(fault);
     }
 
-    pub fn clear(&mut self) -> usize {
+    pub(crate) fn clear(&mut self) -> usize {
         std::mem::take(&mut self.faults).len()
     }
 
-    pub fn pending(&self) -> &[Fault] {
+    pub(crate) fn pending(&self) -> &[Fault] {
         &self.faults
     }
 
     /// Consumes one application of the first fault that applies; returns its effect.
-    pub fn take(&mut self, stage: Stage, facts: &RequestFacts) -> Option<FaultEffect> {
+    pub(crate) fn take(&mut self, stage: Stage, facts: &RequestFacts) -> Option<FaultEffect> {
         let index = self.faults.iter().position(|f| f.applies(stage, facts))?;
         let fault = &mut self.faults[index];
         let effect = fault.effect.clone();

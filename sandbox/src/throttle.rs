@@ -11,12 +11,12 @@ pub(crate) struct RollingWindow {
 }
 
 impl RollingWindow {
-    pub fn new(limit: u32, window: Duration) -> Self {
+    pub(crate) fn new(limit: u32, window: Duration) -> Self {
         Self { limit: limit as usize, window, hits: VecDeque::new() }
     }
 
     /// Counts a hit at `now` if the window has room; `false` (and nothing counted) otherwise.
-    pub fn try_hit(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_hit(&mut self, now: Instant) -> bool {
         while self.hits.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
             self.hits.pop_front();
         }

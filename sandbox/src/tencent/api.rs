@@ -17,15 +17,15 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
         Self { code: code.to_string(), message: message.into(), injected: false, lost: None }
     }
 
-    pub fn missing(parameter: &str) -> Self {
+    pub(crate) fn missing(parameter: &str) -> Self {
         Self::new("MissingParameter", format!("The request is missing a required parameter `{parameter}`."))
     }
 
-    pub fn invalid_authorization(detail: &str) -> Self {
+    pub(crate) fn invalid_authorization(detail: &str) -> Self {
         Self::new("AuthFailure.InvalidAuthorization", format!("Authorization is invalid: {detail}"))
     }
 }

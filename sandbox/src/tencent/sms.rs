@@ -17,9 +17,9 @@ use crate::phone::{is_mainland, normalize_phone};
 use crate::records::{Provider, SentSms};
 
 /// docs/providers/tencent-cloud.md#sendsms: `PhoneNumberSet` holds at most 200 numbers.
-pub const MAX_NUMBERS: usize = 200;
+pub(crate) const MAX_NUMBERS: usize = 200;
 /// docs/providers/tencent-cloud.md#sendsms: `SessionContext` is shorter than 512 bytes.
-pub const MAX_SESSION_CONTEXT: usize = 512;
+pub(crate) const MAX_SESSION_CONTEXT: usize = 512;
 
 const FIELDS: [&str; 8] = [
     "PhoneNumberSet",
@@ -324,7 +324,7 @@ pub(crate) fn lost_answer(lost: &LostAnswer) -> Response {
 /// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: the fields of the request.
 const PULL_FIELDS: [&str; 6] = ["BeginTime", "EndTime", "Offset", "Limit", "PhoneNumber", "SmsSdkAppId"];
 /// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: `Limit` is at most 100.
-pub const MAX_PULL_LIMIT: u64 = 100;
+pub(crate) const MAX_PULL_LIMIT: u64 = 100;
 /// docs/providers/tencent-cloud.md#pullsmssendstatusbyphonenumber: at most 7 days back.
 const PULL_WINDOW_SECS: i64 = 7 * 24 * 3600;
 

@@ -10,17 +10,17 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use yizhan_sandbox::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Sandbox, SandboxConfig};
 
-pub const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
-pub async fn start() -> Sandbox {
+pub(crate) async fn start() -> Sandbox {
     start_with(SandboxConfig::default_accounts()).await
 }
 
-pub async fn start_with(config: SandboxConfig) -> Sandbox {
+pub(crate) async fn start_with(config: SandboxConfig) -> Sandbox {
     Sandbox::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("sandbox starts")
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     static PROVIDER: Once = Once::new();
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -28,7 +28,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -44,7 +44,7 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 
 /// One Tencent Cloud API call, signed the way the SDKs do it.
 #[derive(Debug, Clone)]
-pub struct Tc3 {
+pub(crate) struct Tc3 {
     pub secret_id: String,
     pub secret_key: String,
     pub service: String,
@@ -80,7 +80,7 @@ impl Default for Tc3 {
 }
 
 impl Tc3 {
-    pub fn authorization(&self, host: &str, body: &str) -> String {
+    pub(crate) fn authorization(&self, host: &str, body: &str) -> String {
         let date = self.scope_date.clone().unwrap_or_else(|| {
             chrono::DateTime::from_timestamp(self.timestamp, 0).unwrap().format("%Y-%m-%d").to_string()
         });
@@ -102,12 +102,12 @@ impl Tc3 {
     }
 
     /// Signs `signed_body` but sends `sent_body`; returns the HTTP response.
-    pub async fn send_raw(&self, sandbox: &Sandbox, signed_body: &str, sent_body: &str) -> reqwest::Response {
+    pub(crate) async fn send_raw(&self, sandbox: &Sandbox, signed_body: &str, sent_body: &str) -> reqwest::Response {
         self.send_to(&sandbox.url(), &sandbox.addr().to_string(), signed_body, sent_body).await
     }
 
     /// [`Tc3::send_raw`] for a sandbox at `url` whose `Host` is `host` (usable in spawned tasks).
-    pub async fn send_to(&self, url: &str, host: &str, signed_body: &str, sent_body: &str) -> reqwest::Response {
+    pub(crate) async fn send_to(&self, url: &str, host: &str, signed_body: &str, sent_body: &str) -> reqwest::Response {
         let mut request = client()
             .post(format!("{url}/"))
             .header("Content-Type", &self.content_type)
@@ -126,7 +126,7 @@ impl Tc3 {
     }
 
     /// Sends `body` signed; expects HTTP 200 and returns the JSON.
-    pub async fn send(&self, sandbox: &Sandbox, body: &Value) -> Value {
+    pub(crate) async fn send(&self, sandbox: &Sandbox, body: &Value) -> Value {
         let body = body.to_string();
         let response = self.send_raw(sandbox, &body, &body).await;
         assert_eq!(response.status(), 200);
@@ -135,12 +135,12 @@ impl Tc3 {
 }
 
 /// `Response.Error.Code`, if the answer is an error.
-pub fn error_code(answer: &Value) -> Option<&str> {
+pub(crate) fn error_code(answer: &Value) -> Option<&str> {
     answer.pointer("/Response/Error/Code").and_then(Value::as_str)
 }
 
 /// Every `SendStatusSet[].Code`.
-pub fn status_codes(answer: &Value) -> Vec<String> {
+pub(crate) fn status_codes(answer: &Value) -> Vec<String> {
     answer
         .pointer("/Response/SendStatusSet")
         .and_then(Value::as_array)
@@ -149,7 +149,7 @@ pub fn status_codes(answer: &Value) -> Vec<String> {
 }
 
 /// A valid SendSms body with the default app, signature and template 1001.
-pub fn sms_body(phones: &[&str]) -> Value {
+pub(crate) fn sms_body(phones: &[&str]) -> Value {
     serde_json::json!({
         "PhoneNumberSet": phones,
         "SmsSdkAppId": "1400000000",
@@ -160,7 +160,7 @@ pub fn sms_body(phones: &[&str]) -> Value {
 }
 
 /// POSTs JSON to a robot endpoint; expects HTTP 200 and returns the JSON.
-pub async fn robot_post(sandbox: &Sandbox, key: &str, body: &Value) -> Value {
+pub(crate) async fn robot_post(sandbox: &Sandbox, key: &str, body: &Value) -> Value {
     let response = client()
         .post(format!("{}/cgi-bin/webhook/send", sandbox.url()))
         .query(&[("key", key)])
@@ -172,6 +172,6 @@ pub async fn robot_post(sandbox: &Sandbox, key: &str, body: &Value) -> Value {
     response.json().await.unwrap()
 }
 
-pub fn errcode(answer: &Value) -> i64 {
+pub(crate) fn errcode(answer: &Value) -> i64 {
     answer["errcode"].as_i64().expect("errcode is a number")
 }

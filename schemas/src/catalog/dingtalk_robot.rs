@@ -58,7 +58,7 @@ pub(super) const KIND: KindSpec = KindSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DingtalkText {
+pub(super) struct DingtalkText {
     #[schemars(length(min = 1, max = 20000))]
     pub content: String,
     /// Mobile numbers to mention (sent in `at.atMobiles`).
@@ -73,7 +73,7 @@ pub struct DingtalkText {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DingtalkMarkdown {
+pub(super) struct DingtalkMarkdown {
     /// Shown in the conversation list.
     #[schemars(length(min = 1))]
     pub title: String,
@@ -89,7 +89,7 @@ pub struct DingtalkMarkdown {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DingtalkLink {
+pub(super) struct DingtalkLink {
     #[schemars(length(min = 1))]
     pub title: String,
     #[schemars(length(min = 1))]
@@ -103,7 +103,7 @@ pub struct DingtalkLink {
 /// One button of a multi-button action card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DingtalkButton {
+pub(super) struct DingtalkButton {
     #[schemars(length(min = 1))]
     pub title: String,
     #[schemars(length(min = 1))]
@@ -117,7 +117,7 @@ pub struct DingtalkButton {
     {"required": ["single_title", "single_url"], "not": {"required": ["btns"]}},
     {"required": ["btns"], "not": {"anyOf": [{"required": ["single_title"]}, {"required": ["single_url"]}]}}
 ]))]
-pub struct DingtalkActionCard {
+pub(super) struct DingtalkActionCard {
     #[schemars(length(min = 1))]
     pub title: String,
     #[schemars(length(min = 1))]
@@ -139,14 +139,14 @@ pub struct DingtalkActionCard {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DingtalkFeedCard {
+pub(super) struct DingtalkFeedCard {
     #[schemars(length(min = 1))]
     pub links: Vec<DingtalkFeedLink>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DingtalkFeedLink {
+pub(super) struct DingtalkFeedLink {
     #[schemars(length(min = 1))]
     pub title: String,
     #[schemars(length(min = 1))]

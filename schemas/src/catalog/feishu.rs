@@ -40,7 +40,7 @@ pub(super) const KIND: KindSpec = KindSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListDepartments {
+pub(super) struct ListDepartments {
     /// `0` (the root) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -53,7 +53,7 @@ pub struct ListDepartments {
 /// One page of a department's direct members; the result's `page_token` asks for the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListDepartmentUsers {
+pub(super) struct ListDepartmentUsers {
     #[schemars(length(min = 1))]
     pub department_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
 /// The config's `hook_id` replaces `{hook_id}`.
-pub const HOOK_PATH: &str = "/open-apis/bot/v2/hook/{hook_id}";
+pub(super) const HOOK_PATH: &str = "/open-apis/bot/v2/hook/{hook_id}";
 
 const fn send(
     name: &'static str,
@@ -45,7 +45,7 @@ pub(super) const KIND: KindSpec = KindSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FeishuText {
+pub(super) struct FeishuText {
     /// May mention with `<at user_id="all">所有人</at>`.
     #[schemars(length(min = 1))]
     pub text: String,
@@ -53,7 +53,7 @@ pub struct FeishuText {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FeishuPost {
+pub(super) struct FeishuPost {
     /// Rich text per locale: `{"zh_cn": {"title": "...", "content": [[{"tag": "text", "text": "..."}]]}}`.
     #[schemars(length(min = 1))]
     pub post: Map<String, Value>,
@@ -61,21 +61,21 @@ pub struct FeishuPost {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FeishuImage {
+pub(super) struct FeishuImage {
     #[schemars(length(min = 1))]
     pub image_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FeishuShareChat {
+pub(super) struct FeishuShareChat {
     #[schemars(length(min = 1))]
     pub share_chat_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FeishuInteractive {
+pub(super) struct FeishuInteractive {
     /// The message card (sent as the top-level `card`).
     #[schemars(length(min = 1))]
     pub card: Map<String, Value>,

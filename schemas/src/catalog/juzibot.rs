@@ -58,7 +58,7 @@ pub(super) const KIND: KindSpec = KindSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListChannels {
+pub(super) struct ListChannels {
     /// Page number, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -71,7 +71,7 @@ pub struct ListChannels {
 /// One page; the result's `next_cursor` asks for the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListContactWays {
+pub(super) struct ListContactWays {
     /// UNIX seconds; 90 days ago when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<i64>,

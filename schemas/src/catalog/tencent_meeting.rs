@@ -110,7 +110,7 @@ pub(super) const KIND: KindSpec = KindSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MeetingUser {
+pub(super) struct MeetingUser {
     #[schemars(length(min = 1))]
     pub userid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,7 +119,7 @@ pub struct MeetingUser {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateMeeting {
+pub(super) struct CreateMeeting {
     /// The creator, an enterprise user id.
     #[schemars(length(min = 1))]
     pub userid: String,
@@ -151,7 +151,7 @@ pub struct CreateMeeting {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetMeeting {
+pub(super) struct GetMeeting {
     #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
     pub meeting_id: String,
     #[schemars(length(min = 1))]
@@ -162,7 +162,7 @@ pub struct GetMeeting {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetMeetingByCode {
+pub(super) struct GetMeetingByCode {
     /// The 9-digit code people join with.
     #[schemars(pattern(r"^[0-9]{9}$"))]
     pub meeting_code: String,
@@ -174,7 +174,7 @@ pub struct GetMeetingByCode {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CancelMeeting {
+pub(super) struct CancelMeeting {
     #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
     pub meeting_id: String,
     #[schemars(length(min = 1))]
@@ -188,7 +188,7 @@ pub struct CancelMeeting {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EndMeeting {
+pub(super) struct EndMeeting {
     #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
     pub meeting_id: String,
     #[schemars(length(min = 1))]
@@ -205,7 +205,7 @@ pub struct EndMeeting {
 /// The create fields to change; absent ones stay as they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateMeeting {
+pub(super) struct UpdateMeeting {
     #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
     pub meeting_id: String,
     #[schemars(length(min = 1))]
@@ -238,7 +238,7 @@ pub struct UpdateMeeting {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListParticipants {
+pub(super) struct ListParticipants {
     #[schemars(length(min = 1), pattern(r"^[0-9]+$"))]
     pub meeting_id: String,
     #[schemars(length(min = 1))]
@@ -247,7 +247,7 @@ pub struct ListParticipants {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListUserMeetings {
+pub(super) struct ListUserMeetings {
     #[schemars(length(min = 1))]
     pub userid: String,
     #[schemars(range(min = 1, max = 8))]

@@ -67,14 +67,14 @@ pub(super) const KIND: KindSpec = KindSpec {
 /// A sending domain (`EmailIdentity`); Tencent recommends a third-level domain or deeper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EmailIdentity {
+pub(super) struct EmailIdentity {
     #[schemars(length(min = 1, max = 253), pattern(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"))]
     pub email_identity: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListEmailIdentities {}
+pub(super) struct ListEmailIdentities {}
 
 /// `SendEmail`: one mail to up to 50 visible recipients. The body is `html` and/or `text`
 /// (`Simple`, needs custom content enabled) or `template`, never both.

@@ -25,13 +25,13 @@ use crate::connectors::call::Failure;
 use crate::connectors::tencent_cloud::error::ApiError;
 
 /// Calls one lane may have in flight before jobs wait to share the next one.
-pub const CALLS_PER_LANE: usize = 2;
+pub(crate) const CALLS_PER_LANE: usize = 2;
 /// `PhoneNumberSet` holds at most 200 numbers.
-pub const MAX_NUMBERS: usize = 200;
+pub(crate) const MAX_NUMBERS: usize = 200;
 
 /// Everything of a `SendSms` request but its numbers: jobs that agree on it can share a call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub sdk_app_id: String,
     pub template_id: String,
     pub sign_name: String,
@@ -46,7 +46,7 @@ pub struct Shared {
 
 /// What a call answered, for one of its jobs.
 #[derive(Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// The statuses of this job's numbers.
     Statuses(Vec<SendStatus>),
     /// The whole request failed. `shared_with_others`: other jobs' numbers were in the call.
@@ -55,7 +55,7 @@ pub enum Answer {
 
 /// What a call answered for one job, and when it was made.
 #[derive(Debug)]
-pub struct Sent {
+pub(crate) struct Sent {
     pub answer: Result<Answer, Failure>,
     /// Unix milliseconds just before the request went out: where a lost answer's receipts start.
     pub at_ms: i64,
@@ -112,7 +112,7 @@ impl Lane {
 }
 
 /// The lanes of one config.
-pub struct Calls {
+pub(crate) struct Calls {
     api: Arc<Api>,
     lanes: Mutex<HashMap<Shared, Lane>>,
 }
@@ -124,16 +124,16 @@ impl std::fmt::Debug for Calls {
 }
 
 impl Calls {
-    pub fn new(api: Api) -> Arc<Self> {
+    pub(crate) fn new(api: Api) -> Arc<Self> {
         Arc::new(Calls { api: Arc::new(api), lanes: Mutex::new(HashMap::new()) })
     }
 
-    pub fn api(&self) -> &Api {
+    pub(crate) fn api(&self) -> &Api {
         &self.api
     }
 
     /// Sends `numbers` (distinct) in the next call of their lane and returns what it answered for them.
-    pub async fn send(self: &Arc<Self>, shared: Shared, numbers: Vec<String>) -> Sent {
+    pub(crate) async fn send(self: &Arc<Self>, shared: Shared, numbers: Vec<String>) -> Sent {
         let (reply, answer) = oneshot::channel();
         let queued_at = chrono::Utc::now().timestamp_millis();
         let start = {
@@ -160,12 +160,12 @@ impl Calls {
 
     /// Jobs waiting for a call, over all lanes.
     #[cfg(test)]
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.lanes.lock().expect("lanes lock").values().map(|lane| lane.waiting.len()).sum()
     }
 
     /// Sends `numbers` in a call of their own.
-    pub async fn send_alone(&self, shared: &Shared, numbers: Vec<String>) -> Sent {
+    pub(crate) async fn send_alone(&self, shared: &Shared, numbers: Vec<String>) -> Sent {
         let (reply, answer) = oneshot::channel();
         self.call(shared, vec![Waiting { numbers, reply }]).await;
         answer.await.expect("call replies to every job")
