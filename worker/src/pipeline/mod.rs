@@ -53,6 +53,13 @@ pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// second per second), so that late calls cannot put N + 1 calls into a provider's window.
 const LATE_FOR_SLOT: Duration = Duration::from_millis(10);
 
+/// How long before its turn a parked job comes back: within [`MAX_INLINE_WAIT`], so that it
+/// then waits in place for its slot.
+const BACK_EARLY: Duration = Duration::from_secs(1);
+
+/// The shortest stay in the parking lot.
+const MIN_PARK: Duration = Duration::from_millis(100);
+
 /// The short delay lane, next to the retry delays: a job whose key another worker holds looks
 /// again after it.
 pub const NOT_YET_LANE: Duration = MAX_INLINE_WAIT;
@@ -83,29 +90,39 @@ impl Publish for Publisher {
 
 /// A connector config ready to execute jobs.
 pub struct Configured {
+    /// The connector built from the config.
     pub connector: Arc<dyn Connector>,
     /// Every limit of the config (one or several, such as Feishu's 100/min and 5/s).
     pub quotas: Vec<Quota>,
     /// The limit of each recipient, for actions with one (by action name).
     pub per_recipient: HashMap<&'static str, Vec<Quota>>,
+    /// What to do with a write whose previous worker died mid-call.
     pub on_ambiguous: OnAmbiguous,
 }
 
 /// Everything a delivery needs; shared by all in-flight jobs of a worker.
 pub struct Pipeline {
+    /// The exchange and queue names of the worker's prefix.
     pub names: Names,
+    /// The wait after failed attempt n is entry n-1, the last repeating; never empty.
     pub retry_delays: Vec<Duration>,
+    /// The configs of the config file by (kind, name); a job naming another is invalid.
     pub connectors: HashMap<(String, String), Configured>,
+    /// Claims, leases and outcomes by idempotency key.
     pub store: Arc<dyn StateStore>,
     /// Where jobs that must wait longer than [`MAX_INLINE_WAIT`] are held until they can run.
     pub parking: Arc<dyn ParkingLot>,
+    /// Rate limits and provider pauses per config.
     pub limiter: Arc<dyn Limiter>,
+    /// Confirmed publishing of retry copies, dead letters and released parked jobs.
     pub publisher: Arc<dyn Publish>,
     /// Acknowledgements of the consuming channel, coalesced.
     pub acks: Arc<Acks>,
+    /// The worker's metrics.
     pub metrics: Metrics,
     /// This worker instance, the owner of its claims.
     pub owner: String,
+    /// The lease of each claim (`--lease`), renewed while the job runs.
     pub lease: Duration,
     /// Keys this worker holds now; their leases are renewed until they finish.
     pub held: Mutex<HashSet<String>>,
@@ -114,10 +131,13 @@ pub struct Pipeline {
 /// Why a delivery could not be settled; it is requeued and handled again.
 #[derive(Debug, thiserror::Error)]
 pub enum Unsettled {
+    /// The state store did not answer or refused a write.
     #[error("state store: {0}")]
     Store(#[from] StoreError),
+    /// A retry copy, dead letter or parked job was not confirmed by the broker.
     #[error("publishing: {0}")]
     Publish(#[from] PublishError),
+    /// The shared rate limiter did not answer.
     #[error("{0}")]
     Limits(#[from] LimitError),
 }
@@ -125,11 +145,14 @@ pub enum Unsettled {
 /// A delivery as the pipeline reads it: the body and the headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
+    /// The message body as received (the job JSON, unless the message is invalid).
     pub body: &'a [u8],
+    /// The AMQP headers; None when the message has none.
     pub headers: Option<&'a FieldTable>,
 }
 
 impl<'a> Incoming<'a> {
+    /// Borrows the body and headers of a lapin delivery.
     pub fn of(delivery: &'a Delivery) -> Self {
         Incoming { body: &delivery.data, headers: delivery.properties.headers().as_ref() }
     }
@@ -324,9 +347,13 @@ impl Pipeline {
                 }
                 Ok(Admission::Wait(wait)) => {
                     waited(self);
-                    // Come back when the config can take it, one token after the job before.
+                    // Come back for its turn, one token after the job before, a little early: then
+                    // it waits in place for a reserved slot, so the config's reservations never run
+                    // dry while a backlog is parked (a job back just on time would leave a gap of
+                    // the release poll and the round trip through the broker).
                     let spacing = configured.quotas.iter().map(Quota::paced_interval).max().unwrap_or_default();
-                    return Err(self.limiter.turn(&config, wait, spacing).await.unwrap_or(wait));
+                    let turn = self.limiter.turn(&config, wait, spacing).await.unwrap_or(wait);
+                    return Err(turn.saturating_sub(BACK_EARLY).max(MIN_PARK));
                 }
                 Err(e) => {
                     // The shared limiter is unreachable: wait rather than risk going over a limit.
