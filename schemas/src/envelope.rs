@@ -8,6 +8,7 @@ use uuid::Uuid;
 pub enum Priority {
     /// Verification codes and other jobs a person is waiting for.
     High,
+    /// The default lane: everything that is neither urgent nor a campaign.
     #[default]
     Normal,
     /// Campaigns: taken only when no `high` or `normal` job is waiting.
@@ -15,8 +16,10 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every lane, most urgent first (the order workers take them in).
     pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Bulk];
 
+    /// The lane's wire name, as in the envelope and the routing key (`high`, `normal`, `bulk`).
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::High => "high",
@@ -47,6 +50,7 @@ pub struct JobInput {
     pub action: String,
     /// The action's params (see `schemas/json/<kind>/<action>.json`).
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Lane the job waits in (default `normal`).
     #[serde(default)]
     pub priority: Priority,
     /// Attempts in all, the first included (default 8).
@@ -58,17 +62,26 @@ pub struct JobInput {
 /// A validated job, with its id and idempotency key resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
+    /// The producer's or publisher's UUID; assigned (UUIDv7) by producers when the input had none.
     pub id: Uuid,
+    /// Key of the at-most-once side effect: the input's, else the id as text.
     pub idempotency_key: String,
+    /// Connector kind, known to the catalog (checked by validation).
     pub connector: String,
+    /// Name of the connector config in the worker's config file (not checked here: workers resolve it).
     pub config: String,
+    /// Action of the kind, known to the catalog (checked by validation).
     pub action: String,
+    /// Params object, valid against the action's params schema.
     pub params: serde_json::Value,
+    /// Lane the job was routed to.
     pub priority: Priority,
+    /// Attempts in all, the first included: the input's, else [`Job::DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
 }
 
 impl Job {
+    /// Attempts when the input sets no `max_attempts`.
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
     /// The message body published to the broker: the envelope with every field explicit.

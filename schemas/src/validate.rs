@@ -21,10 +21,12 @@ use crate::envelope::{Job, JobInput};
 pub struct FieldError {
     /// JSONPath-style location such as `$.params.phone_numbers[0]`.
     pub path: String,
+    /// Human-readable rule broken (`is required`, `unknown field`, ...); never echoes the offending value.
     pub reason: String,
 }
 
 impl FieldError {
+    /// An error at `path` (JSONPath-style, `$` for the whole job) for `reason`.
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
         FieldError { path: path.into(), reason: reason.into() }
     }

@@ -56,9 +56,11 @@ pub(super) const KIND: KindSpec = KindSpec {
     ],
 };
 
+/// Params of `send_text`: a text message to the robot's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DingtalkText {
+    /// Message text, at most 20,000 characters (our guard; DingTalk states no limit).
     #[schemars(length(min = 1, max = 20000))]
     pub content: String,
     /// Mobile numbers to mention (sent in `at.atMobiles`).
@@ -67,35 +69,46 @@ pub(super) struct DingtalkText {
     /// User ids to mention (sent in `at.atUserIds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_user_ids: Option<Vec<String>>,
+    /// `true`: mention everyone in the group (sent as `at.isAtAll`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_at_all: Option<bool>,
 }
 
+/// Params of `send_markdown`: a markdown message (DingTalk's markdown subset).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DingtalkMarkdown {
     /// Shown in the conversation list.
     #[schemars(length(min = 1))]
     pub title: String,
+    /// Markdown text, at most 20,000 characters (our guard).
     #[schemars(length(min = 1, max = 20000))]
     pub text: String,
+    /// Mobile numbers to mention (sent in `at.atMobiles`); write `@<mobile>` in `text` to place them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_mobiles: Option<Vec<String>>,
+    /// User ids to mention (sent in `at.atUserIds`); write `@<userid>` in `text` to place them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_user_ids: Option<Vec<String>>,
+    /// `true`: mention everyone in the group (sent as `at.isAtAll`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_at_all: Option<bool>,
 }
 
+/// Params of `send_link`: a link card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DingtalkLink {
+    /// Card title.
     #[schemars(length(min = 1))]
     pub title: String,
+    /// Card text.
     #[schemars(length(min = 1))]
     pub text: String,
+    /// Page opened when the card is tapped (sent as `messageUrl`).
     #[schemars(length(min = 1))]
     pub message_url: String,
+    /// URL of the card's picture (sent as `picUrl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pic_url: Option<String>,
 }
@@ -104,8 +117,10 @@ pub(super) struct DingtalkLink {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DingtalkButton {
+    /// Button label.
     #[schemars(length(min = 1))]
     pub title: String,
+    /// Page the button opens (sent as `actionURL`).
     #[schemars(length(min = 1))]
     pub action_url: String,
 }
@@ -117,17 +132,23 @@ pub(super) struct DingtalkButton {
     {"required": ["single_title", "single_url"], "not": {"required": ["btns"]}},
     {"required": ["btns"], "not": {"anyOf": [{"required": ["single_title"]}, {"required": ["single_url"]}]}}
 ]))]
+/// Params of `send_action_card`: a card with a markdown body and one or more buttons.
 pub(super) struct DingtalkActionCard {
+    /// Shown in the conversation list.
     #[schemars(length(min = 1))]
     pub title: String,
+    /// Card body, markdown.
     #[schemars(length(min = 1))]
     pub text: String,
+    /// Label of the single button (sent as `singleTitle`); needs `single_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub single_title: Option<String>,
+    /// Page the single button opens (sent as `singleURL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub single_url: Option<String>,
+    /// Several buttons instead of the single one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub btns: Option<Vec<DingtalkButton>>,
@@ -137,20 +158,26 @@ pub(super) struct DingtalkActionCard {
     pub btn_orientation: Option<String>,
 }
 
+/// Params of `send_feed_card`: a list of link cards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DingtalkFeedCard {
+    /// The cards, at least one.
     #[schemars(length(min = 1))]
     pub links: Vec<DingtalkFeedLink>,
 }
 
+/// One card of a feed card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DingtalkFeedLink {
+    /// Card title.
     #[schemars(length(min = 1))]
     pub title: String,
+    /// Page opened when the card is tapped (sent as `messageURL`).
     #[schemars(length(min = 1))]
     pub message_url: String,
+    /// URL of the card's picture (sent as `picURL`).
     #[schemars(length(min = 1))]
     pub pic_url: String,
 }

@@ -38,6 +38,7 @@ pub(super) const KIND: KindSpec = KindSpec {
     ],
 };
 
+/// Params of `list_departments`: the child departments of one department.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListDepartments {
@@ -54,11 +55,14 @@ pub(super) struct ListDepartments {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListDepartmentUsers {
+    /// Id of the department whose direct members are listed.
     #[schemars(length(min = 1))]
     pub department_id: String,
+    /// Token of the next page, as the previous answer's `data.page_token`; absent for the first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub page_token: Option<String>,
+    /// Page size, 1 to 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
     pub page_size: Option<u32>,

@@ -43,6 +43,7 @@ pub(super) const KIND: KindSpec = KindSpec {
     ],
 };
 
+/// Params of `send_text`: a text message to the bot's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeishuText {
@@ -51,6 +52,7 @@ pub(super) struct FeishuText {
     pub text: String,
 }
 
+/// Params of `send_post`: a rich-text message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeishuPost {
@@ -59,20 +61,25 @@ pub(super) struct FeishuPost {
     pub post: Map<String, Value>,
 }
 
+/// Params of `send_image`: an image uploaded to Feishu before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeishuImage {
+    /// Key of an image uploaded with Feishu's image API (`img_...`).
     #[schemars(length(min = 1))]
     pub image_key: String,
 }
 
+/// Params of `send_share_chat`: a card inviting to a group chat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeishuShareChat {
+    /// Id of the group chat to share (`oc_...`).
     #[schemars(length(min = 1))]
     pub share_chat_id: String,
 }
 
+/// Params of `send_interactive`: a message card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeishuInteractive {

@@ -56,6 +56,7 @@ pub(super) const KIND: KindSpec = KindSpec {
     ],
 };
 
+/// Params of `list_channels`: one page of the hub's channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListChannels {
@@ -63,6 +64,7 @@ pub(super) struct ListChannels {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub current: Option<u32>,
+    /// Page size, 1 to 1,000 (sent as `pageSize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub page_size: Option<u32>,
@@ -75,11 +77,14 @@ pub(super) struct ListContactWays {
     /// UNIX seconds; 90 days ago when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<i64>,
+    /// UNIX seconds; contact ways created up to then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<i64>,
+    /// Cursor of the next page, as the previous answer's `next_cursor`; absent for the first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub cursor: Option<String>,
+    /// Page size, 1 to 1,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,

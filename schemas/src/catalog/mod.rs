@@ -43,10 +43,12 @@ pub fn kinds() -> &'static [KindSpec] {
     KINDS
 }
 
+/// The kind named `name`, or `None` when this build does not support it.
 pub fn find_kind(name: &str) -> Option<&'static KindSpec> {
     KINDS.iter().find(|k| k.name == name)
 }
 
+/// The action `action` of kind `kind`, or `None` when either is unknown.
 pub fn find_action(kind: &str, action: &str) -> Option<&'static ActionSpec> {
     find_kind(kind)?.action(action)
 }

@@ -51,27 +51,35 @@ pub(super) const KIND: KindSpec = KindSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMail {
+    /// Recipients in the `To` header, 1 to 100.
     #[schemars(length(min = 1, max = 100), inner(length(min = 3)))]
     pub to: Vec<String>,
+    /// Recipients in the `Cc` header, at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100), inner(length(min = 3)))]
     pub cc: Option<Vec<String>>,
+    /// Hidden recipients, at most 100: they get the mail, no header names them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100), inner(length(min = 3)))]
     pub bcc: Option<Vec<String>>,
+    /// Address of the `Reply-To` header; absent: replies go to the sender (`From`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3))]
     pub reply_to: Option<String>,
+    /// The `Subject` header, any UTF-8 text.
     pub subject: String,
     /// Extra headers, `{name: value}` (`X-Campaign`, `List-Unsubscribe`); the ones this action
     /// sets itself (From, To, Subject, Message-ID, Content-Type…) are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// The body, in the media type `mime_type`, UTF-8.
     pub body: String,
+    /// Media type of `body`.
     pub mime_type: MimeType,
     /// Chosen by the mailer when absent (7bit or quoted-printable for text, base64 for binary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_encoding: Option<TransferEncoding>,
+    /// Files attached after the body, at most 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 20))]
     pub attachments: Option<Vec<MailAttachment>>,
@@ -80,8 +88,10 @@ pub struct SendMail {
 /// The media type of the body (UTF-8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum MimeType {
+    /// Plain text.
     #[serde(rename = "text/plain")]
     TextPlain,
+    /// An HTML document.
     #[serde(rename = "text/html")]
     TextHtml,
     /// An iCalendar invitation; its `METHOD:` line is repeated as the `method` parameter.
@@ -90,6 +100,7 @@ pub enum MimeType {
 }
 
 impl MimeType {
+    /// The media type as written in `Content-Type` and in params (`text/plain`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             MimeType::TextPlain => "text/plain",
@@ -102,17 +113,22 @@ impl MimeType {
 /// The Content-Transfer-Encoding of the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum TransferEncoding {
+    /// Base64: safe for any content, a third larger.
     #[serde(rename = "base64")]
     Base64,
+    /// Raw UTF-8; a body with a line over 998 bytes falls back to the mailer's choice.
     #[serde(rename = "8bit")]
     EightBit,
+    /// Quoted-printable: readable for mostly-ASCII text.
     #[serde(rename = "quoted-printable")]
     QuotedPrintable,
 }
 
+/// One attachment of a mail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailAttachment {
+    /// File name the recipient sees, 1 to 255 characters.
     #[schemars(length(min = 1, max = 255))]
     pub filename: String,
     /// `application/pdf`, `image/png; name=x.png`…
@@ -126,6 +142,7 @@ pub struct MailAttachment {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveMailPop3 {
+    /// Which messages to return; absent: all, up to 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Pop3Filter>,
     /// Delete the returned messages from the server (DELE, committed by QUIT).
@@ -142,6 +159,7 @@ pub struct Pop3Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub from: Option<String>,
+    /// A case-insensitive substring of the subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub subject_contains: Option<String>,
@@ -163,9 +181,11 @@ pub struct Pop3Filter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveMailImap {
+    /// Folder to read, as the server lists it (default `INBOX`).
     #[serde(default = "inbox")]
     #[schemars(length(min = 1))]
     pub folder: String,
+    /// Which messages to return; absent: all, up to 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<ImapFilter>,
     /// Flag the returned messages `\Seen` (they are fetched with `BODY.PEEK` otherwise untouched).
@@ -181,9 +201,11 @@ fn inbox() -> String {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImapFilter {
+    /// A case-insensitive substring of the sender's address or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub from: Option<String>,
+    /// A case-insensitive substring of the subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub subject_contains: Option<String>,

@@ -17,9 +17,13 @@ pub enum Effect {
 /// HTTP method of an [`Endpoint::Http`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`: no body; REST params go in the query.
     Get,
+    /// `POST` with a JSON (or multipart) body.
     Post,
+    /// `PUT` with a JSON body.
     Put,
+    /// `DELETE`: no body; REST params go in the query.
     Delete,
 }
 
@@ -29,21 +33,47 @@ pub enum Body {
     /// The params object is the JSON body.
     Params,
     /// `{"msgtype": M, M: params}`: the robots' message shape.
-    Message { msgtype: &'static str },
+    Message {
+        /// The provider's message type, such as `text` or `markdown`.
+        msgtype: &'static str,
+    },
     /// A multipart upload of the param `content_base64`, decoded, as form field `field`, named by the
     /// param `filename`; `media_type` goes in the `type` query parameter.
-    Upload { field: &'static str, media_type: &'static str },
+    Upload {
+        /// Multipart form field of the file (WeCom: `media`).
+        field: &'static str,
+        /// Value of the `type` query parameter (WeCom robot: `file`).
+        media_type: &'static str,
+    },
     /// DingTalk robot: `{"msgtype": M, M: params, "at": {...}}`. The params `at_mobiles`, `at_user_ids`
     /// and `is_at_all` move into `at`; param names are renamed per `renames` `(param, wire name)` at any
     /// depth (DingTalk spells `messageUrl` in links but `messageURL` in feed cards).
-    DingtalkMessage { msgtype: &'static str, renames: &'static [(&'static str, &'static str)] },
+    DingtalkMessage {
+        /// DingTalk's `msgtype`, such as `text`, `link` or `feedCard`.
+        msgtype: &'static str,
+        /// `(param, wire name)` pairs applied at any depth of the message object.
+        renames: &'static [(&'static str, &'static str)],
+    },
     /// Feishu bot: `{"msg_type": M, "content": params}`; with `card`, `{"msg_type": M, "card": params.card}`.
-    FeishuMessage { msg_type: &'static str, card: Option<&'static str> },
+    FeishuMessage {
+        /// Feishu's `msg_type`, such as `text`, `post` or `interactive`.
+        msg_type: &'static str,
+        /// The param holding the card, sent as top-level `card`; `None` sends the params as `content`.
+        card: Option<&'static str>,
+    },
     /// The params as query parameters (no body), each renamed per `renames` `(param, wire name)`.
-    Query { renames: &'static [(&'static str, &'static str)] },
+    Query {
+        /// `(param, wire name)` pairs; params not listed keep their names.
+        renames: &'static [(&'static str, &'static str)],
+    },
     /// `{field: params}`, with the params named in `outside` left beside it (WeCom calendars and
     /// schedules: `{"calendar": {...}, "agentid": N}`).
-    Wrapped { field: &'static str, outside: &'static [&'static str] },
+    Wrapped {
+        /// Name of the wrapping object (`calendar`, `schedule`).
+        field: &'static str,
+        /// Params kept at the top level beside the wrapper (`agentid`).
+        outside: &'static [&'static str],
+    },
 }
 
 /// Where and how an action calls its provider. Paths are the provider's own; the connector config's
@@ -51,16 +81,30 @@ pub enum Body {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// Tencent Cloud API 3.0: `POST /` with header `X-TC-Action`, signed with TC3-HMAC-SHA256.
-    TencentCloud { action: &'static str },
+    TencentCloud {
+        /// The API action, sent as `X-TC-Action` (such as `SendSms`); the params are the JSON body.
+        action: &'static str,
+    },
     /// A JSON-over-HTTP call.
-    Http { method: Method, path: &'static str, body: Body },
+    Http {
+        /// HTTP method of the call.
+        method: Method,
+        /// The provider's path, such as `/cgi-bin/message/send`; credentials are added as the provider wants.
+        path: &'static str,
+        /// How the params become the request.
+        body: Body,
+    },
     /// A REST call (Tencent Meeting): each `{name}` segment of `path` is filled from (and taken out
     /// of) the params; the remaining params, renamed per `renames` `(param, wire name)` and with
     /// the constant fields `fixed` added, go as the query of a GET or DELETE, else as the JSON body.
     Rest {
+        /// HTTP method of the call.
         method: Method,
+        /// Path template such as `/v1/meetings/{meeting_id}`.
         path: &'static str,
+        /// `(param, wire name)` pairs for the query or body fields.
         renames: &'static [(&'static str, &'static str)],
+        /// Constant `(wire name, value)` fields added to every call (such as `operator_id_type` 1).
         fixed: &'static [(&'static str, i64)],
     },
     /// A mail protocol operation (SMTP send, IMAP or POP3 receive) with the config's account.
@@ -81,10 +125,13 @@ pub enum MailOp {
 /// One action of a connector kind.
 #[derive(Debug, Clone, Copy)]
 pub struct ActionSpec {
+    /// The action's name in jobs (`action`), snake_case and unique within its kind.
     pub name: &'static str,
+    /// Whether the action writes (at most once per idempotency key) or only reads.
     pub effect: Effect,
     /// JSON Schema of the params, generated from the typed params struct.
     pub params: fn() -> Schema,
+    /// The provider call the worker makes with the params.
     pub endpoint: Endpoint,
     /// Rate-limit bucket within the connector config; every bucket of a config has its own limit.
     pub bucket: &'static str,
@@ -136,6 +183,7 @@ impl ActionSpec {
         self
     }
 
+    /// The params' JSON Schema as a value, as checked in under `schemas/json/<kind>/<action>.json`.
     pub fn params_schema(&self) -> Value {
         serde_json::to_value((self.params)()).expect("schema serialises")
     }
@@ -144,15 +192,19 @@ impl ActionSpec {
 /// One connector kind: its actions and defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct KindSpec {
+    /// The kind's name in jobs (`connector`) and config files, such as `tencent_sms`.
     pub name: &'static str,
+    /// Human-readable name of the provider API, for listings.
     pub title: &'static str,
     /// Limits per connector config and bucket unless the config sets `rate_limit` (comma-separated
     /// when several hold at once, such as `100/min, 5/s`).
     pub default_rate_limit: &'static str,
+    /// The kind's actions; names are unique within the kind.
     pub actions: &'static [ActionSpec],
 }
 
 impl KindSpec {
+    /// The action named `name`, or `None` when the kind has no such action.
     pub fn action(&self, name: &str) -> Option<&'static ActionSpec> {
         self.actions.iter().find(|a| a.name == name)
     }

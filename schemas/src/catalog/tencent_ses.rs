@@ -68,10 +68,12 @@ pub(super) const KIND: KindSpec = KindSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EmailIdentity {
+    /// The sending domain (`EmailIdentity`), such as `mail.example.com`; an account has at most 10.
     #[schemars(length(min = 1, max = 253), pattern(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"))]
     pub email_identity: String,
 }
 
+/// Params of `list_email_identities`: none; the answer lists every sending domain of the account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListEmailIdentities {}
@@ -81,22 +83,30 @@ pub(super) struct ListEmailIdentities {}
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendEmail {
-    /// `noreply@mail.example.com` or `Alias <noreply@mail.example.com>`.
+    /// Sender (`FromEmailAddress`): `noreply@mail.example.com` or `Alias <noreply@mail.example.com>`,
+    /// of a verified identity's domain.
     #[schemars(length(min = 3))]
     pub from_email_address: String,
+    /// Recipients (`Destination`), each `user@example.com`; at most 50, and each sees the others.
     #[schemars(length(min = 1, max = 50), inner(length(min = 3)))]
     pub destination: Vec<String>,
+    /// Subject line (`Subject`), 1 to 100 characters.
     #[schemars(length(min = 1, max = 100))]
     pub subject: String,
+    /// One address replies go to (`ReplyToAddresses`); absent: no Reply-To.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3))]
     pub reply_to_addresses: Option<String>,
+    /// HTML body, sent base64-encoded as `Simple.Html`; needs custom content enabled on the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// Plain-text body, sent base64-encoded as `Simple.Text`; needs custom content enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// An approved template and its variables (`Template`), instead of `html`/`text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<EmailTemplate>,
+    /// Attachments (`Attachments`): at most 10, 4 MB in all; the whole request at most 8 MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 10))]
     pub attachments: Option<Vec<Attachment>>,
@@ -106,15 +116,19 @@ pub struct SendEmail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailTemplate {
+    /// Id of an approved template (`TemplateID`).
     #[schemars(range(min = 1))]
     pub template_id: u64,
+    /// Values of the template's variables by name; sent as one JSON string of at most 800 bytes.
     #[serde(default)]
     pub template_data: BTreeMap<String, serde_json::Value>,
 }
 
+/// One file attached to a mail (`Attachments[]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
+    /// File name with extension (`FileName`), at most 255 characters; Tencent refuses some types.
     #[schemars(length(min = 1, max = 255))]
     pub filename: String,
     /// The file, base64-encoded (≤ 4 MB of attachments per mail).

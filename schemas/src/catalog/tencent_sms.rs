@@ -44,9 +44,10 @@ pub struct SendSms {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 511))]
     pub session_context: Option<String>,
+    /// Extension appended to the sender number (`ExtendCode`); off by default, Tencent enables it on request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extend_code: Option<String>,
-    /// International numbers only.
+    /// Approved sender id (`SenderId`) of international messages; absent uses the shared one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_id: Option<String>,
 }

@@ -70,6 +70,7 @@ pub(super) const KIND: KindSpec = KindSpec {
     ],
 };
 
+/// Params of `send_text`: a text message (`text`) to the robot's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendText {
@@ -79,10 +80,12 @@ pub struct SendText {
     /// User ids to mention; `@all` mentions everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mentioned_list: Option<Vec<String>>,
+    /// Phone numbers of members to mention; `@all` mentions everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mentioned_mobile_list: Option<Vec<String>>,
 }
 
+/// Params of `send_markdown`: a markdown message (`markdown`), WeCom's markdown subset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMarkdown {
@@ -91,6 +94,7 @@ pub struct SendMarkdown {
     pub content: String,
 }
 
+/// Params of `send_image`: one image (`image`) to the robot's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendImage {
@@ -103,13 +107,16 @@ pub struct SendImage {
     pub md5: Option<String>,
 }
 
+/// Params of `send_news`: a news message (`news`) of link cards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendNews {
+    /// Link cards, 1 to 8 (WeCom answers 45008 otherwise).
     #[schemars(length(min = 1, max = 8))]
     pub articles: Vec<Article>,
 }
 
+/// One link card of a news message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Article {
@@ -119,12 +126,15 @@ pub struct Article {
     /// WeCom shows the first 512 bytes and cuts the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Page opened when the card is tapped.
     #[schemars(length(min = 1))]
     pub url: String,
+    /// URL of the card's picture (JPG or PNG; WeCom suggests 1068x455 large, 150x150 small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picurl: Option<String>,
 }
 
+/// Params of `send_file`: a file (`file`) uploaded before with `upload_file`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendFile {
@@ -133,9 +143,11 @@ pub struct SendFile {
     pub media_id: String,
 }
 
+/// Params of `upload_file`: uploads a file for `send_file` (`upload_media`, type `file`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadFile {
+    /// Name the group members see, with extension; at most 255 characters.
     #[schemars(length(min = 1, max = 255))]
     pub filename: String,
     /// The file, base64; 5 B to 20 MB once decoded. The result carries its `media_id`.

@@ -37,8 +37,11 @@ pub enum WecomCredential {
 /// `agentid` is added to params without one.
 #[derive(Debug, Clone, Copy)]
 pub struct WecomArea {
+    /// Path prefix the area covers, such as `/cgi-bin/user/`; the first matching area wins.
     pub prefix: &'static str,
+    /// The secret whose access token the area's calls carry.
     pub credential: WecomCredential,
+    /// Whether the config's default `agentid` is filled into params that lack one.
     pub default_agentid: bool,
 }
 
