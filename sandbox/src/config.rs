@@ -38,6 +38,7 @@ pub const DEFAULT_JUZIBOT_TOKEN: &str = "sandbox-juzibot-token";
 pub struct SignedRobot {
     /// DingTalk `access_token` or Feishu hook id.
     pub credential: String,
+    /// Signing secret (DingTalk `SEC...` or Feishu bot secret); `None`: requests are not signed.
     pub secret: Option<String>,
 }
 
@@ -53,13 +54,18 @@ impl fmt::Debug for SignedRobot {
 /// A WeCom corp and the secrets of its APIs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WecomCorp {
+    /// `corpid` given to `gettoken`.
     pub corp_id: String,
+    /// Self-built app's `corpsecret`: its token reaches the app APIs (messages, media...).
     pub app_secret: String,
+    /// 通讯录同步 secret: its token alone reaches the contacts APIs; `None`: the corp has none.
     pub contacts_secret: Option<String>,
+    /// 客户联系 secret for the external-contact APIs; `None` (the default of [`Self::new`]): none.
     pub external_contact_secret: Option<String>,
 }
 
 impl WecomCorp {
+    /// A corp with these secrets and no external-contact secret.
     pub fn new(corp_id: &str, app_secret: &str, contacts_secret: Option<&str>) -> Self {
         WecomCorp {
             corp_id: corp_id.to_string(),
@@ -79,7 +85,9 @@ impl fmt::Debug for WecomCorp {
 /// A Feishu self-built app.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FeishuApp {
+    /// `app_id` (`cli_...`) given to `tenant_access_token/internal`.
     pub app_id: String,
+    /// `app_secret` that must come with `app_id`, else code 10014.
     pub app_secret: String,
 }
 
@@ -92,9 +100,13 @@ impl fmt::Debug for FeishuApp {
 /// A Tencent Meeting app (企业 AppId, optional SdkId, and its key pair).
 #[derive(Clone, PartialEq, Eq)]
 pub struct MeetingApp {
+    /// Enterprise id, expected in the `AppId` header.
     pub app_id: String,
+    /// Expected `SdkId` header; `None`: the request must carry no `SdkId`.
     pub sdk_id: Option<String>,
+    /// Key id, expected in the `X-TC-Key` header.
     pub secret_id: String,
+    /// Key that signs `X-TC-Signature` (HMAC-SHA256); never sent.
     pub secret_key: String,
 }
 
@@ -112,8 +124,11 @@ impl fmt::Debug for MeetingApp {
 /// A Tencent Cloud API key pair and the SMS applications it owns.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TencentAccount {
+    /// `SecretId` named in the TC3 `Authorization` header's `Credential`.
     pub secret_id: String,
+    /// `SecretKey` that derives the TC3-HMAC-SHA256 signing key; never sent.
     pub secret_key: String,
+    /// `SmsSdkAppId`s of this account; another account's is `UnauthorizedOperation.SmsSdkAppIdVerifyFail`.
     pub sdk_app_ids: Vec<String>,
     /// Provider-side throttle: at most this many API calls per rolling second, else
     /// `RequestLimitExceeded`. `None`: unthrottled.
@@ -135,7 +150,9 @@ impl fmt::Debug for TencentAccount {
 /// carry exactly one `TemplateParamSet` value per placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsTemplate {
+    /// `TemplateId` a request must name, compared as a string.
     pub id: String,
+    /// Approved text with `{1}`, `{2}`... placeholders.
     pub content: String,
 }
 
@@ -169,26 +186,35 @@ impl SmsTemplate {
 /// programmed at run time through [`crate::SandboxState`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
+    /// Tencent Cloud key pairs that may sign API calls (SMS, SES); others get `AuthFailure.SecretIdNotFound`.
     pub tencent_accounts: Vec<TencentAccount>,
     /// Approved SMS signatures (`SignName`), valid for every account.
     pub sms_sign_names: Vec<String>,
     /// Approved SMS templates, valid for every account.
     pub sms_templates: Vec<SmsTemplate>,
+    /// WeCom group robot webhook `key`s that exist.
     pub robot_keys: Vec<String>,
     /// WeCom's documented robot limit: messages per rolling minute per key (`None`: no limit).
     pub robot_messages_per_minute: Option<u32>,
+    /// DingTalk custom robots (`access_token`, optional 加签 secret) that exist.
     pub dingtalk_robots: Vec<SignedRobot>,
     /// DingTalk's documented robot limit: messages per rolling minute per robot (`None`: no limit).
     pub dingtalk_messages_per_minute: Option<u32>,
+    /// Feishu custom bots (hook id, optional signing secret) that exist.
     pub feishu_hooks: Vec<SignedRobot>,
     /// Feishu's documented bot limits, per rolling second and minute per bot (`None`: no limit).
     pub feishu_messages_per_second: Option<u32>,
+    /// Feishu's per-bot limit per rolling minute (`None`: no limit).
     pub feishu_messages_per_minute: Option<u32>,
+    /// Feishu self-built apps that may get a `tenant_access_token`.
     pub feishu_apps: Vec<FeishuApp>,
+    /// Juzibot API tokens (the `token` query parameter) that are accepted.
     pub juzibot_tokens: Vec<String>,
+    /// WeCom corps whose `corpid`/`corpsecret` pairs `gettoken` accepts.
     pub wecom_corps: Vec<WecomCorp>,
     /// SES sending domains that exist, verified, from the start.
     pub ses_domains: Vec<String>,
+    /// Tencent Meeting apps whose signed requests are accepted.
     pub meeting_apps: Vec<MeetingApp>,
     /// Accepted distance between `X-TC-Timestamp` and the sandbox clock.
     pub timestamp_tolerance: Duration,

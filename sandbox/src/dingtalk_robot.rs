@@ -27,6 +27,7 @@ use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::Hub;
 use crate::records::{Provider, RobotMessage};
 
+/// Custom robot webhook (`POST ?access_token=`, plus `timestamp` and `sign` for a signed robot).
 pub const SEND_PATH: &str = "/robot/send";
 /// "与请求调用时间误差不能超过1小时".
 pub const TIMESTAMP_TOLERANCE_MS: i64 = 3600 * 1000;

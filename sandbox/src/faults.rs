@@ -33,22 +33,32 @@ use crate::records::Provider;
 pub enum FaultEffect {
     /// Tencent whole-request failure: HTTP 200 with `{"Response":{"Error":{"Code","Message"},"RequestId"}}`.
     TencentError {
+        /// `Error.Code`, e.g. `InternalError.Timeout`.
         code: String,
+        /// `Error.Message`; `None`: the code followed by "(injected by yizhan-sandbox)".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
     /// A `SendSms` that sends only its first `sent` numbers (for real: recorded, with receipts),
     /// then answers `then` instead of its statuses, so the client cannot tell what went out.
-    TencentPartialSend { sent: usize, then: LostAnswer },
+    TencentPartialSend {
+        /// How many of the request's numbers, in `PhoneNumberSet` order, are really sent.
+        sent: usize,
+        /// The answer the client gets instead of the statuses.
+        then: LostAnswer,
+    },
     /// The `SendStatus` of the matched phone number gets this `Code`; the other numbers of the
     /// request are processed normally. Needs `phone`.
     TencentNumberStatus {
+        /// `SendStatus.Code`, e.g. `LimitExceeded.PhoneNumberDailyLimit`.
         code: String,
+        /// `SendStatus.Message`; `None`: the code followed by "(injected by yizhan-sandbox)".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
     /// A bare HTTP answer (e.g. 500 with a plain body, or 502), as from a broken gateway.
     HttpStatus {
+        /// HTTP status code to answer, e.g. 500 or 502.
         status: u16,
         /// Plain-text body; the status' reason phrase when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,21 +70,28 @@ pub enum FaultEffect {
     },
     /// Robot answer `{"errcode":N,"errmsg":...}` (HTTP 200).
     WecomErrcode {
+        /// WeCom `errcode`, e.g. 45009 (rate limit).
         errcode: i64,
+        /// `errmsg`; `None`: "errcode N injected by yizhan-sandbox".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         errmsg: Option<String>,
     },
-    /// The provider's own error code, for DingTalk (`errcode`), Feishu (`code`) and Juzibot (`errcode`);
-    /// needs `provider`. Fires for a request that passed every check, before its side effect.
+    /// The provider's own error code, for DingTalk (`errcode`), Feishu (`code`), Juzibot (`errcode`),
+    /// WeCom apps (`errcode`) and Tencent Meeting (`error_info.error_code`); needs `provider`.
+    /// Fires for a request that passed every check, before its side effect.
     ErrorCode {
+        /// The provider's numeric error code, in the field named above.
         code: i64,
+        /// The provider's message field (`errmsg`, `msg`, `message`); `None`: says the code was injected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
     /// Sleep before answering. By default before the request is handled (a client that gives up
     /// leaves no side effect); with `after_processing`, after it was handled.
     Delay {
+        /// How long to sleep, in milliseconds.
         ms: u64,
+        /// Sleep after handling the request (its side effect recorded) instead of before.
         #[serde(default)]
         after_processing: bool,
     },
@@ -85,9 +102,15 @@ pub enum FaultEffect {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LostAnswer {
     /// A bare HTTP status with a plain-text body, as from a gateway whose backend failed.
-    HttpStatus { status: u16 },
+    HttpStatus {
+        /// HTTP status code, e.g. 500.
+        status: u16,
+    },
     /// HTTP 200 with `Response.Error` of this code (e.g. `InternalError.Timeout`).
-    TencentError { code: String },
+    TencentError {
+        /// `Error.Code` to answer.
+        code: String,
+    },
     /// The connection breaks after the status line: no answer can be read.
     Drop,
 }
@@ -96,6 +119,7 @@ pub enum LostAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
+    /// What happens to a matching request.
     pub effect: FaultEffect,
     /// Required for `http_status` and `delay`; implied by the other effects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,21 +195,25 @@ impl Fault {
         Self::new(FaultEffect::Delay { ms, after_processing: false }, Some(provider))
     }
 
+    /// Only requests involving `phone` (see [`Fault::phone`]).
     pub fn for_phone(mut self, phone: &str) -> Self {
         self.phone = Some(phone.to_string());
         self
     }
 
+    /// Only requests with credential `key` (see [`Fault::key`]).
     pub fn for_key(mut self, key: &str) -> Self {
         self.key = Some(key.to_string());
         self
     }
 
+    /// Only requests to `path`, e.g. `/cgi-bin/webhook/upload_media`.
     pub fn for_path(mut self, path: &str) -> Self {
         self.path = Some(path.to_string());
         self
     }
 
+    /// Only requests of `action` (see [`Fault::action`]).
     pub fn for_action(mut self, action: &str) -> Self {
         self.action = Some(action.to_string());
         self

@@ -36,15 +36,22 @@ use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::{Hub, Own};
 use crate::records::{Provider, RobotMessage};
 
+/// Bot webhook path up to the hook id (`POST`, the hook id follows).
 pub const HOOK_PREFIX: &str = "/open-apis/bot/v2/hook/";
 pub(crate) const HOOK_ROUTE: &str = "/open-apis/bot/v2/hook/{hook_id}";
+/// Self-built app's `tenant_access_token` endpoint (`POST {app_id, app_secret}`).
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
+/// Child departments of `parent_department_id` (`GET`, paged, bearer token).
 pub const DEPARTMENTS_PATH: &str = "/open-apis/contact/v3/departments";
+/// Users directly in `department_id` (`GET`, paged, bearer token).
 pub const USERS_PATH: &str = "/open-apis/contact/v3/users/find_by_department";
 /// "请求体的数据大小不能超过 20 KB".
 pub const MAX_BODY_BYTES: usize = 20 * 1024;
+/// Signed bot: how far, in seconds, `timestamp` may be from the sandbox clock (1 h), else 19021.
 pub const TIMESTAMP_TOLERANCE_S: i64 = 3600;
+/// How long a `tenant_access_token` is valid (`expire` 7200 s).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+/// A token with less than this left is replaced by a new one; with more, the same one is returned.
 pub const TOKEN_REISSUE_MARGIN: Duration = Duration::from_secs(30 * 60);
 const READ_LIMIT: usize = 1024 * 1024;
 

@@ -25,9 +25,13 @@ use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::{Hub, Own};
 use crate::records::Provider;
 
+/// `GET`: the three fixed channels, paged by `current`/`pageSize`.
 pub const CHANNELS_PATH: &str = "/api/v1/channel/list";
+/// `POST`: create a contact way (WeCom `add_contact_way` body); answers its `config_id`.
 pub const ADD_PATH: &str = "/api/v1/contactWay/add";
+/// `GET`: one contact way by `config_id` (41044 if unknown).
 pub const GET_PATH: &str = "/api/v1/contactWay/get";
+/// `POST`: contact ways created in `start_time`..`end_time` (default: last 90 days), paged by `cursor`/`limit`.
 pub const LIST_PATH: &str = "/api/v1/contactWay/list";
 const READ_LIMIT: usize = 1024 * 1024;
 

@@ -138,6 +138,7 @@ impl Sandbox {
         Ok(Sandbox { addr, state, stop: Some(stop), server: Some(server) })
     }
 
+    /// The bound address (the real port when started on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

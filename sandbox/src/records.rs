@@ -28,6 +28,7 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The snake_case name, as in JSON and in the `/_sandbox` API (`"wecom_robot"`...).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tencent => "tencent",
@@ -46,13 +47,17 @@ impl Provider {
 /// One HTTP request as it reached the sandbox, recorded before it was judged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordedRequest {
+    /// Which fake the path routed to ([`Provider::Unknown`] when none).
     pub provider: Provider,
+    /// HTTP method, upper case (`POST`).
     pub method: String,
+    /// URL path without the query, e.g. `/cgi-bin/webhook/send`.
     pub path: String,
     /// The raw query string, `""` when there is none.
     pub query: String,
     /// `(lower-case name, value)` in arrival order.
     pub headers: Vec<(String, String)>,
+    /// Raw body bytes (serialized as lossy UTF-8 text).
     #[serde(serialize_with = "lossy_utf8")]
     pub body: Vec<u8>,
     /// UNIX milliseconds.
@@ -80,20 +85,31 @@ impl RecordedRequest {
 pub struct SentSms {
     /// E.164, as echoed in `SendStatus.PhoneNumber`.
     pub phone: String,
+    /// The request's `SmsSdkAppId`.
     pub sdk_app_id: String,
+    /// The request's `SignName`; `None` when it had none.
     pub sign_name: Option<String>,
+    /// The request's `TemplateId`.
     pub template_id: String,
+    /// The request's `TemplateParamSet`, in order (`{1}` first).
     pub template_params: Vec<String>,
     /// The rendered text, `【SignName】` included when a signature was given.
     pub content: String,
     /// `""` when the request had none (the API echoes `""` too).
     pub session_context: String,
+    /// The request's `ExtendCode`; `None` when absent.
     pub extend_code: Option<String>,
+    /// The request's `SenderId` (international SMS); `None` when absent.
     pub sender_id: Option<String>,
+    /// `SendStatus.SerialNo` handed back, the key of its receipt (`NNNN:` + 28 digits).
     pub serial_no: String,
+    /// `SendStatus.Fee`: billed parts, 1 up to 70 characters, else one per 67.
     pub fee: u32,
+    /// `RequestId` of the `SendSms` answer that carried it.
     pub request_id: String,
+    /// `SecretId` that signed the request.
     pub secret_id: String,
+    /// The request's `X-TC-Region`.
     pub region: String,
     /// UNIX seconds: the receipt's `UserReceiveTime` (the sandbox delivers at once).
     pub sent_at: i64,
@@ -102,9 +118,11 @@ pub struct SentSms {
 /// One message a robot delivered (WeCom, DingTalk or Feishu).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RobotMessage {
+    /// [`Provider::WecomRobot`], [`Provider::DingtalkRobot`] or [`Provider::FeishuRobot`].
     pub provider: Provider,
     /// WeCom `key`, DingTalk `access_token`, Feishu hook id.
     pub key: String,
+    /// The body's `msgtype` (Feishu: `msg_type`), e.g. `text`, `markdown`.
     pub msgtype: String,
     /// The whole JSON body as sent.
     pub body: Value,
@@ -113,11 +131,15 @@ pub struct RobotMessage {
 /// One file uploaded through `upload_media`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UploadedMedia {
+    /// The robot `key` of the upload URL.
     pub key: String,
+    /// `media_id` handed back, valid for that robot's `file`/`voice` messages.
     pub media_id: String,
     /// `file` or `voice`.
     pub media_type: String,
+    /// `filename` of the multipart `media` part.
     pub filename: String,
+    /// Content length in bytes.
     pub size: usize,
     /// MD5 hex of the content, to check that a file arrived intact.
     pub md5: String,
@@ -128,22 +150,32 @@ pub struct UploadedMedia {
 /// A request the fake provider refused on its own (not because of an injected fault).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
+    /// The fake that refused.
     pub provider: Provider,
     /// Tencent `Error.Code` / per-number `Code`, or the robot's `errcode` as a string.
     pub code: String,
+    /// The message answered with it (`Error.Message`, `errmsg`, `msg`).
     pub message: String,
 }
 
 /// Counters since start (or the last reset). They keep counting when records are trimmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
+    /// HTTP requests received, every provider and unknown paths included, valid or not.
     pub requests: u64,
+    /// Requests to Tencent Cloud API 3.0 (SMS and SES), valid or not.
     pub tencent_requests: u64,
+    /// Requests to the WeCom robot webhook (send and upload), valid or not.
     pub wecom_robot_requests: u64,
+    /// Requests to the DingTalk robot webhook, valid or not.
     pub dingtalk_robot_requests: u64,
+    /// Requests to Feishu bot hooks, valid or not.
     pub feishu_robot_requests: u64,
+    /// Requests to the Feishu app API (token, contacts), valid or not.
     pub feishu_requests: u64,
+    /// Requests to the Juzibot API, valid or not.
     pub juzibot_requests: u64,
+    /// Requests to the WeCom application API (`gettoken` included), valid or not.
     pub wecom_requests: u64,
     /// Requests to WeCom `gettoken`, whatever their answer.
     pub wecom_gettoken_calls: u64,
@@ -152,11 +184,15 @@ pub struct Stats {
     /// Deliveries of application messages to one member that WeCom dropped without an error,
     /// because the member already had 30 in the last minute (or 1,000 in the last hour) from the app.
     pub wecom_member_drops: u64,
+    /// Requests to the Tencent Meeting API, valid or not.
     pub tencent_meeting_requests: u64,
+    /// Requests to a path no fake serves (answered 404).
     pub unknown_requests: u64,
     /// SMS accepted (numbers whose status was `Ok`).
     pub sms_sent: u64,
+    /// Messages delivered by WeCom, DingTalk and Feishu robots (see [`RobotMessage`]).
     pub robot_messages: u64,
+    /// Files accepted by WeCom robot `upload_media`.
     pub media_uploaded: u64,
     /// Feishu `tenant_access_token`s handed out (a cached token asked for again counts too).
     pub feishu_tokens_issued: u64,

@@ -23,7 +23,9 @@ use crate::wecom::WecomState;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("timed out after {waited:?} waiting for {what}")]
 pub struct WaitTimeout {
+    /// The awaited condition, as the caller named it (e.g. "3 SMS").
     pub what: String,
+    /// The timeout that ran out.
     pub waited: Duration,
 }
 
@@ -160,6 +162,7 @@ impl SandboxState {
         self.hub.rejections()
     }
 
+    /// A snapshot of the counters (they count past [`crate::SandboxConfig::record_limit`]).
     pub fn stats(&self) -> Stats {
         self.hub.stats()
     }

@@ -35,6 +35,7 @@ use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::Own;
 use crate::records::Provider;
 
+/// Collection route: `POST` creates a meeting, `GET ?meeting_code=`/`?userid=` looks them up.
 pub const MEETINGS_PATH: &str = "/v1/meetings";
 pub(crate) const MEETING_ROUTE: &str = "/v1/meetings/{meeting_id}";
 pub(crate) const ACTION_ROUTE: &str = "/v1/meetings/{meeting_id}/{action}";

@@ -42,7 +42,9 @@ use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::Own;
 use crate::records::Provider;
 
+/// `GET ?corpid=&corpsecret=`: an `access_token` for the area of the secret (app, contacts, ...).
 pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
+/// How long an `access_token` is valid (`expires_in` 7200 s); 42001 after.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
 /// The sandbox corp's named members.
 pub const USERS: [&str; 4] = ["zhangsan", "lisi", "wangwu", "zhaoliu"];

@@ -37,18 +37,28 @@ use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::Hub;
 use crate::records::{Provider, RobotMessage, UploadedMedia};
 
+/// `POST ?key=` with `{"msgtype": M, M: {...}}`.
 pub const SEND_PATH: &str = "/cgi-bin/webhook/send";
+/// `POST ?key=&type=file|voice`, multipart with one `media` part.
 pub const UPLOAD_PATH: &str = "/cgi-bin/webhook/upload_media";
 
+/// docs/providers/wecom.md#robot-text-and-markdown: `text.content` limit, in UTF-8 bytes (40058 beyond).
 pub const MAX_TEXT_BYTES: usize = 2048;
+/// `markdown.content` limit, in UTF-8 bytes (40058 beyond).
 pub const MAX_MARKDOWN_BYTES: usize = 4096;
+/// docs/providers/wecom.md#robot-image: decoded image limit in bytes (40009 beyond).
 pub const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
+/// docs/providers/wecom.md#robot-news: most articles in one news message (45008 beyond).
 pub const MAX_ARTICLES: usize = 8;
 /// Where WeCom cuts a news article's title and description (it never refuses them).
 pub const MAX_TITLE_BYTES: usize = 128;
+/// Where WeCom cuts a news article's description, in UTF-8 bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 512;
+/// docs/providers/wecom.md#robot-file-and-upload: smallest upload in bytes (40006 below).
 pub const MIN_FILE_BYTES: usize = 5;
+/// Largest `file` upload in bytes (40006 beyond).
 pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
+/// Largest `voice` (AMR) upload in bytes (40006 beyond).
 pub const MAX_VOICE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest request read: a 20 MB file plus multipart framing.

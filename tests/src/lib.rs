@@ -20,7 +20,9 @@ use yizhan_broker::Names;
 use yizhan_sandbox::{Sandbox, SandboxConfig, SandboxState};
 use yizhan_schemas::{Job, MissingId, Priority, validate_job_value};
 
+/// The shared test broker (guest/guest, default vhost).
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The shared Redis, database 0; each test's keys live under its prefix and are deleted on drop.
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 /// Short delays so that retries happen within a test.
 pub const RETRY_DELAYS: &str = "200ms,400ms";
@@ -40,19 +42,27 @@ pub fn binary(name: &str) -> PathBuf {
 /// Which state store the workers share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
+    /// A SQLite file in the test's temp dir, private to the test.
     Sqlite,
+    /// The shared Redis at [`REDIS_URL`], namespaced by the test's prefix.
     Redis,
 }
 
 /// One test's world: prefix, temp dir, sandbox, config file, state store.
 pub struct Harness {
+    /// `YIZHAN_PREFIX`: `t-<test>-<12 hex>`, unique per run, naming every queue and key of the test.
     pub prefix: String,
+    /// Holds the config, SQLite file and worker logs; deleted on drop.
     pub dir: tempfile::TempDir,
+    /// The test's own fake providers; its URL is every connector's `endpoint`.
     pub sandbox: Sandbox,
+    /// `YIZHAN_CONFIG`: the generated `yizhan.toml` in [`Harness::dir`].
     pub config_path: PathBuf,
+    /// `YIZHAN_STATE`: a `sqlite://` path in `dir`, or [`REDIS_URL`].
     pub state_url: String,
     /// The broker of this test: the shared one unless [`Harness::start_on`] named another.
     pub amqp_url: String,
+    /// The test's own connection to that broker, for inspecting and publishing.
     pub connection: lapin::Connection,
 }
 
@@ -113,10 +123,12 @@ rate_limit = "6000/min"
         Harness { prefix, dir, sandbox, config_path, state_url, amqp_url: amqp_url.to_string(), connection }
     }
 
+    /// What the sandbox saw, and its faults (same as `self.sandbox.state()`).
     pub fn sandbox(&self) -> SandboxState {
         self.sandbox.state()
     }
 
+    /// The broker names (exchanges, lanes, `dead`, delay queues) under this test's prefix.
     pub fn names(&self) -> Names {
         Names::new(self.prefix.clone())
     }
@@ -312,13 +324,18 @@ async fn delete_redis_namespace(namespace: &str) {
 /// A message taken from `<prefix>.dead`.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// The original message body, unchanged.
     pub body: Vec<u8>,
+    /// `x-yizhan-error-kind`: `permanent`, `exhausted`, `invalid` or `ambiguous` (`""` if absent).
     pub kind: String,
+    /// `x-yizhan-error`: the reason, provider code included (`""` if absent).
     pub error: String,
+    /// `x-yizhan-attempts`; 0 when absent.
     pub attempts: u32,
 }
 
 impl DeadLetter {
+    /// The body as JSON; `Value::Null` when it is not JSON (an `invalid` message).
     pub fn job(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -349,8 +366,11 @@ impl From<&lapin::message::Delivery> for DeadLetter {
 
 /// A running worker process.
 pub struct Worker {
+    /// The `yizhan-worker` process; killed and reaped on drop.
     pub child: Child,
+    /// Base URL of its metrics server (`http://127.0.0.1:PORT`), serving `/metrics` and `/readyz`.
     pub metrics: String,
+    /// File receiving its stderr (the log, at `RUST_LOG=warn`).
     pub log: PathBuf,
 }
 
@@ -369,10 +389,12 @@ impl Worker {
         }
     }
 
+    /// The log so far; empty if it cannot be read.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The Prometheus text of `/metrics` right now (panics if the worker does not answer).
     pub async fn metrics_text(&self) -> String {
         reqwest::get(format!("{}/metrics", self.metrics)).await.unwrap().text().await.unwrap()
     }

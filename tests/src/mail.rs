@@ -51,6 +51,7 @@ pub enum Tls {
 }
 
 impl Tls {
+    /// The config value: `starttls` or `implicit`.
     pub fn as_str(self) -> &'static str {
         match self {
             Tls::StartTls => "starttls",
@@ -61,12 +62,19 @@ impl Tls {
 
 /// A private Dovecot and Postfix; see the module docs.
 pub struct MailServer {
+    /// Configs, certificates, queues and maildirs of both servers; deleted on drop.
     pub dir: tempfile::TempDir,
+    /// Postfix submission on 127.0.0.1: plain, STARTTLS before AUTH.
     pub smtp_port: u16,
+    /// Postfix with implicit TLS.
     pub smtps_port: u16,
+    /// Dovecot IMAP: STARTTLS, no plaintext login before it.
     pub imap_port: u16,
+    /// Dovecot IMAP with implicit TLS.
     pub imaps_port: u16,
+    /// Dovecot POP3: STLS, no plaintext login before it.
     pub pop3_port: u16,
+    /// Dovecot POP3 with implicit TLS.
     pub pop3s_port: u16,
     /// The CA that signed the servers' `localhost` certificate (PEM).
     pub ca_file: PathBuf,
@@ -339,6 +347,7 @@ impl Drop for MailServer {
 /// One delivered message as stored in the maildir.
 #[derive(Debug, Clone)]
 pub struct Delivered {
+    /// The message bytes as delivered, headers added by Postfix included.
     pub raw: Vec<u8>,
     /// Maildir flags (`S` = seen).
     pub flags: String,
@@ -346,6 +355,7 @@ pub struct Delivered {
 }
 
 impl Delivered {
+    /// The message parsed (panics if it cannot be).
     pub fn parsed(&self) -> mail_parser::Message<'_> {
         mail_parser::MessageParser::default().parse(&self.raw).expect("a parsable message")
     }
@@ -369,6 +379,7 @@ impl Delivered {
             .collect()
     }
 
+    /// Whether a client marked it read (maildir flag `S`).
     pub fn seen(&self) -> bool {
         self.flags.contains('S')
     }

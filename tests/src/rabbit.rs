@@ -27,6 +27,7 @@ pub struct RabbitNode {
     pub name: String,
     /// The AMQP port on 127.0.0.1.
     pub port: u16,
+    /// The Erlang distribution port on localhost (inter-node and CLI traffic).
     pub dist_port: u16,
     /// The epmd the node registers with (`None`: the default, 4369).
     pub epmd_port: Option<u16>,

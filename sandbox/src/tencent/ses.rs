@@ -33,24 +33,35 @@ const MAX_TEMPLATE_DATA: usize = 800;
 /// One mail the fake SES accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SentEmail {
+    /// `MessageId` answered (`<uuid>@qcloud-ses`).
     pub message_id: String,
+    /// `FromEmailAddress` as sent, display name included if any.
     pub from: String,
+    /// `Destination` addresses, in order.
     pub destination: Vec<String>,
+    /// `Subject`.
     pub subject: String,
+    /// `ReplyToAddresses`; `None` when absent.
     pub reply_to: Option<String>,
+    /// `Cc` addresses; empty when absent.
     pub cc: Vec<String>,
+    /// `Bcc` addresses; empty when absent.
     pub bcc: Vec<String>,
     /// `Simple.Html`, base64-decoded: the HTML as its sender wrote it.
     pub html: Option<String>,
     /// `Simple.Text`, base64-decoded.
     pub text: Option<String>,
+    /// `Template.TemplateID`; `None` for a `Simple` mail.
     pub template_id: Option<u64>,
     /// `TemplateData` as sent: a JSON string.
     pub template_data: Option<String>,
     /// `(FileName, decoded size)`.
     pub attachments: Vec<(String, usize)>,
+    /// `RequestId` of the `SendEmail` answer.
     pub request_id: String,
+    /// `SecretId` that signed the request.
     pub secret_id: String,
+    /// The request's `X-TC-Region`.
     pub region: String,
 }
 

@@ -59,16 +59,22 @@ pub fn signature(secret_key: &str, date: &str, service: &str, string_to_sign: &s
 /// Why an `Authorization` header could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthorizationError {
+    /// Not the `TC3-HMAC-SHA256` algorithm.
     #[error("the Authorization header must start with `TC3-HMAC-SHA256 `")]
     Algorithm,
+    /// `Credential`, `SignedHeaders` or `Signature` (named) is absent.
     #[error("the Authorization header lacks `{0}=`")]
     MissingPart(&'static str),
+    /// A part other than those three, a repeated one, or one without `=`.
     #[error("the Authorization header has an unknown or repeated part `{0}`")]
     UnknownPart(String),
+    /// `Credential` is not four non-empty `/`-separated fields ending in `tc3_request`.
     #[error("the credential must be `SecretId/Date/service/tc3_request`")]
     Credential,
+    /// `SignedHeaders` is not lower-case, sorted and free of duplicates.
     #[error("SignedHeaders must be lower-case, `;`-separated, sorted and without duplicates")]
     SignedHeaders,
+    /// `Signature` is not 64 lower-case hex digits.
     #[error("the signature must be 64 lower-case hex digits")]
     Signature,
 }
@@ -76,14 +82,20 @@ pub enum AuthorizationError {
 /// A parsed `Authorization: TC3-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
+    /// First `Credential` field: whose key signed.
     pub secret_id: String,
+    /// Second `Credential` field: the UTC date (`YYYY-MM-DD`) of `X-TC-Timestamp`, first HMAC link.
     pub date: String,
+    /// Third `Credential` field, e.g. `sms` or `ses`.
     pub service: String,
+    /// `SignedHeaders`, split on `;`: lower-case names, sorted.
     pub signed_headers: Vec<String>,
+    /// `Signature`: 64 lower-case hex digits.
     pub signature: String,
 }
 
 impl Authorization {
+    /// Parses the header's syntax only; whether the signature is right is checked elsewhere.
     pub fn parse(header: &str) -> Result<Self, AuthorizationError> {
         let rest =
             header.strip_prefix(ALGORITHM).and_then(|r| r.strip_prefix(' ')).ok_or(AuthorizationError::Algorithm)?;
