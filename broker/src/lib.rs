@@ -21,6 +21,8 @@ pub enum Recovery {
     FailFast,
 }
 
+/// Opens an AMQP connection (`amqp://` or `amqps://` URL); `name` is the connection name the
+/// management UI shows, so operators can tell the worker and producer connections apart.
 pub async fn connect(url: &str, name: &str, recovery: Recovery) -> Result<Connection, lapin::Error> {
     install_crypto_provider();
     let mut properties = ConnectionProperties::default().with_connection_name(name.into());

@@ -5,14 +5,23 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
+/// Why a message was not confirmed stored: in every case the caller still owns it.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// The channel or connection failed before the broker confirmed; the message may or may not be stored.
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
+    /// The broker answered with a negative confirm: it did not store the message.
     #[error("the broker refused the message (nack)")]
     Nacked,
+    /// The broker returned the `mandatory` message because no queue is bound for it.
     #[error("no queue is bound for routing key {routing_key:?} on {exchange:?} (message returned)")]
-    Unroutable { exchange: String, routing_key: String },
+    Unroutable {
+        /// The exchange it was published to.
+        exchange: String,
+        /// The routing key no binding matched.
+        routing_key: String,
+    },
 }
 
 /// A confirm-mode channel.
@@ -24,22 +33,29 @@ pub struct Publisher {
 /// One message to publish.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
+    /// Exchange name; `""` is the default exchange (routing key = queue name).
     pub exchange: &'a str,
+    /// For the jobs exchange, the lane (`high`, `normal`, `bulk`); ignored by fanout exchanges.
     pub routing_key: &'a str,
+    /// The JSON body, published as-is with content type `application/json`.
     pub body: &'a [u8],
+    /// AMQP `message-id` property (the job id); None leaves it unset.
     pub message_id: Option<&'a str>,
+    /// AMQP headers (e.g. the `x-yizhan-*` attempt and error headers); empty for none.
     pub headers: FieldTable,
     /// Per-message TTL in milliseconds (used to jitter delays).
     pub expiration_ms: Option<u64>,
 }
 
 impl Publisher {
+    /// Opens a new channel on `connection` and puts it in confirm mode.
     pub async fn open(connection: &Connection) -> Result<Publisher, lapin::Error> {
         let channel = connection.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         Ok(Publisher { channel })
     }
 
+    /// The underlying confirm-mode channel, for calls other than publishing.
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
@@ -90,6 +106,7 @@ impl Publisher {
         results
     }
 
+    /// Publishes one message like [`Publisher::publish_all`] and waits for its confirm.
     pub async fn publish(&self, message: Message<'_>) -> Result<(), PublishError> {
         self.publish_all(std::slice::from_ref(&message)).await.pop().expect("one result per message")
     }

@@ -22,10 +22,12 @@ pub(crate) const DELIVERY_LIMIT: i32 = 10;
 /// Every exchange and queue name, derived from the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
+    /// Prefix of every name (`<prefix>.jobs`, `<prefix>.dead`, ...), so several fleets or tests share one broker.
     pub prefix: String,
 }
 
 impl Names {
+    /// The names under `prefix`; no name is declared here.
     pub fn new(prefix: impl Into<String>) -> Self {
         Names { prefix: prefix.into() }
     }
@@ -58,16 +60,25 @@ fn delay_label(delay: Duration) -> String {
 /// What to declare: the lanes, the dead-letter queue and one delay queue per distinct delay.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// The names of every exchange and queue.
     pub names: Names,
+    /// Retry and defer delays, one delay exchange and queue each; duplicates and order do not matter.
     pub delays: Vec<Duration>,
 }
 
+/// A declaration the broker refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
+    /// Declaring or binding one exchange or queue failed, most often because it exists with other arguments.
     #[error(
         "declaring {what}: {source} (a queue of that name may exist with other arguments: delete it or use another prefix)"
     )]
-    Declare { what: String, source: lapin::Error },
+    Declare {
+        /// What was being declared, e.g. `queue acme.jobs.high`.
+        what: String,
+        /// The broker's or the connection's error.
+        source: lapin::Error,
+    },
 }
 
 fn quorum_args(dead_letter_exchange: &str) -> FieldTable {

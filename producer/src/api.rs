@@ -51,7 +51,9 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Limits of `POST /v1/jobs`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Largest request body in bytes (`--http-max-body`); a larger one is answered 413.
     pub max_body: usize,
+    /// Most jobs in one array (`--http-max-batch`); more is answered 413.
     pub max_batch: usize,
 }
 
@@ -60,9 +62,13 @@ pub struct Limits {
 pub struct ApiState {
     /// Set once the first connection succeeded; empty while the broker has never been reachable.
     pub producer: Arc<OnceCell<Producer>>,
+    /// The workers' state store, read by `GET /v1/jobs/{id}`; accepted ids are recorded in it.
     pub store: Arc<dyn StateStore>,
+    /// The bearer tokens the protected routes accept.
     pub tokens: Arc<Tokens>,
+    /// Limits of `POST /v1/jobs`.
     pub limits: Limits,
+    /// Counters served at `/metrics`.
     pub metrics: ApiMetrics,
 }
 
@@ -76,6 +82,7 @@ pub struct ApiMetrics {
 }
 
 impl ApiMetrics {
+    /// A fresh registry with every counter at zero (one per API instance, not the global registry).
     pub fn new() -> ApiMetrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
@@ -314,12 +321,20 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 /// Why `serve` could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The API token list does not parse.
     #[error("{0}")]
     Tokens(#[from] crate::auth::AuthError),
+    /// The state store cannot be opened.
     #[error("state store: {0}")]
     Store(#[from] yizhan_state::StoreError),
+    /// The listening socket cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        /// The address asked for (`--http-addr`).
+        addr: String,
+        /// Why binding failed (in use, permission, ...).
+        source: std::io::Error,
+    },
 }
 
 /// Connects to the broker in the background, retrying with backoff, so that the API answers

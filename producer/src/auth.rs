@@ -4,14 +4,33 @@
 use axum::http::HeaderValue;
 use sha2::{Digest, Sha256};
 
+/// A token list item that yields no token; it names the item by position, never by value.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// A `${VAR}` item names an unset variable.
     #[error("API token {index}: environment variable {var} is not set")]
-    MissingVar { index: usize, var: String },
+    MissingVar {
+        /// The item's position in the list, from 1.
+        index: usize,
+        /// The variable's name.
+        var: String,
+    },
+    /// A `file:/path` item names a file that cannot be read.
     #[error("API token {index}: cannot read {path}: {source}")]
-    File { index: usize, path: String, source: std::io::Error },
+    File {
+        /// The item's position in the list, from 1.
+        index: usize,
+        /// The file's path.
+        path: String,
+        /// Why reading it failed.
+        source: std::io::Error,
+    },
+    /// The item, or the variable or file it names, is empty once trimmed.
     #[error("API token {index} is empty")]
-    Empty { index: usize },
+    Empty {
+        /// The item's position in the list, from 1.
+        index: usize,
+    },
 }
 
 /// The accepted tokens. Empty: every request is refused.
@@ -54,6 +73,7 @@ impl Tokens {
         Ok(Tokens { digests })
     }
 
+    /// Whether no token is configured, so that every protected route would answer 401.
     pub fn is_empty(&self) -> bool {
         self.digests.is_empty()
     }

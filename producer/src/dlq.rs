@@ -25,12 +25,21 @@ pub const REPLAY_HEADER: &str = "x-yizhan-replay";
 const DROPPED_ON_REPLAY: &[&str] =
     &["x-yizhan-attempt", "x-yizhan-error-kind", "x-yizhan-error", "x-yizhan-attempts", "x-delivery-count"];
 
+/// Why a dead-letter command failed; messages already taken return to the queue with the channel.
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
+    /// The connection or its channels could not be opened.
     #[error("cannot reach the broker at {url}: {source}")]
-    Connect { url: String, source: lapin::Error },
+    Connect {
+        /// The broker URL with its password redacted.
+        url: String,
+        /// lapin's error.
+        source: lapin::Error,
+    },
+    /// Declaring the exchanges and queues failed.
     #[error("{0}")]
     Topology(#[from] yizhan_broker::TopologyError),
+    /// A get, purge or declare on the open channel failed.
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
 }
@@ -40,17 +49,26 @@ pub enum DlqError {
 pub struct DeadLetter {
     /// The job id (from the message id or the body), when there is one.
     pub id: Option<String>,
+    /// `permanent`, `exhausted`, `invalid` or `ambiguous` (header `x-yizhan-error-kind`); empty
+    /// when the broker dead-lettered it (delivery limit) rather than a worker.
     pub kind: String,
+    /// Why, secrets redacted (header `x-yizhan-error`); empty when absent.
     pub reason: String,
+    /// Attempts made (header `x-yizhan-attempts`); 0 when absent.
     pub attempts: u32,
+    /// The job's `connector`, None when the body is not a job.
     pub connector: Option<String>,
+    /// The job's `config` name, None when absent.
     pub config: Option<String>,
+    /// The job's `action`, None when absent.
     pub action: Option<String>,
+    /// The job's `priority` as written; None when absent (replayed to `normal`).
     pub priority: Option<String>,
     /// When the job was submitted, from its UUIDv7 id (RFC 3339), when the id carries a time.
     pub submitted_at: Option<String>,
     /// The original message body: the job as JSON, or the raw text of an invalid message.
     pub job: Value,
+    /// `submitted_at` as a time, for filtering; not serialized.
     #[serde(skip)]
     pub submitted: Option<SystemTime>,
 }
@@ -64,7 +82,9 @@ struct Taken {
 /// What `replay` did.
 #[derive(Debug, Default, Serialize)]
 pub struct ReplayReport {
+    /// The ids of the letters sent back to the jobs exchange, in queue order; None for a letter without an id.
     pub replayed: Vec<Option<String>>,
+    /// How many letters the filter left in the dead-letter queue.
     pub kept: usize,
     /// Failures to confirm; those messages stay in (or went back to) the dead-letter queue.
     pub failed: Vec<String>,
@@ -79,6 +99,7 @@ pub struct Dlq {
 }
 
 impl Dlq {
+    /// Connects without automatic recovery (a one-shot command) and declares the topology of `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Dlq, DlqError> {
         let connect_error = |source| DlqError::Connect { url: redact::url_credentials(url), source };
         let connection =
@@ -276,7 +297,9 @@ pub fn parse_since(text: &str) -> Result<SystemTime, String> {
 /// The filters of `dlq list` and `dlq replay`.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// Only this error kind (`permanent`, `exhausted`, `invalid`, `ambiguous`); None: any.
     pub kind: Option<String>,
+    /// Only jobs of this connector kind; None: any.
     pub connector: Option<String>,
     /// Jobs submitted at or after this time (from their UUIDv7 ids; ids without a time never match).
     pub since: Option<SystemTime>,
@@ -285,6 +308,7 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether `letter` passes every filter that is set (an empty filter matches all).
     pub fn matches(&self, letter: &DeadLetter) -> bool {
         self.kind.as_ref().is_none_or(|kind| &letter.kind == kind)
             && self.connector.as_ref().is_none_or(|c| letter.connector.as_ref() == Some(c))

@@ -24,14 +24,28 @@ use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology}
 use yizhan_schemas::Job;
 use yizhan_state::redact;
 
+/// Why connecting or submitting failed (the CLI exits 2 on any of them).
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
+    /// The connection or its channel could not be opened.
     #[error("cannot reach the broker at {url}: {source}")]
-    Connect { url: String, source: lapin::Error },
+    Connect {
+        /// The broker URL with its password redacted.
+        url: String,
+        /// lapin's error.
+        source: lapin::Error,
+    },
+    /// Declaring the exchanges and queues failed.
     #[error("{0}")]
     Topology(#[from] yizhan_broker::TopologyError),
+    /// The broker did not confirm the job stored: it may be lost, so submit it again (same id).
     #[error("job {id} was not confirmed: {source}")]
-    NotConfirmed { id: Uuid, source: PublishError },
+    NotConfirmed {
+        /// The job's id; resubmitting with it lets the idempotency key absorb a duplicate.
+        id: Uuid,
+        /// How the publish failed.
+        source: PublishError,
+    },
 }
 
 /// A connection to the broker with a confirm-mode channel.

@@ -33,6 +33,7 @@ pub async fn open(url: &str, namespace: &str) -> Result<Arc<dyn StateStore>, Sto
     open_with_retention(url, namespace, DEFAULT_RETENTION).await
 }
 
+/// Like [`open`], keeping records `retention` after their last change instead of [`DEFAULT_RETENTION`].
 pub async fn open_with_retention(
     url: &str,
     namespace: &str,

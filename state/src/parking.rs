@@ -46,7 +46,9 @@ pub struct Parked {
 /// An entry taken for publishing; hand `token` back to [`ParkingLot::release`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
+    /// The entry as stored when taken (`due` as it was before this take hid it).
     pub entry: Parked,
+    /// Changes each time the entry is taken or parked again, so a stale release deletes nothing.
     pub token: i64,
 }
 
@@ -109,6 +111,7 @@ CREATE INDEX IF NOT EXISTS yizhan_parked_due ON yizhan_parked (namespace, due);
 ";
 
 impl SqliteParking {
+    /// Opens (creating if needed) the database file at `path` (`:memory:` for a private in-memory one).
     pub fn open(path: &str, namespace: &str) -> Result<Self, StoreError> {
         let conn = crate::sqlite::connect(path)?;
         conn.execute_batch(PARKING_SCHEMA)?;

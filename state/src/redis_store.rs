@@ -184,13 +184,14 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[[user]:password@]host:port/db`) and checks it with a PING, so
-    /// that a wrong address or password fails here. No error or debug text carries the password.
     /// A handle on the store's connection, for the parking lot beside it.
     pub(crate) fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
+    /// Connects to `url` (`redis://[[user]:password@]host:port/db`) and checks it with a PING, so
+    /// that a wrong address or password fails here. No error or debug text carries the password.
+    /// Keys live under `namespace` and expire `retention` after their last change.
     pub async fn open(url: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
         let redacted = redact::url_credentials(url);
         let secrets = secrets_of(url);

@@ -29,7 +29,9 @@ pub struct Acks {
 /// A delivery as the ledger knows it: its channel generation and tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag {
+    /// Counts channel recoveries ([`Acks::reset`]); a tag of an older generation is never acked.
     pub generation: u64,
+    /// The broker's delivery tag, from 1 on each channel.
     pub tag: u64,
 }
 

@@ -13,15 +13,34 @@ use serde::Deserialize;
 /// A config error; it names the config path (`connectors.<kind>.<name>.<field>`), never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        /// The file's path.
+        path: String,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
     #[error("config file {path}: {reason}")]
-    Parse { path: String, reason: String },
+    Parse {
+        /// The file's path (`<text>` for [`Config::parse`]).
+        path: String,
+        /// The TOML parser's message.
+        reason: String,
+    },
+    /// A section or field is unknown, missing or has a wrong value.
     #[error("{at}: {reason}")]
-    Field { at: String, reason: String },
+    Field {
+        /// The config path, e.g. `connectors.tencent_sms.default.region`.
+        at: String,
+        /// What is wrong, without the value.
+        reason: String,
+    },
 }
 
 impl ConfigError {
+    /// A [`ConfigError::Field`] at config path `at`; `reason` must not contain the value.
     pub fn field(at: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::Field { at: at.into(), reason: reason.into() }
     }
@@ -33,6 +52,7 @@ impl ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value that must never be logged.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -77,6 +97,7 @@ pub struct CommonConfig {
     /// when absent.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// For writes cut short by a worker's death: `retry` (default) or `dead_letter`.
     #[serde(default)]
     pub on_ambiguous: OnAmbiguous,
 }
@@ -86,8 +107,11 @@ const COMMON_FIELDS: &[&str] = &["endpoint", "rate_limit", "on_ambiguous"];
 /// One `[connectors.<kind>.<name>]` table, with `${VAR}` and `file:` already resolved.
 #[derive(Debug, Clone)]
 pub struct ConnectorConfig {
+    /// The connector kind (`tencent_sms`, `wecom`, ...), a kind of the catalog.
     pub kind: String,
+    /// The config's name, which jobs select with their `config` field.
     pub name: String,
+    /// The fields every kind accepts.
     pub common: CommonConfig,
     /// The kind-specific fields; each connector deserialises them into its own config type.
     pub fields: toml::Table,
@@ -109,10 +133,12 @@ impl ConnectorConfig {
 /// The whole config file.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
+    /// Every connector config by (kind, name).
     pub connectors: BTreeMap<(String, String), ConnectorConfig>,
 }
 
 impl Config {
+    /// Reads and parses the file at `path`, resolving `${VAR}` from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
@@ -168,6 +194,7 @@ impl Config {
         Ok(config)
     }
 
+    /// The config `name` of connector `kind`; None when the file has no such table.
     pub fn get(&self, kind: &str, name: &str) -> Option<&ConnectorConfig> {
         self.connectors.get(&(kind.to_string(), name.to_string()))
     }

@@ -16,9 +16,12 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
+/// What the endpoints read; cheap to clone (shared handles).
 #[derive(Clone)]
 pub struct Health {
+    /// The worker's metrics, served at `/metrics`.
     pub metrics: Metrics,
+    /// What `/readyz` and `yizhan_broker_connected` are derived from.
     pub readiness: Arc<Readiness>,
 }
 
@@ -62,6 +65,7 @@ impl Readiness {
     }
 }
 
+/// The routes `/metrics`, `/healthz` and `/readyz` (200 when ready, 503 otherwise); no authentication.
 pub fn router(health: Health) -> Router {
     Router::new()
         .route(

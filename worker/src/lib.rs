@@ -52,20 +52,37 @@ pub struct WorkerSettings {
     pub lease: Duration,
 }
 
+/// Why a worker could not start (once running, failures are retried rather than returned).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// The connector config file is unreadable or invalid.
     #[error("config: {0}")]
     Config(#[from] config::ConfigError),
+    /// The state store or its parking lot cannot be opened.
     #[error("state store: {0}")]
     Store(#[from] yizhan_state::StoreError),
+    /// The broker connection or a channel could not be opened.
     #[error("broker at {url}: {source}")]
-    Broker { url: String, source: lapin::Error },
+    Broker {
+        /// The broker URL with its password redacted.
+        url: String,
+        /// lapin's error.
+        source: lapin::Error,
+    },
+    /// Declaring the exchanges and queues failed.
     #[error("{0}")]
     Topology(#[from] yizhan_broker::TopologyError),
+    /// The shared rate limiter's Redis cannot be reached.
     #[error("{0}")]
     Limits(#[from] ratelimit::LimitError),
+    /// The metrics and health address cannot be bound.
     #[error("metrics address {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        /// The address asked for (`--metrics-addr`).
+        addr: String,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }
 
 /// Runs a worker until `shutdown` is cancelled; returns once in-flight jobs are settled.

@@ -6,10 +6,15 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, 
 /// Outcomes counted by `yizhan_jobs_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
+    /// The provider call succeeded.
     Succeeded,
+    /// Failed transiently; a retry copy was published to a delay queue.
     Retried,
+    /// Permanent, exhausted or ambiguous: sent to the dead-letter queue.
     DeadLettered,
+    /// The key already finished, or the copy is stale: acknowledged without a call.
     Duplicate,
+    /// Not a valid job, or names a config this worker lacks: dead-lettered.
     Invalid,
 }
 
@@ -28,11 +33,15 @@ impl JobOutcome {
 /// `result` of `yizhan_provider_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestResult {
+    /// The provider accepted the call.
     Ok,
+    /// Any failure worth retrying (transient, throttled or ambiguous).
     Transient,
+    /// The provider refused the call for good.
     Permanent,
 }
 
+/// The worker's registry and its metrics; clones share them.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -43,7 +52,9 @@ pub struct Metrics {
     parked: IntCounterVec,
     /// Parked jobs published back to their lanes.
     pub released: prometheus::IntCounter,
+    /// `yizhan_jobs_in_flight`: deliveries being handled now.
     pub in_flight: IntGauge,
+    /// `yizhan_broker_connected`: 1 while both broker connections are open, set at each scrape.
     pub broker_connected: IntGauge,
 }
 
@@ -54,6 +65,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A fresh registry of its own (not the global one), every metric at zero.
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let jobs = IntCounterVec::new(
@@ -119,16 +131,19 @@ impl Metrics {
         }
     }
 
+    /// Counts one handled delivery in `yizhan_jobs_total`.
     pub fn job(&self, connector: &str, action: &str, outcome: JobOutcome) {
         let (connector, action) = bounded(connector, action);
         self.jobs.with_label_values(&[connector, action, outcome.label()]).inc();
     }
 
+    /// Observes one delivery's handling time, rate-limit wait included.
     pub fn job_duration(&self, connector: &str, action: &str, seconds: f64) {
         let (connector, action) = bounded(connector, action);
         self.job_duration.with_label_values(&[connector, action]).observe(seconds);
     }
 
+    /// Counts one provider call by its classified result.
     pub fn provider_request(&self, connector: &str, result: RequestResult) {
         let (connector, _) = bounded(connector, "");
         let result = match result {
@@ -139,11 +154,13 @@ impl Metrics {
         self.provider_requests.with_label_values(&[connector, result]).inc();
     }
 
+    /// Observes the time a job waited for a rate-limit token (0 when none was needed).
     pub fn rate_limit_wait(&self, connector: &str, seconds: f64) {
         let (connector, _) = bounded(connector, "");
         self.rate_limit_wait.with_label_values(&[connector]).observe(seconds);
     }
 
+    /// Counts one job parked in the state store until its config can take it.
     pub fn parked(&self, connector: &str) {
         let (connector, _) = bounded(connector, "");
         self.parked.with_label_values(&[connector]).inc();

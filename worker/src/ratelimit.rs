@@ -22,11 +22,15 @@ use governor::clock::Clock;
 /// A rate such as `3000/s`, `20/min` or `100/h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
+    /// Calls allowed per `per`, at least 1.
     pub count: NonZeroU32,
+    /// The window: 1 s, 1 min or 1 h.
     pub per: Duration,
 }
 
 impl Quota {
+    /// Parses one rate, `N/s`, `N/min` or `N/h` (also `sec`, `second`, `m`, `minute`, `hour`);
+    /// the error says what is wrong, for the config error at `rate_limit`.
     pub fn parse(text: &str) -> Result<Quota, String> {
         let (count, unit) =
             text.split_once('/').ok_or_else(|| format!("{text:?} is not a rate: expected N/s, N/min or N/h"))?;
@@ -77,8 +81,10 @@ pub enum Admission {
 /// The config a limit or a pause belongs to: (kind, config name).
 pub type ConfigKey = (String, String);
 
+/// A limiter that could not answer; only the Redis limiter fails.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
+    /// Redis is unreachable or refused the script.
     #[error("rate-limit store: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -87,10 +93,13 @@ pub enum LimitError {
 /// every quota that holds for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit<'a> {
+    /// The bucket name or recipient, unique within the config (the config is added to it).
     pub key: &'a str,
+    /// Every quota of this limit; a token of each is taken together or none.
     pub quotas: &'a [Quota],
 }
 
+/// Token buckets and pauses per connector config, shared by every job of the process or fleet.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Takes (or reserves, within `max_wait`) one token of every quota of every limit for
@@ -284,6 +293,7 @@ return turn - now
 ";
 
 impl RedisLimiter {
+    /// Connects to the state store's Redis (`url`); `namespace` (the queue prefix) separates fleets.
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisLimiter, LimitError> {
         let client = redis::Client::open(url)?;
         let connection = redis::aio::ConnectionManager::new(client).await?;

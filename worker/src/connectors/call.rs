@@ -10,7 +10,9 @@ use yizhan_state::redact;
 /// One attempt of one job, as the pipeline hands it to a connector.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
+    /// The job's id, the same on every attempt (qq_mail derives the Message-ID from it).
     pub job_id: Uuid,
+    /// The catalog entry of the job's action (its name, effect, bucket).
     pub action: &'static ActionSpec,
     /// Validated against the action's params schema.
     pub params: &'a Value,
@@ -33,28 +35,51 @@ pub struct Success {
 pub enum Failure {
     /// Worth retrying later: network trouble, 5xx, the provider's busy codes.
     /// `retry_after` is the provider's own hint; `progress` what this attempt achieved.
-    Transient { reason: String, retry_after: Option<Duration>, progress: Option<Value> },
+    Transient {
+        /// The provider's code and message, or the network error.
+        reason: String,
+        /// The least wait before the retry; None: the retry delays alone decide.
+        retry_after: Option<Duration>,
+        /// What to record for the next attempt; None keeps what was recorded before.
+        progress: Option<Value>,
+    },
     /// The provider throttles the whole config (its rate-limit codes, HTTP 429): the config pauses
     /// across the fleet for `retry_after` (a short backoff when the provider does not say), and the
     /// job is retried like a transient failure.
-    Throttled { reason: String, retry_after: Option<Duration> },
+    Throttled {
+        /// The provider's code and message.
+        reason: String,
+        /// How long the provider asked to wait; None: a short default pause.
+        retry_after: Option<Duration>,
+    },
     /// Will fail again however often it is tried: bad credentials, invalid params, quotas.
-    Permanent { reason: String, progress: Option<Value> },
+    Permanent {
+        /// The provider's code and message, or what is wrong with the params.
+        reason: String,
+        /// What the attempt did get done (e.g. numbers sent before one was refused); None keeps the record.
+        progress: Option<Value>,
+    },
     /// The request may have reached the provider; its answer was lost (a timeout after the
     /// request was sent, an unreadable answer). Connectors report only that: whether it is retried
     /// (a read) or follows the config's `on_ambiguous` (a write) is the pipeline's `classify`'s call.
-    Ambiguous { reason: String },
+    Ambiguous {
+        /// What was lost (the timeout, the unreadable answer).
+        reason: String,
+    },
 }
 
 impl Failure {
+    /// A transient failure with no provider hint and no progress.
     pub fn transient(reason: impl Into<String>) -> Self {
         Failure::Transient { reason: reason.into(), retry_after: None, progress: None }
     }
 
+    /// The config's provider throttles it; `retry_after` is its hint, if it gave one.
     pub fn throttled(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
         Failure::Throttled { reason: reason.into(), retry_after }
     }
 
+    /// A permanent failure with no progress.
     pub fn permanent(reason: impl Into<String>) -> Self {
         Failure::Permanent { reason: reason.into(), progress: None }
     }
@@ -86,6 +111,7 @@ impl Failure {
         self.map_reason(|reason| redact::secrets(&reason, secrets))
     }
 
+    /// The reason of any variant, as recorded and dead-lettered.
     pub fn reason(&self) -> &str {
         match self {
             Failure::Transient { reason, .. }
@@ -99,5 +125,6 @@ impl Failure {
 /// Executes the actions of one connector config.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync {
+    /// Runs one attempt; implementations must keep every secret out of a `Failure`'s reason.
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure>;
 }

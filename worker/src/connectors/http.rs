@@ -136,7 +136,7 @@ pub async fn response_failure(response: reqwest::Response, secrets: &[&str]) -> 
     status_failure(status, &headers, &body, secrets)
 }
 
-/// At most [`SNIPPET_CHARS`] characters of a body, on one line.
+/// At most `SNIPPET_CHARS` characters of a body, on one line.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

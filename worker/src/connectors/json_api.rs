@@ -23,6 +23,7 @@ pub fn checked_base(config: &ConnectorConfig, default: &str) -> Result<String, C
     Ok(base)
 }
 
+/// The catalog's HTTP method as reqwest's.
 pub fn method(method: Method) -> reqwest::Method {
     match method {
         Method::Get => reqwest::Method::GET,
@@ -56,14 +57,18 @@ pub fn query_pairs(params: &Value, renames: &[(&str, &str)]) -> Result<Vec<(Stri
 /// A provider answer, read whole.
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status, before any provider code in the body is looked at.
     pub status: StatusCode,
+    /// The response headers (e.g. a rate-limit reset hint).
     pub headers: HeaderMap,
+    /// The raw body, whatever its content type.
     pub body: Vec<u8>,
     /// The body, when it is a JSON object.
     pub json: Option<Map<String, Value>>,
 }
 
 impl Answer {
+    /// Reads the whole answer; a body cut off is [`Failure::Ambiguous`] (the request was sent), `secrets` scrubbed.
     pub async fn read(response: reqwest::Response, secrets: &[&str]) -> Result<Answer, Failure> {
         let status = response.status();
         let headers = response.headers().clone();

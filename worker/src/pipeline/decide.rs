@@ -14,13 +14,18 @@ use crate::metrics::JobOutcome;
 /// Where a dead job's message goes, by `x-yizhan-error-kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadKind {
+    /// The provider refused the call for good.
     Permanent,
+    /// Transient failures used up the job's `max_attempts`.
     Exhausted,
+    /// Not a valid job, or names a config this worker lacks.
     Invalid,
+    /// A write's outcome is unknown (answer lost, or its worker died) and `on_ambiguous = "dead_letter"`.
     Ambiguous,
 }
 
 impl DeadKind {
+    /// The `x-yizhan-error-kind` header value and the status API's `error_kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeadKind::Permanent => "permanent",

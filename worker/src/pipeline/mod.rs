@@ -7,8 +7,8 @@
 //! ambiguous), or — when the store or the broker is unreachable — a requeue, so that nothing is
 //! lost.
 //!
-//! The decisions live in [`decide`], with no I/O; this shell asks the store, the limiter and the
-//! connector, hands their answers to it, and carries out the [`decide::Effect`]s it returns, over
+//! The decisions live in `decide`, with no I/O; this shell asks the store, the limiter and the
+//! connector, hands their answers to it, and carries out the `Effect`s it returns, over
 //! small traits ([`Publish`], [`StateStore`], [`ParkingLot`], [`Limiter`], [`Connector`]) so that
 //! `tests.rs` runs every branch in process.
 

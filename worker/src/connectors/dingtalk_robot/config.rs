@@ -8,12 +8,15 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DingtalkRobotConfig {
+    /// The `access_token` query parameter of the robot's webhook URL.
     pub access_token: Secret,
+    /// The `SEC…` signing secret; None when the robot does not use 加签.
     #[serde(default)]
     pub secret: Option<Secret>,
 }
 
 impl DingtalkRobotConfig {
+    /// Parses and checks the config's fields; empty values are refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: DingtalkRobotConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

@@ -25,6 +25,7 @@ use super::http;
 use super::json_api::{self, Answer};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of DingTalk's open API; a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://oapi.dingtalk.com";
 
 /// Params that go into `at`, with their wire names.
@@ -51,6 +52,7 @@ pub struct DingtalkRobot {
 }
 
 impl DingtalkRobot {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = DingtalkRobotConfig::from_config(config)?;
         let base = json_api::checked_base(config, DEFAULT_BASE)?;

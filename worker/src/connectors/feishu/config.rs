@@ -8,11 +8,14 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeishuConfig {
+    /// The app's id (`cli_…`), sent to fetch the tenant_access_token.
     pub app_id: String,
+    /// The app's secret, used only to fetch the tenant_access_token.
     pub app_secret: Secret,
 }
 
 impl FeishuConfig {
+    /// Parses and checks the config's fields; empty values are refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: FeishuConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

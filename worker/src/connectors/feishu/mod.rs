@@ -28,7 +28,9 @@ use super::http;
 use super::json_api::{self, Answer};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of Feishu's open platform; a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://open.feishu.cn";
+/// Where a self-built app exchanges `app_id` and `app_secret` for a tenant_access_token.
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 /// Feishu returns the same token until less than 30 minutes are left, then a new one.
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(30 * 60);
@@ -52,6 +54,7 @@ pub struct Feishu {
 }
 
 impl Feishu {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = FeishuConfig::from_config(config)?;
         let base = json_api::checked_base(config, DEFAULT_BASE)?;

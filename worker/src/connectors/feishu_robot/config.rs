@@ -8,12 +8,15 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeishuRobotConfig {
+    /// The last path segment of the webhook URL (no `/`, `?` or `#`).
     pub hook_id: Secret,
+    /// The signing secret; None when the bot does not check signatures.
     #[serde(default)]
     pub secret: Option<Secret>,
 }
 
 impl FeishuRobotConfig {
+    /// Parses and checks the config's fields; a malformed `hook_id` is refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: FeishuRobotConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

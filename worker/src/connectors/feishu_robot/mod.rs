@@ -26,6 +26,7 @@ use super::http;
 use super::json_api::{self, Answer};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of Feishu's open platform; a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://open.feishu.cn";
 /// Seconds to wait before retrying a rate-limited call (Feishu's gateway header).
 pub const RATE_LIMIT_RESET: &str = "x-ogw-ratelimit-reset";
@@ -50,6 +51,7 @@ pub struct FeishuRobot {
 }
 
 impl FeishuRobot {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = FeishuRobotConfig::from_config(config)?;
         let base = json_api::checked_base(config, DEFAULT_BASE)?;

@@ -8,10 +8,12 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JuzibotConfig {
+    /// The hub API token, sent as the `token` query parameter.
     pub token: Secret,
 }
 
 impl JuzibotConfig {
+    /// Parses and checks the config's fields; an empty token is refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: JuzibotConfig = config.parse_fields()?;
         if parsed.token.expose().trim().is_empty() {

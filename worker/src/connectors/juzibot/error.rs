@@ -3,6 +3,7 @@
 
 use crate::connectors::call::Failure;
 
+/// A non-zero `errcode` with its `errmsg`: always permanent (HTTP status is classified before this).
 pub fn classify(errcode: i64, errmsg: &str) -> Failure {
     Failure::permanent(format!("errcode {errcode}: {errmsg}"))
 }

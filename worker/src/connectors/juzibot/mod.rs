@@ -19,6 +19,7 @@ use super::http;
 use super::json_api::{self, Answer};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of the Juzibot hub API; a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://hub.juzibot.com";
 
 /// A Juzibot config.
@@ -30,6 +31,7 @@ pub struct Juzibot {
 }
 
 impl Juzibot {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = JuzibotConfig::from_config(config)?;
         let base = json_api::checked_base(config, DEFAULT_BASE)?;

@@ -25,16 +25,23 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QqMailConfig {
+    /// The mailbox: the login user and the From address, optionally `Name <user@qq.com>`.
     pub address: String,
+    /// The mailbox's authorization code (授权码, not the account password), the login password.
     pub auth_code: Secret,
+    /// SMTP server `host:port`; default `smtp.qq.com:465`.
     #[serde(default = "default_smtp")]
     pub smtp: String,
+    /// POP3 server `host:port`; default `pop.qq.com:995`.
     #[serde(default = "default_pop3")]
     pub pop3: String,
+    /// IMAP server `host:port`; default `imap.qq.com:993`.
     #[serde(default = "default_imap")]
     pub imap: String,
+    /// How all three connections are protected; default implicit TLS.
     #[serde(default)]
     pub tls: TlsMode,
+    /// PEM roots trusted in addition to the system's; None: the system's only.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
 }
@@ -54,7 +61,9 @@ fn default_imap() -> String {
 /// A `host:port` setting; `host` is also the name the server's certificate must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
+    /// A DNS name or IP address (IPv6 without brackets).
     pub host: String,
+    /// The TCP port, never 0.
     pub port: u16,
 }
 
@@ -72,6 +81,7 @@ impl Server {
 }
 
 impl QqMailConfig {
+    /// Parses and checks the config's fields; a bad address or `host:port` fails at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: QqMailConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());
@@ -91,6 +101,7 @@ impl QqMailConfig {
         Ok(parsed)
     }
 
+    /// The server of `smtp`, `pop3` or (anything else) `imap`; valid since `from_config` checked it.
     pub fn server(&self, protocol: &str) -> Server {
         let text = match protocol {
             "smtp" => &self.smtp,

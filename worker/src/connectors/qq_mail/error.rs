@@ -71,6 +71,7 @@ impl MailError {
         }
     }
 
+    /// Network trouble and temporary refusals retry; bad logins, refusals and bad params are permanent.
     pub fn class(&self) -> Class {
         match self {
             MailError::Network(_) | MailError::Busy(_) => Class::Retry,

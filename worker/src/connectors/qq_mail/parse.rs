@@ -51,7 +51,9 @@ fn addresses(address: &Address<'_>) -> Vec<Value> {
 /// The conditions of a receive's `filter`, checked on each parsed message.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
+    /// Lowercased; matches when the sender's name or address contains it.
     pub from: Option<String>,
+    /// Lowercased; matches when the subject contains it, case-insensitively.
     pub subject_contains: Option<String>,
     /// Unix seconds, inclusive.
     pub since: Option<i64>,
@@ -60,6 +62,7 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter of a job's params; `since` and `until` are `YYYY-MM-DD` or RFC 3339, the error names the bad one.
     pub fn new(
         from: Option<&str>,
         subject_contains: Option<&str>,

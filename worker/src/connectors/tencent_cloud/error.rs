@@ -12,7 +12,10 @@ use crate::connectors::call::Failure;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// Worth retrying; `retry_after` is the provider's documented wait when it has one.
-    Retry { retry_after: Option<Duration> },
+    Retry {
+        /// The documented wait, if any; None: the job's retry delays alone decide.
+        retry_after: Option<Duration>,
+    },
     /// Will fail again.
     Permanent,
 }
@@ -21,7 +24,9 @@ pub enum Class {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ApiError {
+    /// `Code`: `Family` or `Family.Sub`, e.g. `FailedOperation.SignatureIncorrectOrUnapproved`.
     pub code: String,
+    /// `Message`: the provider's explanation; empty when absent.
     #[serde(default)]
     pub message: String,
 }

@@ -35,6 +35,7 @@ pub struct Service {
 /// `{"Response": ...}`: every answer of the API, success or refusal.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<T> {
+    /// `Response`: the action's fields, or `Error` and `RequestId` when refused.
     #[serde(rename = "Response")]
     pub response: T,
 }
@@ -55,6 +56,8 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client for `service` at the config's `endpoint` (or the service's default), signing with
+    /// the API key and sending `region` as `X-TC-Region`.
     pub fn new(
         config: &ConnectorConfig,
         service: Service,

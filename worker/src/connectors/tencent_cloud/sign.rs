@@ -46,10 +46,12 @@ pub struct SignInput<'a> {
 }
 
 impl Tc3Signer {
+    /// A signer for one API key and one service (`sms`, `ses`: the credential scope's service).
     pub fn new(secret_id: impl Into<String>, secret_key: Secret, service: impl Into<String>) -> Self {
         Tc3Signer { secret_id: secret_id.into(), secret_key, service: service.into() }
     }
 
+    /// The SecretId, which the `Authorization` header carries in clear (it is not a secret).
     pub fn secret_id(&self) -> &str {
         &self.secret_id
     }

@@ -8,14 +8,19 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TencentMeetingConfig {
+    /// The enterprise id, sent as the `AppId` header.
     pub app_id: String,
+    /// The app id, sent as the `SdkId` header; None unless one was assigned (a wrong one fails with 190303).
     #[serde(default)]
     pub sdk_id: Option<String>,
+    /// The app's SecretId, sent as `X-TC-Key` and signed.
     pub secret_id: String,
+    /// The app's SecretKey, which keys the `X-TC-Signature` HMAC; never sent.
     pub secret_key: Secret,
 }
 
 impl TencentMeetingConfig {
+    /// Parses and checks the config's fields; empty values are refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: TencentMeetingConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

@@ -23,6 +23,7 @@ use super::http;
 use super::json_api::{self, Answer};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of Tencent Meeting's REST API; a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://api.meeting.qq.com";
 /// Sent (and part of no signature) on every request, as the official SDK does.
 const JSON: &str = "application/json; charset=utf-8";
@@ -39,6 +40,7 @@ pub struct TencentMeeting {
 }
 
 impl TencentMeeting {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentMeetingConfig::from_config(config)?;
         let base = json_api::checked_base(config, DEFAULT_BASE)?;

@@ -8,9 +8,13 @@ use sha2::Sha256;
 /// What one request's signature covers.
 #[derive(Debug, Clone, Copy)]
 pub struct MeetingSignInput<'a> {
+    /// The HTTP method in capitals, as sent.
     pub method: &'a str,
+    /// The `X-TC-Key` header: the app's SecretId.
     pub secret_id: &'a str,
+    /// The `X-TC-Nonce` header: a fresh random number per attempt.
     pub nonce: &'a str,
+    /// The `X-TC-Timestamp` header: Unix seconds, as sent.
     pub timestamp: &'a str,
     /// Path plus `?query` exactly as sent (no `?` without a query).
     pub uri: &'a str,

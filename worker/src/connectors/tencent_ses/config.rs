@@ -8,8 +8,11 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TencentSesConfig {
+    /// The API key's SecretId, part of the TC3 `Authorization` header.
     pub secret_id: String,
+    /// The API key's SecretKey, which derives the TC3 signing key; never sent.
     pub secret_key: Secret,
+    /// The `X-TC-Region` header, e.g. `ap-hongkong` (the default) or `ap-guangzhou`.
     #[serde(default = "default_region")]
     pub region: String,
 }
@@ -19,6 +22,7 @@ fn default_region() -> String {
 }
 
 impl TencentSesConfig {
+    /// Parses and checks the config's fields; empty values are refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: TencentSesConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

@@ -18,6 +18,7 @@ const QUOTAS: &[(&str, &str)] = &[
     ),
 ];
 
+/// SES's own codes (sender throttles retry, quotas are permanent), then the common API 3.0 codes.
 pub fn classify(code: &str) -> Class {
     match code {
         // "临时性错误，请求未生效，请重试" and short-term sender reputation throttles.

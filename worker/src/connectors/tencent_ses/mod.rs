@@ -1,5 +1,5 @@
 //! `tencent_ses`: Tencent Cloud SES (API 3.0, service `ses`, version 2020-10-02), through the
-//! [`tencent_cloud`](super::tencent_cloud) client SMS uses too.
+//! [`super::tencent_cloud`] client SMS uses too.
 //!
 //! Identity actions send their params with PascalCase names (`email_identity` → `EmailIdentity`);
 //! `send_email` maps `html`/`text` to `Simple` (base64-encoded, as the API requires),
@@ -42,6 +42,7 @@ pub struct TencentSes {
 }
 
 impl TencentSes {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSesConfig::from_config(config)?;
         let cloud =

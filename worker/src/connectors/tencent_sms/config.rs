@@ -15,8 +15,11 @@ pub const DEFAULT_STATUS_SETTLE: &str = "60s";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TencentSmsConfig {
+    /// The API key's SecretId, part of the TC3 `Authorization` header.
     pub secret_id: String,
+    /// The API key's SecretKey, which derives the TC3 signing key; never sent.
     pub secret_key: Secret,
+    /// The `X-TC-Region` header, e.g. `ap-guangzhou` (the default) or `ap-beijing`.
     #[serde(default = "default_region")]
     pub region: String,
     /// `SmsSdkAppId` of jobs that do not name one.
@@ -44,6 +47,7 @@ fn default_region() -> String {
 }
 
 impl TencentSmsConfig {
+    /// Parses and checks the config's fields (including `status_settle`); bad values fail at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: TencentSmsConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

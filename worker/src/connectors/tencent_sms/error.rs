@@ -15,6 +15,7 @@ const DAILY_QUOTAS: &[&str] = &[
     "LimitExceeded.DailyLimit",
 ];
 
+/// SMS's own codes (per-number windows retry after the window), then the common API 3.0 codes.
 pub fn classify(code: &str) -> Class {
     let retry = |seconds: Option<u64>| Class::Retry { retry_after: seconds.map(Duration::from_secs) };
     match code {
@@ -50,6 +51,7 @@ pub fn may_have_sent(code: &str) -> bool {
     }
 }
 
+/// Whether `code` is a quota that resets only the next day (China time): permanent for the job.
 pub fn is_daily_quota(code: &str) -> bool {
     DAILY_QUOTAS.contains(&code)
 }

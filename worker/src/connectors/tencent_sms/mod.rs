@@ -116,6 +116,7 @@ pub struct TencentSms {
 }
 
 impl TencentSms {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
         let settle = fields.settle(config)?;

@@ -10,17 +10,23 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WecomConfig {
+    /// The corp's id (`corpid` of `gettoken`).
     pub corp_id: String,
+    /// The self-built app's secret, for application messages, group chats and calendars.
     pub app_secret: Secret,
+    /// The contacts-sync secret; None: contacts actions fail permanently.
     #[serde(default)]
     pub contacts_secret: Option<Secret>,
+    /// The customer-contact secret; None: customer contact uses `app_secret`.
     #[serde(default)]
     pub external_contact_secret: Option<Secret>,
+    /// The app's `agentid`, used by `send_app_message` when the job gives none.
     #[serde(default)]
     pub agentid: Option<u64>,
 }
 
 impl WecomConfig {
+    /// Parses and checks the config's fields; empty secrets are refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: WecomConfig = config.parse_fields()?;
         let at = |field: &str| format!("{}.{field}", config.path());

@@ -27,6 +27,7 @@ use super::http;
 use super::json_api::{self, Answer};
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of WeCom's server API; a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://qyapi.weixin.qq.com";
 
 /// A WeCom corp config.
@@ -47,6 +48,7 @@ enum Payload {
 }
 
 impl Wecom {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = WecomConfig::from_config(config)?;
         let base = json_api::checked_base(config, DEFAULT_BASE)?;

@@ -15,6 +15,7 @@ use crate::connectors::call::Failure;
 use crate::connectors::http;
 use crate::connectors::json_api::Answer;
 
+/// `GET {base}/cgi-bin/gettoken?corpid=…&corpsecret=…`: a secret's access token and its `expires_in`.
 pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
 /// Refresh this long before `expires_in` runs out, so no call goes out with a token about to lapse.
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
@@ -34,10 +35,12 @@ pub struct TokenSlot {
 }
 
 impl TokenSlot {
+    /// An empty slot; the first [`TokenSlot::token`] fetches the token.
     pub fn new(corp_id: &str, secret: Secret) -> Self {
         TokenSlot { corp_id: corp_id.to_string(), secret, cached: Mutex::new(None) }
     }
 
+    /// The slot's secret, so that reasons can be scrubbed of it.
     pub fn secret(&self) -> &Secret {
         &self.secret
     }

@@ -8,10 +8,12 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WecomRobotConfig {
+    /// The `key` query parameter of the robot's webhook URL.
     pub key: Secret,
 }
 
 impl WecomRobotConfig {
+    /// Parses and checks the config's fields; an empty key is refused here, at start.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
         let parsed: WecomRobotConfig = config.parse_fields()?;
         if parsed.key.expose().trim().is_empty() {

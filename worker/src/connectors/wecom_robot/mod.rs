@@ -27,6 +27,7 @@ use super::call::{Call, Connector, Failure, Success};
 use super::http;
 use crate::config::{ConfigError, ConnectorConfig, Secret};
 
+/// The scheme and host of WeCom's server API (robot webhooks live under it); a config's `endpoint` replaces it.
 pub const DEFAULT_BASE: &str = "https://qyapi.weixin.qq.com";
 
 /// Standard alphabet, padded or not: producers differ, the bytes do not.
@@ -45,6 +46,7 @@ pub struct WecomRobot {
 }
 
 impl WecomRobot {
+    /// Checks the config's fields and builds the connector on the worker's shared HTTP client.
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = WecomRobotConfig::from_config(config)?;
         let base = http::base_url(config.common.endpoint.as_deref(), DEFAULT_BASE);
