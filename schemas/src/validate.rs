@@ -145,6 +145,25 @@ fn field_errors(error: &ValidationError<'_>, pointer_prefix: &str) -> Vec<FieldE
             let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
             vec![FieldError::new(json_path(&pointer, Some(&name)), "is required")]
         }
+        // A documented enum (each value with its description) is a `oneOf` of constants: name the
+        // values it takes, as a plain `enum` would, instead of the bare `oneOf` failure.
+        ValidationErrorKind::OneOfNotValid { context } if !context.is_empty() => {
+            let values: Option<Vec<String>> = context
+                .iter()
+                .map(|branch| match branch.as_slice() {
+                    [only] => match only.kind() {
+                        ValidationErrorKind::Constant { expected_value } => Some(expected_value.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            let reason = match values {
+                Some(values) => format!("must be one of {}", values.join(", ")),
+                None => error.masked().to_string(),
+            };
+            vec![FieldError::new(json_path(&pointer, None), reason)]
+        }
         // Masked: the reason names the rule, never echoes the value (which may be large or personal).
         _ => vec![FieldError::new(json_path(&pointer, None), error.masked().to_string())],
     }
@@ -236,7 +255,13 @@ mod tests {
         assert!(errs[0].starts_with("$.params.phone_numbers: "), "{}", errs[0]);
         let mut job = sms(ok_params());
         job["priority"] = json!("urgent");
-        assert!(errors(job, MissingId::Assign)[0].starts_with("$.priority: "));
+        let errs = errors(job, MissingId::Assign);
+        assert_eq!(errs, ["$.priority: must be one of \"high\", \"normal\", \"bulk\""]);
+        // A documented enum of the params names its values too.
+        let job = json!({"connector": "wecom", "config": "x", "action": "send_app_message",
+            "params": {"touser": "a", "msgtype": "bogus", "text": {"content": "x"}}});
+        let errs = errors(job, MissingId::Assign);
+        assert!(errs[0].starts_with("$.params.msgtype: must be one of \"text\""), "{errs:?}");
     }
 
     #[test]
