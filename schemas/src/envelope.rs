@@ -1,6 +1,24 @@
+use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Pattern of a tenant name; it names queues (`<prefix>.jobs.<lane>.<tenant>`), hence the narrow alphabet.
+pub const TENANT_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+
+/// Whether `name` is a valid tenant name ([`TENANT_PATTERN`]).
+pub fn is_valid_tenant(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+        && bytes.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// The tenant of jobs that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How far ahead `send_at` may be: 30 days.
+pub const MAX_SEND_AHEAD: SignedDuration = SignedDuration::from_hours(30 * 24);
 
 /// Lane of a job; also its routing key on `<prefix>.jobs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
@@ -57,6 +75,20 @@ pub struct JobInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
+    /// Tenant the job belongs to (default `default`): lowercase letters, digits, `_` and `-`, at most
+    /// 63, starting with a letter or digit. Tenants share the workers fairly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(TENANT_PATTERN))]
+    pub tenant: Option<String>,
+    /// The campaign the job was fanned out from; set by yizhan. A job naming an unknown campaign
+    /// runs as a plain job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<Uuid>,
+    /// Not executed before this time: RFC 3339 with an offset (`2025-06-01T10:00:00+08:00`), at most
+    /// 30 days ahead; a past time means now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub send_at: Option<Timestamp>,
 }
 
 /// A validated job, with its id and idempotency key resolved.
@@ -78,6 +110,15 @@ pub struct Job {
     pub priority: Priority,
     /// Attempts in all, the first included: the input's, else [`Job::DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
+    /// Tenant the job belongs to: the input's, else [`DEFAULT_TENANT`].
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The campaign the job was fanned out from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<Uuid>,
+    /// Not executed before this time, if set (a past time means now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<Timestamp>,
 }
 
 impl Job {
@@ -88,6 +129,10 @@ impl Job {
     pub fn to_message(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a job serialises")
     }
+}
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
 }
 
 /// JSON Schema of the job envelope, as checked in under `schemas/json/envelope.json`.

@@ -6,14 +6,16 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use jiff::{SignedDuration, Timestamp};
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{ValidationError, Validator};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::catalog::ActionSpec;
 use crate::catalog::{find_kind, kinds};
-use crate::envelope::{Job, JobInput};
+use crate::envelope::{DEFAULT_TENANT, Job, JobInput, MAX_SEND_AHEAD};
 
 /// One reason a job was rejected, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -53,7 +55,16 @@ pub fn validate_job_value(value: &Value, missing_id: MissingId) -> Result<Job, V
     if !value.is_object() {
         return Err(vec![FieldError::new("$", "a job must be a JSON object")]);
     }
-    let errors = collect(envelope_validator(), value, "");
+    let mut errors = collect(envelope_validator(), value, "");
+    explain_tenant(&mut errors, value);
+    if errors.is_empty() {
+        // Workers allow a little more than producers: their clock may trail the producer's.
+        let slack = match missing_id {
+            MissingId::Assign => SignedDuration::ZERO,
+            MissingId::Reject => SEND_AT_CLOCK_SLACK,
+        };
+        errors.extend(check_send_at(value.get("send_at"), slack));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -77,11 +88,51 @@ pub fn validate_job_value(value: &Value, missing_id: MissingId) -> Result<Job, V
         params,
         priority: input.priority,
         max_attempts: input.max_attempts.unwrap_or(Job::DEFAULT_MAX_ATTEMPTS),
+        tenant: input.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+        campaign: input.campaign,
+        send_at: input.send_at,
     })
+}
+
+/// How far past [`MAX_SEND_AHEAD`] a worker still takes a `send_at`: the producer that checked it may
+/// run on a clock ahead of the worker's.
+const SEND_AT_CLOCK_SLACK: SignedDuration = SignedDuration::from_mins(10);
+
+const TENANT_RULE: &str =
+    "must be 1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit (a tenant names queues)";
+
+/// The schema's pattern error at `$.tenant` says only which regex failed: say what a tenant is.
+pub(crate) fn explain_tenant(errors: &mut [FieldError], value: &Value) {
+    if value.get("tenant").is_some_and(Value::is_string) {
+        for error in errors.iter_mut().filter(|e| e.path == "$.tenant") {
+            error.reason = TENANT_RULE.to_owned();
+        }
+    }
+}
+
+/// Checks a `send_at` the schema found to be a string (or absent): parseable as RFC 3339 with an
+/// offset and at most [`MAX_SEND_AHEAD`] (plus `slack`) from now.
+pub(crate) fn check_send_at(send_at: Option<&Value>, slack: SignedDuration) -> Option<FieldError> {
+    let text = send_at?.as_str()?;
+    let Ok(at) = text.parse::<Timestamp>() else {
+        return Some(FieldError::new(
+            "$.send_at",
+            "is not an RFC 3339 time with an offset (such as 2025-06-01T10:00:00+08:00 or 2025-06-01T02:00:00Z)",
+        ));
+    };
+    let latest = Timestamp::now().saturating_add(MAX_SEND_AHEAD + slack).expect("a signed duration adds");
+    (at > latest).then(|| FieldError::new("$.send_at", "is more than 30 days ahead"))
 }
 
 /// Checks that `kind.action` exists and that `params` satisfy its schema.
 pub fn validate_params(kind: &str, action: &str, params: &Value) -> Result<(), Vec<FieldError>> {
+    let (kind_name, action_spec) = known_action(kind, action)?;
+    let errors = collect(params_validator(kind_name, action_spec), params, "/params");
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The catalog entry of `kind.action`, or the error naming `$.connector` or `$.action`.
+pub(crate) fn known_action(kind: &str, action: &str) -> Result<(&'static str, &'static ActionSpec), Vec<FieldError>> {
     let Some(kind_spec) = find_kind(kind) else {
         let known: Vec<_> = kinds().iter().map(|k| k.name).collect();
         return Err(vec![FieldError::new(
@@ -89,20 +140,19 @@ pub fn validate_params(kind: &str, action: &str, params: &Value) -> Result<(), V
             format!("unknown connector kind {kind:?} (known: {})", known.join(", ")),
         )]);
     };
-    if kind_spec.action(action).is_none() {
+    let Some(action_spec) = kind_spec.action(action) else {
         let known: Vec<_> = kind_spec.actions.iter().map(|a| a.name).collect();
         return Err(vec![FieldError::new(
             "$.action",
             format!("unknown action {action:?} for {kind} (known: {})", known.join(", ")),
         )]);
-    }
-    let validator = &params_validators()[&(kind_spec.name, action_name(kind_spec.name, action))];
-    let errors = collect(validator, params, "/params");
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    };
+    Ok((kind_spec.name, action_spec))
 }
 
-fn action_name(kind: &str, action: &str) -> &'static str {
-    find_kind(kind).and_then(|k| k.action(action)).map(|a| a.name).expect("checked above")
+/// The compiled params schema of a catalog entry (compiled once per process).
+pub(crate) fn params_validator(kind: &'static str, action: &'static ActionSpec) -> &'static Validator {
+    &params_validators()[&(kind, action.name)]
 }
 
 fn envelope_validator() -> &'static Validator {
@@ -127,7 +177,7 @@ fn params_validators() -> &'static HashMap<(&'static str, &'static str), Validat
     })
 }
 
-fn collect(validator: &Validator, instance: &Value, pointer_prefix: &str) -> Vec<FieldError> {
+pub(crate) fn collect(validator: &Validator, instance: &Value, pointer_prefix: &str) -> Vec<FieldError> {
     let mut errors: Vec<FieldError> =
         validator.iter_errors(instance).flat_map(|e| field_errors(&e, pointer_prefix)).collect();
     errors.sort_by(|a, b| a.path.cmp(&b.path));
@@ -170,7 +220,7 @@ fn field_errors(error: &ValidationError<'_>, pointer_prefix: &str) -> Vec<FieldE
 }
 
 /// `/params/phone_numbers/0` (+ `name`) → `$.params.phone_numbers[0].name`.
-fn json_path(pointer: &str, child: Option<&str>) -> String {
+pub(crate) fn json_path(pointer: &str, child: Option<&str>) -> String {
     let mut path = String::from("$");
     let segments = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~"));
     for segment in segments.chain(child.map(str::to_owned)) {
@@ -262,6 +312,62 @@ mod tests {
             "params": {"touser": "a", "msgtype": "bogus", "text": {"content": "x"}}});
         let errs = errors(job, MissingId::Assign);
         assert!(errs[0].starts_with("$.params.msgtype: must be one of \"text\""), "{errs:?}");
+    }
+
+    #[test]
+    fn tenant_campaign_and_send_at_travel_with_the_job() {
+        let job = validate_job_value(&sms(ok_params()), MissingId::Assign).unwrap();
+        assert_eq!((job.tenant.as_str(), job.campaign, job.send_at), ("default", None, None));
+        let message: Value = serde_json::from_slice(&job.to_message()).unwrap();
+        assert_eq!(message["tenant"], "default");
+        assert!(message.get("campaign").is_none() && message.get("send_at").is_none(), "{message}");
+
+        let campaign = Uuid::now_v7();
+        let mut value = sms(ok_params());
+        value["tenant"] = json!("acme-cn_2");
+        value["campaign"] = json!(campaign);
+        value["send_at"] = json!("2020-01-01T10:00:00+08:00");
+        let job = validate_job_value(&value, MissingId::Assign).unwrap();
+        assert_eq!(job.tenant, "acme-cn_2");
+        assert_eq!(job.campaign, Some(campaign));
+        assert_eq!(job.send_at, Some("2020-01-01T02:00:00Z".parse().unwrap()));
+        // The published message is a valid job for workers, the same job.
+        let again = validate_job(&job.to_message(), MissingId::Reject).unwrap();
+        assert_eq!(again, job);
+    }
+
+    #[test]
+    fn bad_tenants_and_send_at_are_named_with_the_reason() {
+        for tenant in ["Acme", "-acme", "", "a.b", &"a".repeat(64)] {
+            let mut job = sms(ok_params());
+            job["tenant"] = json!(tenant);
+            let errs = errors(job, MissingId::Assign);
+            assert_eq!(errs.len(), 1, "{tenant}: {errs:?}");
+            assert!(errs[0].starts_with("$.tenant: must be 1 to 63 of a-z, 0-9"), "{tenant}: {}", errs[0]);
+            assert!(!crate::is_valid_tenant(tenant));
+        }
+        assert!(crate::is_valid_tenant("0") && crate::is_valid_tenant(&"a".repeat(63)));
+        let mut job = sms(ok_params());
+        job["tenant"] = json!(7);
+        assert!(errors(job, MissingId::Assign)[0].starts_with("$.tenant: "));
+
+        for send_at in ["2025-06-01T10:00:00", "tomorrow", "2025-06-01"] {
+            let mut job = sms(ok_params());
+            job["send_at"] = json!(send_at);
+            assert_eq!(
+                errors(job, MissingId::Assign),
+                [
+                    "$.send_at: is not an RFC 3339 time with an offset (such as 2025-06-01T10:00:00+08:00 or 2025-06-01T02:00:00Z)"
+                ],
+                "{send_at}"
+            );
+        }
+        let ahead = |days: i64| (Timestamp::now() + SignedDuration::from_hours(24 * days)).to_string();
+        let mut job = sms(ok_params());
+        job["send_at"] = json!(ahead(31));
+        assert_eq!(errors(job.clone(), MissingId::Reject), ["$.send_at: is more than 30 days ahead"]);
+        job["send_at"] = json!(ahead(29));
+        assert!(validate_job_value(&job, MissingId::Assign).is_ok());
     }
 
     #[test]

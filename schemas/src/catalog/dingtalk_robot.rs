@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::recipient::{RecipientField, RecipientKind, RecipientShape};
 use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
 type Renames = &'static [(&'static str, &'static str)];
@@ -24,8 +25,16 @@ const fn send(
         },
         bucket: "messages",
         per_recipient: None,
+        recipient: None,
     }
 }
+
+/// A robot posts to the one group its webhook names, so the only person a message can target is a
+/// member it mentions: text and markdown to a member mention them in `at.atUserIds` (notified).
+/// By user id, not `at_mobiles`: DingTalk matches the mobile as the member registered it, which the
+/// E.164 form recipients are normalized to need not be. Links and cards mention nobody: no recipient.
+const AT_USER: RecipientField =
+    RecipientField { field: "at_user_ids", shape: RecipientShape::List, kind: RecipientKind::UserId };
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "dingtalk_robot",
@@ -33,8 +42,8 @@ pub(super) const KIND: KindSpec = KindSpec {
     // "每个机器人每分钟最多发送20条消息到群里，如果超过20条，会限流10分钟".
     default_rate_limit: "20/min",
     actions: &[
-        send("send_text", schema::<DingtalkText>, "text", &[]),
-        send("send_markdown", schema::<DingtalkMarkdown>, "markdown", &[]),
+        send("send_text", schema::<DingtalkText>, "text", &[]).sent_to(AT_USER),
+        send("send_markdown", schema::<DingtalkMarkdown>, "markdown", &[]).sent_to(AT_USER),
         send("send_link", schema::<DingtalkLink>, "link", &[("message_url", "messageUrl"), ("pic_url", "picUrl")]),
         send(
             "send_action_card",

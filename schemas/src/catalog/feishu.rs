@@ -22,6 +22,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "contact",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "list_department_users",
@@ -34,6 +35,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "contact",
             per_recipient: None,
+            recipient: None,
         },
     ],
 };

@@ -26,9 +26,12 @@ const fn send(
         },
         bucket: "messages",
         per_recipient: None,
+        recipient: None,
     }
 }
 
+// No action has a recipient: the bot posts to the one group its hook names, and Feishu mentions
+// are markup inside the text or card (`<at user_id="...">`), not a param a campaign could fill.
 pub(super) const KIND: KindSpec = KindSpec {
     name: "feishu_robot",
     title: "飞书群机器人 Feishu group bot",

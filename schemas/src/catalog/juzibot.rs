@@ -24,6 +24,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "add_contact_way",
@@ -32,6 +33,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Http { method: Method::Post, path: "/api/v1/contactWay/add", body: Body::Params },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "get_contact_way",
@@ -44,6 +46,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "list_contact_ways",
@@ -52,6 +55,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Http { method: Method::Post, path: "/api/v1/contactWay/list", body: Body::Params },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
     ],
 };

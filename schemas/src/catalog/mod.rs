@@ -8,6 +8,7 @@ mod feishu;
 mod feishu_robot;
 mod juzibot;
 mod qq_mail;
+mod recipient;
 mod spec;
 mod tencent_meeting;
 mod tencent_ses;
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 pub use qq_mail::{
     ImapFilter, MailAttachment, MimeType, Pop3Filter, ReceiveMailImap, ReceiveMailPop3, SendMail, TransferEncoding,
 };
+pub use recipient::{RecipientField, RecipientKind, RecipientShape, normalize_recipient};
 pub use spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, MailOp, Method, RecipientLimit, schema};
 pub use tencent_ses::{Attachment, EmailTemplate, SendEmail};
 pub use tencent_sms::SendSms;
@@ -89,6 +91,43 @@ mod tests {
                     kind.name, action.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn actions_sent_to_many_name_their_recipient_field() {
+        use RecipientKind::{Email, Phone, UserId};
+        let mut with: Vec<_> = kinds()
+            .iter()
+            .flat_map(|k| k.actions.iter().map(move |a| (k.name, a)))
+            .filter_map(|(kind, a)| Some((kind, a.name, a.recipient?)))
+            .collect();
+        with.sort_by_key(|(kind, action, _)| (*kind, *action));
+        let list: Vec<_> = with.iter().map(|(k, a, r)| (*k, *a, r.field, r.kind)).collect();
+        assert_eq!(
+            list,
+            [
+                ("dingtalk_robot", "send_markdown", "at_user_ids", UserId),
+                ("dingtalk_robot", "send_text", "at_user_ids", UserId),
+                ("qq_mail", "send_mail", "to", Email),
+                ("tencent_ses", "send_email", "destination", Email),
+                ("tencent_sms", "send_sms", "phone_numbers", Phone),
+                ("wecom", "send_app_message", "touser", UserId),
+                ("wecom_robot", "send_text", "mentioned_list", UserId),
+            ]
+        );
+        // Each field is a top-level param of the shape it declares.
+        for (kind, action, recipient) in with {
+            let schema = find_action(kind, action).unwrap().params_schema();
+            let types = &schema["properties"][recipient.field]["type"];
+            let expected = match recipient.shape {
+                RecipientShape::List => "array",
+                RecipientShape::Single | RecipientShape::Joined(_) => "string",
+            };
+            assert!(
+                types == expected || types.as_array().is_some_and(|t| t.contains(&json!(expected))),
+                "{kind}.{action}"
+            );
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::recipient::{RecipientField, RecipientKind, RecipientShape};
 use super::spec::{ActionSpec, Effect, Endpoint, KindSpec, MailOp, schema};
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time with an offset.
@@ -26,6 +27,8 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Mail(MailOp::Send),
             bucket: "smtp",
             per_recipient: None,
+            // `to` only: `cc` and `bcc` are copies beside the recipient, the same for each.
+            recipient: Some(RecipientField { field: "to", shape: RecipientShape::List, kind: RecipientKind::Email }),
         },
         ActionSpec {
             name: "receive_mail_pop3",
@@ -34,6 +37,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Mail(MailOp::ReceivePop3),
             bucket: "pop3",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "receive_mail_imap",
@@ -42,6 +46,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Mail(MailOp::ReceiveImap),
             bucket: "imap",
             per_recipient: None,
+            recipient: None,
         },
     ],
 };

@@ -4,6 +4,8 @@ use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::recipient::RecipientField;
+
 /// Whether an action changes something at the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,6 +140,10 @@ pub struct ActionSpec {
     /// A provider limit per recipient, on top of the bucket's (WeCom drops app messages past 30 a
     /// minute to one member without an error, so only the sender can hold it).
     pub per_recipient: Option<RecipientLimit>,
+    /// The param naming who receives the action, for actions that can be sent to many: a campaign
+    /// fills it with each recipient and frequency caps count what it names. `None`: no recipient
+    /// (reads, management calls) or none a campaign could vary.
+    pub recipient: Option<RecipientField>,
 }
 
 /// A limit per recipient of a message: each recipient named in the params has its own limit,
@@ -180,6 +186,12 @@ impl ActionSpec {
     /// This entry with a limit per recipient.
     pub const fn limited_per_recipient(mut self, limit: RecipientLimit) -> Self {
         self.per_recipient = Some(limit);
+        self
+    }
+
+    /// This entry with its recipient param.
+    pub const fn sent_to(mut self, recipient: RecipientField) -> Self {
+        self.recipient = Some(recipient);
         self
     }
 

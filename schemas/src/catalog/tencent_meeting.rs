@@ -23,6 +23,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Rest { method: Method::Post, path: "/v1/meetings", renames: &[], fixed: &[] },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "get_meeting",
@@ -36,6 +37,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "get_meeting_by_code",
@@ -44,6 +46,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Rest { method: Method::Get, path: "/v1/meetings", renames: &[], fixed: &[] },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "cancel_meeting",
@@ -57,6 +60,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "end_meeting",
@@ -70,6 +74,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "update_meeting",
@@ -83,6 +88,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "list_participants",
@@ -96,6 +102,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "list_user_meetings",
@@ -104,6 +111,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::Rest { method: Method::Get, path: "/v1/meetings", renames: &[], fixed: &[] },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
     ],
 };

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::recipient::{RecipientField, RecipientKind, RecipientShape};
 use super::spec::{ActionSpec, Effect, Endpoint, KindSpec, schema};
 
 pub(super) const KIND: KindSpec = KindSpec {
@@ -20,6 +21,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::TencentCloud { action: "CreateEmailIdentity" },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "delete_email_identity",
@@ -28,6 +30,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::TencentCloud { action: "DeleteEmailIdentity" },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "get_email_identity",
@@ -36,6 +39,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::TencentCloud { action: "GetEmailIdentity" },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "list_email_identities",
@@ -44,6 +48,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::TencentCloud { action: "ListEmailIdentities" },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "update_email_identity",
@@ -52,6 +57,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::TencentCloud { action: "UpdateEmailIdentity" },
             bucket: "api",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "send_email",
@@ -60,6 +66,11 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: Endpoint::TencentCloud { action: "SendEmail" },
             bucket: "api",
             per_recipient: None,
+            recipient: Some(RecipientField {
+                field: "destination",
+                shape: RecipientShape::List,
+                kind: RecipientKind::Email,
+            }),
         },
     ],
 };

@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::recipient::{RecipientField, RecipientKind, RecipientShape};
 use super::spec::{ActionSpec, Effect, Endpoint, KindSpec, schema};
 
 pub(super) const KIND: KindSpec = KindSpec {
@@ -16,6 +17,11 @@ pub(super) const KIND: KindSpec = KindSpec {
         endpoint: Endpoint::TencentCloud { action: "SendSms" },
         bucket: "send_sms",
         per_recipient: None,
+        recipient: Some(RecipientField {
+            field: "phone_numbers",
+            shape: RecipientShape::List,
+            kind: RecipientKind::Phone,
+        }),
     }],
 };
 

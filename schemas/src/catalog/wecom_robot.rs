@@ -3,11 +3,20 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::recipient::{RecipientField, RecipientKind, RecipientShape};
 use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
 const fn message(msgtype: &'static str) -> Endpoint {
     Endpoint::Http { method: Method::Post, path: "/cgi-bin/webhook/send", body: Body::Message { msgtype } }
 }
+
+/// A robot posts to the one group its webhook key names, so the only person a message can target is
+/// a member it mentions: `send_text` to a member is the text mentioning them (they are notified).
+/// By userid, not `mentioned_mobile_list`: WeCom matches the mobile as the member registered it,
+/// which the E.164 form recipients are normalized to need not be. Markdown mentions are written in
+/// the content (`<@userid>`), and images, news and files mention nobody: those have no recipient.
+const MENTIONED: RecipientField =
+    RecipientField { field: "mentioned_list", shape: RecipientShape::List, kind: RecipientKind::UserId };
 
 pub(super) const KIND: KindSpec = KindSpec {
     name: "wecom_robot",
@@ -22,6 +31,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: message("text"),
             bucket: "messages",
             per_recipient: None,
+            recipient: Some(MENTIONED),
         },
         ActionSpec {
             name: "send_markdown",
@@ -30,6 +40,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: message("markdown"),
             bucket: "messages",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "send_image",
@@ -38,6 +49,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: message("image"),
             bucket: "messages",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "send_news",
@@ -46,6 +58,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: message("news"),
             bucket: "messages",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "send_file",
@@ -54,6 +67,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             endpoint: message("file"),
             bucket: "messages",
             per_recipient: None,
+            recipient: None,
         },
         ActionSpec {
             name: "upload_file",
@@ -66,6 +80,7 @@ pub(super) const KIND: KindSpec = KindSpec {
             },
             bucket: "uploads",
             per_recipient: None,
+            recipient: None,
         },
     ],
 };

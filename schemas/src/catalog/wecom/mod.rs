@@ -15,6 +15,7 @@ mod oa;
 
 use schemars::JsonSchema;
 
+use super::recipient::{RecipientField, RecipientKind, RecipientShape};
 use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, RecipientLimit, schema};
 
 pub use contacts::*;
@@ -81,6 +82,7 @@ const fn entry<T: JsonSchema>(
         endpoint: Endpoint::Http { method, path, body },
         bucket: path,
         per_recipient: None,
+        recipient: None,
     }
 }
 
@@ -94,6 +96,13 @@ const TO_MEMBERS: RecipientLimit =
 /// A chat's messages reach each of its members, whom the worker does not know: each chat is held to
 /// the members' 30 a minute, well inside WeCom's 200 a minute per member in groups.
 const TO_CHAT: RecipientLimit = RecipientLimit { fields: &["chatid"], scope: &[], rate: "30/min" };
+
+/// An app message's recipients are members named in `touser` (`|`-joined userids). `toparty` and
+/// `totag` stay campaign-wide: a department or tag is a group whose members are not known here, not
+/// one recipient. `send_appchat_message` has no recipient field: its `chatid` is a chat, whose
+/// members each get every message, so there is no one person to fill in or to cap.
+const TO_MEMBER: RecipientField =
+    RecipientField { field: "touser", shape: RecipientShape::Joined('|'), kind: RecipientKind::UserId };
 
 const R: Effect = Effect::Read;
 const W: Effect = Effect::Write;
@@ -123,7 +132,7 @@ pub(super) const KIND: KindSpec = KindSpec {
         entry::<DepartmentMembers>("list_department_members", R, GET, "/cgi-bin/user/simplelist", QUERY),
         entry::<DepartmentMembers>("list_department_member_details", R, GET, "/cgi-bin/user/list", QUERY),
         // 应用消息 application messages (app_secret)
-        entry::<SendAppMessage>("send_app_message", W, POST, "/cgi-bin/message/send", JSON).limited_per_recipient(TO_MEMBERS),
+        entry::<SendAppMessage>("send_app_message", W, POST, "/cgi-bin/message/send", JSON).limited_per_recipient(TO_MEMBERS).sent_to(TO_MEMBER),
         entry::<RecallAppMessage>("recall_app_message", W, POST, "/cgi-bin/message/recall", JSON),
         // 群聊会话 appchat (app_secret)
         entry::<CreateAppchat>("create_appchat", W, POST, "/cgi-bin/appchat/create", JSON),
