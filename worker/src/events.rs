@@ -31,6 +31,9 @@ impl InternalEvent for JobSettled<'_> {
             JobOutcome::Retried => warn!(%reason, "transient failure; retrying"),
             JobOutcome::DeadLettered => warn!(%reason, "dead-lettered"),
             JobOutcome::Invalid => warn!(%reason, "invalid job; dead-lettered"),
+            JobOutcome::Cancelled => info!("cancelled before it ran"),
+            JobOutcome::Deferred => info!(%reason, "deferred"),
+            JobOutcome::Capped => info!("every recipient over its cap; not sent"),
         }
         metrics.job(self.connector, self.action, self.outcome);
     }

@@ -16,6 +16,12 @@ pub enum JobOutcome {
     Duplicate,
     /// Not a valid job, or names a config this worker lacks: dead-lettered.
     Invalid,
+    /// Cancelled before it ran (the job, or its campaign): acknowledged without a call.
+    Cancelled,
+    /// Held back by its config's quiet hours or a recipient cap (`on_cap = "defer"`); parked.
+    Deferred,
+    /// Every recipient was over its cap (`on_cap = "drop"`): acknowledged without a call.
+    Capped,
 }
 
 impl JobOutcome {
@@ -26,6 +32,9 @@ impl JobOutcome {
             JobOutcome::DeadLettered => "dead_lettered",
             JobOutcome::Duplicate => "duplicate",
             JobOutcome::Invalid => "invalid",
+            JobOutcome::Cancelled => "cancelled",
+            JobOutcome::Deferred => "deferred",
+            JobOutcome::Capped => "capped",
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use yizhan_state::{Claim, Finish, Millis};
+use yizhan_state::{Claim, Finish, FinishedState, Millis, WaitReason};
 
 use crate::config::OnAmbiguous;
 use crate::connectors::Failure;
@@ -52,11 +52,65 @@ pub(crate) enum Settle {
         reason: String,
         progress: Option<Value>,
     },
-    /// Not attempted: the config cannot take it for `wait`; come back then, attempt not counted.
+    /// Not attempted: it cannot run for `wait` (`why`); come back then, attempt not counted.
     NotYet {
         wait: Duration,
         progress: Option<Value>,
+        why: WaitReason,
+        reason: String,
     },
+    /// Not attempted: its campaign was cancelled.
+    Cancelled,
+    /// Not attempted: every recipient is over its cap and the config drops them.
+    Capped {
+        result: Option<Value>,
+    },
+}
+
+/// What a job's time rules and campaign say before its call, in the order they apply.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Gate {
+    /// Nothing holds it back.
+    Go,
+    /// Its campaign was cancelled: it never runs.
+    Cancel,
+    /// It waits until `until` for `why`.
+    Wait { until: Millis, why: WaitReason, reason: String },
+}
+
+/// The gates of a claimed job: a cancelled campaign, then `send_at`, then quiet hours (whose end
+/// is `quiet_end` when `now` is inside the config's window for the job's priority).
+pub(crate) fn gate(now: Millis, cancelled: bool, send_at: Option<Millis>, quiet_end: Option<Millis>) -> Gate {
+    if cancelled {
+        return Gate::Cancel;
+    }
+    if let Some(at) = send_at.filter(|at| *at > now) {
+        return Gate::Wait { until: at, why: WaitReason::Scheduled, reason: "scheduled by its send_at".into() };
+    }
+    if let Some(end) = quiet_end.filter(|end| *end > now) {
+        return Gate::Wait {
+            until: end,
+            why: WaitReason::Deferred,
+            reason: "deferred by its config's quiet hours".into(),
+        };
+    }
+    Gate::Go
+}
+
+impl Gate {
+    /// The attempt's settle, unless nothing holds it back.
+    pub(crate) fn settle(self, now: Millis, progress: Option<&Value>) -> Option<Settle> {
+        match self {
+            Gate::Go => None,
+            Gate::Cancel => Some(Settle::Cancelled),
+            Gate::Wait { until, why, reason } => Some(Settle::NotYet {
+                wait: Duration::from_millis(until.saturating_sub(now).max(0) as u64),
+                progress: progress.cloned(),
+                why,
+                reason,
+            }),
+        }
+    }
 }
 
 /// One thing the shell does, in the order given.
@@ -66,8 +120,9 @@ pub(crate) enum Effect {
     Record(Finish),
     /// Publish a copy to the delay lane that fits `delay`, to come back as attempt `attempt`.
     PublishDelayed { attempt: u32, delay: Duration },
-    /// Hold the message in the parking lot for `wait`, to come back as attempt `attempt`.
-    Park { attempt: u32, wait: Duration },
+    /// Hold the message in the parking lot for `wait`, to come back as attempt `attempt`;
+    /// `held` ones (a paused campaign's) wait until the campaign is resumed or cancelled.
+    Park { attempt: u32, wait: Duration, reason: &'static str, held: bool },
     /// Publish the message unchanged to the dead-letter queue.
     DeadLetter { kind: DeadKind, reason: String },
     /// The retry copy after attempt `attempt` is safely stored (broker or parking lot).
@@ -104,6 +159,10 @@ pub(crate) enum Claimed {
 pub(crate) fn on_claim(claim: Claim, attempt: u32, backoff: &Backoff<'_>) -> Claimed {
     match claim {
         Claim::Acquired { progress, orphaned_attempt } => Claimed::Run { progress, orphaned: orphaned_attempt },
+        // A job cancelled before any worker took it (its tombstone was found by this claim).
+        Claim::Finished { state: FinishedState::Cancelled } => {
+            Claimed::Done(vec![Effect::Settled { outcome: JobOutcome::Cancelled, reason: None }])
+        }
         Claim::Finished { .. } | Claim::Stale => {
             Claimed::Done(vec![Effect::Settled { outcome: JobOutcome::Duplicate, reason: None }])
         }
@@ -181,18 +240,30 @@ pub(crate) fn settle(settle: Settle, attempt: u32, backoff: &Backoff<'_>, now: M
                 Effect::Settled { outcome: JobOutcome::Retried, reason: Some(reason) },
             ]
         }
-        // Released as "retrying at attempt - 1", so that the copy for this same attempt reclaims
-        // the key when it comes back.
-        Settle::NotYet { wait, progress } => {
+        // Released as "waiting after attempt - 1", so that the copy for this same attempt
+        // reclaims the key when it comes back.
+        Settle::NotYet { wait, progress, why, reason } => {
             let previous = attempt - 1;
-            let error = "waiting for its config to take it (paused or rate-limited)".to_string();
-            let next_attempt_at = now + wait.as_millis() as Millis;
-            vec![
-                Effect::Record(Finish::Retrying { attempt: previous, progress, error, next_attempt_at }),
-                Effect::Park { attempt, wait },
+            let until = now + wait.as_millis() as Millis;
+            let mut effects = vec![
+                Effect::Record(Finish::Waiting { attempt: previous, progress, reason: reason.clone(), until, why }),
+                Effect::Park { attempt, wait, reason: park_reason(why), held: false },
                 Effect::MarkRetryPublished { attempt: previous },
-            ]
+            ];
+            // Rate-limit waits are counted by the parking metric; the others are outcomes.
+            if why == WaitReason::Deferred {
+                effects.push(Effect::Settled { outcome: JobOutcome::Deferred, reason: Some(reason) });
+            }
+            effects
         }
+        Settle::Cancelled => vec![
+            Effect::Record(Finish::Cancelled { attempt }),
+            Effect::Settled { outcome: JobOutcome::Cancelled, reason: None },
+        ],
+        Settle::Capped { result } => vec![
+            Effect::Record(Finish::Capped { attempt, result }),
+            Effect::Settled { outcome: JobOutcome::Capped, reason: None },
+        ],
         // Published before it is recorded: a crash in between redelivers the job rather than
         // leaving a `dead` record whose message never reached the queue.
         Settle::Dead { kind, reason, progress } => vec![
@@ -201,6 +272,21 @@ pub(crate) fn settle(settle: Settle, attempt: u32, backoff: &Backoff<'_>, now: M
             Effect::Settled { outcome: JobOutcome::DeadLettered, reason: Some(reason) },
         ],
     }
+}
+
+/// The parking lot's `reason` of a wait.
+fn park_reason(why: WaitReason) -> &'static str {
+    match why {
+        WaitReason::RateLimit => "rate_limit",
+        WaitReason::Scheduled => "scheduled",
+        WaitReason::Deferred => "deferred",
+    }
+}
+
+/// A job of a paused campaign, before any claim: held in the parking lot until the campaign is
+/// resumed (or cancelled), unrecorded, so it stays `queued` and costs the campaign no attempt.
+pub(crate) fn paused(attempt: u32) -> Vec<Effect> {
+    vec![Effect::Park { attempt, wait: Duration::ZERO, reason: "paused", held: true }]
 }
 
 /// A message that is not a valid job (or names a config this worker lacks).

@@ -12,6 +12,7 @@
 //! small traits ([`Publish`], [`StateStore`], [`ParkingLot`], [`Limiter`], [`Connector`]) so that
 //! `tests.rs` runs every branch in process.
 
+mod campaigns;
 mod decide;
 #[cfg(test)]
 mod tests;
@@ -27,9 +28,10 @@ use serde_json::Value;
 use tracing::{Instrument, warn};
 use yizhan_broker::{Message, Names, PublishError, Publisher};
 use yizhan_schemas::{ActionSpec, Effect as ActionEffect, FieldError, Job, MissingId, validate_job};
-use yizhan_state::{ClaimRequest, Parked, ParkingLot, StateStore, StoreError, now_millis};
+use yizhan_state::{CampaignControl, ClaimRequest, Parked, ParkingLot, StateStore, StoreError, WaitReason, now_millis};
 
 use crate::acks::{Acks, Tag};
+use crate::caps::{CapCounter, CapVerdict};
 use crate::config::OnAmbiguous;
 use crate::connectors::{Call, Connector, Failure};
 use crate::events::{
@@ -37,6 +39,8 @@ use crate::events::{
 };
 use crate::metrics::{Metrics, RequestResult};
 use crate::ratelimit::{Admission, Limit, LimitError, Limiter, Quota};
+use crate::timerules::{OnCap, TimeRules};
+pub use campaigns::CampaignControls;
 pub use decide::DeadKind;
 use decide::{Backoff, Claimed, Effect, Settle};
 
@@ -98,6 +102,8 @@ pub struct Configured {
     pub per_recipient: HashMap<&'static str, Vec<Quota>>,
     /// What to do with a write whose previous worker died mid-call.
     pub on_ambiguous: OnAmbiguous,
+    /// Quiet hours and recipient caps.
+    pub rules: TimeRules,
 }
 
 /// Everything a delivery needs; shared by all in-flight jobs of a worker.
@@ -114,6 +120,8 @@ pub struct Pipeline {
     pub parking: Arc<dyn ParkingLot>,
     /// Rate limits and provider pauses per config.
     pub limiter: Arc<dyn Limiter>,
+    /// Messages per recipient, for the configs with `recipient_caps`.
+    pub caps: Arc<dyn CapCounter>,
     /// Confirmed publishing of retry copies, dead letters and released parked jobs.
     pub publisher: Arc<dyn Publish>,
     /// Acknowledgements of the consuming channel, coalesced.
@@ -126,6 +134,8 @@ pub struct Pipeline {
     pub lease: Duration,
     /// Keys this worker holds now; their leases are renewed until they finish.
     pub held: Mutex<HashSet<String>>,
+    /// The controls of the campaigns whose jobs this worker takes.
+    pub campaigns: CampaignControls,
 }
 
 /// Why a delivery could not be settled; it is requeued and handled again.
@@ -187,6 +197,8 @@ struct Work<'a> {
     attempt: u32,
     action: &'static ActionSpec,
     configured: &'a Configured,
+    /// Its campaign was cancelled.
+    cancelled: bool,
 }
 
 impl Pipeline {
@@ -240,6 +252,13 @@ impl Pipeline {
             return self.apply(incoming, Some(job), labels, attempt, decide::invalid(reason)).await;
         };
         let action = yizhan_schemas::find_action(&job.connector, &job.action).expect("validated against the catalog");
+        let campaign = match job.campaign {
+            Some(id) => self.campaigns.control(self.store.as_ref(), id).await?,
+            None => CampaignControl::Running,
+        };
+        if campaign == CampaignControl::Paused {
+            return self.apply(incoming, Some(job), labels, attempt, decide::paused(attempt)).await;
+        }
 
         // Claim the idempotency key: at most one side effect per key, whoever delivers it.
         let claim = self
@@ -254,6 +273,7 @@ impl Pipeline {
                 // Only the replayed copy itself (attempt 1) may take over a dead key; its own retry
                 // copies inherit the header but find the key retrying, not dead.
                 replay: attempt == 1 && incoming.is_replay(),
+                campaign: job.campaign,
             })
             .await?;
         let (progress, orphaned) = match decide::on_claim(claim, attempt, &self.backoff()) {
@@ -261,7 +281,7 @@ impl Pipeline {
             Claimed::Done(effects) => return self.apply(incoming, Some(job), labels, attempt, effects).await,
         };
         self.hold(&job.idempotency_key);
-        let work = Work { job, attempt, action, configured };
+        let work = Work { job, attempt, action, configured, cancelled: campaign == CampaignControl::Cancelled };
         let settle = self.run_claimed(&work, progress.as_ref(), orphaned).await;
         let effects = decide::settle(settle, attempt, &self.backoff(), now_millis());
         let settled = self.apply(incoming, Some(job), labels, attempt, effects).await;
@@ -271,7 +291,7 @@ impl Pipeline {
 
     /// Rate-limit, execute and classify one claimed attempt.
     async fn run_claimed(&self, work: &Work<'_>, progress: Option<&Value>, orphaned: Option<u32>) -> Settle {
-        let Work { job, attempt, action, configured } = *work;
+        let Work { job, attempt, action, configured, .. } = *work;
         let writes = action.effect == ActionEffect::Write;
         if let Some(previous) = orphaned {
             // This delivery is the retry itself, so attempts are not what decides here.
@@ -291,15 +311,31 @@ impl Pipeline {
                 "an earlier attempt was cut off by a worker's death; executing again (on_ambiguous = retry)"
             );
         }
-        if let Err(wait) = self.take_tokens(work).await {
-            return Settle::NotYet { wait, progress: progress.cloned() };
+        let now = now_millis();
+        let quiet_end = configured.rules.quiet.as_ref().and_then(|quiet| {
+            let now = jiff::Timestamp::from_millisecond(now).ok()?;
+            Some(quiet.defer_until(now, job.priority)?.as_millisecond())
+        });
+        let send_at = job.send_at.map(|at| at.as_millisecond());
+        if let Some(held_back) = decide::gate(now, work.cancelled, send_at, quiet_end).settle(now, progress) {
+            return held_back;
+        }
+        let (capped_params, capped) = match self.check_caps(work, now).await {
+            Ok(Some((params, capped))) => (Some(params), capped),
+            Ok(None) => (None, Vec::new()),
+            Err(settle) => return settle,
+        };
+        let params = capped_params.as_ref().unwrap_or(&job.params);
+        if let Err(wait) = self.take_tokens(work, params).await {
+            let reason = "waiting for its config to take it (paused or rate-limited)".to_string();
+            return Settle::NotYet { wait, progress: progress.cloned(), why: WaitReason::RateLimit, reason };
         }
 
-        let call = Call { job_id: job.id, action, params: &job.params, attempt, progress };
+        let call = Call { job_id: job.id, action, params, attempt, progress };
         match configured.connector.execute(call).await {
             Ok(success) => {
                 ProviderCalled { connector: &job.connector, result: RequestResult::Ok }.emit(&self.metrics);
-                Settle::Succeeded { result: success.result }
+                Settle::Succeeded { result: with_capped(success.result, &capped) }
             }
             Err(failure) => {
                 let result = match failure {
@@ -318,10 +354,10 @@ impl Pipeline {
     /// Takes a token of every limit of the call (the action's bucket, and each recipient's where
     /// the provider limits messages per recipient), waiting in place up to [`MAX_INLINE_WAIT`].
     /// Every attempt takes tokens, retries included. `Err` is how long until the job's turn.
-    async fn take_tokens(&self, work: &Work<'_>) -> Result<(), Duration> {
+    async fn take_tokens(&self, work: &Work<'_>, params: &Value) -> Result<(), Duration> {
         let Work { job, action, configured, .. } = *work;
         let config = (job.connector.clone(), job.config.clone());
-        let recipients = action.per_recipient.map(|limit| limit.keys(&job.params)).unwrap_or_default();
+        let recipients = action.per_recipient.map(|limit| limit.keys(params)).unwrap_or_default();
         let mut limits = vec![Limit { key: action.bucket, quotas: &configured.quotas }];
         if let Some(quotas) = configured.per_recipient.get(action.name) {
             limits.extend(recipients.iter().map(|key| Limit { key, quotas }));
@@ -366,6 +402,65 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Counts the job against its recipients' caps (config `recipient_caps`), before the
+    /// provider. `Ok(None)`: every recipient is within its caps (or the config has none);
+    /// `Ok(Some)`: the params without the capped recipients, and those (`on_cap = "drop"`);
+    /// `Err`: the job does not go now (all capped, or `on_cap = "defer"`).
+    async fn check_caps(&self, work: &Work<'_>, now: i64) -> Result<Option<(Value, Vec<String>)>, Settle> {
+        let Work { job, action, configured, .. } = *work;
+        let (Some(caps), Some(field)) = (&configured.rules.caps, action.recipient) else { return Ok(None) };
+        let written = field.recipients(&job.params);
+        let normalized: Vec<String> =
+            written.iter().map(|to| yizhan_schemas::normalize_recipient(field.kind, to)).collect();
+        let config = (job.connector.clone(), job.config.clone());
+        let verdicts = match self.caps.admit(&config, caps, &job.idempotency_key, &normalized, now).await {
+            Ok(verdicts) => verdicts,
+            Err(e) => {
+                // Unknown counts: wait rather than risk a message over a cap.
+                warn!(error = %e, "recipient caps unavailable");
+                let reason = format!("recipient caps unavailable: {e}");
+                return Err(Settle::NotYet {
+                    wait: Duration::from_secs(1),
+                    progress: None,
+                    why: WaitReason::RateLimit,
+                    reason,
+                });
+            }
+        };
+        let capped: Vec<(&String, i64)> = written
+            .iter()
+            .zip(&verdicts)
+            .filter_map(|(to, verdict)| match verdict {
+                CapVerdict::Capped { retry_at } => Some((to, *retry_at)),
+                CapVerdict::Allowed => None,
+            })
+            .collect();
+        if capped.is_empty() {
+            return Ok(None);
+        }
+        match configured.rules.on_cap {
+            OnCap::Defer => {
+                let until = capped.iter().map(|(_, at)| *at).max().unwrap_or(now);
+                Err(Settle::NotYet {
+                    wait: Duration::from_millis(until.saturating_sub(now).max(0) as u64),
+                    progress: None,
+                    why: WaitReason::Deferred,
+                    reason: format!("{} recipient(s) over their caps", capped.len()),
+                })
+            }
+            OnCap::Drop if capped.len() == written.len() => {
+                let names: Vec<String> = capped.iter().map(|(to, _)| (*to).clone()).collect();
+                Err(Settle::Capped { result: with_capped(None, &names) })
+            }
+            OnCap::Drop => {
+                let names: Vec<String> = capped.iter().map(|(to, _)| (*to).clone()).collect();
+                let mut params = job.params.clone();
+                field.retain(&mut params, &|to| !names.iter().any(|c| c == to));
+                Ok(Some((params, names)))
+            }
+        }
+    }
+
     /// Back-pressure: the whole config waits, on every worker of the fleet.
     async fn pause(&self, config: &(String, String), reason: &str, asked: Option<Duration>) {
         let pause = asked.unwrap_or(DEFAULT_THROTTLE_PAUSE);
@@ -394,9 +489,9 @@ impl Pipeline {
                     let job = job.expect("only jobs are delayed");
                     self.publish_delayed(incoming, job, attempt, delay).await?;
                 }
-                Effect::Park { attempt, wait } => {
+                Effect::Park { attempt, wait, reason, held } => {
                     let job = job.expect("only jobs are parked");
-                    self.park(incoming, job, attempt, wait).await?;
+                    self.park(incoming, job, attempt, wait, reason, held).await?;
                     JobParked { connector, wait }.emit(&self.metrics);
                 }
                 Effect::DeadLetter { kind, reason } => {
@@ -457,9 +552,11 @@ impl Pipeline {
         let lane_ms = lane_delay.as_millis() as u64;
         let jittered = lane_ms - rand::rng().random_range(0..=lane_ms / 5);
         let id = job.id.to_string();
+        // The tenant's lane: the delay lane dead-letters the copy with this routing key.
+        let routing_key = self.names.routing_key(job.priority, &job.tenant);
         self.publish(Message {
             exchange: &exchange,
-            routing_key: job.priority.as_str(),
+            routing_key: &routing_key,
             body: incoming.body,
             message_id: Some(&id),
             headers,
@@ -475,16 +572,26 @@ impl Pipeline {
 
     /// Holds the job in the parking lot for `wait`, to come back to its own lane as attempt
     /// `attempt`; see [`Pipeline::release_due`].
-    async fn park(&self, incoming: &Incoming<'_>, job: &Job, attempt: u32, wait: Duration) -> Result<(), Unsettled> {
+    async fn park(
+        &self,
+        incoming: &Incoming<'_>,
+        job: &Job,
+        attempt: u32,
+        wait: Duration,
+        reason: &str,
+        held: bool,
+    ) -> Result<(), Unsettled> {
         let mut headers = incoming.headers();
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
         let entry = Parked {
             id: format!("{}:{attempt}", job.id),
             due: now_millis() + wait.as_millis() as i64,
-            routing_key: job.priority.as_str().to_string(),
+            routing_key: self.names.routing_key(job.priority, &job.tenant).into_owned(),
             body: incoming.body.to_vec(),
             headers: serde_json::to_string(&headers).expect("AMQP headers serialize"),
-            reason: "rate_limit".to_string(),
+            reason: reason.to_string(),
+            campaign: job.campaign.map(|id| id.to_string()),
+            held,
         };
         self.parking.park(&entry).await?;
         Ok(())
@@ -525,6 +632,25 @@ impl Pipeline {
         Ok(released.len())
     }
 
+    /// Wakes the held jobs of campaigns that are no longer paused: a worker that read "paused"
+    /// just before a resume may have held a job after the resume woke the others.
+    pub async fn wake_resumed(&self) -> Result<u64, Unsettled> {
+        let held = self.parking.held_campaigns().await?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<uuid::Uuid> = held.iter().filter_map(|id| id.parse().ok()).collect();
+        let controls = self.store.campaign_controls(&ids).await?;
+        let mut woken = 0;
+        for id in ids {
+            let control = controls.iter().find(|(c, _)| *c == id).map_or(CampaignControl::Running, |(_, c)| *c);
+            if control != CampaignControl::Paused {
+                woken += self.parking.wake(&id.to_string(), true, now_millis()).await?;
+            }
+        }
+        Ok(woken)
+    }
+
     fn backoff(&self) -> Backoff<'_> {
         Backoff { delays: &self.retry_delays }
     }
@@ -560,6 +686,21 @@ impl Pipeline {
         }
         self.store.renew(&self.owner, &keys, now_millis(), self.lease).await
     }
+}
+
+/// The result with the recipients left out by their caps, each with code `capped`.
+fn with_capped(result: Option<Value>, capped: &[String]) -> Option<Value> {
+    if capped.is_empty() {
+        return result;
+    }
+    let list: Vec<Value> = capped.iter().map(|to| serde_json::json!({"to": to, "code": "capped"})).collect();
+    let mut object = match result {
+        Some(Value::Object(object)) => object,
+        None => serde_json::Map::new(),
+        Some(other) => serde_json::Map::from_iter([("result".to_string(), other)]),
+    };
+    object.insert("capped".to_string(), Value::Array(list));
+    Some(Value::Object(object))
 }
 
 fn long_string(text: &str) -> AMQPValue {

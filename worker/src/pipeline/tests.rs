@@ -73,12 +73,15 @@ impl Publish for FakeBroker {
 struct ScriptedConnector {
     answers: Mutex<VecDeque<Result<Success, Failure>>>,
     calls: AtomicUsize,
+    /// The params of each call, in order.
+    params: Mutex<Vec<Value>>,
 }
 
 #[async_trait::async_trait]
 impl Connector for ScriptedConnector {
-    async fn execute(&self, _call: Call<'_>) -> Result<Success, Failure> {
+    async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.params.lock().unwrap().push(call.params.clone());
         self.answers.lock().unwrap().pop_front().expect("a scripted answer for every call")
     }
 }
@@ -94,11 +97,20 @@ const SMS: (&str, &str) = ("tencent_sms", "default");
 const SES: (&str, &str) = ("tencent_ses", "default");
 
 async fn fixture(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Failure>>) -> Fixture {
+    fixture_with(on_ambiguous, answers, TimeRules::default()).await
+}
+
+/// A fixture whose configs have `rules` (quiet hours, recipient caps).
+async fn fixture_with(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Failure>>, rules: TimeRules) -> Fixture {
     let ns = format!("pipeline-{}", Uuid::now_v7().simple());
     let store = SqliteStore::open(":memory:", &ns, Duration::from_secs(3600)).await.unwrap();
     let parking = SqliteParking::open(":memory:", &ns).unwrap();
     let broker = Arc::new(FakeBroker::default());
-    let connector = Arc::new(ScriptedConnector { answers: Mutex::new(answers.into()), calls: AtomicUsize::new(0) });
+    let connector = Arc::new(ScriptedConnector {
+        answers: Mutex::new(answers.into()),
+        calls: AtomicUsize::new(0),
+        params: Mutex::new(Vec::new()),
+    });
     let limiter = Arc::new(LocalLimiter::default());
     let mut connectors = HashMap::new();
     for (kind, name) in [SMS, SES] {
@@ -109,6 +121,7 @@ async fn fixture(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Failure
                 quotas: vec![Quota::parse("10/s").unwrap()],
                 per_recipient: HashMap::new(),
                 on_ambiguous,
+                rules: rules.clone(),
             },
         );
     }
@@ -125,6 +138,8 @@ async fn fixture(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Failure
         owner: "unit-worker".to_string(),
         lease: Duration::from_secs(30),
         held: Mutex::new(HashSet::new()),
+        campaigns: CampaignControls::default(),
+        caps: Arc::new(crate::caps::LocalCaps::default()),
     };
     Fixture { pipeline, broker, connector, limiter }
 }
@@ -272,6 +287,7 @@ async fn claim_as(f: &Fixture, id: Uuid, owner: &str, now: Millis) {
         now,
         lease: Duration::from_secs(30),
         replay: false,
+        campaign: None,
     };
     f.pipeline.store.claim(&request).await.unwrap();
 }
@@ -392,4 +408,193 @@ async fn a_refused_publish_leaves_the_delivery_unsettled_for_a_requeue() {
     f.deliver(&sms_job(id), 1).await.unwrap();
     assert_eq!(f.calls(), 1);
     assert_eq!(f.broker.sent()[0].attempt, Some(2));
+}
+
+// Campaigns and time rules: what holds a job back before its call, none of it an attempt.
+
+fn sms_to(id: Uuid, key: &str, numbers: &[&str], extra: Value) -> Vec<u8> {
+    let mut job = json!({
+        "id": id, "idempotency_key": key, "connector": "tencent_sms", "config": "default", "action": "send_sms",
+        "priority": "bulk",
+        "params": {"phone_numbers": numbers, "sign_name": "Yizhan", "template_id": "1001", "template_params": ["1"]}
+    });
+    if let (Some(job), Value::Object(extra)) = (job.as_object_mut(), extra) {
+        job.extend(extra);
+    }
+    job.to_string().into_bytes()
+}
+
+async fn parked(f: &Fixture) -> u64 {
+    f.pipeline.parking.waiting().await.unwrap()
+}
+
+fn rules(quiet_hours: Option<&str>, caps: Option<&str>, on_cap: &str) -> TimeRules {
+    let mut text = String::from(
+        "[connectors.tencent_sms.default]\nsecret_id = \"x\"\nsecret_key = \"y\"\nsdk_app_id = \"1400000000\"\n",
+    );
+    if let Some(window) = quiet_hours {
+        text.push_str(&format!("quiet_hours = \"{window}\"\n"));
+    }
+    if let Some(caps) = caps {
+        text.push_str(&format!("recipient_caps = \"{caps}\"\non_cap = \"{on_cap}\"\n"));
+    }
+    let config = crate::config::Config::parse(&text, &|_| None).expect("a valid config");
+    config.connectors.values().next().unwrap().common.time_rules().clone()
+}
+
+/// A quiet window that holds now, whatever the time of day (ends within the next minute or two).
+fn quiet_now() -> String {
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let start = now.time();
+    let end = now.checked_add(jiff::SignedDuration::from_mins(2)).unwrap().time();
+    format!("{:02}:{:02}-{:02}:{:02}", start.hour(), start.minute(), end.hour(), end.minute())
+}
+
+#[tokio::test]
+async fn a_job_with_send_at_ahead_is_scheduled_in_the_parking_lot_not_attempted() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let id = Uuid::now_v7();
+    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(3600)).unwrap();
+    f.deliver(&sms_to(id, "k-send-at", &["+8613800000000"], json!({"send_at": at.to_string()})), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    let status = f.pipeline.store.status(id).await.unwrap().unwrap();
+    assert_eq!(status.status, "scheduled");
+    assert_eq!(status.next_attempt_at, Some(at.as_millisecond()), "the status tells when");
+    assert_eq!(parked(&f).await, 1, "held durably in the parking lot, not in memory");
+    assert!(f.pipeline.parking.take_due(now_millis(), 10, Duration::from_secs(30)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_send_at_in_the_past_runs_at_once() {
+    let f = fixture(OnAmbiguous::Retry, vec![ok()]).await;
+    let id = Uuid::now_v7();
+    let at = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(5)).unwrap();
+    f.deliver(&sms_to(id, "k-past", &["+8613800000000"], json!({"send_at": at.to_string()})), 1).await.unwrap();
+    assert_eq!((f.calls(), f.status(id).await.as_str()), (1, "succeeded"));
+}
+
+#[tokio::test]
+async fn quiet_hours_defer_bulk_jobs_and_let_high_ones_through() {
+    let f = fixture_with(OnAmbiguous::Retry, vec![ok()], rules(Some(&quiet_now()), None, "drop")).await;
+    let bulk = Uuid::now_v7();
+    f.deliver(&sms_to(bulk, "k-bulk", &["+8613800000000"], json!({})), 1).await.unwrap();
+    assert_eq!(f.calls(), 0, "a bulk job waits for the window's end");
+    let status = f.pipeline.store.status(bulk).await.unwrap().unwrap();
+    assert_eq!(status.status, "deferred");
+    assert!(status.next_attempt_at.unwrap() > now_millis());
+    assert!(f.counted("deferred"));
+    assert_eq!(parked(&f).await, 1);
+
+    let high = Uuid::now_v7();
+    f.deliver(&sms_to(high, "k-high", &["+8613800000000"], json!({"priority": "high"})), 1).await.unwrap();
+    assert_eq!((f.calls(), f.status(high).await.as_str()), (1, "succeeded"), "verification codes go through");
+}
+
+#[tokio::test]
+async fn recipient_caps_drop_the_capped_jobs_without_a_call_or_dead_letter() {
+    let answers = vec![ok(), ok()];
+    let f = fixture_with(OnAmbiguous::Retry, answers, rules(None, Some("2/min"), "drop")).await;
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        f.deliver(&sms_to(*id, &format!("k-cap-{i}"), &["+8613800000000"], json!({})), 1).await.unwrap();
+    }
+    assert_eq!(f.calls(), 2, "two SMS under 2/min");
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(f.status(*id).await);
+    }
+    assert_eq!(statuses, ["succeeded", "succeeded", "capped", "capped", "capped"]);
+    assert!(f.broker.sent().is_empty(), "no retry, no dead letter");
+    assert!(f.pipeline.metrics.render().contains("outcome=\"capped\"} 3"));
+    // A redelivery of an admitted job is not counted again: it is a duplicate, not capped.
+    f.deliver(&sms_to(ids[0], "k-cap-0", &["+8613800000000"], json!({})), 1).await.unwrap();
+    assert_eq!(f.status(ids[0]).await, "succeeded");
+}
+
+#[tokio::test]
+async fn only_the_capped_numbers_of_a_shared_send_are_left_out_and_reported() {
+    let f = fixture_with(OnAmbiguous::Retry, vec![ok(), ok()], rules(None, Some("1/h"), "drop")).await;
+    f.deliver(&sms_to(Uuid::now_v7(), "k-first", &["+8613800000001"], json!({})), 1).await.unwrap();
+    let id = Uuid::now_v7();
+    f.deliver(&sms_to(id, "k-many", &["+8613800000001", "+8613800000002", "+8613800000003"], json!({})), 1)
+        .await
+        .unwrap();
+    let sent = f.connector.params.lock().unwrap()[1]["phone_numbers"].clone();
+    assert_eq!(sent, json!(["+8613800000002", "+8613800000003"]), "the capped number is left out");
+    let status = f.pipeline.store.status(id).await.unwrap().unwrap();
+    assert_eq!(status.status, "succeeded");
+    assert_eq!(status.result.unwrap()["capped"], json!([{"to": "+8613800000001", "code": "capped"}]));
+}
+
+#[tokio::test]
+async fn on_cap_defer_waits_until_the_cap_allows() {
+    let f = fixture_with(OnAmbiguous::Retry, vec![ok()], rules(None, Some("1/h"), "defer")).await;
+    f.deliver(&sms_to(Uuid::now_v7(), "k-a", &["+8613800000001"], json!({})), 1).await.unwrap();
+    let id = Uuid::now_v7();
+    f.deliver(&sms_to(id, "k-b", &["+8613800000001"], json!({})), 1).await.unwrap();
+    assert_eq!(f.calls(), 1);
+    let status = f.pipeline.store.status(id).await.unwrap().unwrap();
+    assert_eq!(status.status, "deferred");
+    let wait = status.next_attempt_at.unwrap() - now_millis();
+    assert!((3_590_000..=3_600_000).contains(&wait), "deferred by about an hour, not {wait} ms");
+}
+
+async fn campaign(f: &Fixture, control: yizhan_state::CampaignControl) -> Uuid {
+    let id = Uuid::now_v7();
+    let record = yizhan_state::CampaignRecord {
+        id,
+        tenant: "default".into(),
+        key: format!("c-{id}"),
+        head: json!({"name": "spring"}),
+        send_at: None,
+        created_at: now_millis(),
+    };
+    f.pipeline.store.create_campaign(&record).await.unwrap();
+    f.pipeline.store.add_to_campaign(id, 1).await.unwrap();
+    f.pipeline.store.control_campaign(id, control).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_paused_campaigns_job_is_held_unclaimed_and_woken_by_resume() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let campaign = campaign(&f, yizhan_state::CampaignControl::Paused).await;
+    let id = Uuid::now_v7();
+    f.deliver(&sms_to(id, "k-paused", &["+8613800000000"], json!({"campaign": campaign})), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    assert_eq!(f.pipeline.store.status(id).await.unwrap(), None, "not claimed: it stays queued");
+    assert_eq!(f.pipeline.wake_resumed().await.unwrap(), 0, "still paused: still held");
+    assert!(
+        f.pipeline.parking.take_due(now_millis() + 86_400_000, 10, Duration::from_secs(30)).await.unwrap().is_empty()
+    );
+
+    f.pipeline.store.control_campaign(campaign, yizhan_state::CampaignControl::Running).await.unwrap();
+    assert_eq!(f.pipeline.wake_resumed().await.unwrap(), 1, "a held job outliving the pause is woken");
+    assert_eq!(f.pipeline.release_due().await.unwrap(), 1);
+    assert_eq!(f.broker.sent()[0].routing_key, "bulk", "back to its lane");
+}
+
+#[tokio::test]
+async fn a_cancelled_campaigns_job_ends_cancelled_without_a_call() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let campaign = campaign(&f, yizhan_state::CampaignControl::Cancelled).await;
+    let id = Uuid::now_v7();
+    f.deliver(&sms_to(id, "k-cancelled", &["+8613800000000"], json!({"campaign": campaign})), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    assert_eq!(f.status(id).await, "cancelled");
+    assert!(f.counted("cancelled"));
+    let (_, status) = f.pipeline.store.campaign(campaign).await.unwrap().unwrap();
+    assert_eq!((status.counts["cancelled"], status.counts["queued"]), (1, 0));
+}
+
+#[tokio::test]
+async fn a_job_cancelled_before_any_worker_took_it_never_runs() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let id = Uuid::now_v7();
+    f.pipeline.store.accept(&[id], now_millis()).await.unwrap();
+    assert_eq!(f.pipeline.store.cancel_job(id, now_millis()).await.unwrap(), yizhan_state::CancelOutcome::Cancelled);
+    f.deliver(&sms_to(id, "k-tomb", &["+8613800000000"], json!({})), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    assert_eq!(f.status(id).await, "cancelled");
+    assert!(f.counted("cancelled"));
 }
