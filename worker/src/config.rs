@@ -9,6 +9,9 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
+use yizhan_schemas::Priority;
+
+use crate::timerules::{self, DailyWindow, OnCap, QuietHours, RecipientCaps, TimeRules};
 
 /// A config error; it names the config path (`connectors.<kind>.<name>.<field>`), never a value.
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +103,115 @@ pub struct CommonConfig {
     /// For writes cut short by a worker's death: `retry` (default) or `dead_letter`.
     #[serde(default)]
     pub on_ambiguous: OnAmbiguous,
+    /// A daily window of local time, `HH:MM-HH:MM` (`21:00-08:00`), in which jobs of the
+    /// `quiet_priorities` wait for its end.
+    #[serde(default)]
+    pub quiet_hours: Option<String>,
+    /// The IANA time zone of `quiet_hours` (`Asia/Shanghai`); UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The priorities quiet hours hold back (`high`, `normal`, `bulk`); `["bulk"]` when absent.
+    #[serde(default)]
+    pub quiet_priorities: Option<Vec<String>>,
+    /// Frequency caps per recipient, comma-separated `N/<span>` (`1/30s, 5/h, 10/d`).
+    #[serde(default)]
+    pub recipient_caps: Option<String>,
+    /// What happens to a recipient over its caps: `drop` (default) or `defer`.
+    #[serde(default)]
+    pub on_cap: Option<String>,
+    /// The five fields above, parsed and validated by [`Config::parse`] (default: no rules).
+    #[serde(skip)]
+    time_rules: TimeRules,
 }
 
-const COMMON_FIELDS: &[&str] = &["endpoint", "rate_limit", "on_ambiguous"];
+const COMMON_FIELDS: &[&str] = &[
+    "endpoint",
+    "rate_limit",
+    "on_ambiguous",
+    "quiet_hours",
+    "timezone",
+    "quiet_priorities",
+    "recipient_caps",
+    "on_cap",
+];
+
+impl CommonConfig {
+    /// The parsed time rules (`quiet_hours`, `timezone`, `quiet_priorities`, `recipient_caps`,
+    /// `on_cap`), as validated by [`Config::parse`]; no rules for a default config.
+    pub fn time_rules(&self) -> &TimeRules {
+        &self.time_rules
+    }
+
+    /// Parses the time-rule fields into `time_rules`; errors name
+    /// `<at>.<field>`. A field that would have no effect (a `timezone` without `quiet_hours`, an
+    /// `on_cap` without `recipient_caps`) is refused rather than ignored.
+    fn parse_time_rules(&mut self, at: &str) -> Result<(), ConfigError> {
+        let quiet = match &self.quiet_hours {
+            Some(window) => {
+                let window = DailyWindow::parse(window)
+                    .map_err(|reason| ConfigError::field(format!("{at}.quiet_hours"), reason))?;
+                let zone = match &self.timezone {
+                    Some(name) => timerules::parse_time_zone(name)
+                        .map_err(|reason| ConfigError::field(format!("{at}.timezone"), reason))?,
+                    None => jiff::tz::TimeZone::UTC,
+                };
+                let priorities = match &self.quiet_priorities {
+                    Some(names) if names.is_empty() => {
+                        return Err(ConfigError::field(
+                            format!("{at}.quiet_priorities"),
+                            "is empty: list at least one of high, normal, bulk (or remove quiet_hours)",
+                        ));
+                    }
+                    Some(names) => {
+                        let mut priorities = Vec::new();
+                        for (i, name) in names.iter().enumerate() {
+                            let priority = timerules::parse_priority(name)
+                                .map_err(|reason| ConfigError::field(format!("{at}.quiet_priorities[{i}]"), reason))?;
+                            if !priorities.contains(&priority) {
+                                priorities.push(priority);
+                            }
+                        }
+                        priorities
+                    }
+                    None => vec![Priority::Bulk],
+                };
+                Some(QuietHours::new(window, zone, priorities))
+            }
+            None => {
+                for (field, set) in
+                    [("timezone", self.timezone.is_some()), ("quiet_priorities", self.quiet_priorities.is_some())]
+                {
+                    if set {
+                        return Err(ConfigError::field(
+                            format!("{at}.{field}"),
+                            "has no effect without quiet_hours (set quiet_hours or remove it)",
+                        ));
+                    }
+                }
+                None
+            }
+        };
+        let caps = match &self.recipient_caps {
+            Some(text) => Some(
+                RecipientCaps::parse(text)
+                    .map_err(|reason| ConfigError::field(format!("{at}.recipient_caps"), reason))?,
+            ),
+            None => None,
+        };
+        let on_cap = match &self.on_cap {
+            Some(_) if caps.is_none() => {
+                return Err(ConfigError::field(
+                    format!("{at}.on_cap"),
+                    "has no effect without recipient_caps (set recipient_caps or remove it)",
+                ));
+            }
+            Some(text) => OnCap::parse(text).map_err(|reason| ConfigError::field(format!("{at}.on_cap"), reason))?,
+            None => OnCap::default(),
+        };
+        self.time_rules = TimeRules { quiet, caps, on_cap };
+        Ok(())
+    }
+}
 
 /// One `[connectors.<kind>.<name>]` table, with `${VAR}` and `file:` already resolved.
 #[derive(Debug, Clone)]
@@ -178,12 +287,19 @@ impl Config {
                             fields.insert(field.clone(), value);
                         }
                     }
-                    let common = CommonConfig::deserialize(toml::Value::Table(common))
+                    // Field by field first, so that a value of the wrong type is named by its path.
+                    for (field, value) in &common {
+                        let single = toml::Table::from_iter([(field.clone(), value.clone())]);
+                        CommonConfig::deserialize(toml::Value::Table(single))
+                            .map_err(|e| ConfigError::field(format!("{at}.{field}"), e.message().to_string()))?;
+                    }
+                    let mut common = CommonConfig::deserialize(toml::Value::Table(common))
                         .map_err(|e| ConfigError::field(&at, e.message().to_string()))?;
                     if let Some(limit) = &common.rate_limit {
                         crate::ratelimit::Quota::parse_all(limit)
                             .map_err(|reason| ConfigError::field(format!("{at}.rate_limit"), reason))?;
                     }
+                    common.parse_time_rules(&at)?;
                     config.connectors.insert(
                         (kind.clone(), name.clone()),
                         ConnectorConfig { kind: kind.clone(), name: name.clone(), common, fields },
@@ -276,6 +392,83 @@ mod tests {
         assert_eq!(err.to_string(), "connectors.pigeon: unknown connector kind");
         let err = Config::parse("[connectors.wecom_robot.x]\nrate_limit = \"fast\"\n", &env).unwrap_err();
         assert!(err.to_string().starts_with("connectors.wecom_robot.x.rate_limit: "), "{err}");
+    }
+
+    fn time_rules_error(fields: &str) -> String {
+        let text = format!("[connectors.tencent_sms.marketing]\nsecret_id = \"AKID\"\n{fields}\n");
+        Config::parse(&text, &env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_time_rules() {
+        let text = r#"
+            [connectors.tencent_sms.marketing]
+            quiet_hours = "21:00-08:00"
+            timezone = "Asia/Shanghai"
+            quiet_priorities = ["bulk", "normal"]
+            recipient_caps = "1/30s, 5/h, 10/d"
+            on_cap = "defer"
+
+            [connectors.tencent_sms.codes]
+            secret_id = "AKID"
+        "#;
+        let config = Config::parse(text, &env).unwrap();
+        let marketing = config.get("tencent_sms", "marketing").unwrap();
+        assert!(!marketing.fields.contains_key("quiet_hours") && !marketing.fields.contains_key("on_cap"));
+        let rules = marketing.common.time_rules();
+        let quiet = rules.quiet.as_ref().unwrap();
+        assert_eq!(quiet.priorities(), [Priority::Bulk, Priority::Normal]);
+        // 22:00 in Shanghai is 14:00Z; the window ends at 08:00 there, 00:00Z.
+        let now: jiff::Timestamp = "2025-05-01T14:00:00Z".parse().unwrap();
+        assert_eq!(quiet.defer_until(now, Priority::Normal), Some("2025-05-02T00:00:00Z".parse().unwrap()));
+        assert_eq!(quiet.defer_until(now, Priority::High), None);
+        assert_eq!(rules.caps.as_ref().unwrap().windows().len(), 3);
+        assert_eq!(rules.on_cap, OnCap::Defer);
+        // Defaults: UTC and bulk only; no rules at all without the keys.
+        let config = Config::parse("[connectors.wecom_robot.x]\nquiet_hours = \"12:00-14:00\"\n", &env).unwrap();
+        let quiet = config.get("wecom_robot", "x").unwrap().common.time_rules().quiet.clone().unwrap();
+        assert_eq!(quiet.priorities(), [Priority::Bulk]);
+        assert!(quiet.window_end("2025-05-01T13:00:00Z".parse().unwrap()).is_some());
+        let robot = config.get("wecom_robot", "x").unwrap().common.time_rules();
+        assert!(robot.caps.is_none() && robot.on_cap == OnCap::Drop);
+        let plain = Config::parse(text, &env).unwrap();
+        let plain = plain.get("tencent_sms", "codes").unwrap().common.time_rules();
+        assert!(plain.quiet.is_none() && plain.caps.is_none());
+    }
+
+    #[test]
+    fn bad_time_rules_stop_the_worker_with_the_path() {
+        let at = "connectors.tencent_sms.marketing";
+        assert_eq!(
+            time_rules_error("quiet_hours = \"21:00-25:00\""),
+            format!("{at}.quiet_hours: 25:00 is not a time of day (HH:MM, 00:00-23:59)")
+        );
+        assert!(time_rules_error("quiet_hours = \"08:00-08:00\"").starts_with(&format!("{at}.quiet_hours: ")));
+        assert!(
+            time_rules_error("quiet_hours = \"21:00-08:00\"\ntimezone = \"Mars/Olympus\"")
+                .starts_with(&format!("{at}.timezone: \"Mars/Olympus\" is not a time zone"))
+        );
+        assert!(
+            time_rules_error("quiet_hours = \"21:00-08:00\"\nquiet_priorities = [\"bulk\", \"urgent\"]")
+                .starts_with(&format!("{at}.quiet_priorities[1]: \"urgent\" is not a priority"))
+        );
+        assert!(
+            time_rules_error("quiet_hours = \"21:00-08:00\"\nquiet_priorities = []")
+                .starts_with(&format!("{at}.quiet_priorities: is empty"))
+        );
+        assert!(time_rules_error("timezone = \"UTC\"").starts_with(&format!("{at}.timezone: has no effect")));
+        assert!(
+            time_rules_error("recipient_caps = \"3/fortnight\"")
+                .starts_with(&format!("{at}.recipient_caps: \"3/fortnight\": unknown unit"))
+        );
+        assert!(
+            time_rules_error("recipient_caps = \"2/min\"\non_cap = \"later\"")
+                .starts_with(&format!("{at}.on_cap: \"later\" is not drop or defer"))
+        );
+        assert!(time_rules_error("on_cap = \"drop\"").starts_with(&format!("{at}.on_cap: has no effect")));
+        // A value of the wrong type is named by its path too.
+        assert!(time_rules_error("quiet_hours = 2100").starts_with(&format!("{at}.quiet_hours: ")));
+        assert!(time_rules_error("on_ambiguous = \"maybe\"").starts_with(&format!("{at}.on_ambiguous: ")));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and returns.
 
 pub mod acks;
+pub mod caps;
 pub mod config;
 pub mod connectors;
 mod events;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod timerules;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
