@@ -4,6 +4,10 @@
 //! lease that the worker renews while the job runs; a claim whose lease ran out belonged to a worker
 //! that died mid-job, so whether the provider saw the call is unknown (`ambiguous`).
 //!
+//! Campaigns (a template fanned out to many jobs) are stored here too, with exact counters that
+//! move in the same write as their jobs' records, and the tenant registry; the parking lot holds
+//! a paused campaign's jobs until it is resumed.
+//!
 //! Two backends share one contract and one test suite: SQLite (`sqlite://PATH`, single node) and
 //! Redis (`redis://HOST:PORT/DB`, a fleet). Times are passed in by the caller (milliseconds since the
 //! Unix epoch) so that leases are testable without sleeping; fleet clocks must agree to well within
@@ -14,12 +18,14 @@ mod parking;
 pub mod redact;
 mod redis_store;
 mod sqlite;
+mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use model::{
-    Claim, ClaimRequest, DEFAULT_RETENTION, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError,
+    CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest,
+    DEFAULT_RETENTION, Finish, FinishedState, JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, WaitReason,
     now_millis,
 };
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};

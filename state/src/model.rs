@@ -1,5 +1,6 @@
 //! The state store's contract and the types it speaks in, shared by both backends.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,10 @@ pub struct ClaimRequest {
     /// A copy replayed from the dead-letter queue by an operator: it may take over a `dead` key as
     /// a fresh attempt (a `succeeded` key stays finished, so a replay never repeats a success).
     pub replay: bool,
+    /// The campaign the job belongs to. A record created by this claim remembers it, and its
+    /// status changes move that campaign's counters; a duplicate is counted against it. None for a
+    /// plain job (no extra work on the hot path).
+    pub campaign: Option<Uuid>,
 }
 
 /// The answer to a claim.
@@ -75,7 +80,8 @@ pub enum Claim {
         /// The attempt whose holder's lease ran out; None when no attempt was cut short.
         orphaned_attempt: Option<u32>,
     },
-    /// The key already finished (succeeded or dead): the delivery is a duplicate.
+    /// The key already finished (succeeded, dead, cancelled or capped), or the job was cancelled
+    /// before it ran (a tombstone: `state` is `Cancelled`): the delivery is not to run.
     Finished {
         /// How the key finished.
         state: FinishedState,
@@ -98,7 +104,7 @@ pub enum Claim {
     Stale,
 }
 
-/// The final state of a key; serialized as `succeeded` or `dead`.
+/// The final state of a key; serialized as `succeeded`, `dead`, `cancelled` or `capped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishedState {
@@ -106,6 +112,33 @@ pub enum FinishedState {
     Succeeded,
     /// The job was dead-lettered; an operator's replay may claim the key again.
     Dead,
+    /// The job (or its campaign) was cancelled before it reached the provider; final.
+    Cancelled,
+    /// Every recipient was over its frequency cap (`on_cap = "drop"`); final.
+    Capped,
+}
+
+/// Why a job waits without it counting as an attempt; decides the status it is recorded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// Its config is paused or out of tokens: recorded `retrying`.
+    RateLimit,
+    /// Its `send_at` is ahead: recorded `scheduled`.
+    Scheduled,
+    /// Quiet hours, or a recipient cap with `on_cap = "defer"`: recorded `deferred`.
+    Deferred,
+}
+
+impl WaitReason {
+    /// The status a record waiting for this reason has: `retrying`, `scheduled` or `deferred`.
+    pub fn status(self) -> &'static str {
+        match self {
+            Self::RateLimit => "retrying",
+            Self::Scheduled => "scheduled",
+            Self::Deferred => "deferred",
+        }
+    }
 }
 
 /// How an attempt ended, recorded by the key's holder.
@@ -122,6 +155,22 @@ pub enum Finish {
         error: String,
         /// When the retry copy comes back from its delay queue.
         next_attempt_at: Millis,
+    },
+    /// Not run yet and not an attempt: the job waits until `until` (parked, or in a delay queue)
+    /// and comes back as attempt `attempt + 1`. Recorded as [`WaitReason::status`]; a claim treats
+    /// it exactly like `Retrying` (a later attempt acquires, [`StateStore::retry_published`] marks
+    /// the copy stored). `reason` is shown as the status's `error`, `until` as `next_attempt_at`.
+    Waiting {
+        /// The previous attempt, 0 before the first.
+        attempt: u32,
+        /// What earlier attempts got done; None keeps the stored progress.
+        progress: Option<Value>,
+        /// Why it waits, for the status API (for example "quiet hours until 08:00 Asia/Shanghai").
+        reason: String,
+        /// When it comes back, in ms since the Unix epoch.
+        until: Millis,
+        /// Which waiting status it is recorded with.
+        why: WaitReason,
     },
     /// Done; `result` is a read action's data (or a write's receipt).
     Succeeded {
@@ -141,6 +190,18 @@ pub enum Finish {
         /// What was done before it died; None keeps the stored progress.
         progress: Option<Value>,
     },
+    /// Cancelled before it reached the provider (its campaign was cancelled); final.
+    Cancelled {
+        /// The attempt that was about to run (recorded as the status's `attempts`).
+        attempt: u32,
+    },
+    /// Every recipient was over its frequency cap and `on_cap = "drop"`; final, no dead letter.
+    Capped {
+        /// The attempt that found them capped.
+        attempt: u32,
+        /// What to report (for example the capped recipients with code `capped`).
+        result: Option<Value>,
+    },
 }
 
 /// A job's status as the HTTP API reports it.
@@ -148,25 +209,166 @@ pub enum Finish {
 pub struct JobStatus {
     /// The job id asked about.
     pub id: Uuid,
-    /// `running`, `retrying`, `succeeded` or `dead` (`queued` is the API's answer for an unknown id).
+    /// `scheduled`, `deferred`, `running`, `retrying`, `succeeded`, `dead`, `cancelled` or `capped`
+    /// (`queued` is the API's answer for an accepted id no worker has recorded yet).
     pub status: String,
     /// The number of the latest attempt (1 for the first).
     pub attempts: u32,
     /// A succeeded job's result (a read action's data or a write's receipt); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
-    /// The last failure, secrets redacted, while `retrying` or once `dead`.
+    /// The last failure, secrets redacted, while `retrying` or once `dead`; why it waits while
+    /// `scheduled` or `deferred`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// For `dead` only: `permanent`, `exhausted`, `invalid` or `ambiguous`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
-    /// For `retrying` only: when the next attempt is due, in ms since the Unix epoch.
+    /// For `retrying`, `scheduled` and `deferred`: when the next attempt is due, in ms since the
+    /// Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Millis>,
     /// Set when this job was a duplicate of another job with the same idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<Uuid>,
+    /// The campaign of the key's record (the campaign of the job that created it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<Uuid>,
+}
+
+/// The answer to [`StateStore::cancel_job`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job will not run: its waiting record became `cancelled`, or (no record yet) a tombstone
+    /// makes its first claim answer `Finished { state: Cancelled }`. Cancelling again answers
+    /// this again.
+    Cancelled,
+    /// Too late: the job runs or ran (or is a duplicate of a job that did); the API answers 409
+    /// with this status.
+    Started(JobStatus),
+    /// No record and never accepted.
+    Unknown,
+}
+
+/// The statuses a record can have, in the order the API lists them.
+pub const RECORD_STATUSES: [&str; 8] =
+    ["scheduled", "deferred", "running", "retrying", "succeeded", "dead", "cancelled", "capped"];
+
+/// The keys of [`CampaignStatus::counts`]: `queued` (derived), every record status, `duplicate`.
+pub const CAMPAIGN_COUNTS: [&str; 10] =
+    ["queued", "scheduled", "deferred", "running", "retrying", "succeeded", "dead", "cancelled", "capped", "duplicate"];
+
+/// The counts that end a job: a campaign is done when they add up to its total.
+const FINAL_COUNTS: [&str; 5] = ["succeeded", "dead", "cancelled", "capped", "duplicate"];
+
+/// A campaign as stored: what the producer needs to append recipients and answer status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    /// The campaign's id (UUIDv7).
+    pub id: Uuid,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// Its idempotency key: one campaign per `(tenant, key)`.
+    pub key: String,
+    /// The campaign head as the producer serialized it (template, params, priority, ...).
+    pub head: Value,
+    /// Its `send_at`, in ms since the Unix epoch.
+    pub send_at: Option<Millis>,
+    /// When it was created, in ms since the Unix epoch.
+    pub created_at: Millis,
+}
+
+/// The operator's control of a campaign, stored; `Cancelled` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignControl {
+    /// Its jobs run (the default).
+    Running,
+    /// None of its jobs reaches a provider until resumed.
+    Paused,
+    /// None of its unsent jobs ever runs; final.
+    Cancelled,
+}
+
+impl CampaignControl {
+    /// `running`, `paused` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The control named `text` (as [`CampaignControl::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Self::Running),
+            "paused" => Some(Self::Paused),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A campaign's progress as the API reports it, from exact counters (no scan).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignStatus {
+    /// The campaign's id.
+    pub id: Uuid,
+    /// The head's `name`, when it has one.
+    pub name: Option<String>,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// `cancelled`, `paused`, `done`, `scheduled` or `running`, the first that applies (see
+    /// [`CampaignStatus::derive`]).
+    pub status: String,
+    /// Jobs recorded by [`StateStore::add_to_campaign`].
+    pub total: u64,
+    /// Every key of [`CAMPAIGN_COUNTS`], zeros included; `queued` is the total minus the rest.
+    pub counts: BTreeMap<String, u64>,
+    /// Its `send_at`, in ms since the Unix epoch.
+    pub send_at: Option<Millis>,
+    /// When it was created, in ms since the Unix epoch.
+    pub created_at: Millis,
+}
+
+impl CampaignStatus {
+    /// The status of `record` from its stored control, total and counters (`stored` holds the
+    /// record statuses and `duplicate`; missing ones are 0) at `now`: cancelled > paused > done
+    /// (total > 0 and the final counts reach it) > scheduled (send_at ahead) > running.
+    pub fn derive(
+        record: &CampaignRecord,
+        control: CampaignControl,
+        total: u64,
+        stored: &BTreeMap<String, i64>,
+        now: Millis,
+    ) -> Self {
+        let mut counts: BTreeMap<String, u64> = CAMPAIGN_COUNTS
+            .iter()
+            .map(|name| (name.to_string(), stored.get(*name).copied().unwrap_or(0).max(0).unsigned_abs()))
+            .collect();
+        let seen: u64 = counts.iter().filter(|(name, _)| name.as_str() != "queued").map(|(_, n)| *n).sum();
+        counts.insert("queued".to_string(), total.saturating_sub(seen));
+        let finished: u64 = FINAL_COUNTS.iter().map(|name| counts[*name]).sum();
+        let status = match control {
+            CampaignControl::Cancelled => "cancelled",
+            CampaignControl::Paused => "paused",
+            CampaignControl::Running if total > 0 && finished >= total => "done",
+            CampaignControl::Running if record.send_at.is_some_and(|at| at > now) => "scheduled",
+            CampaignControl::Running => "running",
+        };
+        Self {
+            id: record.id,
+            name: record.head.get("name").and_then(Value::as_str).map(str::to_string),
+            tenant: record.tenant.clone(),
+            status: status.to_string(),
+            total,
+            counts,
+            send_at: record.send_at,
+            created_at: record.created_at,
+        }
+    }
 }
 
 /// The state store contract; see the module docs.
@@ -177,12 +379,26 @@ pub struct JobStatus {
 /// - dead: `Finished`, unless `replay`: then `Acquired` as the request's attempt, progress kept.
 /// - running, lease live: `Busy` (retry_in = time left on the lease, at least 1 ms).
 /// - running, lease over: `Acquired { orphaned_attempt: Some(previous attempt) }`, progress kept.
-/// - retrying at attempt n, same job: attempt > n → `Acquired` (progress kept); attempt == n and the
-///   retry copy not marked published → `RetryUnpublished`; otherwise `Stale`.
-/// - retrying, another job id: `Stale`.
+/// - cancelled or capped: `Finished`.
+/// - waiting (retrying, scheduled or deferred) at attempt n, same job: attempt > n → `Acquired`
+///   (progress kept); attempt == n and the copy not marked published → `RetryUnpublished`;
+///   otherwise `Stale`.
+/// - waiting, another job id: `Stale`.
+///
+/// A job cancelled by [`StateStore::cancel_job`] before it had a record (a tombstone) answers
+/// `Finished { state: Cancelled }` whatever the key's record: with none, its claim writes the
+/// key's record `cancelled` (attempt 0) for it.
 ///
 /// Every claim also indexes `job_id → key`, so that [`StateStore::status`] answers for duplicates.
-/// Records are kept for the store's retention (default 7 days) after their last change.
+/// Records are kept for the store's retention (default 7 days) after their last change (a waiting
+/// record at least until the retention after its `next_attempt_at`).
+///
+/// Campaign counters, exact and changed in the same transaction (SQLite) or script (Redis) as the
+/// record: a record created by a claim with `campaign` remembers it, and every status change of it
+/// moves one count from the old status to the new one (creation only adds). A claim answering
+/// `Finished` or `Stale` for a job of a campaign that is not the record's own job counts
+/// `duplicate` once per job id, however often it is redelivered. A record naming an unknown
+/// campaign counts nothing.
 #[async_trait::async_trait]
 pub trait StateStore: Send + Sync + 'static {
     /// Claims the request's key for its attempt, by the rules above; atomic across the fleet.
@@ -209,6 +425,34 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Deletes records unchanged for longer than the retention. Redis expires keys by itself.
     async fn prune(&self, now: Millis) -> Result<u64, StoreError>;
+
+    /// Cancels one job that has not started: a waiting record (retrying, scheduled, deferred) of
+    /// this job becomes `cancelled` (its campaign's counts move); an accepted job without a record
+    /// gets a tombstone (see the claim rules); a running or final one is `Started`.
+    async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError>;
+
+    /// Creates a campaign (control `running`, total 0), unless one with the same `(tenant, key)`
+    /// exists: then that one is returned unchanged, with its total.
+    async fn create_campaign(&self, record: &CampaignRecord) -> Result<(CampaignRecord, u64), StoreError>;
+
+    /// Adds `jobs` to the campaign's total (after they were confirmed); false for an unknown id.
+    async fn add_to_campaign(&self, id: Uuid, jobs: u64) -> Result<bool, StoreError>;
+
+    /// The campaign and its status, None for an unknown id. O(1): counters, not a scan.
+    async fn campaign(&self, id: Uuid) -> Result<Option<(CampaignRecord, CampaignStatus)>, StoreError>;
+
+    /// Sets the campaign's control and answers its status (None: unknown id). A cancelled
+    /// campaign stays cancelled: any control of it changes nothing.
+    async fn control_campaign(&self, id: Uuid, control: CampaignControl) -> Result<Option<CampaignStatus>, StoreError>;
+
+    /// The controls of the known campaigns among `ids`, in one round trip (unknown ids are left out).
+    async fn campaign_controls(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, CampaignControl)>, StoreError>;
+
+    /// Adds tenants to the registry (already registered ones are ignored).
+    async fn register_tenants(&self, tenants: &[String]) -> Result<(), StoreError>;
+
+    /// Every registered tenant, sorted.
+    async fn tenants(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// How long records are kept after their last change, unless the store is opened with another.

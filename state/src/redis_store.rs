@@ -2,12 +2,16 @@
 //!
 //! Keys: `{namespace}:key:{idempotency key}` is a hash holding the record (fields `job_id`, `state`,
 //! `attempt`, `owner`, `lease_until`, `retry_published`, `next_attempt_at`, `progress` (JSON),
-//! `result` (JSON), `error`, `error_kind`, `updated_at`; an absent field is `None`), and
-//! `{namespace}:job:{job id}` holds the job's idempotency key; `{namespace}:accepted:{job id}` marks
-//! a job the API accepted. Every write sets the touched keys' expiry to the retention, so Redis
-//! prunes by itself.
+//! `result` (JSON), `error`, `error_kind`, `updated_at`, `campaign`; an absent field is `None`),
+//! and `{namespace}:job:{job id}` holds the job's idempotency key; `{namespace}:accepted:{job id}`
+//! marks a job the API accepted, `{namespace}:tomb:{job id}` one cancelled before it had a record,
+//! `{namespace}:counted:{job id}` a campaign's duplicate already counted. A campaign is the hash
+//! `{namespace}:campaign:{id}` (`tenant`, `key`, `head`, `send_at`, `created_at`, `total`,
+//! `control`, and the counters `n:<status>`), found by `{namespace}:campaign_key:{tenant}:{key}`.
+//! Every write sets the touched keys' expiry to the retention (a waiting record's to the retention
+//! after it is due), so Redis prunes by itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -16,33 +20,89 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Script};
 use uuid::Uuid;
 
-use crate::model::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError};
-use crate::redact;
-use crate::sqlite::{duration_ms, parse_json};
+use crate::model::{
+    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Finish, FinishedState,
+    JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, now_millis,
+};
+use crate::sqlite::{duration_ms, parse_control, parse_json, tombstone_status};
+use crate::{redact, tenants};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_RETRIES: usize = 6;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// KEYS: record, job index. ARGV: job id, attempt, owner, now, lease until, retention ms, key,
-/// replay ('1' or '0').
-static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// The Lua function that moves a campaign's counters (see [`StateStore`]): nothing for a record
+/// without a campaign, or one whose campaign is unknown; keeps the campaign at least `retention`.
+macro_rules! lua_count {
+    () => {
         r"
-local rec_key, job_key = KEYS[1], KEYS[2]
+local function count(cprefix, camp, from, to, retention)
+  if not camp or camp == '' or from == to then
+    return
+  end
+  local ckey = cprefix .. camp
+  if redis.call('EXISTS', ckey) == 0 then
+    return
+  end
+  if from then
+    redis.call('HINCRBY', ckey, 'n:' .. from, -1)
+  end
+  redis.call('HINCRBY', ckey, 'n:' .. to, 1)
+  local ttl = redis.call('PTTL', ckey)
+  if ttl >= 0 and ttl < tonumber(retention) then
+    redis.call('PEXPIRE', ckey, retention)
+  end
+end
+"
+    };
+}
+
+/// KEYS: record, job index, tombstone, counted marker. ARGV: job id, attempt, owner, now, lease
+/// until, retention ms, key, replay ('1' or '0'), campaign ('' for none), campaign prefix.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_count!(),
+        r"
+local rec_key, job_key, tomb_key, counted_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local job_id, attempt, owner, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lease_until, retention, idem_key, replay = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local campaign, cprefix = ARGV[9], ARGV[10]
 redis.call('SET', job_key, idem_key, 'PX', retention)
 local rec = redis.call('HMGET', rec_key, 'job_id', 'state', 'attempt', 'lease_until',
-    'retry_published', 'progress')
-local r_job, r_state, r_attempt, r_lease, r_pub, r_progress =
-    rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]
+    'retry_published', 'progress', 'campaign')
+local r_job, r_state, r_attempt, r_lease, r_pub, r_progress, r_campaign =
+    rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]
+local function duplicate()
+  if campaign ~= '' and redis.call('SET', counted_key, '1', 'NX', 'PX', retention) then
+    count(cprefix, campaign, false, 'duplicate', retention)
+  end
+end
 local function acquire(new_attempt)
   redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'running', 'attempt', new_attempt,
       'owner', owner, 'lease_until', lease_until, 'retry_published', '0', 'updated_at', now)
   redis.call('HDEL', rec_key, 'next_attempt_at')
+  local rec_campaign = r_campaign
+  if not r_state and campaign ~= '' then
+    redis.call('HSET', rec_key, 'campaign', campaign)
+    rec_campaign = campaign
+  end
   redis.call('PEXPIRE', rec_key, retention)
+  count(cprefix, rec_campaign, r_state, 'running', retention)
+end
+-- Only a job that is not the record's own can have a tombstone (cancelled before any record).
+if (not r_state or r_job ~= job_id) and redis.call('EXISTS', tomb_key) == 1 then
+  if not r_state then
+    redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'cancelled', 'attempt', '0', 'updated_at', now)
+    if campaign ~= '' then
+      redis.call('HSET', rec_key, 'campaign', campaign)
+    end
+    redis.call('PEXPIRE', rec_key, retention)
+    count(cprefix, campaign, false, 'cancelled', retention)
+    return {'finished', 'cancelled'}
+  end
+  duplicate()
+  return {'finished', 'cancelled'}
 end
 if not r_state then
   acquire(attempt)
@@ -53,7 +113,10 @@ if r_state == 'dead' and replay == '1' then
   acquire(attempt)
   return {'acquired', progress, ''}
 end
-if r_state == 'succeeded' or r_state == 'dead' then
+if r_state == 'succeeded' or r_state == 'dead' or r_state == 'cancelled' or r_state == 'capped' then
+  if r_job ~= job_id then
+    duplicate()
+  end
   return {'finished', r_state}
 end
 local stored = tonumber(r_attempt or '0') or 0
@@ -68,8 +131,9 @@ if r_state == 'running' then
   end
   return {'acquired', progress, r_attempt or '0'}
 end
-if r_state == 'retrying' then
+if r_state == 'retrying' or r_state == 'scheduled' or r_state == 'deferred' then
   if r_job ~= job_id then
+    duplicate()
     return {'stale'}
   end
   if tonumber(attempt) > stored then
@@ -83,33 +147,133 @@ if r_state == 'retrying' then
 end
 return {'corrupt', tostring(r_state)}
 ",
-    )
+    ))
 });
 
-/// KEYS: record. ARGV: retention ms, job index prefix, number of field/value pairs n, the n pairs,
-/// then the fields to delete. A missing record is left alone.
+/// KEYS: record. ARGV: the record's expiry (ms), retention ms, job index prefix, campaign prefix,
+/// the new state, number of field/value pairs n, the n pairs, then the fields to delete. A
+/// missing record is left alone.
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        lua_count!(),
         r"
-local job = redis.call('HGET', KEYS[1], 'job_id')
+local rec = redis.call('HMGET', KEYS[1], 'job_id', 'state', 'campaign')
+local job = rec[1]
 if not job then
   return 0
 end
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[6])
 local set = {}
-for i = 4, 3 + 2 * n do
+for i = 7, 6 + 2 * n do
   set[#set + 1] = ARGV[i]
 end
 redis.call('HSET', KEYS[1], unpack(set))
 local del = {}
-for i = 4 + 2 * n, #ARGV do
+for i = 7 + 2 * n, #ARGV do
   del[#del + 1] = ARGV[i]
 end
 if #del > 0 then
   redis.call('HDEL', KEYS[1], unpack(del))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', ARGV[2] .. job, ARGV[1])
+redis.call('PEXPIRE', ARGV[3] .. job, ARGV[1])
+count(ARGV[4], rec[3], rec[2], ARGV[5], ARGV[2])
+return 1
+",
+    ))
+});
+
+/// KEYS: job index, accepted mark, tombstone. ARGV: record prefix, campaign prefix, retention
+/// ms, now, job id. Answers `cancelled`, `started` or `unknown`.
+static CANCEL_JOB: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_count!(),
+        r"
+local key = redis.call('GET', KEYS[1])
+if key then
+  local rec_key = ARGV[1] .. key
+  local rec = redis.call('HMGET', rec_key, 'job_id', 'state', 'campaign')
+  local state = rec[2]
+  if state then
+    if rec[1] == ARGV[5] then
+      if state == 'retrying' or state == 'scheduled' or state == 'deferred' then
+        redis.call('HSET', rec_key, 'state', 'cancelled', 'updated_at', ARGV[4])
+        redis.call('HDEL', rec_key, 'next_attempt_at', 'error', 'owner', 'lease_until')
+        redis.call('PEXPIRE', rec_key, ARGV[3])
+        count(ARGV[2], rec[3], state, 'cancelled', ARGV[3])
+        return 'cancelled'
+      end
+      if state == 'cancelled' then
+        return 'cancelled'
+      end
+    end
+    return 'started'
+  end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+  return 'cancelled'
+end
+return 'unknown'
+",
+    ))
+});
+
+/// KEYS: the (tenant, key) index. ARGV: id, campaign prefix, expiry ms, then field/value pairs.
+/// Returns the campaign's id then its fields (the existing one's, or the new one's), or
+/// `taken` when the id belongs to another campaign.
+static CREATE_CAMPAIGN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  local fields = redis.call('HGETALL', ARGV[2] .. existing)
+  if #fields > 0 then
+    table.insert(fields, 1, existing)
+    return fields
+  end
+end
+local ckey = ARGV[2] .. ARGV[1]
+if redis.call('EXISTS', ckey) == 1 then
+  return {'taken'}
+end
+local set = {}
+for i = 4, #ARGV do
+  set[#set + 1] = ARGV[i]
+end
+redis.call('HSET', ckey, 'total', '0', 'control', 'running', unpack(set))
+redis.call('PEXPIRE', ckey, ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+local fields = redis.call('HGETALL', ckey)
+table.insert(fields, 1, ARGV[1])
+return fields
+",
+    )
+});
+
+/// KEYS: campaign. ARGV: index prefix, retention ms, then either `total` and the jobs to add, or
+/// `control` and the new control (a cancelled campaign keeps its control). 0 for an unknown
+/// campaign. Keeps the campaign and its (tenant, key) index at least `retention`.
+static UPDATE_CAMPAIGN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local head = redis.call('HMGET', KEYS[1], 'tenant', 'key', 'control')
+if not head[1] then
+  return 0
+end
+if ARGV[3] == 'total' then
+  redis.call('HINCRBY', KEYS[1], 'total', ARGV[4])
+elseif head[3] ~= 'cancelled' then
+  redis.call('HSET', KEYS[1], 'control', ARGV[4])
+end
+local retention = tonumber(ARGV[2])
+local index = ARGV[1] .. head[1] .. ':' .. head[2]
+for _, key in ipairs({KEYS[1], index}) do
+  local ttl = redis.call('PTTL', key)
+  if ttl >= 0 and ttl < retention then
+    redis.call('PEXPIRE', key, retention)
+  end
+end
 return 1
 ",
     )
@@ -136,7 +300,8 @@ static RETRY_PUBLISHED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local rec = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-if rec[1] == 'retrying' and rec[2] == ARGV[1] then
+local waiting = rec[1] == 'retrying' or rec[1] == 'scheduled' or rec[1] == 'deferred'
+if waiting and rec[2] == ARGV[1] then
   redis.call('HSET', KEYS[1], 'retry_published', '1')
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
@@ -146,20 +311,24 @@ return 0
     )
 });
 
-/// KEYS: job index. ARGV: record prefix. Returns the record's key then its fields, or nothing.
+/// KEYS: job index, tombstone. ARGV: record prefix. Returns `record`, the record's key and its
+/// fields; or `tombstone` for a job cancelled before it had a record; or nothing.
 static STATUS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local key = redis.call('GET', KEYS[1])
-if not key then
-  return {}
+if key then
+  local fields = redis.call('HGETALL', ARGV[1] .. key)
+  if #fields > 0 then
+    table.insert(fields, 1, key)
+    table.insert(fields, 1, 'record')
+    return fields
+  end
 end
-local fields = redis.call('HGETALL', ARGV[1] .. key)
-if #fields == 0 then
-  return {}
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'tombstone'}
 end
-table.insert(fields, 1, key)
-return fields
+return {}
 ",
     )
 });
@@ -171,6 +340,8 @@ pub struct RedisStore {
     url: String,
     namespace: String,
     retention_ms: i64,
+    /// `{namespace}:campaign:`, built once: every claim and finish passes it.
+    campaign_prefix: String,
 }
 
 impl fmt::Debug for RedisStore {
@@ -212,7 +383,13 @@ impl RedisStore {
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_max_delay(RECONNECT_MAX_DELAY);
         let conn = ConnectionManager::new_with_config(client, config).await.map_err(fail)?;
-        Ok(Self { conn, url: redacted, namespace: namespace.to_string(), retention_ms: duration_ms(retention).max(1) })
+        Ok(Self {
+            conn,
+            url: redacted,
+            namespace: namespace.to_string(),
+            retention_ms: duration_ms(retention).max(1),
+            campaign_prefix: format!("{namespace}:campaign:"),
+        })
     }
 
     fn record_key(&self, key: &str) -> String {
@@ -226,6 +403,103 @@ impl RedisStore {
     fn accepted_key(&self, job_id: Uuid) -> String {
         format!("{}:accepted:{job_id}", self.namespace)
     }
+
+    fn tombstone_key(&self, job_id: Uuid) -> String {
+        format!("{}:tomb:{job_id}", self.namespace)
+    }
+
+    fn counted_key(&self, job_id: Uuid) -> String {
+        format!("{}:counted:{job_id}", self.namespace)
+    }
+
+    fn campaign_key(&self, id: Uuid) -> String {
+        format!("{}:campaign:{id}", self.namespace)
+    }
+
+    fn campaign_index_prefix(&self) -> String {
+        format!("{}:campaign_key:", self.namespace)
+    }
+
+    /// How long a key must live: the retention after `until` when that is later than now.
+    fn expiry_after(&self, until: Millis, now: Millis) -> i64 {
+        self.retention_ms.saturating_add(until.saturating_sub(now).max(0))
+    }
+
+    /// A job status from a record's fields, as the STATUS script returns them.
+    fn job_status(job_id: Uuid, key: &str, fields: &[String]) -> Result<JobStatus, StoreError> {
+        let record: HashMap<&str, &str> =
+            fields.chunks_exact(2).map(|pair| (pair[0].as_str(), pair[1].as_str())).collect();
+        let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
+        let get = |field: &str| record.get(field).copied();
+        let owner_job = get("job_id").unwrap_or_default();
+        let owner_job = Uuid::parse_str(owner_job).map_err(|e| corrupt(format!("job id {owner_job:?}: {e}")))?;
+        let state = get("state").unwrap_or_default();
+        if !RECORD_STATUSES.contains(&state) {
+            return Err(corrupt(format!("unknown state {state:?}")));
+        }
+        let next_attempt_at = get("next_attempt_at")
+            .map(|t| t.parse::<Millis>().map_err(|_| corrupt(format!("next_attempt_at {t:?} is not a number"))))
+            .transpose()?;
+        let campaign = get("campaign")
+            .map(|c| Uuid::parse_str(c).map_err(|e| corrupt(format!("campaign {c:?}: {e}"))))
+            .transpose()?;
+        Ok(JobStatus {
+            id: job_id,
+            status: state.to_string(),
+            attempts: parse_attempt(get("attempt").unwrap_or_default(), key)?,
+            result: parse_json(key, "result", get("result"))?,
+            error: get("error").map(str::to_string),
+            error_kind: get("error_kind").map(str::to_string),
+            next_attempt_at,
+            duplicate_of: (owner_job != job_id).then_some(owner_job),
+            campaign,
+        })
+    }
+
+    /// Updates a campaign's total or control (see `UPDATE_CAMPAIGN`); false for an unknown one.
+    async fn update_campaign(&self, id: Uuid, field: &str, value: String) -> Result<bool, StoreError> {
+        let found: i64 = UPDATE_CAMPAIGN
+            .key(self.campaign_key(id))
+            .arg(self.campaign_index_prefix())
+            .arg(self.retention_ms)
+            .arg(field)
+            .arg(value)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(found == 1)
+    }
+}
+
+/// A campaign from its hash's fields (field, value pairs): the record, control, total, counters.
+fn parse_campaign(
+    id: Uuid,
+    fields: &[String],
+) -> Result<(CampaignRecord, CampaignControl, u64, BTreeMap<String, i64>), StoreError> {
+    let name = format!("campaign {id}");
+    let corrupt = |reason: String| StoreError::Corrupt { key: name.clone(), reason };
+    let hash: HashMap<&str, &str> = fields.chunks_exact(2).map(|pair| (pair[0].as_str(), pair[1].as_str())).collect();
+    let get = |field: &str| hash.get(field).copied().ok_or_else(|| corrupt(format!("no {field}")));
+    let number =
+        |field: &str, text: &str| text.parse::<i64>().map_err(|_| corrupt(format!("{field} {text:?} is not a number")));
+    let head = parse_json(&name, "head", Some(get("head")?))?.unwrap_or_default();
+    let send_at = hash.get("send_at").map(|t| number("send_at", t)).transpose()?;
+    let record = CampaignRecord {
+        id,
+        tenant: get("tenant")?.to_string(),
+        key: get("key")?.to_string(),
+        head,
+        send_at,
+        created_at: number("created_at", get("created_at")?)?,
+    };
+    let control = parse_control(id, get("control")?)?;
+    let total = number("total", get("total")?)?.max(0).unsigned_abs();
+    let mut counts = BTreeMap::new();
+    for (field, value) in &hash {
+        if let Some(status) = field.strip_prefix("n:") {
+            counts.insert(status.to_string(), number(field, value)?);
+        }
+    }
+    Ok((record, control, total, counts))
 }
 
 /// The URL's password and username (when set), to keep out of error text.
@@ -302,6 +576,8 @@ impl StateStore for RedisStore {
         let reply: Vec<String> = CLAIM
             .key(self.record_key(&request.key))
             .key(self.job_key(request.job_id))
+            .key(self.tombstone_key(request.job_id))
+            .key(self.counted_key(request.job_id))
             .arg(request.job_id.to_string())
             .arg(request.attempt.to_string())
             .arg(&request.owner)
@@ -310,6 +586,8 @@ impl StateStore for RedisStore {
             .arg(self.retention_ms.to_string())
             .arg(&request.key)
             .arg(if request.replay { "1" } else { "0" })
+            .arg(request.campaign.map(|c| c.to_string()).unwrap_or_default())
+            .arg(&self.campaign_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let key = request.key.as_str();
@@ -320,7 +598,18 @@ impl StateStore for RedisStore {
                 orphaned_attempt: nonempty(field(2)).map(|a| parse_attempt(a, key)).transpose()?,
             }),
             "finished" => Ok(Claim::Finished {
-                state: if field(1) == "succeeded" { FinishedState::Succeeded } else { FinishedState::Dead },
+                state: match field(1) {
+                    "succeeded" => FinishedState::Succeeded,
+                    "dead" => FinishedState::Dead,
+                    "cancelled" => FinishedState::Cancelled,
+                    "capped" => FinishedState::Capped,
+                    other => {
+                        return Err(StoreError::Corrupt {
+                            key: key.to_string(),
+                            reason: format!("claim answered finished {other:?}"),
+                        });
+                    }
+                },
             }),
             "busy" => Ok(Claim::Busy { retry_in: retry_in(field(1), request.now, key)? }),
             "retry_unpublished" => Ok(Claim::RetryUnpublished {
@@ -356,9 +645,9 @@ impl StateStore for RedisStore {
     async fn finish(&self, key: &str, _owner: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
         let mut set: Vec<(&str, String)> = Vec::new();
         let mut del: Vec<&str> = vec!["owner", "lease_until"];
-        match finish {
+        let mut expiry = self.retention_ms;
+        let state = match finish {
             Finish::Retrying { attempt, progress, error, next_attempt_at } => {
-                set.push(("state", "retrying".to_string()));
                 set.push(("attempt", attempt.to_string()));
                 set.push(("error", error.clone()));
                 set.push(("next_attempt_at", next_attempt_at.to_string()));
@@ -366,18 +655,30 @@ impl StateStore for RedisStore {
                 if let Some(progress) = progress {
                     set.push(("progress", progress.to_string()));
                 }
+                expiry = self.expiry_after(*next_attempt_at, now);
+                "retrying"
             }
-            Finish::Succeeded { attempt, result } => {
-                set.push(("state", "succeeded".to_string()));
+            Finish::Waiting { attempt, progress, reason, until, why } => {
+                set.push(("attempt", attempt.to_string()));
+                set.push(("error", reason.clone()));
+                set.push(("next_attempt_at", until.to_string()));
+                set.push(("retry_published", "0".to_string()));
+                if let Some(progress) = progress {
+                    set.push(("progress", progress.to_string()));
+                }
+                expiry = self.expiry_after(*until, now);
+                why.status()
+            }
+            Finish::Succeeded { attempt, result } | Finish::Capped { attempt, result } => {
                 set.push(("attempt", attempt.to_string()));
                 match result {
                     Some(result) => set.push(("result", result.to_string())),
                     None => del.push("result"),
                 }
                 del.extend(["error", "error_kind", "next_attempt_at"]);
+                if matches!(finish, Finish::Capped { .. }) { "capped" } else { "succeeded" }
             }
             Finish::Dead { attempt, kind, error, progress } => {
-                set.push(("state", "dead".to_string()));
                 set.push(("attempt", attempt.to_string()));
                 set.push(("error_kind", kind.clone()));
                 set.push(("error", error.clone()));
@@ -385,14 +686,24 @@ impl StateStore for RedisStore {
                     set.push(("progress", progress.to_string()));
                 }
                 del.push("next_attempt_at");
+                "dead"
             }
-        }
+            Finish::Cancelled { attempt } => {
+                set.push(("attempt", attempt.to_string()));
+                del.extend(["error", "error_kind", "next_attempt_at"]);
+                "cancelled"
+            }
+        };
+        set.push(("state", state.to_string()));
         set.push(("updated_at", now.to_string()));
 
         let mut invocation = FINISH.key(self.record_key(key));
         invocation
+            .arg(expiry.to_string())
             .arg(self.retention_ms.to_string())
             .arg(format!("{}:job:", self.namespace))
+            .arg(&self.campaign_prefix)
+            .arg(state)
             .arg(set.len().to_string());
         for (field, value) in &set {
             invocation.arg(*field).arg(value);
@@ -417,35 +728,18 @@ impl StateStore for RedisStore {
     async fn status(&self, job_id: Uuid) -> Result<Option<JobStatus>, StoreError> {
         let reply: Vec<String> = STATUS
             .key(self.job_key(job_id))
+            .key(self.tombstone_key(job_id))
             .arg(format!("{}:key:", self.namespace))
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let Some((key, fields)) = reply.split_first() else {
-            return Ok(None);
-        };
-        let record: HashMap<&str, &str> =
-            fields.chunks_exact(2).map(|pair| (pair[0].as_str(), pair[1].as_str())).collect();
-        let corrupt = |reason: String| StoreError::Corrupt { key: key.clone(), reason };
-        let get = |field: &str| record.get(field).copied();
-        let owner_job = get("job_id").unwrap_or_default();
-        let owner_job = Uuid::parse_str(owner_job).map_err(|e| corrupt(format!("job id {owner_job:?}: {e}")))?;
-        let state = get("state").unwrap_or_default();
-        if !matches!(state, "running" | "retrying" | "succeeded" | "dead") {
-            return Err(corrupt(format!("unknown state {state:?}")));
+        match reply.split_first() {
+            None => Ok(None),
+            Some((kind, _)) if kind == "tombstone" => Ok(Some(tombstone_status(job_id))),
+            Some((_, rest)) => match rest.split_first() {
+                Some((key, fields)) => Self::job_status(job_id, key, fields).map(Some),
+                None => Err(StoreError::Corrupt { key: job_id.to_string(), reason: "empty status reply".into() }),
+            },
         }
-        let next_attempt_at = get("next_attempt_at")
-            .map(|t| t.parse::<Millis>().map_err(|_| corrupt(format!("next_attempt_at {t:?} is not a number"))))
-            .transpose()?;
-        Ok(Some(JobStatus {
-            id: job_id,
-            status: state.to_string(),
-            attempts: parse_attempt(get("attempt").unwrap_or_default(), key)?,
-            result: parse_json(key, "result", get("result"))?,
-            error: get("error").map(str::to_string),
-            error_kind: get("error_kind").map(str::to_string),
-            next_attempt_at,
-            duplicate_of: (owner_job != job_id).then_some(owner_job),
-        }))
     }
 
     async fn accept(&self, job_ids: &[Uuid], _now: Millis) -> Result<(), StoreError> {
@@ -470,6 +764,109 @@ impl StateStore for RedisStore {
 
     async fn prune(&self, _now: Millis) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError> {
+        let answer: String = CANCEL_JOB
+            .key(self.job_key(job_id))
+            .key(self.accepted_key(job_id))
+            .key(self.tombstone_key(job_id))
+            .arg(format!("{}:key:", self.namespace))
+            .arg(&self.campaign_prefix)
+            .arg(self.retention_ms)
+            .arg(now)
+            .arg(job_id.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match answer.as_str() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "unknown" => Ok(CancelOutcome::Unknown),
+            // Read in a second step: the status reflects any change since, which is what the API
+            // should report anyway.
+            "started" => match self.status(job_id).await? {
+                Some(status) => Ok(CancelOutcome::Started(status)),
+                None => Ok(CancelOutcome::Unknown),
+            },
+            other => Err(StoreError::Corrupt { key: job_id.to_string(), reason: format!("cancel answered {other:?}") }),
+        }
+    }
+
+    async fn create_campaign(&self, record: &CampaignRecord) -> Result<(CampaignRecord, u64), StoreError> {
+        let now = now_millis();
+        let expiry = self.expiry_after(record.send_at.unwrap_or(now), now);
+        let mut invocation =
+            CREATE_CAMPAIGN.key(format!("{}{}:{}", self.campaign_index_prefix(), record.tenant, record.key));
+        invocation
+            .arg(record.id.to_string())
+            .arg(&self.campaign_prefix)
+            .arg(expiry)
+            .arg("tenant")
+            .arg(&record.tenant)
+            .arg("key")
+            .arg(&record.key)
+            .arg("head")
+            .arg(record.head.to_string())
+            .arg("created_at")
+            .arg(record.created_at);
+        if let Some(send_at) = record.send_at {
+            invocation.arg("send_at").arg(send_at);
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let name = format!("campaign {}", record.id);
+        let Some((id, fields)) = reply.split_first() else {
+            return Err(StoreError::Corrupt { key: name, reason: "empty reply".into() });
+        };
+        if id == "taken" {
+            return Err(StoreError::Corrupt { key: name, reason: "the id is taken by another (tenant, key)".into() });
+        }
+        let id = Uuid::parse_str(id).map_err(|e| StoreError::Corrupt { key: name, reason: format!("bad id: {e}") })?;
+        let (record, _, total, _) = parse_campaign(id, fields)?;
+        Ok((record, total))
+    }
+
+    async fn add_to_campaign(&self, id: Uuid, jobs: u64) -> Result<bool, StoreError> {
+        self.update_campaign(id, "total", jobs.min(i64::MAX as u64).to_string()).await
+    }
+
+    async fn campaign(&self, id: Uuid) -> Result<Option<(CampaignRecord, CampaignStatus)>, StoreError> {
+        let fields: Vec<String> =
+            redis::cmd("HGETALL").arg(self.campaign_key(id)).query_async(&mut self.conn.clone()).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let (record, control, total, counts) = parse_campaign(id, &fields)?;
+        let status = CampaignStatus::derive(&record, control, total, &counts, now_millis());
+        Ok(Some((record, status)))
+    }
+
+    async fn control_campaign(&self, id: Uuid, control: CampaignControl) -> Result<Option<CampaignStatus>, StoreError> {
+        if !self.update_campaign(id, "control", control.as_str().to_string()).await? {
+            return Ok(None);
+        }
+        Ok(self.campaign(id).await?.map(|(_, status)| status))
+    }
+
+    async fn campaign_controls(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, CampaignControl)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGET").arg(self.campaign_key(*id)).arg("control");
+        }
+        let controls: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        ids.iter()
+            .zip(controls)
+            .filter_map(|(id, control)| control.map(|c| parse_control(*id, &c).map(|c| (*id, c))))
+            .collect()
+    }
+
+    async fn register_tenants(&self, tenants: &[String]) -> Result<(), StoreError> {
+        tenants::redis_register(&self.conn, &self.namespace, tenants).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        tenants::redis_list(&self.conn, &self.namespace).await
     }
 }
 

@@ -7,7 +7,9 @@
 //! caller acts on a claim that is not durable. Under load the cost of a commit (the WAL append and
 //! its lock) is shared by every request in the batch; with a single caller the batch is one request.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::LazyLock;
 use std::thread;
 use std::time::Duration;
 
@@ -16,7 +18,11 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::model::{Claim, ClaimRequest, Finish, FinishedState, JobStatus, Millis, StateStore, StoreError};
+use crate::model::{
+    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Finish, FinishedState,
+    JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, now_millis,
+};
+use crate::tenants;
 
 /// The most requests run in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -25,7 +31,8 @@ const QUEUE_CAPACITY: usize = 8192;
 /// How long a transaction waits for another process holding the file's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const SCHEMA: &str = "
+/// The tables. `yizhan_keys.campaign` came with campaigns: [`add_missing_columns`] adds it to older files.
+const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS yizhan_keys (
     namespace       TEXT    NOT NULL,
     key             TEXT    NOT NULL,
@@ -41,6 +48,7 @@ CREATE TABLE IF NOT EXISTS yizhan_keys (
     error           TEXT,
     error_kind      TEXT,
     updated_at      INTEGER NOT NULL,
+    campaign        TEXT,
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS yizhan_keys_updated ON yizhan_keys (namespace, updated_at);
@@ -59,7 +67,79 @@ CREATE TABLE IF NOT EXISTS yizhan_accepted (
     PRIMARY KEY (namespace, job_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS yizhan_accepted_at ON yizhan_accepted (namespace, accepted_at);
+CREATE TABLE IF NOT EXISTS yizhan_tombstones (
+    namespace TEXT    NOT NULL,
+    job_id    TEXT    NOT NULL,
+    at        INTEGER NOT NULL,
+    PRIMARY KEY (namespace, job_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS yizhan_tombstones_at ON yizhan_tombstones (namespace, at);
+CREATE TABLE IF NOT EXISTS yizhan_counted (
+    namespace TEXT    NOT NULL,
+    job_id    TEXT    NOT NULL,
+    at        INTEGER NOT NULL,
+    PRIMARY KEY (namespace, job_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS yizhan_counted_at ON yizhan_counted (namespace, at);
+CREATE TABLE IF NOT EXISTS yizhan_campaigns (
+    namespace   TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    tenant      TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    head        TEXT    NOT NULL,
+    send_at     INTEGER,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    total       INTEGER NOT NULL DEFAULT 0,
+    control     TEXT    NOT NULL DEFAULT 'running',
+    PRIMARY KEY (namespace, id),
+    UNIQUE (namespace, tenant, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS yizhan_campaign_counts (
+    namespace   TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    n_scheduled INTEGER NOT NULL DEFAULT 0,
+    n_deferred  INTEGER NOT NULL DEFAULT 0,
+    n_running   INTEGER NOT NULL DEFAULT 0,
+    n_retrying  INTEGER NOT NULL DEFAULT 0,
+    n_succeeded INTEGER NOT NULL DEFAULT 0,
+    n_dead      INTEGER NOT NULL DEFAULT 0,
+    n_cancelled INTEGER NOT NULL DEFAULT 0,
+    n_capped    INTEGER NOT NULL DEFAULT 0,
+    n_duplicate INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, id)
+) WITHOUT ROWID;
 ";
+
+/// Campaign counters move with the records in the statement that changes them (triggers), so
+/// that no code path can forget them; a record without a campaign only evaluates the WHEN. The
+/// counters have a narrow table of their own (no index but the key), so that a change rewrites
+/// a few numbers, not the campaign's head.
+static TRIGGERS: LazyLock<String> = LazyLock::new(|| {
+    let on_insert: Vec<String> =
+        RECORD_STATUSES.iter().map(|s| format!("n_{s} = n_{s} + (NEW.state = '{s}')")).collect();
+    let on_update: Vec<String> =
+        RECORD_STATUSES.iter().map(|s| format!("n_{s} = n_{s} + (NEW.state = '{s}') - (OLD.state = '{s}')")).collect();
+    format!(
+        "
+CREATE TRIGGER IF NOT EXISTS yizhan_keys_campaign_insert AFTER INSERT ON yizhan_keys
+WHEN NEW.campaign IS NOT NULL
+BEGIN
+    UPDATE yizhan_campaign_counts SET {}, updated_at = MAX(updated_at, NEW.updated_at)
+    WHERE namespace = NEW.namespace AND id = NEW.campaign;
+END;
+CREATE TRIGGER IF NOT EXISTS yizhan_keys_campaign_update AFTER UPDATE OF state ON yizhan_keys
+WHEN NEW.campaign IS NOT NULL AND OLD.state IS NOT NEW.state
+BEGIN
+    UPDATE yizhan_campaign_counts SET {}, updated_at = MAX(updated_at, NEW.updated_at)
+    WHERE namespace = NEW.namespace AND id = NEW.campaign;
+END;
+",
+        on_insert.join(", "),
+        on_update.join(", ")
+    )
+});
 
 /// The SQLite state store. Several deployments may share one file: records are keyed by
 /// `(namespace, key)`.
@@ -190,6 +270,68 @@ impl StateStore for SqliteStore {
             _ => Err(unexpected_reply()),
         }
     }
+
+    async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError> {
+        match self.call(Op::CancelJob { job_id, now }).await? {
+            Reply::Cancel(outcome) => Ok(outcome),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn create_campaign(&self, record: &CampaignRecord) -> Result<(CampaignRecord, u64), StoreError> {
+        match self.call(Op::CreateCampaign { record: record.clone(), now: now_millis() }).await? {
+            Reply::Created(record, total) => Ok((record, total)),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn add_to_campaign(&self, id: Uuid, jobs: u64) -> Result<bool, StoreError> {
+        match self.call(Op::AddToCampaign { id, jobs, now: now_millis() }).await? {
+            Reply::Found(found) => Ok(found),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn campaign(&self, id: Uuid) -> Result<Option<(CampaignRecord, CampaignStatus)>, StoreError> {
+        match self.call(Op::Campaign { id, now: now_millis() }).await? {
+            Reply::Campaign(found) => Ok(found),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn control_campaign(&self, id: Uuid, control: CampaignControl) -> Result<Option<CampaignStatus>, StoreError> {
+        match self.call(Op::ControlCampaign { id, control, now: now_millis() }).await? {
+            Reply::Campaign(found) => Ok(found.map(|(_, status)| status)),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn campaign_controls(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, CampaignControl)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.call(Op::CampaignControls(ids.to_vec())).await? {
+            Reply::Controls(controls) => Ok(controls),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn register_tenants(&self, tenants: &[String]) -> Result<(), StoreError> {
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        match self.call(Op::RegisterTenants(tenants.to_vec())).await? {
+            Reply::Done => Ok(()),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        match self.call(Op::Tenants).await? {
+            Reply::Tenants(tenants) => Ok(tenants),
+            _ => Err(unexpected_reply()),
+        }
+    }
 }
 
 struct Ctx {
@@ -206,6 +348,14 @@ enum Op {
     Accept { job_ids: Vec<Uuid>, now: Millis },
     Accepted(Uuid),
     Prune(Millis),
+    CancelJob { job_id: Uuid, now: Millis },
+    CreateCampaign { record: CampaignRecord, now: Millis },
+    AddToCampaign { id: Uuid, jobs: u64, now: Millis },
+    Campaign { id: Uuid, now: Millis },
+    ControlCampaign { id: Uuid, control: CampaignControl, now: Millis },
+    CampaignControls(Vec<Uuid>),
+    RegisterTenants(Vec<String>),
+    Tenants,
 }
 
 enum Reply {
@@ -214,6 +364,12 @@ enum Reply {
     Status(Option<JobStatus>),
     Accepted(bool),
     Pruned(u64),
+    Cancel(CancelOutcome),
+    Created(CampaignRecord, u64),
+    Found(bool),
+    Campaign(Option<(CampaignRecord, CampaignStatus)>),
+    Controls(Vec<(Uuid, CampaignControl)>),
+    Tenants(Vec<String>),
 }
 
 struct Request {
@@ -223,13 +379,37 @@ struct Request {
 
 /// Opens the database (WAL, `synchronous=NORMAL`, the store's schema); the parking lot shares it.
 pub(crate) fn connect(path: &str) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // An in-memory database answers "memory": WAL does not apply to it.
     let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(TABLES)?;
+    add_missing_columns(&mut conn, "yizhan_keys", &[("campaign", "TEXT")])?;
+    conn.execute_batch(&TRIGGERS)?;
+    conn.execute_batch(tenants::SQLITE_SCHEMA)?;
     Ok(conn)
+}
+
+/// Adds the columns a file written by an older version lacks, in a write transaction so that
+/// two processes opening it at once do not both add them.
+pub(crate) fn add_missing_columns(
+    conn: &mut Connection,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let present: Vec<String> = {
+        let mut info = tx.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+        info.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
+    };
+    for (name, kind) in columns {
+        if !present.iter().any(|p| p == name) {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The store's thread: batches queued requests until every sender is gone.
@@ -248,7 +428,9 @@ fn serve(mut conn: Connection, ctx: &Ctx, mut receiver: mpsc::Receiver<Request>)
 }
 
 fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
-    let read_only = batch.iter().all(|r| matches!(r.op, Op::Status(_) | Op::Accepted(_)));
+    let read_only = batch.iter().all(|r| {
+        matches!(r.op, Op::Status(_) | Op::Accepted(_) | Op::Campaign { .. } | Op::CampaignControls(_) | Op::Tenants)
+    });
     let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
     let mut tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
@@ -344,7 +526,8 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
         Op::RetryPublished { key, attempt } => {
             conn.prepare_cached(
                 "UPDATE yizhan_keys SET retry_published = 1
-                 WHERE namespace = ?1 AND key = ?2 AND state = 'retrying' AND attempt = ?3",
+                 WHERE namespace = ?1 AND key = ?2 AND state IN ('retrying', 'scheduled', 'deferred')
+                   AND attempt = ?3",
             )?
             .execute(params![ctx.ns, key, i64::from(*attempt)])?;
             Ok(Reply::Done)
@@ -368,8 +551,12 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
         }
         Op::Prune(now) => {
             let cutoff = now.saturating_sub(ctx.retention_ms);
+            // A waiting record is kept until the retention after it is due (send_at up to 30 days).
             let pruned = conn
-                .prepare_cached("DELETE FROM yizhan_keys WHERE namespace = ?1 AND updated_at < ?2")?
+                .prepare_cached(
+                    "DELETE FROM yizhan_keys WHERE namespace = ?1 AND updated_at < ?2
+                       AND (next_attempt_at IS NULL OR next_attempt_at < ?2)",
+                )?
                 .execute(params![ctx.ns, cutoff])?;
             conn.prepare_cached(
                 "DELETE FROM yizhan_jobs WHERE namespace = ?1 AND updated_at < ?2
@@ -379,8 +566,68 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             .execute(params![ctx.ns, cutoff])?;
             conn.prepare_cached("DELETE FROM yizhan_accepted WHERE namespace = ?1 AND accepted_at < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached("DELETE FROM yizhan_tombstones WHERE namespace = ?1 AND at < ?2")?
+                .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached("DELETE FROM yizhan_counted WHERE namespace = ?1 AND at < ?2")?
+                .execute(params![ctx.ns, cutoff])?;
+            // Campaigns are few: no index on their times, a scan here.
+            conn.prepare_cached(
+                "DELETE FROM yizhan_campaigns WHERE namespace = ?1 AND updated_at < ?2
+                   AND (send_at IS NULL OR send_at < ?2)
+                   AND NOT EXISTS (SELECT 1 FROM yizhan_campaign_counts c
+                                   WHERE c.namespace = ?1 AND c.id = yizhan_campaigns.id AND c.updated_at >= ?2)",
+            )?
+            .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached(
+                "DELETE FROM yizhan_campaign_counts WHERE namespace = ?1
+                   AND NOT EXISTS (SELECT 1 FROM yizhan_campaigns c
+                                   WHERE c.namespace = ?1 AND c.id = yizhan_campaign_counts.id)",
+            )?
+            .execute(params![ctx.ns])?;
             Ok(Reply::Pruned(pruned as u64))
         }
+        Op::CancelJob { job_id, now } => cancel_job(conn, ctx, *job_id, *now).map(Reply::Cancel),
+        Op::CreateCampaign { record, now } => {
+            let (record, total) = create_campaign(conn, ctx, record, *now)?;
+            Ok(Reply::Created(record, total))
+        }
+        Op::AddToCampaign { id, jobs, now } => {
+            let jobs = i64::try_from(*jobs).unwrap_or(i64::MAX);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE yizhan_campaigns SET total = total + ?3, updated_at = MAX(updated_at, ?4)
+                     WHERE namespace = ?1 AND id = ?2",
+                )?
+                .execute(params![ctx.ns, id.to_string(), jobs, now])?;
+            Ok(Reply::Found(changed > 0))
+        }
+        Op::Campaign { id, now } => campaign(conn, ctx, *id, *now).map(Reply::Campaign),
+        Op::ControlCampaign { id, control, now } => {
+            conn.prepare_cached(
+                "UPDATE yizhan_campaigns SET control = ?3, updated_at = MAX(updated_at, ?4)
+                 WHERE namespace = ?1 AND id = ?2 AND control <> 'cancelled'",
+            )?
+            .execute(params![ctx.ns, id.to_string(), control.as_str(), now])?;
+            campaign(conn, ctx, *id, *now).map(Reply::Campaign)
+        }
+        Op::CampaignControls(ids) => {
+            let mut select =
+                conn.prepare_cached("SELECT control FROM yizhan_campaigns WHERE namespace = ?1 AND id = ?2")?;
+            let mut controls = Vec::with_capacity(ids.len());
+            for id in ids {
+                let control: Option<String> =
+                    select.query_row(params![ctx.ns, id.to_string()], |row| row.get(0)).optional()?;
+                if let Some(control) = control {
+                    controls.push((*id, parse_control(*id, &control)?));
+                }
+            }
+            Ok(Reply::Controls(controls))
+        }
+        Op::RegisterTenants(names) => {
+            tenants::sqlite_register(conn, &ctx.ns, names)?;
+            Ok(Reply::Done)
+        }
+        Op::Tenants => tenants::sqlite_list(conn, &ctx.ns).map(Reply::Tenants),
     }
 }
 
@@ -392,6 +639,11 @@ struct Current {
     lease_until: Option<i64>,
     retry_published: bool,
     progress: Option<String>,
+}
+
+/// The states a claim treats like `retrying`: the job waits for its next copy.
+fn is_waiting(state: &str) -> bool {
+    matches!(state, "retrying" | "scheduled" | "deferred")
 }
 
 fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, StoreError> {
@@ -419,6 +671,22 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
         })
         .optional()?;
 
+    // Was the job cancelled before it had a record? Only a job that is not the record's own can
+    // have a tombstone: a lookup in a (mostly empty) table, for a new key or a duplicate.
+    let cancelled = Claim::Finished { state: FinishedState::Cancelled };
+    let foreign = current.as_ref().is_none_or(|current| current.job_id != job_id);
+    if foreign
+        && conn
+            .prepare_cached("SELECT 1 FROM yizhan_tombstones WHERE namespace = ?1 AND job_id = ?2")?
+            .exists(params![ctx.ns, job_id])?
+    {
+        if current.is_some() {
+            count_duplicate(conn, ctx, request, &job_id)?;
+        } else {
+            insert_cancelled(conn, ctx, request, &job_id)?;
+        }
+        return Ok(cancelled);
+    }
     let Some(current) = current else {
         acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
         return Ok(Claim::Acquired { progress: None, orphaned_attempt: None });
@@ -427,14 +695,16 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
     let stored_attempt =
         u32::try_from(current.attempt).map_err(|_| corrupt(format!("attempt {} out of range", current.attempt)))?;
     let progress = || parse_json(&request.key, "progress", current.progress.as_deref());
-    match current.state.as_str() {
-        "succeeded" => Ok(Claim::Finished { state: FinishedState::Succeeded }),
+    let answer = match current.state.as_str() {
+        "succeeded" => Claim::Finished { state: FinishedState::Succeeded },
         "dead" if request.replay => {
             let progress = progress()?;
             acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
-            Ok(Claim::Acquired { progress, orphaned_attempt: None })
+            Claim::Acquired { progress, orphaned_attempt: None }
         }
-        "dead" => Ok(Claim::Finished { state: FinishedState::Dead }),
+        "dead" => Claim::Finished { state: FinishedState::Dead },
+        "cancelled" => cancelled,
+        "capped" => Claim::Finished { state: FinishedState::Capped },
         "running" => {
             let lease_until = current.lease_until.unwrap_or(0);
             if lease_until > request.now {
@@ -444,64 +714,124 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
             let progress = progress()?;
             let attempt = i64::from(request.attempt.max(stored_attempt));
             acquire(conn, ctx, request, &job_id, attempt)?;
-            Ok(Claim::Acquired { progress, orphaned_attempt: Some(stored_attempt) })
+            Claim::Acquired { progress, orphaned_attempt: Some(stored_attempt) }
         }
-        "retrying" => {
+        state if is_waiting(state) => {
             if current.job_id != job_id {
-                Ok(Claim::Stale)
+                Claim::Stale
             } else if request.attempt > stored_attempt {
                 let progress = progress()?;
                 acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
-                Ok(Claim::Acquired { progress, orphaned_attempt: None })
+                Claim::Acquired { progress, orphaned_attempt: None }
             } else if request.attempt == stored_attempt && !current.retry_published {
-                Ok(Claim::RetryUnpublished { attempt: stored_attempt, progress: progress()? })
+                Claim::RetryUnpublished { attempt: stored_attempt, progress: progress()? }
             } else {
-                Ok(Claim::Stale)
+                Claim::Stale
             }
         }
-        other => Err(corrupt(format!("unknown state {other:?}"))),
+        other => return Err(corrupt(format!("unknown state {other:?}"))),
+    };
+    if matches!(answer, Claim::Finished { .. } | Claim::Stale) && current.job_id != job_id {
+        count_duplicate(conn, ctx, request, &job_id)?;
     }
+    Ok(answer)
 }
 
-/// Makes `request` the key's holder, keeping progress and the last error.
+/// Counts a campaign's job that will not run because its key belongs to another job, once per
+/// job id however often it is delivered.
+fn count_duplicate(conn: &Connection, ctx: &Ctx, request: &ClaimRequest, job_id: &str) -> Result<(), StoreError> {
+    let Some(campaign) = request.campaign else {
+        return Ok(());
+    };
+    let first = conn
+        .prepare_cached("INSERT OR IGNORE INTO yizhan_counted (namespace, job_id, at) VALUES (?1, ?2, ?3)")?
+        .execute(params![ctx.ns, job_id, request.now])?;
+    if first > 0 {
+        conn.prepare_cached(
+            "UPDATE yizhan_campaign_counts SET n_duplicate = n_duplicate + 1, updated_at = MAX(updated_at, ?3)
+             WHERE namespace = ?1 AND id = ?2",
+        )?
+        .execute(params![ctx.ns, campaign.to_string(), request.now])?;
+    }
+    Ok(())
+}
+
+/// The key's record for a job cancelled before it had one (counted `cancelled` by the trigger).
+fn insert_cancelled(conn: &Connection, ctx: &Ctx, request: &ClaimRequest, job_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO yizhan_keys (namespace, key, job_id, state, attempt, updated_at, campaign)
+         VALUES (?1, ?2, ?3, 'cancelled', 0, ?4, ?5)",
+    )?
+    .execute(params![ctx.ns, request.key, job_id, request.now, request.campaign.map(|c| c.to_string())])?;
+    Ok(())
+}
+
+/// Makes `request` the key's holder, keeping progress, the last error and the record's campaign.
 fn acquire(conn: &Connection, ctx: &Ctx, request: &ClaimRequest, job_id: &str, attempt: i64) -> Result<(), StoreError> {
     let lease_until = request.now.saturating_add(duration_ms(request.lease));
     conn.prepare_cached(
         "INSERT INTO yizhan_keys
-            (namespace, key, job_id, state, attempt, owner, lease_until, retry_published, updated_at)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, 0, ?7)
+            (namespace, key, job_id, state, attempt, owner, lease_until, retry_published, updated_at, campaign)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, 0, ?7, ?8)
          ON CONFLICT (namespace, key) DO UPDATE SET
             job_id = excluded.job_id, state = 'running', attempt = excluded.attempt,
             owner = excluded.owner, lease_until = excluded.lease_until, retry_published = 0,
             next_attempt_at = NULL, updated_at = excluded.updated_at",
     )?
-    .execute(params![ctx.ns, request.key, job_id, attempt, request.owner, lease_until, request.now])?;
+    .execute(params![
+        ctx.ns,
+        request.key,
+        job_id,
+        attempt,
+        request.owner,
+        lease_until,
+        request.now,
+        request.campaign.map(|c| c.to_string())
+    ])?;
     Ok(())
 }
 
 /// Records how an attempt ended. A key with no record (pruned or never claimed) is left alone.
 /// A `None` progress keeps the recorded progress.
 fn finish_key(conn: &Connection, ctx: &Ctx, key: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
+    let waiting = "UPDATE yizhan_keys SET state = ?8, attempt = ?3,
+            progress = COALESCE(?4, progress), error = ?5, next_attempt_at = ?6,
+            retry_published = 0, owner = NULL, lease_until = NULL, updated_at = ?7
+         WHERE namespace = ?1 AND key = ?2";
     match finish {
-        Finish::Retrying { attempt, progress, error, next_attempt_at } => conn
-            .prepare_cached(
-                "UPDATE yizhan_keys SET state = 'retrying', attempt = ?3,
-                    progress = COALESCE(?4, progress), error = ?5, next_attempt_at = ?6,
-                    retry_published = 0, owner = NULL, lease_until = NULL, updated_at = ?7
-                 WHERE namespace = ?1 AND key = ?2",
-            )?
-            .execute(params![
+        Finish::Retrying { attempt, progress, error, next_attempt_at } => {
+            conn.prepare_cached(waiting)?.execute(params![
                 ctx.ns,
                 key,
                 i64::from(*attempt),
                 to_json(progress.as_ref()),
                 error,
                 next_attempt_at,
-                now
-            ])?,
+                now,
+                "retrying"
+            ])?
+        }
+        Finish::Waiting { attempt, progress, reason, until, why } => conn.prepare_cached(waiting)?.execute(params![
+            ctx.ns,
+            key,
+            i64::from(*attempt),
+            to_json(progress.as_ref()),
+            reason,
+            until,
+            now,
+            why.status()
+        ])?,
         Finish::Succeeded { attempt, result } => conn
             .prepare_cached(
                 "UPDATE yizhan_keys SET state = 'succeeded', attempt = ?3, result = ?4,
+                    error = NULL, error_kind = NULL, next_attempt_at = NULL,
+                    owner = NULL, lease_until = NULL, updated_at = ?5
+                 WHERE namespace = ?1 AND key = ?2",
+            )?
+            .execute(params![ctx.ns, key, i64::from(*attempt), to_json(result.as_ref()), now])?,
+        Finish::Capped { attempt, result } => conn
+            .prepare_cached(
+                "UPDATE yizhan_keys SET state = 'capped', attempt = ?3, result = ?4,
                     error = NULL, error_kind = NULL, next_attempt_at = NULL,
                     owner = NULL, lease_until = NULL, updated_at = ?5
                  WHERE namespace = ?1 AND key = ?2",
@@ -515,6 +845,14 @@ fn finish_key(conn: &Connection, ctx: &Ctx, key: &str, finish: &Finish, now: Mil
                  WHERE namespace = ?1 AND key = ?2",
             )?
             .execute(params![ctx.ns, key, i64::from(*attempt), kind, error, to_json(progress.as_ref()), now])?,
+        Finish::Cancelled { attempt } => conn
+            .prepare_cached(
+                "UPDATE yizhan_keys SET state = 'cancelled', attempt = ?3,
+                    error = NULL, error_kind = NULL, next_attempt_at = NULL,
+                    owner = NULL, lease_until = NULL, updated_at = ?4
+                 WHERE namespace = ?1 AND key = ?2",
+            )?
+            .execute(params![ctx.ns, key, i64::from(*attempt), now])?,
     };
     // The jobs of a key stay findable as long as its record: pruning asks for the record, so that
     // finishing need not write to `yizhan_jobs` too.
@@ -531,11 +869,12 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
         error: Option<String>,
         error_kind: Option<String>,
         next_attempt_at: Option<i64>,
+        campaign: Option<String>,
     }
     let row = conn
         .prepare_cached(
             "SELECT k.key, k.job_id, k.state, k.attempt, k.result, k.error, k.error_kind,
-                    k.next_attempt_at
+                    k.next_attempt_at, k.campaign
              FROM yizhan_jobs j
              JOIN yizhan_keys k ON k.namespace = j.namespace AND k.key = j.key
              WHERE j.namespace = ?1 AND j.job_id = ?2",
@@ -550,18 +889,27 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
                 error: row.get(5)?,
                 error_kind: row.get(6)?,
                 next_attempt_at: row.get(7)?,
+                campaign: row.get(8)?,
             })
         })
         .optional()?;
     let Some(row) = row else {
-        return Ok(None);
+        let tombstone = conn
+            .prepare_cached("SELECT 1 FROM yizhan_tombstones WHERE namespace = ?1 AND job_id = ?2")?
+            .exists(params![ctx.ns, job_id.to_string()])?;
+        return Ok(tombstone.then(|| tombstone_status(job_id)));
     };
     let corrupt = |reason: String| StoreError::Corrupt { key: row.key.clone(), reason };
     let owner_job = Uuid::parse_str(&row.job_id).map_err(|e| corrupt(format!("job id {:?}: {e}", row.job_id)))?;
     let attempts = u32::try_from(row.attempt).map_err(|_| corrupt(format!("attempt {} out of range", row.attempt)))?;
-    if !matches!(row.state.as_str(), "running" | "retrying" | "succeeded" | "dead") {
+    if !RECORD_STATUSES.contains(&row.state.as_str()) {
         return Err(corrupt(format!("unknown state {:?}", row.state)));
     }
+    let campaign = row
+        .campaign
+        .as_deref()
+        .map(|c| Uuid::parse_str(c).map_err(|e| corrupt(format!("campaign {c:?}: {e}"))))
+        .transpose()?;
     Ok(Some(JobStatus {
         id: job_id,
         status: row.state.clone(),
@@ -571,7 +919,167 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
         error_kind: row.error_kind.clone(),
         next_attempt_at: row.next_attempt_at,
         duplicate_of: (owner_job != job_id).then_some(owner_job),
+        campaign,
     }))
+}
+
+/// The status of a job cancelled before any worker recorded it.
+pub(crate) fn tombstone_status(job_id: Uuid) -> JobStatus {
+    JobStatus {
+        id: job_id,
+        status: "cancelled".to_string(),
+        attempts: 0,
+        result: None,
+        error: None,
+        error_kind: None,
+        next_attempt_at: None,
+        duplicate_of: None,
+        campaign: None,
+    }
+}
+
+fn cancel_job(conn: &Connection, ctx: &Ctx, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError> {
+    let id = job_id.to_string();
+    let record: Option<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT k.key, k.job_id, k.state FROM yizhan_jobs j
+             JOIN yizhan_keys k ON k.namespace = j.namespace AND k.key = j.key
+             WHERE j.namespace = ?1 AND j.job_id = ?2",
+        )?
+        .query_row(params![ctx.ns, id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    if let Some((key, owner, state)) = record {
+        if owner == id && is_waiting(&state) {
+            conn.prepare_cached(
+                "UPDATE yizhan_keys SET state = 'cancelled', next_attempt_at = NULL, error = NULL,
+                    owner = NULL, lease_until = NULL, updated_at = ?3
+                 WHERE namespace = ?1 AND key = ?2",
+            )?
+            .execute(params![ctx.ns, key, now])?;
+            return Ok(CancelOutcome::Cancelled);
+        }
+        if owner == id && state == "cancelled" {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        let status = status(conn, ctx, job_id)?.ok_or_else(|| StoreError::Task("the record vanished".into()))?;
+        return Ok(CancelOutcome::Started(status));
+    }
+    let accepted = conn
+        .prepare_cached("SELECT 1 FROM yizhan_accepted WHERE namespace = ?1 AND job_id = ?2")?
+        .exists(params![ctx.ns, id])?;
+    if !accepted {
+        return Ok(CancelOutcome::Unknown);
+    }
+    conn.prepare_cached(
+        "INSERT INTO yizhan_tombstones (namespace, job_id, at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (namespace, job_id) DO UPDATE SET at = excluded.at",
+    )?
+    .execute(params![ctx.ns, id, now])?;
+    Ok(CancelOutcome::Cancelled)
+}
+
+fn create_campaign(
+    conn: &Connection,
+    ctx: &Ctx,
+    record: &CampaignRecord,
+    now: Millis,
+) -> Result<(CampaignRecord, u64), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO yizhan_campaigns (namespace, id, tenant, key, head, send_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        ctx.ns,
+        record.id.to_string(),
+        record.tenant,
+        record.key,
+        record.head.to_string(),
+        record.send_at,
+        record.created_at,
+        now
+    ])?;
+    // Counters of a campaign created anew (an existing one keeps its own).
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO yizhan_campaign_counts (namespace, id, updated_at)
+         SELECT namespace, id, updated_at FROM yizhan_campaigns WHERE namespace = ?1 AND id = ?2",
+    )?
+    .execute(params![ctx.ns, record.id.to_string()])?;
+    let id: String = conn
+        .prepare_cached("SELECT id FROM yizhan_campaigns WHERE namespace = ?1 AND tenant = ?2 AND key = ?3")?
+        .query_row(params![ctx.ns, record.tenant, record.key], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt {
+            key: format!("campaign {}", record.id),
+            reason: "the campaign id is taken by another (tenant, key)".to_string(),
+        })?;
+    let id = parse_campaign_id(&id)?;
+    let (stored, _, total, _) =
+        read_campaign(conn, ctx, id)?.ok_or_else(|| StoreError::Task("the campaign vanished".into()))?;
+    Ok((stored, total))
+}
+
+/// A campaign row: the record, its control, total and stored counters (`duplicate` and the
+/// record statuses).
+type CampaignRow = (CampaignRecord, CampaignControl, u64, BTreeMap<String, i64>);
+
+fn read_campaign(conn: &Connection, ctx: &Ctx, id: Uuid) -> Result<Option<CampaignRow>, StoreError> {
+    let counters: Vec<String> =
+        RECORD_STATUSES.iter().chain(&["duplicate"]).map(|name| format!("n.n_{name}")).collect();
+    let sql = format!(
+        "SELECT c.tenant, c.key, c.head, c.send_at, c.created_at, c.total, c.control, {}
+         FROM yizhan_campaigns c JOIN yizhan_campaign_counts n ON n.namespace = c.namespace AND n.id = c.id
+         WHERE c.namespace = ?1 AND c.id = ?2",
+        counters.join(", ")
+    );
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row(params![ctx.ns, id.to_string()], |row| {
+            let mut counts = BTreeMap::new();
+            for (i, name) in RECORD_STATUSES.iter().chain(&["duplicate"]).enumerate() {
+                counts.insert(name.to_string(), row.get::<_, i64>(7 + i)?);
+            }
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, String>(6)?,
+                counts,
+            ))
+        })
+        .optional()?;
+    let Some((tenant, key, head, send_at, created_at, total, control, counts)) = row else {
+        return Ok(None);
+    };
+    let head = parse_json(&format!("campaign {id}"), "head", Some(&head))?.unwrap_or_default();
+    let record = CampaignRecord { id, tenant, key, head, send_at, created_at };
+    Ok(Some((record, parse_control(id, &control)?, total.max(0).unsigned_abs(), counts)))
+}
+
+fn campaign(
+    conn: &Connection,
+    ctx: &Ctx,
+    id: Uuid,
+    now: Millis,
+) -> Result<Option<(CampaignRecord, CampaignStatus)>, StoreError> {
+    Ok(read_campaign(conn, ctx, id)?.map(|(record, control, total, counts)| {
+        let status = CampaignStatus::derive(&record, control, total, &counts, now);
+        (record, status)
+    }))
+}
+
+pub(crate) fn parse_control(id: Uuid, text: &str) -> Result<CampaignControl, StoreError> {
+    CampaignControl::parse(text).ok_or_else(|| StoreError::Corrupt {
+        key: format!("campaign {id}"),
+        reason: format!("unknown control {text:?}"),
+    })
+}
+
+fn parse_campaign_id(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text)
+        .map_err(|e| StoreError::Corrupt { key: format!("campaign {text}"), reason: format!("bad id: {e}") })
 }
 
 fn to_json(value: Option<&Value>) -> Option<String> {

@@ -9,7 +9,8 @@ use serde_json::json;
 use tempfile::TempDir;
 use uuid::Uuid;
 use yizhan_state::{
-    Claim, ClaimRequest, Finish, FinishedState, Millis, RedisStore, SqliteStore, StateStore, now_millis,
+    CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CancelOutcome, Claim, ClaimRequest, Finish, FinishedState,
+    Millis, RedisStore, SqliteStore, StateStore, WaitReason, now_millis,
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -69,7 +70,16 @@ fn job() -> Uuid {
 }
 
 fn request(key: &str, job_id: Uuid, attempt: u32, owner: &str, now: Millis) -> ClaimRequest {
-    ClaimRequest { key: key.to_string(), job_id, attempt, owner: owner.to_string(), now, lease: LEASE, replay: false }
+    ClaimRequest {
+        key: key.to_string(),
+        job_id,
+        attempt,
+        owner: owner.to_string(),
+        now,
+        lease: LEASE,
+        replay: false,
+        campaign: None,
+    }
 }
 
 fn acquired() -> Claim {
@@ -472,6 +482,380 @@ async fn concurrent_claims_have_one_winner(backend: &Backend) {
     assert_eq!((acquired_count, busy_count), (1, 49));
 }
 
+fn campaign_record(tenant: &str, send_at: Option<Millis>) -> CampaignRecord {
+    CampaignRecord {
+        id: Uuid::now_v7(),
+        tenant: tenant.to_string(),
+        key: unique("campaign-key"),
+        head: json!({"name": "spring sale", "connector": "tencent_sms", "action": "send_sms"}),
+        send_at,
+        created_at: now_millis(),
+    }
+}
+
+/// A campaign with `jobs` jobs recorded, as the producer makes it.
+async fn new_campaign(store: &Arc<dyn StateStore>, jobs: u64) -> Uuid {
+    let (record, total) = store.create_campaign(&campaign_record("default", None)).await.unwrap();
+    assert_eq!(total, 0);
+    assert!(store.add_to_campaign(record.id, jobs).await.unwrap());
+    record.id
+}
+
+fn in_campaign(campaign: Uuid, key: &str, job_id: Uuid, attempt: u32, now: Millis) -> ClaimRequest {
+    ClaimRequest { campaign: Some(campaign), ..request(key, job_id, attempt, "w1", now) }
+}
+
+/// The campaign's non-zero counts, `queued` included.
+async fn counts(store: &Arc<dyn StateStore>, campaign: Uuid) -> Vec<(String, u64)> {
+    let (_, status) = store.campaign(campaign).await.unwrap().expect("a known campaign");
+    let listed: Vec<&str> = status.counts.keys().map(String::as_str).collect();
+    let mut expected = CAMPAIGN_COUNTS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "every count is listed, zeros included");
+    status.counts.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+fn these(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    let mut pairs: Vec<(String, u64)> = pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+    pairs.sort();
+    pairs
+}
+
+fn waiting(attempt: u32, why: WaitReason, until: Millis) -> Finish {
+    Finish::Waiting { attempt, progress: None, reason: format!("waits for {why:?}"), until, why }
+}
+
+/// Every status change of a campaign's record moves exactly one count, in the same write.
+async fn campaign_counts_follow_every_transition(backend: &Backend) {
+    let store = backend.store().await;
+    let campaign = new_campaign(&store, 3).await;
+    let t0 = now_millis();
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 3)]));
+
+    // A: running → retrying → running → succeeded.
+    let (a_key, a) = (unique("k"), job());
+    assert_eq!(store.claim(&in_campaign(campaign, &a_key, a, 1, t0)).await.unwrap(), acquired());
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("running", 1)]));
+    store.finish(&a_key, "w1", &retrying(1, None, t0 + 1_000), t0 + 10).await.unwrap();
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("retrying", 1)]));
+    assert_eq!(store.claim(&in_campaign(campaign, &a_key, a, 2, t0 + 1_000)).await.unwrap(), acquired());
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("running", 1)]));
+    // A lease taken over (running → running) moves nothing.
+    let takeover = store.claim(&in_campaign(campaign, &a_key, a, 2, t0 + 1_000 + LEASE_MS)).await.unwrap();
+    assert!(matches!(takeover, Claim::Acquired { orphaned_attempt: Some(2), .. }));
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("running", 1)]));
+    store.finish(&a_key, "w1", &Finish::Succeeded { attempt: 2, result: None }, t0 + 2_000).await.unwrap();
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("succeeded", 1)]));
+    let status = store.status(a).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.campaign), ("succeeded", Some(campaign)));
+
+    // B: scheduled (before its first attempt) → cancelled; its copy then finds it cancelled.
+    let (b_key, b) = (unique("k"), job());
+    store.claim(&in_campaign(campaign, &b_key, b, 1, t0)).await.unwrap();
+    store.finish(&b_key, "w1", &waiting(0, WaitReason::Scheduled, t0 + 60_000), t0 + 5).await.unwrap();
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 1), ("succeeded", 1), ("scheduled", 1)]));
+    let status = store.status(b).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.attempts), ("scheduled", 0));
+    assert_eq!(status.next_attempt_at, Some(t0 + 60_000));
+    assert_eq!(status.error.as_deref(), Some("waits for Scheduled"));
+    assert_eq!(store.cancel_job(b, t0 + 10).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 1), ("succeeded", 1), ("cancelled", 1)]));
+    let status = store.status(b).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.next_attempt_at), ("cancelled", None));
+    let cancelled = Claim::Finished { state: FinishedState::Cancelled };
+    assert_eq!(store.claim(&in_campaign(campaign, &b_key, b, 1, t0 + 60_000)).await.unwrap(), cancelled);
+    assert_eq!(store.cancel_job(b, t0 + 20).await.unwrap(), CancelOutcome::Cancelled, "cancelling twice is fine");
+
+    // C: deferred → running → capped.
+    let (c_key, c) = (unique("k"), job());
+    store.claim(&in_campaign(campaign, &c_key, c, 1, t0)).await.unwrap();
+    store.finish(&c_key, "w1", &waiting(0, WaitReason::Deferred, t0 + 30_000), t0 + 5).await.unwrap();
+    assert_eq!(store.status(c).await.unwrap().unwrap().status, "deferred");
+    assert_eq!(
+        counts(&store, campaign).await,
+        these(&[("succeeded", 1), ("cancelled", 1), ("deferred", 1)]),
+        "a record counts as soon as it exists: nothing is queued any more"
+    );
+    assert_eq!(store.claim(&in_campaign(campaign, &c_key, c, 1, t0 + 30_000)).await.unwrap(), acquired());
+    let capped = Finish::Capped { attempt: 1, result: Some(json!({"capped": ["+8613800000000"]})) };
+    store.finish(&c_key, "w1", &capped, t0 + 30_010).await.unwrap();
+    assert_eq!(counts(&store, campaign).await, these(&[("succeeded", 1), ("cancelled", 1), ("capped", 1)]));
+    let status = store.status(c).await.unwrap().unwrap();
+    assert_eq!(status.status, "capped");
+    assert_eq!(status.result, Some(json!({"capped": ["+8613800000000"]})));
+    assert_eq!(
+        store.claim(&in_campaign(campaign, &c_key, c, 2, t0 + 40_000)).await.unwrap(),
+        Claim::Finished { state: FinishedState::Capped }
+    );
+    assert_eq!(store.campaign(campaign).await.unwrap().unwrap().1.status, "done");
+
+    // Dead counts too, and a cancelled record stays final (no replay takes it over).
+    let campaign = new_campaign(&store, 2).await;
+    let (d_key, d) = (unique("k"), job());
+    store.claim(&in_campaign(campaign, &d_key, d, 1, t0)).await.unwrap();
+    let dead = Finish::Dead { attempt: 1, kind: "permanent".into(), error: "bad sign".into(), progress: None };
+    store.finish(&d_key, "w1", &dead, t0 + 5).await.unwrap();
+    let (e_key, e) = (unique("k"), job());
+    store.claim(&in_campaign(campaign, &e_key, e, 1, t0)).await.unwrap();
+    store.finish(&e_key, "w1", &Finish::Cancelled { attempt: 1 }, t0 + 5).await.unwrap();
+    assert_eq!(counts(&store, campaign).await, these(&[("dead", 1), ("cancelled", 1)]));
+    let replay = ClaimRequest { replay: true, ..in_campaign(campaign, &e_key, e, 1, t0 + 10) };
+    assert_eq!(store.claim(&replay).await.unwrap(), cancelled);
+}
+
+/// The waiting statuses behave like `retrying` for claims: a later attempt acquires, the same one
+/// asks for its copy until it is marked published.
+async fn waiting_is_claimed_like_retrying(backend: &Backend) {
+    let store = backend.store().await;
+    for why in [WaitReason::RateLimit, WaitReason::Scheduled, WaitReason::Deferred] {
+        let (key, id, t0) = (unique("k"), job(), now_millis());
+        store.claim(&request(&key, id, 1, "w1", t0)).await.unwrap();
+        let progress = json!({"sent": ["+1"]});
+        let finish = Finish::Waiting {
+            attempt: 0,
+            progress: Some(progress.clone()),
+            reason: "quiet hours".into(),
+            until: t0 + 5_000,
+            why,
+        };
+        store.finish(&key, "w1", &finish, t0 + 1).await.unwrap();
+        assert_eq!(store.status(id).await.unwrap().unwrap().status, why.status());
+        assert_eq!(
+            store.claim(&request(&key, id, 0, "w2", t0 + 2)).await.unwrap(),
+            Claim::RetryUnpublished { attempt: 0, progress: Some(progress.clone()) }
+        );
+        assert_eq!(store.claim(&request(&key, job(), 1, "w2", t0 + 2)).await.unwrap(), Claim::Stale, "another job");
+        store.retry_published(&key, 0).await.unwrap();
+        assert_eq!(store.claim(&request(&key, id, 0, "w2", t0 + 3)).await.unwrap(), Claim::Stale);
+        assert_eq!(
+            store.claim(&request(&key, id, 1, "w2", t0 + 5_000)).await.unwrap(),
+            Claim::Acquired { progress: Some(progress), orphaned_attempt: None }
+        );
+        let status = store.status(id).await.unwrap().unwrap();
+        assert_eq!((status.status.as_str(), status.attempts, status.campaign), ("running", 1, None));
+    }
+}
+
+/// A job cancelled before any worker recorded it: a tombstone, then its claim settles it.
+async fn cancel_before_the_claim_leaves_a_tombstone(backend: &Backend) {
+    let store = backend.store().await;
+    let campaign = new_campaign(&store, 3).await;
+    let t0 = now_millis();
+    let cancelled = Claim::Finished { state: FinishedState::Cancelled };
+
+    assert_eq!(store.cancel_job(job(), t0).await.unwrap(), CancelOutcome::Unknown, "never accepted");
+
+    let (key, id) = (unique("k"), job());
+    store.accept(&[id], t0).await.unwrap();
+    assert_eq!(store.cancel_job(id, t0 + 1).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(store.cancel_job(id, t0 + 2).await.unwrap(), CancelOutcome::Cancelled);
+    let status = store.status(id).await.unwrap().expect("a cancelled job has a status");
+    assert_eq!((status.status.as_str(), status.attempts), ("cancelled", 0));
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 3)]), "counted when its claim comes");
+    assert_eq!(store.claim(&in_campaign(campaign, &key, id, 1, t0 + 3)).await.unwrap(), cancelled);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("cancelled", 1)]));
+    // Redelivered: still cancelled, counted once; the key's record is the cancelled one.
+    assert_eq!(store.claim(&in_campaign(campaign, &key, id, 1, t0 + 4)).await.unwrap(), cancelled);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("cancelled", 1)]));
+    let status = store.status(id).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.campaign), ("cancelled", Some(campaign)));
+    assert_eq!(store.claim(&in_campaign(campaign, &key, job(), 1, t0 + 5)).await.unwrap(), cancelled);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 1), ("cancelled", 1), ("duplicate", 1)]));
+
+    // A tombstoned job whose key another job holds never runs; it counts as that key's duplicate.
+    let (held_key, holder, late) = (unique("k"), job(), job());
+    store.claim(&request(&held_key, holder, 1, "w1", t0)).await.unwrap();
+    store.accept(&[late], t0).await.unwrap();
+    assert_eq!(store.cancel_job(late, t0 + 1).await.unwrap(), CancelOutcome::Cancelled);
+    let after_lease = t0 + 2 * LEASE_MS;
+    assert_eq!(store.claim(&in_campaign(campaign, &held_key, late, 1, after_lease)).await.unwrap(), cancelled);
+    assert_eq!(store.claim(&in_campaign(campaign, &held_key, late, 1, after_lease)).await.unwrap(), cancelled);
+    assert_eq!(counts(&store, campaign).await, these(&[("cancelled", 1), ("duplicate", 2)]));
+    let status = store.status(holder).await.unwrap().unwrap();
+    assert_eq!(status.status, "running", "the holder's record is left alone");
+
+    // Too late: running, finished, or a duplicate of another job.
+    let (run_key, running) = (unique("k"), job());
+    store.claim(&request(&run_key, running, 1, "w1", t0)).await.unwrap();
+    match store.cancel_job(running, t0 + 1).await.unwrap() {
+        CancelOutcome::Started(status) => assert_eq!((status.id, status.status.as_str()), (running, "running")),
+        other => panic!("a running job cannot be cancelled: {other:?}"),
+    }
+    store.finish(&run_key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 2).await.unwrap();
+    match store.cancel_job(running, t0 + 3).await.unwrap() {
+        CancelOutcome::Started(status) => assert_eq!(status.status, "succeeded"),
+        other => panic!("a succeeded job cannot be cancelled: {other:?}"),
+    }
+    let (wait_key, waiting_job, duplicate) = (unique("k"), job(), job());
+    store.claim(&request(&wait_key, waiting_job, 1, "w1", t0)).await.unwrap();
+    store.finish(&wait_key, "w1", &retrying(1, None, t0 + 60_000), t0 + 1).await.unwrap();
+    assert_eq!(store.claim(&request(&wait_key, duplicate, 1, "w2", t0 + 2)).await.unwrap(), Claim::Stale);
+    match store.cancel_job(duplicate, t0 + 3).await.unwrap() {
+        CancelOutcome::Started(status) => assert_eq!(status.duplicate_of, Some(waiting_job)),
+        other => panic!("a duplicate does not cancel the job it duplicates: {other:?}"),
+    }
+    assert_eq!(store.cancel_job(waiting_job, t0 + 4).await.unwrap(), CancelOutcome::Cancelled, "retrying");
+    assert_eq!(store.claim(&request(&wait_key, waiting_job, 2, "w1", t0 + 60_000)).await.unwrap(), cancelled);
+}
+
+/// A job of a campaign that does not run because its key belongs to another job counts as a
+/// duplicate once, however often it is delivered and whatever answer it got first.
+async fn duplicates_are_counted_once(backend: &Backend) {
+    let store = backend.store().await;
+    let campaign = new_campaign(&store, 5).await;
+    let t0 = now_millis();
+    let (key, first) = (unique("k"), job());
+    store.claim(&in_campaign(campaign, &key, first, 1, t0)).await.unwrap();
+
+    // Busy while the first runs: not counted yet (it comes back).
+    let second = job();
+    assert!(matches!(store.claim(&in_campaign(campaign, &key, second, 1, t0 + 1)).await.unwrap(), Claim::Busy { .. }));
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 4), ("running", 1)]));
+
+    // Waiting: another job is stale, counted.
+    store.finish(&key, "w1", &retrying(1, None, t0 + 1_000), t0 + 2).await.unwrap();
+    assert_eq!(store.claim(&in_campaign(campaign, &key, second, 1, t0 + 3)).await.unwrap(), Claim::Stale);
+    assert_eq!(store.claim(&in_campaign(campaign, &key, second, 1, t0 + 4)).await.unwrap(), Claim::Stale);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 3), ("retrying", 1), ("duplicate", 1)]));
+    // The job's own stale copy is no duplicate.
+    store.retry_published(&key, 1).await.unwrap();
+    assert_eq!(store.claim(&in_campaign(campaign, &key, first, 1, t0 + 5)).await.unwrap(), Claim::Stale);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 3), ("retrying", 1), ("duplicate", 1)]));
+
+    store.claim(&in_campaign(campaign, &key, first, 2, t0 + 1_000)).await.unwrap();
+    store.finish(&key, "w1", &Finish::Succeeded { attempt: 2, result: None }, t0 + 1_001).await.unwrap();
+    let succeeded = Claim::Finished { state: FinishedState::Succeeded };
+    // Redeliveries of the first job and of the counted one change nothing; a third job counts.
+    assert_eq!(store.claim(&in_campaign(campaign, &key, first, 2, t0 + 2_000)).await.unwrap(), succeeded);
+    assert_eq!(store.claim(&in_campaign(campaign, &key, second, 1, t0 + 2_000)).await.unwrap(), succeeded);
+    let third = job();
+    for _ in 0..3 {
+        assert_eq!(store.claim(&in_campaign(campaign, &key, third, 1, t0 + 2_001)).await.unwrap(), succeeded);
+    }
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("succeeded", 1), ("duplicate", 2)]));
+    // A plain job and a job of an unknown campaign count nowhere.
+    assert_eq!(store.claim(&request(&key, job(), 1, "w1", t0 + 2_002)).await.unwrap(), succeeded);
+    assert_eq!(store.claim(&in_campaign(Uuid::now_v7(), &key, job(), 1, t0 + 2_002)).await.unwrap(), succeeded);
+    assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("succeeded", 1), ("duplicate", 2)]));
+    let (other_key, unknown) = (unique("k"), Uuid::now_v7());
+    assert_eq!(store.claim(&in_campaign(unknown, &other_key, job(), 1, t0)).await.unwrap(), acquired());
+    assert!(store.campaign(unknown).await.unwrap().is_none());
+}
+
+/// Many workers finishing a campaign's jobs at once: the counters stay exact.
+async fn concurrent_campaign_jobs_count_exactly(backend: &Backend) {
+    let store = backend.store().await;
+    let campaign = new_campaign(&store, 60).await;
+    let t0 = now_millis();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            // 40 distinct keys and 20 duplicates of the first 20.
+            let key = format!("k-{}", i % 40);
+            tokio::spawn(async move {
+                let id = Uuid::now_v7();
+                let mut claim = store.claim(&in_campaign(campaign, &key, id, 1, t0)).await.unwrap();
+                while let Claim::Busy { .. } = claim {
+                    tokio::task::yield_now().await;
+                    claim = store.claim(&in_campaign(campaign, &key, id, 1, t0)).await.unwrap();
+                }
+                if claim == acquired() {
+                    store.finish(&key, "w", &Finish::Succeeded { attempt: 1, result: None }, t0 + 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let (_, status) = store.campaign(campaign).await.unwrap().unwrap();
+    assert_eq!((status.counts["succeeded"], status.counts["duplicate"], status.counts["queued"]), (40, 20, 0));
+    assert_eq!(status.status, "done");
+}
+
+/// cancelled > paused > done > scheduled > running; `(tenant, key)` makes creation idempotent.
+async fn campaign_status_and_controls(backend: &Backend) {
+    let store = backend.store().await;
+    let t0 = now_millis();
+    let later = campaign_record("acme", Some(t0 + 3_600_000));
+    let (created, total) = store.create_campaign(&later).await.unwrap();
+    assert_eq!((created.clone(), total), (later.clone(), 0));
+    let (_, status) = store.campaign(later.id).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.total), ("scheduled", 0));
+    assert_eq!(status.name.as_deref(), Some("spring sale"));
+    assert_eq!((status.tenant.as_str(), status.send_at, status.created_at), ("acme", later.send_at, later.created_at));
+
+    // The same (tenant, key) again: the stored campaign, unchanged, with its total.
+    assert!(store.add_to_campaign(later.id, 2).await.unwrap());
+    let again = CampaignRecord { id: Uuid::now_v7(), head: json!({"name": "other"}), ..later.clone() };
+    assert_eq!(store.create_campaign(&again).await.unwrap(), (later.clone(), 2));
+    // Another tenant with the same key is another campaign.
+    let other_tenant = CampaignRecord { id: Uuid::now_v7(), tenant: "globex".into(), ..later.clone() };
+    assert_eq!(store.create_campaign(&other_tenant).await.unwrap(), (other_tenant.clone(), 0));
+    assert_eq!(store.campaign(later.id).await.unwrap().unwrap().0, later);
+
+    let status = store.control_campaign(later.id, CampaignControl::Paused).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.total), ("paused", 2));
+    let status = store.control_campaign(later.id, CampaignControl::Running).await.unwrap().unwrap();
+    assert_eq!(status.status, "scheduled");
+
+    let now = store.create_campaign(&campaign_record("acme", None)).await.unwrap().0;
+    assert_eq!(store.campaign(now.id).await.unwrap().unwrap().1.status, "running", "no send_at");
+    let past = store.create_campaign(&campaign_record("acme", Some(t0 - 1_000))).await.unwrap().0;
+    assert_eq!(store.campaign(past.id).await.unwrap().unwrap().1.status, "running", "send_at passed");
+
+    // Done once the final counts reach the total; paused still wins.
+    assert!(store.add_to_campaign(now.id, 1).await.unwrap());
+    let key = unique("k");
+    store.claim(&in_campaign(now.id, &key, job(), 1, t0)).await.unwrap();
+    assert_eq!(store.campaign(now.id).await.unwrap().unwrap().1.status, "running");
+    store.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 1).await.unwrap();
+    assert_eq!(store.campaign(now.id).await.unwrap().unwrap().1.status, "done");
+    assert_eq!(store.control_campaign(now.id, CampaignControl::Paused).await.unwrap().unwrap().status, "paused");
+    assert_eq!(store.control_campaign(now.id, CampaignControl::Running).await.unwrap().unwrap().status, "done");
+
+    // Cancelled is final and wins over everything.
+    let status = store.control_campaign(now.id, CampaignControl::Cancelled).await.unwrap().unwrap();
+    assert_eq!(status.status, "cancelled");
+    for control in [CampaignControl::Running, CampaignControl::Paused] {
+        let status = store.control_campaign(now.id, control).await.unwrap().unwrap();
+        assert_eq!(status.status, "cancelled", "{control:?} of a cancelled campaign changes nothing");
+    }
+
+    let unknown = Uuid::now_v7();
+    assert!(store.campaign(unknown).await.unwrap().is_none());
+    assert!(!store.add_to_campaign(unknown, 1).await.unwrap());
+    assert!(store.control_campaign(unknown, CampaignControl::Paused).await.unwrap().is_none());
+    let controls = store.campaign_controls(&[later.id, unknown, now.id, past.id]).await.unwrap();
+    assert_eq!(
+        controls,
+        vec![
+            (later.id, CampaignControl::Running),
+            (now.id, CampaignControl::Cancelled),
+            (past.id, CampaignControl::Running)
+        ]
+    );
+    assert!(store.campaign_controls(&[]).await.unwrap().is_empty());
+}
+
+async fn tenants_are_registered_per_namespace(backend: &Backend) {
+    let ns = unique("test");
+    let store = backend.store_in(&ns).await;
+    let other = backend.store_in(&unique("other")).await;
+    assert!(store.tenants().await.unwrap().is_empty());
+    store.register_tenants(&["globex".to_string(), "acme".to_string()]).await.unwrap();
+    store.register_tenants(&["acme".to_string(), "initech".to_string()]).await.unwrap();
+    store.register_tenants(&[]).await.unwrap();
+    assert_eq!(store.tenants().await.unwrap(), ["acme", "globex", "initech"]);
+    assert!(other.tenants().await.unwrap().is_empty());
+    if let Backend::Redis = backend {
+        // The registry never expires: the test removes its own.
+        let client = redis::Client::open(REDIS_URL).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("DEL").arg(format!("{ns}:tenants")).query_async(&mut conn).await.unwrap();
+    }
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod sqlite_file {
@@ -520,4 +904,11 @@ contract!(
     finish_by_late_writer_is_recorded,
     namespaces_are_isolated,
     concurrent_claims_have_one_winner,
+    campaign_counts_follow_every_transition,
+    waiting_is_claimed_like_retrying,
+    cancel_before_the_claim_leaves_a_tombstone,
+    duplicates_are_counted_once,
+    concurrent_campaign_jobs_count_exactly,
+    campaign_status_and_controls,
+    tenants_are_registered_per_namespace,
 );

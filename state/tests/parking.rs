@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use yizhan_state::{Parked, ParkingLot, open_parking};
+use yizhan_state::{Parked, ParkingLot, Taken, open_parking};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 const LEASE: Duration = Duration::from_secs(30);
@@ -34,6 +34,8 @@ fn entry(id: &str, due: i64) -> Parked {
         body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
         headers: "{}".to_string(),
         reason: "rate_limit".to_string(),
+        campaign: None,
+        held: false,
     }
 }
 
@@ -94,6 +96,133 @@ async fn sqlite_parking_lot_holds_hides_and_releases() {
 #[tokio::test]
 async fn redis_parking_lot_holds_hides_and_releases() {
     contract("redis").await;
+}
+
+fn campaign_entry(id: &str, campaign: &str, held: bool, due: i64) -> Parked {
+    Parked { campaign: Some(campaign.to_string()), held, reason: "paused".to_string(), ..entry(id, due) }
+}
+
+fn ids(taken: &[Taken]) -> Vec<&str> {
+    let mut ids: Vec<&str> = taken.iter().map(|t| t.entry.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Held entries wait for a wake whatever their due time; a wake makes a campaign's held entries
+/// (or all its entries) due at once, and `held_campaigns` names the campaigns still holding some.
+async fn hold_and_wake(backend: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = two_handles(backend, &dir).await;
+    let t0 = 1_000_000;
+    let far = t0 + 86_400_000;
+
+    for id in ["c1-a", "c1-b", "c1-c"] {
+        a.park(&campaign_entry(id, "c1", true, t0)).await.unwrap();
+    }
+    b.park(&campaign_entry("c2-a", "c2", true, t0)).await.unwrap();
+    a.park(&campaign_entry("c1-later", "c1", false, far)).await.unwrap();
+    a.park(&entry("plain", t0)).await.unwrap();
+    assert_eq!(a.waiting().await.unwrap(), 6, "held entries wait too");
+    assert_eq!(b.held_campaigns().await.unwrap(), ["c1", "c2"]);
+
+    let taken = a.take_due(far, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&taken), ["c1-later", "plain"], "held entries are never due");
+    a.release(&taken.iter().map(|t| (t.entry.id.clone(), t.token)).collect::<Vec<_>>()).await.unwrap();
+    a.park(&campaign_entry("c1-later", "c1", false, far)).await.unwrap();
+
+    // Resume c1: its held entries are due at the wake's time; its scheduled one keeps its time.
+    let now = t0 + 5_000;
+    assert_eq!(b.wake("c1", true, now).await.unwrap(), 3);
+    assert_eq!(a.held_campaigns().await.unwrap(), ["c2"]);
+    assert!(a.take_due(now - 1, 10, LEASE).await.unwrap().is_empty());
+    let taken = a.take_due(now, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&taken), ["c1-a", "c1-b", "c1-c"]);
+    for t in &taken {
+        assert_eq!((t.entry.due, t.entry.held, t.entry.campaign.as_deref()), (now, false, Some("c1")));
+    }
+    a.release(&taken.iter().map(|t| (t.entry.id.clone(), t.token)).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(b.wake("c1", true, now).await.unwrap(), 0, "nothing held any more");
+
+    // Cancel c1: everything of it is due now, including what waited for a later time.
+    assert_eq!(b.wake("c1", false, now).await.unwrap(), 1);
+    assert_eq!(ids(&a.take_due(now, 10, LEASE).await.unwrap()), ["c1-later"]);
+    assert_eq!(b.wake("c1", false, now).await.unwrap(), 0, "taken entries are left to their taker");
+
+    // Parked again without the hold (the job came back once its campaign resumed): not held.
+    a.park(&campaign_entry("c2-a", "c2", false, now)).await.unwrap();
+    assert!(a.held_campaigns().await.unwrap().is_empty());
+    assert_eq!(ids(&a.take_due(now, 10, LEASE).await.unwrap()), ["c2-a"]);
+    // And held again after it was due: hidden until woken.
+    a.park(&campaign_entry("c2-b", "c2", false, now)).await.unwrap();
+    a.park(&campaign_entry("c2-b", "c2", true, now)).await.unwrap();
+    assert!(a.take_due(far, 10, LEASE).await.unwrap().iter().all(|t| t.entry.id != "c2-b"));
+    assert_eq!(a.held_campaigns().await.unwrap(), ["c2"]);
+    assert_eq!(a.wake("c2", false, far).await.unwrap(), 1);
+    assert_eq!(ids(&a.take_due(far, 10, LEASE).await.unwrap()), ["c2-b"]);
+
+    // Everything taken once its lease ran out, and released: nothing is left behind.
+    let rest = a.take_due(far + 2 * LEASE.as_millis() as i64, 100, LEASE).await.unwrap();
+    a.release(&rest.iter().map(|t| (t.entry.id.clone(), t.token)).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(a.waiting().await.unwrap(), 0);
+    assert!(a.held_campaigns().await.unwrap().is_empty());
+}
+
+/// More held entries than one wake chunk: one call wakes them all.
+async fn wake_goes_in_chunks(backend: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, _) = two_handles(backend, &dir).await;
+    const HELD: usize = 12_345;
+    const LATER: usize = 10_500;
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in 0..8 {
+        let lot = Arc::clone(&a);
+        tasks.spawn(async move {
+            for i in (chunk..HELD).step_by(8) {
+                lot.park(&campaign_entry(&format!("held-{i}"), "big", true, 1)).await.unwrap();
+            }
+            for i in (chunk..LATER).step_by(8) {
+                lot.park(&campaign_entry(&format!("later-{i}"), "big", false, 1_000_000)).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("park task");
+    }
+    assert_eq!(a.waiting().await.unwrap(), (HELD + LATER) as u64);
+    assert_eq!(a.wake("big", true, 10).await.unwrap(), HELD as u64);
+    assert!(a.held_campaigns().await.unwrap().is_empty());
+    assert_eq!(a.wake("big", false, 10).await.unwrap(), LATER as u64);
+    let mut due = 0;
+    loop {
+        let taken = a.take_due(10, 5_000, LEASE).await.unwrap();
+        if taken.is_empty() {
+            break;
+        }
+        due += taken.len();
+        a.release(&taken.iter().map(|t| (t.entry.id.clone(), t.token)).collect::<Vec<_>>()).await.unwrap();
+    }
+    assert_eq!(due, HELD + LATER);
+    assert_eq!(a.waiting().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_parking_lot_holds_and_wakes_campaigns() {
+    hold_and_wake("sqlite").await;
+}
+
+#[tokio::test]
+async fn redis_parking_lot_holds_and_wakes_campaigns() {
+    hold_and_wake("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wake_goes_in_chunks() {
+    wake_goes_in_chunks("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wake_goes_in_chunks() {
+    wake_goes_in_chunks("redis").await;
 }
 
 #[tokio::test]
