@@ -52,9 +52,10 @@ pub(crate) enum Settle {
         reason: String,
         progress: Option<Value>,
     },
-    /// Not attempted: it cannot run for `wait` (`why`); come back then, attempt not counted.
+    /// Not attempted: it cannot run before `until` (`why`); come back then, attempt not counted.
+    /// A time, not a wait, so that the record says exactly `send_at` or the window's end.
     NotYet {
-        wait: Duration,
+        until: Millis,
         progress: Option<Value>,
         why: WaitReason,
         reason: String,
@@ -104,7 +105,7 @@ impl Gate {
             Gate::Go => None,
             Gate::Cancel => Some(Settle::Cancelled),
             Gate::Wait { until, why, reason } => Some(Settle::NotYet {
-                wait: Duration::from_millis(until.saturating_sub(now).max(0) as u64),
+                until: until.max(now),
                 progress: progress.cloned(),
                 why,
                 reason,
@@ -122,7 +123,7 @@ pub(crate) enum Effect {
     PublishDelayed { attempt: u32, delay: Duration },
     /// Hold the message in the parking lot for `wait`, to come back as attempt `attempt`;
     /// `held` ones (a paused campaign's) wait until the campaign is resumed or cancelled.
-    Park { attempt: u32, wait: Duration, reason: &'static str, held: bool },
+    Park { attempt: u32, until: Millis, reason: &'static str, held: bool },
     /// Publish the message unchanged to the dead-letter queue.
     DeadLetter { kind: DeadKind, reason: String },
     /// The retry copy after attempt `attempt` is safely stored (broker or parking lot).
@@ -242,12 +243,11 @@ pub(crate) fn settle(settle: Settle, attempt: u32, backoff: &Backoff<'_>, now: M
         }
         // Released as "waiting after attempt - 1", so that the copy for this same attempt
         // reclaims the key when it comes back.
-        Settle::NotYet { wait, progress, why, reason } => {
+        Settle::NotYet { until, progress, why, reason } => {
             let previous = attempt - 1;
-            let until = now + wait.as_millis() as Millis;
             let mut effects = vec![
                 Effect::Record(Finish::Waiting { attempt: previous, progress, reason: reason.clone(), until, why }),
-                Effect::Park { attempt, wait, reason: park_reason(why), held: false },
+                Effect::Park { attempt, until, reason: park_reason(why), held: false },
                 Effect::MarkRetryPublished { attempt: previous },
             ];
             // Rate-limit waits are counted by the parking metric; the others are outcomes.
@@ -285,8 +285,8 @@ fn park_reason(why: WaitReason) -> &'static str {
 
 /// A job of a paused campaign, before any claim: held in the parking lot until the campaign is
 /// resumed (or cancelled), unrecorded, so it stays `queued` and costs the campaign no attempt.
-pub(crate) fn paused(attempt: u32) -> Vec<Effect> {
-    vec![Effect::Park { attempt, wait: Duration::ZERO, reason: "paused", held: true }]
+pub(crate) fn paused(attempt: u32, now: Millis) -> Vec<Effect> {
+    vec![Effect::Park { attempt, until: now, reason: "paused", held: true }]
 }
 
 /// A message that is not a valid job (or names a config this worker lacks).

@@ -257,7 +257,7 @@ impl Pipeline {
             None => CampaignControl::Running,
         };
         if campaign == CampaignControl::Paused {
-            return self.apply(incoming, Some(job), labels, attempt, decide::paused(attempt)).await;
+            return self.apply(incoming, Some(job), labels, attempt, decide::paused(attempt, now_millis())).await;
         }
 
         // Claim the idempotency key: at most one side effect per key, whoever delivers it.
@@ -328,7 +328,8 @@ impl Pipeline {
         let params = capped_params.as_ref().unwrap_or(&job.params);
         if let Err(wait) = self.take_tokens(work, params).await {
             let reason = "waiting for its config to take it (paused or rate-limited)".to_string();
-            return Settle::NotYet { wait, progress: progress.cloned(), why: WaitReason::RateLimit, reason };
+            let until = now_millis() + wait.as_millis() as i64;
+            return Settle::NotYet { until, progress: progress.cloned(), why: WaitReason::RateLimit, reason };
         }
 
         let call = Call { job_id: job.id, action, params, attempt, progress };
@@ -420,7 +421,7 @@ impl Pipeline {
                 warn!(error = %e, "recipient caps unavailable");
                 let reason = format!("recipient caps unavailable: {e}");
                 return Err(Settle::NotYet {
-                    wait: Duration::from_secs(1),
+                    until: now + 1_000,
                     progress: None,
                     why: WaitReason::RateLimit,
                     reason,
@@ -442,7 +443,7 @@ impl Pipeline {
             OnCap::Defer => {
                 let until = capped.iter().map(|(_, at)| *at).max().unwrap_or(now);
                 Err(Settle::NotYet {
-                    wait: Duration::from_millis(until.saturating_sub(now).max(0) as u64),
+                    until: until.max(now),
                     progress: None,
                     why: WaitReason::Deferred,
                     reason: format!("{} recipient(s) over their caps", capped.len()),
@@ -489,9 +490,10 @@ impl Pipeline {
                     let job = job.expect("only jobs are delayed");
                     self.publish_delayed(incoming, job, attempt, delay).await?;
                 }
-                Effect::Park { attempt, wait, reason, held } => {
+                Effect::Park { attempt, until, reason, held } => {
                     let job = job.expect("only jobs are parked");
-                    self.park(incoming, job, attempt, wait, reason, held).await?;
+                    self.park(incoming, job, attempt, until, reason, held).await?;
+                    let wait = Duration::from_millis(until.saturating_sub(now_millis()).max(0) as u64);
                     JobParked { connector, wait }.emit(&self.metrics);
                 }
                 Effect::DeadLetter { kind, reason } => {
@@ -577,7 +579,7 @@ impl Pipeline {
         incoming: &Incoming<'_>,
         job: &Job,
         attempt: u32,
-        wait: Duration,
+        until: i64,
         reason: &str,
         held: bool,
     ) -> Result<(), Unsettled> {
@@ -585,7 +587,7 @@ impl Pipeline {
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
         let entry = Parked {
             id: format!("{}:{attempt}", job.id),
-            due: now_millis() + wait.as_millis() as i64,
+            due: until,
             routing_key: self.names.routing_key(job.priority, &job.tenant).into_owned(),
             body: incoming.body.to_vec(),
             headers: serde_json::to_string(&headers).expect("AMQP headers serialize"),
