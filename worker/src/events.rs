@@ -20,6 +20,8 @@ pub(crate) struct JobSettled<'a> {
     pub outcome: JobOutcome,
     /// Why, for retries, dead letters and invalid jobs.
     pub reason: Option<&'a str>,
+    /// The job belongs to a campaign.
+    pub in_campaign: bool,
 }
 
 impl InternalEvent for JobSettled<'_> {
@@ -36,6 +38,9 @@ impl InternalEvent for JobSettled<'_> {
             JobOutcome::Capped => info!("every recipient over its cap; not sent"),
         }
         metrics.job(self.connector, self.action, self.outcome);
+        if self.in_campaign {
+            metrics.campaign_job(self.outcome);
+        }
     }
 }
 

@@ -59,6 +59,7 @@ pub struct Metrics {
     provider_requests: IntCounterVec,
     rate_limit_wait: HistogramVec,
     parked: IntCounterVec,
+    campaign_jobs: IntCounterVec,
     /// Parked jobs published back to their lanes.
     pub released: prometheus::IntCounter,
     /// `yizhan_jobs_in_flight`: deliveries being handled now.
@@ -107,6 +108,13 @@ impl Metrics {
             &["connector"],
         )
         .expect("valid metric");
+        // Campaign progress for Prometheus: by outcome over every campaign, never by campaign id
+        // (unbounded); one campaign's counts are the API's `GET /v1/campaigns/{id}`.
+        let campaign_jobs = IntCounterVec::new(
+            Opts::new("yizhan_campaign_jobs_total", "Jobs of campaigns handled, by outcome (all campaigns together)."),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let released = prometheus::IntCounter::new(
             "yizhan_parked_released_total",
             "Parked jobs published back to their lanes when due.",
@@ -121,6 +129,7 @@ impl Metrics {
             Box::new(provider_requests.clone()),
             Box::new(rate_limit_wait.clone()),
             Box::new(parked.clone()),
+            Box::new(campaign_jobs.clone()),
             Box::new(released.clone()),
             Box::new(in_flight.clone()),
             Box::new(broker_connected.clone()),
@@ -133,6 +142,7 @@ impl Metrics {
             job_duration,
             provider_requests,
             rate_limit_wait,
+            campaign_jobs,
             parked,
             released,
             in_flight,
@@ -144,6 +154,11 @@ impl Metrics {
     pub fn job(&self, connector: &str, action: &str, outcome: JobOutcome) {
         let (connector, action) = bounded(connector, action);
         self.jobs.with_label_values(&[connector, action, outcome.label()]).inc();
+    }
+
+    /// Counts one job of a campaign by outcome.
+    pub fn campaign_job(&self, outcome: JobOutcome) {
+        self.campaign_jobs.with_label_values(&[outcome.label()]).inc();
     }
 
     /// Observes one delivery's handling time, rate-limit wait included.

@@ -504,7 +504,8 @@ impl Pipeline {
                     self.store.retry_published(key, attempt).await?;
                 }
                 Effect::Settled { outcome, reason } => {
-                    JobSettled { connector, action, outcome, reason: reason.as_deref() }.emit(&self.metrics);
+                    let in_campaign = job.is_some_and(|j| j.campaign.is_some());
+                    JobSettled { connector, action, outcome, reason: reason.as_deref(), in_campaign }.emit(&self.metrics);
                 }
             }
         }

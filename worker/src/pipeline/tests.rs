@@ -583,6 +583,7 @@ async fn a_cancelled_campaigns_job_ends_cancelled_without_a_call() {
     assert_eq!(f.calls(), 0);
     assert_eq!(f.status(id).await, "cancelled");
     assert!(f.counted("cancelled"));
+    assert!(f.pipeline.metrics.render().contains("yizhan_campaign_jobs_total{outcome=\"cancelled\"} 1"));
     let (_, status) = f.pipeline.store.campaign(campaign).await.unwrap().unwrap();
     assert_eq!((status.counts["cancelled"], status.counts["queued"]), (1, 0));
 }
