@@ -7,7 +7,7 @@ mod topology;
 
 pub use publish::{Message, PublishError, Publisher};
 pub use settings::{Settings, parse_delays};
-pub use topology::{Names, Topology, TopologyError, declare};
+pub use topology::{Names, Topology, TopologyError, declare, declare_tenant};
 
 use lapin::{Connection, ConnectionProperties};
 

@@ -2,19 +2,24 @@
 //!
 //! ```text
 //! <p>.jobs (direct) --high|normal|bulk--> <p>.jobs.<lane>   quorum; DLX <p>.dead (delivery limit)
+//!                   --<lane>.<t>-------> <p>.jobs.<lane>.<t>   the same, one per lane of tenant t
 //! retry/defer: publish to <p>.delay.<d> (fanout) --> queue <p>.delay.<d>, TTL d, DLX <p>.jobs
-//!              (the routing key, the lane, is kept, so the job comes back to its own lane)
+//!              (the routing key, lane and tenant, is kept, so the job comes back to its own queue)
 //! <p>.dead (fanout) --> <p>.dead   quorum; permanent, exhausted, invalid and ambiguous jobs
 //! ```
+//! The tenant `default` has the original lanes and routing keys, so AMQP publishers that know
+//! nothing of tenants are unchanged; every other tenant's lanes are declared on its first use
+//! ([`declare_tenant`]), so that workers can take tenants round-robin within a lane.
 //! Dead-lettering between quorum queues is `at-least-once` (with `reject-publish` overflow), so a
 //! job waiting in a delay queue cannot be dropped on its way back.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
-use yizhan_schemas::Priority;
+use yizhan_schemas::{DEFAULT_TENANT, Priority};
 
 /// A message that crashed workers this many times goes to the dead-letter queue.
 pub(crate) const DELIVERY_LIMIT: i32 = 10;
@@ -37,9 +42,29 @@ impl Names {
         format!("{}.jobs", self.prefix)
     }
 
-    /// The queue of one lane.
+    /// The queue of one lane (of the tenant `default`).
     pub fn lane(&self, priority: Priority) -> String {
         format!("{}.jobs.{}", self.prefix, priority.as_str())
+    }
+
+    /// The queue of one lane of `tenant`: [`Names::lane`] for `default`, `<p>.jobs.<lane>.<tenant>`
+    /// for any other.
+    pub fn tenant_lane(&self, priority: Priority, tenant: &str) -> String {
+        if tenant == DEFAULT_TENANT {
+            self.lane(priority)
+        } else {
+            format!("{}.jobs.{}.{tenant}", self.prefix, priority.as_str())
+        }
+    }
+
+    /// The routing key of a job on the jobs exchange: the lane for `default` (no allocation), else
+    /// `<lane>.<tenant>`. Retries keep it through the delay lanes and the parking lot.
+    pub fn routing_key(&self, priority: Priority, tenant: &str) -> Cow<'static, str> {
+        if tenant == DEFAULT_TENANT {
+            Cow::Borrowed(priority.as_str())
+        } else {
+            Cow::Owned(format!("{}.{tenant}", priority.as_str()))
+        }
     }
 
     /// The dead-letter queue (and the fanout exchange in front of it).
@@ -90,6 +115,34 @@ fn quorum_args(dead_letter_exchange: &str) -> FieldTable {
     args
 }
 
+/// Declares the three lanes of `tenant` and binds them to the jobs exchange (declared by
+/// [`declare`]); idempotent. The producer calls it on a tenant's first job, workers before they
+/// consume a tenant's queues.
+pub async fn declare_tenant(channel: &Channel, names: &Names, tenant: &str) -> Result<(), TopologyError> {
+    let durable_queue = QueueDeclareOptions { durable: true, ..Default::default() };
+    let err = |what: String| move |source| TopologyError::Declare { what: what.clone(), source };
+    let jobs = names.jobs_exchange();
+    let dead = names.dead();
+    for priority in Priority::ALL {
+        let lane = names.tenant_lane(priority, tenant);
+        let mut args = quorum_args(&dead);
+        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
+        channel.queue_declare(lane.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {lane}")))?;
+        let routing_key = names.routing_key(priority, tenant);
+        channel
+            .queue_bind(
+                lane.as_str().into(),
+                jobs.as_str().into(),
+                routing_key.as_ref().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(err(format!("binding {lane}")))?;
+    }
+    Ok(())
+}
+
 /// Declares the whole topology; safe to call from every process at every start.
 pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), TopologyError> {
     let names = &topology.names;
@@ -124,22 +177,7 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         .exchange_declare(jobs.as_str().into(), ExchangeKind::Direct, durable_exchange, FieldTable::default())
         .await
         .map_err(err(format!("exchange {jobs}")))?;
-    for priority in Priority::ALL {
-        let lane = names.lane(priority);
-        let mut args = quorum_args(&dead);
-        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
-        channel.queue_declare(lane.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {lane}")))?;
-        channel
-            .queue_bind(
-                lane.as_str().into(),
-                jobs.as_str().into(),
-                priority.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(err(format!("binding {lane}")))?;
-    }
+    declare_tenant(channel, names, DEFAULT_TENANT).await?;
 
     let mut delays = topology.delays.clone();
     delays.sort();
@@ -181,5 +219,15 @@ mod tests {
         assert_eq!(names.delay(Duration::from_secs(120)), "acme.delay.2m");
         assert_eq!(names.delay(Duration::from_secs(90)), "acme.delay.1m30s");
         assert_eq!(names.delay(Duration::from_millis(200)), "acme.delay.200ms");
+    }
+
+    #[test]
+    fn the_default_tenant_keeps_the_original_names_and_others_get_their_own() {
+        let names = Names::new("acme");
+        assert_eq!(names.tenant_lane(Priority::Bulk, "default"), "acme.jobs.bulk");
+        assert_eq!(names.routing_key(Priority::Bulk, "default"), "bulk");
+        assert!(matches!(names.routing_key(Priority::High, "default"), Cow::Borrowed("high")), "no allocation");
+        assert_eq!(names.tenant_lane(Priority::Bulk, "team-b"), "acme.jobs.bulk.team-b");
+        assert_eq!(names.routing_key(Priority::Normal, "team-b"), "normal.team-b");
     }
 }

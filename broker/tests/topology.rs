@@ -1,13 +1,16 @@
 //! Against the real broker: the topology declares twice without error, a delayed message comes back
 //! to its own lane after the delay, an unroutable publish is reported, and a lane's delivery limit
-//! dead-letters a message that keeps being rejected.
+//! dead-letters a message that keeps being rejected. A tenant's lanes are its own, and a delayed
+//! copy of its job comes back to its lane, not to tenant `default`'s.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicRejectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicRejectOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
-use yizhan_broker::{Message, Names, PublishError, Publisher, Topology, connect, declare};
+use yizhan_broker::{Message, Names, PublishError, Publisher, Topology, connect, declare, declare_tenant};
 use yizhan_schemas::Priority;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -97,4 +100,62 @@ async fn delayed_messages_return_to_their_lane_and_poison_ends_dead() {
     tokio::time::timeout(Duration::from_secs(20), dead_lettered).await.expect("poison message never dead-lettered");
     assert!(rejections >= 10, "dead-lettered after {rejections} deliveries");
     cleanup(&channel, &topology).await;
+}
+
+#[tokio::test]
+async fn a_tenants_delayed_job_comes_back_to_the_tenants_lane() {
+    let topology = topology();
+    let names = topology.names.clone();
+    let connection = connect(URL, "topology-test", yizhan_broker::Recovery::Automatic).await.expect("broker up");
+    let channel = connection.create_channel().await.unwrap();
+    declare(&channel, &topology).await.unwrap();
+    declare_tenant(&channel, &names, "acme").await.unwrap();
+    declare_tenant(&channel, &names, "acme").await.expect("declaring a tenant twice is idempotent");
+    let publisher = Publisher::open(&connection).await.unwrap();
+
+    let tenant_lane = names.tenant_lane(Priority::Bulk, "acme");
+    assert_eq!(tenant_lane, format!("{}.jobs.bulk.acme", names.prefix));
+    let routing_key = names.routing_key(Priority::Bulk, "acme");
+    publisher.publish(message(&names.jobs_exchange(), &routing_key, b"{\"first\":1}")).await.unwrap();
+    let delay = names.delay(topology.delays[0]);
+    let mut retry = message(&delay, &routing_key, b"{\"retry\":1}");
+    retry.expiration_ms = Some(100);
+    publisher.publish(retry).await.unwrap();
+
+    let consume = |queue: String, tag: &'static str| {
+        let channel = channel.clone();
+        async move {
+            channel
+                .basic_consume(queue.as_str().into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+                .await
+                .unwrap()
+        }
+    };
+    let mut acme = consume(tenant_lane.clone(), "acme").await;
+    for expected in [&b"{\"first\":1}"[..], b"{\"retry\":1}"] {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), acme.next())
+            .await
+            .expect("the tenant's job in the tenant's lane")
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivery.data, expected);
+        assert_eq!(delivery.routing_key.as_str(), "bulk.acme");
+        delivery.ack(Default::default()).await.unwrap();
+    }
+    let default_bulk = channel
+        .queue_declare(
+            names.lane(Priority::Bulk).as_str().into(),
+            QueueDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(default_bulk.message_count(), 0, "nothing of the tenant reaches tenant default's lane");
+
+    cleanup(&channel, &topology).await;
+    for priority in Priority::ALL {
+        let _ = channel
+            .queue_delete(names.tenant_lane(priority, "acme").as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
 }
