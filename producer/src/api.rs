@@ -339,7 +339,13 @@ pub enum ServeError {
 
 /// Connects to the broker in the background, retrying with backoff, so that the API answers
 /// (503 for POST) while the broker is down. Once connected, lapin's automatic recovery takes over.
-pub fn connect_in_background(url: String, prefix: String, delays: Vec<Duration>) -> Arc<OnceCell<Producer>> {
+/// Tenants of submitted jobs are registered in `registry` (the workers' state store).
+pub fn connect_in_background(
+    url: String,
+    prefix: String,
+    delays: Vec<Duration>,
+    registry: Arc<dyn StateStore>,
+) -> Arc<OnceCell<Producer>> {
     let cell = Arc::new(OnceCell::new());
     let target = cell.clone();
     tokio::spawn(async move {
@@ -348,7 +354,7 @@ pub fn connect_in_background(url: String, prefix: String, delays: Vec<Duration>)
             match Producer::connect(&url, &prefix, &delays, yizhan_broker::Recovery::Automatic).await {
                 Ok(producer) => {
                     info!("connected to the broker");
-                    let _ = target.set(producer);
+                    let _ = target.set(producer.with_tenants(registry));
                     return;
                 }
                 Err(e) => {
@@ -392,8 +398,12 @@ pub async fn serve(
         warn!("no API tokens configured (--api-tokens / YIZHAN_API_TOKENS): every /v1 request is refused");
     }
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
-    let producer =
-        connect_in_background(settings.amqp_url.clone(), settings.prefix.clone(), settings.retry_delays.clone());
+    let producer = connect_in_background(
+        settings.amqp_url.clone(),
+        settings.prefix.clone(),
+        settings.retry_delays.clone(),
+        store.clone(),
+    );
     let state = ApiState {
         producer,
         store,

@@ -15,9 +15,15 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
 use uuid::Uuid;
+
 use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology};
-use yizhan_state::redact;
+use yizhan_schemas::{DEFAULT_TENANT, Priority};
+use yizhan_state::{StateStore, redact};
+
+use crate::tenants::Tenants;
 
 /// The header a replayed copy carries; the worker lets it take over its `dead` idempotency key.
 pub const REPLAY_HEADER: &str = "x-yizhan-replay";
@@ -64,6 +70,8 @@ pub struct DeadLetter {
     pub action: Option<String>,
     /// The job's `priority` as written; None when absent (replayed to `normal`).
     pub priority: Option<String>,
+    /// The job's `tenant` as written; None when absent (replayed to tenant `default`'s lane).
+    pub tenant: Option<String>,
     /// When the job was submitted, from its UUIDv7 id (RFC 3339), when the id carries a time.
     pub submitted_at: Option<String>,
     /// The original message body: the job as JSON, or the raw text of an invalid message.
@@ -92,10 +100,12 @@ pub struct ReplayReport {
 
 /// A connection to the broker for the dead-letter queue.
 pub struct Dlq {
-    _connection: Connection,
+    connection: Connection,
     channel: Channel,
     publisher: Publisher,
     names: Names,
+    /// The tenants whose lanes replay declared (they may have been deleted since).
+    tenants: Tenants,
 }
 
 impl Dlq {
@@ -108,7 +118,15 @@ impl Dlq {
         let channel = connection.create_channel().await.map_err(connect_error)?;
         yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: Vec::new() }).await?;
         let publisher = Publisher::open(&connection).await.map_err(connect_error)?;
-        Ok(Dlq { _connection: connection, channel, publisher, names })
+        Ok(Dlq { connection, channel, publisher, tenants: Tenants::declare_only(names.clone()), names })
+    }
+
+    /// Also registers the tenants of replayed letters in `registry` (the state store workers
+    /// read); without it their lanes are declared only (the tenants were registered when their
+    /// jobs were first submitted).
+    pub fn with_tenants(mut self, registry: Arc<dyn StateStore>) -> Dlq {
+        self.tenants.set_registry(registry);
+        self
     }
 
     /// Every dead letter there now; the queue is left as it was (see the module docs).
@@ -123,13 +141,29 @@ impl Dlq {
     }
 
     /// Sends the dead letters `select` picks back to `<prefix>.jobs` as fresh first attempts marked
-    /// as replays, and keeps the others.
+    /// as replays, each to its lane of its tenant, and keeps the others.
     pub async fn replay(&self, select: &dyn Fn(&DeadLetter) -> bool) -> Result<ReplayReport, DlqError> {
         let taken = self.take_all().await?;
-        let (chosen, kept): (Vec<Taken>, Vec<Taken>) = taken.into_iter().partition(|t| select(&t.letter));
+        let (chosen, mut kept): (Vec<Taken>, Vec<Taken>) = taken.into_iter().partition(|t| select(&t.letter));
         let mut report = ReplayReport { kept: kept.len(), ..Default::default() };
+        // Back to the lane of the job's tenant, declared first (a letter whose tenant cannot be
+        // set up stays in the dead-letter queue).
+        let unready = self.tenants.unready(chosen.iter().map(tenant_of));
+        let failed =
+            if unready.is_empty() { Default::default() } else { self.tenants.prepare(&self.connection, unready).await };
+        let (chosen, blocked): (Vec<Taken>, Vec<Taken>) =
+            chosen.into_iter().partition(|t| !failed.contains_key(tenant_of(t)));
+        for t in &blocked {
+            let reason = &failed[tenant_of(t)];
+            report.failed.push(format!(
+                "{}: tenant {:?}: {reason}",
+                t.letter.id.as_deref().unwrap_or("(no id)"),
+                tenant_of(t)
+            ));
+        }
+        kept.extend(blocked);
         let exchange = self.names.jobs_exchange();
-        let prepared: Vec<(FieldTable, String)> = chosen
+        let prepared: Vec<(FieldTable, Cow<'static, str>)> = chosen
             .iter()
             .map(|t| {
                 let mut headers = FieldTable::default();
@@ -140,18 +174,19 @@ impl Dlq {
                 }
                 headers.insert(REPLAY_HEADER.into(), AMQPValue::LongString(LongString::from("1")));
                 let lane = match t.letter.priority.as_deref() {
-                    Some(p @ ("high" | "normal" | "bulk")) => p.to_string(),
-                    _ => "normal".to_string(),
+                    Some("high") => Priority::High,
+                    Some("bulk") => Priority::Bulk,
+                    _ => Priority::Normal,
                 };
-                (headers, lane)
+                (headers, self.names.routing_key(lane, tenant_of(t)))
             })
             .collect();
         let messages: Vec<Message<'_>> = chosen
             .iter()
             .zip(&prepared)
-            .map(|(t, (headers, lane))| Message {
+            .map(|(t, (headers, routing_key))| Message {
                 exchange: &exchange,
-                routing_key: lane,
+                routing_key,
                 body: &t.delivery.data,
                 message_id: t.letter.id.as_deref(),
                 headers: headers.clone(),
@@ -228,6 +263,11 @@ impl Dlq {
     }
 }
 
+/// The tenant whose lane a replayed letter goes to: its job's, when that can name queues.
+fn tenant_of(taken: &Taken) -> &str {
+    taken.letter.tenant.as_deref().filter(|tenant| yizhan_schemas::is_valid_tenant(tenant)).unwrap_or(DEFAULT_TENANT)
+}
+
 /// Acks the original once its copy is confirmed; otherwise returns it to the queue.
 async fn settle(delivery: &Delivery, copied: &Result<(), PublishError>) {
     let outcome = if copied.is_ok() {
@@ -277,6 +317,7 @@ fn describe(delivery: &Delivery) -> DeadLetter {
         config: field("config"),
         action: field("action"),
         priority: field("priority"),
+        tenant: field("tenant"),
         submitted_at: submitted.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         job,
         submitted,
@@ -341,6 +382,7 @@ mod tests {
             config: None,
             action: None,
             priority: None,
+            tenant: None,
             submitted_at: None,
             job: Value::Null,
             submitted: Some(UNIX_EPOCH + Duration::from_secs(100)),

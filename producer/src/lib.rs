@@ -1,6 +1,10 @@
 //! The producer library: connect, submit validated jobs, get their ids once the broker confirmed
 //! them. The CLI (`yizhan-producer submit`) and the HTTP API share it.
 //!
+//! Jobs are routed by lane and tenant ([`Names::routing_key`]): the tenant `default` keeps the
+//! original lanes; another tenant's lanes are declared on its first job and the tenant registered
+//! in the state store ([`Producer::with_tenants`]), where workers find it and consume its queues.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use yizhan_producer::Producer;
@@ -14,7 +18,10 @@
 pub mod api;
 pub mod auth;
 pub mod dlq;
+mod tenants;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Connection;
@@ -22,7 +29,9 @@ use lapin::types::FieldTable;
 use uuid::Uuid;
 use yizhan_broker::{Message, Names, PublishError, Publisher, Recovery, Topology};
 use yizhan_schemas::Job;
-use yizhan_state::redact;
+use yizhan_state::{StateStore, redact};
+
+use crate::tenants::Tenants;
 
 /// Why connecting or submitting failed (the CLI exits 2 on any of them).
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +55,26 @@ pub enum ProducerError {
         /// How the publish failed.
         source: PublishError,
     },
+    /// The job's tenant could not be set up (its queues declared, or the tenant registered for
+    /// the workers); the job was not published, so submit it again.
+    #[error("job {id} was not published: tenant {tenant:?}: {reason}")]
+    Tenant {
+        /// The job's id.
+        id: Uuid,
+        /// The job's tenant.
+        tenant: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// A connection to the broker with a confirm-mode channel.
 pub struct Producer {
-    _connection: Connection,
+    connection: Connection,
     publisher: Publisher,
     names: Names,
+    /// Tenants whose queues this producer declared and registered, and where to register more.
+    tenants: Tenants,
 }
 
 impl Producer {
@@ -71,12 +93,19 @@ impl Producer {
         yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: delays.to_vec() }).await?;
         let _ = channel.close(200, "declared".into()).await;
         let publisher = Publisher::open(&connection).await.map_err(connect_error)?;
-        Ok(Producer { _connection: connection, publisher, names })
+        Ok(Producer { connection, publisher, tenants: Tenants::new(names.clone()), names })
+    }
+
+    /// Registers the tenants of submitted jobs in `registry` (the state store the workers read),
+    /// so that workers consume their queues; without it only tenant `default` can be submitted.
+    pub fn with_tenants(mut self, registry: Arc<dyn StateStore>) -> Producer {
+        self.tenants.set_registry(registry);
+        self
     }
 
     /// Whether the connection to the broker is up (it recovers by itself with `Recovery::Automatic`).
     pub fn is_connected(&self) -> bool {
-        self._connection.status().connected()
+        self.connection.status().connected()
     }
 
     /// Publishes one job; returns its id once the broker confirmed it.
@@ -84,30 +113,49 @@ impl Producer {
         self.submit_all(std::slice::from_ref(job)).await.pop().expect("one result per job")
     }
 
-    /// Publishes jobs with their confirms pipelined; results in input order.
+    /// Publishes jobs with their confirms pipelined; results in input order. A tenant's first job
+    /// declares its queues and registers it first (once per producer).
     pub async fn submit_all(&self, jobs: &[Job]) -> Vec<Result<Uuid, ProducerError>> {
+        let unready = self.tenants.unready(jobs.iter().map(|job| job.tenant.as_str()));
+        let failed =
+            if unready.is_empty() { HashMap::new() } else { self.tenants.prepare(&self.connection, unready).await };
         let exchange = self.names.jobs_exchange();
-        let bodies: Vec<(Vec<u8>, String)> = jobs.iter().map(|job| (job.to_message(), job.id.to_string())).collect();
-        let messages: Vec<Message<'_>> = jobs
+        // Only the jobs whose tenant is ready go out.
+        let sent: Vec<&Job> =
+            jobs.iter().filter(|job| failed.is_empty() || !failed.contains_key(&job.tenant)).collect();
+        let prepared: Vec<(Vec<u8>, String, std::borrow::Cow<'static, str>)> = sent
             .iter()
-            .zip(&bodies)
-            .map(|(job, (body, id))| Message {
+            .map(|job| (job.to_message(), job.id.to_string(), self.names.routing_key(job.priority, &job.tenant)))
+            .collect();
+        let messages: Vec<Message<'_>> = prepared
+            .iter()
+            .map(|(body, id, routing_key)| Message {
                 exchange: &exchange,
-                routing_key: job.priority.as_str(),
+                routing_key,
                 body,
                 message_id: Some(id),
                 headers: FieldTable::default(),
                 expiration_ms: None,
             })
             .collect();
-        self.publisher
-            .publish_all(&messages)
-            .await
-            .into_iter()
-            .zip(jobs)
-            .map(|(result, job)| {
-                result.map(|()| job.id).map_err(|source| ProducerError::NotConfirmed { id: job.id, source })
-            })
-            .collect()
+        let mut published = self.publisher.publish_all(&messages).await.into_iter();
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Some(reason) = failed.get(&job.tenant) {
+                results.push(Err(ProducerError::Tenant {
+                    id: job.id,
+                    tenant: job.tenant.clone(),
+                    reason: reason.clone(),
+                }));
+                continue;
+            }
+            let result = published.next().expect("one result per published job");
+            if let Err(PublishError::Unroutable { .. }) = &result {
+                // Its queues are gone (deleted by hand?): declare them again on the next job.
+                self.tenants.forget(&job.tenant);
+            }
+            results.push(result.map(|()| job.id).map_err(|source| ProducerError::NotConfirmed { id: job.id, source }));
+        }
+        results
     }
 }

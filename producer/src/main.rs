@@ -332,6 +332,18 @@ async fn submit(settings: &Settings, file: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Tenants other than `default` are registered for the workers: only then is the state store needed.
+    let producer = if valid.iter().any(|job| job.tenant != yizhan_schemas::DEFAULT_TENANT) {
+        match yizhan_state::open(&settings.state, &settings.prefix).await {
+            Ok(store) => producer.with_tenants(store),
+            Err(e) => {
+                eprintln!("state store (to register the jobs' tenants): {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        producer
+    };
     let mut unconfirmed = false;
     let mut stdout = std::io::stdout().lock();
     for batch in valid.chunks(BATCH) {
