@@ -184,7 +184,8 @@ rate_limit = "6000/min"
         )
     }
 
-    /// Submits jobs with the producer library.
+    /// Submits jobs with the producer library (tenants other than `default` registered in the
+    /// test's state store).
     pub async fn submit(&self, jobs: &[Job]) -> Vec<uuid::Uuid> {
         let delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
         let producer = yizhan_producer::Producer::connect(
@@ -194,7 +195,8 @@ rate_limit = "6000/min"
             yizhan_broker::Recovery::FailFast,
         )
         .await
-        .expect("producer");
+        .expect("producer")
+        .with_tenants(self.store().await);
         producer.submit_all(jobs).await.into_iter().map(|r| r.expect("confirmed")).collect()
     }
 
@@ -282,7 +284,18 @@ impl Drop for Harness {
         let exchanges: Vec<String> = queues.iter().cloned().chain([names.jobs_exchange()]).collect();
         let amqp_url = self.amqp_url.clone();
         let redis_namespace = (self.state_url == REDIS_URL).then(|| self.prefix.clone());
+        let (state_url, prefix) = (self.state_url.clone(), self.prefix.clone());
         let cleanup = async move {
+            // The lanes of the tenants the test used, as the registry names them (read before the
+            // Redis keys go).
+            let mut queues = queues;
+            if let Ok(store) = yizhan_state::open(&state_url, &prefix).await
+                && let Ok(tenants) = store.tenants().await
+            {
+                for tenant in tenants.iter().filter(|t| *t != yizhan_schemas::DEFAULT_TENANT) {
+                    queues.extend(Priority::ALL.iter().map(|p| names.tenant_lane(*p, tenant)));
+                }
+            }
             if let Ok(connection) =
                 yizhan_broker::connect(&amqp_url, "yizhan-test-cleanup", yizhan_broker::Recovery::FailFast).await
                 && let Ok(channel) = connection.create_channel().await

@@ -1,9 +1,9 @@
 //! yizhan's worker: takes connector-action jobs from RabbitMQ and executes them.
 //!
-//! [`run`] connects, declares the topology, consumes the three lanes (`high` first) with bounded
-//! concurrency, hands each delivery to the [`pipeline::Pipeline`], renews the leases of the jobs it
-//! holds, serves metrics and health, and on shutdown stops consuming, finishes what is in flight
-//! and returns.
+//! [`run`] connects, declares the topology, consumes the three lanes (`high` first; within a lane
+//! the tenants' queues in turn, see `lanes`) with bounded concurrency, hands each delivery to the
+//! [`pipeline::Pipeline`], renews the leases of the jobs it holds, serves metrics and health, and
+//! on shutdown stops consuming, finishes what is in flight and returns.
 
 pub mod acks;
 pub mod caps;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod connectors;
 mod events;
 pub mod http;
+mod lanes;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
@@ -20,18 +21,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicQosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use yizhan_broker::{Names, Publisher, Settings, Topology};
-use yizhan_schemas::Priority;
 use yizhan_state::redact;
 
 use crate::acks::Acks;
 use crate::config::Config;
+use crate::lanes::{Event, Lanes};
 use crate::metrics::Metrics;
 use crate::pipeline::{Configured, Pipeline};
 use crate::ratelimit::{Limiter, LocalLimiter, Quota, RedisLimiter};
@@ -187,19 +186,14 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let default_prefetch = worker.concurrency.max(1) + worker.concurrency / 4;
     let prefetch = worker.prefetch.unwrap_or(default_prefetch.min(u16::MAX as usize) as u16);
     channel.basic_qos(prefetch, BasicQosOptions { global: false }).await.map_err(broker_error)?;
-    let mut lanes = Vec::new();
-    for priority in Priority::ALL {
-        let tag = format!("{owner}-{}", priority.as_str());
-        let consumer = channel
-            .basic_consume(
-                names.lane(priority).as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker_error)?;
-        lanes.push((tag, consumer));
+    let mut lanes = Lanes::start(consume_conn.clone(), channel.clone(), names.clone(), owner.clone())
+        .await
+        .map_err(broker_error)?;
+    // The tenants known now are consumed before the worker says it is ready (a restart takes up
+    // their queues at once); later ones within a registry poll.
+    match pipeline.store.tenants().await {
+        Ok(tenants) => lanes.add_tenants(&tenants).await,
+        Err(e) => warn!(error = %e, "cannot read the tenant registry; trying again"),
     }
     readiness.consuming(consume_conn.clone(), publish_conn.clone(), channel.clone());
     info!(owner = %owner, prefix = %names.prefix, concurrency = worker.concurrency, prefetch, "consuming");
@@ -208,31 +202,36 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let flusher = tokio::spawn(flush_acks(acks.clone(), background.clone()));
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
     tokio::spawn(release_parked(pipeline.clone(), background.clone()));
+    let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
+    tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
 
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(worker.concurrency.max(1)));
-    let [(_, high), (_, normal), (_, bulk)] = &mut lanes[..] else { unreachable!("three lanes") };
-    // A lost connection errors every lane's consumer at once, each error ahead of its lane's
-    // deliveries from the recovered channel. The first of the three starts a new ack generation;
-    // the others, read after the recovery, must not start another (deliveries of the new channel
-    // may have tags by then).
-    let mut owes_error = [false; 3];
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
             permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
         };
-        // `biased`: with a free slot, a waiting `high` job always goes before `normal` and `bulk`.
+        // New tenants: checked here while jobs keep coming (an atomic load), waited for in the
+        // select below only when every lane is empty.
+        if tenants_rx.has_changed().unwrap_or(false) {
+            let tenants = tenants_rx.borrow_and_update().clone();
+            lanes.add_tenants(&tenants).await;
+        }
+        // `biased`: with a free slot, a waiting `high` job always goes before `normal` and `bulk`
+        // (`Lanes::next` asks the lanes in that order, and the tenants of a lane in turn).
         let next = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(d) = high.next() => (0, d),
-            Some(d) = normal.next() => (1, d),
-            Some(d) = bulk.next() => (2, d),
-            else => break,
+            event = lanes.next() => Some(event),
+            Ok(()) = tenants_rx.changed() => None,
         };
         match next {
-            (_, Ok(delivery)) => {
+            None => {
+                let tenants = tenants_rx.borrow_and_update().clone();
+                lanes.add_tenants(&tenants).await;
+            }
+            Some(Event::Delivery(delivery)) => {
                 let pipeline = pipeline.clone();
                 let tag = acks.tag(delivery.delivery_tag);
                 tracker.spawn(async move {
@@ -240,22 +239,27 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
                     drop(permit);
                 });
             }
-            (lane, Err(e)) => {
-                // Otherwise its error was already handled through another lane's.
-                let first = !std::mem::take(&mut owes_error[lane]);
+            Some(Event::Failed { error, first }) => {
+                // A lost connection errors every consumer at once; the first error starts a new
+                // ack generation, the others were already handled through it.
                 if first {
-                    warn!(error = %e, "consumer error; waiting for the connection to recover");
+                    warn!(error = %error, "consumer error; waiting for the connection to recover");
                     acks.reset();
-                    owes_error = [true; 3];
-                    owes_error[lane] = false;
                 }
-                if let Err(e) = channel.wait_for_recovery(e).await {
+                if let Err(e) = channel.wait_for_recovery(error).await {
                     error!(error = %e, "the broker connection could not be recovered");
                     break;
                 }
                 if first {
                     info!("the broker connection recovered; consuming again");
                 }
+            }
+            Some(Event::Ended { queue }) => {
+                if lanes.is_empty() {
+                    error!(%queue, "every consumer ended; stopping");
+                    break;
+                }
+                warn!(%queue, "a consumer ended (its queue deleted?); consuming it again at the next registry read");
             }
         }
     }
@@ -264,9 +268,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     // prefetched but not started go back to their lanes when the channel closes.
     info!(in_flight = tracker.len(), "stopping: no new jobs; finishing those in flight");
     readiness.stopping();
-    for (tag, _) in &lanes {
-        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-    }
+    lanes.cancel_all().await;
     tracker.close();
     tracker.wait().await;
     background.cancel();
