@@ -119,6 +119,17 @@ pub struct CommonConfig {
     /// What happens to a recipient over its caps: `drop` (default) or `defer`.
     #[serde(default)]
     pub on_cap: Option<String>,
+    /// Another config of the same kind that takes this config's jobs when it cannot: paused by
+    /// provider back-pressure longer than `fallback_after`, `fallback_attempts` transient attempts
+    /// used, or its provider unreachable.
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// A provider pause longer than this sends the job to the fallback (`30s` when absent).
+    #[serde(default)]
+    pub fallback_after: Option<String>,
+    /// After this many transient attempts on this config the next ones go to the fallback (3 when absent).
+    #[serde(default)]
+    pub fallback_attempts: Option<u32>,
     /// The five fields above, parsed and validated by [`Config::parse`] (default: no rules).
     #[serde(skip)]
     time_rules: TimeRules,
@@ -133,6 +144,9 @@ const COMMON_FIELDS: &[&str] = &[
     "quiet_priorities",
     "recipient_caps",
     "on_cap",
+    "fallback",
+    "fallback_after",
+    "fallback_attempts",
 ];
 
 impl CommonConfig {
@@ -140,6 +154,18 @@ impl CommonConfig {
     /// `on_cap`), as validated by [`Config::parse`]; no rules for a default config.
     pub fn time_rules(&self) -> &TimeRules {
         &self.time_rules
+    }
+
+    /// The config's fallback, with its defaults (`fallback_after = "30s"`, `fallback_attempts = 3`);
+    /// the fields were checked by [`Config::parse`].
+    pub fn fallback(&self) -> Option<Fallback> {
+        let config = self.fallback.clone()?;
+        let after = self
+            .fallback_after
+            .as_deref()
+            .and_then(|text| humantime::parse_duration(text.trim()).ok())
+            .unwrap_or(Fallback::DEFAULT_AFTER);
+        Some(Fallback { config, after, attempts: self.fallback_attempts.unwrap_or(Fallback::DEFAULT_ATTEMPTS) })
     }
 
     /// Parses the time-rule fields into `time_rules`; errors name
@@ -211,6 +237,24 @@ impl CommonConfig {
         self.time_rules = TimeRules { quiet, caps, on_cap };
         Ok(())
     }
+}
+
+/// Where a config's jobs go when it cannot take them: a second account of the same provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// The name of another config of the same kind.
+    pub config: String,
+    /// A provider pause of the primary longer than this sends the job to the fallback.
+    pub after: std::time::Duration,
+    /// After this many transient attempts on the primary the next ones go to the fallback.
+    pub attempts: u32,
+}
+
+impl Fallback {
+    /// `fallback_after` when absent.
+    pub const DEFAULT_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+    /// `fallback_attempts` when absent.
+    pub const DEFAULT_ATTEMPTS: u32 = 3;
 }
 
 /// One `[connectors.<kind>.<name>]` table, with `${VAR}` and `file:` already resolved.
@@ -300,6 +344,25 @@ impl Config {
                             .map_err(|reason| ConfigError::field(format!("{at}.rate_limit"), reason))?;
                     }
                     common.parse_time_rules(&at)?;
+                    if common.fallback.is_none() {
+                        for (field, set) in [
+                            ("fallback_after", common.fallback_after.is_some()),
+                            ("fallback_attempts", common.fallback_attempts.is_some()),
+                        ] {
+                            if set {
+                                return Err(ConfigError::field(
+                                    format!("{at}.{field}"),
+                                    "has no effect without fallback",
+                                ));
+                            }
+                        }
+                    }
+                    if let Some(after) = &common.fallback_after {
+                        parse_duration_field(&format!("{at}.fallback_after"), after)?;
+                    }
+                    if common.fallback_attempts == Some(0) {
+                        return Err(ConfigError::field(format!("{at}.fallback_attempts"), "must be at least 1"));
+                    }
                     config.connectors.insert(
                         (kind.clone(), name.clone()),
                         ConnectorConfig { kind: kind.clone(), name: name.clone(), common, fields },
@@ -307,7 +370,33 @@ impl Config {
                 }
             }
         }
+        config.check_fallbacks()?;
         Ok(config)
+    }
+
+    /// Every `fallback` names another config of the same kind, and no chain comes back to where
+    /// it started (a job would go round for ever).
+    fn check_fallbacks(&self) -> Result<(), ConfigError> {
+        for ((kind, name), config) in &self.connectors {
+            let at = format!("{}.fallback", config.path());
+            let mut chain = vec![name.as_str()];
+            let mut next = config.common.fallback.as_deref();
+            while let Some(fallback) = next {
+                let Some(target) = self.get(kind, fallback) else {
+                    return Err(ConfigError::field(at, format!("no {kind} config named {fallback:?}")));
+                };
+                if chain.contains(&fallback) {
+                    chain.push(fallback);
+                    return Err(ConfigError::field(
+                        at,
+                        format!("fallbacks go round in a circle: {}", chain.join(" -> ")),
+                    ));
+                }
+                chain.push(fallback);
+                next = target.common.fallback.as_deref();
+            }
+        }
+        Ok(())
     }
 
     /// The config `name` of connector `kind`; None when the file has no such table.
@@ -469,6 +558,39 @@ mod tests {
         // A value of the wrong type is named by its path too.
         assert!(time_rules_error("quiet_hours = 2100").starts_with(&format!("{at}.quiet_hours: ")));
         assert!(time_rules_error("on_ambiguous = \"maybe\"").starts_with(&format!("{at}.on_ambiguous: ")));
+    }
+
+    fn fallback_error(fields: &str, other: &str) -> String {
+        let text = format!(
+            "[connectors.wecom_robot.a]\nkey = \"k\"\n{fields}\n[connectors.wecom_robot.b]\nkey = \"k\"\n{other}\n"
+        );
+        Config::parse(&text, &env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn fallbacks_parse_with_defaults_and_bad_chains_are_refused_with_the_path() {
+        let text = "[connectors.wecom_robot.a]\nkey = \"k\"\nfallback = \"b\"\nfallback_attempts = 2\n[connectors.wecom_robot.b]\nkey = \"k\"\n";
+        let config = Config::parse(text, &env).unwrap();
+        let fallback = config.get("wecom_robot", "a").unwrap().common.fallback().unwrap();
+        assert_eq!(fallback, Fallback { config: "b".into(), after: Fallback::DEFAULT_AFTER, attempts: 2 });
+        assert_eq!(config.get("wecom_robot", "b").unwrap().common.fallback(), None);
+
+        let missing = fallback_error("fallback = \"c\"", "");
+        assert!(
+            missing.starts_with("connectors.wecom_robot.a.fallback: no wecom_robot config named \"c\""),
+            "{missing}"
+        );
+        let circle = fallback_error("fallback = \"b\"", "fallback = \"a\"");
+        assert!(circle.contains("fallback: fallbacks go round in a circle: a -> b -> a"), "{circle}");
+        let itself = fallback_error("fallback = \"a\"", "");
+        assert!(itself.contains("a -> a"), "{itself}");
+        let orphan = fallback_error("fallback_after = \"10s\"", "");
+        assert!(
+            orphan.starts_with("connectors.wecom_robot.a.fallback_after: has no effect without fallback"),
+            "{orphan}"
+        );
+        let bad = fallback_error("fallback = \"b\"\nfallback_after = \"soon\"", "");
+        assert!(bad.starts_with("connectors.wecom_robot.a.fallback_after: not a duration"), "{bad}");
     }
 
     #[test]

@@ -36,11 +36,29 @@ impl InternalEvent for JobSettled<'_> {
             JobOutcome::Cancelled => info!("cancelled before it ran"),
             JobOutcome::Deferred => info!(%reason, "deferred"),
             JobOutcome::Capped => info!("every recipient over its cap; not sent"),
+            JobOutcome::FailedOver => info!("failed over"),
         }
         metrics.job(self.connector, self.action, self.outcome);
         if self.in_campaign {
             metrics.campaign_job(self.outcome);
         }
+    }
+}
+
+/// A job's attempt moved to its config's fallback.
+pub(crate) struct FailedOver<'a> {
+    pub connector: &'a str,
+    pub action: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    /// `paused` or `unreachable`.
+    pub why: &'static str,
+}
+
+impl InternalEvent for FailedOver<'_> {
+    fn emit(self, metrics: &Metrics) {
+        warn!(from = self.from, to = self.to, why = self.why, "failing over to the fallback config");
+        metrics.job(self.connector, self.action, JobOutcome::FailedOver);
     }
 }
 

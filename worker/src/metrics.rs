@@ -22,6 +22,8 @@ pub enum JobOutcome {
     Deferred,
     /// Every recipient was over its cap (`on_cap = "drop"`): acknowledged without a call.
     Capped,
+    /// An attempt moved to its config's fallback (counted besides the job's own outcome).
+    FailedOver,
 }
 
 impl JobOutcome {
@@ -35,6 +37,7 @@ impl JobOutcome {
             JobOutcome::Cancelled => "cancelled",
             JobOutcome::Deferred => "deferred",
             JobOutcome::Capped => "capped",
+            JobOutcome::FailedOver => "failed_over",
         }
     }
 }

@@ -115,6 +115,9 @@ pub trait Limiter: Send + Sync {
     /// pause already in force is kept.
     async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError>;
 
+    /// What is left of the config's pause; None when it is not paused.
+    async fn paused_for(&self, config: &ConfigKey) -> Result<Option<Duration>, LimitError>;
+
     /// A turn in the config's waiting room for a job that cannot run for `earliest`: the later of
     /// `earliest` and the previous waiter's turn plus `spacing`. Jobs that wait out a pause or a
     /// backlog so come back one token apart instead of all at once (when all but one would have
@@ -197,6 +200,11 @@ impl Limiter for LocalLimiter {
             }
         }
         Ok(Admission::Go)
+    }
+
+    async fn paused_for(&self, config: &ConfigKey) -> Result<Option<Duration>, LimitError> {
+        let until = self.paused_until.lock().expect("pause map").get(config).copied();
+        Ok(until.and_then(|until| until.checked_duration_since(Instant::now())).filter(|left| !left.is_zero()))
     }
 
     async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError> {
@@ -347,6 +355,12 @@ impl Limiter for RedisLimiter {
         })
     }
 
+    async fn paused_for(&self, config: &ConfigKey) -> Result<Option<Duration>, LimitError> {
+        let left: i64 =
+            redis::cmd("PTTL").arg(self.pause_key(config)).query_async(&mut self.connection.clone()).await?;
+        Ok((left > 0).then(|| Duration::from_millis(left as u64)))
+    }
+
     async fn pause(&self, config: &ConfigKey, duration: Duration) -> Result<(), LimitError> {
         let ms = duration.as_millis().max(1) as u64;
         let _: i64 = self.pause.key(self.pause_key(config)).arg(ms).invoke_async(&mut self.connection.clone()).await?;
@@ -448,8 +462,11 @@ mod tests {
             Admission::Go
         );
         // A pause stops every bucket of the config, and only that config.
+        assert_eq!(limiter.paused_for(&other).await.unwrap(), None);
         limiter.pause(&other, Duration::from_secs(60)).await.unwrap();
         limiter.pause(&other, Duration::from_secs(1)).await.unwrap();
+        let left = limiter.paused_for(&other).await.unwrap().expect("paused");
+        assert!(left > Duration::from_secs(58), "the longer pause is kept: {left:?}");
         match limiter.try_acquire(&other, &[Limit { key: "anything", quotas: &quotas }], Duration::ZERO).await.unwrap()
         {
             Admission::Wait(wait) => assert!(wait > Duration::from_secs(50), "the longer pause holds: {wait:?}"),

@@ -59,6 +59,12 @@ pub enum Failure {
         /// What the attempt did get done (e.g. numbers sent before one was refused); None keeps the record.
         progress: Option<Value>,
     },
+    /// The provider could not be reached (no connection): the request never left, so it is
+    /// retried like a transient failure, and a config with a `fallback` sends it there at once.
+    Unreachable {
+        /// The network error.
+        reason: String,
+    },
     /// The request may have reached the provider; its answer was lost (a timeout after the
     /// request was sent, an unreadable answer). Connectors report only that: whether it is retried
     /// (a read) or follows the config's `on_ambiguous` (a write) is the pipeline's `classify`'s call.
@@ -93,6 +99,7 @@ impl Failure {
             Failure::Throttled { reason, retry_after } => Failure::Throttled { reason: f(reason), retry_after },
             Failure::Permanent { reason, progress } => Failure::Permanent { reason: f(reason), progress },
             Failure::Ambiguous { reason } => Failure::Ambiguous { reason: f(reason) },
+            Failure::Unreachable { reason } => Failure::Unreachable { reason: f(reason) },
         }
     }
 
@@ -117,7 +124,8 @@ impl Failure {
             Failure::Transient { reason, .. }
             | Failure::Throttled { reason, .. }
             | Failure::Permanent { reason, .. }
-            | Failure::Ambiguous { reason } => reason,
+            | Failure::Ambiguous { reason }
+            | Failure::Unreachable { reason } => reason,
         }
     }
 }

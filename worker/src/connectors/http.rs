@@ -70,7 +70,7 @@ fn describe(err: reqwest::Error) -> String {
 
 /// Classifies an error of `RequestBuilder::send` (or of reading the answer's body).
 ///
-/// * connect errors (including connect timeouts): the request never left → [`Failure::Transient`];
+/// * connect errors (including connect timeouts): the request never left → [`Failure::Unreachable`];
 /// * a builder error (a URL reqwest refuses) cannot succeed later → [`Failure::Permanent`];
 /// * anything else (timeouts, resets and body errors once connected) may have reached the provider →
 ///   [`Failure::Ambiguous`].
@@ -82,7 +82,7 @@ pub fn transport_failure(err: reqwest::Error, secrets: &[&str]) -> Failure {
     let builder = err.is_builder();
     let text = redact::secrets(&describe(err), secrets);
     if connect {
-        Failure::transient(format!("cannot connect to the provider: {text}"))
+        Failure::Unreachable { reason: format!("cannot connect to the provider: {text}") }
     } else if builder {
         Failure::permanent(format!("cannot build the request: {text}"))
     } else if timeout {
@@ -212,9 +212,9 @@ mod tests {
         assert!(reason.chars().count() < 400, "{reason}");
     }
 
-    /// A refused connection is transient, and its reason never quotes the URL (and its key).
+    /// A refused connection is unreachable (retried, or sent to the fallback), and its reason never quotes the URL (and its key).
     #[tokio::test]
-    async fn connect_errors_are_transient_and_never_show_the_url() {
+    async fn connect_errors_are_unreachable_and_never_show_the_url() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
@@ -226,7 +226,7 @@ mod tests {
             .unwrap_err();
         assert!(format!("{err}").contains(KEY), "reqwest itself would leak the key: {err}");
         let failure = transport_failure(err, &[]);
-        assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+        assert!(matches!(failure, Failure::Unreachable { .. }), "{failure:?}");
         assert!(!failure.reason().contains(KEY), "{}", failure.reason());
         assert!(!failure.reason().contains("webhook"), "{}", failure.reason());
     }

@@ -104,12 +104,9 @@ impl Gate {
         match self {
             Gate::Go => None,
             Gate::Cancel => Some(Settle::Cancelled),
-            Gate::Wait { until, why, reason } => Some(Settle::NotYet {
-                until: until.max(now),
-                progress: progress.cloned(),
-                why,
-                reason,
-            }),
+            Gate::Wait { until, why, reason } => {
+                Some(Settle::NotYet { until: until.max(now), progress: progress.cloned(), why, reason })
+            }
         }
     }
 }
@@ -210,7 +207,9 @@ pub(crate) fn classify(
             reason: exhausted_reason(reason),
             progress: new.or_else(|| progress.cloned()),
         },
-        Failure::Throttled { reason, .. } | Failure::Ambiguous { reason } if exhausted => {
+        Failure::Throttled { reason, .. } | Failure::Ambiguous { reason } | Failure::Unreachable { reason }
+            if exhausted =>
+        {
             Settle::Dead { kind: DeadKind::Exhausted, reason: exhausted_reason(reason), progress: progress.cloned() }
         }
         Failure::Transient { reason, retry_after, progress: new } => {
@@ -219,7 +218,9 @@ pub(crate) fn classify(
         Failure::Throttled { reason, retry_after } => {
             Settle::Retry { progress: progress.cloned(), reason, retry_after }
         }
-        Failure::Ambiguous { reason } => Settle::Retry { progress: progress.cloned(), reason, retry_after: None },
+        Failure::Ambiguous { reason } | Failure::Unreachable { reason } => {
+            Settle::Retry { progress: progress.cloned(), reason, retry_after: None }
+        }
     }
 }
 

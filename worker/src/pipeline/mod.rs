@@ -32,10 +32,10 @@ use yizhan_state::{CampaignControl, ClaimRequest, Parked, ParkingLot, StateStore
 
 use crate::acks::{Acks, Tag};
 use crate::caps::{CapCounter, CapVerdict};
-use crate::config::OnAmbiguous;
+use crate::config::{Fallback, OnAmbiguous};
 use crate::connectors::{Call, Connector, Failure};
 use crate::events::{
-    ConfigPaused, InternalEvent, JobParked, JobSettled, ParkedReleased, ProviderCalled, RateLimitWaited,
+    ConfigPaused, FailedOver, InternalEvent, JobParked, JobSettled, ParkedReleased, ProviderCalled, RateLimitWaited,
 };
 use crate::metrics::{Metrics, RequestResult};
 use crate::ratelimit::{Admission, Limit, LimitError, Limiter, Quota};
@@ -104,6 +104,8 @@ pub struct Configured {
     pub on_ambiguous: OnAmbiguous,
     /// Quiet hours and recipient caps.
     pub rules: TimeRules,
+    /// Another config of the same kind that takes the jobs this one cannot.
+    pub fallback: Option<Fallback>,
 }
 
 /// Everything a delivery needs; shared by all in-flight jobs of a worker.
@@ -326,38 +328,112 @@ impl Pipeline {
             Err(settle) => return settle,
         };
         let params = capped_params.as_ref().unwrap_or(&job.params);
-        if let Err(wait) = self.take_tokens(work, params).await {
-            let reason = "waiting for its config to take it (paused or rate-limited)".to_string();
-            let until = now_millis() + wait.as_millis() as i64;
-            return Settle::NotYet { until, progress: progress.cloned(), why: WaitReason::RateLimit, reason };
-        }
+        self.call_provider(work, params, progress, &capped).await
+    }
 
-        let call = Call { job_id: job.id, action, params, attempt, progress };
-        match configured.connector.execute(call).await {
-            Ok(success) => {
-                ProviderCalled { connector: &job.connector, result: RequestResult::Ok }.emit(&self.metrics);
-                Settle::Succeeded { result: with_capped(success.result, &capped) }
-            }
-            Err(failure) => {
-                let result = match failure {
-                    Failure::Permanent { .. } => RequestResult::Permanent,
-                    _ => RequestResult::Transient,
-                };
-                ProviderCalled { connector: &job.connector, result }.emit(&self.metrics);
-                if let Failure::Throttled { reason, retry_after } = &failure {
-                    self.pause(&(job.connector.clone(), job.config.clone()), reason, *retry_after).await;
+    /// Rate-limit and execute the call on the config that takes this attempt, moving down the
+    /// fallback chain when that config's provider is paused longer than its `fallback_after` or
+    /// unreachable. Only failures that prove the request never left (or a pause before it)
+    /// move a job, and the key stays the job's: one config sends it, never both.
+    async fn call_provider(
+        &self,
+        work: &Work<'_>,
+        params: &Value,
+        progress: Option<&Value>,
+        capped: &[String],
+    ) -> Settle {
+        let Work { job, attempt, action, configured, .. } = *work;
+        let writes = action.effect == ActionEffect::Write;
+        let (mut name, mut target) = self.target_for(job, configured, attempt);
+        loop {
+            let config = (job.connector.clone(), name.to_string());
+            if let Err(wait) = self.take_tokens(work, name, target, params).await {
+                if let Some(next) = self.fallback_of(job, target)
+                    && let Some(fallback) = &target.fallback
+                    && self.limiter.paused_for(&config).await.ok().flatten().is_some_and(|left| left > fallback.after)
+                {
+                    FailedOver {
+                        connector: &job.connector,
+                        action: &job.action,
+                        from: name,
+                        to: next.0,
+                        why: "paused",
+                    }
+                    .emit(&self.metrics);
+                    (name, target) = next;
+                    continue;
                 }
-                decide::classify(failure, attempt, job.max_attempts, writes, configured.on_ambiguous, progress)
+                let reason = "waiting for its config to take it (paused or rate-limited)".to_string();
+                let until = now_millis() + wait.as_millis() as i64;
+                return Settle::NotYet { until, progress: progress.cloned(), why: WaitReason::RateLimit, reason };
+            }
+            let call = Call { job_id: job.id, action, params, attempt, progress };
+            match target.connector.execute(call).await {
+                Ok(success) => {
+                    ProviderCalled { connector: &job.connector, result: RequestResult::Ok }.emit(&self.metrics);
+                    let result = with_capped(success.result, capped);
+                    let result = if name == job.config { result } else { with_config(result, name) };
+                    return Settle::Succeeded { result };
+                }
+                Err(failure) => {
+                    let result = match failure {
+                        Failure::Permanent { .. } => RequestResult::Permanent,
+                        _ => RequestResult::Transient,
+                    };
+                    ProviderCalled { connector: &job.connector, result }.emit(&self.metrics);
+                    if let Failure::Throttled { reason, retry_after } = &failure {
+                        self.pause(&config, reason, *retry_after).await;
+                    }
+                    if let Failure::Unreachable { .. } = failure
+                        && let Some(next) = self.fallback_of(job, target)
+                    {
+                        let why = "unreachable";
+                        FailedOver { connector: &job.connector, action: &job.action, from: name, to: next.0, why }
+                            .emit(&self.metrics);
+                        (name, target) = next;
+                        continue;
+                    }
+                    return decide::classify(failure, attempt, job.max_attempts, writes, target.on_ambiguous, progress);
+                }
             }
         }
+    }
+
+    /// The config that takes attempt `attempt`: the job's own for its first `fallback_attempts`,
+    /// then its fallback for as many of that one's, and so on down the chain.
+    fn target_for<'a>(&'a self, job: &'a Job, configured: &'a Configured, attempt: u32) -> (&'a str, &'a Configured) {
+        let (mut name, mut target) = (job.config.as_str(), configured);
+        let mut left = attempt;
+        while let (Some(fallback), Some(next)) = (&target.fallback, self.fallback_of(job, target)) {
+            if left <= fallback.attempts {
+                break;
+            }
+            left -= fallback.attempts;
+            (name, target) = next;
+        }
+        (name, target)
+    }
+
+    /// The fallback config of `target`, by name, when it has one.
+    fn fallback_of<'a>(&'a self, job: &Job, target: &Configured) -> Option<(&'a str, &'a Configured)> {
+        let fallback = target.fallback.as_ref()?;
+        self.connectors
+            .get_key_value(&(job.connector.clone(), fallback.config.clone()))
+            .map(|((_, name), configured)| (name.as_str(), configured))
     }
 
     /// Takes a token of every limit of the call (the action's bucket, and each recipient's where
     /// the provider limits messages per recipient), waiting in place up to [`MAX_INLINE_WAIT`].
     /// Every attempt takes tokens, retries included. `Err` is how long until the job's turn.
-    async fn take_tokens(&self, work: &Work<'_>, params: &Value) -> Result<(), Duration> {
-        let Work { job, action, configured, .. } = *work;
-        let config = (job.connector.clone(), job.config.clone());
+    async fn take_tokens(
+        &self,
+        work: &Work<'_>,
+        name: &str,
+        configured: &Configured,
+        params: &Value,
+    ) -> Result<(), Duration> {
+        let Work { job, action, .. } = *work;
+        let config = (job.connector.clone(), name.to_string());
         let recipients = action.per_recipient.map(|limit| limit.keys(params)).unwrap_or_default();
         let mut limits = vec![Limit { key: action.bucket, quotas: &configured.quotas }];
         if let Some(quotas) = configured.per_recipient.get(action.name) {
@@ -420,12 +496,7 @@ impl Pipeline {
                 // Unknown counts: wait rather than risk a message over a cap.
                 warn!(error = %e, "recipient caps unavailable");
                 let reason = format!("recipient caps unavailable: {e}");
-                return Err(Settle::NotYet {
-                    until: now + 1_000,
-                    progress: None,
-                    why: WaitReason::RateLimit,
-                    reason,
-                });
+                return Err(Settle::NotYet { until: now + 1_000, progress: None, why: WaitReason::RateLimit, reason });
             }
         };
         let capped: Vec<(&String, i64)> = written
@@ -505,7 +576,8 @@ impl Pipeline {
                 }
                 Effect::Settled { outcome, reason } => {
                     let in_campaign = job.is_some_and(|j| j.campaign.is_some());
-                    JobSettled { connector, action, outcome, reason: reason.as_deref(), in_campaign }.emit(&self.metrics);
+                    JobSettled { connector, action, outcome, reason: reason.as_deref(), in_campaign }
+                        .emit(&self.metrics);
                 }
             }
         }
@@ -689,6 +761,17 @@ impl Pipeline {
         }
         self.store.renew(&self.owner, &keys, now_millis(), self.lease).await
     }
+}
+
+/// The result, naming the fallback config that sent the job.
+fn with_config(result: Option<Value>, config: &str) -> Option<Value> {
+    let mut object = match result {
+        Some(Value::Object(object)) => object,
+        None => serde_json::Map::new(),
+        Some(other) => serde_json::Map::from_iter([("result".to_string(), other)]),
+    };
+    object.insert("config".to_string(), Value::String(config.to_string()));
+    Some(Value::Object(object))
 }
 
 /// The result with the recipients left out by their caps, each with code `capped`.

@@ -122,6 +122,7 @@ async fn fixture_with(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Fa
                 per_recipient: HashMap::new(),
                 on_ambiguous,
                 rules: rules.clone(),
+                fallback: None,
             },
         );
     }
@@ -598,4 +599,88 @@ async fn a_job_cancelled_before_any_worker_took_it_never_runs() {
     assert_eq!(f.calls(), 0);
     assert_eq!(f.status(id).await, "cancelled");
     assert!(f.counted("cancelled"));
+}
+
+// Failover: a second config of the same kind takes what the first cannot, never both.
+
+/// The fixture's SMS config with a fallback `backup` (its own scripted connector), after
+/// `attempts` transient attempts or a pause longer than 30 s.
+fn with_backup(f: &mut Fixture, answers: Vec<Result<Success, Failure>>, attempts: u32) -> Arc<ScriptedConnector> {
+    let backup = Arc::new(ScriptedConnector {
+        answers: Mutex::new(answers.into()),
+        calls: AtomicUsize::new(0),
+        params: Mutex::new(Vec::new()),
+    });
+    let primary = f.pipeline.connectors.get_mut(&(SMS.0.to_string(), SMS.1.to_string())).unwrap();
+    primary.fallback = Some(Fallback { config: "backup".into(), after: Duration::from_secs(30), attempts });
+    let quotas = primary.quotas.clone();
+    f.pipeline.connectors.insert(
+        (SMS.0.to_string(), "backup".to_string()),
+        Configured {
+            connector: backup.clone(),
+            quotas,
+            per_recipient: HashMap::new(),
+            on_ambiguous: OnAmbiguous::Retry,
+            rules: TimeRules::default(),
+            fallback: None,
+        },
+    );
+    backup
+}
+
+fn unreachable() -> Result<Success, Failure> {
+    Err(Failure::Unreachable { reason: "cannot connect to the provider: connection refused".into() })
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_sends_the_job_through_the_fallback_at_once() {
+    let mut f = fixture(OnAmbiguous::Retry, vec![unreachable()]).await;
+    let backup = with_backup(&mut f, vec![ok()], 3);
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!((f.calls(), backup.calls.load(Ordering::SeqCst)), (1, 1));
+    let status = f.pipeline.store.status(id).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.attempts), ("succeeded", 1));
+    assert_eq!(status.result.unwrap()["config"], "backup", "the result names the config that sent it");
+    assert!(f.counted("failed_over"));
+}
+
+#[tokio::test]
+async fn after_fallback_attempts_transient_failures_the_next_attempt_goes_to_the_fallback() {
+    let mut f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("InternalError"))]).await;
+    let backup = with_backup(&mut f, vec![ok()], 1);
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!(f.status(id).await, "retrying", "the first attempt is the primary's");
+    f.deliver(&sms_job(id), 2).await.unwrap();
+    assert_eq!((f.calls(), backup.calls.load(Ordering::SeqCst)), (1, 1), "the second is the fallback's");
+    assert_eq!(f.status(id).await, "succeeded");
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_never_sent_again_through_the_fallback_at_once() {
+    let mut f = fixture(OnAmbiguous::Retry, vec![Err(Failure::Ambiguous { reason: "read timeout".into() })]).await;
+    let backup = with_backup(&mut f, vec![], 3);
+    f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
+    assert_eq!(backup.calls.load(Ordering::SeqCst), 0, "the primary may have sent it: no second send elsewhere");
+}
+
+#[tokio::test]
+async fn a_primary_paused_longer_than_fallback_after_sends_through_the_fallback() {
+    let mut f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let backup = with_backup(&mut f, vec![ok()], 3);
+    let primary = (SMS.0.to_string(), SMS.1.to_string());
+    f.limiter.pause(&primary, Duration::from_secs(60)).await.unwrap();
+    let id = Uuid::now_v7();
+    f.deliver(&sms_job(id), 1).await.unwrap();
+    assert_eq!((f.calls(), backup.calls.load(Ordering::SeqCst)), (0, 1));
+    assert_eq!(f.status(id).await, "succeeded");
+
+    // A pause shorter than fallback_after is waited out on the primary.
+    let mut f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let backup = with_backup(&mut f, vec![], 3);
+    f.limiter.pause(&primary, Duration::from_secs(10)).await.unwrap();
+    f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
+    assert_eq!(backup.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(parked(&f).await, 1);
 }

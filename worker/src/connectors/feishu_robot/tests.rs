@@ -202,7 +202,7 @@ async fn http_and_transport_errors_never_quote_the_hook() {
         .run(&robot_at(&format!("http://127.0.0.1:{port}"), None), "send_text", &json!({"text": "x"}))
         .await
         .unwrap_err();
-    assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+    assert!(matches!(failure, Failure::Unreachable { .. }), "{failure:?}");
 }
 
 #[test]

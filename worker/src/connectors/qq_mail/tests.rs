@@ -841,6 +841,7 @@ async fn send_mail_replies_are_classified_without_the_auth_code() {
             Failure::Throttled { .. } => "throttled",
             Failure::Permanent { .. } => "permanent",
             Failure::Ambiguous { .. } => "ambiguous",
+            Failure::Unreachable { .. } => "unreachable",
         };
         assert_eq!(kind, expected, "{mail_reply}: {failure:?}");
         let code = if auth.starts_with("535") { "535" } else { &mail_reply[..3] };

@@ -50,6 +50,7 @@ mod tests {
             Failure::Throttled { .. } => "throttled",
             Failure::Permanent { .. } => "permanent",
             Failure::Ambiguous { .. } => "ambiguous",
+            Failure::Unreachable { .. } => "unreachable",
         }
     }
 

@@ -518,7 +518,7 @@ fn with_progress(failure: Failure, progress: &Progress) -> Failure {
             Failure::Transient { reason, retry_after, progress: progress.to_value() }
         }
         Failure::Permanent { reason, .. } => Failure::Permanent { reason, progress: progress.to_value() },
-        // A throttle or a lost answer changed no number's status: the stored progress stands.
-        unchanged @ (Failure::Ambiguous { .. } | Failure::Throttled { .. }) => unchanged,
+        // A throttle, a lost answer or no connection changed no number's status.
+        unchanged @ (Failure::Ambiguous { .. } | Failure::Throttled { .. } | Failure::Unreachable { .. }) => unchanged,
     }
 }

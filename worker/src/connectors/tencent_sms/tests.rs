@@ -509,13 +509,13 @@ async fn without_any_sdk_app_id_the_job_is_permanent() {
 }
 
 #[tokio::test]
-async fn a_refused_connection_is_transient() {
+async fn a_refused_connection_is_unreachable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let sms = connector_with(&format!("http://127.0.0.1:{port}"), &format!("sdk_app_id = \"{APP_ID}\""));
     let failure = run(&sms, &params(&[A]), None).await.unwrap_err();
-    assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+    assert!(matches!(failure, Failure::Unreachable { .. }), "{failure:?}");
 }
 
 #[tokio::test]

@@ -238,7 +238,7 @@ async fn an_unreadable_200_is_ambiguous() {
 }
 
 #[tokio::test]
-async fn a_refused_connection_is_transient_and_never_quotes_the_key() {
+async fn a_refused_connection_is_unreachable_and_never_quotes_the_key() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
@@ -246,7 +246,7 @@ async fn a_refused_connection_is_transient_and_never_quotes_the_key() {
         .run(&robot_at(&format!("http://127.0.0.1:{port}")), "send_text", &json!({"content": "x"}))
         .await
         .unwrap_err();
-    assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+    assert!(matches!(failure, Failure::Unreachable { .. }), "{failure:?}");
 }
 
 #[tokio::test]
