@@ -76,6 +76,9 @@ pub enum WorkerError {
     /// The shared rate limiter's Redis cannot be reached.
     #[error("{0}")]
     Limits(#[from] ratelimit::LimitError),
+    /// The recipient-cap counter could not connect.
+    #[error("{0}")]
+    Caps(#[from] caps::CapError),
     /// The metrics and health address cannot be bound.
     #[error("metrics address {addr}: {source}")]
     Listen {
@@ -109,17 +112,25 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
                 quotas,
                 per_recipient,
                 on_ambiguous: connector_config.common.on_ambiguous,
+                rules: connector_config.common.time_rules().clone(),
+                fallback: connector_config.common.fallback(),
             },
         );
     }
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
     let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     // A fleet shares Redis for its state, and so for its limits; one node limits locally.
-    let limiter: Arc<dyn Limiter> = if settings.state.starts_with("redis://") || settings.state.starts_with("rediss://")
-    {
+    let fleet = settings.state.starts_with("redis://") || settings.state.starts_with("rediss://");
+    let limiter: Arc<dyn Limiter> = if fleet {
         Arc::new(RedisLimiter::connect(&settings.state, &settings.prefix).await?)
     } else {
         Arc::new(LocalLimiter::default())
+    };
+    // Recipient caps are counted where the limits are: in Redis for a fleet, in memory otherwise.
+    let caps: Arc<dyn caps::CapCounter> = if fleet {
+        Arc::new(caps::RedisCaps::connect(&settings.state, &settings.prefix).await?)
+    } else {
+        Arc::new(caps::LocalCaps::default())
     };
 
     let metrics = Metrics::new();
@@ -171,12 +182,14 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         store,
         parking,
         limiter,
+        caps,
         publisher: Arc::new(publisher),
         acks: acks.clone(),
         metrics: metrics.clone(),
         owner: owner.clone(),
         lease: worker.lease,
         held: Mutex::new(HashSet::new()),
+        campaigns: pipeline::CampaignControls::default(),
     });
 
     // Acks go out coalesced, up to `FLUSH_EVERY` after a job ends, and until then its delivery
@@ -202,6 +215,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let flusher = tokio::spawn(flush_acks(acks.clone(), background.clone()));
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
     tokio::spawn(release_parked(pipeline.clone(), background.clone()));
+    tokio::spawn(wake_resumed(pipeline.clone(), background.clone()));
     let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
 
@@ -308,6 +322,21 @@ async fn release_parked(pipeline: Arc<Pipeline>, stop: CancellationToken) {
 
 /// Acknowledges settled deliveries every [`acks::FLUSH_EVERY`]; once more when stopped, after the
 /// last job settled.
+/// How often held jobs of campaigns that are no longer paused are looked for.
+const WAKE_POLL: Duration = Duration::from_secs(1);
+
+async fn wake_resumed(pipeline: Arc<Pipeline>, stop: CancellationToken) {
+    loop {
+        if let Err(e) = pipeline.wake_resumed().await {
+            warn!(error = %e, "could not wake the held jobs of resumed campaigns; trying again");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(WAKE_POLL) => {}
+        }
+    }
+}
+
 async fn flush_acks(acks: Arc<Acks>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(acks::FLUSH_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
