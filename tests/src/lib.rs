@@ -146,6 +146,32 @@ rate_limit = "6000/min"
         ]
     }
 
+    /// Runs a worker on this harness's config, which it must refuse: it exits non-zero; returns its stderr.
+    pub async fn worker_refused_at_start(&self) -> String {
+        let log = self.dir.path().join("refused.log");
+        let mut child = Command::new(binary("yizhan-worker"))
+            .envs(self.env())
+            .env("YIZHAN_METRICS_ADDR", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn yizhan-worker");
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the worker kept running with a bad config");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert!(!status.success(), "the worker started with a bad config: {stderr}");
+        stderr
+    }
+
     /// Starts a worker process; waits until it consumes.
     pub async fn spawn_worker(&self, args: &[&str]) -> Worker {
         let port = free_port();

@@ -3,7 +3,7 @@
 //! hours, recipient caps (one worker, and two sharing Redis), and bad settings refused at start.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use yizhan_sandbox::{SandboxConfig, SandboxState};
@@ -441,43 +441,17 @@ async fn recipient_caps_hold_across_two_workers_sharing_redis() {
 
 // ---- bad settings ----
 
-/// Runs a worker on `h`'s config, which it must refuse: it exits non-zero; returns its stderr.
-async fn refused_at_start(h: &Harness) -> String {
-    let log = h.dir.path().join("refused.log");
-    let mut child = Command::new(binary("yizhan-worker"))
-        .envs(h.env())
-        .env("YIZHAN_METRICS_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn yizhan-worker");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the worker kept running with a bad config");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "the worker started with a bad config: {stderr}");
-    stderr
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_quiet_hours_or_recipient_caps_stops_the_worker_with_its_path() {
     let bad_window = sms_config("marketing", "quiet_hours = \"25:00-08:00\"");
     let h = Harness::start("bad-quiet", Store::Sqlite, SandboxConfig::default_accounts(), &bad_window).await;
-    let stderr = refused_at_start(&h).await;
+    let stderr = h.worker_refused_at_start().await;
     assert!(stderr.contains("connectors.tencent_sms.marketing.quiet_hours"), "{stderr}");
     assert!(stderr.contains("25:00 is not a time of day"), "{stderr}");
 
     let bad_cap = sms_config("marketing", "recipient_caps = \"3/fortnight\"");
     let h = Harness::start("bad-caps", Store::Sqlite, SandboxConfig::default_accounts(), &bad_cap).await;
-    let stderr = refused_at_start(&h).await;
+    let stderr = h.worker_refused_at_start().await;
     assert!(stderr.contains("connectors.tencent_sms.marketing.recipient_caps"), "{stderr}");
     assert!(stderr.contains("fortnight"), "{stderr}");
 }
