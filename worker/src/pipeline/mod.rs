@@ -161,12 +161,19 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
     /// The AMQP headers; None when the message has none.
     pub headers: Option<&'a FieldTable>,
+    /// The routing key it was delivered with (its lane, and its tenant's); None to route by the
+    /// job's priority and tenant.
+    pub routing_key: Option<&'a str>,
 }
 
 impl<'a> Incoming<'a> {
     /// Borrows the body and headers of a lapin delivery.
     pub fn of(delivery: &'a Delivery) -> Self {
-        Incoming { body: &delivery.data, headers: delivery.properties.headers().as_ref() }
+        Incoming {
+            body: &delivery.data,
+            headers: delivery.properties.headers().as_ref(),
+            routing_key: Some(delivery.routing_key.as_str()),
+        }
     }
 
     fn header(&self, name: &str) -> Option<&'a AMQPValue> {
@@ -190,6 +197,19 @@ impl<'a> Incoming<'a> {
 
     fn headers(&self) -> FieldTable {
         self.headers.cloned().unwrap_or_default()
+    }
+
+    /// Where a copy of this delivery goes back to: the lane it came from, so that a job whose
+    /// body names a tenant but was published to a plain lane (a raw AMQP client) comes back to
+    /// a queue that exists; the job's own lane when the delivery says nothing.
+    fn lane<'j>(&self, names: &Names, job: &'j Job) -> std::borrow::Cow<'j, str>
+    where
+        'a: 'j,
+    {
+        match self.routing_key.filter(|key| !key.is_empty()) {
+            Some(key) => std::borrow::Cow::Borrowed(key),
+            None => names.routing_key(job.priority, &job.tenant),
+        }
     }
 }
 
@@ -628,7 +648,7 @@ impl Pipeline {
         let jittered = lane_ms - rand::rng().random_range(0..=lane_ms / 5);
         let id = job.id.to_string();
         // The tenant's lane: the delay lane dead-letters the copy with this routing key.
-        let routing_key = self.names.routing_key(job.priority, &job.tenant);
+        let routing_key = incoming.lane(&self.names, job);
         self.publish(Message {
             exchange: &exchange,
             routing_key: &routing_key,
@@ -661,7 +681,7 @@ impl Pipeline {
         let entry = Parked {
             id: format!("{}:{attempt}", job.id),
             due: until,
-            routing_key: self.names.routing_key(job.priority, &job.tenant).into_owned(),
+            routing_key: incoming.lane(&self.names, job).into_owned(),
             body: incoming.body.to_vec(),
             headers: serde_json::to_string(&headers).expect("AMQP headers serialize"),
             reason: reason.to_string(),

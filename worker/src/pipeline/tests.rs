@@ -169,7 +169,7 @@ fn attempt_headers(attempt: u32) -> FieldTable {
 impl Fixture {
     async fn deliver(&self, body: &[u8], attempt: u32) -> Result<Option<(String, String)>, Unsettled> {
         let headers = attempt_headers(attempt);
-        self.pipeline.process(Incoming { body, headers: Some(&headers) }).await
+        self.pipeline.process(Incoming { body, headers: Some(&headers), routing_key: None }).await
     }
 
     async fn status(&self, id: Uuid) -> String {
@@ -683,4 +683,16 @@ async fn a_primary_paused_longer_than_fallback_after_sends_through_the_fallback(
     f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
     assert_eq!(backup.calls.load(Ordering::SeqCst), 0);
     assert_eq!(parked(&f).await, 1);
+}
+
+#[tokio::test]
+async fn a_retry_goes_back_to_the_lane_the_job_came_from() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("HTTP 503"))]).await;
+    // A raw AMQP client set a tenant in the body but published to the plain lane.
+    let mut job: Value = serde_json::from_slice(&sms_job(Uuid::now_v7())).unwrap();
+    job["tenant"] = json!("acme");
+    let headers = attempt_headers(1);
+    let body = job.to_string().into_bytes();
+    f.pipeline.process(Incoming { body: &body, headers: Some(&headers), routing_key: Some("normal") }).await.unwrap();
+    assert_eq!(f.broker.sent()[0].routing_key, "normal", "not acme's lane, which may not exist");
 }
