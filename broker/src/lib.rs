@@ -1,10 +1,12 @@
 //! RabbitMQ for yizhan: the names and topology both binaries declare at start, connections with
 //! automatic recovery, publishing with confirms, and the settings both binaries share.
 
+mod callback;
 mod publish;
 mod settings;
 mod topology;
 
+pub use callback::{CALLBACK_ROUTING_KEY, CallbackAllow, OutgoingCallback, publish_callback};
 pub use publish::{Message, PublishError, Publisher};
 pub use settings::{Settings, parse_delays};
 pub use topology::{Names, Topology, TopologyError, declare, declare_tenant};

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::callback::CallbackAllow;
+
 /// The settings both binaries read (contract: every setting has an environment variable and a
 /// flag; the flag wins). Each binary flattens them into its own settings; they are `global` so that
 /// the producer takes them before or after its subcommand.
@@ -33,6 +35,18 @@ pub struct Settings {
     /// Retry backoff: the n-th retry waits the n-th delay (the last one repeats), with jitter.
     #[arg(long, global = true, env = "YIZHAN_RETRY_DELAYS", default_value = "5s,30s,2m,10m,1h", value_parser = parse_delays)]
     pub retry_delays: Delays,
+    /// Hosts completion callbacks may reach, comma-separated: `hooks.example.com` (any port),
+    /// `*.example.com` (its subdomains), `127.0.0.1:8080` (that port). Default: none, so jobs with
+    /// a callback are refused.
+    #[arg(
+        long,
+        global = true,
+        env = "YIZHAN_CALLBACK_ALLOW",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = CallbackAllow::parse
+    )]
+    pub callback_allow: CallbackAllow,
 }
 
 /// A parsed `--retry-delays` list (never empty).

@@ -6,6 +6,7 @@
 //! retry/defer: publish to <p>.delay.<d> (fanout) --> queue <p>.delay.<d>, TTL d, DLX <p>.jobs
 //!              (the routing key, lane and tenant, is kept, so the job comes back to its own queue)
 //! <p>.dead (fanout) --> <p>.dead   quorum; permanent, exhausted, invalid and ambiguous jobs
+//! <p>.jobs --callback--> <p>.callbacks   quorum; completion callbacks (retried like jobs)
 //! ```
 //! The tenant `default` has the original lanes and routing keys, so AMQP publishers that know
 //! nothing of tenants are unchanged; every other tenant's lanes are declared on its first use
@@ -70,6 +71,12 @@ impl Names {
     /// The dead-letter queue (and the fanout exchange in front of it).
     pub fn dead(&self) -> String {
         format!("{}.dead", self.prefix)
+    }
+
+    /// The queue of completion callbacks, bound to the jobs exchange with routing key
+    /// [`crate::CALLBACK_ROUTING_KEY`].
+    pub fn callbacks(&self) -> String {
+        format!("{}.callbacks", self.prefix)
     }
 
     /// The delay exchange and queue for one delay.
@@ -179,6 +186,26 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         .map_err(err(format!("exchange {jobs}")))?;
     declare_tenant(channel, names, DEFAULT_TENANT).await?;
 
+    // Callbacks wait in a queue of their own (never behind a lane's backlog); their retries come
+    // back through the delay lanes by this routing key.
+    let callbacks = names.callbacks();
+    let mut args = quorum_args(&dead);
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
+    channel
+        .queue_declare(callbacks.as_str().into(), durable_queue, args)
+        .await
+        .map_err(err(format!("queue {callbacks}")))?;
+    channel
+        .queue_bind(
+            callbacks.as_str().into(),
+            jobs.as_str().into(),
+            crate::CALLBACK_ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err(format!("binding {callbacks}")))?;
+
     let mut delays = topology.delays.clone();
     delays.sort();
     delays.dedup();
@@ -216,6 +243,7 @@ mod tests {
         assert_eq!(names.jobs_exchange(), "acme.jobs");
         assert_eq!(names.lane(Priority::High), "acme.jobs.high");
         assert_eq!(names.dead(), "acme.dead");
+        assert_eq!(names.callbacks(), "acme.callbacks");
         assert_eq!(names.delay(Duration::from_secs(120)), "acme.delay.2m");
         assert_eq!(names.delay(Duration::from_secs(90)), "acme.delay.1m30s");
         assert_eq!(names.delay(Duration::from_millis(200)), "acme.delay.200ms");

@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::callback::Callback;
 use crate::catalog::{ActionSpec, RecipientField, RecipientKind, RecipientShape, normalize_recipient};
 use crate::envelope::{DEFAULT_TENANT, Job, Priority, TENANT_PATTERN};
-use crate::validate::{FieldError, check_send_at, collect, explain_tenant, json_path, known_action, params_validator};
+use crate::validate::{
+    FieldError, check_send_at, collect, explain_callback_url, explain_tenant, json_path, known_action, params_validator,
+};
 
 /// Longest idempotency key of a job (the envelope schema's limit, checked again by workers).
 const MAX_JOB_KEY: usize = 256;
@@ -68,6 +71,12 @@ pub struct CampaignInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
+    /// Where to POST each job's final state (every job of the campaign carries it), signed with
+    /// `secret` when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The object itself, not "object or null": its errors then name `$.callback.url`.
+    #[schemars(with = "Callback")]
+    pub callback: Option<Callback>,
 }
 
 /// One recipient of a campaign: one job, to `to`.
@@ -112,6 +121,9 @@ pub struct CampaignHead {
     pub send_at: Option<Timestamp>,
     /// Attempts in all of each job.
     pub max_attempts: u32,
+    /// Where to POST each job's final state, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
 }
 
 /// JSON Schema of a campaign request, as checked in under `schemas/json/campaign.json`.
@@ -154,6 +166,7 @@ fn check_campaign(
     let head = Value::Object(head);
     let mut errors = collect(campaign_validator(), &head, "");
     explain_tenant(&mut errors, &head);
+    explain_callback_url(&mut errors, &head);
     let recipients = match recipients {
         None => Vec::new(),
         Some(Cow::Owned(Value::Array(recipients))) => recipients,
@@ -186,6 +199,7 @@ fn check_campaign(
         priority: input.priority.unwrap_or(Priority::Bulk),
         send_at: input.send_at,
         max_attempts: input.max_attempts.unwrap_or(Job::DEFAULT_MAX_ATTEMPTS),
+        callback: input.callback,
     };
     Ok((head, recipients))
 }
@@ -359,6 +373,7 @@ fn expand_one(
         tenant: head.tenant.clone(),
         campaign: Some(head.id),
         send_at: head.send_at,
+        callback: head.callback.clone(),
     })
 }
 
@@ -395,6 +410,22 @@ mod tests {
 
     fn errors(result: Result<impl std::fmt::Debug, Vec<FieldError>>) -> Vec<String> {
         result.unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_job_of_a_campaign_carries_its_callback() {
+        let mut campaign = sms_campaign(json!([{"to": "+8613800000001"}, {"to": "+8613800000002"}]));
+        campaign["callback"] = json!({"url": "https://hooks.example.com/c", "secret": "k"});
+        let (head, recipients) = validate_campaign(&campaign).unwrap();
+        let jobs = expand(&head, &recipients, 0).unwrap();
+        assert!(jobs.iter().all(|job| job.callback == head.callback && head.callback.is_some()));
+        // The stored head keeps it, so recipients appended later get it too.
+        let stored: CampaignHead = serde_json::from_value(serde_json::to_value(&head).unwrap()).unwrap();
+        assert_eq!(stored.callback, head.callback);
+
+        campaign["callback"] = json!({"url": "mailto:ops@example.com"});
+        let errs = errors(validate_campaign(&campaign));
+        assert_eq!(errs, ["$.callback.url: must be an http:// or https:// URL with a host"]);
     }
 
     #[test]

@@ -3,6 +3,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::callback::Callback;
+
 /// Pattern of a tenant name; it names queues (`<prefix>.jobs.<lane>.<tenant>`), hence the narrow alphabet.
 pub const TENANT_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
 
@@ -89,6 +91,12 @@ pub struct JobInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub send_at: Option<Timestamp>,
+    /// Where to POST the job's final state (succeeded, dead, cancelled or capped), signed with
+    /// `secret` when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The object itself, not "object or null": its errors then name `$.callback.url`.
+    #[schemars(with = "Callback")]
+    pub callback: Option<Callback>,
 }
 
 /// A validated job, with its id and idempotency key resolved.
@@ -119,6 +127,9 @@ pub struct Job {
     /// Not executed before this time, if set (a past time means now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_at: Option<Timestamp>,
+    /// Where to POST the job's final state, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
 }
 
 impl Job {

@@ -5,12 +5,14 @@
 //! [`validate_job`]; workers validate again, because any AMQP client may publish. A campaign (one
 //! action to many recipients) is checked by [`validate_campaign`] and fanned out into jobs by [`expand`].
 
+mod callback;
 mod campaign;
 pub mod catalog;
 pub use catalog::catalog_json;
 mod envelope;
 mod validate;
 
+pub use callback::{CALLBACK_URL_PATTERN, Callback, CallbackBody, CallbackMessage};
 pub use campaign::{CampaignHead, CampaignInput, campaign_schema, expand, validate_campaign, validate_campaign_owned};
 pub use catalog::{
     ActionSpec, Body, Effect, Endpoint, KindSpec, MailOp, Method, RecipientField, RecipientKind, RecipientLimit,

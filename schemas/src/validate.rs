@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::callback::CALLBACK_URL_RULE;
 use crate::catalog::ActionSpec;
 use crate::catalog::{find_kind, kinds};
 use crate::envelope::{DEFAULT_TENANT, Job, JobInput, MAX_SEND_AHEAD};
@@ -57,6 +58,7 @@ pub fn validate_job_value(value: &Value, missing_id: MissingId) -> Result<Job, V
     }
     let mut errors = collect(envelope_validator(), value, "");
     explain_tenant(&mut errors, value);
+    explain_callback_url(&mut errors, value);
     if errors.is_empty() {
         // Workers allow a little more than producers: their clock may trail the producer's.
         let slack = match missing_id {
@@ -91,6 +93,7 @@ pub fn validate_job_value(value: &Value, missing_id: MissingId) -> Result<Job, V
         tenant: input.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
         campaign: input.campaign,
         send_at: input.send_at,
+        callback: input.callback,
     })
 }
 
@@ -106,6 +109,15 @@ pub(crate) fn explain_tenant(errors: &mut [FieldError], value: &Value) {
     if value.get("tenant").is_some_and(Value::is_string) {
         for error in errors.iter_mut().filter(|e| e.path == "$.tenant") {
             error.reason = TENANT_RULE.to_owned();
+        }
+    }
+}
+
+/// The schema's pattern error at `$.callback.url` says only which regex failed: say what it takes.
+pub(crate) fn explain_callback_url(errors: &mut [FieldError], value: &Value) {
+    if value.get("callback").and_then(|c| c.get("url")).is_some_and(Value::is_string) {
+        for error in errors.iter_mut().filter(|e| e.path == "$.callback.url" && e.reason.contains("does not match")) {
+            error.reason = CALLBACK_URL_RULE.to_owned();
         }
     }
 }
@@ -368,6 +380,40 @@ mod tests {
         assert_eq!(errors(job.clone(), MissingId::Reject), ["$.send_at: is more than 30 days ahead"]);
         job["send_at"] = json!(ahead(29));
         assert!(validate_job_value(&job, MissingId::Assign).is_ok());
+    }
+
+    #[test]
+    fn a_callback_travels_with_the_job_and_a_bad_one_is_named() {
+        let mut value = sms(ok_params());
+        value["callback"] = json!({"url": "https://hooks.example.com/done?x=1", "secret": "k3y"});
+        let job = validate_job_value(&value, MissingId::Assign).unwrap();
+        let callback = job.callback.clone().unwrap();
+        assert_eq!(
+            (callback.url.as_str(), callback.secret.as_deref()),
+            ("https://hooks.example.com/done?x=1", Some("k3y"))
+        );
+        assert_eq!(validate_job(&job.to_message(), MissingId::Reject).unwrap(), job);
+        let plain = validate_job_value(&sms(ok_params()), MissingId::Assign).unwrap();
+        assert!(!String::from_utf8(plain.to_message()).unwrap().contains("callback"), "absent when unset");
+
+        for url in ["ftp://hooks.example.com/x", "hooks.example.com/x", "https://", "http:// spaced.example.com"] {
+            let mut value = sms(ok_params());
+            value["callback"] = json!({"url": url, "secret": "k3y"});
+            assert_eq!(
+                errors(value, MissingId::Assign),
+                ["$.callback.url: must be an http:// or https:// URL with a host"],
+                "{url}"
+            );
+        }
+        let mut value = sms(ok_params());
+        value["callback"] = json!({"secret": "k3y-that-is-secret", "retries": 3});
+        let errs = errors(value, MissingId::Assign);
+        assert_eq!(errs, ["$.callback.retries: unknown field", "$.callback.url: is required"]);
+        let mut value = sms(ok_params());
+        value["callback"] = json!({"url": "https://h.example.com", "secret": "s".repeat(300)});
+        let errs = errors(value, MissingId::Assign);
+        assert!(errs.len() == 1 && errs[0].starts_with("$.callback.secret: "), "{errs:?}");
+        assert!(!errs[0].contains("sss"), "the secret is not echoed: {errs:?}");
     }
 
     #[test]
