@@ -303,6 +303,7 @@ impl Drop for Harness {
         let names = self.names();
         let mut queues: Vec<String> = Priority::ALL.iter().map(|p| names.lane(*p)).collect();
         queues.push(names.dead());
+        queues.push(names.callbacks());
         // The retry delays the binaries are given, and the worker's own not-yet lane.
         let mut delays = yizhan_broker::parse_delays(RETRY_DELAYS).unwrap();
         delays.push(yizhan_worker::pipeline::NOT_YET_LANE);
