@@ -4,6 +4,7 @@
 //! [`Endpoint`], so no per-action code is written.
 
 mod dingtalk_robot;
+mod directory_sync;
 mod feishu;
 mod feishu_robot;
 mod juzibot;
@@ -18,6 +19,7 @@ mod wecom_robot;
 
 use serde_json::{Value, json};
 
+pub use directory_sync::Run as DirectorySyncRun;
 pub use qq_mail::{
     ImapFilter, MailAttachment, MimeType, Pop3Filter, ReceiveMailImap, ReceiveMailPop3, SendMail, TransferEncoding,
 };
@@ -38,6 +40,7 @@ static KINDS: &[KindSpec] = &[
     juzibot::KIND,
     qq_mail::KIND,
     wecom::KIND,
+    directory_sync::KIND,
 ];
 
 /// Every connector kind this build supports.

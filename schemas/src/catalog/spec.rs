@@ -68,6 +68,12 @@ pub enum Body {
         /// `(param, wire name)` pairs; params not listed keep their names.
         renames: &'static [(&'static str, &'static str)],
     },
+    /// Like [`Body::Upload`], with the `type` query parameter taken from the param `type` (WeCom
+    /// temporary media: image, voice, video or file); without `type`, no query parameter.
+    UploadTyped {
+        /// Multipart form field of the file (WeCom: `media`).
+        field: &'static str,
+    },
     /// `{field: params}`, with the params named in `outside` left beside it (WeCom calendars and
     /// schedules: `{"calendar": {...}, "agentid": N}`).
     Wrapped {
@@ -111,6 +117,9 @@ pub enum Endpoint {
     },
     /// A mail protocol operation (SMTP send, IMAP or POP3 receive) with the config's account.
     Mail(MailOp),
+    /// A directory sync run (`directory_sync.run`): the worker reads the source directory through
+    /// the source config's actions and applies the changes to the target; no single provider call.
+    DirectorySync,
 }
 
 /// What an [`Endpoint::Mail`] action does.

@@ -175,3 +175,23 @@ pub struct DepartmentMembers {
     #[schemars(range(max = 1))]
     pub fetch_child: u8,
 }
+
+/// `GET department/simplelist[?id=]`: the ids of the subtree of `id` (every department when
+/// absent), each with its `parentid` and `order`. The contacts secret's way to walk the tree
+/// since `department/list` is closed to new 通讯录同步 IPs (docs/providers/wecom.md#contacts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListDepartmentIds {
+    /// Department whose subtree is listed; absent: the whole organisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+}
+
+/// `GET department/get?id=`: one department's `name`, `name_en`, `department_leader`, `parentid`
+/// and `order`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetDepartment {
+    /// Id of the department.
+    pub id: u64,
+}

@@ -10,6 +10,7 @@
 
 mod contacts;
 mod customers;
+mod media;
 mod messages;
 mod oa;
 
@@ -20,6 +21,7 @@ use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, Recipien
 
 pub use contacts::*;
 pub use customers::*;
+pub use media::*;
 pub use messages::*;
 pub use oa::*;
 
@@ -120,6 +122,8 @@ pub(super) const KIND: KindSpec = KindSpec {
     actions: &[
         // 通讯录 contacts (contacts_secret)
         entry::<ListDepartments>("list_departments", R, GET, "/cgi-bin/department/list", QUERY),
+        entry::<ListDepartmentIds>("list_department_ids", R, GET, "/cgi-bin/department/simplelist", QUERY),
+        entry::<GetDepartment>("get_department", R, GET, "/cgi-bin/department/get", QUERY),
         entry::<CreateDepartment>("create_department", W, POST, "/cgi-bin/department/create", JSON),
         entry::<UpdateDepartment>("update_department", W, POST, "/cgi-bin/department/update", JSON),
         entry::<DeleteDepartment>("delete_department", W, GET, "/cgi-bin/department/delete", QUERY),
@@ -131,6 +135,9 @@ pub(super) const KIND: KindSpec = KindSpec {
         entry::<BatchDeleteMembers>("batch_delete_members", W, POST, "/cgi-bin/user/batchdelete", JSON),
         entry::<DepartmentMembers>("list_department_members", R, GET, "/cgi-bin/user/simplelist", QUERY),
         entry::<DepartmentMembers>("list_department_member_details", R, GET, "/cgi-bin/user/list", QUERY),
+        // 素材管理 temporary media (app_secret); the media_id serves messages and avatars.
+        entry::<UploadMedia>("upload_media", W, POST, "/cgi-bin/media/upload", Body::UploadTyped { field: "media" }),
+        entry::<UploadImage>("upload_image", W, POST, "/cgi-bin/media/uploadimg", Body::UploadTyped { field: "media" }),
         // 应用消息 application messages (app_secret)
         entry::<SendAppMessage>("send_app_message", W, POST, "/cgi-bin/message/send", JSON).limited_per_recipient(TO_MEMBERS).sent_to(TO_MEMBER),
         entry::<RecallAppMessage>("recall_app_message", W, POST, "/cgi-bin/message/recall", JSON),

@@ -4,9 +4,9 @@ use super::*;
 use crate::catalog::find_kind;
 
 #[test]
-fn all_48_actions_with_one_bucket_per_api() {
+fn all_52_actions_with_one_bucket_per_api() {
     let kind = find_kind("wecom").unwrap();
-    assert_eq!(kind.actions.len(), 48);
+    assert_eq!(kind.actions.len(), 52);
     for action in kind.actions {
         let Endpoint::Http { path, .. } = action.endpoint else { panic!("{}", action.name) };
         assert!(path.starts_with("/cgi-bin/"), "{}", action.name);
@@ -47,4 +47,23 @@ fn messages_are_limited_per_member_and_per_chat() {
     // Every other action is limited per API only.
     let others = find_kind("wecom").unwrap().actions.iter().filter(|a| a.per_recipient.is_some()).count();
     assert_eq!(others, 2);
+}
+
+#[test]
+fn temporary_media_takes_its_type_from_the_params() {
+    let upload = crate::catalog::find_action("wecom", "upload_media").unwrap();
+    assert_eq!(upload.effect, Effect::Write);
+    assert!(matches!(
+        upload.endpoint,
+        Endpoint::Http { path: "/cgi-bin/media/upload", body: Body::UploadTyped { field: "media" }, .. }
+    ));
+    let schema = upload.params_schema();
+    assert_eq!(schema["required"], json!(["type", "filename", "content_base64"]));
+    let image = crate::catalog::find_action("wecom", "upload_image").unwrap().params_schema();
+    assert!(image["properties"].get("type").is_none());
+    // The media APIs are the app's (any app secret), not the contacts secret's.
+    assert_eq!(wecom_area("/cgi-bin/media/upload").credential, WecomCredential::App);
+    assert_eq!(wecom_area("/cgi-bin/department/simplelist").credential, WecomCredential::Contacts);
+    let bad = json!({"type": "gif", "filename": "a.gif", "content_base64": "AA=="});
+    assert!(crate::validate::validate_params("wecom", "upload_media", &bad).is_err());
 }
