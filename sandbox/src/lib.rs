@@ -32,6 +32,7 @@ mod capture;
 mod config;
 mod control;
 pub mod dingtalk_robot;
+pub mod directory;
 mod faults;
 pub mod feishu;
 mod hub;
@@ -43,6 +44,7 @@ pub mod tencent;
 pub mod tencent_meeting;
 mod throttle;
 pub mod wecom;
+mod wecom_contacts;
 pub mod wecom_robot;
 
 use std::net::SocketAddr;

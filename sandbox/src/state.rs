@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::time;
 
 use crate::config::SandboxConfig;
+use crate::directory::Directory;
 use crate::faults::{Fault, FaultError};
 use crate::feishu::FeishuState;
 use crate::hub::{Hub, Own};
@@ -185,6 +186,16 @@ impl SandboxState {
     /// The bodies of the application and appchat messages WeCom accepted, oldest first.
     pub fn wecom_messages(&self) -> Vec<Value> {
         self.wecom.messages()
+    }
+
+    /// The WeCom corp's directory as it is now (departments and members the contacts APIs see).
+    pub fn wecom_directory(&self) -> Directory {
+        self.wecom.with(|data, _| data.directory.clone())
+    }
+
+    /// Changes the WeCom corp's directory (add, rename, remove departments and members).
+    pub fn edit_wecom_directory<R>(&self, edit: impl FnOnce(&mut Directory) -> R) -> R {
+        self.wecom.with(|data, _| edit(&mut data.directory))
     }
 
     /// Every meeting created, as `get_meeting` describes it, oldest first.

@@ -38,6 +38,7 @@ use serde_json::{Map, Value, json};
 
 use crate::capture::Captured;
 use crate::config::WecomCorp;
+use crate::directory::Directory;
 use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::Own;
 use crate::records::Provider;
@@ -98,6 +99,8 @@ use Area::{App, Contacts, ExternalContact as Ext};
 #[rustfmt::skip]
 const APIS: &[Api] = &[
     api(true, "/cgi-bin/department/list", Contacts, &[], r#"{"department": [{"id": 1, "name": "Sandbox", "parentid": 0, "order": 100000000}, {"id": 2, "name": "Engineering", "parentid": 1, "order": 100}]}"#),
+    api(true, "/cgi-bin/department/simplelist", Contacts, &[], "{}"),
+    api(true, "/cgi-bin/department/get", Contacts, &["id"], "{}"),
     api(false, "/cgi-bin/department/create", Contacts, &["name", "parentid"], r#"{"id": 3}"#),
     api(false, "/cgi-bin/department/update", Contacts, &["id"], "{}"),
     api(true, "/cgi-bin/department/delete", Contacts, &["id"], "{}"),
@@ -152,14 +155,27 @@ pub fn api_paths() -> impl Iterator<Item = &'static str> {
     APIS.iter().map(|a| a.path)
 }
 
-/// Tokens and accepted messages.
-#[derive(Debug, Default)]
+/// Tokens, accepted messages and the corp's directory.
+#[derive(Debug)]
 pub(crate) struct WecomState {
+    /// What the contacts APIs read and write ([`crate::wecom_contacts`]).
+    pub(crate) directory: Directory,
     /// token → (corp_id, area, expiry).
     tokens: HashMap<String, (String, Area, Instant)>,
     messages: Vec<Value>,
     /// (agentid, userid) → delivery times within the longest of [`MEMBER_LIMITS`].
     deliveries: HashMap<(String, String), VecDeque<Instant>>,
+}
+
+impl Default for WecomState {
+    fn default() -> Self {
+        WecomState {
+            directory: Directory::default_wecom(),
+            tokens: HashMap::new(),
+            messages: Vec::new(),
+            deliveries: HashMap::new(),
+        }
+    }
 }
 
 impl WecomState {
@@ -391,6 +407,13 @@ fn handle(
     {
         return refuse(40058, format!("invalid Request Parameter, hint: missing {msgtype}"));
     }
+    // docs/providers/wecom.md#contacts: the contacts APIs work on the editable directory.
+    if api.area == Contacts {
+        injected(state, facts)?;
+        return state
+            .with(|data, _| crate::wecom_contacts::handle(&mut data.directory, api.path, &params))
+            .map_err(|(errcode, errmsg)| Refusal { errcode, errmsg, injected: false });
+    }
     if api.known_user && !params.get("userid").and_then(Value::as_str).is_some_and(is_member) {
         return refuse(60111, "userid not found");
     }
@@ -461,12 +484,12 @@ mod tests {
 
     #[test]
     fn the_table_is_well_formed() {
-        assert_eq!(APIS.len(), 48);
+        assert_eq!(APIS.len(), 50);
         for api in APIS {
             assert!(serde_json::from_str::<Map<String, Value>>(api.answer).is_ok(), "{}", api.path);
         }
         let mut paths: Vec<_> = api_paths().collect();
         paths.dedup();
-        assert_eq!(paths.len(), 48);
+        assert_eq!(paths.len(), 50);
     }
 }
