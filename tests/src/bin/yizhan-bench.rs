@@ -71,6 +71,13 @@ impl CpuSplit {
         CpuSplit { pids, start }
     }
 
+    /// The same, also counting process `pid` as `name`.
+    fn and(mut self, name: &'static str, pid: u32) -> CpuSplit {
+        self.pids.push((name, Some(pid)));
+        self.start.push(cpu_seconds(pid));
+        self
+    }
+
     /// CPU µs per job of each process since `start`.
     fn per_job(&self, jobs: usize) -> String {
         self.pids
@@ -165,6 +172,20 @@ async fn throughput(jobs: usize) {
         redis.peak_rss_kib as f64 / 1024.0
     );
     println!("  {} SendSms calls; CPU µs per job: {}", redis.calls, redis.cpu);
+
+    let recipients = arg("--campaign-recipients", 1_000_000);
+    let api = campaign_through_api(recipients).await;
+    println!(
+        "campaign via the API   {:>9.0} jobs/s  ({:.1}% of the plain campaign's {:.0}; {recipients} recipients: `yizhan-producer campaign submit` → POST /v1/campaigns and /recipients → SQLite; gap {:+.1}%)",
+        api.rate,
+        100.0 * api.rate / rate,
+        rate,
+        100.0 * (api.rate - rate) / rate,
+    );
+    println!(
+        "  submitted at {:.0} recipients/s; {} SendSms calls; CPU µs per job: {}",
+        api.submit_rate, api.calls, api.cpu
+    );
 
     for (kind, what) in [(Jobs::Campaign, "a campaign"), (Jobs::Codes, "verification codes")] {
         let (p50, p99) = latency((jobs / 4).max(1000), rate / 2.0, kind).await;
@@ -452,6 +473,75 @@ async fn end_to_end(n: usize, store: &str, kind: Jobs) -> EndToEnd {
     let calls = stack.sandbox.state().requests_for(Provider::Tencent).len();
     stack.stop().await;
     EndToEnd { rate, submit_rate, peak_rss_kib, rss_tenths, cpu, calls }
+}
+
+/// A campaign of `n` recipients submitted the way a user would: the CLI streams a CSV through
+/// the HTTP API (`POST /v1/campaigns`, then chunks to `/recipients`), which validates, fans out and
+/// publishes with confirms, while one worker executes. Timed from the CLI's start to the last success.
+async fn campaign_through_api(n: usize) -> EndToEnd {
+    let mut stack = Stack::start("1000000/s", "sqlite").await;
+    stack.spawn_worker().await;
+    let bin = std::env::current_exe().unwrap().parent().unwrap().join("yizhan-producer");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let api_url = format!("http://127.0.0.1:{port}");
+    let mut api = Command::new(&bin)
+        .arg("serve")
+        .env("YIZHAN_PREFIX", &stack.prefix)
+        .env("YIZHAN_CONFIG", stack.dir.path().join("yizhan.toml"))
+        .env("YIZHAN_STATE", &stack.state)
+        .env("YIZHAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("YIZHAN_API_TOKENS", "bench-token")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("yizhan-producer next to yizhan-bench");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stack.http.get(format!("{api_url}/readyz")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the API did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let head = stack.dir.path().join("campaign.json");
+    std::fs::write(
+        &head,
+        json!({"name": "bench", "connector": "tencent_sms", "config": "default", "action": "send_sms",
+               "params": {"sign_name": "Yizhan", "template_id": "1001", "template_params": ["123456"]}})
+        .to_string(),
+    )
+    .unwrap();
+    let csv = stack.dir.path().join("recipients.csv");
+    let mut text = String::with_capacity(n * 16 + 3);
+    text.push_str("to\n");
+    for i in 0..n {
+        text.push_str(&format!("+86139{i:08}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+
+    let cpu = CpuSplit::start(stack.workers[0].0.id()).and("api", api.id());
+    let start = Instant::now();
+    let submitted = Command::new(&bin)
+        .args(["campaign", "submit"])
+        .arg(&head)
+        .arg("--recipients")
+        .arg(&csv)
+        .env("YIZHAN_API_URL", &api_url)
+        .env("YIZHAN_API_TOKEN", "bench-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("yizhan-producer campaign submit");
+    assert!(submitted.success(), "campaign submit failed");
+    let submit_rate = n as f64 / start.elapsed().as_secs_f64();
+    stack.wait_for(n as u64).await;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu = cpu.per_job(n);
+    let peak_rss_kib = stack.peak_rss_kib();
+    assert_eq!(stack.sandbox.state().stats().sms_sent, n as u64, "every recipient sent exactly once");
+    let calls = stack.sandbox.state().requests_for(Provider::Tencent).len();
+    let _ = Command::new("kill").arg("-TERM").arg(api.id().to_string()).status();
+    let _ = api.wait();
+    stack.stop().await;
+    EndToEnd { rate, submit_rate, peak_rss_kib, rss_tenths: Vec::new(), cpu, calls }
 }
 
 /// Jobs submitted at `rate`; the time from submit to the provider's receipt, per job (found by
