@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::faults::Fault;
+use crate::receipts::ReceiptPlan;
 use crate::records::Provider;
 use crate::state::SandboxState;
 
@@ -31,6 +32,7 @@ pub(crate) fn router() -> Router<SandboxState> {
         .route("/rejected", get(rejected))
         .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
         .route("/delay", post(set_delay))
+        .route("/receipts", get(receipt_plan).post(set_receipt_plan))
         .route("/reset", post(reset))
 }
 
@@ -120,6 +122,22 @@ async fn set_delay(State(state): State<SandboxState>, body: Bytes) -> Response {
             Json(json!({ "provider": delay.provider, "ms": delay.ms })).into_response()
         }
         Err(e) => bad_request(&format!("invalid delay: {e}")),
+    }
+}
+
+/// `GET /_sandbox/receipts`: the receipt plan and the reports not handed out yet.
+async fn receipt_plan(State(state): State<SandboxState>) -> Response {
+    Json(json!({"plan": state.receipt_plan(), "pending": state.receipts_pending()})).into_response()
+}
+
+/// `POST /_sandbox/receipts` with a [`ReceiptPlan`] (missing fields take their defaults).
+async fn set_receipt_plan(State(state): State<SandboxState>, body: Bytes) -> Response {
+    match serde_json::from_slice::<ReceiptPlan>(&body) {
+        Ok(plan) => {
+            state.set_receipt_plan(plan.clone());
+            Json(json!({"plan": plan})).into_response()
+        }
+        Err(e) => bad_request(&format!("invalid receipt plan: {e}")),
     }
 }
 

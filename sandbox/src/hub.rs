@@ -15,6 +15,7 @@ use tokio::time;
 use crate::capture::Captured;
 use crate::config::SandboxConfig;
 use crate::faults::{Fault, FaultEffect, FaultError, FaultQueue, RequestFacts, Stage};
+use crate::receipts::{ReceiptPlan, Receipts, Report};
 use crate::records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 use crate::throttle::RollingWindow;
 
@@ -46,6 +47,8 @@ struct Data {
     robot_windows: HashMap<String, RollingWindow>,
     /// Other providers' throttles, by `(provider, credential)`.
     windows: HashMap<(Provider, String), RollingWindow>,
+    /// Status reports of the SMS accepted, until handed out.
+    receipts: Receipts,
 }
 
 fn push_capped<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
@@ -189,6 +192,52 @@ impl Hub {
         self.shared.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    // ----- receipts -------------------------------------------------------------------------
+
+    /// How deliveries are reported from now on (reports already made keep their due times).
+    pub(crate) fn set_receipt_plan(&self, plan: ReceiptPlan) {
+        self.change(|d| d.receipts.plan = plan);
+    }
+
+    /// How deliveries are reported.
+    pub(crate) fn receipt_plan(&self) -> ReceiptPlan {
+        self.data().receipts.plan.clone()
+    }
+
+    /// Reports made and not handed out yet (pushed or pulled).
+    pub(crate) fn receipts_pending(&self) -> usize {
+        self.data().receipts.pending()
+    }
+
+    /// Due reports for the callback URL, and the URL; None when there are none (or no URL).
+    pub(crate) fn take_push(&self) -> Option<(String, Vec<Report>)> {
+        self.data().receipts.take_push(Instant::now())
+    }
+
+    /// Reports the callback's receiver refused: POSTed again after a short wait.
+    pub(crate) fn put_back_push(&self, reports: Vec<Report>) {
+        self.change(|d| d.receipts.put_back(reports, Instant::now() + crate::receipts::PUSH_RETRY));
+    }
+
+    /// Reports the callback's receiver accepted.
+    pub(crate) fn pushed(&self, n: usize) {
+        self.change(|d| d.stats.receipts_pushed += n as u64);
+    }
+
+    /// Up to `max` due reports of `sdk_app_id`, handed out once (`PullSmsSendStatus`).
+    pub(crate) fn take_pull(&self, sdk_app_id: &str, max: usize) -> Vec<Report> {
+        self.change(|d| {
+            let taken = d.receipts.take_pull(sdk_app_id, Instant::now(), max);
+            d.stats.receipts_pulled += taken.len() as u64;
+            taken
+        })
+    }
+
+    /// When the next report falls due.
+    pub(crate) fn next_receipt_due(&self) -> Option<Instant> {
+        self.data().receipts.next_due()
+    }
+
     // ----- crate-internal: used by the fake providers ------------------------------------------
 
     /// A throttle hit for `(provider, credential)`: at most `limit` per rolling `window`.
@@ -235,6 +284,7 @@ impl Hub {
         self.change(|d| {
             d.stats.sms_sent += 1;
             *d.sms_per_phone.entry(sms.phone.clone()).or_default() += 1;
+            d.receipts.on_sms(&sms, Instant::now());
             push_capped(&mut d.sent_sms, sms, cap);
         });
     }

@@ -7,7 +7,7 @@
 //!
 //! | path | provider |
 //! |---|---|
-//! | `POST /` | Tencent Cloud API 3.0 ([`tencent`]; `SendSms`, SES identities and `SendEmail`) |
+//! | `POST /` | Tencent Cloud API 3.0 ([`tencent`]; `SendSms`, `PullSmsSendStatus`, SES identities, `SendEmail`, `GetSendEmailStatus`) |
 //! | `POST /cgi-bin/webhook/send?key=` | WeCom group robot ([`wecom_robot`]) |
 //! | `POST /cgi-bin/webhook/upload_media?key=&type=file` | WeCom group robot upload |
 //! | `POST /robot/send?access_token=[&timestamp=&sign=]` | DingTalk robot ([`dingtalk_robot`]) |
@@ -15,7 +15,11 @@
 //! | `/open-apis/auth/v3/…`, `/open-apis/contact/v3/…` | Feishu app: token, departments, users |
 //! | `/api/v1/channel/list`, `/api/v1/contactWay/{add,get,list}` | Juzibot ([`juzibot`]) |
 //! | `/v1/meetings`, `/v1/meetings/{id}[/cancel,/dismiss,/participants]` | Tencent Meeting ([`tencent_meeting`]) |
-//! | `/_sandbox/*` | control: faults, delay, records, stats, reset |
+//! | `/_sandbox/*` | control: faults, delay, receipts, records, stats, reset |
+//!
+//! Delivery receipts of the SMS accepted are reported as a [`ReceiptPlan`] says: POSTed to a
+//! status callback URL, or queued for `PullSmsSendStatus`, delayed, duplicated, reordered, `FAIL`
+//! for the numbers it names.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -38,6 +42,8 @@ pub mod feishu;
 mod hub;
 pub mod juzibot;
 mod phone;
+mod receipt_push;
+mod receipts;
 mod records;
 mod state;
 pub mod tencent;
@@ -51,7 +57,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -67,6 +73,7 @@ pub use config::{
 pub use config::{DEFAULT_MEETING_APP, DEFAULT_SES_DOMAIN, MeetingApp};
 pub use config::{DEFAULT_WECOM_CORP, WecomCorp};
 pub use faults::{Fault, FaultEffect, FaultError, LostAnswer};
+pub use receipts::ReceiptPlan;
 pub use records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 pub use state::{SandboxState, WaitTimeout};
 
@@ -115,6 +122,8 @@ pub struct Sandbox {
     state: SandboxState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    /// Sends the SMS status reports to the receipt plan's callback URL.
+    receipts: JoinHandle<()>,
 }
 
 impl Sandbox {
@@ -136,8 +145,9 @@ impl Sandbox {
                 tracing::error!(error = %e, "sandbox server failed");
             }
         });
+        let receipts = tokio::spawn(receipt_push::push_loop(hub::Hub::from_ref(&state)));
         tracing::info!(%addr, "sandbox started");
-        Ok(Sandbox { addr, state, stop: Some(stop), server: Some(server) })
+        Ok(Sandbox { addr, state, stop: Some(stop), server: Some(server), receipts })
     }
 
     /// The bound address (the real port when started on port 0).
@@ -157,6 +167,7 @@ impl Sandbox {
 
     /// Stops accepting requests, lets in-flight ones finish (up to 5 s), then returns.
     pub async fn shutdown(mut self) {
+        self.receipts.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -172,6 +183,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.receipts.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

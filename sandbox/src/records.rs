@@ -111,7 +111,8 @@ pub struct SentSms {
     pub secret_id: String,
     /// The request's `X-TC-Region`.
     pub region: String,
-    /// UNIX seconds: the receipt's `UserReceiveTime` (the sandbox delivers at once).
+    /// UNIX seconds: when it was sent (the receipt's `UserReceiveTime`, plus the
+    /// [`crate::ReceiptPlan`]'s delay).
     pub sent_at: i64,
 }
 
@@ -202,6 +203,10 @@ pub struct Stats {
     pub rejected: u64,
     /// Times a programmed fault was applied.
     pub faults_applied: u64,
+    /// SMS status reports POSTed to the callback URL and accepted by its receiver.
+    pub receipts_pushed: u64,
+    /// SMS status reports handed out by `PullSmsSendStatus`.
+    pub receipts_pulled: u64,
     /// Faults still waiting to be applied.
     pub pending_faults: usize,
 }

@@ -15,6 +15,7 @@ use crate::faults::{Fault, FaultError};
 use crate::feishu::FeishuState;
 use crate::hub::{Hub, Own};
 use crate::juzibot::JuzibotState;
+use crate::receipts::ReceiptPlan;
 use crate::records::{Provider, RecordedRequest, Rejection, RobotMessage, SentSms, Stats, UploadedMedia};
 use crate::tencent::ses::{SentEmail, SesState};
 use crate::tencent_meeting::MeetingState;
@@ -211,6 +212,24 @@ impl SandboxState {
         self.meetings.reset();
         self.feishu.reset();
         self.juzibot.reset();
+    }
+
+    // ----- receipts -------------------------------------------------------------------------
+
+    /// How delivery receipts are reported from now on: pushed to a status callback URL or queued
+    /// for `PullSmsSendStatus`, delayed, duplicated, reordered, `FAIL` for some numbers.
+    pub fn set_receipt_plan(&self, plan: ReceiptPlan) {
+        self.hub.set_receipt_plan(plan)
+    }
+
+    /// How delivery receipts are reported.
+    pub fn receipt_plan(&self) -> ReceiptPlan {
+        self.hub.receipt_plan()
+    }
+
+    /// SMS status reports made and not handed out yet (not pushed, or not pulled).
+    pub fn receipts_pending(&self) -> usize {
+        self.hub.receipts_pending()
     }
 
     // ----- waiting --------------------------------------------------------------------------

@@ -86,6 +86,25 @@ async fn official_python_sdk_requests_are_accepted() {
     let receipts = pulled["PullSmsSendStatusSet"].as_array().unwrap_or_else(|| panic!("{pulled}"));
     assert!(receipts.iter().any(|r| r["SerialNo"] == status["SerialNo"] && r["PhoneNumber"] == PHONE), "{pulled}");
 
+    // Its status report, from the receipt queue (docs/providers/tencent-cloud.md#pullsmssendstatus).
+    let queue = answer(&lines, "PullSmsSendStatus");
+    let reports = queue["PullSmsSendStatusSet"].as_array().unwrap_or_else(|| panic!("{queue}"));
+    assert_eq!(reports.len(), 1, "{queue}");
+    assert_eq!(reports[0]["SerialNo"], status["SerialNo"]);
+    assert_eq!(
+        (reports[0]["ReportStatus"].as_str(), reports[0]["PhoneNumber"].as_str()),
+        (Some("SUCCESS"), Some(PHONE))
+    );
+    assert_eq!(sandbox.state().stats().receipts_pulled, 1);
+
+    // The mail's status (docs/providers/tencent-cloud.md#getsendemailstatus).
+    let mail = answer(&lines, "GetSendEmailStatus");
+    let statuses = mail["EmailStatusList"].as_array().unwrap_or_else(|| panic!("{mail}"));
+    assert_eq!(statuses.len(), 1, "{mail}");
+    assert_eq!(statuses[0]["MessageId"], email["MessageId"]);
+    assert_eq!(statuses[0]["ToEmailAddress"], "someone@example.com");
+    assert_eq!((statuses[0]["SendStatus"].as_i64(), statuses[0]["DeliverStatus"].as_i64()), (Some(0), Some(1)));
+
     assert!(sandbox.state().rejected().is_empty(), "{:?}", sandbox.state().rejected());
     sandbox.shutdown().await;
 }

@@ -77,7 +77,15 @@ pub(crate) const ACTIONS: &[Action] = &[
     ses_action("GetEmailIdentity", ses::get_email_identity),
     ses_action("ListEmailIdentities", ses::list_email_identities),
     ses_action("UpdateEmailIdentity", ses::update_email_identity),
+    Action {
+        name: "PullSmsSendStatus",
+        service: "sms",
+        version: "2021-01-11",
+        region_required: true,
+        handler: |ctx, _, body| sms::pull_status(ctx, body),
+    },
     ses_action("SendEmail", ses::send_email),
+    ses_action("GetSendEmailStatus", ses::get_send_email_status),
 ];
 
 /// An SES action: service `ses`, version 2020-10-02, region required.

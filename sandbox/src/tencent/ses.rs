@@ -63,6 +63,8 @@ pub struct SentEmail {
     pub secret_id: String,
     /// The request's `X-TC-Region`.
     pub region: String,
+    /// UNIX milliseconds: when it was accepted (its `GetSendEmailStatus` date is China's, UTC+8).
+    pub sent_at_ms: i64,
 }
 
 /// The fake SES's own state.
@@ -512,10 +514,102 @@ pub(crate) fn send_email(
         request_id: ctx.request_id.to_string(),
         secret_id: ctx.account.secret_id.clone(),
         region: ctx.region.to_string(),
+        sent_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     tracing::info!(request_id = %email.request_id, "email accepted");
     ses.ses(|d| d.emails.push(email));
     let mut answer = Map::new();
     answer.insert("MessageId".into(), json!(message_id));
+    Ok(answer)
+}
+
+/// docs/providers/tencent-cloud.md#getsendemailstatus: the fields of the request.
+const STATUS_FIELDS: &[&str] = &["RequestDate", "Offset", "Limit", "MessageId", "ToEmailAddress"];
+/// docs/providers/tencent-cloud.md#getsendemailstatus: `Limit` is at most 100.
+const MAX_STATUS_LIMIT: u64 = 100;
+/// docs/providers/tencent-cloud.md#getsendemailstatus: only the last 30 days can be asked about.
+const STATUS_DAYS: i64 = 30;
+
+fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| wrong_type(name)),
+    }
+}
+
+/// `GetSendEmailStatus`: one status per recipient of the mails sent on `RequestDate` (China
+/// date), filtered by `MessageId` and `ToEmailAddress`, `Offset`/`Limit` paged. A recipient's
+/// mail is queued (`DeliverStatus` 0) until the receipt plan's delay has passed, then delivered
+/// (1) or, for the addresses the plan fails, bounced (3).
+pub(crate) fn get_send_email_status(
+    ctx: &ActionContext<'_>,
+    ses: &Own<SesState>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
+    let body = parse(body, STATUS_FIELDS)?;
+    // docs/providers/tencent-cloud.md#getsendemailstatus: RequestDate, Offset and Limit are required.
+    let date = required(&body, "RequestDate")?;
+    let offset = integer(&body, "Offset")?.ok_or_else(|| ApiError::missing("Offset"))?;
+    let limit = integer(&body, "Limit")?.ok_or_else(|| ApiError::missing("Limit"))?;
+    let message_id = string(&body, "MessageId")?.filter(|s| !s.is_empty());
+    let to = string(&body, "ToEmailAddress")?.filter(|s| !s.is_empty());
+    if !(1..=MAX_STATUS_LIMIT).contains(&limit) {
+        return Err(ApiError::new("FailedOperation.InvalidLimit", "Limit must be within 1..=100."));
+    }
+    // docs/providers/tencent-cloud.md#getsendemailstatus: one date, YYYY-MM-DD, within 30 days.
+    let day = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
+        ApiError::new("InvalidParameterValue.WrongDate", format!("RequestDate `{date}` is not a date (YYYY-MM-DD)."))
+    })?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let today = chrono::NaiveDate::parse_from_str(&crate::receipts::china_date(now_ms), "%Y-%m-%d")
+        .expect("a formatted date parses");
+    if day > today {
+        return Err(ApiError::new(
+            "InvalidParameterValue.WrongDate",
+            format!("RequestDate `{date}` is in the future."),
+        ));
+    }
+    if (today - day).num_days() > STATUS_DAYS {
+        return Err(ApiError::new(
+            "FailedOperation.NotSupportDate",
+            format!("Only the last {STATUS_DAYS} days can be queried, not `{date}`."),
+        ));
+    }
+    injected(ctx)?;
+    let plan = ctx.hub.receipt_plan();
+    let delay = i64::try_from(plan.delay_ms).unwrap_or(i64::MAX);
+    let statuses: Vec<Value> = ses
+        .sent_emails()
+        .into_iter()
+        .filter(|mail| crate::receipts::china_date(mail.sent_at_ms) == date)
+        .filter(|mail| message_id.as_ref().is_none_or(|id| *id == mail.message_id))
+        .flat_map(|mail| {
+            let final_at = mail.sent_at_ms.saturating_add(delay);
+            mail.destination
+                .iter()
+                .filter(|address| to.as_ref().is_none_or(|to| to.eq_ignore_ascii_case(address)))
+                .map(|address| {
+                    let (deliver, message, time) = if now_ms < final_at {
+                        (0, "", 0)
+                    } else if plan.fails_address(address) {
+                        (3, "550 5.1.1 mailbox unavailable", final_at / 1000)
+                    } else {
+                        (1, "", final_at / 1000)
+                    };
+                    json!({
+                        "MessageId": mail.message_id, "ToEmailAddress": address, "FromEmailAddress": mail.from,
+                        "SendStatus": 0, "DeliverStatus": deliver, "DeliverMessage": message,
+                        "RequestTime": mail.sent_at_ms / 1000, "DeliverTime": time,
+                        "UserOpened": false, "UserClicked": false, "UserUnsubscribed": false,
+                        "UserComplainted": false, "UserComplained": false,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    let mut answer = Map::new();
+    answer.insert("EmailStatusList".into(), Value::Array(statuses));
     Ok(answer)
 }

@@ -1,9 +1,11 @@
-//! `SendSms` and `PullSmsSendStatusByPhoneNumber`, version 2021-01-11
+//! `SendSms`, `PullSmsSendStatusByPhoneNumber` and `PullSmsSendStatus`, version 2021-01-11
 //! (docs/providers/tencent-cloud.md#sms-service-sms-version-2021-01-11).
 //!
 //! Whole-request problems answer `Response.Error`; a bad phone number only fails that number's
 //! `SendStatus`, the others are sent. Every SMS sent has its receipt at once, as
-//! `PullSmsSendStatusByPhoneNumber` lists them (from the SMS record, so within `record_limit`).
+//! `PullSmsSendStatusByPhoneNumber` lists them (from the SMS record, so within `record_limit`);
+//! its status report goes out as the receipt plan says (`crate::receipts`): pushed to the status
+//! callback, or handed out once by `PullSmsSendStatus`.
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
@@ -397,6 +399,7 @@ pub(crate) fn pull_status_by_phone_number(
     }
 
     let (country, subscriber) = split_country(&phone);
+    let plan = ctx.hub.receipt_plan();
     let receipts: Vec<Value> = ctx
         .hub
         .sent_sms()
@@ -405,20 +408,49 @@ pub(crate) fn pull_status_by_phone_number(
         .filter(|sms| sms.sent_at >= begin && end.is_none_or(|end| sms.sent_at <= end))
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|sms| {
+            let (status, description) =
+                if plan.fails_phone(&sms.phone) { ("FAIL", "UNDELIV") } else { ("SUCCESS", "DELIVRD") };
             json!({
                 "UserReceiveTime": sms.sent_at,
                 "CountryCode": country,
                 "SubscriberNumber": subscriber,
                 "PhoneNumber": sms.phone,
                 "SerialNo": sms.serial_no,
-                "ReportStatus": "SUCCESS",
-                "Description": "DELIVRD",
+                "ReportStatus": status,
+                "Description": description,
                 "SessionContext": sms.session_context,
             })
         })
         .collect();
     let mut response = Map::new();
     response.insert("PullSmsSendStatusSet".into(), Value::Array(receipts));
+    Ok(response)
+}
+
+/// docs/providers/tencent-cloud.md#pullsmssendstatus: the fields of the request, both required.
+const PULL_QUEUE_FIELDS: [&str; 2] = ["Limit", "SmsSdkAppId"];
+
+/// The `PullSmsSendStatus` handler: up to `Limit` status reports of the application that are due,
+/// each handed out once (docs/providers/tencent-cloud.md#pullsmssendstatus).
+pub(crate) fn pull_status(ctx: &ActionContext<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let body = object_of(body, &PULL_QUEUE_FIELDS)?;
+    let limit = integer_field(&body, "Limit")?.ok_or_else(|| ApiError::missing("Limit"))?;
+    let sdk_app_id = string_field(&body, "SmsSdkAppId")?.ok_or_else(|| ApiError::missing("SmsSdkAppId"))?;
+    check_app_id(ctx, &sdk_app_id)?;
+    // docs/providers/tencent-cloud.md#pullsmssendstatus: Limit at most 100.
+    if !(1..=MAX_PULL_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.LimitVerifyFail",
+            format!("Limit must be within 1..={MAX_PULL_LIMIT}, not {limit}."),
+        ));
+    }
+    if let Some(FaultEffect::TencentError { code, message }) = ctx.hub.take_fault(Stage::TencentRequest, ctx.facts) {
+        let message = message.unwrap_or_else(|| format!("{code} (injected by yizhan-sandbox)"));
+        return Err(ApiError { code, message, injected: true, lost: None });
+    }
+    let reports = ctx.hub.take_pull(&sdk_app_id, usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut response = Map::new();
+    response.insert("PullSmsSendStatusSet".into(), reports.iter().map(|r| r.pull_entry()).collect());
     Ok(response)
 }
 

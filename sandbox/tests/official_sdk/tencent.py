@@ -34,12 +34,18 @@ def b64(text):
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
+# Every line printed, so that a later call can use an earlier answer (the MessageId).
+SENT = []
+
+
 def call(name, client_method, request_class, params):
     request = request_class()
     request.from_json_string(json.dumps(params))
     try:
         response = client_method(request)
-        print(json.dumps({"call": name, "response": json.loads(response.to_json_string())}), flush=True)
+        line = json.dumps({"call": name, "response": json.loads(response.to_json_string())})
+        SENT.append(line)
+        print(line, flush=True)
     except TencentCloudSDKException as error:
         print(json.dumps({"call": name, "error": error.get_code(), "message": error.get_message()}), flush=True)
 
@@ -75,6 +81,20 @@ def main():
              "PhoneNumber": phone,
              "SmsSdkAppId": env["TENCENT_SDK_APP_ID"],
          })
+    # The status report of the SMS above, handed out once by the receipt queue.
+    call("PullSmsSendStatus", sms.PullSmsSendStatus, sms_models.PullSmsSendStatusRequest, {
+        "Limit": 100,
+        "SmsSdkAppId": env["TENCENT_SDK_APP_ID"],
+    })
+    # The mail's status, asked for by MessageId on the China date it was sent.
+    sent = [json.loads(line) for line in SENT]
+    message_id = next((s["response"].get("MessageId") for s in sent if s["call"] == "SendEmail"), "")
+    call("GetSendEmailStatus", ses.GetSendEmailStatus, ses_models.GetSendEmailStatusRequest, {
+        "RequestDate": time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600)),
+        "Offset": 0,
+        "Limit": 100,
+        "MessageId": message_id,
+    })
 
 
 if __name__ == "__main__":
