@@ -13,6 +13,7 @@
 //! Unix epoch) so that leases are testable without sleeping; fleet clocks must agree to well within
 //! the lease.
 
+mod directory;
 mod model;
 mod parking;
 pub mod redact;
@@ -28,6 +29,7 @@ pub use model::{
     DEFAULT_RETENTION, Finish, FinishedState, JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, WaitReason,
     now_millis,
 };
+pub use directory::{DirectoryStore, RedisDirectory, SqliteDirectory, open_directory};
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;

@@ -324,7 +324,13 @@ impl Config {
                     let mut fields = toml::Table::new();
                     let mut common = toml::Table::new();
                     for (field, value) in table {
-                        let value = resolve(value, &format!("{at}.{field}"), env)?;
+                        // A sync's script is loaded by its connector, which needs the path for its
+                        // errors (a syntax error names the file and line).
+                        let value = if kind == "directory_sync" && field == "script" {
+                            value.clone()
+                        } else {
+                            resolve(value, &format!("{at}.{field}"), env)?
+                        };
                         if COMMON_FIELDS.contains(&field.as_str()) {
                             common.insert(field.clone(), value);
                         } else {

@@ -94,6 +94,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let config = Config::load(&settings.config)?;
     let client = connectors::http::client();
     let mut configured = HashMap::new();
+    let mut syncs = Vec::new();
     for ((kind, name), connector_config) in &config.connectors {
         let spec = yizhan_schemas::find_kind(kind).expect("config checked kinds");
         let quota_text = connector_config.common.rate_limit.as_deref().unwrap_or(spec.default_rate_limit);
@@ -105,10 +106,20 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
             .filter_map(|action| Some((action.name, action.per_recipient?)))
             .map(|(name, limit)| (name, Quota::parse_all(limit.rate).expect("catalog rates parse (tested)")))
             .collect();
+        // Directory syncs are kept aside to be wired to their sources and the store below.
+        let connector: Arc<dyn connectors::Connector> = if kind == "directory_sync" {
+            let sync = Arc::new(connectors::directory_sync::DirectorySync::new(connector_config, client.clone())?);
+            syncs.push(sync.clone());
+            sync
+        } else {
+            connectors::build(connector_config, &client)?
+        };
         configured.insert(
             (kind.clone(), name.clone()),
             Configured {
-                connector: connectors::build(connector_config, &client)?,
+                connector,
+                quotas,
+
                 quotas,
                 per_recipient,
                 on_ambiguous: connector_config.common.on_ambiguous,
@@ -117,6 +128,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
             },
         );
     }
+    connectors::directory_sync::check_references(&config, &syncs)?;
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
     let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     // A fleet shares Redis for its state, and so for its limits; one node limits locally.
@@ -216,6 +228,28 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     tokio::spawn(renew_leases(pipeline.clone(), worker.lease / 3, background.clone()));
     tokio::spawn(release_parked(pipeline.clone(), background.clone()));
     tokio::spawn(wake_resumed(pipeline.clone(), background.clone()));
+    // Directory syncs: their sources, snapshots and leases; scheduled runs (one per period).
+    let directory = yizhan_state::open_directory(&settings.state, &settings.prefix).await?;
+    let sync_publisher = Arc::new(Publisher::open(&publish_conn).await.map_err(broker_error)?);
+    let sources =
+        pipeline.connectors.iter().map(|(key, c)| (key.clone(), (c.connector.clone(), c.quotas.clone()))).collect();
+    let services = connectors::directory_sync::Services {
+        connectors: &sources,
+        limiter: pipeline.limiter.clone(),
+        store: directory.clone(),
+        publisher: sync_publisher.clone(),
+        names: &names,
+        owner: &owner,
+    };
+    connectors::directory_sync::wire_all(&syncs, services).await.map_err(broker_error)?;
+    let schedules = syncs.iter().filter_map(|s| Some((s.name().to_string(), s.settings().schedule?))).collect();
+    tokio::spawn(connectors::directory_sync::run_schedules(
+        schedules,
+        directory,
+        sync_publisher,
+        names.clone(),
+        background.clone(),
+    ));
     let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
 

@@ -51,6 +51,14 @@ pub(super) struct ListDepartments {
     /// Also list the sub-departments' descendants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_child: Option<bool>,
+    /// Token of the next page, as the previous answer's `data.page_token`; absent for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub page_token: Option<String>,
+    /// Page size, 1 to 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub page_size: Option<u32>,
 }
 
 /// One page of a department's direct members; the result's `page_token` asks for the next.

@@ -6,6 +6,7 @@
 
 mod call;
 pub mod dingtalk_robot;
+pub mod directory_sync;
 pub mod feishu;
 pub mod feishu_robot;
 pub mod http;
@@ -45,6 +46,8 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("juzibot", |config, client| Ok(Arc::new(juzibot::Juzibot::new(config, client.clone())?))),
     ("qq_mail", |config, _| Ok(Arc::new(qq_mail::QqMail::new(config)?))),
     ("wecom", |config, client| Ok(Arc::new(wecom::Wecom::new(config, client.clone())?))),
+    // The worker builds these itself to wire them (`directory_sync::wire_all`); this checks the config.
+    ("directory_sync", |config, client| Ok(Arc::new(directory_sync::DirectorySync::new(config, client.clone())?))),
 ];
 
 /// Builds the connector of a config; the config's kind-specific fields are checked here, at start,

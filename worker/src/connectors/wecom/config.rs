@@ -6,14 +6,18 @@ use crate::config::{ConfigError, ConnectorConfig, Secret};
 
 /// A corp and the secrets of its APIs: `contacts_secret` (通讯录同步) for contacts actions,
 /// `external_contact_secret` (客户联系, falling back to `app_secret`) for customer contact, and
-/// `app_secret` for the rest; `agentid` is the default of `send_app_message`.
+/// `app_secret` for the rest; `agentid` is the default of `send_app_message`. A config with
+/// `corp_id` and `contacts_secret` alone is a sync-only config (seed 001): its contacts actions
+/// work, the others fail permanently naming the missing secret.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WecomConfig {
     /// The corp's id (`corpid` of `gettoken`).
     pub corp_id: String,
-    /// The self-built app's secret, for application messages, group chats and calendars.
-    pub app_secret: Secret,
+    /// The self-built app's secret, for application messages, media, group chats and calendars;
+    /// None in a sync-only config.
+    #[serde(default)]
+    pub app_secret: Option<Secret>,
     /// The contacts-sync secret; None: contacts actions fail permanently.
     #[serde(default)]
     pub contacts_secret: Option<Secret>,
@@ -34,7 +38,7 @@ impl WecomConfig {
             return Err(ConfigError::field(at("corp_id"), "must not be empty"));
         }
         let secrets = [
-            ("app_secret", Some(&parsed.app_secret)),
+            ("app_secret", parsed.app_secret.as_ref()),
             ("contacts_secret", parsed.contacts_secret.as_ref()),
             ("external_contact_secret", parsed.external_contact_secret.as_ref()),
         ];
@@ -42,6 +46,12 @@ impl WecomConfig {
             if secret.is_some_and(|s| s.expose().trim().is_empty()) {
                 return Err(ConfigError::field(at(field), "must not be empty"));
             }
+        }
+        if parsed.app_secret.is_none() && parsed.contacts_secret.is_none() {
+            return Err(ConfigError::field(
+                config.path(),
+                "needs `app_secret`, `contacts_secret` or both (a sync-only config has `contacts_secret` alone)",
+            ));
         }
         Ok(parsed)
     }

@@ -15,6 +15,7 @@ pub mod error;
 mod tests;
 pub mod token;
 
+use base64::Engine as _;
 use serde_json::{Map, Value};
 use yizhan_schemas::catalog::wecom::{WecomCredential, wecom_area};
 use yizhan_schemas::{Body, Effect, Endpoint};
@@ -36,7 +37,8 @@ pub struct Wecom {
     base: String,
     client: reqwest::Client,
     agentid: Option<u64>,
-    app: TokenSlot,
+    /// None for a sync-only config (`corp_id` and `contacts_secret` alone, as seed 001 sets up).
+    app: Option<TokenSlot>,
     contacts: Option<TokenSlot>,
     external_contact: Option<TokenSlot>,
 }
@@ -45,6 +47,13 @@ pub struct Wecom {
 enum Payload {
     Json(Value),
     Query(Vec<(String, String)>),
+    /// A multipart upload: form field, file name, bytes, and the query (`type`).
+    Upload {
+        field: &'static str,
+        filename: String,
+        bytes: Vec<u8>,
+        query: Vec<(String, String)>,
+    },
 }
 
 impl Wecom {
@@ -57,7 +66,7 @@ impl Wecom {
             base,
             client,
             agentid: fields.agentid,
-            app: TokenSlot::new(corp, fields.app_secret),
+            app: fields.app_secret.map(|s| TokenSlot::new(corp, s)),
             contacts: fields.contacts_secret.map(|s| TokenSlot::new(corp, s)),
             external_contact: fields.external_contact_secret.map(|s| TokenSlot::new(corp, s)),
         })
@@ -65,8 +74,15 @@ impl Wecom {
 
     fn slot(&self, credential: WecomCredential) -> Result<&TokenSlot, Failure> {
         match credential {
-            WecomCredential::App => Ok(&self.app),
-            WecomCredential::ExternalContact => Ok(self.external_contact.as_ref().unwrap_or(&self.app)),
+            WecomCredential::App => self
+                .app
+                .as_ref()
+                .ok_or_else(|| Failure::permanent("this action needs `app_secret` (a sync-only config has none)")),
+            WecomCredential::ExternalContact => {
+                self.external_contact.as_ref().or(self.app.as_ref()).ok_or_else(|| {
+                    Failure::permanent("customer contact needs `external_contact_secret` or `app_secret`")
+                })
+            }
             WecomCredential::Contacts => {
                 self.contacts.as_ref().ok_or_else(|| Failure::permanent("contacts actions need `contacts_secret`"))
             }
@@ -75,7 +91,7 @@ impl Wecom {
 
     /// Every secret of the config, for scrubbing reasons.
     fn secrets(&self) -> Vec<&str> {
-        [Some(&self.app), self.contacts.as_ref(), self.external_contact.as_ref()]
+        [self.app.as_ref(), self.contacts.as_ref(), self.external_contact.as_ref()]
             .into_iter()
             .flatten()
             .map(|s| s.secret().expose())
@@ -103,6 +119,17 @@ impl Wecom {
                 }
                 wrapper.insert(field.to_string(), Value::Object(params));
                 Ok(Payload::Json(Value::Object(wrapper)))
+            }
+            Body::UploadTyped { field } => {
+                let text = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_string);
+                let filename = text("filename").ok_or_else(|| Failure::permanent("params.filename: required"))?;
+                let content = text("content_base64").unwrap_or_default();
+                let compact: String = content.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .map_err(|e| Failure::permanent(format!("params.content_base64: invalid base64: {e}")))?;
+                let query = text("type").map(|t| vec![("type".to_string(), t)]).unwrap_or_default();
+                Ok(Payload::Upload { field, filename, bytes, query })
             }
             other => Err(Failure::permanent(format!("wecom cannot send a {other:?} body"))),
         }
@@ -145,6 +172,10 @@ impl Wecom {
         let builder = match payload {
             Payload::Json(body) => builder.json(body),
             Payload::Query(query) => builder.query(query),
+            Payload::Upload { field, filename, bytes, query } => {
+                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(filename.clone());
+                builder.query(query).multipart(reqwest::multipart::Form::new().part(*field, part))
+            }
         };
         let response = builder.send().await.map_err(|e| http::transport_failure(e, &secrets))?;
         Answer::read(response, &secrets).await

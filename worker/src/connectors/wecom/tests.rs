@@ -95,6 +95,9 @@ const C: &str = "contacts-token";
 const E: &str = "external-token";
 const A: &str = TOKEN;
 
+/// A row's body that is a multipart upload of `avatar.png` as the form field `media`.
+const MULTIPART: &str = "multipart: media=avatar.png";
+
 fn same(params: &Value) -> Option<Value> {
     Some(params.clone())
 }
@@ -136,6 +139,26 @@ fn rows() -> Vec<Row> {
     );
     vec![
         row("list_departments", json!({"id": 2}), "GET", "/cgi-bin/department/list", "id=2", None, C),
+        row("list_department_ids", json!({"id": 2}), "GET", "/cgi-bin/department/simplelist", "id=2", None, C),
+        row("get_department", json!({"id": 2}), "GET", "/cgi-bin/department/get", "id=2", None, C),
+        row(
+            "upload_media",
+            json!({"type": "image", "filename": "avatar.png", "content_base64": "iVBORw0KGgo="}),
+            "POST",
+            "/cgi-bin/media/upload",
+            "type=image",
+            Some(json!(MULTIPART)),
+            A,
+        ),
+        row(
+            "upload_image",
+            json!({"filename": "avatar.png", "content_base64": "iVBORw0KGgo="}),
+            "POST",
+            "/cgi-bin/media/uploadimg",
+            "",
+            Some(json!(MULTIPART)),
+            A,
+        ),
         row(
             "create_department",
             json!({"name": "广州研发中心", "name_en": "RDGZ", "parentid": 1, "order": 1, "id": 2}),
@@ -539,6 +562,13 @@ async fn every_action_sends_its_exact_request_and_maps_its_answer() {
         assert_eq!(query.join("&"), row.query, "{}", row.action);
         match row.body {
             None => assert!(request.body.is_empty(), "{}", row.action),
+            Some(body) if body == json!(MULTIPART) => {
+                let content_type = request.headers.get("content-type").unwrap().to_str().unwrap();
+                assert!(content_type.starts_with("multipart/form-data; boundary="), "{}", row.action);
+                let text = String::from_utf8_lossy(&request.body);
+                assert!(text.contains("name=\"media\"; filename=\"avatar.png\""), "{}: {text}", row.action);
+                assert!(request.body.windows(6).any(|w| w == b"\x89PNG\r\n"), "{}: the decoded bytes", row.action);
+            }
             Some(body) => {
                 assert_eq!(request.headers.get("content-type").unwrap(), "application/json", "{}", row.action);
                 assert_eq!(json_body(request), body, "{}", row.action);
@@ -655,7 +685,11 @@ async fn an_expired_token_is_refreshed_once_and_the_call_retried_in_the_same_att
             }));
         }
         for job in jobs {
-            assert_eq!(job.await.unwrap(), Ok(Success { result: Some(json!({"msgid": "m"})) }), "{code}");
+            assert_eq!(
+                job.await.unwrap(),
+                Ok(Success { result: Some(json!({"msgid": "m"})), receipts: Default::default() }),
+                "{code}"
+            );
         }
         // One fetch, then one refresh shared by the 20 rejected jobs.
         assert_eq!(gettoken_calls(&server).await, 2, "{code}");
@@ -719,4 +753,32 @@ async fn bad_secrets_are_permanent_busy_codes_transient_and_rate_limits_throttle
         .await;
     let failure = KIT.run(&full_corp(&server), "recall_app_message", &json!({"msgid": "m"})).await.unwrap_err();
     assert!(matches!(failure, Failure::Transient { .. }), "{failure:?}");
+}
+
+#[tokio::test]
+async fn a_sync_only_config_runs_contacts_actions_and_names_the_missing_secret_for_others() {
+    let server = MockServer::start().await;
+    mount_tokens(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/cgi-bin/department/simplelist"))
+        .respond_with(ok(json!({"department_id": []})))
+        .mount(&server)
+        .await;
+    let text = format!(
+        "[connectors.wecom.sync]\ncorp_id = \"{CORP}\"\ncontacts_secret = \"{CONTACTS_SECRET}\"\nendpoint = \"{}\"\n",
+        server.uri()
+    );
+    let corp = KIT.build(&text, "sync", |config| Wecom::new(config, http::client()));
+    let listed = KIT.run(&corp, "list_department_ids", &json!({})).await.unwrap();
+    assert_eq!(listed.result, Some(json!({"department_id": []})));
+    let failure = KIT
+        .run(&corp, "upload_image", &json!({"filename": "a.png", "content_base64": "iVBORw0KGgo="}))
+        .await
+        .unwrap_err();
+    assert!(matches!(&failure, Failure::Permanent { reason, .. } if reason.contains("app_secret")), "{failure:?}");
+    // Neither secret: refused at start, naming the config.
+    let config =
+        crate::config::Config::parse(&format!("[connectors.wecom.none]\ncorp_id = \"{CORP}\"\n"), &|_| None).unwrap();
+    let error = Wecom::new(config.get("wecom", "none").unwrap(), http::client()).unwrap_err();
+    assert!(error.to_string().starts_with("connectors.wecom.none: needs `app_secret`"), "{error}");
 }

@@ -179,7 +179,7 @@ fn result(body: Body, mut answer: Map<String, Value>) -> Option<Value> {
         | Body::FeishuMessage { .. }
         | Body::Query { .. }
         | Body::Wrapped { .. } => None,
-        Body::Upload { .. } => {
+        Body::Upload { .. } | Body::UploadTyped { .. } => {
             let mut result = Map::new();
             for field in ["media_id", "type", "created_at"] {
                 result.insert(field.into(), answer.remove(field).unwrap_or(Value::Null));

@@ -1,0 +1,240 @@
+//! Issue 21 acceptance: directory sync with the seed's logic script, from the sandbox's WeCom
+//! directory to a webhook receiver (real worker, RabbitMQ, state store, sandbox).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::{Value, json};
+use yizhan_sandbox::SandboxConfig;
+use yizhan_sandbox::directory::{Directory, Member};
+use yizhan_tests::{Harness, Store, eventually, job};
+
+/// The seed's example script (001, "(beta) 特殊逻辑脚本"), completed into a whole script:
+/// departments pass as proposed; a member is created once hired, with the department's name
+/// read through `getObjectByID`; members whose e-mail contains "tencent" are never updated.
+const SEED_SCRIPT: &str = r#"if (context.data.type === "department") {
+  return context;
+}
+// 获取到该人员的部门的部门名
+context.data.departmentName = repo.getObjectByID(context.data.DeptID).name;
+// 如果人员的雇佣日期在今天之前，创建人员
+if (context.operationType === "CREATE") {
+  if (context.data.hiredate - today() <= 0) {
+    repo.executeCreate();
+  } else {
+    repo.abort();
+  }
+  return context;
+}
+// 如果人员的邮箱包含tencent，不进行更新操作
+if (context.data.email.contain("tencent")) {
+  repo.abort("UPDATE");
+  return context;
+}
+return context;
+"#;
+
+const SECRET: &str = "directory-webhook-secret";
+
+/// What the webhook receiver got: (signature header, body).
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+async fn receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/directory",
+            post(|State(received): State<Received>, headers: HeaderMap, body: Bytes| async move {
+                let signature = headers.get("x-yizhan-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                assert_eq!(signature, yizhan_worker::connectors::directory_sync::target::signature(SECRET, &body));
+                received.lock().unwrap().push((signature.to_string(), value));
+                "ok"
+            }),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/directory", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// 3 departments, 500 members: every fifth not hired yet, every tenth a tencent.com address.
+fn directory() -> Directory {
+    let mut directory = Directory::default();
+    directory.put_department("1", "Tencent Demo", "0", 1);
+    directory.put_department("2", "Engineering", "1", 2);
+    directory.put_department("3", "Sales", "1", 3);
+    for i in 0..500 {
+        let domain = if i % 10 == 0 { "tencent.com" } else { "example.com" };
+        let hired = if i % 5 == 4 { "2099-01-01" } else { "2024-01-01" };
+        let department = if i % 2 == 0 { "2" } else { "3" };
+        let id = format!("m{i:03}");
+        directory.put_member(Member::new(
+            &id,
+            &format!("Member {i}"),
+            department,
+            &format!("{id}@{domain}"),
+            Some(hired),
+        ));
+    }
+    directory
+}
+
+fn config(url: &str, script: &std::path::Path, on_missing: &str, extra: &str) -> String {
+    format!(
+        r#"
+[connectors.wecom.hr]
+corp_id = "{corp}"
+contacts_secret = "{secret}"
+endpoint = "{{sandbox}}"
+
+[connectors.directory_sync.hr]
+source = "wecom.hr"
+target = "webhook"
+webhook_url = "{url}"
+webhook_secret = "{SECRET}"
+script = "file:{script}"
+on_missing = "{on_missing}"
+{extra}
+"#,
+        corp = yizhan_sandbox::DEFAULT_WECOM_CORP.0,
+        secret = yizhan_sandbox::DEFAULT_WECOM_CORP.2,
+        script = script.display(),
+    )
+}
+
+async fn start(test: &str, script: &str, on_missing: &str, extra: &str) -> (Harness, Received, std::path::PathBuf) {
+    let (url, received) = receiver().await;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("hr.js");
+    std::fs::write(&path, script).unwrap();
+    let h =
+        Harness::start(test, Store::Sqlite, SandboxConfig::default_accounts(), &config(&url, &path, on_missing, extra))
+            .await;
+    (h, received, path)
+}
+
+/// Submits a run and waits for it to succeed; returns its result.
+async fn run(h: &Harness) -> Value {
+    let ids = h.submit(&[job("directory_sync", "hr", "run", json!({}))]).await;
+    let store = h.store().await;
+    let id = ids[0];
+    eventually("the run succeeds", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded" || s.status == "dead") }
+    })
+    .await;
+    let status = store.status(id).await.unwrap().unwrap();
+    assert_eq!(status.status, "succeeded", "{status:?}");
+    status.result.expect("a run has a result")
+}
+
+/// (operationType, type, id) of what the receiver got since `from`.
+fn operations(received: &Received, from: usize) -> Vec<(String, String, String)> {
+    let received = received.lock().unwrap();
+    let mut ops: Vec<_> = received[from..]
+        .iter()
+        .map(|(_, body)| {
+            let text = |f: &str| body[f].as_str().unwrap_or_default().to_string();
+            (text("operationType"), text("type"), text("id"))
+        })
+        .collect();
+    ops.sort();
+    ops
+}
+
+#[tokio::test]
+async fn the_seed_script_syncs_a_wecom_directory_to_a_webhook_once_per_change() {
+    let (h, received, _) = start("dirsync", SEED_SCRIPT, "delete", "").await;
+    h.sandbox().edit_wecom_directory(|d| *d = directory());
+    let _worker = h.spawn_worker(&[]).await;
+
+    // First run: the departments, then every hired member (400 of 500), nobody else.
+    let result = run(&h).await;
+    let first = operations(&received, 0);
+    assert_eq!(first.iter().filter(|(op, t, _)| op == "CREATE" && t == "department").count(), 3, "{result}");
+    let members: Vec<&String> =
+        first.iter().filter(|(op, t, _)| op == "CREATE" && t == "member").map(|o| &o.2).collect();
+    assert_eq!(members.len(), 400, "{result}");
+    assert!(members.iter().all(|id| id[1..].parse::<usize>().unwrap() % 5 != 4), "only hired members");
+    assert_eq!(first.len(), 403);
+    assert_eq!(result["counts"]["member"]["CREATE"], 400);
+    assert_eq!(result["aborted"].as_array().unwrap().len(), 100, "the unhired are aborted, and reported");
+    // Departments come first, and members carry their department's name from the script.
+    let bodies = received.lock().unwrap().clone();
+    assert!(bodies[..3].iter().all(|(_, b)| b["type"] == "department"));
+    let m001 = bodies.iter().find(|(_, b)| b["id"] == "m001").unwrap();
+    assert_eq!(m001.1["data"]["departmentName"], "Sales");
+
+    // 5 changes (2 tencent addresses), a renamed department, 3 removals.
+    h.sandbox().edit_wecom_directory(|d| {
+        for id in ["m001", "m002", "m003", "m010", "m020"] {
+            d.members.get_mut(id).unwrap().position = "Staff engineer".into();
+        }
+        d.departments.get_mut("2").unwrap().name = "R&D".into();
+        for id in ["m005", "m006", "m007"] {
+            d.members.remove(id);
+        }
+    });
+    let seen = received.lock().unwrap().len();
+    let result = run(&h).await;
+    let second = operations(&received, seen);
+    let count = |op: &str, t: &str| second.iter().filter(|(o, ty, _)| o == op && ty == t).count();
+    assert_eq!(count("UPDATE", "member"), 3, "{second:?}");
+    assert_eq!(count("UPDATE", "department"), 1, "{second:?}");
+    assert_eq!(count("DELETE", "member"), 3, "{second:?}");
+    assert_eq!(second.len(), 7, "{second:?} {result}");
+    assert!(
+        second.iter().all(|(_, _, id)| !["m010", "m020"].contains(&id.as_str())),
+        "tencent addresses are not updated"
+    );
+
+    // Nothing changed: nothing sent.
+    let seen = received.lock().unwrap().len();
+    run(&h).await;
+    assert_eq!(operations(&received, seen), Vec::<(String, String, String)>::new());
+}
+
+#[tokio::test]
+async fn removals_become_disables_and_an_endless_loop_fails_its_record_only() {
+    let script = "if (context.data.id === \"m001\") {\n  while (true) {}\n}\nreturn context;\n";
+    let (h, received, _) = start("dirsync-loop", script, "disable", "script_timeout = \"200ms\"").await;
+    h.sandbox().edit_wecom_directory(|d| {
+        *d = Directory::default();
+        d.put_department("1", "Root", "0", 1);
+        for i in 0..5 {
+            let id = format!("m{i:03}");
+            d.put_member(Member::new(&id, &id, "1", &format!("{id}@example.com"), Some("2020-01-01")));
+        }
+    });
+    let _worker = h.spawn_worker(&[]).await;
+    let started = std::time::Instant::now();
+    let result = run(&h).await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let failed = result["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{result}");
+    assert_eq!(failed[0]["id"], "m001");
+    assert!(failed[0]["reason"].as_str().unwrap().contains("time limit"), "{result}");
+    assert_eq!(operations(&received, 0).len(), 5, "the root and the four other members");
+
+    h.sandbox().edit_wecom_directory(|d| {
+        d.members.remove("m002");
+    });
+    let seen = received.lock().unwrap().len();
+    run(&h).await;
+    assert_eq!(operations(&received, seen), [("DISABLE".to_string(), "member".to_string(), "m002".to_string())]);
+}
+
+#[tokio::test]
+async fn a_script_with_a_syntax_error_stops_the_worker_with_its_path() {
+    let (h, _, path) = start("dirsync-bad", "if (context.data {\n  return context;\n}\n", "delete", "").await;
+    let stderr = h.worker_refused_at_start().await;
+    assert!(stderr.contains("connectors.directory_sync.hr.script"), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(stderr.contains("SyntaxError"), "{stderr}");
+}
