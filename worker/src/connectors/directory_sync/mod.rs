@@ -56,8 +56,8 @@ pub struct Wiring {
     pub(crate) source: Caller,
     /// Snapshots, applied marks, leases.
     pub store: Arc<dyn DirectoryStore>,
-    /// Confirmed publishing (amqp target).
-    pub publisher: Arc<Publisher>,
+    /// Confirmed publishing (amqp target); None when the sync does not publish.
+    pub publisher: Option<Arc<Publisher>>,
     /// The exchange of the amqp target, `<prefix>.directory`.
     pub exchange: String,
     /// This worker, the owner of the leases it takes.
@@ -285,7 +285,10 @@ impl DirectorySync {
     async fn apply(&self, wiring: &Wiring, operation: Operation, mark: &str, body: &Value) -> Result<(), ApplyError> {
         match &self.settings.target {
             Target::Webhook { url, secret } => target::webhook(&self.client, url, secret.as_ref(), mark, body).await,
-            Target::Amqp => target::amqp(&wiring.publisher, &wiring.exchange, operation.as_str(), mark, body).await,
+            Target::Amqp => match &wiring.publisher {
+                Some(publisher) => target::amqp(publisher, &wiring.exchange, operation.as_str(), mark, body).await,
+                None => Err(ApplyError::Unavailable("no publisher for the amqp target".into())),
+            },
             Target::Directory(directory) => Err(ApplyError::Record(format!(
                 "a {}.{} target is not supported by this build yet",
                 directory.kind, directory.name
@@ -417,7 +420,7 @@ pub async fn wire_all(syncs: &[Arc<DirectorySync>], services: Services<'_>) -> R
                 limiter: services.limiter.clone(),
             },
             store: services.store.clone(),
-            publisher: services.publisher.clone(),
+            publisher: Some(services.publisher.clone()),
             exchange: exchange.clone(),
             owner: services.owner.to_string(),
         });
