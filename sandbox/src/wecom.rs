@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Query, Request, State};
+use axum::extract::{FromRef, FromRequest, Query, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -150,6 +150,26 @@ const APIS: &[Api] = &[
     api(false, "/cgi-bin/oa/schedule/get_by_calendar", App, &["cal_id"], r#"{"schedule_list": []}"#),
 ];
 
+/// `POST ?access_token=&type=image|voice|video|file`, multipart `media`: a temporary media file.
+pub const MEDIA_UPLOAD_PATH: &str = "/cgi-bin/media/upload";
+/// `POST ?access_token=`, multipart `media`: an image kept for good, answered with its `url`.
+pub const MEDIA_UPLOADIMG_PATH: &str = "/cgi-bin/media/uploadimg";
+/// The largest media body read (a 20 MB file and the multipart framing).
+const MEDIA_READ_LIMIT: usize = 21 * 1024 * 1024;
+/// Every media file must be larger than 5 bytes (docs/providers/wecom.md#temporary-media).
+const MEDIA_MIN_BYTES: usize = 6;
+
+/// The largest file of each temporary media type, and the image upload's (bytes).
+fn media_limit(media_type: &str) -> Option<usize> {
+    match media_type {
+        "image" | "video" => Some(10 * 1024 * 1024),
+        "voice" => Some(2 * 1024 * 1024),
+        "file" => Some(20 * 1024 * 1024),
+        "uploadimg" => Some(2 * 1024 * 1024),
+        _ => None,
+    }
+}
+
 /// The paths the fake serves (besides `gettoken`).
 pub fn api_paths() -> impl Iterator<Item = &'static str> {
     APIS.iter().map(|a| a.path)
@@ -216,7 +236,11 @@ where
     S: Clone + Send + Sync + 'static,
     Own<WecomState>: FromRef<S>,
 {
-    APIS.iter().fold(Router::new().route(GETTOKEN_PATH, any(gettoken)), |router, api| router.route(api.path, any(call)))
+    let media = axum::extract::DefaultBodyLimit::max(MEDIA_READ_LIMIT);
+    APIS.iter()
+        .fold(Router::new().route(GETTOKEN_PATH, any(gettoken)), |router, api| router.route(api.path, any(call)))
+        .route(MEDIA_UPLOAD_PATH, any(upload_media).layer(media))
+        .route(MEDIA_UPLOADIMG_PATH, any(upload_media).layer(media))
 }
 
 struct Refusal {
@@ -450,6 +474,105 @@ fn handle(
             }
             data.messages.push(Value::Object(params.clone()));
         });
+    }
+    Ok(answer)
+}
+
+/// `media/upload` and `media/uploadimg` (docs/providers/wecom.md#temporary-media): an app
+/// token, a multipart `media` part with a filename, the type's size and format; the upload is
+/// recorded with the corp id as its key (`SandboxState::uploaded_media`).
+async fn upload_media(State(state): State<Own<WecomState>>, request: Request) -> Response {
+    let request = Captured::read(request, MEDIA_READ_LIMIT).await;
+    state.record_request(Provider::Wecom, &request);
+    let token = request.param("access_token").unwrap_or_default().to_string();
+    let owner = state.with(|data, _| data.tokens.get(&token).cloned());
+    let action = request.path().trim_start_matches("/cgi-bin/").to_string();
+    let facts = facts(&request, owner.as_ref().map(|o| o.0.clone()), &action);
+    if let Some(answer) = state.before_processing(&facts).await {
+        return answer;
+    }
+    let result = store_media(&state, &request, &token, owner, &facts).await;
+    respond(&state, &facts, result).await
+}
+
+async fn store_media(
+    state: &Own<WecomState>,
+    request: &Captured,
+    token: &str,
+    owner: Option<(String, Area, Instant)>,
+    facts: &RequestFacts,
+) -> Result<Map<String, Value>, Refusal> {
+    if token.is_empty() {
+        return refuse(41001, "access_token missing");
+    }
+    let Some((corp, area, expiry)) = owner else {
+        return refuse(40014, "invalid access_token");
+    };
+    if expiry <= Instant::now() {
+        return refuse(42001, "access_token expired");
+    }
+    if area != App {
+        return refuse(48002, "api forbidden");
+    }
+    if request.method != Method::POST {
+        return refuse(43002, "require POST method");
+    }
+    let image_only = request.path() == MEDIA_UPLOADIMG_PATH;
+    let media_type = if image_only { "uploadimg" } else { request.param("type").unwrap_or_default() };
+    let Some(max) = media_limit(media_type) else {
+        return refuse(40004, "invalid media type");
+    };
+    if request.oversized {
+        return refuse(40006, "invalid file size");
+    }
+    let Ok(mut multipart) = axum::extract::Multipart::from_request(request.to_request(), &()).await else {
+        return refuse(44001, "empty media data");
+    };
+    let mut part = None;
+    while let Ok(Some(field)) = multipart.next_field().await {
+        if field.name() == Some("media") {
+            let filename = field.file_name().unwrap_or_default().to_string();
+            let Ok(bytes) = field.bytes().await else { break };
+            part = Some((filename, bytes.to_vec()));
+            break;
+        }
+    }
+    let Some((filename, content)) = part else {
+        return refuse(44001, "empty media data");
+    };
+    if filename.is_empty() {
+        return refuse(40058, "invalid Request Parameter, hint: the media part needs a filename");
+    }
+    if !(MEDIA_MIN_BYTES..=max).contains(&content.len()) {
+        return refuse(40006, "invalid file size");
+    }
+    let png = content.starts_with(b"\x89PNG\r\n\x1a\n");
+    let jpg = content.starts_with(&[0xFF, 0xD8, 0xFF]);
+    if matches!(media_type, "image" | "uploadimg") && !(png || jpg) {
+        return refuse(40005, "invalid file type");
+    }
+    if media_type == "voice" && !content.starts_with(b"#!AMR") {
+        return refuse(40005, "invalid file type");
+    }
+    injected(state, facts)?;
+    let media_id: String = format!("3{:055x}", rand::rng().random::<u128>());
+    let created_at = chrono::Utc::now().timestamp();
+    state.record_media(crate::records::UploadedMedia {
+        key: corp,
+        media_id: media_id.clone(),
+        media_type: media_type.to_string(),
+        filename,
+        size: content.len(),
+        md5: hex::encode(<md5::Md5 as md5::Digest>::digest(&content)),
+        created_at,
+    });
+    let mut answer = Map::new();
+    if image_only {
+        answer.insert("url".into(), json!(format!("https://wework.qpic.cn/wwpic/sandbox/{media_id}/0")));
+    } else {
+        answer.insert("type".into(), json!(media_type));
+        answer.insert("media_id".into(), json!(media_id));
+        answer.insert("created_at".into(), json!(created_at.to_string()));
     }
     Ok(answer)
 }

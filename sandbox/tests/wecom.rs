@@ -97,3 +97,40 @@ async fn messages_check_fields_and_recipients() {
     assert_eq!(post(send.clone(), body.clone()).await["errcode"], 45009);
     assert_eq!(post(send, body).await["errcode"], 0);
 }
+
+async fn upload(url: String, filename: &str, bytes: &[u8]) -> Value {
+    let part = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(filename.to_string());
+    let form = reqwest::multipart::Form::new().part("media", part);
+    client().post(url).multipart(form).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn temporary_media_and_images_are_uploaded_with_an_app_token() {
+    let sandbox = start().await;
+    let base = sandbox.url();
+    let app = token(&base, APP).await;
+    let png = b"\x89PNG\r\n\x1a\n0123456789";
+    let answer = upload(format!("{base}/cgi-bin/media/upload?access_token={app}&type=image"), "a.png", png).await;
+    assert_eq!(answer["errcode"], 0, "{answer}");
+    assert_eq!(answer["type"], "image");
+    assert!(answer["media_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(answer["created_at"].is_string());
+    let answer = upload(format!("{base}/cgi-bin/media/uploadimg?access_token={app}"), "a.png", png).await;
+    assert!(answer["url"].as_str().is_some_and(|u| u.starts_with("https://")), "{answer}");
+    let file =
+        upload(format!("{base}/cgi-bin/media/upload?access_token={app}&type=file"), "r.pdf", b"%PDF-1.4 x").await;
+    assert_eq!(file["errcode"], 0, "{file}");
+    assert_eq!(sandbox.state().uploaded_media().len(), 3);
+
+    // Refusals: another secret's token, an unknown type, a non-image, a file of 5 bytes or less.
+    let contacts = token(&base, CONTACTS).await;
+    let answer = upload(format!("{base}/cgi-bin/media/upload?access_token={contacts}&type=image"), "a.png", png).await;
+    assert_eq!(answer["errcode"], 48002);
+    let answer = upload(format!("{base}/cgi-bin/media/upload?access_token={app}&type=gif"), "a.gif", png).await;
+    assert_eq!(answer["errcode"], 40004);
+    let answer =
+        upload(format!("{base}/cgi-bin/media/upload?access_token={app}&type=image"), "a.txt", b"plain text!").await;
+    assert_eq!(answer["errcode"], 40005);
+    let answer = upload(format!("{base}/cgi-bin/media/upload?access_token={app}&type=file"), "a.txt", b"12345").await;
+    assert_eq!(answer["errcode"], 40006);
+}
