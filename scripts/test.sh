@@ -3,6 +3,8 @@
 # drive, checks formatting and lints, and runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A test run builds once from scratch (CI's clean clone): incremental caches would only fill the disk.
+export CARGO_INCREMENTAL=0
 scripts/services.sh
 scripts/deploy-tools.sh   # promtool, yamllint, kubernetes-validate for tests/tests/deploy.rs
 cargo fmt --all --check
