@@ -109,11 +109,15 @@ impl CallbackAllow {
     /// an IPv6 address in brackets).
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
+        // An address has no subdomains: `*.0.0.1` must not allow 127.0.0.1.
+        let is_address = host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok();
         self.patterns.iter().any(|pattern| {
             pattern.port.is_none_or(|p| p == port)
                 && match &pattern.host {
                     HostMatch::Exact(exact) => *exact == host,
-                    HostMatch::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+                    HostMatch::Subdomains(suffix) => {
+                        !is_address && host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                    }
                 }
         })
     }
@@ -178,6 +182,9 @@ mod tests {
         assert!(!allow.allows("127.0.0.1", 8081), "a port pattern is that port only");
         assert!(!allow.allows("localhost", 8080));
         assert!(allow.allows("[::1]", 9000) && !allow.allows("[::1]", 9001));
+        let numeric = CallbackAllow::parse("*.0.0.1").unwrap();
+        assert!(!numeric.allows("127.0.0.1", 80), "an address is no subdomain");
+        assert!(numeric.allows("a.0.0.1", 80));
     }
 
     #[test]

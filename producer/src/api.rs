@@ -70,6 +70,9 @@ pub struct ApiState {
     pub limits: Limits,
     /// Counters served at `/metrics`.
     pub metrics: ApiMetrics,
+    /// The hosts completion callbacks may reach (`YIZHAN_CALLBACK_ALLOW`); a job or campaign with
+    /// another is refused.
+    pub callback_allow: Arc<yizhan_broker::CallbackAllow>,
 }
 
 /// The producer's own metrics (no label carries a job id or a token).
@@ -196,6 +199,12 @@ async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejec
     let mut errors = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match validate_job_value(item, MissingId::Assign) {
+            Ok(job) if job.callback.is_some() => {
+                match crate::callbacks::refusal(&state.callback_allow, job.callback.as_ref()) {
+                    None => jobs.push(job),
+                    Some(e) => errors.push(json!({"index": index, "path": e.path, "reason": e.reason})),
+                }
+            }
             Ok(job) => jobs.push(job),
             Err(field_errors) => errors
                 .extend(field_errors.into_iter().map(|e| json!({"index": index, "path": e.path, "reason": e.reason}))),
@@ -410,6 +419,7 @@ pub async fn serve(
         tokens: Arc::new(tokens),
         limits: Limits { max_body: serve.http_max_body, max_batch: serve.http_max_batch },
         metrics: ApiMetrics::new(),
+        callback_allow: Arc::new(settings.callback_allow.clone()),
     };
     let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
     let listener = tokio::net::TcpListener::bind(&serve.http_addr).await.map_err(listen_error)?;

@@ -27,6 +27,10 @@ use crate::tenants::Tenants;
 
 /// The header a replayed copy carries; the worker lets it take over its `dead` idempotency key.
 pub const REPLAY_HEADER: &str = "x-yizhan-replay";
+/// `x-yizhan-error-kind` of a completion callback that could not be delivered.
+const CALLBACK_KIND: &str = "callback";
+/// What a callback secret is shown as.
+const REDACTED: &str = "<redacted>";
 /// Headers a replayed copy drops: the attempt counter (attempts restart at 1) and the last verdict.
 const DROPPED_ON_REPLAY: &[&str] =
     &["x-yizhan-attempt", "x-yizhan-error-kind", "x-yizhan-error", "x-yizhan-attempts", "x-delivery-count"];
@@ -55,7 +59,8 @@ pub enum DlqError {
 pub struct DeadLetter {
     /// The job id (from the message id or the body), when there is one.
     pub id: Option<String>,
-    /// `permanent`, `exhausted`, `invalid` or `ambiguous` (header `x-yizhan-error-kind`); empty
+    /// `permanent`, `exhausted`, `invalid`, `ambiguous` or `callback` (a completion callback that
+    /// could not be delivered) (header `x-yizhan-error-kind`); empty
     /// when the broker dead-lettered it (delivery limit) rather than a worker.
     pub kind: String,
     /// Why, secrets redacted (header `x-yizhan-error`); empty when absent.
@@ -74,7 +79,8 @@ pub struct DeadLetter {
     pub tenant: Option<String>,
     /// When the job was submitted, from its UUIDv7 id (RFC 3339), when the id carries a time.
     pub submitted_at: Option<String>,
-    /// The original message body: the job as JSON, or the raw text of an invalid message.
+    /// The original message body: the job as JSON (a callback's secret shown as `<redacted>`),
+    /// or the raw text of an invalid message.
     pub job: Value,
     /// `submitted_at` as a time, for filtering; not serialized.
     #[serde(skip)]
@@ -173,6 +179,10 @@ impl Dlq {
                     }
                 }
                 headers.insert(REPLAY_HEADER.into(), AMQPValue::LongString(LongString::from("1")));
+                // A completion callback goes back to the callbacks queue, for a fresh round of tries.
+                if t.letter.kind == CALLBACK_KIND {
+                    return (headers, Cow::Borrowed(yizhan_broker::CALLBACK_ROUTING_KEY));
+                }
                 let lane = match t.letter.priority.as_deref() {
                     Some("high") => Priority::High,
                     Some("bulk") => Priority::Bulk,
@@ -300,8 +310,9 @@ fn describe(delivery: &Delivery) -> DeadLetter {
         Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
         _ => 0,
     };
-    let job: Value = serde_json::from_slice(&delivery.data)
+    let mut job: Value = serde_json::from_slice(&delivery.data)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&delivery.data).into_owned()));
+    redact_callback_secret(&mut job);
     let field = |name: &str| job.get(name).and_then(Value::as_str).map(str::to_string);
     let id = delivery.properties.message_id().as_ref().map(|id| id.to_string()).or_else(|| field("id"));
     let submitted = id.as_deref().and_then(|id| Uuid::parse_str(id).ok()).and_then(|id| id.get_timestamp()).map(|ts| {
@@ -321,6 +332,19 @@ fn describe(delivery: &Delivery) -> DeadLetter {
         submitted_at: submitted.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         job,
         submitted,
+    }
+}
+
+/// Hides a callback's signing secret from what the tooling shows: a job's `callback.secret`, or a
+/// callback message's `secret` (the message itself keeps it, so that a replay still signs).
+fn redact_callback_secret(body: &mut Value) {
+    if let Some(secret) = body.get_mut("callback").and_then(|c| c.get_mut("secret")) {
+        *secret = Value::String(REDACTED.into());
+    }
+    if body.get("delivery_id").is_some()
+        && let Some(secret) = body.get_mut("secret")
+    {
+        *secret = Value::String(REDACTED.into());
     }
 }
 
@@ -369,6 +393,20 @@ mod tests {
         assert!(age >= Duration::from_secs(3600) && age < Duration::from_secs(3700));
         assert_eq!(parse_since("1970-01-01T00:01:00Z").unwrap(), UNIX_EPOCH + Duration::from_secs(60));
         assert!(parse_since("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn callback_secrets_are_not_shown() {
+        let mut job = serde_json::json!({"connector": "tencent_sms", "callback": {"url": "https://h.example.com", "secret": "k3y"}});
+        redact_callback_secret(&mut job);
+        assert_eq!(job["callback"], serde_json::json!({"url": "https://h.example.com", "secret": "<redacted>"}));
+        let mut message =
+            serde_json::json!({"delivery_id": "x", "url": "https://h.example.com", "secret": "k3y", "body": {}});
+        redact_callback_secret(&mut message);
+        assert_eq!(message["secret"], "<redacted>");
+        let mut plain = serde_json::json!({"connector": "wecom_robot", "params": {"secret": "not a callback's"}});
+        redact_callback_secret(&mut plain);
+        assert_eq!(plain["params"]["secret"], "not a callback's");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod callbacks;
 pub mod dlq;
 mod tenants;
 

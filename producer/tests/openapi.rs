@@ -19,6 +19,7 @@ async fn start() -> String {
         tokens: Arc::new(Tokens::parse(Some(TOKEN), &|_| None).unwrap()),
         limits: Limits { max_body: 1024, max_batch: 2 },
         metrics: ApiMetrics::new(),
+        callback_allow: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -8,11 +8,11 @@ use yizhan_schemas::Priority;
 use yizhan_tests::{Harness, Store, WAIT, binary, eventually, number, sms_job};
 
 /// Flags only the worker reads.
-const WORKER_FLAGS: [&str; 4] = ["--metrics-addr", "--concurrency", "--prefetch", "--lease"];
+const WORKER_FLAGS: [&str; 5] = ["--metrics-addr", "--concurrency", "--prefetch", "--lease", "--callback-concurrency"];
 /// Flags only `yizhan-producer serve` reads.
 const SERVE_FLAGS: [&str; 4] = ["--listen", "--api-tokens", "--http-max-body", "--http-max-batch"];
 /// Flags both binaries read (contract "Settings").
-const SHARED_FLAGS: [&str; 5] = ["--amqp-url", "--prefix", "--config", "--state", "--retry-delays"];
+const SHARED_FLAGS: [&str; 6] = ["--amqp-url", "--prefix", "--config", "--state", "--retry-delays", "--callback-allow"];
 
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(binary(program)).args(args).stdin(Stdio::null()).output().expect("binary runs")

@@ -6,6 +6,7 @@
 //! on shutdown stops consuming, finishes what is in flight and returns.
 
 pub mod acks;
+pub mod callbacks;
 pub mod caps;
 pub mod config;
 pub mod connectors;
@@ -51,6 +52,9 @@ pub struct WorkerSettings {
     /// Lease of a claim; a worker silent for this long is taken for dead and its jobs ambiguous.
     #[arg(long, env = "YIZHAN_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
+    /// Completion callbacks POSTed at once by this process.
+    #[arg(long, env = "YIZHAN_CALLBACK_CONCURRENCY", default_value_t = 32)]
+    pub callback_concurrency: u16,
 }
 
 /// Why a worker could not start (once running, failures are retried rather than returned).
@@ -184,7 +188,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let mut lanes = settings.retry_delays.clone();
     lanes.push(pipeline::NOT_YET_LANE);
     yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: lanes }).await?;
-    let publisher = Publisher::open(&publish_conn).await.map_err(broker_error)?;
+    let publisher = Arc::new(Publisher::open(&publish_conn).await.map_err(broker_error)?);
 
     let acks = Arc::new(Acks::default());
     let pipeline = Arc::new(Pipeline {
@@ -195,7 +199,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         parking,
         limiter,
         caps,
-        publisher: Arc::new(publisher),
+        publisher: publisher.clone(),
         acks: acks.clone(),
         metrics: metrics.clone(),
         owner: owner.clone(),
@@ -252,6 +256,23 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     ));
     let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
+
+    // Completion callbacks: their own channel and concurrency, beside the lanes.
+    let callbacks = Arc::new(callbacks::Callbacks::new(
+        names.clone(),
+        settings.callback_allow.clone(),
+        settings.retry_delays.clone(),
+        publisher.clone(),
+        metrics.clone(),
+    ));
+    let callbacks_stop = CancellationToken::new();
+    let callbacks_task = tokio::spawn(callbacks::consume(
+        consume_conn.clone(),
+        callbacks,
+        worker.callback_concurrency,
+        format!("{owner}-callbacks"),
+        callbacks_stop.clone(),
+    ));
 
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(worker.concurrency.max(1)));
@@ -317,8 +338,11 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     info!(in_flight = tracker.len(), "stopping: no new jobs; finishing those in flight");
     readiness.stopping();
     lanes.cancel_all().await;
+    callbacks_stop.cancel();
     tracker.close();
     tracker.wait().await;
+    // The callback POSTs in flight settle too (each within its timeout).
+    let _ = callbacks_task.await;
     background.cancel();
     let _ = flusher.await;
     let _ = channel.close(200, "worker stopping".into()).await;

@@ -63,6 +63,7 @@ pub struct Metrics {
     rate_limit_wait: HistogramVec,
     parked: IntCounterVec,
     campaign_jobs: IntCounterVec,
+    callbacks: IntCounterVec,
     /// Parked jobs published back to their lanes.
     pub released: prometheus::IntCounter,
     /// `yizhan_jobs_in_flight`: deliveries being handled now.
@@ -118,6 +119,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let callbacks = IntCounterVec::new(
+            Opts::new(
+                "yizhan_callbacks_total",
+                "Completion callback POSTs, by outcome: delivered, retried, dead_lettered.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let released = prometheus::IntCounter::new(
             "yizhan_parked_released_total",
             "Parked jobs published back to their lanes when due.",
@@ -133,6 +142,7 @@ impl Metrics {
             Box::new(rate_limit_wait.clone()),
             Box::new(parked.clone()),
             Box::new(campaign_jobs.clone()),
+            Box::new(callbacks.clone()),
             Box::new(released.clone()),
             Box::new(in_flight.clone()),
             Box::new(broker_connected.clone()),
@@ -146,6 +156,7 @@ impl Metrics {
             provider_requests,
             rate_limit_wait,
             campaign_jobs,
+            callbacks,
             parked,
             released,
             in_flight,
@@ -162,6 +173,11 @@ impl Metrics {
     /// Counts one job of a campaign by outcome.
     pub fn campaign_job(&self, outcome: JobOutcome) {
         self.campaign_jobs.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Counts one completion callback try by outcome (`delivered`, `retried`, `dead_lettered`).
+    pub fn callback(&self, outcome: &'static str) {
+        self.callbacks.with_label_values(&[outcome]).inc();
     }
 
     /// Observes one delivery's handling time, rate-limit wait included.

@@ -127,6 +127,50 @@ pub(crate) enum Effect {
     MarkRetryPublished { attempt: u32 },
     /// The job's outcome, for the metrics and the log.
     Settled { outcome: JobOutcome, reason: Option<String> },
+    /// Publish the job's completion callback (confirmed); only jobs with a `callback` get one
+    /// (see [`with_callback`]). The POST itself is the callback consumer's, never the job's.
+    Callback(Completion),
+}
+
+/// What a completion callback reports.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Completion {
+    /// The final state this delivery recorded.
+    Final { status: FinishedState, attempts: u32, result: Option<Value>, error: Option<String> },
+    /// The key had finished before this delivery (a job cancelled while it waited, or a
+    /// redelivery whose callback may not have gone out): the store's status says how.
+    Stored,
+}
+
+impl Completion {
+    /// The callback of a final record; None for a record that is not final.
+    fn of(finish: &Finish) -> Option<Completion> {
+        let (status, attempts, result, error) = match finish {
+            Finish::Succeeded { attempt, result, .. } => (FinishedState::Succeeded, *attempt, result.clone(), None),
+            Finish::Dead { attempt, error, .. } => (FinishedState::Dead, *attempt, None, Some(error.clone())),
+            Finish::Cancelled { attempt, .. } => (FinishedState::Cancelled, *attempt, None, None),
+            Finish::Capped { attempt, result, .. } => (FinishedState::Capped, *attempt, result.clone(), None),
+            Finish::Retrying { .. } | Finish::Waiting { .. } => return None,
+        };
+        Some(Completion::Final { status, attempts, result, error })
+    }
+}
+
+/// The effects of a job that has a `callback`: its callback right after the record of a final
+/// state, or, when this delivery found its key already finished (`finished_before`), from the
+/// stored status before the outcome. Jobs without one never come here: they pay nothing.
+pub(crate) fn with_callback(mut effects: Vec<Effect>, finished_before: bool) -> Vec<Effect> {
+    let recorded =
+        effects.iter().position(|effect| matches!(effect, Effect::Record(finish) if Completion::of(finish).is_some()));
+    if let Some(index) = recorded {
+        let Effect::Record(finish) = &effects[index] else { unreachable!("found a record") };
+        let completion = Completion::of(finish).expect("a final record");
+        effects.insert(index + 1, Effect::Callback(completion));
+    } else if finished_before {
+        let at = effects.iter().position(|effect| matches!(effect, Effect::Settled { .. })).unwrap_or(effects.len());
+        effects.insert(at, Effect::Callback(Completion::Stored));
+    }
+    effects
 }
 
 /// The retry schedule: the n-th retry waits the n-th delay (the last repeats).

@@ -26,9 +26,14 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use rand::Rng;
 use serde_json::Value;
 use tracing::{Instrument, warn};
-use yizhan_broker::{Message, Names, PublishError, Publisher};
-use yizhan_schemas::{ActionSpec, Effect as ActionEffect, FieldError, Job, MissingId, validate_job};
-use yizhan_state::{CampaignControl, ClaimRequest, Parked, ParkingLot, StateStore, StoreError, WaitReason, now_millis};
+use yizhan_broker::{Message, Names, OutgoingCallback, PublishError, Publisher};
+use yizhan_schemas::{
+    ActionSpec, CallbackBody, CallbackMessage, Effect as ActionEffect, FieldError, Job, MissingId, validate_job,
+};
+use yizhan_state::{
+    CampaignControl, Claim, ClaimRequest, FinishedState, Parked, ParkingLot, StateStore, StoreError, WaitReason,
+    now_millis,
+};
 
 use crate::acks::{Acks, Tag};
 use crate::caps::{CapCounter, CapVerdict};
@@ -42,7 +47,7 @@ use crate::ratelimit::{Admission, Limit, LimitError, Limiter, Quota};
 use crate::timerules::{OnCap, TimeRules};
 pub use campaigns::CampaignControls;
 pub use decide::DeadKind;
-use decide::{Backoff, Claimed, Effect, Settle};
+use decide::{Backoff, Claimed, Completion, Effect, Settle};
 
 /// Header carrying the attempt number of a retry copy (absent on the first delivery).
 pub const ATTEMPT_HEADER: &str = "x-yizhan-attempt";
@@ -298,14 +303,23 @@ impl Pipeline {
                 campaign: job.campaign,
             })
             .await?;
+        let finished_before = matches!(claim, Claim::Finished { .. });
         let (progress, orphaned) = match decide::on_claim(claim, attempt, &self.backoff()) {
             Claimed::Run { progress, orphaned } => (progress, orphaned),
-            Claimed::Done(effects) => return self.apply(incoming, Some(job), labels, attempt, effects).await,
+            Claimed::Done(mut effects) => {
+                if job.callback.is_some() {
+                    effects = decide::with_callback(effects, finished_before);
+                }
+                return self.apply(incoming, Some(job), labels, attempt, effects).await;
+            }
         };
         self.hold(&job.idempotency_key);
         let work = Work { job, attempt, action, configured, cancelled: campaign == CampaignControl::Cancelled };
         let settle = self.run_claimed(&work, progress.as_ref(), orphaned).await;
-        let effects = decide::settle(settle, attempt, &self.backoff(), now_millis());
+        let mut effects = decide::settle(settle, attempt, &self.backoff(), now_millis());
+        if job.callback.is_some() {
+            effects = decide::with_callback(effects, false);
+        }
         let settled = self.apply(incoming, Some(job), labels, attempt, effects).await;
         self.release(&job.idempotency_key);
         settled
@@ -594,6 +608,10 @@ impl Pipeline {
                     let key = key.expect("only claimed jobs retry");
                     self.store.retry_published(key, attempt).await?;
                 }
+                Effect::Callback(completion) => {
+                    let job = job.expect("only jobs have callbacks");
+                    self.publish_callback(job, completion).await?;
+                }
                 Effect::Settled { outcome, reason } => {
                     let in_campaign = job.is_some_and(|j| j.campaign.is_some());
                     JobSettled { connector, action, outcome, reason: reason.as_deref(), in_campaign }
@@ -658,6 +676,38 @@ impl Pipeline {
             expiration_ms: Some(jittered.max(1)),
         })
         .await
+    }
+
+    /// Publishes the job's completion callback to `<prefix>.callbacks` (confirmed); the callback
+    /// consumer POSTs it. A stored status that is not final, or belongs to another job of the
+    /// key (a duplicate), is reported by that job, not this one.
+    async fn publish_callback(&self, job: &Job, completion: Completion) -> Result<(), Unsettled> {
+        let Some(callback) = &job.callback else { return Ok(()) };
+        let body = match completion {
+            Completion::Final { status, attempts, result, error } => CallbackBody {
+                id: job.id,
+                campaign: job.campaign,
+                status: finished_status(status).to_string(),
+                attempts,
+                result,
+                error,
+                delivery: None,
+            },
+            Completion::Stored => match self.store.status(job.id).await? {
+                Some(stored) if stored.duplicate_of.is_none() && is_final(&stored.status) => CallbackBody {
+                    id: job.id,
+                    campaign: job.campaign,
+                    status: stored.status,
+                    attempts: stored.attempts,
+                    result: stored.result,
+                    error: stored.error,
+                    delivery: None,
+                },
+                _ => return Ok(()),
+            },
+        };
+        let message = CallbackMessage::new(callback, body);
+        self.publish(OutgoingCallback::new(&self.names, &message).message()).await
     }
 
     async fn publish(&self, message: Message<'_>) -> Result<(), Unsettled> {
@@ -781,6 +831,21 @@ impl Pipeline {
         }
         self.store.renew(&self.owner, &keys, now_millis(), self.lease).await
     }
+}
+
+/// The wire name of a final state, as the status API writes it.
+fn finished_status(state: FinishedState) -> &'static str {
+    match state {
+        FinishedState::Succeeded => "succeeded",
+        FinishedState::Dead => "dead",
+        FinishedState::Cancelled => "cancelled",
+        FinishedState::Capped => "capped",
+    }
+}
+
+/// Whether a recorded status is final.
+fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "dead" | "cancelled" | "capped")
 }
 
 /// The result, naming the fallback config that sent the job.

@@ -696,3 +696,168 @@ async fn a_retry_goes_back_to_the_lane_the_job_came_from() {
     f.pipeline.process(Incoming { body: &body, headers: Some(&headers), routing_key: Some("normal") }).await.unwrap();
     assert_eq!(f.broker.sent()[0].routing_key, "normal", "not acme's lane, which may not exist");
 }
+
+// Completion callbacks: published (confirmed) after a final record, before the ack; none for a
+// job without one.
+
+fn with_callback(body: &[u8]) -> Vec<u8> {
+    let mut job: Value = serde_json::from_slice(body).unwrap();
+    job["callback"] = json!({"url": "https://hooks.example.com/done", "secret": "s3cr3t-key"});
+    job.to_string().into_bytes()
+}
+
+/// The callback messages published, in order.
+fn callbacks(f: &Fixture) -> Vec<yizhan_schemas::CallbackMessage> {
+    f.broker
+        .sent()
+        .iter()
+        .filter(|s| s.routing_key == yizhan_broker::CALLBACK_ROUTING_KEY)
+        .map(|s| {
+            assert_eq!(s.exchange, "unit.jobs", "through the jobs exchange to <prefix>.callbacks");
+            serde_json::from_slice(&s.body).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_callback_follows_the_record_of_a_final_state_only() {
+    let backoff = Backoff { delays: &[Duration::from_secs(5)] };
+    // (A success is checked through the shell below, with the connector's answer.)
+    let capped = decide::settle(Settle::Capped { result: Some(json!({"capped": 1})) }, 2, &backoff, 0);
+    let effects = decide::with_callback(capped, false);
+    assert!(matches!(effects[0], Effect::Record(Finish::Capped { .. })));
+    assert_eq!(
+        effects[1],
+        Effect::Callback(Completion::Final {
+            status: FinishedState::Capped,
+            attempts: 2,
+            result: Some(json!({"capped": 1})),
+            error: None
+        })
+    );
+    assert!(matches!(effects[2], Effect::Settled { .. }));
+
+    let dead = Settle::Dead { kind: DeadKind::Permanent, reason: "bad sign".into(), progress: None };
+    let effects = decide::with_callback(decide::settle(dead, 1, &backoff, 0), false);
+    assert!(matches!(effects[0], Effect::DeadLetter { .. }) && matches!(effects[1], Effect::Record(_)));
+    assert_eq!(
+        effects[2],
+        Effect::Callback(Completion::Final {
+            status: FinishedState::Dead,
+            attempts: 1,
+            result: None,
+            error: Some("bad sign".into())
+        })
+    );
+    let effects = decide::with_callback(decide::settle(Settle::Cancelled, 1, &backoff, 0), false);
+    let cancelled = Completion::Final { status: FinishedState::Cancelled, attempts: 1, result: None, error: None };
+    assert_eq!(effects[1], Effect::Callback(cancelled));
+
+    // Waiting is not final: nothing to report.
+    let retry = Settle::Retry { progress: None, reason: "503".into(), retry_after: None };
+    let effects = decide::settle(retry, 1, &backoff, 0);
+    assert_eq!(decide::with_callback(effects.clone(), false), effects);
+    let not_yet = Settle::NotYet { until: 10, progress: None, why: WaitReason::Scheduled, reason: "later".into() };
+    let effects = decide::settle(not_yet, 1, &backoff, 0);
+    assert_eq!(decide::with_callback(effects.clone(), false), effects);
+
+    // A key finished before this delivery: the store says how, before the outcome.
+    let Claimed::Done(effects) = decide::on_claim(Claim::Finished { state: FinishedState::Cancelled }, 1, &backoff)
+    else {
+        panic!("done")
+    };
+    let effects = decide::with_callback(effects, true);
+    assert_eq!(effects[0], Effect::Callback(Completion::Stored));
+    assert!(matches!(effects[1], Effect::Settled { .. }));
+    let Claimed::Done(stale) = decide::on_claim(Claim::Stale, 1, &backoff) else { panic!("done") };
+    assert_eq!(decide::with_callback(stale.clone(), false), stale, "a stale copy reports nothing");
+}
+
+#[tokio::test]
+async fn a_job_with_a_callback_publishes_its_final_state_and_one_without_publishes_none() {
+    let f = fixture(OnAmbiguous::Retry, vec![ok(), ok()]).await;
+    f.deliver(&sms_job(Uuid::now_v7()), 1).await.unwrap();
+    assert!(f.broker.sent().is_empty(), "no callback, no message");
+
+    let id = Uuid::now_v7();
+    f.deliver(&with_callback(&sms_job(id)), 1).await.unwrap();
+    let sent = callbacks(&f);
+    assert_eq!(sent.len(), 1);
+    let message = &sent[0];
+    assert_eq!(
+        (message.url.as_str(), message.secret.as_deref()),
+        ("https://hooks.example.com/done", Some("s3cr3t-key"))
+    );
+    assert_eq!(message.body.id, id);
+    assert_eq!((message.body.status.as_str(), message.body.attempts), ("succeeded", 1));
+    assert_eq!(message.body.result, Some(json!({"serial": "s-1"})));
+    assert_eq!(f.status(id).await, "succeeded", "recorded before the callback went out");
+    assert!(!String::from_utf8(message.body_bytes()).unwrap().contains("s3cr3t-key"));
+}
+
+#[tokio::test]
+async fn a_dead_job_reports_its_error_after_its_dead_letter() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::permanent("InvalidParameter: bad sign"))]).await;
+    let id = Uuid::now_v7();
+    f.deliver(&with_callback(&sms_job(id)), 1).await.unwrap();
+    let sent = f.broker.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].error_kind.as_deref(), Some("permanent"));
+    let message = &callbacks(&f)[0];
+    assert_eq!(message.body.status, "dead");
+    assert_eq!(message.body.error.as_deref(), Some("InvalidParameter: bad sign"));
+    assert!(message.body.result.is_none());
+}
+
+#[tokio::test]
+async fn a_retry_reports_nothing_until_the_job_ends() {
+    let f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("HTTP 503")), ok()]).await;
+    let id = Uuid::now_v7();
+    let job = with_callback(&sms_job(id));
+    f.deliver(&job, 1).await.unwrap();
+    assert!(callbacks(&f).is_empty());
+    f.deliver(&job, 2).await.unwrap();
+    let sent = callbacks(&f);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].body.status.as_str(), sent[0].body.attempts), ("succeeded", 2));
+}
+
+#[tokio::test]
+async fn a_job_cancelled_before_it_ran_reports_cancelled() {
+    let f = fixture(OnAmbiguous::Retry, vec![]).await;
+    let id = Uuid::now_v7();
+    f.pipeline.store.accept(&[id], now_millis()).await.unwrap();
+    f.pipeline.store.cancel_job(id, now_millis()).await.unwrap();
+    f.deliver(&with_callback(&sms_job(id)), 1).await.unwrap();
+    assert_eq!(f.calls(), 0);
+    let sent = callbacks(&f);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body.status, "cancelled");
+}
+
+#[tokio::test]
+async fn an_unconfirmed_callback_is_published_again_by_the_redelivery() {
+    let f = fixture(OnAmbiguous::Retry, vec![ok()]).await;
+    let id = Uuid::now_v7();
+    let job = with_callback(&sms_job(id));
+    f.broker.refuse.store(true, Ordering::SeqCst);
+    assert!(f.deliver(&job, 1).await.is_err(), "not settled: requeued");
+    assert_eq!(f.status(id).await, "succeeded");
+    f.broker.refuse.store(false, Ordering::SeqCst);
+    // The redelivery finds the key finished: the job is not sent again, its callback is.
+    f.deliver(&job, 1).await.unwrap();
+    assert_eq!(f.calls(), 1);
+    let sent = callbacks(&f);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].body.status.as_str(), sent[0].body.result.clone()),
+        ("succeeded", Some(json!({"serial": "s-1"})))
+    );
+
+    // A duplicate (another job id, the same key) reports nothing: the key's own job did.
+    let mut duplicate: Value = serde_json::from_slice(&job).unwrap();
+    duplicate["id"] = json!(Uuid::now_v7());
+    duplicate["idempotency_key"] = json!(id.to_string());
+    f.deliver(duplicate.to_string().as_bytes(), 1).await.unwrap();
+    assert_eq!(callbacks(&f).len(), 1);
+}
