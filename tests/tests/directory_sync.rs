@@ -238,3 +238,94 @@ async fn a_script_with_a_syntax_error_stops_the_worker_with_its_path() {
     assert!(stderr.contains(&path.display().to_string()), "{stderr}");
     assert!(stderr.contains("SyntaxError"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_scheduled_sync_publishes_each_operation_once_to_the_directory_exchange() {
+    use lapin::options::{BasicConsumeOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+
+    let extra = r#"
+[connectors.wecom.hr]
+corp_id = "wwsandbox"
+contacts_secret = "sandbox-contacts-secret"
+endpoint = "{sandbox}"
+
+[connectors.directory_sync.hr]
+source = "wecom.hr"
+target = "amqp"
+schedule = "1s"
+"#;
+    let h = Harness::start("dirsync-amqp", Store::Sqlite, SandboxConfig::default_accounts(), extra).await;
+    h.sandbox().edit_wecom_directory(|d| {
+        *d = Directory::default();
+        d.put_department("1", "Root", "0", 1);
+        d.put_member(Member::new("m1", "M1", "1", "m1@example.com", Some("2020-01-01")));
+        d.put_member(Member::new("m2", "M2", "1", "m2@example.com", Some("2020-01-01")));
+    });
+    let exchange = format!("{}.directory", h.prefix);
+    let channel = h.connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "directory".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _worker = h.spawn_worker(&[]).await;
+
+    let mut received: Vec<(String, String)> = Vec::new();
+    // No job submitted: the schedule runs it.
+    received.extend(take(&mut consumer, 3).await);
+    received.sort();
+    assert_eq!(
+        received,
+        [("CREATE".into(), "1".into()), ("CREATE".into(), "m1".into()), ("CREATE".into(), "m2".into())]
+    );
+    h.sandbox().edit_wecom_directory(|d| {
+        d.members.get_mut("m2").unwrap().name = "M2 renamed".into();
+    });
+    assert_eq!(take(&mut consumer, 1).await, [("UPDATE".to_string(), "m2".to_string())]);
+    // Later periods find nothing new: nothing more is published.
+    let more = tokio::time::timeout(Duration::from_millis(2500), futures::StreamExt::next(&mut consumer)).await;
+    assert!(more.is_err(), "each operation once");
+    let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+}
+
+/// The next `n` messages of `consumer` as (routing key, record id); the key is the operation.
+async fn take(consumer: &mut lapin::Consumer, n: usize) -> Vec<(String, String)> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(20), consumer.next()).await;
+        let delivery = next.expect("published").unwrap().unwrap();
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        assert_eq!(delivery.routing_key.as_str(), body["operationType"].as_str().unwrap());
+        out.push((delivery.routing_key.to_string(), body["id"].as_str().unwrap().to_string()));
+    }
+    out
+}
