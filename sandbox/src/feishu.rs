@@ -32,6 +32,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use crate::capture::Captured;
+use crate::directory::{Directory, Member, date_seconds};
 use crate::faults::{FaultEffect, RequestFacts, Stage};
 use crate::hub::{Hub, Own};
 use crate::records::{Provider, RobotMessage};
@@ -71,10 +72,30 @@ fn refuse_400<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
     Err(FeishuError { status: StatusCode::BAD_REQUEST, code, msg: msg.into(), injected: false })
 }
 
-/// The fake's own state: `tenant_access_token` → (app id, expiry).
-#[derive(Debug, Default)]
+/// The fake's own state: `tenant_access_token` → (app id, expiry), and the tenant's directory
+/// (editable through [`crate::SandboxState::edit_feishu_directory`]).
+#[derive(Debug)]
 pub(crate) struct FeishuState {
     tokens: HashMap<String, (String, Instant)>,
+    pub(crate) directory: Directory,
+}
+
+impl Default for FeishuState {
+    fn default() -> Self {
+        FeishuState { tokens: HashMap::new(), directory: default_directory() }
+    }
+}
+
+/// [`DEPARTMENTS`] and [`USERS`] as an editable directory (top departments' parent is `0`).
+pub fn default_directory() -> Directory {
+    let mut directory = Directory::default();
+    for (order, (id, name, parent)) in DEPARTMENTS.iter().enumerate() {
+        directory.put_department(id, name, parent, order as u64);
+    }
+    for (id, name, department) in USERS {
+        directory.put_member(Member::new(id, name, department, &format!("{id}@example.com"), Some("2021-03-01")));
+    }
+    directory
 }
 
 impl Own<FeishuState> {
@@ -300,7 +321,7 @@ async fn read_call(
     state: &Own<FeishuState>,
     request: Request,
     action: &str,
-    handle: fn(&Captured) -> Result<Map<String, Value>, FeishuError>,
+    handle: fn(&Captured, &Directory) -> Result<Map<String, Value>, FeishuError>,
 ) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Feishu, &request);
@@ -310,7 +331,7 @@ async fn read_call(
         return answer;
     }
     let result = authorize(state, &request).and_then(|_| {
-        let data = handle(&request)?;
+        let data = state.with(|d, _| handle(&request, &d.directory))?;
         injected(state, &facts)?;
         let mut answer = Map::new();
         answer.insert("data".into(), Value::Object(data));
@@ -321,24 +342,25 @@ async fn read_call(
 
 /// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`.
 pub(crate) async fn departments(State(state): State<Own<FeishuState>>, request: Request) -> Response {
-    read_call(&state, request, "departments", |request| {
+    read_call(&state, request, "departments", |request, directory| {
         let parent = request.param("parent_department_id").unwrap_or("0");
         let fetch_child = match request.param("fetch_child") {
             None | Some("false") => false,
             Some("true") => true,
             Some(_) => return refuse_400(99992402, "field validation failed: fetch_child"),
         };
-        if parent != "0" && !DEPARTMENTS.iter().any(|d| d.0 == parent) {
+        if parent != "0" && !directory.departments.contains_key(parent) {
             return refuse_400(40004, "no dept authority error");
         }
         let mut found = Vec::new();
         let mut parents = vec![parent.to_string()];
         while let Some(parent) = parents.pop() {
-            for (id, name, parent_id) in DEPARTMENTS.iter().filter(|d| d.2 == parent) {
-                found.push(json!({"department_id": id, "open_department_id": id, "name": name,
-                                  "parent_department_id": parent_id}));
+            for department in directory.departments.values().filter(|d| d.parent == parent) {
+                found.push(json!({"department_id": department.id, "open_department_id": department.id,
+                                  "name": department.name, "parent_department_id": department.parent,
+                                  "order": department.order.to_string()}));
                 if fetch_child {
-                    parents.push(id.to_string());
+                    parents.push(department.id.clone());
                 }
             }
         }
@@ -349,19 +371,23 @@ pub(crate) async fn departments(State(state): State<Own<FeishuState>>, request: 
 
 /// `GET /open-apis/contact/v3/users/find_by_department?department_id=&page_size=&page_token=`.
 pub(crate) async fn users(State(state): State<Own<FeishuState>>, request: Request) -> Response {
-    read_call(&state, request, "find_by_department", |request| {
+    read_call(&state, request, "find_by_department", |request, directory| {
         let Some(department) = request.param("department_id").filter(|d| !d.is_empty()) else {
             return refuse_400(99992402, "field validation failed: department_id is required");
         };
-        if department != "0" && !DEPARTMENTS.iter().any(|d| d.0 == department) {
+        if department != "0" && !directory.departments.contains_key(department) {
             return refuse_400(40004, "no dept authority error");
         }
-        let users = USERS
-            .iter()
-            .filter(|u| u.2 == department)
-            .map(|(id, name, dept)| {
-                json!({"user_id": id, "open_id": format!("ou_{id}"), "name": name,
-                                           "department_ids": [dept]})
+        // docs/providers/feishu.md#directory-reads-for-directory-sync: the user object's fields.
+        let users = directory
+            .members_of(department, false)
+            .into_iter()
+            .map(|m| {
+                let join_time = m.hiredate.as_deref().and_then(date_seconds).unwrap_or(0);
+                json!({"user_id": m.id, "open_id": format!("ou_{}", m.id), "name": m.name,
+                       "department_ids": m.departments, "email": m.email, "mobile": m.mobile,
+                       "job_title": m.position, "join_time": join_time,
+                       "status": {"is_frozen": !m.enabled, "is_resigned": false, "is_activated": true}})
             })
             .collect();
         page(request, users)

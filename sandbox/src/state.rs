@@ -199,6 +199,16 @@ impl SandboxState {
         self.wecom.with(|data, _| edit(&mut data.directory))
     }
 
+    /// The Feishu tenant's directory as the contact reads see it now.
+    pub fn feishu_directory(&self) -> Directory {
+        self.feishu.with(|data, _| data.directory.clone())
+    }
+
+    /// Changes the Feishu tenant's directory.
+    pub fn edit_feishu_directory<R>(&self, edit: impl FnOnce(&mut Directory) -> R) -> R {
+        self.feishu.with(|data, _| edit(&mut data.directory))
+    }
+
     /// Every meeting created, as `get_meeting` describes it, oldest first.
     pub fn meetings(&self) -> Vec<Value> {
         self.meetings.meetings()

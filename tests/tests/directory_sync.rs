@@ -329,3 +329,49 @@ async fn take(consumer: &mut lapin::Consumer, n: usize) -> Vec<(String, String)>
     }
     out
 }
+
+#[tokio::test]
+async fn a_feishu_directory_syncs_too_and_its_edits_follow() {
+    let (url, received) = receiver().await;
+    let extra = format!(
+        r#"
+[connectors.feishu.hr]
+app_id = "{app}"
+app_secret = "{secret}"
+endpoint = "{{sandbox}}"
+
+[connectors.directory_sync.hr]
+source = "feishu.hr"
+target = "webhook"
+webhook_url = "{url}"
+webhook_secret = "{SECRET}"
+"#,
+        app = yizhan_sandbox::DEFAULT_FEISHU_APP.0,
+        secret = yizhan_sandbox::DEFAULT_FEISHU_APP.1,
+    );
+    let h = Harness::start("dirsync-feishu", Store::Sqlite, SandboxConfig::default_accounts(), &extra).await;
+    let _worker = h.spawn_worker(&[]).await;
+    run(&h).await;
+    let first = operations(&received, 0);
+    let directory = h.sandbox().feishu_directory();
+    assert_eq!(first.iter().filter(|(_, t, _)| t == "department").count(), directory.departments.len());
+    assert_eq!(first.iter().filter(|(_, t, _)| t == "member").count(), directory.members.len(), "every page read");
+    let sre = received.lock().unwrap().iter().find(|(_, b)| b["id"] == "u-sre-01").unwrap().1.clone();
+    assert_eq!(sre["data"]["DeptID"], "od-sandbox-sre");
+    assert_eq!(sre["data"]["hiredate"], 1_614_556_800, "join_time, 2021-03-01");
+
+    h.sandbox().edit_feishu_directory(|d| {
+        d.members.get_mut("u-eng-01").unwrap().enabled = false;
+        d.members.remove("u-eng-02");
+    });
+    let seen = received.lock().unwrap().len();
+    run(&h).await;
+    let second = operations(&received, seen);
+    assert_eq!(
+        second,
+        [
+            ("DELETE".to_string(), "member".to_string(), "u-eng-02".to_string()),
+            ("UPDATE".into(), "member".into(), "u-eng-01".into())
+        ]
+    );
+}
