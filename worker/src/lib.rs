@@ -123,8 +123,6 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
             Configured {
                 connector,
                 quotas,
-
-                quotas,
                 per_recipient,
                 on_ambiguous: connector_config.common.on_ambiguous,
                 rules: connector_config.common.time_rules().clone(),
