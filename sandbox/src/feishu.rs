@@ -317,12 +317,10 @@ fn authorize(state: &Own<FeishuState>, request: &Captured) -> Result<String, Fei
     })
 }
 
-async fn read_call(
-    state: &Own<FeishuState>,
-    request: Request,
-    action: &str,
-    handle: fn(&Captured, &Directory) -> Result<Map<String, Value>, FeishuError>,
-) -> Response {
+/// A contact read: the request and the directory in, the answer's `data` out.
+type ReadHandler = fn(&Captured, &Directory) -> Result<Map<String, Value>, FeishuError>;
+
+async fn read_call(state: &Own<FeishuState>, request: Request, action: &str, handle: ReadHandler) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Feishu, &request);
     let app = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.token_app(t));
