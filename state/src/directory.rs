@@ -57,7 +57,7 @@ pub async fn open_directory(url: &str, namespace: &str) -> Result<Arc<dyn Direct
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteDirectory::open(":memory:", namespace)?))
     } else if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let store = RedisStore::open(url, namespace, crate::DEFAULT_RETENTION).await?;
+        let store = RedisStore::open(url, namespace, crate::model::DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisDirectory { conn: store.connection(), namespace: namespace.to_string() }))
     } else {
         Err(StoreError::BadUrl(crate::redact::url_credentials(url)))

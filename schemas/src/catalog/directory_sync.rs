@@ -44,20 +44,19 @@ pub struct Run {
 mod tests {
     use serde_json::json;
 
-    use crate::catalog::find_action;
-
     #[test]
     fn run_is_a_write_with_two_optional_flags() {
-        let run = find_action("directory_sync", "run").unwrap();
+        let run = &super::KIND.actions[0];
+        assert_eq!((super::KIND.name, run.name), ("directory_sync", "run"));
         assert_eq!(run.effect, super::Effect::Write);
         assert_eq!(run.endpoint, super::Endpoint::DirectorySync);
         let schema = run.params_schema();
         assert!(schema.get("required").is_none_or(|r| r.as_array().is_some_and(|r| r.is_empty())));
-        assert!(crate::validate::validate_params("directory_sync", "run", &json!({})).is_ok());
-        assert!(
-            crate::validate::validate_params("directory_sync", "run", &json!({"dry_run": true, "full": false})).is_ok()
-        );
-        let errors = crate::validate::validate_params("directory_sync", "run", &json!({"dry": true})).unwrap_err();
-        assert!(!errors.is_empty());
+        assert_eq!(schema["additionalProperties"], json!(false));
+        let properties: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(properties, ["dry_run", "full"]);
+        let run: super::Run = serde_json::from_value(json!({"dry_run": true})).unwrap();
+        assert_eq!(run.dry_run, Some(true));
+        assert!(serde_json::from_value::<super::Run>(json!({"dry": true})).is_err());
     }
 }

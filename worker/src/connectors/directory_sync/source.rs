@@ -17,7 +17,7 @@ use uuid::Uuid;
 use yizhan_schemas::find_action;
 
 use super::model::Snapshot;
-use crate::connectors::{Call, Connector, Failure};
+use crate::connectors::call::{Call, Connector, Failure};
 use crate::ratelimit::{Admission, Limit, Limiter, Quota};
 
 /// How many source reads a run has in flight at once.

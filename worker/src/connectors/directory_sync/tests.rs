@@ -13,7 +13,7 @@ use super::source::Caller;
 use super::target::OPERATION_HEADER;
 use super::{DirectorySync, Wiring};
 use crate::config::Config;
-use crate::connectors::{Call, Connector, Failure, Success};
+use crate::connectors::call::{Call, Connector, Failure, Success};
 use crate::ratelimit::{LocalLimiter, Quota};
 
 /// A WeCom corp's contacts reads over departments `(id, name, parent)` and members
