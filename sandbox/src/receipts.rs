@@ -142,8 +142,12 @@ impl Receipts {
     /// The report(s) of an SMS just accepted.
     pub(crate) fn on_sms(&mut self, sms: &SentSms, now: Instant) {
         self.made += 1;
-        let copies =
-            if self.plan.duplicate_every > 0 && self.made.is_multiple_of(u64::from(self.plan.duplicate_every)) { 2 } else { 1 };
+        let copies = if self.plan.duplicate_every > 0 && self.made.is_multiple_of(u64::from(self.plan.duplicate_every))
+        {
+            2
+        } else {
+            1
+        };
         let success = !self.plan.fails_phone(&sms.phone);
         for _ in 0..copies {
             let jitter = if self.plan.jitter_ms > 0 { rand::rng().random_range(0..=self.plan.jitter_ms) } else { 0 };

@@ -6,7 +6,8 @@
 //!
 //! Campaigns (a template fanned out to many jobs) are stored here too, with exact counters that
 //! move in the same write as their jobs' records, and the tenant registry; the parking lot holds
-//! a paused campaign's jobs until it is resumed.
+//! a paused campaign's jobs until it is resumed. Delivery receipts are matched to their jobs by
+//! the provider's message id (`sid`), indexed in the same write as the job's success.
 //!
 //! Two backends share one contract and one test suite: SQLite (`sqlite://PATH`, single node) and
 //! Redis (`redis://HOST:PORT/DB`, a fleet). Times are passed in by the caller (milliseconds since the
@@ -24,12 +25,13 @@ mod tenants;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use directory::{DirectoryStore, RedisDirectory, SqliteDirectory, open_directory};
 pub use model::{
     CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest,
-    DEFAULT_RETENTION, Finish, FinishedState, JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, WaitReason,
-    now_millis,
+    DEFAULT_RETENTION, Delivery, DeliveryDone, DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish,
+    FinishedState, JobStatus, Millis, PendingReceipt, RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore,
+    StoreError, WaitReason, now_millis,
 };
-pub use directory::{DirectoryStore, RedisDirectory, SqliteDirectory, open_directory};
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;

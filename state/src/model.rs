@@ -178,6 +178,9 @@ pub enum Finish {
         attempt: u32,
         /// None when the action returns nothing worth keeping.
         result: Option<Value>,
+        /// The delivery receipts to expect (none for most actions), indexed in the same write
+        /// as the success so that a receipt finds its job.
+        receipts: ExpectedReceipts,
     },
     /// Parked in the dead-letter queue. `kind` is `permanent`, `exhausted`, `invalid` or `ambiguous`.
     Dead {
@@ -234,7 +237,130 @@ pub struct JobStatus {
     /// The campaign of the key's record (the campaign of the job that created it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<Uuid>,
+    /// Each recipient's delivery as the provider's receipts tell it, for a succeeded job whose
+    /// config collects receipts; None otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<BTreeMap<String, Delivery>>,
 }
+
+/// What the receipts of a recipient's message said so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Sent; no final receipt yet.
+    Pending,
+    /// The provider reports it reached the recipient.
+    Delivered,
+    /// The provider reports it did not (the message was sent, but never arrived).
+    Failed,
+}
+
+impl DeliveryState {
+    /// `pending`, `delivered` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state named `text` (as [`DeliveryState::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One recipient's delivery, as `GET /v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `pending`, `delivered` or `failed`.
+    pub state: DeliveryState,
+    /// The provider's status code or description (`DELIVRD`, `UNDELIV`...), once final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// When the provider says it happened, in ms since the Unix epoch, once final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Millis>,
+}
+
+/// The receipts a success expects: one per message the provider accepted, by the provider's id
+/// for it (`sid`: an SMS `SerialNo`, an SES `MessageId` and address).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExpectedReceipts {
+    /// `(sid, recipient)`: the recipient as the job wrote it.
+    pub sids: Vec<(String, String)>,
+    /// The queue of a config whose receipts are asked for one by one (SES
+    /// `GetSendEmailStatus`): its sids are listed by [`StateStore::take_pending_receipts`] until
+    /// final. None when receipts come on their own (pushed, or pulled from the provider's queue).
+    pub pull: Option<String>,
+    /// The job's completion callback (opaque JSON, `{"url", "secret"?}`), kept so that the
+    /// callback can be sent again once every receipt is final. A secret: never shown.
+    pub callback: Option<String>,
+}
+
+impl ExpectedReceipts {
+    /// Whether there is nothing to expect (the success is written as before).
+    pub fn is_empty(&self) -> bool {
+        self.sids.is_empty()
+    }
+}
+
+/// A delivery receipt from a provider, matched to its message by `sid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's id of the message (the `SerialNo` a `SendSms` answered).
+    pub sid: String,
+    /// Delivered, or failed (`Pending` is not a receipt and is ignored).
+    pub state: DeliveryState,
+    /// The provider's code or description (`DELIVRD`).
+    pub code: Option<String>,
+    /// When the recipient got it (or the provider gave up), ms since the Unix epoch.
+    pub at: Millis,
+}
+
+/// A job whose receipts all became final in a [`StateStore::record_receipts`] call, and that has
+/// a completion callback to send again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryDone {
+    /// The job's status, `delivery` included.
+    pub status: JobStatus,
+    /// The callback as [`ExpectedReceipts::callback`] stored it.
+    pub callback: String,
+}
+
+/// What [`StateStore::record_receipts`] did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReceiptsRecorded {
+    /// Receipts that changed a recipient's delivery (a duplicate, or one after the first final
+    /// receipt of its message, changes nothing).
+    pub counted: u64,
+    /// Receipts whose message is unknown yet (the success that sent it may not be recorded yet):
+    /// kept for [`EARLY_RECEIPT_TTL`] and applied when it is.
+    pub early: u64,
+    /// Jobs whose every receipt is now final and that have a callback.
+    pub done: Vec<DeliveryDone>,
+}
+
+/// A message whose receipt is asked for, from [`StateStore::take_pending_receipts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReceipt {
+    /// The provider's id of the message.
+    pub sid: String,
+    /// The recipient, as the job wrote it.
+    pub recipient: String,
+    /// When the success was recorded, ms since the Unix epoch.
+    pub sent_at: Millis,
+}
+
+/// How long a receipt for an unknown message is kept, waiting for the success that sent it to
+/// be recorded; a receipt of a message yizhan did not send is dropped after it.
+pub const EARLY_RECEIPT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The answer to [`StateStore::cancel_job`].
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +371,7 @@ pub enum CancelOutcome {
     Cancelled,
     /// Too late: the job runs or ran (or is a duplicate of a job that did); the API answers 409
     /// with this status.
-    Started(JobStatus),
+    Started(Box<JobStatus>),
     /// No record and never accepted.
     Unknown,
 }
@@ -314,6 +440,12 @@ impl CampaignControl {
 /// A campaign's progress as the API reports it, from exact counters (no scan).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignStatus {
+    /// Recipients of its jobs whose receipt says delivered.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Recipients of its jobs whose receipt says failed.
+    #[serde(default)]
+    pub undelivered: u64,
     /// The campaign's id.
     pub id: Uuid,
     /// The head's `name`, when it has one.
@@ -335,7 +467,8 @@ pub struct CampaignStatus {
 
 impl CampaignStatus {
     /// The status of `record` from its stored control, total and counters (`stored` holds the
-    /// record statuses and `duplicate`; missing ones are 0) at `now`: cancelled > paused > done
+    /// record statuses, `duplicate`, `delivered` and `undelivered`; missing ones are 0) at
+    /// `now`: cancelled > paused > done
     /// (total > 0 and the final counts reach it) > scheduled (send_at ahead) > running.
     pub fn derive(
         record: &CampaignRecord,
@@ -358,7 +491,10 @@ impl CampaignStatus {
             CampaignControl::Running if record.send_at.is_some_and(|at| at > now) => "scheduled",
             CampaignControl::Running => "running",
         };
+        let stored_count = |name: &str| stored.get(name).copied().unwrap_or(0).max(0).unsigned_abs();
         Self {
+            delivered: stored_count("delivered"),
+            undelivered: stored_count("undelivered"),
             id: record.id,
             name: record.head.get("name").and_then(Value::as_str).map(str::to_string),
             tenant: record.tenant.clone(),
@@ -453,6 +589,28 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Every registered tenant, sorted.
     async fn tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Records delivery receipts in one write. Idempotent per sid: the first final receipt of a
+    /// message wins, a duplicate or a later one counts nothing. A receipt whose sid is unknown is
+    /// kept (the first one) for [`EARLY_RECEIPT_TTL`] and applied when the success that sent
+    /// the message is recorded. Each counted receipt moves its campaign's `delivered` or
+    /// `undelivered` count in the same write.
+    async fn record_receipts(&self, receipts: &[Receipt], now: Millis) -> Result<ReceiptsRecorded, StoreError>;
+
+    /// Up to `limit` messages of pull queue `queue` ([`ExpectedReceipts::pull`]) whose receipt
+    /// is still pending and due at `now`, oldest due first; each becomes due again at
+    /// `next_due`, so that a message is asked about once per interval until its receipt is final.
+    async fn take_pending_receipts(
+        &self,
+        queue: &str,
+        now: Millis,
+        next_due: Millis,
+        limit: usize,
+    ) -> Result<Vec<PendingReceipt>, StoreError>;
+
+    /// Takes or keeps the lease `name` for `owner` until `now + ttl`: true when `owner` holds it
+    /// (it was free, expired, or already its own). One holder across the fleet at a time.
+    async fn lease(&self, name: &str, owner: &str, now: Millis, ttl: Duration) -> Result<bool, StoreError>;
 }
 
 /// How long records are kept after their last change, unless the store is opened with another.

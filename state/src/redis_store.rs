@@ -5,7 +5,12 @@
 //! `result` (JSON), `error`, `error_kind`, `updated_at`, `campaign`; an absent field is `None`),
 //! and `{namespace}:job:{job id}` holds the job's idempotency key; `{namespace}:accepted:{job id}`
 //! marks a job the API accepted, `{namespace}:tomb:{job id}` one cancelled before it had a record,
-//! `{namespace}:counted:{job id}` a campaign's duplicate already counted. A campaign is the hash
+//! `{namespace}:counted:{job id}` a campaign's duplicate already counted. A succeeded record that
+//! expects receipts has `d:<recipient>` fields (`pending`, or `<state>\t<at>\t<code>`),
+//! `dpending` (how many are pending) and `notify` (the callback); `{namespace}:sid:{sid}` (hash:
+//! `key`, `recipient`, `at`, `pull`) finds it by the provider's message id, `{namespace}:early:{sid}`
+//! holds a receipt that came first, `{namespace}:pull:{queue}` (sorted set, by due time) lists the
+//! messages whose receipts are asked for, and `{namespace}:lease:{name}` is a lease. A campaign is the hash
 //! `{namespace}:campaign:{id}` (`tenant`, `key`, `head`, `send_at`, `created_at`, `total`,
 //! `control`, and the counters `n:<status>`), found by `{namespace}:campaign_key:{tenant}:{key}`.
 //! Every write sets the touched keys' expiry to the retention (a waiting record's to the retention
@@ -21,8 +26,9 @@ use redis::{AsyncConnectionConfig, Script};
 use uuid::Uuid;
 
 use crate::model::{
-    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Finish, FinishedState,
-    JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, now_millis,
+    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
+    DeliveryState, EARLY_RECEIPT_TTL, Finish, FinishedState, JobStatus, Millis, PendingReceipt, RECORD_STATUSES,
+    Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
 };
 use crate::sqlite::{duration_ms, parse_control, parse_json, tombstone_status};
 use crate::{redact, tenants};
@@ -151,8 +157,10 @@ return {'corrupt', tostring(r_state)}
 });
 
 /// KEYS: record. ARGV: the record's expiry (ms), retention ms, job index prefix, campaign prefix,
-/// the new state, number of field/value pairs n, the n pairs, then the fields to delete. A
-/// missing record is left alone.
+/// the new state, number of field/value pairs n, number of fields to delete m, the n pairs, the
+/// m fields; then the expected receipts: their number s, the idempotency key, the pull queue
+/// ('' for none), the callback ('' for none), the sid, early-receipt and pull-queue prefixes,
+/// now, and s (sid, recipient) pairs. A missing record is left alone.
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_count!(),
@@ -162,14 +170,14 @@ local job = rec[1]
 if not job then
   return 0
 end
-local n = tonumber(ARGV[6])
+local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
 local set = {}
-for i = 7, 6 + 2 * n do
+for i = 8, 7 + 2 * n do
   set[#set + 1] = ARGV[i]
 end
 redis.call('HSET', KEYS[1], unpack(set))
 local del = {}
-for i = 7 + 2 * n, #ARGV do
+for i = 8 + 2 * n, 7 + 2 * n + m do
   del[#del + 1] = ARGV[i]
 end
 if #del > 0 then
@@ -178,9 +186,142 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', ARGV[3] .. job, ARGV[1])
 count(ARGV[4], rec[3], rec[2], ARGV[5], ARGV[2])
+local r = 8 + 2 * n + m
+local s = tonumber(ARGV[r] or '0')
+if s > 0 then
+  local idem, pull, notify = ARGV[r + 1], ARGV[r + 2], ARGV[r + 3]
+  local sidp, earlyp, pullp, now = ARGV[r + 4], ARGV[r + 5], ARGV[r + 6], ARGV[r + 7]
+  local pending, delivered, undelivered = 0, 0, 0
+  for i = 0, s - 1 do
+    local sid, recipient = ARGV[r + 8 + 2 * i], ARGV[r + 9 + 2 * i]
+    local skey = sidp .. sid
+    redis.call('HSET', skey, 'key', idem, 'recipient', recipient, 'at', now, 'pull', pull)
+    redis.call('PEXPIRE', skey, ARGV[2])
+    local early = redis.call('GET', earlyp .. sid)
+    if early then
+      redis.call('HSET', KEYS[1], 'd:' .. recipient, early)
+      redis.call('DEL', earlyp .. sid)
+      if string.sub(early, 1, 10) == 'delivered' .. string.char(9) then
+        delivered = delivered + 1
+      else
+        undelivered = undelivered + 1
+      end
+    else
+      redis.call('HSET', KEYS[1], 'd:' .. recipient, 'pending')
+      pending = pending + 1
+      if pull ~= '' then
+        redis.call('ZADD', pullp .. pull, now, sid)
+        redis.call('PEXPIRE', pullp .. pull, ARGV[2])
+      end
+    end
+  end
+  redis.call('HSET', KEYS[1], 'dpending', pending)
+  if notify ~= '' then
+    redis.call('HSET', KEYS[1], 'notify', notify)
+  end
+  local camp = rec[3]
+  if camp and camp ~= '' and delivered + undelivered > 0 and redis.call('EXISTS', ARGV[4] .. camp) == 1 then
+    redis.call('HINCRBY', ARGV[4] .. camp, 'n:delivered', delivered)
+    redis.call('HINCRBY', ARGV[4] .. camp, 'n:undelivered', undelivered)
+  end
+end
 return 1
 ",
     ))
+});
+
+/// ARGV: sid, record, early-receipt, pull-queue and campaign prefixes, retention ms, early
+/// receipts' expiry ms, now, then per receipt: sid, state (`delivered` or `failed`), at, code.
+/// Returns the receipts counted, the early ones kept, then (job id, callback) of every record
+/// whose receipts all became final and that has a callback.
+static RECEIPTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local sidp, recp, earlyp, pullp, cprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local retention, early_ttl, now = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local counted, early = 0, 0
+local done = {}
+for i = 9, #ARGV, 4 do
+  local sid, state, at, code = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local value = state .. string.char(9) .. at .. string.char(9) .. code
+  local idx = redis.call('HMGET', sidp .. sid, 'key', 'recipient', 'pull')
+  if not idx[1] then
+    if redis.call('SET', earlyp .. sid, value, 'NX', 'PX', early_ttl) then
+      early = early + 1
+    end
+  else
+    local rk = recp .. idx[1]
+    local field = 'd:' .. idx[2]
+    local cur = redis.call('HMGET', rk, field, 'campaign', 'notify', 'job_id')
+    if cur[1] == 'pending' then
+      redis.call('HSET', rk, field, value, 'updated_at', now)
+      local left = redis.call('HINCRBY', rk, 'dpending', -1)
+      local ttl = redis.call('PTTL', rk)
+      if ttl >= 0 and ttl < retention then
+        redis.call('PEXPIRE', rk, retention)
+      end
+      if cur[2] and cur[2] ~= '' and redis.call('EXISTS', cprefix .. cur[2]) == 1 then
+        local counter = 'n:undelivered'
+        if state == 'delivered' then
+          counter = 'n:delivered'
+        end
+        redis.call('HINCRBY', cprefix .. cur[2], counter, 1)
+      end
+      if idx[3] and idx[3] ~= '' then
+        redis.call('ZREM', pullp .. idx[3], sid)
+      end
+      counted = counted + 1
+      if left <= 0 and cur[3] then
+        done[#done + 1] = cur[4]
+        done[#done + 1] = cur[3]
+      end
+    end
+  end
+end
+local out = {tostring(counted), tostring(early)}
+for _, v in ipairs(done) do
+  out[#out + 1] = v
+end
+return out
+",
+    )
+});
+
+/// ARGV: pull queue key, sid prefix, now, next due, limit. Returns (sid, recipient, sent at) of
+/// the due entries, made due again at `next due`; entries whose sid index expired are dropped.
+static TAKE_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local sids = redis.call('ZRANGEBYSCORE', ARGV[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[5])
+local out = {}
+for _, sid in ipairs(sids) do
+  local idx = redis.call('HMGET', ARGV[2] .. sid, 'recipient', 'at')
+  if idx[1] then
+    redis.call('ZADD', ARGV[1], ARGV[4], sid)
+    out[#out + 1] = sid
+    out[#out + 1] = idx[1]
+    out[#out + 1] = idx[2] or '0'
+  else
+    redis.call('ZREM', ARGV[1], sid)
+  end
+end
+return out
+",
+    )
+});
+
+/// KEYS: lease. ARGV: owner, ttl ms. 1 when the owner holds it now.
+static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local holder = redis.call('GET', KEYS[1])
+if not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+",
+    )
 });
 
 /// KEYS: job index, accepted mark, tombstone. ARGV: record prefix, campaign prefix, retention
@@ -420,6 +561,18 @@ impl RedisStore {
         format!("{}:campaign_key:", self.namespace)
     }
 
+    fn sid_prefix(&self) -> String {
+        format!("{}:sid:", self.namespace)
+    }
+
+    fn early_prefix(&self) -> String {
+        format!("{}:early:", self.namespace)
+    }
+
+    fn pull_prefix(&self) -> String {
+        format!("{}:pull:", self.namespace)
+    }
+
     /// How long a key must live: the retention after `until` when that is later than now.
     fn expiry_after(&self, until: Millis, now: Millis) -> i64 {
         self.retention_ms.saturating_add(until.saturating_sub(now).max(0))
@@ -443,6 +596,13 @@ impl RedisStore {
         let campaign = get("campaign")
             .map(|c| Uuid::parse_str(c).map_err(|e| corrupt(format!("campaign {c:?}: {e}"))))
             .transpose()?;
+        let mut delivery = BTreeMap::new();
+        for (field, value) in &record {
+            if let Some(recipient) = field.strip_prefix("d:") {
+                let parsed = parse_delivery_field(value).ok_or_else(|| corrupt(format!("{field} {value:?}")))?;
+                delivery.insert(recipient.to_string(), parsed);
+            }
+        }
         Ok(JobStatus {
             id: job_id,
             status: state.to_string(),
@@ -453,6 +613,7 @@ impl RedisStore {
             next_attempt_at,
             duplicate_of: (owner_job != job_id).then_some(owner_job),
             campaign,
+            delivery: (!delivery.is_empty()).then_some(delivery),
         })
     }
 
@@ -468,6 +629,19 @@ impl RedisStore {
             .await?;
         Ok(found == 1)
     }
+}
+
+/// A recipient's delivery as a record's `d:<recipient>` field holds it: `pending`, or
+/// `<state>\t<at>\t<code>`.
+fn parse_delivery_field(value: &str) -> Option<Delivery> {
+    if value == "pending" {
+        return Some(Delivery { state: DeliveryState::Pending, code: None, at: None });
+    }
+    let mut parts = value.splitn(3, '\t');
+    let state = DeliveryState::parse(parts.next()?)?;
+    let at = parts.next()?.parse().ok()?;
+    let code = parts.next().filter(|c| !c.is_empty()).map(str::to_string);
+    Some(Delivery { state, code, at: Some(at) })
 }
 
 /// A campaign from its hash's fields (field, value pairs): the record, control, total, counters.
@@ -669,7 +843,7 @@ impl StateStore for RedisStore {
                 expiry = self.expiry_after(*until, now);
                 why.status()
             }
-            Finish::Succeeded { attempt, result } | Finish::Capped { attempt, result } => {
+            Finish::Succeeded { attempt, result, .. } | Finish::Capped { attempt, result } => {
                 set.push(("attempt", attempt.to_string()));
                 match result {
                     Some(result) => set.push(("result", result.to_string())),
@@ -704,12 +878,29 @@ impl StateStore for RedisStore {
             .arg(format!("{}:job:", self.namespace))
             .arg(&self.campaign_prefix)
             .arg(state)
-            .arg(set.len().to_string());
+            .arg(set.len().to_string())
+            .arg(del.len().to_string());
         for (field, value) in &set {
             invocation.arg(*field).arg(value);
         }
         for field in &del {
             invocation.arg(*field);
+        }
+        if let Finish::Succeeded { receipts, .. } = finish
+            && !receipts.is_empty()
+        {
+            invocation
+                .arg(receipts.sids.len().to_string())
+                .arg(key)
+                .arg(receipts.pull.as_deref().unwrap_or_default())
+                .arg(receipts.callback.as_deref().unwrap_or_default())
+                .arg(self.sid_prefix())
+                .arg(self.early_prefix())
+                .arg(self.pull_prefix())
+                .arg(now.to_string());
+            for (sid, recipient) in &receipts.sids {
+                invocation.arg(sid).arg(recipient);
+            }
         }
         let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -784,7 +975,7 @@ impl StateStore for RedisStore {
             // Read in a second step: the status reflects any change since, which is what the API
             // should report anyway.
             "started" => match self.status(job_id).await? {
-                Some(status) => Ok(CancelOutcome::Started(status)),
+                Some(status) => Ok(CancelOutcome::Started(Box::new(status))),
                 None => Ok(CancelOutcome::Unknown),
             },
             other => Err(StoreError::Corrupt { key: job_id.to_string(), reason: format!("cancel answered {other:?}") }),
@@ -867,6 +1058,81 @@ impl StateStore for RedisStore {
 
     async fn tenants(&self) -> Result<Vec<String>, StoreError> {
         tenants::redis_list(&self.conn, &self.namespace).await
+    }
+
+    async fn record_receipts(&self, receipts: &[Receipt], now: Millis) -> Result<ReceiptsRecorded, StoreError> {
+        let receipts: Vec<&Receipt> = receipts.iter().filter(|r| r.state != DeliveryState::Pending).collect();
+        if receipts.is_empty() {
+            return Ok(ReceiptsRecorded::default());
+        }
+        let mut invocation = RECEIPTS.prepare_invoke();
+        invocation
+            .arg(self.sid_prefix())
+            .arg(format!("{}:key:", self.namespace))
+            .arg(self.early_prefix())
+            .arg(self.pull_prefix())
+            .arg(&self.campaign_prefix)
+            .arg(self.retention_ms.to_string())
+            .arg(duration_ms(EARLY_RECEIPT_TTL).to_string())
+            .arg(now.to_string());
+        for receipt in &receipts {
+            invocation
+                .arg(&receipt.sid)
+                .arg(receipt.state.as_str())
+                .arg(receipt.at.to_string())
+                .arg(receipt.code.as_deref().unwrap_or_default());
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let number = |i: usize| reply.get(i).and_then(|n| n.parse::<u64>().ok()).unwrap_or_default();
+        let mut recorded = ReceiptsRecorded { counted: number(0), early: number(1), done: Vec::new() };
+        for pair in reply.get(2..).unwrap_or_default().chunks_exact(2) {
+            let job_id = Uuid::parse_str(&pair[0])
+                .map_err(|e| StoreError::Corrupt { key: pair[0].clone(), reason: format!("job id: {e}") })?;
+            // A second read, only for the few jobs that just completed and have a callback.
+            if let Some(status) = self.status(job_id).await? {
+                recorded.done.push(DeliveryDone { status, callback: pair[1].clone() });
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn take_pending_receipts(
+        &self,
+        queue: &str,
+        now: Millis,
+        next_due: Millis,
+        limit: usize,
+    ) -> Result<Vec<PendingReceipt>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<String> = TAKE_PENDING
+            .arg(format!("{}{queue}", self.pull_prefix()))
+            .arg(self.sid_prefix())
+            .arg(now.to_string())
+            .arg(next_due.to_string())
+            .arg(limit.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply
+            .chunks_exact(3)
+            .map(|entry| PendingReceipt {
+                sid: entry[0].clone(),
+                recipient: entry[1].clone(),
+                sent_at: entry[2].parse().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn lease(&self, name: &str, owner: &str, _now: Millis, ttl: Duration) -> Result<bool, StoreError> {
+        // Redis expires the lease by its own clock.
+        let held: i64 = LEASE
+            .key(format!("{}:lease:{name}", self.namespace))
+            .arg(owner)
+            .arg(duration_ms(ttl).max(1).to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(held == 1)
     }
 }
 

@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::model::{
-    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Finish, FinishedState,
-    JobStatus, Millis, RECORD_STATUSES, StateStore, StoreError, now_millis,
+    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
+    DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish, FinishedState, JobStatus, Millis, PendingReceipt,
+    RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
 };
 use crate::tenants;
 
@@ -31,7 +32,10 @@ const QUEUE_CAPACITY: usize = 8192;
 /// How long a transaction waits for another process holding the file's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The tables. `yizhan_keys.campaign` came with campaigns: [`add_missing_columns`] adds it to older files.
+/// The tables. `yizhan_keys.campaign` came with campaigns, `delivery` and `notify` (and the
+/// campaign counters `n_delivered`, `n_undelivered`) with receipts: [`add_missing_columns`] adds
+/// them to older files. `yizhan_sids` indexes the provider's message ids of succeeded jobs,
+/// `yizhan_early_receipts` holds receipts that came before their message's success was recorded.
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS yizhan_keys (
     namespace       TEXT    NOT NULL,
@@ -49,6 +53,8 @@ CREATE TABLE IF NOT EXISTS yizhan_keys (
     error_kind      TEXT,
     updated_at      INTEGER NOT NULL,
     campaign        TEXT,
+    delivery        TEXT,
+    notify          TEXT,
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS yizhan_keys_updated ON yizhan_keys (namespace, updated_at);
@@ -108,7 +114,38 @@ CREATE TABLE IF NOT EXISTS yizhan_campaign_counts (
     n_cancelled INTEGER NOT NULL DEFAULT 0,
     n_capped    INTEGER NOT NULL DEFAULT 0,
     n_duplicate INTEGER NOT NULL DEFAULT 0,
+    n_delivered INTEGER NOT NULL DEFAULT 0,
+    n_undelivered INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS yizhan_sids (
+    namespace TEXT    NOT NULL,
+    sid       TEXT    NOT NULL,
+    key       TEXT    NOT NULL,
+    recipient TEXT    NOT NULL,
+    pull      TEXT,
+    due       INTEGER,
+    at        INTEGER NOT NULL,
+    PRIMARY KEY (namespace, sid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS yizhan_sids_at ON yizhan_sids (namespace, at);
+CREATE INDEX IF NOT EXISTS yizhan_sids_pull ON yizhan_sids (namespace, pull, due) WHERE pull IS NOT NULL;
+CREATE TABLE IF NOT EXISTS yizhan_early_receipts (
+    namespace TEXT    NOT NULL,
+    sid       TEXT    NOT NULL,
+    state     TEXT    NOT NULL,
+    code      TEXT,
+    at        INTEGER NOT NULL,
+    stored_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, sid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS yizhan_early_receipts_at ON yizhan_early_receipts (namespace, stored_at);
+CREATE TABLE IF NOT EXISTS yizhan_leases (
+    namespace TEXT    NOT NULL,
+    name      TEXT    NOT NULL,
+    owner     TEXT    NOT NULL,
+    until     INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
 ) WITHOUT ROWID;
 ";
 
@@ -332,6 +369,40 @@ impl StateStore for SqliteStore {
             _ => Err(unexpected_reply()),
         }
     }
+
+    async fn record_receipts(&self, receipts: &[Receipt], now: Millis) -> Result<ReceiptsRecorded, StoreError> {
+        if receipts.is_empty() {
+            return Ok(ReceiptsRecorded::default());
+        }
+        match self.call(Op::RecordReceipts { receipts: receipts.to_vec(), now }).await? {
+            Reply::Receipts(recorded) => Ok(recorded),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn take_pending_receipts(
+        &self,
+        queue: &str,
+        now: Millis,
+        next_due: Millis,
+        limit: usize,
+    ) -> Result<Vec<PendingReceipt>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self.call(Op::TakePending { queue: queue.to_string(), now, next_due, limit }).await? {
+            Reply::Pending(pending) => Ok(pending),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn lease(&self, name: &str, owner: &str, now: Millis, ttl: Duration) -> Result<bool, StoreError> {
+        let op = Op::Lease { name: name.to_string(), owner: owner.to_string(), now, ttl_ms: duration_ms(ttl) };
+        match self.call(op).await? {
+            Reply::Found(held) => Ok(held),
+            _ => Err(unexpected_reply()),
+        }
+    }
 }
 
 struct Ctx {
@@ -356,6 +427,9 @@ enum Op {
     CampaignControls(Vec<Uuid>),
     RegisterTenants(Vec<String>),
     Tenants,
+    RecordReceipts { receipts: Vec<Receipt>, now: Millis },
+    TakePending { queue: String, now: Millis, next_due: Millis, limit: usize },
+    Lease { name: String, owner: String, now: Millis, ttl_ms: i64 },
 }
 
 enum Reply {
@@ -370,6 +444,8 @@ enum Reply {
     Campaign(Option<(CampaignRecord, CampaignStatus)>),
     Controls(Vec<(Uuid, CampaignControl)>),
     Tenants(Vec<String>),
+    Receipts(ReceiptsRecorded),
+    Pending(Vec<PendingReceipt>),
 }
 
 struct Request {
@@ -385,7 +461,12 @@ pub(crate) fn connect(path: &str) -> Result<Connection, StoreError> {
     let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(TABLES)?;
-    add_missing_columns(&mut conn, "yizhan_keys", &[("campaign", "TEXT")])?;
+    add_missing_columns(&mut conn, "yizhan_keys", &[("campaign", "TEXT"), ("delivery", "TEXT"), ("notify", "TEXT")])?;
+    add_missing_columns(
+        &mut conn,
+        "yizhan_campaign_counts",
+        &[("n_delivered", "INTEGER NOT NULL DEFAULT 0"), ("n_undelivered", "INTEGER NOT NULL DEFAULT 0")],
+    )?;
     conn.execute_batch(&TRIGGERS)?;
     conn.execute_batch(tenants::SQLITE_SCHEMA)?;
     Ok(conn)
@@ -570,6 +651,13 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
                 .execute(params![ctx.ns, cutoff])?;
             conn.prepare_cached("DELETE FROM yizhan_counted WHERE namespace = ?1 AND at < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
+            conn.prepare_cached("DELETE FROM yizhan_sids WHERE namespace = ?1 AND at < ?2")?
+                .execute(params![ctx.ns, cutoff])?;
+            let early_cutoff = now.saturating_sub(duration_ms(EARLY_RECEIPT_TTL));
+            conn.prepare_cached("DELETE FROM yizhan_early_receipts WHERE namespace = ?1 AND stored_at < ?2")?
+                .execute(params![ctx.ns, early_cutoff])?;
+            conn.prepare_cached("DELETE FROM yizhan_leases WHERE namespace = ?1 AND until < ?2")?
+                .execute(params![ctx.ns, cutoff])?;
             // Campaigns are few: no index on their times, a scan here.
             conn.prepare_cached(
                 "DELETE FROM yizhan_campaigns WHERE namespace = ?1 AND updated_at < ?2
@@ -628,6 +716,20 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             Ok(Reply::Done)
         }
         Op::Tenants => tenants::sqlite_list(conn, &ctx.ns).map(Reply::Tenants),
+        Op::RecordReceipts { receipts, now } => record_receipts(conn, ctx, receipts, *now).map(Reply::Receipts),
+        Op::TakePending { queue, now, next_due, limit } => {
+            take_pending(conn, ctx, queue, *now, *next_due, *limit).map(Reply::Pending)
+        }
+        Op::Lease { name, owner, now, ttl_ms } => {
+            let taken = conn
+                .prepare_cached(
+                    "INSERT INTO yizhan_leases (namespace, name, owner, until) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (namespace, name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                     WHERE yizhan_leases.owner = excluded.owner OR yizhan_leases.until <= ?5",
+                )?
+                .execute(params![ctx.ns, name, owner, now.saturating_add(*ttl_ms), now])?;
+            Ok(Reply::Found(taken > 0))
+        }
     }
 }
 
@@ -821,14 +923,24 @@ fn finish_key(conn: &Connection, ctx: &Ctx, key: &str, finish: &Finish, now: Mil
             now,
             why.status()
         ])?,
-        Finish::Succeeded { attempt, result } => conn
-            .prepare_cached(
+        Finish::Succeeded { attempt, result, receipts } => {
+            let delivery = index_receipts(conn, ctx, key, receipts, now)?;
+            conn.prepare_cached(
                 "UPDATE yizhan_keys SET state = 'succeeded', attempt = ?3, result = ?4,
                     error = NULL, error_kind = NULL, next_attempt_at = NULL,
-                    owner = NULL, lease_until = NULL, updated_at = ?5
+                    owner = NULL, lease_until = NULL, updated_at = ?5, delivery = ?6, notify = ?7
                  WHERE namespace = ?1 AND key = ?2",
             )?
-            .execute(params![ctx.ns, key, i64::from(*attempt), to_json(result.as_ref()), now])?,
+            .execute(params![
+                ctx.ns,
+                key,
+                i64::from(*attempt),
+                to_json(result.as_ref()),
+                now,
+                delivery,
+                receipts.callback.as_deref().filter(|_| !receipts.is_empty())
+            ])?
+        }
         Finish::Capped { attempt, result } => conn
             .prepare_cached(
                 "UPDATE yizhan_keys SET state = 'capped', attempt = ?3, result = ?4,
@@ -870,11 +982,12 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
         error_kind: Option<String>,
         next_attempt_at: Option<i64>,
         campaign: Option<String>,
+        delivery: Option<String>,
     }
     let row = conn
         .prepare_cached(
             "SELECT k.key, k.job_id, k.state, k.attempt, k.result, k.error, k.error_kind,
-                    k.next_attempt_at, k.campaign
+                    k.next_attempt_at, k.campaign, k.delivery
              FROM yizhan_jobs j
              JOIN yizhan_keys k ON k.namespace = j.namespace AND k.key = j.key
              WHERE j.namespace = ?1 AND j.job_id = ?2",
@@ -890,6 +1003,7 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
                 error_kind: row.get(6)?,
                 next_attempt_at: row.get(7)?,
                 campaign: row.get(8)?,
+                delivery: row.get(9)?,
             })
         })
         .optional()?;
@@ -920,6 +1034,7 @@ fn status(conn: &Connection, ctx: &Ctx, job_id: Uuid) -> Result<Option<JobStatus
         next_attempt_at: row.next_attempt_at,
         duplicate_of: (owner_job != job_id).then_some(owner_job),
         campaign,
+        delivery: parse_delivery(&row.key, row.delivery.as_deref())?,
     }))
 }
 
@@ -935,6 +1050,7 @@ pub(crate) fn tombstone_status(job_id: Uuid) -> JobStatus {
         next_attempt_at: None,
         duplicate_of: None,
         campaign: None,
+        delivery: None,
     }
 }
 
@@ -962,7 +1078,7 @@ fn cancel_job(conn: &Connection, ctx: &Ctx, job_id: Uuid, now: Millis) -> Result
             return Ok(CancelOutcome::Cancelled);
         }
         let status = status(conn, ctx, job_id)?.ok_or_else(|| StoreError::Task("the record vanished".into()))?;
-        return Ok(CancelOutcome::Started(status));
+        return Ok(CancelOutcome::Started(Box::new(status)));
     }
     let accepted = conn
         .prepare_cached("SELECT 1 FROM yizhan_accepted WHERE namespace = ?1 AND job_id = ?2")?
@@ -1018,13 +1134,16 @@ fn create_campaign(
     Ok((stored, total))
 }
 
-/// A campaign row: the record, its control, total and stored counters (`duplicate` and the
-/// record statuses).
+/// The counters of a campaign besides its record statuses.
+const STORED_COUNTS: [&str; 3] = ["duplicate", "delivered", "undelivered"];
+
+/// A campaign row: the record, its control, total and stored counters (the record statuses and
+/// [`STORED_COUNTS`]).
 type CampaignRow = (CampaignRecord, CampaignControl, u64, BTreeMap<String, i64>);
 
 fn read_campaign(conn: &Connection, ctx: &Ctx, id: Uuid) -> Result<Option<CampaignRow>, StoreError> {
     let counters: Vec<String> =
-        RECORD_STATUSES.iter().chain(&["duplicate"]).map(|name| format!("n.n_{name}")).collect();
+        RECORD_STATUSES.iter().chain(&STORED_COUNTS).map(|name| format!("n.n_{name}")).collect();
     let sql = format!(
         "SELECT c.tenant, c.key, c.head, c.send_at, c.created_at, c.total, c.control, {}
          FROM yizhan_campaigns c JOIN yizhan_campaign_counts n ON n.namespace = c.namespace AND n.id = c.id
@@ -1035,7 +1154,7 @@ fn read_campaign(conn: &Connection, ctx: &Ctx, id: Uuid) -> Result<Option<Campai
         .prepare_cached(&sql)?
         .query_row(params![ctx.ns, id.to_string()], |row| {
             let mut counts = BTreeMap::new();
-            for (i, name) in RECORD_STATUSES.iter().chain(&["duplicate"]).enumerate() {
+            for (i, name) in RECORD_STATUSES.iter().chain(&STORED_COUNTS).enumerate() {
                 counts.insert(name.to_string(), row.get::<_, i64>(7 + i)?);
             }
             Ok((
@@ -1080,6 +1199,193 @@ pub(crate) fn parse_control(id: Uuid, text: &str) -> Result<CampaignControl, Sto
 fn parse_campaign_id(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text)
         .map_err(|e| StoreError::Corrupt { key: format!("campaign {text}"), reason: format!("bad id: {e}") })
+}
+
+/// Indexes a success's message ids (`yizhan_sids`), applies the receipts that came before it,
+/// and returns the record's `delivery` (JSON), None when it expects no receipts.
+fn index_receipts(
+    conn: &Connection,
+    ctx: &Ctx,
+    key: &str,
+    receipts: &ExpectedReceipts,
+    now: Millis,
+) -> Result<Option<String>, StoreError> {
+    if receipts.is_empty() {
+        return Ok(None);
+    }
+    let mut delivery: BTreeMap<String, Delivery> = BTreeMap::new();
+    let (mut delivered, mut undelivered) = (0i64, 0i64);
+    for (sid, recipient) in &receipts.sids {
+        let early = conn
+            .prepare_cached("SELECT state, code, at FROM yizhan_early_receipts WHERE namespace = ?1 AND sid = ?2")?
+            .query_row(params![ctx.ns, sid], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, i64>(2)?))
+            })
+            .optional()?;
+        let early = early.and_then(|(state, code, at)| {
+            DeliveryState::parse(&state).map(|state| Delivery { state, code, at: Some(at) })
+        });
+        // A message whose receipt is already here is not asked about.
+        let pull = receipts.pull.as_deref().filter(|_| early.is_none());
+        conn.prepare_cached(
+            "INSERT INTO yizhan_sids (namespace, sid, key, recipient, pull, due, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (namespace, sid) DO UPDATE SET key = excluded.key, recipient = excluded.recipient,
+                pull = excluded.pull, due = excluded.due, at = excluded.at",
+        )?
+        .execute(params![ctx.ns, sid, key, recipient, pull, now])?;
+        match early {
+            Some(found) => {
+                conn.prepare_cached("DELETE FROM yizhan_early_receipts WHERE namespace = ?1 AND sid = ?2")?
+                    .execute(params![ctx.ns, sid])?;
+                match found.state {
+                    DeliveryState::Delivered => delivered += 1,
+                    DeliveryState::Failed => undelivered += 1,
+                    DeliveryState::Pending => {}
+                }
+                delivery.insert(recipient.clone(), found);
+            }
+            None => {
+                delivery.insert(recipient.clone(), Delivery { state: DeliveryState::Pending, code: None, at: None });
+            }
+        }
+    }
+    if delivered + undelivered > 0 {
+        let campaign: Option<String> = conn
+            .prepare_cached("SELECT campaign FROM yizhan_keys WHERE namespace = ?1 AND key = ?2")?
+            .query_row(params![ctx.ns, key], |row| row.get(0))
+            .optional()?
+            .flatten();
+        count_deliveries(conn, ctx, campaign.as_deref(), delivered, undelivered, now)?;
+    }
+    Ok(Some(serde_json::to_string(&delivery).expect("a map of strings serialises")))
+}
+
+/// Moves a campaign's `delivered` and `undelivered` counts (nothing without a campaign).
+fn count_deliveries(
+    conn: &Connection,
+    ctx: &Ctx,
+    campaign: Option<&str>,
+    delivered: i64,
+    undelivered: i64,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let Some(campaign) = campaign else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE yizhan_campaign_counts SET n_delivered = n_delivered + ?3, n_undelivered = n_undelivered + ?4,
+            updated_at = MAX(updated_at, ?5)
+         WHERE namespace = ?1 AND id = ?2",
+    )?
+    .execute(params![ctx.ns, campaign, delivered, undelivered, now])?;
+    Ok(())
+}
+
+/// What a receipt needs of its record: job id, delivery, callback, campaign.
+type ReceiptTarget = (String, Option<String>, Option<String>, Option<String>);
+
+fn record_receipts(
+    conn: &Connection,
+    ctx: &Ctx,
+    receipts: &[Receipt],
+    now: Millis,
+) -> Result<ReceiptsRecorded, StoreError> {
+    let mut recorded = ReceiptsRecorded::default();
+    let mut done: Vec<(String, String)> = Vec::new();
+    for receipt in receipts.iter().filter(|r| r.state != DeliveryState::Pending) {
+        let indexed: Option<(String, String, Option<String>)> = conn
+            .prepare_cached("SELECT key, recipient, pull FROM yizhan_sids WHERE namespace = ?1 AND sid = ?2")?
+            .query_row(params![ctx.ns, receipt.sid], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        let Some((key, recipient, pull)) = indexed else {
+            // The first receipt of an unknown message waits for its success.
+            recorded.early += conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO yizhan_early_receipts (namespace, sid, state, code, at, stored_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![ctx.ns, receipt.sid, receipt.state.as_str(), receipt.code, receipt.at, now])?
+                as u64;
+            continue;
+        };
+        let record: Option<ReceiptTarget> = conn
+            .prepare_cached(
+                "SELECT job_id, delivery, notify, campaign FROM yizhan_keys WHERE namespace = ?1 AND key = ?2",
+            )?
+            .query_row(params![ctx.ns, key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .optional()?;
+        let Some((job_id, delivery, notify, campaign)) = record else {
+            continue;
+        };
+        let Some(mut delivery) = parse_delivery(&key, delivery.as_deref())? else {
+            continue;
+        };
+        match delivery.get_mut(&recipient) {
+            Some(entry) if entry.state == DeliveryState::Pending => {
+                *entry = Delivery { state: receipt.state, code: receipt.code.clone(), at: Some(receipt.at) };
+            }
+            // A duplicate, or a receipt after the first final one: counts nothing.
+            _ => continue,
+        }
+        recorded.counted += 1;
+        let json = serde_json::to_string(&delivery).expect("a map of strings serialises");
+        conn.prepare_cached(
+            "UPDATE yizhan_keys SET delivery = ?3, updated_at = MAX(updated_at, ?4) WHERE namespace = ?1 AND key = ?2",
+        )?
+        .execute(params![ctx.ns, key, json, now])?;
+        if pull.is_some() {
+            conn.prepare_cached("UPDATE yizhan_sids SET pull = NULL, due = NULL WHERE namespace = ?1 AND sid = ?2")?
+                .execute(params![ctx.ns, receipt.sid])?;
+        }
+        let delivered = i64::from(receipt.state == DeliveryState::Delivered);
+        count_deliveries(conn, ctx, campaign.as_deref(), delivered, 1 - delivered, now)?;
+        if let Some(callback) = notify
+            && delivery.values().all(|d| d.state != DeliveryState::Pending)
+        {
+            done.push((job_id, callback));
+        }
+    }
+    for (job_id, callback) in done {
+        let id = Uuid::parse_str(&job_id)
+            .map_err(|e| StoreError::Corrupt { key: job_id.clone(), reason: format!("job id: {e}") })?;
+        if let Some(status) = status(conn, ctx, id)? {
+            recorded.done.push(DeliveryDone { status, callback });
+        }
+    }
+    Ok(recorded)
+}
+
+fn take_pending(
+    conn: &Connection,
+    ctx: &Ctx,
+    queue: &str,
+    now: Millis,
+    next_due: Millis,
+    limit: usize,
+) -> Result<Vec<PendingReceipt>, StoreError> {
+    let pending: Vec<PendingReceipt> = conn
+        .prepare_cached(
+            "SELECT sid, recipient, at FROM yizhan_sids
+             WHERE namespace = ?1 AND pull = ?2 AND due <= ?3 ORDER BY due LIMIT ?4",
+        )?
+        .query_map(params![ctx.ns, queue, now, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok(PendingReceipt { sid: row.get(0)?, recipient: row.get(1)?, sent_at: row.get(2)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut due = conn.prepare_cached("UPDATE yizhan_sids SET due = ?3 WHERE namespace = ?1 AND sid = ?2")?;
+    for entry in &pending {
+        due.execute(params![ctx.ns, entry.sid, next_due])?;
+    }
+    Ok(pending)
+}
+
+pub(crate) fn parse_delivery(key: &str, text: Option<&str>) -> Result<Option<BTreeMap<String, Delivery>>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: format!("delivery is not JSON: {e}") })
+    })
+    .transpose()
 }
 
 fn to_json(value: Option<&Value>) -> Option<String> {

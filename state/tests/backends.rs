@@ -43,7 +43,7 @@ async fn sqlite_prune_deletes_records_older_than_retention() {
     let (old_key, old_job) = (unique("old"), Uuid::now_v7());
     let (new_key, new_job) = (unique("new"), Uuid::now_v7());
     store.claim(&request(&old_key, old_job, "w1", t0)).await.unwrap();
-    let done = Finish::Succeeded { attempt: 1, result: None };
+    let done = Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() };
     store.finish(&old_key, "w1", &done, t0 + 1_000).await.unwrap();
     store.claim(&request(&new_key, new_job, "w1", t0 + 10_000)).await.unwrap();
 
@@ -67,7 +67,15 @@ async fn sqlite_prune_keeps_a_job_findable_while_its_record_is_recent() {
     // Claimed, then finished two hours later (retries): the claim is older than the retention,
     // the record is not.
     store.claim(&request(&key, job, "w1", t0)).await.unwrap();
-    store.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 2 * hour).await.unwrap();
+    store
+        .finish(
+            &key,
+            "w1",
+            &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() },
+            t0 + 2 * hour,
+        )
+        .await
+        .unwrap();
     assert_eq!(store.prune(t0 + 2 * hour + 1_000).await.unwrap(), 0);
     assert!(store.status(job).await.unwrap().is_some());
     assert_eq!(store.prune(t0 + 3 * hour + 1).await.unwrap(), 1);
@@ -321,7 +329,7 @@ async fn redis_prune_is_a_no_op_and_keys_expire() {
     let store = RedisStore::open(REDIS_URL, &ns, retention).await.unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
     store.claim(&request(&key, job, "w1", t0)).await.unwrap();
-    let done = Finish::Succeeded { attempt: 1, result: None };
+    let done = Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() };
     store.finish(&key, "w1", &done, t0 + 1).await.unwrap();
     assert_eq!(store.prune(t0 + 10 * 3_600_000).await.unwrap(), 0);
 

@@ -9,8 +9,9 @@ use serde_json::json;
 use tempfile::TempDir;
 use uuid::Uuid;
 use yizhan_state::{
-    CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CancelOutcome, Claim, ClaimRequest, Finish, FinishedState,
-    Millis, RedisStore, SqliteStore, StateStore, WaitReason, now_millis,
+    CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryState,
+    ExpectedReceipts, Finish, FinishedState, Millis, PendingReceipt, Receipt, RedisStore, SqliteStore, StateStore,
+    WaitReason, now_millis,
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -109,7 +110,7 @@ async fn claim_finished_key_is_finished(backend: &Backend) {
 
     let (ok_key, ok_job) = (unique("k"), job());
     store.claim(&request(&ok_key, ok_job, 1, "w1", t0)).await.unwrap();
-    let finish = Finish::Succeeded { attempt: 1, result: Some(json!({"id": 7})) };
+    let finish = Finish::Succeeded { attempt: 1, result: Some(json!({"id": 7})), receipts: Default::default() };
     store.finish(&ok_key, "w1", &finish, t0 + 5).await.unwrap();
     let succeeded = Claim::Finished { state: FinishedState::Succeeded };
     // The same delivery again, a later attempt, another job, long after any lease.
@@ -154,13 +155,19 @@ async fn replay_reclaims_dead_but_not_succeeded(backend: &Backend) {
     assert_eq!((status.status.as_str(), status.attempts), ("running", 1));
     // The replayed attempt holds the key like any other: a second copy meanwhile is busy.
     assert!(matches!(store.claim(&replay(&dead_key, dead_job, t0 + 11)).await.unwrap(), Claim::Busy { .. }));
-    store.finish(&dead_key, "w2", &Finish::Succeeded { attempt: 1, result: None }, t0 + 20).await.unwrap();
+    store
+        .finish(&dead_key, "w2", &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() }, t0 + 20)
+        .await
+        .unwrap();
     let succeeded = Claim::Finished { state: FinishedState::Succeeded };
     assert_eq!(store.claim(&replay(&dead_key, dead_job, t0 + 30)).await.unwrap(), succeeded);
 
     let (ok_key, ok_job) = (unique("k"), job());
     store.claim(&request(&ok_key, ok_job, 1, "w1", t0)).await.unwrap();
-    store.finish(&ok_key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 5).await.unwrap();
+    store
+        .finish(&ok_key, "w1", &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() }, t0 + 5)
+        .await
+        .unwrap();
     assert_eq!(store.claim(&replay(&ok_key, ok_job, t0 + 10)).await.unwrap(), succeeded);
 }
 
@@ -353,7 +360,7 @@ async fn status_for_original_and_duplicate(backend: &Backend) {
     assert_eq!(status.duplicate_of, Some(original));
 
     let result = json!({"rows": [{"id": 1}], "total": 1});
-    let finish = Finish::Succeeded { attempt: 1, result: Some(result.clone()) };
+    let finish = Finish::Succeeded { attempt: 1, result: Some(result.clone()), receipts: Default::default() };
     store.finish(&key, "w1", &finish, t0 + 100).await.unwrap();
 
     let status = store.status(original).await.unwrap().unwrap();
@@ -426,7 +433,7 @@ async fn finish_by_late_writer_is_recorded(backend: &Backend) {
     // w1 stalls past its lease; w2 takes over; then w1 reports success after all.
     let takeover = store.claim(&request(&key, id, 1, "w2", t0 + LEASE_MS)).await.unwrap();
     assert!(matches!(takeover, Claim::Acquired { orphaned_attempt: Some(1), .. }));
-    let finish = Finish::Succeeded { attempt: 1, result: None };
+    let finish = Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() };
     store.finish(&key, "w1", &finish, t0 + LEASE_MS + 5).await.unwrap();
     let status = store.status(id).await.unwrap().unwrap();
     assert_eq!(status.status, "succeeded");
@@ -447,7 +454,9 @@ async fn namespaces_are_isolated(backend: &Backend) {
     assert_eq!(b.claim(&request(&key, id_b, 1, "w1", t0)).await.unwrap(), acquired());
     assert_eq!(b.status(id_a).await.unwrap(), None);
     assert_eq!(a.status(id_b).await.unwrap(), None);
-    a.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 1).await.unwrap();
+    a.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() }, t0 + 1)
+        .await
+        .unwrap();
     assert_eq!(b.status(id_b).await.unwrap().unwrap().status, "running");
     assert_eq!(a.status(id_a).await.unwrap().unwrap().status, "succeeded");
     // The same namespace, opened again, sees the same records (shared file or Redis).
@@ -544,7 +553,10 @@ async fn campaign_counts_follow_every_transition(backend: &Backend) {
     let takeover = store.claim(&in_campaign(campaign, &a_key, a, 2, t0 + 1_000 + LEASE_MS)).await.unwrap();
     assert!(matches!(takeover, Claim::Acquired { orphaned_attempt: Some(2), .. }));
     assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("running", 1)]));
-    store.finish(&a_key, "w1", &Finish::Succeeded { attempt: 2, result: None }, t0 + 2_000).await.unwrap();
+    store
+        .finish(&a_key, "w1", &Finish::Succeeded { attempt: 2, result: None, receipts: Default::default() }, t0 + 2_000)
+        .await
+        .unwrap();
     assert_eq!(counts(&store, campaign).await, these(&[("queued", 2), ("succeeded", 1)]));
     let status = store.status(a).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.campaign), ("succeeded", Some(campaign)));
@@ -681,7 +693,10 @@ async fn cancel_before_the_claim_leaves_a_tombstone(backend: &Backend) {
         CancelOutcome::Started(status) => assert_eq!((status.id, status.status.as_str()), (running, "running")),
         other => panic!("a running job cannot be cancelled: {other:?}"),
     }
-    store.finish(&run_key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 2).await.unwrap();
+    store
+        .finish(&run_key, "w1", &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() }, t0 + 2)
+        .await
+        .unwrap();
     match store.cancel_job(running, t0 + 3).await.unwrap() {
         CancelOutcome::Started(status) => assert_eq!(status.status, "succeeded"),
         other => panic!("a succeeded job cannot be cancelled: {other:?}"),
@@ -723,7 +738,10 @@ async fn duplicates_are_counted_once(backend: &Backend) {
     assert_eq!(counts(&store, campaign).await, these(&[("queued", 3), ("retrying", 1), ("duplicate", 1)]));
 
     store.claim(&in_campaign(campaign, &key, first, 2, t0 + 1_000)).await.unwrap();
-    store.finish(&key, "w1", &Finish::Succeeded { attempt: 2, result: None }, t0 + 1_001).await.unwrap();
+    store
+        .finish(&key, "w1", &Finish::Succeeded { attempt: 2, result: None, receipts: Default::default() }, t0 + 1_001)
+        .await
+        .unwrap();
     let succeeded = Claim::Finished { state: FinishedState::Succeeded };
     // Redeliveries of the first job and of the counted one change nothing; a third job counts.
     assert_eq!(store.claim(&in_campaign(campaign, &key, first, 2, t0 + 2_000)).await.unwrap(), succeeded);
@@ -760,7 +778,15 @@ async fn concurrent_campaign_jobs_count_exactly(backend: &Backend) {
                     claim = store.claim(&in_campaign(campaign, &key, id, 1, t0)).await.unwrap();
                 }
                 if claim == acquired() {
-                    store.finish(&key, "w", &Finish::Succeeded { attempt: 1, result: None }, t0 + 1).await.unwrap();
+                    store
+                        .finish(
+                            &key,
+                            "w",
+                            &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() },
+                            t0 + 1,
+                        )
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -809,7 +835,10 @@ async fn campaign_status_and_controls(backend: &Backend) {
     let key = unique("k");
     store.claim(&in_campaign(now.id, &key, job(), 1, t0)).await.unwrap();
     assert_eq!(store.campaign(now.id).await.unwrap().unwrap().1.status, "running");
-    store.finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None }, t0 + 1).await.unwrap();
+    store
+        .finish(&key, "w1", &Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() }, t0 + 1)
+        .await
+        .unwrap();
     assert_eq!(store.campaign(now.id).await.unwrap().unwrap().1.status, "done");
     assert_eq!(store.control_campaign(now.id, CampaignControl::Paused).await.unwrap().unwrap().status, "paused");
     assert_eq!(store.control_campaign(now.id, CampaignControl::Running).await.unwrap().unwrap().status, "done");
@@ -854,6 +883,224 @@ async fn tenants_are_registered_per_namespace(backend: &Backend) {
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let _: () = redis::cmd("DEL").arg(format!("{ns}:tenants")).query_async(&mut conn).await.unwrap();
     }
+}
+
+fn expecting(sids: &[(&str, &str)], pull: Option<&str>, callback: Option<&str>) -> ExpectedReceipts {
+    ExpectedReceipts {
+        sids: sids.iter().map(|(sid, to)| (sid.to_string(), to.to_string())).collect(),
+        pull: pull.map(str::to_string),
+        callback: callback.map(str::to_string),
+    }
+}
+
+fn receipt(sid: &str, state: DeliveryState, code: &str, at: Millis) -> Receipt {
+    Receipt { sid: sid.to_string(), state, code: Some(code.to_string()), at }
+}
+
+fn delivered(code: &str, at: Millis) -> Delivery {
+    Delivery { state: DeliveryState::Delivered, code: Some(code.to_string()), at: Some(at) }
+}
+
+fn failed(code: &str, at: Millis) -> Delivery {
+    Delivery { state: DeliveryState::Failed, code: Some(code.to_string()), at: Some(at) }
+}
+
+fn pending() -> Delivery {
+    Delivery { state: DeliveryState::Pending, code: None, at: None }
+}
+
+/// Claims `key` for a new job of `campaign` and finishes it succeeded, expecting `receipts`.
+async fn succeed_with(
+    store: &Arc<dyn StateStore>,
+    campaign: Option<Uuid>,
+    key: &str,
+    receipts: ExpectedReceipts,
+    now: Millis,
+) -> Uuid {
+    let id = job();
+    let claim = ClaimRequest { campaign, ..request(key, id, 1, "w1", now) };
+    assert_eq!(store.claim(&claim).await.unwrap(), acquired());
+    store.finish(key, "w1", &Finish::Succeeded { attempt: 1, result: None, receipts }, now + 1).await.unwrap();
+    id
+}
+
+async fn delivery_of(store: &Arc<dyn StateStore>, id: Uuid) -> Vec<(String, Delivery)> {
+    let status = store.status(id).await.unwrap().expect("a recorded job");
+    status.delivery.expect("the job expects receipts").into_iter().collect()
+}
+
+async fn delivery_counts(store: &Arc<dyn StateStore>, campaign: Uuid) -> (u64, u64) {
+    let (_, status) = store.campaign(campaign).await.unwrap().expect("a known campaign");
+    (status.delivered, status.undelivered)
+}
+
+/// A success indexes its message ids in the same write; each message's first final receipt
+/// counts, once, for the job and its campaign; duplicates and later receipts count nothing.
+async fn receipts_are_matched_and_counted_once(backend: &Backend) {
+    let store = backend.store().await;
+    let campaign = new_campaign(&store, 3).await;
+    let t0 = now_millis();
+    let (a1, a2, b1) = (unique("sid"), unique("sid"), unique("sid"));
+    let a = succeed_with(
+        &store,
+        Some(campaign),
+        &unique("ka"),
+        expecting(&[(&a1, "+8613800000001"), (&a2, "+8613800000002")], None, None),
+        t0,
+    )
+    .await;
+    let b = succeed_with(
+        &store,
+        Some(campaign),
+        &unique("kb"),
+        expecting(&[(&b1, "+8613800000003")], None, Some(r#"{"url":"https://hooks.example.com/x"}"#)),
+        t0,
+    )
+    .await;
+    let plain = succeed_with(&store, Some(campaign), &unique("kc"), ExpectedReceipts::default(), t0).await;
+    assert_eq!(
+        delivery_of(&store, a).await,
+        [("+8613800000001".to_string(), pending()), ("+8613800000002".to_string(), pending())]
+    );
+    assert_eq!(store.status(plain).await.unwrap().unwrap().delivery, None, "no receipts expected, none shown");
+
+    let batch = [
+        receipt(&a2, DeliveryState::Failed, "UNDELIV", t0 + 20),
+        receipt(&a1, DeliveryState::Delivered, "DELIVRD", t0 + 10),
+        receipt(&a1, DeliveryState::Delivered, "DELIVRD", t0 + 10),
+        receipt(&b1, DeliveryState::Delivered, "DELIVRD", t0 + 30),
+    ];
+    let recorded = store.record_receipts(&batch, t0 + 100).await.unwrap();
+    assert_eq!((recorded.counted, recorded.early), (3, 0));
+    // B's receipts are all final and it has a callback: it is reported, A (no callback) is not.
+    assert_eq!(recorded.done.len(), 1);
+    assert_eq!(recorded.done[0].status.id, b);
+    assert_eq!(recorded.done[0].callback, r#"{"url":"https://hooks.example.com/x"}"#);
+    assert_eq!(
+        recorded.done[0].status.delivery.clone().unwrap().into_iter().collect::<Vec<_>>(),
+        [("+8613800000003".to_string(), delivered("DELIVRD", t0 + 30))]
+    );
+    assert_eq!(
+        delivery_of(&store, a).await,
+        [
+            ("+8613800000001".to_string(), delivered("DELIVRD", t0 + 10)),
+            ("+8613800000002".to_string(), failed("UNDELIV", t0 + 20))
+        ]
+    );
+    assert_eq!(delivery_counts(&store, campaign).await, (2, 1));
+
+    // Late and duplicated receipts, in any order, change nothing and count nothing.
+    let late = [
+        receipt(&a2, DeliveryState::Delivered, "DELIVRD", t0 + 5),
+        receipt(&b1, DeliveryState::Failed, "UNDELIV", t0 + 40),
+        receipt(&b1, DeliveryState::Delivered, "DELIVRD", t0 + 30),
+    ];
+    let recorded = store.record_receipts(&late, t0 + 200).await.unwrap();
+    assert_eq!((recorded.counted, recorded.early, recorded.done.len()), (0, 0, 0));
+    assert_eq!(delivery_of(&store, a).await[1].1, failed("UNDELIV", t0 + 20));
+    assert_eq!(delivery_counts(&store, campaign).await, (2, 1));
+    // The record statuses move as before.
+    assert_eq!(counts(&store, campaign).await, these(&[("succeeded", 3)]));
+}
+
+/// A receipt can beat the success that sent its message: it waits (the first one only) and is
+/// applied, and counted, when the success is recorded.
+async fn early_receipts_wait_for_their_success(backend: &Backend) {
+    let store = backend.store().await;
+    let campaign = new_campaign(&store, 1).await;
+    let t0 = now_millis();
+    let (early, later) = (unique("sid"), unique("sid"));
+    let recorded = store
+        .record_receipts(
+            &[
+                receipt(&early, DeliveryState::Failed, "UNDELIV", t0),
+                receipt(&early, DeliveryState::Delivered, "DELIVRD", t0 + 1),
+            ],
+            t0,
+        )
+        .await
+        .unwrap();
+    assert_eq!((recorded.counted, recorded.early), (0, 1));
+    assert_eq!(delivery_counts(&store, campaign).await, (0, 0));
+
+    let id = succeed_with(
+        &store,
+        Some(campaign),
+        &unique("k"),
+        expecting(&[(&early, "+8613800000001"), (&later, "+8613800000002")], None, Some("{}")),
+        t0 + 10,
+    )
+    .await;
+    assert_eq!(
+        delivery_of(&store, id).await,
+        [("+8613800000001".to_string(), failed("UNDELIV", t0)), ("+8613800000002".to_string(), pending())]
+    );
+    assert_eq!(delivery_counts(&store, campaign).await, (0, 1));
+    // Already applied: its duplicate counts nothing; the other receipt completes the job.
+    let recorded = store
+        .record_receipts(
+            &[
+                receipt(&early, DeliveryState::Delivered, "DELIVRD", t0 + 2),
+                receipt(&later, DeliveryState::Delivered, "DELIVRD", t0 + 20),
+            ],
+            t0 + 30,
+        )
+        .await
+        .unwrap();
+    assert_eq!((recorded.counted, recorded.early), (1, 0));
+    assert_eq!(recorded.done.iter().map(|d| d.status.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(delivery_counts(&store, campaign).await, (1, 1));
+}
+
+/// The messages of a pull queue are handed out once per interval until their receipt is final.
+async fn pending_receipts_are_taken_until_final(backend: &Backend) {
+    let store = backend.store().await;
+    let queue = unique("tencent_ses/default");
+    let t0 = now_millis();
+    let (s1, s2) = (unique("mid"), unique("mid"));
+    succeed_with(
+        &store,
+        None,
+        &unique("k"),
+        expecting(&[(&s1, "a@example.com"), (&s2, "b@example.com")], Some(&queue), None),
+        t0,
+    )
+    .await;
+    let sids = |pending: Vec<PendingReceipt>| {
+        let mut sids: Vec<String> = pending.into_iter().map(|p| p.sid).collect();
+        sids.sort();
+        sids
+    };
+    let mut both = vec![s1.clone(), s2.clone()];
+    both.sort();
+    let first = store.take_pending_receipts(&queue, t0 + 1, t0 + 1_000, 10).await.unwrap();
+    assert!(first.iter().all(|p| p.sent_at == t0 + 1), "{first:?}");
+    assert!(first.iter().any(|p| p.sid == s1 && p.recipient == "a@example.com"), "{first:?}");
+    assert_eq!(sids(first), both);
+    assert!(store.take_pending_receipts(&queue, t0 + 2, t0 + 1_000, 10).await.unwrap().is_empty(), "not due again yet");
+    assert!(store.take_pending_receipts(&unique("other"), t0 + 2_000, t0 + 3_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.take_pending_receipts(&queue, t0 + 1_000, t0 + 2_000, 1).await.unwrap().len(), 1, "limit");
+
+    store.record_receipts(&[receipt(&s1, DeliveryState::Delivered, "1", t0 + 5)], t0 + 5).await.unwrap();
+    assert_eq!(sids(store.take_pending_receipts(&queue, t0 + 5_000, t0 + 6_000, 10).await.unwrap()), [s2]);
+}
+
+/// A lease has one holder until it runs out; its holder keeps it by taking it again.
+async fn leases_have_one_holder(backend: &Backend) {
+    let store = backend.store().await;
+    let name = unique("receipts/tencent_sms/default");
+    let t0 = now_millis();
+    assert!(store.lease(&name, "w1", t0, Duration::from_secs(30)).await.unwrap());
+    assert!(!store.lease(&name, "w2", t0 + 1, Duration::from_secs(30)).await.unwrap());
+    assert!(store.lease(&name, "w1", t0 + 2, Duration::from_millis(200)).await.unwrap(), "renewed");
+    assert!(store.lease(&unique("other"), "w2", t0 + 3, Duration::from_secs(30)).await.unwrap());
+    // Once w1's lease runs out, w2 takes it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !store.lease(&name, "w2", now_millis(), Duration::from_secs(30)).await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!store.lease(&name, "w1", now_millis(), Duration::from_secs(30)).await.unwrap());
 }
 
 macro_rules! contract {
@@ -911,4 +1158,8 @@ contract!(
     concurrent_campaign_jobs_count_exactly,
     campaign_status_and_controls,
     tenants_are_registered_per_namespace,
+    receipts_are_matched_and_counted_once,
+    early_receipts_wait_for_their_success,
+    pending_receipts_are_taken_until_final,
+    leases_have_one_holder,
 );

@@ -16,6 +16,7 @@ mod lanes;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod receipts;
 pub mod timerules;
 
 use std::collections::{HashMap, HashSet};
@@ -252,6 +253,10 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         names.clone(),
         background.clone(),
     ));
+    // Delivery receipts of the configs that pull them (one worker of the fleet per config).
+    for puller in receipts::pullers(&config, &pipeline, &owner)? {
+        tokio::spawn(puller.run(background.clone()));
+    }
     let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 use yizhan_schemas::ActionSpec;
-use yizhan_state::redact;
+use yizhan_state::{PendingReceipt, redact};
+
+use super::receipts::{ReceiptPage, Receipts};
 
 /// One attempt of one job, as the pipeline hands it to a connector.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +29,9 @@ pub struct Call<'a> {
 pub struct Success {
     /// A read action's data, or a write's receipt (message ids, per-number statuses).
     pub result: Option<Value>,
+    /// The delivery receipts to expect: none for actions without receipts, or configs that do
+    /// not collect them.
+    pub receipts: Receipts,
 }
 
 /// A failed attempt, classified. Reasons carry the provider's code and message, never a secret
@@ -135,4 +140,12 @@ impl Failure {
 pub trait Connector: Send + Sync {
     /// Runs one attempt; implementations must keep every secret out of a `Failure`'s reason.
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure>;
+
+    /// One pull of delivery receipts, for a config with `receipts = "pull"`: from the provider's
+    /// receipt queue, or for the `pending` messages the store lists (asked one by one). Kinds
+    /// without receipts return none.
+    async fn pull_receipts(&self, pending: &[PendingReceipt]) -> Result<ReceiptPage, Failure> {
+        let _ = pending;
+        Ok(ReceiptPage::default())
+    }
 }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod json_api;
 pub mod juzibot;
 pub mod qq_mail;
+pub mod receipts;
 pub mod tencent_cloud;
 pub mod tencent_meeting;
 pub mod tencent_ses;
@@ -26,6 +27,7 @@ mod testkit;
 use std::sync::Arc;
 
 pub use call::{Call, Connector, Failure, Success};
+pub use receipts::{ReceiptMode, ReceiptPage, Receipts};
 
 use crate::config::{ConfigError, ConnectorConfig};
 
@@ -49,6 +51,16 @@ const REGISTRY: &[(&str, Builder)] = &[
     // The worker builds these itself to wire them (`directory_sync::wire_all`); this checks the config.
     ("directory_sync", |config, client| Ok(Arc::new(directory_sync::DirectorySync::new(config, client.clone())?))),
 ];
+
+/// How a config gets its delivery receipts (`receipts`, `pull_interval`, `receipt_token`), as
+/// checked by its connector's config; None for a kind without receipts or a config without them.
+pub fn receipt_mode(config: &ConnectorConfig) -> Result<Option<ReceiptMode>, ConfigError> {
+    match config.kind.as_str() {
+        "tencent_sms" => tencent_sms::config::TencentSmsConfig::from_config(config)?.receipt_mode(config),
+        "tencent_ses" => tencent_ses::config::TencentSesConfig::from_config(config)?.receipt_mode(config),
+        _ => Ok(None),
+    }
+}
 
 /// Builds the connector of a config; the config's kind-specific fields are checked here, at start,
 /// so a typo fails the worker's start rather than its jobs.

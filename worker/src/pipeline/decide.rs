@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use yizhan_state::{Claim, Finish, FinishedState, Millis, WaitReason};
+use yizhan_state::{Claim, ExpectedReceipts, Finish, FinishedState, Millis, WaitReason};
 
 use crate::config::OnAmbiguous;
 use crate::connectors::Failure;
@@ -41,6 +41,8 @@ impl DeadKind {
 pub(crate) enum Settle {
     Succeeded {
         result: Option<Value>,
+        /// The delivery receipts to index with the success (none for most actions).
+        receipts: ExpectedReceipts,
     },
     Retry {
         progress: Option<Value>,
@@ -272,8 +274,8 @@ pub(crate) fn classify(
 /// stored before the shell acks: a record, and a confirmed copy where the job moves.
 pub(crate) fn settle(settle: Settle, attempt: u32, backoff: &Backoff<'_>, now: Millis) -> Vec<Effect> {
     match settle {
-        Settle::Succeeded { result } => vec![
-            Effect::Record(Finish::Succeeded { attempt, result }),
+        Settle::Succeeded { result, receipts } => vec![
+            Effect::Record(Finish::Succeeded { attempt, result, receipts }),
             Effect::Settled { outcome: JobOutcome::Succeeded, reason: None },
         ],
         Settle::Retry { progress, reason, retry_after } => {

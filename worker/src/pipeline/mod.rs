@@ -407,7 +407,8 @@ impl Pipeline {
                     ProviderCalled { connector: &job.connector, result: RequestResult::Ok }.emit(&self.metrics);
                     let result = with_capped(success.result, capped);
                     let result = if name == job.config { result } else { with_config(result, name) };
-                    return Settle::Succeeded { result };
+                    let receipts = crate::connectors::receipts::expected(job, name, success.receipts);
+                    return Settle::Succeeded { result, receipts };
                 }
                 Err(failure) => {
                     let result = match failure {

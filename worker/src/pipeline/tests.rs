@@ -188,7 +188,7 @@ impl Fixture {
 }
 
 fn ok() -> Result<Success, Failure> {
-    Ok(Success { result: Some(json!({"serial": "s-1"})) })
+    Ok(Success { result: Some(json!({"serial": "s-1"})), receipts: Default::default() })
 }
 
 #[tokio::test]
@@ -860,4 +860,21 @@ async fn an_unconfirmed_callback_is_published_again_by_the_redelivery() {
     duplicate["idempotency_key"] = json!(id.to_string());
     f.deliver(duplicate.to_string().as_bytes(), 1).await.unwrap();
     assert_eq!(callbacks(&f).len(), 1);
+}
+
+#[test]
+fn a_success_records_the_receipts_it_expects_in_the_same_write() {
+    let backoff = Backoff { delays: &[Duration::from_secs(5)] };
+    let receipts = yizhan_state::ExpectedReceipts {
+        sids: vec![("2019:1".into(), "+8613800000001".into())],
+        pull: None,
+        callback: Some(r#"{"url":"https://hooks.example.com/x"}"#.into()),
+    };
+    let succeeded = Settle::Succeeded { result: Some(json!({"numbers": []})), receipts: receipts.clone() };
+    let effects = decide::settle(succeeded, 1, &backoff, 0);
+    assert_eq!(
+        effects[0],
+        Effect::Record(Finish::Succeeded { attempt: 1, result: Some(json!({"numbers": []})), receipts })
+    );
+    assert_eq!(effects.iter().filter(|e| matches!(e, Effect::Record(_))).count(), 1, "one write");
 }

@@ -107,7 +107,7 @@ impl DingtalkRobot {
         if errcode != 0 {
             return Err(error::classify(errcode, answer.text("errmsg")));
         }
-        Ok(Success { result: None })
+        Ok(Success { result: None, receipts: Default::default() })
     }
 }
 

@@ -66,7 +66,7 @@ async fn send_text_signed() {
     let params = json!({"content": "部署完成", "at_mobiles": ["13800000000"], "at_user_ids": ["user1"],
                         "is_at_all": false});
     let success = KIT.run(&signed_robot(&server), "send_text", &params).await.unwrap();
-    assert_eq!(success, Success { result: None });
+    assert_eq!(success, Success { result: None, receipts: Default::default() });
     assert_request(
         &only_request(&server).await,
         &json!({"msgtype": "text", "text": {"content": "部署完成"},

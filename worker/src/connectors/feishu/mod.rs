@@ -149,7 +149,7 @@ impl Feishu {
         match answer.code("code") {
             Some(0) if answer.status.is_success() => {
                 let data = answer.json.and_then(|mut j| j.remove("data")).unwrap_or(Value::Null);
-                Ok(Success { result: Some(data) })
+                Ok(Success { result: Some(data), receipts: Default::default() })
             }
             Some(code) if code != 0 => {
                 if error::TOKEN_INVALID.contains(&code) {

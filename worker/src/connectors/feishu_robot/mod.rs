@@ -86,7 +86,7 @@ impl FeishuRobot {
             .await
             .map_err(|e| http::transport_failure(e, &secrets))?;
         let answer = Answer::read(response, &secrets).await?;
-        classify_answer(&answer, &secrets).map(|_| Success { result: None })
+        classify_answer(&answer, &secrets).map(|_| Success { result: None, receipts: Default::default() })
     }
 }
 

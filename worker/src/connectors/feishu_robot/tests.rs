@@ -62,7 +62,7 @@ async fn send_text() {
     answer_with(&server, ok()).await;
     let params = json!({"text": "新更新提醒 <at user_id=\"all\">所有人</at>"});
     let success = KIT.run(&signed_robot(&server), "send_text", &params).await.unwrap();
-    assert_eq!(success, Success { result: None });
+    assert_eq!(success, Success { result: None, receipts: Default::default() });
     assert_request(&only_request(&server).await, json!({"msg_type": "text", "content": params}));
 }
 

@@ -63,7 +63,7 @@ impl Juzibot {
             (Some(0), Some(mut json)) => {
                 json.remove("errcode");
                 json.remove("errmsg");
-                Ok(Success { result: Some(Value::Object(json)) })
+                Ok(Success { result: Some(Value::Object(json)), receipts: Default::default() })
             }
             (Some(code), Some(json)) => {
                 Err(error::classify(code, json.get("errmsg").and_then(Value::as_str).unwrap_or_default()))

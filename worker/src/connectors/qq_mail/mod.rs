@@ -109,6 +109,7 @@ impl QqMail {
                 "message_id": smtp::message_id(call.job_id, &self.from),
                 "response": redact::secrets(reply.trim_end(), &self.secrets()),
             })),
+            receipts: Default::default(),
         })
     }
 
@@ -182,7 +183,7 @@ impl QqMail {
         F: Future<Output = Result<Value, MailError>>,
     {
         match tokio::time::timeout(RECEIVE_TIMEOUT, work).await {
-            Ok(Ok(result)) => Ok(Success { result: Some(result) }),
+            Ok(Ok(result)) => Ok(Success { result: Some(result), receipts: Default::default() }),
             Ok(Err(e)) => Err(e.into_failure(protocol, &self.secrets())),
             Err(_) => Err(error::failure(
                 Class::Retry,

@@ -107,10 +107,10 @@ impl TencentMeeting {
         }
         if answer.body.iter().all(u8::is_ascii_whitespace) {
             // Cancel answers an empty object or nothing at all.
-            return Ok(Success { result: Some(Value::Object(Map::new())) });
+            return Ok(Success { result: Some(Value::Object(Map::new())), receipts: Default::default() });
         }
         match serde_json::from_slice::<Value>(&answer.body) {
-            Ok(value) => Ok(Success { result: Some(value) }),
+            Ok(value) => Ok(Success { result: Some(value), receipts: Default::default() }),
             Err(e) => {
                 // The request may have been carried out: the pipeline's classify decides what follows.
                 Err(Failure::Ambiguous { reason: format!("unreadable answer ({e}): {}", http::snippet(&answer.body)) })

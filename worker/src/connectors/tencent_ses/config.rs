@@ -3,8 +3,9 @@
 use serde::Deserialize;
 
 use crate::config::{ConfigError, ConnectorConfig, Secret};
+use crate::connectors::receipts::{ReceiptMode, parse_mode};
 
-/// `secret_id`, `secret_key`, `region` (default `ap-hongkong`).
+/// `secret_id`, `secret_key`, `region` (default `ap-hongkong`), `receipts` and `pull_interval`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TencentSesConfig {
@@ -15,6 +16,13 @@ pub struct TencentSesConfig {
     /// The `X-TC-Region` header, e.g. `ap-hongkong` (the default) or `ap-guangzhou`.
     #[serde(default = "default_region")]
     pub region: String,
+    /// `"pull"`: a worker asks `GetSendEmailStatus` about each sent mail every `pull_interval`
+    /// until its status is final; none collected when absent (SES pushes nothing).
+    #[serde(default)]
+    pub receipts: Option<String>,
+    /// With `receipts = "pull"`: how often (default 10s).
+    #[serde(default)]
+    pub pull_interval: Option<String>,
 }
 
 fn default_region() -> String {
@@ -35,6 +43,12 @@ impl TencentSesConfig {
         if parsed.region.trim().is_empty() {
             return Err(ConfigError::field(at("region"), "must not be empty"));
         }
+        parsed.receipt_mode(config)?;
         Ok(parsed)
+    }
+
+    /// `receipts` (only `"pull"`) and `pull_interval`, checked.
+    pub fn receipt_mode(&self, config: &ConnectorConfig) -> Result<Option<ReceiptMode>, ConfigError> {
+        parse_mode(&config.path(), self.receipts.as_deref(), self.pull_interval.as_deref(), None, false)
     }
 }

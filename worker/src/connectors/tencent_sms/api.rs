@@ -74,6 +74,41 @@ impl Api {
     }
 }
 
+impl Api {
+    /// One page (at most [`RECEIPT_LIMIT`]) of the delivery receipts of `sdk_app_id` the provider
+    /// holds: `PullSmsSendStatus` hands each one out once
+    /// (docs/providers/tencent-cloud.md#pullsmssendstatus). A read: a lost answer is transient,
+    /// though the receipts it carried are gone.
+    pub(super) async fn pull_status(&self, sdk_app_id: &str) -> Result<Vec<Receipt>, Failure> {
+        let action = "PullSmsSendStatus";
+        let request = PullQueueRequest { limit: RECEIPT_LIMIT, sms_sdk_app_id: sdk_app_id };
+        let body = serde_json::to_vec(&request).expect("a struct of strings and numbers serialises");
+        let bytes = self.cloud.post(action, &body).await.map_err(Failure::lost_is_transient)?;
+        let envelope: Envelope<PullStatusResponse> = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::transient(redact::secrets(
+                &format!("unreadable {action} answer ({e}): {}", http::snippet(&bytes)),
+                &self.secrets(),
+            ))
+        })?;
+        let response = envelope.response;
+        if let Some(error) = response.error {
+            let reason = redact::secrets(
+                &format!(
+                    "{action}: {}{}",
+                    error::describe(&error.code, &error.message),
+                    request_id(response.request_id.as_deref())
+                ),
+                &self.secrets(),
+            );
+            return Err(failure(&error.code, classify(&error.code), reason));
+        }
+        Ok(response.pull_sms_send_status_set.unwrap_or_default())
+    }
+}
+
+/// The most receipts one `PullSmsSendStatus` returns (docs/providers/tencent-cloud.md#pullsmssendstatus).
+pub(super) const PULL_PAGE: usize = RECEIPT_LIMIT as usize;
+
 pub(super) fn request_id(id: Option<&str>) -> String {
     id.map(|id| format!(" (RequestId {id})")).unwrap_or_default()
 }
@@ -116,6 +151,14 @@ struct PullStatusRequest<'a> {
     sms_sdk_app_id: &'a str,
 }
 
+/// docs/providers/tencent-cloud.md#pullsmssendstatus
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PullQueueRequest<'a> {
+    limit: u64,
+    sms_sdk_app_id: &'a str,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct PullStatusResponse {
@@ -139,9 +182,29 @@ pub(super) struct Receipt {
     pub(super) report_status: Option<String>,
     #[serde(default)]
     pub(super) session_context: Option<String>,
+    /// Unix seconds: when the recipient got it (or the carrier gave up).
+    #[serde(default)]
+    pub(super) user_receive_time: Option<i64>,
+    /// The carrier's status, such as `DELIVRD`.
+    #[serde(default)]
+    pub(super) description: Option<String>,
 }
 
 impl Receipt {
+    /// The delivery receipt this is, when final: `ReportStatus` `SUCCESS` or `FAIL`, and a
+    /// `SerialNo` to match (docs/providers/tencent-cloud.md#pullsmssendstatus).
+    pub(super) fn to_receipt(&self) -> Option<yizhan_state::Receipt> {
+        let state = match self.report_status.as_deref()? {
+            "SUCCESS" => yizhan_state::DeliveryState::Delivered,
+            "FAIL" => yizhan_state::DeliveryState::Failed,
+            _ => return None,
+        };
+        let sid = self.serial_no.clone().filter(|sid| !sid.is_empty())?;
+        let at = self.user_receive_time.map_or_else(yizhan_state::now_millis, |s| s.saturating_mul(1000));
+        let code = self.description.clone().filter(|c| !c.is_empty()).or_else(|| self.report_status.clone());
+        Some(yizhan_state::Receipt { sid, state, code, at })
+    }
+
     /// A receipt of `number`, and not of a message with another session context (when both
     /// have one: the provider echoes it only where it is enabled).
     pub(super) fn is_for(&self, number: &str, session_context: Option<&str>) -> bool {

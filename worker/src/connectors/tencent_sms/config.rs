@@ -5,13 +5,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, ConnectorConfig, Secret, parse_duration_field};
+use crate::connectors::receipts::{ReceiptMode, parse_mode};
 
 /// How long after a call whose answer was lost a number without a receipt is taken as not sent:
 /// receipts lag the sending.
 pub const DEFAULT_STATUS_SETTLE: &str = "60s";
 
 /// `secret_id`, `secret_key`, `region` (default `ap-guangzhou`), `sdk_app_id` (default for jobs),
-/// `status_query` (default true) and `status_settle` (default 60s): see `mod.rs`, "Lost answers".
+/// `status_query` (default true) and `status_settle` (default 60s): see `mod.rs`, "Lost answers";
+/// `receipts`, `pull_interval`, `receipt_token`: see `mod.rs`, "Delivery receipts".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TencentSmsConfig {
@@ -32,6 +34,17 @@ pub struct TencentSmsConfig {
     /// A duration such as `"60s"` or `"1m 30s"`.
     #[serde(default = "default_settle")]
     pub status_settle: String,
+    /// How delivery receipts come: `"push"` (the provider's status callback, to
+    /// `POST /v1/receipts/tencent_sms/<name>?token=<receipt_token>` of `yizhan-producer serve`) or
+    /// `"pull"` (`PullSmsSendStatus` every `pull_interval`); none collected when absent.
+    #[serde(default)]
+    pub receipts: Option<String>,
+    /// With `receipts = "pull"`: how often (default 10s).
+    #[serde(default)]
+    pub pull_interval: Option<String>,
+    /// With `receipts = "push"`: the secret `?token=` of the callback URL (at least 16 characters).
+    #[serde(default)]
+    pub receipt_token: Option<Secret>,
 }
 
 fn default_true() -> bool {
@@ -65,7 +78,27 @@ impl TencentSmsConfig {
             return Err(ConfigError::field(at("sdk_app_id"), "must not be empty when set"));
         }
         parsed.settle(config)?;
+        parsed.receipt_mode(config)?;
         Ok(parsed)
+    }
+
+    /// `receipts`, `pull_interval` and `receipt_token`, checked; pulling needs the config's
+    /// `sdk_app_id` (the application whose receipts are pulled).
+    pub fn receipt_mode(&self, config: &ConnectorConfig) -> Result<Option<ReceiptMode>, ConfigError> {
+        let mode = parse_mode(
+            &config.path(),
+            self.receipts.as_deref(),
+            self.pull_interval.as_deref(),
+            self.receipt_token.as_ref(),
+            true,
+        )?;
+        if matches!(mode, Some(ReceiptMode::Pull { .. })) && self.sdk_app_id.is_none() {
+            return Err(ConfigError::field(
+                format!("{}.sdk_app_id", config.path()),
+                "is required with receipts = \"pull\": the application whose receipts are pulled",
+            ));
+        }
+        Ok(mode)
     }
 
     /// `status_settle` as a duration, or the error naming the field.

@@ -52,6 +52,15 @@
 //! job is retried no sooner than the settle time left. With `status_query = false` a lost answer is
 //! an [`Failure::Ambiguous`], left to the config's `on_ambiguous`. Answers the provider documents
 //! as refusals of the whole request before sending are retried or failed as they were.
+//!
+//! # Delivery receipts
+//!
+//! With `receipts = "push"` or `"pull"`, a success lists `(SerialNo, number)` for every number
+//! sent ([`Success::receipts`]), and the store indexes them with the success. The provider's
+//! receipts then come to `yizhan-producer serve` (push: its status callback,
+//! docs/providers/tencent-cloud.md#sms-status-callback) or are pulled here every
+//! `pull_interval` with `PullSmsSendStatus` (docs/providers/tencent-cloud.md#pullsmssendstatus),
+//! which hands each receipt out once, for the config's `sdk_app_id`.
 
 mod api;
 mod batch;
@@ -59,6 +68,8 @@ mod batch;
 mod batch_tests;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod receipt_tests;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +92,7 @@ use self::batch::{Answer, Calls, Sent, Shared};
 use self::config::TencentSmsConfig;
 use self::error::classify;
 use super::call::{Call, Connector, Failure, Success};
+use super::receipts::{ReceiptMode, ReceiptPage, Receipts};
 use super::tencent_cloud::error::{Class, failure};
 use super::tencent_cloud::{self, Service};
 use crate::config::{ConfigError, ConnectorConfig};
@@ -113,6 +125,8 @@ pub struct TencentSms {
     status_query: bool,
     /// `status_settle`: how long receipts may lag a call.
     settle: Duration,
+    /// `receipts`: a success lists the serial numbers of what it sent.
+    receipts: Option<ReceiptMode>,
 }
 
 impl TencentSms {
@@ -120,6 +134,7 @@ impl TencentSms {
     pub fn new(config: &ConnectorConfig, client: reqwest::Client) -> Result<Self, ConfigError> {
         let fields = TencentSmsConfig::from_config(config)?;
         let settle = fields.settle(config)?;
+        let receipts = fields.receipt_mode(config)?;
         let cloud =
             tencent_cloud::Client::new(config, SERVICE, fields.secret_id, fields.secret_key, fields.region, client)?;
         let api = Api { cloud };
@@ -128,6 +143,7 @@ impl TencentSms {
             calls: Calls::new(api),
             status_query: fields.status_query,
             settle,
+            receipts,
         })
     }
 }
@@ -135,6 +151,46 @@ impl TencentSms {
 #[async_trait::async_trait]
 impl Connector for TencentSms {
     async fn execute(&self, call: Call<'_>) -> Result<Success, Failure> {
+        let success = self.send(call).await?;
+        Ok(self.with_receipts(success))
+    }
+
+    /// One page of `PullSmsSendStatus` for the config's `sdk_app_id`; the store matches each
+    /// receipt by its `SerialNo` (`pending` is not needed: the provider keeps the queue).
+    async fn pull_receipts(&self, _pending: &[yizhan_state::PendingReceipt]) -> Result<ReceiptPage, Failure> {
+        let Some(sdk_app_id) = self.sdk_app_id.as_deref().filter(|_| self.receipts.is_some()) else {
+            return Ok(ReceiptPage::default());
+        };
+        let pulled = self.calls.api().pull_status(sdk_app_id).await?;
+        let more = pulled.len() >= api::PULL_PAGE;
+        Ok(ReceiptPage { receipts: pulled.iter().filter_map(Receipt::to_receipt).collect(), more })
+    }
+}
+
+impl TencentSms {
+    /// The success with `(SerialNo, number)` of every number sent, when the config collects
+    /// receipts (the result lists them all, in params order).
+    fn with_receipts(&self, mut success: Success) -> Success {
+        if self.receipts.is_none() {
+            return success;
+        }
+        let numbers = success.result.as_ref().and_then(|r| r.get("numbers")).and_then(Value::as_array);
+        let sids = numbers
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry.get("code").and_then(Value::as_str) == Some("Ok"))
+            .filter_map(|entry| {
+                let serial = entry.get("serial_no").and_then(Value::as_str).filter(|s| !s.is_empty())?;
+                let number = entry.get("phone_number").and_then(Value::as_str)?;
+                Some((serial.to_string(), number.to_string()))
+            });
+        let mut seen = HashSet::new();
+        success.receipts =
+            Receipts { sids: sids.filter(|(serial, _)| seen.insert(serial.clone())).collect(), poll: false };
+        success
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<Success, Failure> {
         let action = match call.action.endpoint {
             Endpoint::TencentCloud { action: action @ "SendSms" } => action,
             other => {
@@ -332,7 +388,7 @@ fn outcome(listed: &[String], numbers: &[&str], progress: &Progress, settle: Dur
                 })
             })
             .collect();
-        return Ok(Success { result: Some(json!({ "numbers": entries })) });
+        return Ok(Success { result: Some(json!({ "numbers": entries })), receipts: Default::default() });
     }
     let mut reason = format!("all numbers failed: {}", progress.list(numbers));
     if numbers.iter().any(|n| progress.numbers.get(*n).is_some_and(|s| error::is_daily_quota(&s.code))) {

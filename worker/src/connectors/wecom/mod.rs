@@ -201,7 +201,7 @@ fn outcome(answer: Answer, read: bool, secrets: &[&str]) -> Result<Success, Fail
     json.remove("errcode");
     json.remove("errmsg");
     let result = (read || !json.is_empty()).then_some(Value::Object(json));
-    Ok(Success { result })
+    Ok(Success { result, receipts: Default::default() })
 }
 
 #[async_trait::async_trait]

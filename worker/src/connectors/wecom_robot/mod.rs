@@ -98,7 +98,7 @@ impl WecomRobot {
             let errmsg = answer.get("errmsg").and_then(Value::as_str).unwrap_or_default();
             return Err(error::classify(errcode, errmsg));
         }
-        Ok(Success { result: result(body, answer) })
+        Ok(Success { result: result(body, answer), receipts: Default::default() })
     }
 }
 

@@ -50,7 +50,7 @@ async fn send_text() {
     let params = json!({"content": "广州今日天气：29度", "mentioned_list": ["wangqing", "@all"],
                         "mentioned_mobile_list": ["13800001111"]});
     let success = KIT.run(&robot(&server), "send_text", &params).await.unwrap();
-    assert_eq!(success, Success { result: None });
+    assert_eq!(success, Success { result: None, receipts: Default::default() });
     assert_message_request(&only_request(&server).await, &json!({"msgtype": "text", "text": params}));
 }
 
