@@ -39,7 +39,7 @@ fallback = "default"
         let (store, ids) = (store.clone(), ids.clone());
         async move {
             for id in ids {
-                if !store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded") {
+                if store.status(id).await.unwrap().is_none_or(|s| s.status != "succeeded") {
                     return false;
                 }
             }
