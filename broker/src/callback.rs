@@ -10,11 +10,8 @@ use lapin::types::FieldTable;
 use yizhan_schemas::{Callback, CallbackBody, CallbackMessage};
 
 use crate::publish::{Message, PublishError, Publisher};
+pub use crate::topology::CALLBACK_ROUTING_KEY;
 use crate::topology::Names;
-
-/// The routing key of callback messages on `<prefix>.jobs`; no lane key (`high`, `<lane>.<tenant>`)
-/// can be it.
-pub const CALLBACK_ROUTING_KEY: &str = "callback";
 
 /// A callback message ready to publish: owns what [`Message`] borrows.
 #[derive(Debug, Clone)]

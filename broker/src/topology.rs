@@ -23,6 +23,10 @@ use lapin::{Channel, ExchangeKind};
 use yizhan_schemas::{DEFAULT_TENANT, Priority};
 
 /// A message that crashed workers this many times goes to the dead-letter queue.
+/// The routing key of callback messages on `<prefix>.jobs`; no lane key (`high`, `<lane>.<tenant>`)
+/// can be it.
+pub const CALLBACK_ROUTING_KEY: &str = "callback";
+
 pub(crate) const DELIVERY_LIMIT: i32 = 10;
 
 /// Every exchange and queue name, derived from the prefix.
@@ -74,7 +78,7 @@ impl Names {
     }
 
     /// The queue of completion callbacks, bound to the jobs exchange with routing key
-    /// [`crate::CALLBACK_ROUTING_KEY`].
+    /// [`CALLBACK_ROUTING_KEY`].
     pub fn callbacks(&self) -> String {
         format!("{}.callbacks", self.prefix)
     }
@@ -199,7 +203,7 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         .queue_bind(
             callbacks.as_str().into(),
             jobs.as_str().into(),
-            crate::CALLBACK_ROUTING_KEY.into(),
+            CALLBACK_ROUTING_KEY.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

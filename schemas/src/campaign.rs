@@ -458,7 +458,7 @@ mod tests {
             assert_eq!((job.tenant.as_str(), job.priority, job.config.as_str()), ("acme", Priority::Bulk, "marketing"));
             assert_eq!(job.params["sign_name"], "Yizhan");
             // What a worker receives validates again as a job.
-            crate::validate_job(&job.to_message(), crate::MissingId::Reject).unwrap();
+            crate::validate::validate_job(&job.to_message(), crate::validate::MissingId::Reject).unwrap();
         }
         assert_ne!(jobs[0].id, jobs[1].id);
     }

@@ -356,9 +356,9 @@ mod tests {
             let errs = errors(job, MissingId::Assign);
             assert_eq!(errs.len(), 1, "{tenant}: {errs:?}");
             assert!(errs[0].starts_with("$.tenant: must be 1 to 63 of a-z, 0-9"), "{tenant}: {}", errs[0]);
-            assert!(!crate::is_valid_tenant(tenant));
+            assert!(!crate::envelope::is_valid_tenant(tenant));
         }
-        assert!(crate::is_valid_tenant("0") && crate::is_valid_tenant(&"a".repeat(63)));
+        assert!(crate::envelope::is_valid_tenant("0") && crate::envelope::is_valid_tenant(&"a".repeat(63)));
         let mut job = sms(ok_params());
         job["tenant"] = json!(7);
         assert!(errors(job, MissingId::Assign)[0].starts_with("$.tenant: "));
