@@ -685,24 +685,33 @@ impl Pipeline {
     async fn publish_callback(&self, job: &Job, completion: Completion) -> Result<(), Unsettled> {
         let Some(callback) = &job.callback else { return Ok(()) };
         let body = match completion {
-            Completion::Final { status, attempts, result, error } => CallbackBody {
-                id: job.id,
-                campaign: job.campaign,
-                status: finished_status(status).to_string(),
-                attempts,
-                result,
-                error,
-                delivery: None,
-            },
+            Completion::Final { status, attempts, result, error } => {
+                // Receipts that came before the success are final already: no later report will
+                // carry them, so this one does (a read only for a succeeded job with a callback).
+                let delivery = if status == FinishedState::Succeeded {
+                    self.store.status(job.id).await.ok().flatten().and_then(|stored| final_delivery(&stored))
+                } else {
+                    None
+                };
+                CallbackBody {
+                    id: job.id,
+                    campaign: job.campaign,
+                    status: finished_status(status).to_string(),
+                    attempts,
+                    result,
+                    error,
+                    delivery,
+                }
+            }
             Completion::Stored => match self.store.status(job.id).await? {
                 Some(stored) if stored.duplicate_of.is_none() && is_final(&stored.status) => CallbackBody {
                     id: job.id,
                     campaign: job.campaign,
+                    delivery: final_delivery(&stored),
                     status: stored.status,
                     attempts: stored.attempts,
                     result: stored.result,
                     error: stored.error,
-                    delivery: None,
                 },
                 _ => return Ok(()),
             },
@@ -842,6 +851,15 @@ fn finished_status(state: FinishedState) -> &'static str {
         FinishedState::Cancelled => "cancelled",
         FinishedState::Capped => "capped",
     }
+}
+
+/// A status's delivery receipts, once every one is final (a callback reports them then).
+fn final_delivery(status: &yizhan_state::JobStatus) -> Option<Value> {
+    let delivery = status.delivery.as_ref()?;
+    delivery
+        .values()
+        .all(|d| d.state != yizhan_state::DeliveryState::Pending)
+        .then(|| serde_json::to_value(delivery).expect("a delivery map serialises"))
 }
 
 /// Whether a recorded status is final.

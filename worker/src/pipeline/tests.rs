@@ -878,3 +878,35 @@ fn a_success_records_the_receipts_it_expects_in_the_same_write() {
     );
     assert_eq!(effects.iter().filter(|e| matches!(e, Effect::Record(_))).count(), 1, "one write");
 }
+
+fn sent_with_receipt(serial: &str) -> Result<Success, Failure> {
+    let receipts = crate::connectors::Receipts { sids: vec![(serial.into(), "+8613800000000".into())], poll: false };
+    Ok(Success { result: Some(json!({"serial": serial})), receipts })
+}
+
+#[tokio::test]
+async fn a_success_whose_receipts_came_first_reports_them_in_its_callback() {
+    let f = fixture(OnAmbiguous::Retry, vec![sent_with_receipt("s-early"), sent_with_receipt("s-late")]).await;
+    let early = yizhan_state::Receipt {
+        sid: "s-early".into(),
+        state: yizhan_state::DeliveryState::Delivered,
+        code: Some("DELIVRD".into()),
+        at: 5,
+    };
+    assert_eq!(f.pipeline.store.record_receipts(&[early], 5).await.unwrap().early, 1);
+
+    let first = Uuid::now_v7();
+    f.deliver(&with_callback(&sms_job(first)), 1).await.unwrap();
+    let second = Uuid::now_v7();
+    let mut later: Value = serde_json::from_slice(&with_callback(&sms_job(second))).unwrap();
+    later["idempotency_key"] = json!("another key");
+    f.deliver(later.to_string().as_bytes(), 1).await.unwrap();
+
+    let sent = callbacks(&f);
+    assert_eq!(sent.len(), 2);
+    let delivery = sent[0].body.delivery.clone().expect("the receipt that came first is final already");
+    assert_eq!(delivery["+8613800000000"]["state"], "delivered");
+    assert_eq!(sent[1].body.delivery, None, "still pending: reported again once its receipt comes");
+    let status = f.pipeline.store.status(second).await.unwrap().unwrap();
+    assert_eq!(status.delivery.unwrap()["+8613800000000"].state, yizhan_state::DeliveryState::Pending);
+}
