@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -23,11 +24,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 use tracing::{info, warn};
 use yizhan_schemas::{Callback, CallbackBody};
-use yizhan_state::{DeliveryDone, DeliveryState, Millis, Receipt, now_millis};
+use yizhan_state::{DeliveryDone, DeliveryState, Millis, Receipt, StateStore, now_millis};
 
-use crate::api::ApiState;
+use crate::Producer;
 
 /// The route, as `ROUTES` and `openapi.json` list it.
 pub const ROUTE: &str = "/v1/receipts/tencent_sms/{config}";
@@ -203,6 +205,17 @@ fn answer(status: StatusCode, result: i64, errmsg: &str) -> Response {
     (status, Json(json!({"result": result, "errmsg": errmsg}))).into_response()
 }
 
+/// What the receipt route needs of the API's state.
+#[derive(Clone)]
+pub struct ReceiptState {
+    /// The workers' state store, where receipts are recorded.
+    pub store: Arc<dyn StateStore>,
+    /// The broker connection, once made: completion callbacks are published through it.
+    pub producer: Arc<OnceCell<Producer>>,
+    /// The `receipt_token` of each config whose receipts are pushed.
+    pub tokens: Arc<ReceiptTokens>,
+}
+
 /// The `?token=` of the callback URL.
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -212,12 +225,12 @@ pub struct TokenQuery {
 
 /// `POST /v1/receipts/tencent_sms/{config}?token=...`.
 pub async fn post_receipts(
-    State(state): State<ApiState>,
+    State(state): State<ReceiptState>,
     UrlPath(config): UrlPath<String>,
     Query(query): Query<TokenQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !state.receipt_tokens.verify(&config, query.token.as_deref()) {
+    if !state.tokens.verify(&config, query.token.as_deref()) {
         return answer(StatusCode::UNAUTHORIZED, 1, "unknown config or wrong token");
     }
     let body = match body {
@@ -251,7 +264,7 @@ pub async fn post_receipts(
 
 /// Sends the completion callback of each job whose receipts are all final, with `delivery`. The
 /// receipts are recorded whatever happens here: a callback that cannot be published is logged.
-async fn publish_callbacks(state: &ApiState, done: &[DeliveryDone]) {
+async fn publish_callbacks(state: &ReceiptState, done: &[DeliveryDone]) {
     if done.is_empty() {
         return;
     }
