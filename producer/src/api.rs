@@ -7,7 +7,12 @@
 //!   job this API accepted that no worker has taken yet (the API records the ids the broker
 //!   confirmed, one store round trip per request); 404 for an id neither knows (never submitted,
 //!   or published straight to AMQP by another client and not taken yet).
+//! - `DELETE /v1/jobs/{id}`: cancels a job that has not started (200), 409 with the status of one
+//!   that has, 404 for an id neither the store nor this API knows.
+//! - The campaign endpoints, `/v1/campaigns...` (see [`campaigns`]).
 //! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
+
+pub mod campaigns;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,18 +20,20 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 use uuid::Uuid;
 use yizhan_schemas::{Job, MissingId, validate_job_value};
-use yizhan_state::{JobStatus, StateStore};
+use yizhan_state::{CancelOutcome, JobStatus, ParkingLot, StateStore};
+
+use self::campaigns::{CampaignMetrics, CampaignState};
 
 use crate::Producer;
 use crate::auth::Tokens;
@@ -36,6 +43,13 @@ use crate::auth::Tokens;
 pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/v1/jobs", true),
     ("GET", "/v1/jobs/{id}", true),
+    ("DELETE", "/v1/jobs/{id}", true),
+    ("POST", "/v1/campaigns", true),
+    ("POST", "/v1/campaigns/{id}/recipients", true),
+    ("GET", "/v1/campaigns/{id}", true),
+    ("POST", "/v1/campaigns/{id}/pause", true),
+    ("POST", "/v1/campaigns/{id}/resume", true),
+    ("POST", "/v1/campaigns/{id}/cancel", true),
     ("GET", "/v1/catalog", true),
     ("GET", "/healthz", false),
     ("GET", "/readyz", false),
@@ -64,6 +78,8 @@ pub struct ApiState {
     pub producer: Arc<OnceCell<Producer>>,
     /// The workers' state store, read by `GET /v1/jobs/{id}`; accepted ids are recorded in it.
     pub store: Arc<dyn StateStore>,
+    /// The parking lot of the same store: a campaign's resume and cancel wake its parked jobs.
+    pub parking: Arc<dyn ParkingLot>,
     /// The bearer tokens the protected routes accept.
     pub tokens: Arc<Tokens>,
     /// Limits of `POST /v1/jobs`.
@@ -82,6 +98,7 @@ pub struct ApiMetrics {
     requests: IntCounterVec,
     jobs: IntCounterVec,
     broker_connected: IntGauge,
+    campaigns: CampaignMetrics,
 }
 
 impl ApiMetrics {
@@ -104,7 +121,10 @@ impl ApiMetrics {
             registry.register(collector).expect("metric registered once");
         }
         registry.register(Box::new(broker_connected.clone())).expect("metric registered once");
-        ApiMetrics { registry, requests, jobs, broker_connected }
+        let campaigns = CampaignMetrics::new();
+        registry.register(Box::new(campaigns.jobs.clone())).expect("metric registered once");
+        registry.register(Box::new(campaigns.events.clone())).expect("metric registered once");
+        ApiMetrics { registry, requests, jobs, broker_connected, campaigns }
     }
 
     fn jobs(&self, outcome: &str, n: usize) {
@@ -118,6 +138,18 @@ impl Default for ApiMetrics {
     }
 }
 
+impl FromRef<ApiState> for CampaignState {
+    fn from_ref(state: &ApiState) -> CampaignState {
+        CampaignState {
+            producer: state.producer.clone(),
+            store: state.store.clone(),
+            parking: state.parking.clone(),
+            metrics: state.metrics.campaigns.clone(),
+            callback_allow: state.callback_allow.clone(),
+        }
+    }
+}
+
 /// The API's router.
 pub fn router(state: ApiState) -> Router {
     let mut protected = Router::new();
@@ -126,6 +158,13 @@ pub fn router(state: ApiState) -> Router {
         let handler: MethodRouter<ApiState> = match (method, path) {
             ("POST", "/v1/jobs") => post(post_jobs),
             ("GET", "/v1/jobs/{id}") => get(get_job),
+            ("DELETE", "/v1/jobs/{id}") => delete(delete_job),
+            ("POST", "/v1/campaigns") => post(campaigns::post_campaign),
+            ("POST", "/v1/campaigns/{id}/recipients") => post(campaigns::post_recipients),
+            ("GET", "/v1/campaigns/{id}") => get(campaigns::get_campaign),
+            ("POST", "/v1/campaigns/{id}/pause") => post(campaigns::pause),
+            ("POST", "/v1/campaigns/{id}/resume") => post(campaigns::resume),
+            ("POST", "/v1/campaigns/{id}/cancel") => post(campaigns::cancel),
             ("GET", "/v1/catalog") => get(get_catalog),
             ("GET", "/healthz") => get(healthz),
             ("GET", "/readyz") => get(readyz),
@@ -278,8 +317,32 @@ async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Respo
     }
 }
 
+/// `DELETE /v1/jobs/{id}`: 200 `{"id", "status": "cancelled"}` (also for a job cancelled before),
+/// 409 with the status of a job that started or finished, 404 for an unknown id.
+async fn delete_job(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(StatusCode::BAD_REQUEST, "the job id is not a UUID");
+    };
+    match state.store.cancel_job(id, yizhan_state::now_millis()).await {
+        Ok(CancelOutcome::Cancelled) => {
+            info!(job = %id, "job cancelled");
+            axum::Json(json!({"id": id, "status": "cancelled"})).into_response()
+        }
+        Ok(CancelOutcome::Started(status)) if status.status == "cancelled" => {
+            axum::Json(json!({"id": id, "status": "cancelled"})).into_response()
+        }
+        Ok(CancelOutcome::Started(status)) => (StatusCode::CONFLICT, axum::Json(status_json(&status))).into_response(),
+        Ok(CancelOutcome::Unknown) => error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
+        Err(e) => {
+            warn!(error = %e, "state store");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
+        }
+    }
+}
+
 /// The contract's shape: `{"id", "status", "attempts", "result"?, "error"?}` plus `error_kind`,
-/// `next_attempt_at` (RFC 3339) and `duplicate_of` where they apply.
+/// `next_attempt_at` (RFC 3339: when a retrying, scheduled or deferred job goes next),
+/// `duplicate_of` and `campaign` where they apply.
 pub fn status_json(status: &JobStatus) -> Value {
     let mut body = json!({"id": status.id, "status": status.status, "attempts": status.attempts});
     if let Some(result) = &status.result {
@@ -297,6 +360,9 @@ pub fn status_json(status: &JobStatus) -> Value {
     }
     if let Some(original) = status.duplicate_of {
         body["duplicate_of"] = json!(original);
+    }
+    if let Some(campaign) = status.campaign {
+        body["campaign"] = json!(campaign);
     }
     body
 }
@@ -407,6 +473,7 @@ pub async fn serve(
         warn!("no API tokens configured (--api-tokens / YIZHAN_API_TOKENS): every /v1 request is refused");
     }
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
+    let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     let producer = connect_in_background(
         settings.amqp_url.clone(),
         settings.prefix.clone(),
@@ -416,6 +483,7 @@ pub async fn serve(
     let state = ApiState {
         producer,
         store,
+        parking,
         tokens: Arc::new(tokens),
         limits: Limits { max_body: serve.http_max_body, max_batch: serve.http_max_batch },
         metrics: ApiMetrics::new(),

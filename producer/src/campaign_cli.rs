@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
+use yizhan_producer::api::campaigns::split_recipient_path;
 use yizhan_schemas::{CampaignHead, expand, validate_campaign};
 
 use crate::recipients::{Format, Read, ReadError, Recipients};
@@ -266,13 +267,6 @@ impl Iterator for Source {
         let next = self.file.as_mut()?.next()?;
         Some(next.map(|Read { line, recipient }| (Origin::Line(line), recipient)))
     }
-}
-
-/// `$.recipients[12].params.x` → (12, `.params.x`): which recipient of a chunk an error is about.
-fn split_recipient_path(path: &str) -> Option<(usize, &str)> {
-    let rest = path.strip_prefix("$.recipients[")?;
-    let close = rest.find(']')?;
-    Some((rest[..close].parse().ok()?, &rest[close + 1..]))
 }
 
 /// Reads FILE: the head (with `recipients: []`) and its own recipients.

@@ -16,6 +16,7 @@ async fn start() -> String {
     let state = ApiState {
         producer: Arc::new(tokio::sync::OnceCell::new()),
         store,
+        parking: yizhan_state::open_parking("sqlite::memory:", "openapi").await.unwrap(),
         tokens: Arc::new(Tokens::parse(Some(TOKEN), &|_| None).unwrap()),
         limits: Limits { max_body: 1024, max_batch: 2 },
         metrics: ApiMetrics::new(),
