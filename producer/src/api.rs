@@ -10,6 +10,8 @@
 //! - `DELETE /v1/jobs/{id}`: cancels a job that has not started (200), 409 with the status of one
 //!   that has, 404 for an id neither the store nor this API knows.
 //! - The campaign endpoints, `/v1/campaigns...` (see [`campaigns`]).
+//! - `POST /v1/receipts/tencent_sms/{config}?token=`: the SMS status callback, open (the config's
+//!   `receipt_token` authenticates it; see [`crate::receipts`]).
 //! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
 
 pub mod campaigns;
@@ -50,6 +52,7 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/v1/campaigns/{id}/pause", true),
     ("POST", "/v1/campaigns/{id}/resume", true),
     ("POST", "/v1/campaigns/{id}/cancel", true),
+    ("POST", crate::receipts::ROUTE, false),
     ("GET", "/v1/catalog", true),
     ("GET", "/healthz", false),
     ("GET", "/readyz", false),
@@ -89,6 +92,8 @@ pub struct ApiState {
     /// The hosts completion callbacks may reach (`YIZHAN_CALLBACK_ALLOW`); a job or campaign with
     /// another is refused.
     pub callback_allow: Arc<yizhan_broker::CallbackAllow>,
+    /// The `receipt_token` of each SMS config whose receipts are pushed to this API.
+    pub receipt_tokens: Arc<crate::receipts::ReceiptTokens>,
 }
 
 /// The producer's own metrics (no label carries a job id or a token).
@@ -138,6 +143,16 @@ impl Default for ApiMetrics {
     }
 }
 
+impl FromRef<ApiState> for crate::receipts::ReceiptState {
+    fn from_ref(state: &ApiState) -> crate::receipts::ReceiptState {
+        crate::receipts::ReceiptState {
+            store: state.store.clone(),
+            producer: state.producer.clone(),
+            tokens: state.receipt_tokens.clone(),
+        }
+    }
+}
+
 impl FromRef<ApiState> for CampaignState {
     fn from_ref(state: &ApiState) -> CampaignState {
         CampaignState {
@@ -165,6 +180,7 @@ pub fn router(state: ApiState) -> Router {
             ("POST", "/v1/campaigns/{id}/pause") => post(campaigns::pause),
             ("POST", "/v1/campaigns/{id}/resume") => post(campaigns::resume),
             ("POST", "/v1/campaigns/{id}/cancel") => post(campaigns::cancel),
+            ("POST", crate::receipts::ROUTE) => post(crate::receipts::post_receipts),
             ("GET", "/v1/catalog") => get(get_catalog),
             ("GET", "/healthz") => get(healthz),
             ("GET", "/readyz") => get(readyz),
@@ -342,7 +358,8 @@ async fn delete_job(State(state): State<ApiState>, Path(id): Path<String>) -> Re
 
 /// The contract's shape: `{"id", "status", "attempts", "result"?, "error"?}` plus `error_kind`,
 /// `next_attempt_at` (RFC 3339: when a retrying, scheduled or deferred job goes next),
-/// `duplicate_of` and `campaign` where they apply.
+/// `duplicate_of`, `campaign` and `delivery` (per recipient: `state` pending, delivered or failed,
+/// and the provider's `code` and `at` once final) where they apply.
 pub fn status_json(status: &JobStatus) -> Value {
     let mut body = json!({"id": status.id, "status": status.status, "attempts": status.attempts});
     if let Some(result) = &status.result {
@@ -363,6 +380,9 @@ pub fn status_json(status: &JobStatus) -> Value {
     }
     if let Some(campaign) = status.campaign {
         body["campaign"] = json!(campaign);
+    }
+    if let Some(delivery) = &status.delivery {
+        body["delivery"] = json!(delivery);
     }
     body
 }
@@ -402,6 +422,9 @@ pub enum ServeError {
     /// The state store cannot be opened.
     #[error("state store: {0}")]
     Store(#[from] yizhan_state::StoreError),
+    /// The receipt tokens of the connector config file cannot be read.
+    #[error("{0}")]
+    Receipts(#[from] crate::receipts::ReceiptConfigError),
     /// The listening socket cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -488,6 +511,7 @@ pub async fn serve(
         limits: Limits { max_body: serve.http_max_body, max_batch: serve.http_max_batch },
         metrics: ApiMetrics::new(),
         callback_allow: Arc::new(settings.callback_allow.clone()),
+        receipt_tokens: Arc::new(crate::receipts::ReceiptTokens::load(&settings.config)?),
     };
     let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
     let listener = tokio::net::TcpListener::bind(&serve.http_addr).await.map_err(listen_error)?;

@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod callbacks;
 pub mod dlq;
+pub mod receipts;
 mod tenants;
 
 use std::collections::HashMap;

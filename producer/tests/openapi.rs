@@ -21,6 +21,7 @@ async fn start() -> String {
         limits: Limits { max_body: 1024, max_batch: 2 },
         metrics: ApiMetrics::new(),
         callback_allow: Default::default(),
+        receipt_tokens: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
