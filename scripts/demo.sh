@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole local stack in one command: RabbitMQ and Redis (started or installed if needed), the
 # provider sandbox, a worker and the producer; submits examples/jobs.jsonl (SMS, robot messages,
-# a duplicate, a throttled and a blacklisted number, two invalid lines) and prints what happened.
+# a duplicate, a throttled and a blacklisted number, two invalid lines), then through the HTTP API
+# a campaign from a CSV, a scheduled job, quiet hours and a recipient cap, and
+# prints what happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
@@ -24,13 +26,23 @@ endpoint = "http://$SANDBOX_ADDR"
 [connectors.wecom_robot.ops]
 key = "sandbox-robot-key"
 endpoint = "http://$SANDBOX_ADDR"
+
+# Marketing: quiet hours that hold now (for two minutes) and at most one SMS a minute per number.
+[connectors.tencent_sms.marketing]
+secret_id = "AKIDsandbox0000000000000000000000000"
+secret_key = "\${DEMO_SMS_SECRET_KEY}"
+sdk_app_id = "1400000000"
+endpoint = "http://$SANDBOX_ADDR"
+quiet_hours = "$(date -u +%H:%M)-$(date -u -d '+2 min' +%H:%M)"
+timezone = "UTC"
+recipient_caps = "1/min"
 TOML
 
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for q in jobs.high jobs.normal jobs.bulk dead delay.1s delay.2s; do
+  for q in jobs.high jobs.normal jobs.bulk dead delay.1s delay.2s callbacks; do
     rabbitmqctl -q delete_queue "$YIZHAN_PREFIX.$q" >/dev/null 2>&1 || true
   done
 }
@@ -72,4 +84,51 @@ echo "==> job outcomes (yizhan_jobs_total)"
 curl -fs "http://$YIZHAN_METRICS_ADDR/metrics" | grep '^yizhan_jobs_total' | sed 's/^/    /'
 echo "==> retried and dead-lettered, from the worker's log"
 grep -E "retrying|dead-lettering" "$DEMO/worker.log" | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    /' || true
+API_ADDR=${YIZHAN_DEMO_API_ADDR:-127.0.0.1:18081}
+export YIZHAN_HTTP_ADDR="$API_ADDR" YIZHAN_API_TOKENS=demo-token YIZHAN_API_URL="http://$API_ADDR" YIZHAN_API_TOKEN=demo-token
+echo "==> starting the HTTP API on $API_ADDR (logs: $DEMO/api.log)"
+"$BIN/yizhan-producer" serve >"$DEMO/api.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 120); do curl -fs "http://$API_ADDR/readyz" >/dev/null 2>&1 && break; sleep 0.25; done
+api() { curl -s -H "Authorization: Bearer demo-token" -H 'content-type: application/json' "$@"; }
+sms_to() { curl -fs "http://$SANDBOX_ADDR/_sandbox/sms" | python3 -c "import json,sys; print(sum(1 for s in json.load(sys.stdin) if s['phone']=='$1'))"; }
+
+echo "==> a campaign: one template, 5 recipients from a CSV with their own parameters"
+cat > "$DEMO/campaign.json" <<JSON
+{"name": "spring sale", "idempotency_key": "spring-$$", "connector": "tencent_sms", "config": "default",
+ "action": "send_sms", "params": {"sign_name": "Yizhan", "template_id": "1002", "template_params": ["customer", "10%"]}}
+JSON
+printf 'to,template_params[],template_params[]\n' >"$DEMO/recipients.csv"
+for i in 1 2 3 4 5; do printf '+861390000000%s,Customer %s,%s0%%\n' "$i" "$i" "$i" >>"$DEMO/recipients.csv"; done
+campaign=$("$BIN/yizhan-producer" campaign submit "$DEMO/campaign.json" --recipients "$DEMO/recipients.csv" 2>/dev/null)
+echo "    campaign $campaign"
+for _ in $(seq 1 120); do
+  status=$("$BIN/yizhan-producer" campaign status "$campaign" 2>/dev/null || true)
+  echo "$status" | grep -q '"status": *"done"' && break; sleep 0.25
+done
+echo "    $(echo "$status" | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["status"], "total", c["total"], {k: v for k, v in c["counts"].items() if v})')"
+curl -fs "http://$SANDBOX_ADDR/_sandbox/sms" | python3 -c '
+import json,sys
+for s in json.load(sys.stdin):
+    if s["phone"].startswith("+86139000000"): print("    SMS   %-15s %s" % (s["phone"], s["content"]))'
+echo "    submitted again (same idempotency_key): $("$BIN/yizhan-producer" campaign submit "$DEMO/campaign.json" --recipients "$DEMO/recipients.csv" 2>/dev/null) (nothing sent twice)"
+
+echo "==> a job scheduled 3 s ahead (send_at)"
+at=$(date -u -d '+3 sec' +%Y-%m-%dT%H:%M:%S+00:00)
+id=$(api -X POST "http://$API_ADDR/v1/jobs" -d "{\"connector\":\"tencent_sms\",\"config\":\"default\",\"action\":\"send_sms\",\"send_at\":\"$at\",\"params\":{\"phone_numbers\":[\"+8613900000010\"],\"sign_name\":\"Yizhan\",\"template_id\":\"1001\",\"template_params\":[\"later\"]}}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ids"][0])')
+sleep 0.5
+echo "    at once:    $(api "http://$API_ADDR/v1/jobs/$id" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["status"])'), SMS to +8613900000010: $(sms_to +8613900000010)"
+for _ in $(seq 1 40); do [ "$(sms_to +8613900000010)" -ge 1 ] && break; sleep 0.25; done
+echo "    after $at: $(api "http://$API_ADDR/v1/jobs/$id" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["status"])'), SMS to +8613900000010: $(sms_to +8613900000010)"
+
+echo "==> quiet hours on config marketing ($(grep quiet_hours "$YIZHAN_CONFIG" | cut -d'"' -f2) UTC): bulk waits, high goes"
+job() { echo "{\"connector\":\"tencent_sms\",\"config\":\"marketing\",\"action\":\"send_sms\",\"priority\":\"$1\",\"params\":{\"phone_numbers\":[\"$2\"],\"sign_name\":\"Yizhan\",\"template_id\":\"1001\",\"template_params\":[\"$3\"]}}"; }
+bulk=$(api -X POST "http://$API_ADDR/v1/jobs" -d "$(job bulk +8613900000020 promo)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ids"][0])')
+high=$(api -X POST "http://$API_ADDR/v1/jobs" -d "$(job high +8613900000021 123456)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ids"][0])')
+for _ in $(seq 1 40); do [ "$(sms_to +8613900000021)" -ge 1 ] && break; sleep 0.25; done
+echo "    bulk: $(api "http://$API_ADDR/v1/jobs/$bulk" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["status"], "until", j.get("next_attempt_at"))'); high: $(api "http://$API_ADDR/v1/jobs/$high" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')"
+echo "==> recipient cap 1/min on config marketing: a second code to the same number is capped"
+second=$(api -X POST "http://$API_ADDR/v1/jobs" -d "$(job high +8613900000021 654321)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ids"][0])')
+for _ in $(seq 1 40); do s=$(api "http://$API_ADDR/v1/jobs/$second" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'); [ "$s" = capped ] && break; sleep 0.25; done
+echo "    second code: $s; SMS to +8613900000021: $(sms_to +8613900000021)"
+
 echo "==> stopping the worker (SIGTERM drains in-flight jobs)"
