@@ -95,10 +95,10 @@ sms_to() { curl -fs "http://$SANDBOX_ADDR/_sandbox/sms" | python3 -c "import jso
 echo "==> a campaign: one template, 5 recipients from a CSV with their own parameters"
 cat > "$DEMO/campaign.json" <<JSON
 {"name": "spring sale", "idempotency_key": "spring-$$", "connector": "tencent_sms", "config": "default",
- "action": "send_sms", "params": {"sign_name": "Yizhan", "template_id": "1002", "template_params": ["customer", "10%"]}}
+ "action": "send_sms", "params": {"sign_name": "Yizhan", "template_id": "1002", "template_params": ["customer", "-"]}}
 JSON
 printf 'to,template_params[],template_params[]\n' >"$DEMO/recipients.csv"
-for i in 1 2 3 4 5; do printf '+861390000000%s,Customer %s,%s0%%\n' "$i" "$i" "$i" >>"$DEMO/recipients.csv"; done
+for i in 1 2 3 4 5; do printf '+861390000000%s,Customer %s,A-100%s\n' "$i" "$i" "$i" >>"$DEMO/recipients.csv"; done
 campaign=$("$BIN/yizhan-producer" campaign submit "$DEMO/campaign.json" --recipients "$DEMO/recipients.csv" 2>/dev/null)
 echo "    campaign $campaign"
 for _ in $(seq 1 120); do
