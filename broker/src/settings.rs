@@ -2,13 +2,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::callback::CallbackAllow;
+use crate::topology::Names;
 
 /// The settings both binaries read (contract: every setting has an environment variable and a
 /// flag; the flag wins). Each binary flattens them into its own settings; they are `global` so that
 /// the producer takes them before or after its subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Broker URL.
+    /// Broker URL: `amqp://user:password@host:port/vhost` (`amqps://` for TLS), or the URLs of a
+    /// cluster's nodes, comma-separated (same user, password and vhost): connections go to the
+    /// first node that answers and move to another live one when theirs is lost.
     #[arg(
         long,
         global = true,
@@ -17,13 +20,19 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub amqp_url: String,
+    /// Replicas of each quorum queue created (`x-quorum-initial-group-size`); unset: the
+    /// broker's `quorum_cluster_size` (3, at most the cluster's nodes). It applies when a queue is
+    /// created and must be the same for every process of a fleet.
+    #[arg(long, global = true, env = "YIZHAN_QUORUM_GROUP_SIZE", value_parser = clap::value_parser!(u16).range(1..))]
+    pub quorum_group_size: Option<u16>,
     /// Prefix of every exchange and queue name (and of the state store's keys).
     #[arg(long, global = true, env = "YIZHAN_PREFIX", default_value = "yizhan")]
     pub prefix: String,
     /// Connector config file (TOML).
     #[arg(long, global = true, env = "YIZHAN_CONFIG", default_value = "yizhan.toml")]
     pub config: PathBuf,
-    /// State store: sqlite://PATH, or redis://HOST:PORT/DB for a fleet.
+    /// State store: sqlite://PATH, or for a fleet redis://HOST:PORT/DB (rediss:// for TLS) or
+    /// redis+sentinel://HOST:PORT,HOST:PORT/MASTER/DB (the master found through Redis Sentinel).
     #[arg(
         long,
         global = true,
@@ -47,6 +56,14 @@ pub struct Settings {
         value_parser = CallbackAllow::parse
     )]
     pub callback_allow: CallbackAllow,
+}
+
+impl Settings {
+    /// The exchange and queue names under `--prefix`, declaring new queues with
+    /// `--quorum-group-size` replicas.
+    pub fn names(&self) -> Names {
+        Names::new(self.prefix.clone()).with_quorum_group_size(self.quorum_group_size)
+    }
 }
 
 /// A parsed `--retry-delays` list (never empty).
@@ -77,5 +94,21 @@ mod tests {
         assert_eq!(parse_delays("200ms").unwrap(), [Duration::from_millis(200)]);
         assert!(parse_delays("5s,soon").unwrap_err().contains("\"soon\""));
         assert!(parse_delays("0s").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn the_group_size_goes_into_the_names_and_zero_is_refused() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["x", "--prefix", "acme", "--quorum-group-size", "2"]).unwrap();
+        assert_eq!(cli.settings.names(), Names::new("acme").with_quorum_group_size(Some(2)));
+        let unset = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(unset.settings.names().quorum_group_size, None);
+        assert!(Cli::try_parse_from(["x", "--quorum-group-size", "0"]).is_err());
     }
 }

@@ -29,17 +29,29 @@ pub const CALLBACK_ROUTING_KEY: &str = "callback";
 
 pub(crate) const DELIVERY_LIMIT: i32 = 10;
 
-/// Every exchange and queue name, derived from the prefix.
+/// Every exchange and queue name, derived from the prefix, and how many nodes of a cluster a new
+/// queue is replicated to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// Prefix of every name (`<prefix>.jobs`, `<prefix>.dead`, ...), so several fleets or tests share one broker.
     pub prefix: String,
+    /// Replicas of each quorum queue this process creates (`x-quorum-initial-group-size`); `None`
+    /// leaves it to the broker (`quorum_cluster_size`, 3 by default, at most the cluster's nodes).
+    /// It applies when a queue is created: RabbitMQ refuses to declare an existing queue again with
+    /// another value, so every process of a fleet must be given the same one.
+    pub quorum_group_size: Option<u16>,
 }
 
 impl Names {
     /// The names under `prefix`; no name is declared here.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Names { prefix: prefix.into() }
+        Names { prefix: prefix.into(), quorum_group_size: None }
+    }
+
+    /// The same names, declaring new quorum queues with `size` replicas (`None`: the broker's default).
+    pub fn with_quorum_group_size(mut self, size: Option<u16>) -> Self {
+        self.quorum_group_size = size;
+        self
     }
 
     /// The exchange jobs are published to, routing key = priority.
@@ -89,6 +101,27 @@ impl Names {
     }
 }
 
+/// The names under a prefix, with the broker's group size ([`Names::new`]).
+impl From<&str> for Names {
+    fn from(prefix: &str) -> Self {
+        Names::new(prefix)
+    }
+}
+
+/// The names under a prefix, with the broker's group size ([`Names::new`]).
+impl From<&String> for Names {
+    fn from(prefix: &String) -> Self {
+        Names::new(prefix.clone())
+    }
+}
+
+/// The names under a prefix, with the broker's group size ([`Names::new`]).
+impl From<String> for Names {
+    fn from(prefix: String) -> Self {
+        Names::new(prefix)
+    }
+}
+
 fn delay_label(delay: Duration) -> String {
     humantime::format_duration(delay).to_string().replace(' ', "")
 }
@@ -107,7 +140,7 @@ pub struct Topology {
 pub enum TopologyError {
     /// Declaring or binding one exchange or queue failed, most often because it exists with other arguments.
     #[error(
-        "declaring {what}: {source} (a queue of that name may exist with other arguments: delete it or use another prefix)"
+        "declaring {what}: {source} (a queue of that name may exist with other arguments, such as another YIZHAN_QUORUM_GROUP_SIZE: give every process the value it was created with, or use another prefix)"
     )]
     Declare {
         /// What was being declared, e.g. `queue acme.jobs.high`.
@@ -117,9 +150,19 @@ pub enum TopologyError {
     },
 }
 
-fn quorum_args(dead_letter_exchange: &str) -> FieldTable {
+/// A quorum queue, with `names`' group size when one is set (only then: a queue declared before
+/// without it stays declarable).
+fn quorum(names: &Names) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    if let Some(size) = names.quorum_group_size {
+        args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(i32::from(size)));
+    }
+    args
+}
+
+fn quorum_args(names: &Names, dead_letter_exchange: &str) -> FieldTable {
+    let mut args = quorum(names);
     args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(dead_letter_exchange)));
     args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString(LongString::from("at-least-once")));
     args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
@@ -136,7 +179,7 @@ pub async fn declare_tenant(channel: &Channel, names: &Names, tenant: &str) -> R
     let dead = names.dead();
     for priority in Priority::ALL {
         let lane = names.tenant_lane(priority, tenant);
-        let mut args = quorum_args(&dead);
+        let mut args = quorum_args(names, &dead);
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
         channel.queue_declare(lane.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {lane}")))?;
         let routing_key = names.routing_key(priority, tenant);
@@ -166,10 +209,8 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
         .exchange_declare(dead.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
         .await
         .map_err(err(format!("exchange {dead}")))?;
-    let mut dead_args = FieldTable::default();
-    dead_args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
     channel
-        .queue_declare(dead.as_str().into(), durable_queue, dead_args)
+        .queue_declare(dead.as_str().into(), durable_queue, quorum(names))
         .await
         .map_err(err(format!("queue {dead}")))?;
     channel
@@ -193,7 +234,7 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
     // Callbacks wait in a queue of their own (never behind a lane's backlog); their retries come
     // back through the delay lanes by this routing key.
     let callbacks = names.callbacks();
-    let mut args = quorum_args(&dead);
+    let mut args = quorum_args(names, &dead);
     args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
     channel
         .queue_declare(callbacks.as_str().into(), durable_queue, args)
@@ -219,7 +260,7 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
             .exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
             .await
             .map_err(err(format!("exchange {name}")))?;
-        let mut args = quorum_args(&jobs);
+        let mut args = quorum_args(names, &jobs);
         let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
         channel.queue_declare(name.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {name}")))?;

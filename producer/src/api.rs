@@ -440,7 +440,7 @@ pub enum ServeError {
 /// Tenants of submitted jobs are registered in `registry` (the workers' state store).
 pub fn connect_in_background(
     url: String,
-    prefix: String,
+    names: yizhan_broker::Names,
     delays: Vec<Duration>,
     registry: Arc<dyn StateStore>,
 ) -> Arc<OnceCell<Producer>> {
@@ -449,7 +449,7 @@ pub fn connect_in_background(
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(500);
         loop {
-            match Producer::connect(&url, &prefix, &delays, yizhan_broker::Recovery::Automatic).await {
+            match Producer::connect(&url, names.clone(), &delays, yizhan_broker::Recovery::Automatic).await {
                 Ok(producer) => {
                     info!("connected to the broker");
                     let _ = target.set(producer.with_tenants(registry));
@@ -499,7 +499,7 @@ pub async fn serve(
     let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     let producer = connect_in_background(
         settings.amqp_url.clone(),
-        settings.prefix.clone(),
+        settings.names(),
         settings.retry_delays.clone(),
         store.clone(),
     );

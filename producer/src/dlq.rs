@@ -115,12 +115,13 @@ pub struct Dlq {
 }
 
 impl Dlq {
-    /// Connects without automatic recovery (a one-shot command) and declares the topology of `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Dlq, DlqError> {
+    /// Connects without automatic recovery (a one-shot command) and declares the topology of
+    /// `names` (a prefix, or [`yizhan_broker::Settings::names`]).
+    pub async fn connect(url: &str, names: impl Into<Names>) -> Result<Dlq, DlqError> {
         let connect_error = |source| DlqError::Connect { url: redact::url_credentials(url), source };
         let connection =
             yizhan_broker::connect(url, "yizhan-producer-dlq", Recovery::FailFast).await.map_err(connect_error)?;
-        let names = Names::new(prefix);
+        let names = names.into();
         let channel = connection.create_channel().await.map_err(connect_error)?;
         yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: Vec::new() }).await?;
         let publisher = Publisher::open(&connection).await.map_err(connect_error)?;

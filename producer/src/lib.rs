@@ -81,16 +81,17 @@ pub struct Producer {
 
 impl Producer {
     /// Connects and declares the topology (idempotently), so nobody has to pre-create anything.
-    /// `delays` are the retry delays whose queues to declare too (the worker declares its own).
+    /// `names`: a prefix, or [`yizhan_broker::Settings::names`] (the prefix and the quorum group
+    /// size). `delays` are the retry delays whose queues to declare too (the worker declares its own).
     pub async fn connect(
         url: &str,
-        prefix: &str,
+        names: impl Into<Names>,
         delays: &[Duration],
         recovery: Recovery,
     ) -> Result<Producer, ProducerError> {
         let connect_error = |source| ProducerError::Connect { url: redact::url_credentials(url), source };
         let connection = yizhan_broker::connect(url, "yizhan-producer", recovery).await.map_err(connect_error)?;
-        let names = Names::new(prefix);
+        let names = names.into();
         let channel = connection.create_channel().await.map_err(connect_error)?;
         yizhan_broker::declare(&channel, &Topology { names: names.clone(), delays: delays.to_vec() }).await?;
         let _ = channel.close(200, "declared".into()).await;

@@ -232,7 +232,7 @@ async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<ExitCod
             return Ok(ExitCode::from(1));
         }
     }
-    let queue = Dlq::connect(&settings.amqp_url, &settings.prefix).await?;
+    let queue = Dlq::connect(&settings.amqp_url, settings.names()).await?;
     match command {
         DlqCommand::List { filter, json } => {
             let filter = filter.filter(Vec::new());
@@ -339,7 +339,7 @@ async fn submit(settings: &Settings, file: &str) -> ExitCode {
 
     let producer = match Producer::connect(
         &settings.amqp_url,
-        &settings.prefix,
+        settings.names(),
         &settings.retry_delays,
         yizhan_broker::Recovery::FailFast,
     )
