@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::RedisConnection;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::model::{Millis, StoreError, now_millis};
@@ -56,7 +56,7 @@ pub async fn open_directory(url: &str, namespace: &str) -> Result<Arc<dyn Direct
         Ok(Arc::new(SqliteDirectory::open(path, namespace)?))
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteDirectory::open(":memory:", namespace)?))
-    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+    } else if crate::is_redis_url(url) {
         let store = RedisStore::open(url, namespace, crate::model::DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisDirectory { conn: store.connection(), namespace: namespace.to_string() }))
     } else {
@@ -230,7 +230,7 @@ impl DirectoryStore for SqliteDirectory {
 /// Redis: `{ns}:directory:snapshot:{config}` (string), `{ns}:directory:applied:{config}` (set),
 /// `{ns}:directory:lease:{name}` (string with an expiry).
 pub struct RedisDirectory {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: String,
 }
 

@@ -18,6 +18,7 @@ mod directory;
 mod model;
 mod parking;
 pub mod redact;
+mod redis_conn;
 mod redis_store;
 mod sqlite;
 mod tenants;
@@ -33,6 +34,7 @@ pub use model::{
     StoreError, WaitReason, now_millis,
 };
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
+pub use redis_conn::{RedisConnection, WAIT_TIMEOUT, is_redis_url, redis_connect};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 
@@ -53,7 +55,7 @@ pub async fn open_with_retention(
         Ok(Arc::new(SqliteStore::open(path, namespace, retention).await?))
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteStore::open(":memory:", namespace, retention).await?))
-    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+    } else if is_redis_url(url) {
         Ok(Arc::new(RedisStore::open(url, namespace, retention).await?))
     } else {
         Err(StoreError::BadUrl(redact::url_credentials(url)))

@@ -22,8 +22,8 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use crate::RedisConnection;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +97,7 @@ pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingL
         Ok(Arc::new(SqliteParking::open(path, namespace)?))
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteParking::open(":memory:", namespace)?))
-    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+    } else if crate::is_redis_url(url) {
         let store = RedisStore::open(url, namespace, DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisParking { conn: store.connection(), namespace: namespace.to_string() }))
     } else {
@@ -373,7 +373,7 @@ impl ParkingLot for SqliteParking {
 /// entries, scored by the due time they were parked with) and the hash `campaigns` (id →
 /// campaign); the set `held_campaigns` names the campaigns with held entries.
 pub struct RedisParking {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: String,
 }
 

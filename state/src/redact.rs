@@ -16,6 +16,15 @@ pub fn secrets<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
 /// `***`, and `pass=` / `password=` query values (Redis unix-socket URLs) become `***`.
 /// Conservative: everything before the last `@` after the scheme is masked, user name included.
 pub fn url_credentials(url: &str) -> String {
+    // A list of URLs (the nodes of a RabbitMQ cluster): each one masked on its own.
+    let parts: Vec<&str> = url.split(',').collect();
+    if parts.len() > 1 && parts.iter().all(|part| part.contains("://")) {
+        return parts.iter().map(|part| one_url_credentials(part)).collect::<Vec<_>>().join(",");
+    }
+    one_url_credentials(url)
+}
+
+fn one_url_credentials(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
@@ -65,5 +74,11 @@ mod tests {
         // The broker's URLs (formerly redacted by a copy in yizhan-broker that kept the user name).
         assert_eq!(url_credentials("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://***@127.0.0.1:5672/%2f");
         assert_eq!(url_credentials("amqp://h:5672"), "amqp://h:5672");
+        assert_eq!(
+            url_credentials("amqp://u:pw@a:5672/%2f,amqp://u:pw@b:5673/%2f"),
+            "amqp://***@a:5672/%2f,amqp://***@b:5673/%2f"
+        );
+        assert_eq!(url_credentials("amqp://u:p,w@a/v,amqp://u:p,w@b/v"), "amqp://***@b/v");
+        assert_eq!(url_credentials("redis+sentinel://:pw@h:1,h:2/m/0"), "redis+sentinel://***@h:1,h:2/m/0");
     }
 }

@@ -21,8 +21,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Script};
+use redis::Script;
 use uuid::Uuid;
 
 use crate::model::{
@@ -31,12 +30,7 @@ use crate::model::{
     Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
 };
 use crate::sqlite::{duration_ms, parse_control, parse_json, tombstone_status};
-use crate::{redact, tenants};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-const RECONNECT_RETRIES: usize = 6;
-const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
+use crate::{RedisConnection, redact, redis_connect, tenants};
 
 /// The Lua function that moves a campaign's counters (see [`StateStore`]): nothing for a record
 /// without a campaign, or one whose campaign is unknown; keeps the campaign at least `retention`.
@@ -476,7 +470,7 @@ return {}
 
 /// The Redis state store; cheap to share, reconnects by itself.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// The URL with its credentials masked.
     url: String,
     namespace: String,
@@ -497,33 +491,26 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// A handle on the store's connection, for the parking lot beside it.
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 
-    /// Connects to `url` (`redis://[[user]:password@]host:port/db`) and checks it with a PING, so
-    /// that a wrong address or password fails here. No error or debug text carries the password.
+    /// Connects to `url` (`redis://[[user]:password@]host:port/db`, `rediss://…` or
+    /// `redis+sentinel://…`: see [`redis_connect`]) and checks it with a PING, so that a wrong
+    /// address or password fails here. No error or debug text carries the password.
     /// Keys live under `namespace` and expire `retention` after their last change.
     pub async fn open(url: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
         let redacted = redact::url_credentials(url);
         let secrets = secrets_of(url);
         let fail = |e: redis::RedisError| scrub(e, &secrets, &redacted);
 
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::BadUrl(format!("{redacted} ({})", redact::secrets(&e.to_string(), &secrets))))?;
-        let probe_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let mut probe = client.get_multiplexed_async_connection_with_config(&probe_config).await.map_err(fail)?;
-        let _pong: String = redis::cmd("PING").query_async(&mut probe).await.map_err(fail)?;
-        drop(probe);
-
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(RECONNECT_RETRIES)
-            .set_max_delay(RECONNECT_MAX_DELAY);
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(fail)?;
+        let conn = redis_connect(url).await.map_err(|e| {
+            if e.kind() == redis::ErrorKind::InvalidClientConfig {
+                StoreError::BadUrl(format!("{redacted} ({})", redact::secrets(&e.to_string(), &secrets)))
+            } else {
+                fail(e)
+            }
+        })?;
         Ok(Self {
             conn,
             url: redacted,
@@ -678,11 +665,16 @@ fn parse_campaign(
 
 /// The URL's password and username (when set), to keep out of error text.
 fn secrets_of(url: &str) -> Vec<String> {
-    let Some(parsed) = redis::parse_redis_url(url) else {
-        return Vec::new();
+    let password = match redis::parse_redis_url(url) {
+        Some(parsed) => parsed.password().map(str::to_string),
+        // redis+sentinel://[user:]password@host:port,…: the userinfo before the last `@`.
+        None => url.split_once("://").and_then(|(_, rest)| {
+            let info = &rest[..rest.rfind('@')?];
+            Some(info.split_once(':').map_or(info, |(_, password)| password).to_string())
+        }),
     };
     let mut secrets = Vec::new();
-    if let Some(password) = parsed.password() {
+    if let Some(password) = password.as_deref() {
         secrets.push(password.to_string());
         if let Ok(decoded) = percent_decode(password) {
             secrets.push(decoded);
@@ -692,7 +684,7 @@ fn secrets_of(url: &str) -> Vec<String> {
     secrets
 }
 
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+pub(crate) fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -1148,6 +1140,8 @@ mod tests {
         assert!(secrets.contains(&"p@ss".to_string()));
         assert_eq!(redact::secrets("AUTH p@ss failed", &secrets), "AUTH *** failed");
         assert!(secrets_of("redis://host:6379/0").is_empty());
+        assert!(secrets_of("redis+sentinel://:p%40ss@h:1,h:2/m/0").contains(&"p@ss".to_string()));
+        assert!(secrets_of("redis+sentinel://h:1,h:2/m/0").is_empty());
         assert_eq!(percent_decode("a%2Fb%").ok().as_deref(), Some("a/b%"));
     }
 }

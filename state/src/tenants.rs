@@ -2,7 +2,7 @@
 //! A SQLite table or a Redis set per namespace; entries never expire (a tenant's queue outlives
 //! any retention).
 
-use redis::aio::ConnectionManager;
+use crate::RedisConnection;
 use rusqlite::{Connection, params};
 
 use crate::model::StoreError;
@@ -35,7 +35,7 @@ fn redis_key(namespace: &str) -> String {
 }
 
 pub(crate) async fn redis_register(
-    conn: &ConnectionManager,
+    conn: &RedisConnection,
     namespace: &str,
     tenants: &[String],
 ) -> Result<(), StoreError> {
@@ -46,7 +46,7 @@ pub(crate) async fn redis_register(
     Ok(())
 }
 
-pub(crate) async fn redis_list(conn: &ConnectionManager, namespace: &str) -> Result<Vec<String>, StoreError> {
+pub(crate) async fn redis_list(conn: &RedisConnection, namespace: &str) -> Result<Vec<String>, StoreError> {
     let mut tenants: Vec<String> =
         redis::cmd("SMEMBERS").arg(redis_key(namespace)).query_async(&mut conn.clone()).await?;
     tenants.sort();

@@ -120,7 +120,7 @@ impl CapCounter for LocalCaps {
 /// The fleet: one sorted set per config and recipient in Redis, shared by every worker of a
 /// prefix.
 pub struct RedisCaps {
-    connection: redis::aio::ConnectionManager,
+    connection: yizhan_state::RedisConnection,
     namespace: String,
     admit: redis::Script,
 }
@@ -169,13 +169,12 @@ return out
 impl RedisCaps {
     /// Connects to the state store's Redis (`url`); `namespace` (the queue prefix) separates fleets.
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisCaps, CapError> {
-        let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
+        let connection = yizhan_state::redis_connect(url).await?;
         Ok(RedisCaps::with_connection(connection, namespace))
     }
 
     /// Counts through an existing connection (shared with the rate limiter, for instance).
-    pub fn with_connection(connection: redis::aio::ConnectionManager, namespace: &str) -> RedisCaps {
+    pub fn with_connection(connection: yizhan_state::RedisConnection, namespace: &str) -> RedisCaps {
         RedisCaps { connection, namespace: namespace.to_string(), admit: redis::Script::new(ADMIT) }
     }
 

@@ -27,7 +27,7 @@ use lapin::options::BasicQosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
-use yizhan_broker::{Names, Publisher, Settings, Topology};
+use yizhan_broker::{Publisher, Settings, Topology};
 use yizhan_state::redact;
 
 use crate::acks::Acks;
@@ -135,7 +135,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
     let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     // A fleet shares Redis for its state, and so for its limits; one node limits locally.
-    let fleet = settings.state.starts_with("redis://") || settings.state.starts_with("rediss://");
+    let fleet = yizhan_state::is_redis_url(&settings.state);
     let limiter: Arc<dyn Limiter> = if fleet {
         Arc::new(RedisLimiter::connect(&settings.state, &settings.prefix).await?)
     } else {
@@ -182,7 +182,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         .await
         .map_err(broker_error)?,
     );
-    let names = Names::new(settings.prefix.clone());
+    let names = settings.names();
     let channel = consume_conn.create_channel().await.map_err(broker_error)?;
     let mut lanes = settings.retry_delays.clone();
     lanes.push(pipeline::NOT_YET_LANE);

@@ -230,7 +230,7 @@ impl Limiter for LocalLimiter {
 
 /// The fleet: GCRA state in Redis, with Redis's clock, shared by every worker of a prefix.
 pub struct RedisLimiter {
-    connection: redis::aio::ConnectionManager,
+    connection: yizhan_state::RedisConnection,
     namespace: String,
     acquire: redis::Script,
     pause: redis::Script,
@@ -303,8 +303,7 @@ return turn - now
 impl RedisLimiter {
     /// Connects to the state store's Redis (`url`); `namespace` (the queue prefix) separates fleets.
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisLimiter, LimitError> {
-        let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
+        let connection = yizhan_state::redis_connect(url).await?;
         Ok(RedisLimiter {
             connection,
             namespace: namespace.to_string(),
