@@ -2,6 +2,7 @@
 //! sandbox, and drives the real `yizhan-worker` and `yizhan-producer` binaries against the real
 //! broker (and Redis where asked). Build the binaries first: `cargo build --workspace --bins`.
 
+pub mod api;
 pub mod mail;
 pub mod modgraph;
 pub mod rabbit;

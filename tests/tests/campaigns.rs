@@ -1,17 +1,16 @@
 //! Campaigns (issue 17) and cancelling one job (issue 18) through the real `yizhan-producer serve`
 //! and `yizhan-producer campaign`, with real workers, the broker, the state store and the sandbox.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
 use yizhan_schemas::Priority;
-use yizhan_tests::{Harness, Store, WAIT, binary, eventually, number};
+use yizhan_tests::api::{Api, TOKEN};
+use yizhan_tests::{Harness, Store, WAIT, eventually, number};
 
 /// Longer than [`WAIT`]: the largest campaigns here send 5,000 SMS at a paced rate.
 const LONG_WAIT: Duration = Duration::from_secs(120);
-const TOKEN: &str = "campaign-test-token";
 
 /// A config sending at most 500 SMS a second, so that a 5,000-recipient campaign is still running
 /// when the test pauses or cancels it.
@@ -24,54 +23,17 @@ fn paced() -> String {
     )
 }
 
-/// A running `yizhan-producer serve`.
-struct Api {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-    client: reqwest::Client,
+
+/// The campaign calls of these tests.
+trait CampaignCalls {
+    async fn campaign(&self, id: &str) -> Value;
+    async fn control(&self, id: &str, action: &str) -> (u16, Value);
+    async fn wait_campaign(&self, id: &str, what: &str, wanted: impl Fn(&Value) -> bool) -> Value;
+    /// The `yizhan-producer campaign ...` arguments that reach this API.
+    fn cli<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str>;
 }
 
-impl Api {
-    async fn start(h: &Harness) -> Api {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = h.dir.path().join(format!("api-{port}.log"));
-        let child = Command::new(binary("yizhan-producer"))
-            .envs(h.env())
-            .env("YIZHAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("YIZHAN_API_TOKENS", TOKEN)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn yizhan-producer serve");
-        let api = Api { child, base: format!("http://127.0.0.1:{port}"), log, client: reqwest::Client::new() };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(response) = api.client.get(format!("{}/readyz", api.base)).send().await
-                && response.status().is_success()
-            {
-                return api;
-            }
-            assert!(Instant::now() < deadline, "API not ready; log:\n{}", std::fs::read_to_string(&api.log).unwrap());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
+impl CampaignCalls for Api {
     async fn campaign(&self, id: &str) -> Value {
         let (status, body) = self.call(reqwest::Method::GET, &format!("/v1/campaigns/{id}"), None).await;
         assert_eq!(status, 200, "{body}");
@@ -87,22 +49,11 @@ impl Api {
         self.campaign(id).await
     }
 
-    async fn job(&self, id: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None).await
-    }
-
-    /// The `yizhan-producer campaign ...` arguments that reach this API.
     fn cli<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         [&["campaign", "--api", self.base.as_str(), "--token", TOKEN][..], args].concat()
     }
 }
 
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A campaign head for template 1002 (`Hello {1}, your order {2} has shipped.`).
 fn head(config: &str, key: &str) -> Value {

@@ -5,9 +5,8 @@
 //! receipts are final, with `delivery`.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,9 +15,9 @@ use uuid::Uuid;
 use yizhan_sandbox::{Provider, ReceiptPlan, SandboxConfig, SandboxState};
 use yizhan_schemas::{Job, MissingId, validate_job_value};
 use yizhan_state::{CampaignRecord, StateStore, now_millis};
-use yizhan_tests::{Harness, Store, binary, eventually, number};
+use yizhan_tests::api::Api;
+use yizhan_tests::{Harness, Store, eventually, number};
 
-const TOKEN: &str = "receipts-api-token";
 const RECEIPT_TOKEN: &str = "receipt-token-0123456789abcdef";
 const JOBS: usize = 500;
 const FAILING: usize = 10;
@@ -28,39 +27,19 @@ const DUPLICATE_EVERY: u32 = 7;
 /// Each test ends well within 30 s; a wait ends as soon as its condition holds.
 const WAIT: Duration = Duration::from_secs(25);
 
-/// A running `yizhan-producer serve`.
-struct Api {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
+
+/// The receipt calls of these tests.
+trait ReceiptCalls {
+    /// `GET /v1/jobs/{id}`'s body, which must be 200.
+    async fn job_status(&self, id: Uuid) -> Value;
+    fn receipt_url(&self, config: &str, token: &str) -> String;
 }
 
-impl Api {
-    async fn start(h: &Harness) -> Api {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = h.dir.path().join(format!("api-{port}.log"));
-        let child = Command::new(binary("yizhan-producer"))
-            .envs(h.env())
-            .env("YIZHAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("YIZHAN_API_TOKENS", TOKEN)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn yizhan-producer serve");
-        let api = Api { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
-        let deadline = Instant::now() + WAIT;
-        while !api.client.get(format!("{}/readyz", api.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "API not up; log:\n{}", std::fs::read_to_string(&log).unwrap());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        api
-    }
-
-    async fn job(&self, id: Uuid) -> Value {
-        let response = self.client.get(format!("{}/v1/jobs/{id}", self.base)).bearer_auth(TOKEN).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
+impl ReceiptCalls for Api {
+    async fn job_status(&self, id: Uuid) -> Value {
+        let (status, body) = self.job(&id.to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     fn receipt_url(&self, config: &str, token: &str) -> String {
@@ -68,12 +47,6 @@ impl Api {
     }
 }
 
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Collects the completion callbacks POSTed to it.
 #[derive(Clone, Default)]
@@ -213,7 +186,7 @@ async fn five_hundred_jobs(test: &str, store: Store, mode: &str) {
 
     // Every job shows its number delivered or failed, with the provider's code and time.
     for (i, id) in ids.iter().enumerate() {
-        let status = api.job(*id).await;
+        let status = api.job_status(*id).await;
         assert_eq!(status["status"], "succeeded", "{status}");
         let delivery = status["delivery"].as_object().unwrap_or_else(|| panic!("no delivery: {status}"));
         assert_eq!(delivery.len(), 1, "{status}");
@@ -259,7 +232,7 @@ async fn the_receipt_endpoint_checks_its_token_and_body() {
     let report = json!([{"user_receive_time": "2025-01-01 08:00:00", "nationcode": "86", "mobile": "13800000001",
                          "report_status": "SUCCESS", "errmsg": "DELIVRD", "description": "ok", "sid": "unknown:1"}]);
     let post = |url: String, body: Value| {
-        let client = api.client.clone();
+        let client = reqwest::Client::new();
         async move {
             let response = client.post(url).json(&body).send().await.unwrap();
             (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))

@@ -2,13 +2,14 @@
 //! `send_at` (also across a worker kill and a broker restart, and cancelled with `DELETE`), quiet
 //! hours, recipient caps (one worker, and two sharing Redis), and bad settings refused at start.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use yizhan_sandbox::{SandboxConfig, SandboxState};
 use yizhan_schemas::{Job, MissingId, validate_job_value};
 use yizhan_state::StateStore;
+use yizhan_tests::api::Api;
 use yizhan_tests::rabbit::RabbitNode;
 use yizhan_tests::{Harness, Store, WAIT, Worker, binary, eventually, number};
 
@@ -16,7 +17,6 @@ use yizhan_tests::{Harness, Store, WAIT, Worker, binary, eventually, number};
 const ON_TIME: Duration = Duration::from_secs(2);
 /// How often the tests look at the sandbox while a job must not be sent yet.
 const WATCH_EVERY: Duration = Duration::from_millis(10);
-const TOKEN: &str = "schedule-test-token";
 
 /// A second SMS config with the sandbox's account and `rules` (quiet hours, caps) added.
 fn sms_config(name: &str, rules: &str) -> String {
@@ -184,56 +184,8 @@ async fn a_scheduled_job_survives_a_killed_worker_and_a_broker_restart() {
     drop(worker);
 }
 
-/// A running `yizhan-producer serve` for this test's world.
-struct Api {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
 
-impl Api {
-    async fn start(h: &Harness) -> Api {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = h.dir.path().join(format!("api-{port}.log"));
-        let child = Command::new(binary("yizhan-producer"))
-            .envs(h.env())
-            .env("YIZHAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("YIZHAN_API_TOKENS", TOKEN)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn yizhan-producer serve");
-        let api = Api { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
-        eventually("the API is ready", WAIT, || async {
-            api.client.get(format!("{}/readyz", api.base)).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        api
-    }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// `GET /v1/jobs/{id}`'s body.
-    async fn job(&self, id: &str) -> Value {
-        self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None).await.1
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `DELETE /v1/jobs/{id}` on a scheduled job: it is never sent, also once its time has come and
 /// its parked copy is back at a worker.
@@ -253,10 +205,10 @@ async fn a_scheduled_job_cancelled_with_delete_is_never_sent() {
     let (cancelled, kept) =
         (body["ids"][0].as_str().unwrap().to_string(), body["ids"][1].as_str().unwrap().to_string());
     eventually("both jobs are scheduled", WAIT, || async {
-        api.job(&cancelled).await["status"] == "scheduled" && api.job(&kept).await["status"] == "scheduled"
+        api.job(&cancelled).await.1["status"] == "scheduled" && api.job(&kept).await.1["status"] == "scheduled"
     })
     .await;
-    assert!(api.job(&cancelled).await["next_attempt_at"].is_string(), "a scheduled job shows its time");
+    assert!(api.job(&cancelled).await.1["next_attempt_at"].is_string(), "a scheduled job shows its time");
 
     let (status, body) = api.call(reqwest::Method::DELETE, &format!("/v1/jobs/{cancelled}"), None).await;
     assert_eq!((status, &body["status"]), (200, &json!("cancelled")), "{body}");
@@ -268,8 +220,8 @@ async fn a_scheduled_job_cancelled_with_delete_is_never_sent() {
     })
     .await;
     assert_eq!(h.sandbox().sms_count_for(&cancelled_to), 0, "a cancelled job was sent");
-    assert_eq!(api.job(&cancelled).await["status"], "cancelled");
-    eventually("the other job succeeded", WAIT, || async { api.job(&kept).await["status"] == "succeeded" }).await;
+    assert_eq!(api.job(&cancelled).await.1["status"], "cancelled");
+    eventually("the other job succeeded", WAIT, || async { api.job(&kept).await.1["status"] == "succeeded" }).await;
 }
 
 // ---- quiet hours ----
