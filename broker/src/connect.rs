@@ -117,6 +117,11 @@ fn scrub(reason: &str, entry: &str) -> String {
     }
 }
 
+/// rustls needs one process-wide crypto provider; ring is the one every crate here is built with.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn address(uri: &AMQPUri) -> String {
     format!("{}:{}", uri.authority.host, uri.authority.port)
 }
@@ -125,7 +130,7 @@ fn address(uri: &AMQPUri) -> String {
 /// see [`Nodes`]); `name` is the connection name the management UI shows, so operators can tell
 /// the worker and producer connections apart.
 pub async fn connect(urls: &str, name: &str, recovery: Recovery) -> Result<Connection, lapin::Error> {
-    crate::install_crypto_provider();
+    install_crypto_provider();
     let nodes = Nodes::parse(urls).map_err(|e| lapin::Error::from(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let mut properties = ConnectionProperties::default().with_connection_name(name.into());
     if recovery == Recovery::Automatic {

@@ -9,12 +9,7 @@ mod settings;
 mod topology;
 
 pub use callback::{CALLBACK_ROUTING_KEY, CallbackAllow, OutgoingCallback, publish_callback};
-pub use connect::{Nodes, NodesError, Recovery, connect};
+pub use connect::{Nodes, NodesError, Recovery, connect, install_crypto_provider};
 pub use publish::{Message, PublishError, Publisher};
 pub use settings::{Settings, parse_delays};
 pub use topology::{Names, Topology, TopologyError, declare, declare_tenant};
-
-/// rustls needs one process-wide crypto provider; ring is the one every crate here is built with.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

@@ -16,10 +16,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::RedisConnection;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::model::{Millis, StoreError, now_millis};
+use crate::redis_conn::RedisConnection;
 use crate::redis_store::RedisStore;
 
 /// Snapshots, applied operations, leases and period claims of directory sync.
@@ -56,7 +56,7 @@ pub async fn open_directory(url: &str, namespace: &str) -> Result<Arc<dyn Direct
         Ok(Arc::new(SqliteDirectory::open(path, namespace)?))
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteDirectory::open(":memory:", namespace)?))
-    } else if crate::is_redis_url(url) {
+    } else if crate::redis_conn::is_redis_url(url) {
         let store = RedisStore::open(url, namespace, crate::model::DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisDirectory { conn: store.connection(), namespace: namespace.to_string() }))
     } else {

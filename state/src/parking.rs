@@ -22,12 +22,12 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use crate::RedisConnection;
 use redis::Script;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DEFAULT_RETENTION, Millis, StoreError};
+use crate::redis_conn::RedisConnection;
 use crate::redis_store::RedisStore;
 
 /// A message held back until `due`.
@@ -97,7 +97,7 @@ pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingL
         Ok(Arc::new(SqliteParking::open(path, namespace)?))
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteParking::open(":memory:", namespace)?))
-    } else if crate::is_redis_url(url) {
+    } else if crate::redis_conn::is_redis_url(url) {
         let store = RedisStore::open(url, namespace, DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisParking { conn: store.connection(), namespace: namespace.to_string() }))
     } else {

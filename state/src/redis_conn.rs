@@ -12,9 +12,15 @@
 //! With Sentinel, a call returns only once its writes reached a replica (`WAIT`): Redis replicates
 //! asynchronously, and a write acknowledged by a master that dies before passing it on (a parked
 //! job, a limiter's token) would be lost with it. The call waits for as many replicas as are
-//! connected to the master, up to `replicas` (default 1; `0` turns waiting off): with none left a
-//! lone master goes on alone rather than stopping the fleet, and a replica that does not
-//! acknowledge within [`WAIT_TIMEOUT`] fails the call (its job is requeued, never lost).
+//! connected to the master (asked with `ROLE` once a second), up to `replicas` (default 1; `0`
+//! turns waiting off); a replica that does not acknowledge within [`WAIT_TIMEOUT`] fails the call
+//! (its job is requeued, never lost). A replica that leaves is asked whether it took over as
+//! master (a promoted replica keeps its old master's replication id as `master_replid2`): then
+//! the master was failed over (a planned failover demotes it a moment later, and the sentinels
+//! name the new one only once it is over) and is given up, and a master the sentinels name is
+//! refused while a replica they know took over from it; a replica that is gone leaves a lone master, which goes on alone rather than stopping the
+//! fleet (a master cut off from the sentinels and its replica by a network partition cannot tell:
+//! Redis's `min-replicas-to-write` is the guard there).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -32,6 +38,8 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the master is asked how many replicas it has (`ROLE`), between calls.
 const ROLE_EVERY: Duration = Duration::from_secs(1);
+/// How long a replica that left the master may take to say whether it was promoted.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failed look-up of the master, calls fail at once for this long instead of asking the
 /// sentinels again (they need seconds to agree on a new master).
 const LOOKUP_PAUSE: Duration = Duration::from_millis(200);
@@ -121,9 +129,7 @@ impl SentinelUrl {
             None => (None, None),
             Some(info) => {
                 let (user, password) = info.split_once(':').unwrap_or(("", info));
-                let decode = |s: &str| {
-                    crate::redis_store::percent_decode(s).map_err(|_| bad_url("the userinfo is not valid UTF-8".into()))
-                };
+                let decode = |s: &str| percent_decode(s).map_err(|_| bad_url("the userinfo is not valid UTF-8".into()));
                 let user = (!user.is_empty()).then(|| decode(user)).transpose()?;
                 let password = (!password.is_empty()).then(|| decode(password)).transpose()?;
                 (user, password)
@@ -170,9 +176,37 @@ impl SentinelUrl {
     }
 }
 
+/// `%XX` escapes decoded (a `%` without two hex digits stays as is).
+pub(crate) fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
 /// The master behind a set of sentinels, re-found whenever it is lost.
 struct Sentinel {
     master: String,
+    /// The sentinels' addresses, to ask which replicas they know, and a connection to the last
+    /// one that answered.
+    sentinels: Vec<(String, u16)>,
+    sentinel_connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     db: i64,
     /// Most replicas a call waits for.
     replicas: usize,
@@ -189,9 +223,14 @@ struct Current {
     /// that an error met on an old connection does not drop a newer one.
     master: Option<(u64, MultiplexedConnection)>,
     generation: u64,
+    /// The master's host and port, as the sentinels named it.
+    address: Option<(String, u16)>,
     /// Replicas connected to the master at the last `ROLE`, and when that was asked.
-    connected_replicas: usize,
+    replicas: Vec<(String, u16)>,
     role_asked: Option<Instant>,
+    /// How to log in to a node (the master's settings: database, user, password), to ask a
+    /// replica that left whether it was promoted.
+    node_settings: Option<redis::RedisConnectionInfo>,
     /// A failed look-up, answered again to calls until the pause is over.
     failed: Option<(Instant, RedisError)>,
 }
@@ -208,6 +247,8 @@ impl Sentinel {
             builder = builder.set_client_to_redis_password(password);
         }
         Ok(Sentinel {
+            sentinels: url.sentinels.clone(),
+            sentinel_connection: tokio::sync::Mutex::new(None),
             master: url.master,
             db: url.db,
             replicas: url.replicas,
@@ -243,20 +284,50 @@ impl Sentinel {
         let found = async {
             let client = lookup.async_get_client().await?;
             let address = client.get_connection_info().addr().to_string();
+            let host_port = host_port(client.get_connection_info().addr());
+            let settings = client.get_connection_info().redis_settings().clone();
             let mut connection = client.get_multiplexed_async_connection_with_config(&self.config).await?;
-            let replicas = master_replicas(&mut connection).await?;
-            Ok::<_, RedisError>((address, connection, replicas))
+            // A failover may be under way: sentinels that disagree, or a replica they know, not
+            // this master's, that is a master now and took over this one's history (the sentinels
+            // switch once a failover is over), mean that this one is about to be demoted.
+            let view = self.sentinel_view().await;
+            if let Some(named) = &view.master
+                && Some(named) != host_port.as_ref()
+            {
+                return Err(RedisError::from((
+                    ErrorKind::Server(redis::ServerErrorKind::MasterDown),
+                    "a failover is under way",
+                    format!("one sentinel names {address}, another {}:{}", named.0, named.1),
+                )));
+            }
+            let connected = master_replicas(&mut connection).await?;
+            let leaving: Vec<_> = view.replicas.into_iter().filter(|replica| !connected.contains(replica)).collect();
+            if !leaving.is_empty() {
+                let history = replication_id(&mut connection).await?;
+                for (ip, port) in &leaving {
+                    if took_over(ip, *port, &settings, &history).await {
+                        return Err(RedisError::from((
+                            ErrorKind::Server(redis::ServerErrorKind::MasterDown),
+                            "a failover is under way",
+                            format!("the sentinels name {address}, but {ip}:{port} took over as master"),
+                        )));
+                    }
+                }
+            }
+            Ok::<_, RedisError>((address, host_port, settings, connection, connected))
         }
         .await;
         let mut current = self.current();
         match found {
-            Ok((address, connection, replicas)) => {
+            Ok((address, host_port, settings, connection, replicas)) => {
                 current.generation += 1;
                 current.master = Some((current.generation, connection.clone()));
-                current.connected_replicas = replicas;
+                tracing::info!(master = %self.master, %address, replicas = replicas.len(), "redis master found through sentinel");
+                current.address = host_port;
+                current.replicas = replicas;
                 current.role_asked = Some(Instant::now());
+                current.node_settings = Some(settings);
                 current.failed = None;
-                tracing::info!(master = %self.master, %address, replicas, "redis master found through sentinel");
                 Ok((current.generation, connection))
             }
             Err(error) => {
@@ -322,21 +393,13 @@ impl Sentinel {
             return Ok(value);
         }
         let ask_role = self.current().role_asked.is_none_or(|at| at.elapsed() >= ROLE_EVERY);
-        if ask_role {
-            let replicas = match master_replicas(connection).await {
-                Ok(replicas) => replicas,
-                Err(error) => {
-                    if is_lost_master(&error) {
-                        self.lost(generation);
-                    }
-                    return Err(error);
-                }
-            };
-            let mut current = self.current();
-            current.connected_replicas = replicas;
-            current.role_asked = Some(Instant::now());
+        if ask_role && let Err(error) = self.check_replicas(generation, connection).await {
+            if is_lost_master(&error) {
+                self.lost(generation);
+            }
+            return Err(error);
         }
-        let wanted = self.replicas.min(self.current().connected_replicas);
+        let wanted = self.replicas.min(self.current().replicas.len());
         if wanted == 0 {
             return Ok(value);
         }
@@ -363,10 +426,151 @@ impl Sentinel {
     }
 }
 
+impl Sentinel {
+    /// Asks the sentinels which master they name and the master for its replicas. A master they
+    /// no longer name is given up; so is one failed over that they do not report yet: a replica
+    /// that left since the last time, or that the sentinels know and is not the master's (it may
+    /// have joined and left between two looks), is asked whether it took over as master (a planned
+    /// failover demotes the old master a moment later, and what it acknowledges meanwhile would be
+    /// lost). A replica that does not answer is gone, and the master may go on without it.
+    async fn check_replicas(&self, generation: u64, connection: &mut MultiplexedConnection) -> RedisResult<()> {
+        let view = self.sentinel_view().await;
+        let (mut left, settings, address) = {
+            let current = self.current();
+            (current.replicas.clone(), current.node_settings.clone(), current.address.clone())
+        };
+        if let Some(named) = &view.master
+            && address.as_ref() != Some(named)
+        {
+            self.lost(generation);
+            return Err(RedisError::from((
+                ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                "the master was failed over",
+                format!("the sentinels name {}:{} now", named.0, named.1),
+            )));
+        }
+        let now = master_replicas(connection).await?;
+        left.extend(view.replicas);
+        left.sort();
+        left.dedup();
+        left.retain(|replica| !now.contains(replica));
+        let history = if left.is_empty() { String::new() } else { replication_id(connection).await? };
+        for (ip, port) in &left {
+            if let Some(settings) = &settings
+                && took_over(ip, *port, settings, &history).await
+            {
+                self.lost(generation);
+                return Err(RedisError::from((
+                    ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                    "the master was failed over",
+                    format!("its replica {ip}:{port} is the master now"),
+                )));
+            }
+        }
+        let mut current = self.current();
+        current.replicas = now;
+        current.role_asked = Some(Instant::now());
+        Ok(())
+    }
+}
+
+impl Sentinel {
+    /// The master a sentinel names and the replicas it knows for it (up or down), asked of the one
+    /// that answered last, else of each in turn; nothing when no sentinel answers.
+    async fn sentinel_view(&self) -> SentinelView {
+        use redis::IntoConnectionInfo;
+        type Answer = (Option<(String, String)>, Vec<std::collections::HashMap<String, String>>);
+        let mut cached = self.sentinel_connection.lock().await;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(PROBE_TIMEOUT))
+            .set_response_timeout(Some(PROBE_TIMEOUT));
+        let mut ask = redis::pipe();
+        ask.cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+        ask.cmd("SENTINEL").arg("REPLICAS").arg(&self.master);
+        let mut answer: Option<Answer> = None;
+        if let Some(connection) = cached.as_mut() {
+            answer = ask.query_async::<Answer>(connection).await.ok();
+        }
+        if answer.is_none() {
+            *cached = None;
+            for (host, port) in &self.sentinels {
+                let asked = async {
+                    let info = ConnectionAddr::Tcp(host.clone(), *port).into_connection_info()?;
+                    let mut connection =
+                        redis::Client::open(info)?.get_multiplexed_async_connection_with_config(&config).await?;
+                    let answer = ask.query_async::<Answer>(&mut connection).await?;
+                    Ok::<_, RedisError>((connection, answer))
+                };
+                if let Ok((connection, asked)) = asked.await {
+                    *cached = Some(connection);
+                    answer = Some(asked);
+                    break;
+                }
+            }
+        }
+        let Some((master, replicas)) = answer else { return SentinelView::default() };
+        SentinelView {
+            master: master.and_then(|(ip, port)| Some((ip, port.parse().ok()?))),
+            replicas: replicas
+                .into_iter()
+                .filter_map(|replica| Some((replica.get("ip")?.clone(), replica.get("port")?.parse().ok()?)))
+                .collect(),
+        }
+    }
+}
+
+/// What a sentinel says of the master.
+#[derive(Default)]
+struct SentinelView {
+    master: Option<(String, u16)>,
+    replicas: Vec<(String, u16)>,
+}
+
+fn host_port(addr: &ConnectionAddr) -> Option<(String, u16)> {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+        _ => None,
+    }
+}
+
+/// `field` of `INFO replication` on `connection`.
+async fn replication_info(connection: &mut MultiplexedConnection, field: &str) -> RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("replication").query_async(connection).await?;
+    Ok(info
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
+        .unwrap_or_default())
+}
+
+/// The master's replication id: the history its replicas follow.
+async fn replication_id(connection: &mut MultiplexedConnection) -> RedisResult<String> {
+    replication_info(connection, "master_replid").await
+}
+
+/// Whether the node at `ip:port` is a master that took over the history `replication_id` (a
+/// promoted replica keeps its old master's id as `master_replid2`), asked within a short time.
+/// A master that does not answer, or that answers with another history, did not.
+async fn took_over(ip: &str, port: u16, settings: &redis::RedisConnectionInfo, replication_id: &str) -> bool {
+    use redis::IntoConnectionInfo;
+    let probe = async {
+        let info =
+            ConnectionAddr::Tcp(ip.to_string(), port).into_connection_info()?.set_redis_settings(settings.clone());
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(PROBE_TIMEOUT))
+            .set_response_timeout(Some(PROBE_TIMEOUT));
+        let mut connection = redis::Client::open(info)?.get_multiplexed_async_connection_with_config(&config).await?;
+        let role = replication_info(&mut connection, "role").await?;
+        let previous = replication_info(&mut connection, "master_replid2").await?;
+        Ok::<_, RedisError>(role == "master" && previous == replication_id)
+    };
+    !replication_id.is_empty() && probe.await.unwrap_or(false)
+}
+
 /// The replicas connected to the master on `connection`; an error when it is no master (any more).
-async fn master_replicas(connection: &mut MultiplexedConnection) -> RedisResult<usize> {
+async fn master_replicas(connection: &mut MultiplexedConnection) -> RedisResult<Vec<(String, u16)>> {
     match redis::cmd("ROLE").query_async(connection).await? {
-        redis::Role::Primary { replicas, .. } => Ok(replicas.len()),
+        redis::Role::Primary { replicas, .. } => Ok(replicas.into_iter().map(|r| (r.ip, r.port)).collect()),
         _ => Err(RedisError::from((
             ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
             "the sentinels' master is no master any more",

@@ -29,8 +29,9 @@ use crate::model::{
     DeliveryState, EARLY_RECEIPT_TTL, Finish, FinishedState, JobStatus, Millis, PendingReceipt, RECORD_STATUSES,
     Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
 };
+use crate::redis_conn::{RedisConnection, percent_decode, redis_connect};
 use crate::sqlite::{duration_ms, parse_control, parse_json, tombstone_status};
-use crate::{RedisConnection, redact, redis_connect, tenants};
+use crate::{redact, tenants};
 
 /// The Lua function that moves a campaign's counters (see [`StateStore`]): nothing for a record
 /// without a campaign, or one whose campaign is unknown; keeps the campaign at least `retention`.
@@ -682,29 +683,6 @@ fn secrets_of(url: &str) -> Vec<String> {
     }
     secrets.retain(|s| !s.is_empty());
     secrets
-}
-
-pub(crate) fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// A connection error, unless its text would reveal a secret (the client does not put credentials

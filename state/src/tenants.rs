@@ -2,10 +2,10 @@
 //! A SQLite table or a Redis set per namespace; entries never expire (a tenant's queue outlives
 //! any retention).
 
-use crate::RedisConnection;
 use rusqlite::{Connection, params};
 
 use crate::model::StoreError;
+use crate::redis_conn::RedisConnection;
 
 /// The registry's table, created with the store's.
 pub(crate) const SQLITE_SCHEMA: &str = "
