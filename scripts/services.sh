@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure RabbitMQ (127.0.0.1:5672, guest/guest) and Redis (127.0.0.1:6379) are up: starts them
 # when installed but stopped, installs them from Debian packages when missing. Idempotent.
-# Also installs (never starts) Dovecot and Postfix: the qq_mail tests run private instances of
-# them on free ports (tests/src/mail.rs); a system instance the packages may start is not used.
+# Also installs (never starts) redis-sentinel, Dovecot and Postfix: the sentinel and qq_mail tests
+# run private instances of them on free ports (scripts/redis-sentinel.sh, tests/src/mail.rs); a
+# system instance the packages may start is not used.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -15,6 +16,9 @@ wait_port() { # name port seconds
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The sentinel tests (tests/tests/sentinel.rs) run private redis-sentinel processes through
+# scripts/redis-sentinel.sh; the package's own service, if the system starts it, is not used.
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 # Mail servers for tests/tests/mail.rs (binaries under /usr/sbin and /usr/lib, not always on PATH).
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
@@ -60,4 +64,4 @@ fi
 
 wait_port redis 6379 30
 wait_port rabbitmq 5672 120
-echo "services: rabbitmq and redis are up; dovecot and postfix are installed" >&2
+echo "services: rabbitmq and redis are up; redis-sentinel, dovecot and postfix are installed" >&2

@@ -6,6 +6,7 @@ pub mod api;
 pub mod mail;
 pub mod modgraph;
 pub mod rabbit;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
