@@ -6,9 +6,9 @@
 //! (the system's `/etc/rabbitmq` files are not read). The node registers with the machine's epmd
 //! (only a name → port map; nothing shared is restarted), or with one on `epmd_port`.
 //!
-//! Several nodes made with [`RabbitNode::start_in`] under one directory and with one cookie can be
-//! joined into a cluster ([`RabbitNode::join`]). A node is killed, with its whole process group,
-//! when dropped, so a failing test leaves nothing running.
+//! A cluster of nodes is `scripts/rabbit-cluster.sh`'s (see [`crate::shared::RabbitCluster`]). A
+//! node is killed, with its whole process group, when dropped, so a failing test leaves nothing
+//! running.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-/// The cookie of nodes started by [`RabbitNode::start`]; a cluster passes its own to `start_in`.
+/// The cookie of nodes started by [`RabbitNode::start`].
 pub const TEST_COOKIE: &str = "YIZHANTESTCOOKIE";
 const STARTUP: Duration = Duration::from_secs(90);
 
@@ -48,7 +48,6 @@ impl RabbitNode {
     }
 
     /// A node with a fresh name and free ports, its files under `base/<name>`, running and ready.
-    /// Nodes meant to form a cluster share `cookie`.
     pub async fn start_in(base: &Path, cookie: &str, epmd_port: Option<u16>) -> RabbitNode {
         let short = &uuid::Uuid::now_v7().simple().to_string()[20..];
         let name = format!("yz-{short}@localhost");
@@ -137,13 +136,6 @@ impl RabbitNode {
     pub async fn start_app(&mut self) {
         self.ctl(&["start_app"]).await;
         self.await_startup().await;
-    }
-
-    /// Joins this node to `seed`'s cluster (the nodes must share a cookie).
-    pub async fn join(&mut self, seed: &RabbitNode) {
-        self.ctl(&["stop_app"]).await;
-        self.ctl(&["join_cluster", &seed.name]).await;
-        self.start_app().await;
     }
 
     /// Runs `rabbitmqctl -n <node> <args>`, panicking with its output when it fails.
