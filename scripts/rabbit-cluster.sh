@@ -15,6 +15,7 @@
 #   scripts/rabbit-cluster.sh stop-node DIR I    stops node I (1..N), keeping its data
 #   scripts/rabbit-cluster.sh start-node DIR I   starts node I again; it rejoins the cluster
 #   scripts/rabbit-cluster.sh ctl DIR I ARGS...  runs rabbitmqctl ARGS against node I
+#   scripts/rabbit-cluster.sh urls DIR           prints the YIZHAN_AMQP_URL again
 #
 # Every command takes DIR.lock (flock), so concurrent callers see a whole cluster or none.
 set -euo pipefail
@@ -26,7 +27,7 @@ CTL=/usr/lib/rabbitmq/bin/rabbitmqctl
 
 die() { echo "rabbit-cluster: $*" >&2; exit 1; }
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # node_env I: the environment of node I's server and of rabbitmqctl against it.
 node_env() {
