@@ -223,8 +223,14 @@ rate_limit = "6000/min"
             yizhan_broker::Recovery::FailFast,
         )
         .await
-        .expect("producer")
-        .with_tenants(self.store().await);
+        .expect("producer");
+        // Only other tenants need the registry (as `yizhan-producer submit`): a test's own process
+        // may not reach the store the way the workers do (rediss with the test's CA).
+        let producer = if jobs.iter().any(|job| job.tenant != yizhan_schemas::DEFAULT_TENANT) {
+            producer.with_tenants(self.store().await)
+        } else {
+            producer
+        };
         producer.submit_all(jobs).await.into_iter().map(|r| r.expect("confirmed")).collect()
     }
 

@@ -23,7 +23,6 @@ fn paced() -> String {
     )
 }
 
-
 /// The campaign calls of these tests.
 trait CampaignCalls {
     async fn campaign(&self, id: &str) -> Value;
@@ -53,7 +52,6 @@ impl CampaignCalls for Api {
         [&["campaign", "--api", self.base.as_str(), "--token", TOKEN][..], args].concat()
     }
 }
-
 
 /// A campaign head for template 1002 (`Hello {1}, your order {2} has shipped.`).
 fn head(config: &str, key: &str) -> Value {

@@ -27,7 +27,6 @@ const DUPLICATE_EVERY: u32 = 7;
 /// Each test ends well within 30 s; a wait ends as soon as its condition holds.
 const WAIT: Duration = Duration::from_secs(25);
 
-
 /// The receipt calls of these tests.
 trait ReceiptCalls {
     /// `GET /v1/jobs/{id}`'s body, which must be 200.
@@ -46,7 +45,6 @@ impl ReceiptCalls for Api {
         format!("{}/v1/receipts/tencent_sms/{config}?token={token}", self.base)
     }
 }
-
 
 /// Collects the completion callbacks POSTed to it.
 #[derive(Clone, Default)]

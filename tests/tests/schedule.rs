@@ -184,9 +184,6 @@ async fn a_scheduled_job_survives_a_killed_worker_and_a_broker_restart() {
     drop(worker);
 }
 
-
-
-
 /// `DELETE /v1/jobs/{id}` on a scheduled job: it is never sent, also once its time has come and
 /// its parked copy is back at a worker.
 #[tokio::test(flavor = "multi_thread")]
