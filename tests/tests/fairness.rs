@@ -150,10 +150,12 @@ async fn a_replayed_dead_letter_goes_back_to_its_tenants_lane() {
     let extra = format!("{CONFIG}\n[connectors.wecom_robot.broken]\nkey = \"wrong-key\"\nendpoint = \"{{sandbox}}\"\n");
     let h = Harness::start("tenant-dlq", Store::Sqlite, SandboxConfig::default_accounts(), &extra).await;
     let names = h.names();
-    let worker = h.spawn_worker(&[]).await;
+    let mut worker = h.spawn_worker(&[]).await;
     h.submit(&jobs("acme", "broken", 1)).await;
     eventually("the job dead-lettered", WAIT, || async { h.queue_depth(&names.dead()).await == 1 }).await;
-    drop(worker);
+    // A drained stop acks the dead-lettered delivery: killed, the worker could leave it unacked
+    // and the broker would put the original back into the tenant's lane beside the replay.
+    assert_eq!(worker.signal_and_wait("TERM"), Some(0));
 
     let (code, out, err) = h.producer(&["dlq", "list", "--json"], "");
     assert_eq!(code, 0, "{err}");
