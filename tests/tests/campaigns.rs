@@ -306,8 +306,12 @@ async fn a_paused_campaign_sends_nothing_until_resumed_then_completes_once_each(
 
     let (status, paused) = api.control(&id, "pause").await;
     assert_eq!((status, paused["status"].as_str()), (200, Some("paused")), "{paused}");
-    // Every worker holds within 2 s of the answer; from then on, for 5 s, nothing more is sent.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every worker holds within 2 s of the answer: once no job of it is running, nothing more
+    // may be sent. The 5 s that follow are the window of silence, observed as such.
+    eventually("the pause took hold (no job of it running)", Duration::from_secs(2) + WAIT / 20, || async {
+        count(&api.campaign(&id).await, "running") == 0
+    })
+    .await;
     let held_at = h.sandbox().sent_sms().len();
     assert!(held_at < 5000, "the campaign finished before the pause took hold; pace it slower");
     tokio::time::sleep(Duration::from_secs(5)).await;
