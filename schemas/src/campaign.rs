@@ -273,10 +273,11 @@ pub fn expand(head: &CampaignHead, recipients: &[Value], first_index: usize) -> 
     let (kind, action) = known_action(&head.connector, &head.action)?;
     let field = recipient_field(kind, action)?;
     let validator = params_validator(kind, action);
+    let checks = Checks { whole: validator, field: field_check(kind, action, field, head, validator) };
     let mut jobs = Vec::with_capacity(recipients.len());
     let mut errors = Vec::new();
     for (i, recipient) in recipients.iter().enumerate() {
-        match expand_one(head, field, validator, recipient, first_index + i) {
+        match expand_one(head, field, &checks, recipient, first_index + i) {
             // Once any recipient is bad no job is returned; later ones are still checked, to name them all.
             Ok(job) if errors.is_empty() => jobs.push(job),
             Ok(_) => {}
@@ -286,10 +287,90 @@ pub fn expand(head: &CampaignHead, recipients: &[Value], first_index: usize) -> 
     if errors.is_empty() { Ok(jobs) } else { Err(errors) }
 }
 
+/// How a recipient's merged params are checked.
+struct Checks {
+    /// The action's params schema, whole.
+    whole: &'static Validator,
+    /// The recipient field's schema alone, when checking it is checking the params of a recipient
+    /// without params of its own (see [`field_check`]).
+    field: Option<&'static Validator>,
+}
+
+/// The schema of the recipient field alone, usable for this head's recipients that bring no params:
+/// their params are the head's with the field filled, and the head's were found valid whole with a
+/// placeholder there, so where the action's schema relates no fields at its root (only `properties`,
+/// `required`, `additionalProperties`), the field's value decides. A million recipients are then
+/// checked against one small schema, not each against the whole.
+fn field_check(
+    kind: &'static str,
+    action: &'static ActionSpec,
+    field: RecipientField,
+    head: &CampaignHead,
+    whole: &Validator,
+) -> Option<&'static Validator> {
+    let check = field_validators().get(&(kind, action.name))?.as_ref()?;
+    let mut filled = head.params.clone();
+    field.set(&mut filled, placeholder(field.kind));
+    whole.is_valid(&Value::Object(filled)).then_some(check)
+}
+
+type FieldValidators = std::collections::HashMap<(&'static str, &'static str), Option<Validator>>;
+
+/// [`field_schema`] of every action with a recipient field, compiled once per process.
+fn field_validators() -> &'static FieldValidators {
+    static VALIDATORS: OnceLock<FieldValidators> = OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        let mut map = FieldValidators::new();
+        for kind in crate::catalog::kinds() {
+            for action in kind.actions {
+                let Some(field) = action.recipient else { continue };
+                let schema = field_schema(&action.params_schema(), field.field);
+                let validator = schema.map(|schema| {
+                    jsonschema::validator_for(&schema)
+                        .unwrap_or_else(|e| panic!("{}.{} field schema compiles: {e}", kind.name, action.name))
+                });
+                map.insert((kind.name, action.name), validator);
+            }
+        }
+        map
+    })
+}
+
+/// The schema of property `field` of a params schema, standalone (with the root's definitions, which
+/// its references name), when nothing at the root relates it to other fields; None otherwise.
+fn field_schema(root: &Value, field: &str) -> Option<Value> {
+    const UNRELATING: [&str; 9] = [
+        "$schema",
+        "$defs",
+        "definitions",
+        "title",
+        "description",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+    ];
+    let root = root.as_object()?;
+    if root.keys().any(|key| !UNRELATING.contains(&key.as_str())) {
+        return None;
+    }
+    let Some(Value::Object(property)) = root.get("properties")?.get(field) else { return None };
+    let mut schema = property.clone();
+    for key in ["$schema", "$defs", "definitions"] {
+        if let Some(value) = root.get(key) {
+            if schema.contains_key(key) {
+                return None;
+            }
+            schema.insert(key.to_owned(), value.clone());
+        }
+    }
+    Some(Value::Object(schema))
+}
+
 fn expand_one(
     head: &CampaignHead,
     field: RecipientField,
-    validator: &Validator,
+    checks: &Checks,
     recipient: &Value,
     index: usize,
 ) -> Result<Job, Vec<FieldError>> {
@@ -347,7 +428,12 @@ fn expand_one(
     // Phones go out in E.164, which SMS wants; addresses and ids as written (keeping `Name <addr>`).
     field.set(&mut params, if field.kind == RecipientKind::Phone { &normalized } else { to });
     let params = Value::Object(params);
-    if !validator.is_valid(&params) {
+    let valid = match (overrides, checks.field) {
+        (None, Some(check)) => check.is_valid(&params[field.field]),
+        _ => checks.whole.is_valid(&params),
+    };
+    if !valid {
+        let validator = checks.whole;
         let field_path = json_path("/params", Some(field.field));
         let errors = collect(validator, &params, "/params")
             .into_iter()
@@ -563,6 +649,40 @@ mod tests {
         let jobs = expand(&head, &[json!({"to": "Zhang San <ZS@Example.com>"})], 0).unwrap();
         assert_eq!(jobs[0].params["to"], json!(["Zhang San <ZS@Example.com>"]));
         assert_eq!(jobs[0].idempotency_key, "newsletter:zs@example.com");
+    }
+
+    /// Recipients without params are checked against their field's schema alone: the verdicts and
+    /// errors must be those of the whole schema (which a recipient with `"params": {}` still gets).
+    #[test]
+    fn checking_the_recipient_field_alone_agrees_with_the_whole_schema() {
+        let heads = [
+            sms_campaign(json!([])),
+            json!({"connector": "wecom", "config": "corp", "action": "send_app_message",
+                   "params": {"msgtype": "text", "text": {"content": "hi"}}}),
+            json!({"connector": "qq_mail", "config": "news", "action": "send_mail",
+                   "params": {"subject": "News", "body": "hi", "mime_type": "text/plain"}}),
+        ];
+        let tos = ["+8613800000001", "13800000002", "0086 138-0000-0003", "+1", "not a phone", "a@b", "x".repeat(300).leak()];
+        let mut fast = 0;
+        for head in heads {
+            let (head, _) = validate_campaign(&head).unwrap();
+            let (kind, action) = known_action(&head.connector, &head.action).unwrap();
+            let field = action.recipient.unwrap();
+            fast += usize::from(field_check(kind, action, field, &head, params_validator(kind, action)).is_some());
+            for to in tos {
+                let alone = expand(&head, &[json!({"to": to})], 0).map(|jobs| jobs[0].params.clone());
+                let whole = expand(&head, &[json!({"to": to, "params": {}})], 0).map(|jobs| jobs[0].params.clone());
+                assert_eq!(alone, whole, "{}.{} to {to:?}", head.connector, head.action);
+            }
+        }
+        assert_eq!(fast, 3, "the three actions' schemas relate no fields at their root");
+        // A head that lacks a key its recipients must bring is never checked by the field alone.
+        let mut lacking = sms_campaign(json!([]));
+        lacking["params"].as_object_mut().unwrap().remove("template_id");
+        let (head, _) = validate_campaign(&lacking).unwrap();
+        let errs = errors(expand(&head, &[json!({"to": "+8613800000001"})], 0));
+        assert_eq!(errs, ["$.recipients[0].params.template_id: is required"]);
+        assert_eq!(field_schema(&json!({"properties": {"to": {}}, "oneOf": []}), "to"), None);
     }
 
     #[test]

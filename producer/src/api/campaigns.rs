@@ -46,7 +46,7 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct CampaignState {
     /// The broker connection, empty while the broker has never been reachable.
     pub producer: Arc<OnceCell<Producer>>,
-    /// Campaign records and counters, job acceptance.
+    /// Campaign records and counters.
     pub store: Arc<dyn StateStore>,
     /// Where paused and scheduled jobs wait; woken on resume and cancel.
     pub parking: Arc<dyn ParkingLot>,
@@ -171,7 +171,7 @@ async fn expand_all(head: Arc<CampaignHead>, recipients: Vec<Value>) -> Result<V
     if errors.is_empty() { Ok(jobs) } else { Err(errors) }
 }
 
-/// Publishes `jobs` in chunks, [`PUBLISHING`] at once, and records the confirmed ids as accepted.
+/// Publishes `jobs` in chunks, [`PUBLISHING`] at once.
 /// Returns the confirmed count, or a failure (some jobs may be enqueued then: resubmitting is safe,
 /// their idempotency keys absorb them).
 async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal> {
@@ -202,26 +202,24 @@ async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal
     loop {
         while publishing.len() < PUBLISHING && failure.is_none() {
             let Some(chunk) = chunks.next() else { break };
-            let (producer, store) = (state.producer.clone(), state.store.clone());
+            let producer = state.producer.clone();
+            // Not recorded as accepted one by one, as `POST /v1/jobs` does: nobody holds a campaign
+            // job's id before a worker records it, and the campaign's counters say how many are
+            // queued. (A million inserts would also contend with the workers for the store.)
             publishing.spawn(async move {
                 let producer = producer.get().expect("checked above: connected once");
                 let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all(&chunk)).await else {
                     return (0, Some(format!("the broker did not confirm within {CONFIRM_TIMEOUT:?}")));
                 };
-                let mut ids = Vec::with_capacity(results.len());
+                let mut confirmed = 0;
                 let mut failure = None;
                 for result in results {
                     match result {
-                        Ok(id) => ids.push(id),
+                        Ok(_) => confirmed += 1,
                         Err(e) => failure = Some(e.to_string()),
                     }
                 }
-                // Recorded so that GET /v1/jobs/{id} finds them before a worker does; the jobs are
-                // enqueued either way.
-                if let Err(e) = store.accept(&ids, now_millis()).await {
-                    warn!(error = %e, jobs = ids.len(), "could not record accepted jobs");
-                }
-                (ids.len(), failure)
+                (confirmed, failure)
             });
         }
         let Some(done) = publishing.join_next().await else { break };
