@@ -17,6 +17,29 @@
 //! `Authorization: Bearer t-…` (HTTP 400 with 99991661 when missing, 99991663 when unknown or
 //! expired); bad params are 99992402, an unknown department 40004. Pages: `page_size` (1–50,
 //! default 10) and `page_token` (from the previous page).
+//!
+//! Contact writes (docs/providers/feishu.md#contact-writes), same token rules:
+//! `POST …/departments`, `PATCH|DELETE …/departments/{id}`, `POST …/users`,
+//! `PATCH|DELETE …/users/{id}`, ids as `department_id_type` (`open_department_id` default,
+//! `department_id`) and `user_id_type` (`open_id` default, `user_id`, `union_id`) say. A
+//! department's open id is its id here; a user's open id is `ou_<user_id>`. A create with a
+//! `client_token` seen before answers the first create's object (40021 when the body differs).
+//!
+//! | HTTP | code | when |
+//! |---|---|---|
+//! | 400 | 99992402 | a required field missing or malformed, an unknown id type |
+//! | 403 | 40004 | department unknown (path, `department_ids`) |
+//! | 403 | 40014 | parent department unknown |
+//! | 400 | 40018 | name taken among the parent's children |
+//! | 400 | 43007 / 43008 | custom `department_id` taken / invalid (`od-…`, `0`, pattern) |
+//! | 400 | 43011 / 43012 | deleting a department with members / sub-departments |
+//! | 400 | 40002 | deleting the root |
+//! | 400 | 41001 / 41002 | mobile / e-mail taken |
+//! | 400 | 41010 | new user without mobile |
+//! | 400 | 41011 | `user_id` taken |
+//! | 400 | 41059 | `employee_type` not 1–5 |
+//! | 403 | 41050 | user unknown |
+//! | 400 | 40021 | `client_token` reused with another body |
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -46,6 +69,10 @@ pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub const DEPARTMENTS_PATH: &str = "/open-apis/contact/v3/departments";
 /// Users directly in `department_id` (`GET`, paged, bearer token).
 pub const USERS_PATH: &str = "/open-apis/contact/v3/users/find_by_department";
+/// `POST` creates a user; `…/{user_id}` is `PATCH`ed or `DELETE`d.
+pub const USERS_ROOT: &str = "/open-apis/contact/v3/users";
+pub(crate) const DEPARTMENT_ROUTE: &str = "/open-apis/contact/v3/departments/{department_id}";
+pub(crate) const USER_ROUTE: &str = "/open-apis/contact/v3/users/{user_id}";
 /// "请求体的数据大小不能超过 20 KB".
 pub const MAX_BODY_BYTES: usize = 20 * 1024;
 /// Signed bot: how far, in seconds, `timestamp` may be from the sandbox clock (1 h), else 19021.
@@ -78,11 +105,13 @@ fn refuse_400<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
 pub(crate) struct FeishuState {
     tokens: HashMap<String, (String, Instant)>,
     pub(crate) directory: Directory,
+    /// `client_token` → (the create's body, its answer's `data`).
+    created: HashMap<String, (Value, Map<String, Value>)>,
 }
 
 impl Default for FeishuState {
     fn default() -> Self {
-        FeishuState { tokens: HashMap::new(), directory: default_directory() }
+        FeishuState { tokens: HashMap::new(), directory: default_directory(), created: HashMap::new() }
     }
 }
 
@@ -302,8 +331,8 @@ fn issue_token(
 }
 
 /// The bearer token's app, or the error Feishu answers.
-fn authorize(state: &Own<FeishuState>, request: &Captured) -> Result<String, FeishuError> {
-    if request.method != Method::GET {
+fn authorize(state: &Own<FeishuState>, request: &Captured, allowed: &[Method]) -> Result<String, FeishuError> {
+    if !allowed.contains(&request.method) {
         return refuse_400(99991400, "method not allowed");
     }
     let Some(token) = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) else {
@@ -328,7 +357,7 @@ async fn read_call(state: &Own<FeishuState>, request: Request, action: &str, han
     if let Some(answer) = state.before_processing(&facts).await {
         return answer;
     }
-    let result = authorize(state, &request).and_then(|_| {
+    let result = authorize(state, &request, &[Method::GET]).and_then(|_| {
         let data = state.with(|d, _| handle(&request, &d.directory))?;
         injected(state, &facts)?;
         let mut answer = Map::new();
@@ -338,8 +367,12 @@ async fn read_call(state: &Own<FeishuState>, request: Request, action: &str, han
     respond(state, Provider::Feishu, &facts, result).await
 }
 
-/// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`.
+/// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`,
+/// and `POST` (create).
 pub(crate) async fn departments(State(state): State<Own<FeishuState>>, request: Request) -> Response {
+    if request.method() == Method::POST {
+        return write_call(&state, request, "create_department", None, (&[Method::POST], create_department)).await;
+    }
     read_call(&state, request, "departments", |request, directory| {
         let parent = request.param("parent_department_id").unwrap_or("0");
         let fetch_child = match request.param("fetch_child") {
@@ -391,6 +424,347 @@ pub(crate) async fn users(State(state): State<Own<FeishuState>>, request: Reques
         page(request, users)
     })
     .await
+}
+
+// ----- contact writes -------------------------------------------------------------------------
+
+fn refuse_403<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
+    Err(FeishuError { status: StatusCode::FORBIDDEN, code, msg: msg.into(), injected: false })
+}
+
+/// A contact write: the request, its body, the path's id and the tenant's state in, `data` out.
+type WriteHandler =
+    fn(&Captured, &Map<String, Value>, Option<&str>, &mut FeishuState) -> Result<Map<String, Value>, FeishuError>;
+
+async fn write_call(
+    state: &Own<FeishuState>,
+    request: Request,
+    action: &str,
+    id: Option<String>,
+    (allowed, handle): (&[Method], WriteHandler),
+) -> Response {
+    let request = Captured::read(request, READ_LIMIT).await;
+    state.record_request(Provider::Feishu, &request);
+    let app = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.token_app(t));
+    let facts = facts(Provider::Feishu, &request, app, Some(action.into()));
+    if let Some(answer) = state.before_processing(&facts).await {
+        return answer;
+    }
+    let result = authorize(state, &request, allowed).and_then(|_| {
+        let body = match serde_json::from_slice::<Value>(&request.body) {
+            Ok(Value::Object(body)) => body,
+            _ if request.body.is_empty() && request.method == Method::DELETE => Map::new(),
+            _ => return refuse_400(99992402, "field validation failed: the body is not a JSON object"),
+        };
+        injected(state, &facts)?;
+        let data = state.with(|d, _| handle(&request, &body, id.as_deref(), d))?;
+        let mut answer = Map::new();
+        answer.insert("data".into(), Value::Object(data));
+        Ok(answer)
+    });
+    respond(state, Provider::Feishu, &facts, result).await
+}
+
+/// The `{id}` of `…/departments/{id}` or `…/users/{id}`.
+fn path_id(request: &Request, prefix: &str) -> Option<String> {
+    request.uri().path().strip_prefix(prefix).filter(|id| !id.is_empty() && !id.contains('/')).map(str::to_string)
+}
+
+/// `PATCH|DELETE /open-apis/contact/v3/departments/{department_id}`.
+pub(crate) async fn department(State(state): State<Own<FeishuState>>, request: Request) -> Response {
+    let id = path_id(&request, &format!("{DEPARTMENTS_PATH}/"));
+    let handle: WriteHandler = if request.method() == Method::DELETE { delete_department } else { patch_department };
+    write_call(&state, request, "department", id, (&[Method::PATCH, Method::DELETE], handle)).await
+}
+
+/// `POST /open-apis/contact/v3/users`.
+pub(crate) async fn create_users(State(state): State<Own<FeishuState>>, request: Request) -> Response {
+    write_call(&state, request, "create_user", None, (&[Method::POST], create_user)).await
+}
+
+/// `PATCH|DELETE /open-apis/contact/v3/users/{user_id}`.
+pub(crate) async fn user(State(state): State<Own<FeishuState>>, request: Request) -> Response {
+    let id = path_id(&request, &format!("{USERS_ROOT}/"));
+    let handle: WriteHandler = if request.method() == Method::DELETE { delete_user } else { patch_user };
+    write_call(&state, request, "user", id, (&[Method::PATCH, Method::DELETE], handle)).await
+}
+
+fn field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    body.get(name).and_then(Value::as_str)
+}
+
+fn required<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, FeishuError> {
+    field(body, name)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| refuse_400(99992402, format!("field validation failed: {name} is required")), Ok)
+}
+
+/// `department_id_type` is `open_department_id` (default) or `department_id`; both name a
+/// department by its id here.
+fn department_id_type(request: &Captured) -> Result<(), FeishuError> {
+    match request.param("department_id_type") {
+        None | Some("open_department_id" | "department_id") => Ok(()),
+        Some(_) => refuse_400(99992402, "field validation failed: department_id_type"),
+    }
+}
+
+/// The `user_id` a path id names, as `user_id_type` says (`open_id` `ou_<id>`, `union_id`
+/// `on_<id>`, `user_id`).
+fn user_key(request: &Captured, id: &str) -> Result<String, FeishuError> {
+    let prefix = match request.param("user_id_type") {
+        None | Some("open_id") => "ou_",
+        Some("union_id") => "on_",
+        Some("user_id") => "",
+        Some(_) => return refuse_400(99992402, "field validation failed: user_id_type"),
+    };
+    Ok(id.strip_prefix(prefix).unwrap_or_default().to_string())
+}
+
+fn department_json(d: &crate::directory::Department) -> Value {
+    json!({"department_id": d.id, "open_department_id": d.id, "name": d.name, "parent_department_id": d.parent,
+           "order": d.order.to_string(), "status": {"is_deleted": false}})
+}
+
+fn user_json(m: &Member) -> Value {
+    let join_time = m.hiredate.as_deref().and_then(date_seconds).unwrap_or(0);
+    json!({"user_id": m.id, "open_id": format!("ou_{}", m.id), "union_id": format!("on_{}", m.id), "name": m.name,
+           "email": m.email, "department_ids": m.departments, "job_title": m.position, "join_time": join_time,
+           "employee_type": 1, "status": {"is_frozen": !m.enabled, "is_resigned": false, "is_activated": true}})
+}
+
+fn order(body: &Map<String, Value>) -> Result<Option<u64>, FeishuError> {
+    match body.get("order") {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            s.parse().map(Some).or_else(|_| refuse_400(99992402, "field validation failed: order"))
+        }
+        Some(_) => refuse_400(99992402, "field validation failed: order must be a string"),
+    }
+}
+
+/// A create's answer for a `client_token` seen before (40021 when the body differs).
+fn replay(
+    d: &FeishuState,
+    request: &Captured,
+    body: &Map<String, Value>,
+) -> Option<Result<Map<String, Value>, FeishuError>> {
+    let token = request.param("client_token")?;
+    let (first, answer) = d.created.get(token)?;
+    Some(if *first == Value::Object(body.clone()) {
+        Ok(answer.clone())
+    } else {
+        refuse_400(40021, "no a same request error")
+    })
+}
+
+fn remember(d: &mut FeishuState, request: &Captured, body: &Map<String, Value>, answer: &Map<String, Value>) {
+    if let Some(token) = request.param("client_token") {
+        d.created.insert(token.to_string(), (Value::Object(body.clone()), answer.clone()));
+    }
+}
+
+fn create_department(
+    request: &Captured,
+    body: &Map<String, Value>,
+    _: Option<&str>,
+    d: &mut FeishuState,
+) -> Result<Map<String, Value>, FeishuError> {
+    department_id_type(request)?;
+    if let Some(answer) = replay(d, request, body) {
+        return answer;
+    }
+    let name = required(body, "name")?.to_string();
+    let parent = required(body, "parent_department_id")?.to_string();
+    let order = order(body)?.unwrap_or(0);
+    let directory = &mut d.directory;
+    if parent != "0" && !directory.departments.contains_key(&parent) {
+        return refuse_403(40014, "no parent dept authority error");
+    }
+    let id = match field(body, "department_id") {
+        Some(custom) => {
+            let valid = custom.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && custom.len() <= 64
+                && custom.chars().all(|c| c.is_ascii_alphanumeric() || "_-@.".contains(c));
+            if !valid || custom.starts_with("od-") || custom == "0" {
+                return refuse_400(43008, "custom dept id invalid error");
+            }
+            if directory.departments.contains_key(custom) {
+                return refuse_400(43007, "duplicated department custom id error");
+            }
+            custom.to_string()
+        }
+        None => format!("od-{:032x}", rand::rng().random::<u128>()),
+    };
+    if directory.departments.values().any(|x| x.parent == parent && x.name == name) {
+        return refuse_400(40018, "duplicate name error");
+    }
+    directory.put_department(&id, &name, &parent, order);
+    let mut answer = Map::new();
+    answer.insert("department".into(), department_json(&directory.departments[&id]));
+    remember(d, request, body, &answer);
+    Ok(answer)
+}
+
+fn patch_department(
+    request: &Captured,
+    body: &Map<String, Value>,
+    id: Option<&str>,
+    d: &mut FeishuState,
+) -> Result<Map<String, Value>, FeishuError> {
+    department_id_type(request)?;
+    let directory = &mut d.directory;
+    let Some(current) = id.and_then(|id| directory.departments.get(id)).cloned() else {
+        return refuse_403(40004, "no dept authority error");
+    };
+    let name = field(body, "name").unwrap_or(&current.name).to_string();
+    let parent = field(body, "parent_department_id").unwrap_or(&current.parent).to_string();
+    if parent != current.parent && parent != "0" && !directory.departments.contains_key(&parent) {
+        return refuse_403(40014, "no parent dept authority error");
+    }
+    if directory.departments.values().any(|x| x.id != current.id && x.parent == parent && x.name == name) {
+        return refuse_400(40018, "duplicate name error");
+    }
+    let order = order(body)?.unwrap_or(current.order);
+    directory.put_department(&current.id, &name, &parent, order);
+    let mut answer = Map::new();
+    answer.insert("department".into(), department_json(&directory.departments[&current.id]));
+    Ok(answer)
+}
+
+fn delete_department(
+    request: &Captured,
+    _: &Map<String, Value>,
+    id: Option<&str>,
+    d: &mut FeishuState,
+) -> Result<Map<String, Value>, FeishuError> {
+    department_id_type(request)?;
+    let directory = &mut d.directory;
+    let id = id.unwrap_or_default();
+    if id == "0" {
+        return refuse_400(40002, "process root dept error");
+    }
+    if !directory.departments.contains_key(id) {
+        return refuse_403(40004, "no dept authority error");
+    }
+    if directory.departments.values().any(|x| x.parent == id) {
+        return refuse_400(43012, "delete has sub dept department error");
+    }
+    if !directory.members_of(id, false).is_empty() {
+        return refuse_400(43011, "delete has member dept error");
+    }
+    directory.departments.remove(id);
+    Ok(Map::new())
+}
+
+/// The user fields of a create or patch applied to `member`, with Feishu's uniqueness checks.
+fn apply_user(directory: &Directory, member: &mut Member, body: &Map<String, Value>) -> Result<(), FeishuError> {
+    let taken = |field: fn(&Member) -> &str, value: &str| {
+        directory.members.values().any(|m| m.id != member.id && !value.is_empty() && field(m) == value)
+    };
+    if let Some(name) = field(body, "name") {
+        member.name = name.to_string();
+    }
+    if let Some(mobile) = field(body, "mobile") {
+        if taken(|m| &m.mobile, mobile) {
+            return refuse_400(41001, "mobile has already exist error");
+        }
+        member.mobile = mobile.to_string();
+    }
+    if let Some(email) = field(body, "email") {
+        if taken(|m| &m.email, email) {
+            return refuse_400(41002, "email has already exist error");
+        }
+        member.email = email.to_string();
+    }
+    if let Some(list) = body.get("department_ids") {
+        let ids: Vec<String> =
+            list.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        if ids.is_empty() {
+            return refuse_400(99992402, "field validation failed: department_ids is required");
+        }
+        if ids.iter().any(|id| id != "0" && !directory.departments.contains_key(id)) {
+            return refuse_403(40004, "no dept authority error");
+        }
+        member.departments = ids;
+    }
+    if let Some(title) = field(body, "job_title") {
+        member.position = title.to_string();
+    }
+    if let Some(seconds) = body.get("join_time").and_then(Value::as_i64) {
+        member.hiredate = chrono::DateTime::from_timestamp(seconds, 0).map(|t| t.format("%Y-%m-%d").to_string());
+    }
+    if let Some(frozen) = body.get("is_frozen").and_then(Value::as_bool) {
+        member.enabled = !frozen;
+    }
+    Ok(())
+}
+
+fn create_user(
+    request: &Captured,
+    body: &Map<String, Value>,
+    _: Option<&str>,
+    d: &mut FeishuState,
+) -> Result<Map<String, Value>, FeishuError> {
+    user_key(request, "")?;
+    department_id_type(request)?;
+    if let Some(answer) = replay(d, request, body) {
+        return answer;
+    }
+    required(body, "name")?;
+    if !body.get("department_ids").is_some_and(Value::is_array) {
+        return refuse_400(99992402, "field validation failed: department_ids is required");
+    }
+    match body.get("employee_type").and_then(Value::as_i64) {
+        None => return refuse_400(99992402, "field validation failed: employee_type is required"),
+        Some(1..=5) => {}
+        Some(_) => return refuse_400(41059, "invalid employee type error"),
+    }
+    if field(body, "mobile").is_none_or(str::is_empty) {
+        return refuse_400(41010, "no mobile error");
+    }
+    let id = match field(body, "user_id") {
+        Some(id) if d.directory.members.contains_key(id) => return refuse_400(41011, "userID already exist error"),
+        Some(id) => id.to_string(),
+        None => format!("{:08x}", rand::rng().random::<u32>()),
+    };
+    let mut member = Member::new(&id, "", "0", "", None);
+    apply_user(&d.directory, &mut member, body)?;
+    let mut answer = Map::new();
+    answer.insert("user".into(), user_json(&member));
+    d.directory.put_member(member);
+    remember(d, request, body, &answer);
+    Ok(answer)
+}
+
+fn patch_user(
+    request: &Captured,
+    body: &Map<String, Value>,
+    id: Option<&str>,
+    d: &mut FeishuState,
+) -> Result<Map<String, Value>, FeishuError> {
+    department_id_type(request)?;
+    let key = user_key(request, id.unwrap_or_default())?;
+    let Some(mut member) = d.directory.members.get(&key).cloned() else {
+        return refuse_403(41050, "no user authority error");
+    };
+    apply_user(&d.directory, &mut member, body)?;
+    let mut answer = Map::new();
+    answer.insert("user".into(), user_json(&member));
+    d.directory.put_member(member);
+    Ok(answer)
+}
+
+fn delete_user(
+    request: &Captured,
+    _: &Map<String, Value>,
+    id: Option<&str>,
+    d: &mut FeishuState,
+) -> Result<Map<String, Value>, FeishuError> {
+    let key = user_key(request, id.unwrap_or_default())?;
+    match d.directory.members.remove(&key) {
+        Some(_) => Ok(Map::new()),
+        None => refuse_403(41050, "no user authority error"),
+    }
 }
 
 /// One page of `items` per `page_size` (1–50, default 10) and `page_token` (an offset we issued).

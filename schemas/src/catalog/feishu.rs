@@ -1,4 +1,7 @@
-//! `feishu`: Feishu self-built app, contact (directory) reads with a `tenant_access_token`.
+//! `feishu`: Feishu self-built app, contact (directory) reads and writes with a
+//! `tenant_access_token` (docs/providers/feishu.md#contact-writes). A write's path may hold a
+//! `{param}` filled from the params; `user_id_type`, `department_id_type` and `client_token` go in
+//! the query, the other params in the JSON body.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,8 +40,37 @@ pub(super) const KIND: KindSpec = KindSpec {
             per_recipient: None,
             recipient: None,
         },
+        write("create_department", schema::<CreateDepartment>, Method::Post, "/open-apis/contact/v3/departments"),
+        write(
+            "update_department",
+            schema::<UpdateDepartment>,
+            Method::Patch,
+            "/open-apis/contact/v3/departments/{department_id}",
+        ),
+        write(
+            "delete_department",
+            schema::<DeleteDepartment>,
+            Method::Delete,
+            "/open-apis/contact/v3/departments/{department_id}",
+        ),
+        write("create_user", schema::<CreateUser>, Method::Post, "/open-apis/contact/v3/users"),
+        write("update_user", schema::<UpdateUser>, Method::Patch, "/open-apis/contact/v3/users/{user_id}"),
+        write("delete_user", schema::<DeleteUser>, Method::Delete, "/open-apis/contact/v3/users/{user_id}"),
     ],
 };
+
+/// A contact write: a JSON body, `{param}`s of the path filled from the params.
+const fn write(name: &'static str, params: fn() -> schemars::Schema, method: Method, path: &'static str) -> ActionSpec {
+    ActionSpec {
+        name,
+        effect: Effect::Write,
+        params,
+        endpoint: Endpoint::Http { method, path, body: Body::Params },
+        bucket: "contact_write",
+        per_recipient: None,
+        recipient: None,
+    }
+}
 
 /// Params of `list_departments`: the child departments of one department.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -76,4 +108,183 @@ pub(super) struct ListDepartmentUsers {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
     pub page_size: Option<u32>,
+}
+
+/// `department_id_type`: how department ids in the path, params and answer are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum DepartmentIdType {
+    /// The custom `department_id`.
+    DepartmentId,
+    /// The `open_department_id` (`od-…`), Feishu's default.
+    OpenDepartmentId,
+}
+
+/// `user_id_type`: how user ids in the path, params and answer are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum UserIdType {
+    /// The app's `open_id` (`ou_…`), Feishu's default.
+    OpenId,
+    /// The developer's `union_id`.
+    UnionId,
+    /// The tenant's `user_id`.
+    UserId,
+}
+
+/// `POST /open-apis/contact/v3/departments`; the answer's `department` carries its ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateDepartment {
+    /// Department name, unique among its siblings.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The parent's id; `0` is the root.
+    #[schemars(length(min = 1))]
+    pub parent_department_id: String,
+    /// A custom id: letters, digits and `_-@.`, starting with a letter or digit, at most 64, not
+    /// `od-…`; Feishu gives only the open id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_\-@.]{0,63}$"))]
+    pub department_id: Option<String>,
+    /// Position among the siblings, as a decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// How the ids of this call are given (default `open_department_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department_id_type: Option<DepartmentIdType>,
+    /// A token per intended create: a repeated request with it returns the first one's department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub client_token: Option<String>,
+}
+
+/// `PATCH /open-apis/contact/v3/departments/{department_id}`: changes only the fields given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateDepartment {
+    /// The department to change, as `department_id_type` says.
+    #[schemars(length(min = 1))]
+    pub department_id: String,
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub name: Option<String>,
+    /// New parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub parent_department_id: Option<String>,
+    /// New position among the siblings, as a decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// How the ids of this call are given (default `open_department_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department_id_type: Option<DepartmentIdType>,
+}
+
+/// `DELETE /open-apis/contact/v3/departments/{department_id}`: it must have no members and no
+/// sub-departments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeleteDepartment {
+    /// The department to delete, as `department_id_type` says.
+    #[schemars(length(min = 1))]
+    pub department_id: String,
+    /// How the id is given (default `open_department_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department_id_type: Option<DepartmentIdType>,
+}
+
+/// `POST /open-apis/contact/v3/users`; the answer's `user` carries its ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateUser {
+    /// A custom tenant `user_id` (Feishu assigns one when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub user_id: Option<String>,
+    /// Display name.
+    #[schemars(length(min = 1, max = 64))]
+    pub name: String,
+    /// Mobile number, unique in the tenant; required by Feishu (China) for a new user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+    /// E-mail address, unique in the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The user's departments, as `department_id_type` says; at least one (`0` is the root).
+    #[schemars(length(min = 1, max = 50))]
+    pub department_ids: Vec<String>,
+    /// 1 regular, 2 intern, 3 outsourcing, 4 contractor, 5 consultant.
+    #[schemars(range(min = 1))]
+    pub employee_type: u32,
+    /// Job title, at most 100 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub job_title: Option<String>,
+    /// Hire date, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_time: Option<i64>,
+    /// How user ids of this call are given (default `open_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id_type: Option<UserIdType>,
+    /// How department ids of this call are given (default `open_department_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department_id_type: Option<DepartmentIdType>,
+    /// A token per intended create: a repeated request with it returns the first one's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub client_token: Option<String>,
+}
+
+/// `PATCH /open-apis/contact/v3/users/{user_id}`: changes only the fields given; `is_frozen`
+/// suspends (true) or restores (false) the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateUser {
+    /// The user to change, as `user_id_type` says.
+    #[schemars(length(min = 1))]
+    pub user_id: String,
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub name: Option<String>,
+    /// New mobile number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+    /// New e-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// New departments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50))]
+    pub department_ids: Option<Vec<String>>,
+    /// New job title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub job_title: Option<String>,
+    /// New hire date, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_time: Option<i64>,
+    /// True suspends the user, false restores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_frozen: Option<bool>,
+    /// How user ids of this call are given (default `open_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id_type: Option<UserIdType>,
+    /// How department ids of this call are given (default `open_department_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department_id_type: Option<DepartmentIdType>,
+}
+
+/// `DELETE /open-apis/contact/v3/users/{user_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeleteUser {
+    /// The user to delete, as `user_id_type` says.
+    #[schemars(length(min = 1))]
+    pub user_id: String,
+    /// How the id is given (default `open_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id_type: Option<UserIdType>,
 }

@@ -27,6 +27,8 @@ pub enum Method {
     Put,
     /// `DELETE`: no body; REST params go in the query.
     Delete,
+    /// `PATCH` with a JSON body: changes only the fields given (Feishu contact updates).
+    Patch,
 }
 
 /// How a job's params become the provider request body.

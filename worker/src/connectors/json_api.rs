@@ -30,6 +30,7 @@ pub fn method(method: Method) -> reqwest::Method {
         Method::Post => reqwest::Method::POST,
         Method::Put => reqwest::Method::PUT,
         Method::Delete => reqwest::Method::DELETE,
+        Method::Patch => reqwest::Method::PATCH,
     }
 }
 
@@ -52,6 +53,33 @@ pub fn query_pairs(params: &Value, renames: &[(&str, &str)]) -> Result<Vec<(Stri
     }
     pairs.sort();
     Ok(pairs)
+}
+
+/// `path` with each `{name}` segment replaced by the param `name` (taken out of `params`),
+/// percent-encoded; a missing or empty one is a permanent failure naming it.
+pub fn fill_path(path: &str, params: &mut Map<String, Value>) -> Result<String, Failure> {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').map_or(rest.len(), |e| start + e);
+        let name = &rest[start + 1..end];
+        let value = match params.remove(name) {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(Failure::permanent(format!("params.{name}: required in the path"))),
+        };
+        out.push_str(&rest[..start]);
+        // A path segment: unreserved bytes as they are, the rest `%XX` (no `+` for spaces).
+        for byte in value.bytes() {
+            match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(byte)),
+                _ => out.push_str(&format!("%{byte:02X}")),
+            }
+        }
+        rest = rest.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A provider answer, read whole.
@@ -115,5 +143,16 @@ mod tests {
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         assert_eq!(pairs, [("current", "2"), ("fetch_child", "true"), ("id", "od-1"), ("pageSize", "50")]);
         assert!(matches!(query_pairs(&json!({"a": [1]}), &[]), Err(Failure::Permanent { .. })));
+    }
+
+    #[test]
+    fn path_params_are_filled_and_taken_out() {
+        let mut params = json!({"user_id": "ou_a/b", "name": "x"}).as_object().cloned().unwrap();
+        assert_eq!(
+            fill_path("/open-apis/contact/v3/users/{user_id}", &mut params).unwrap(),
+            "/open-apis/contact/v3/users/ou_a%2Fb"
+        );
+        assert_eq!(params.len(), 1);
+        assert!(matches!(fill_path("/x/{user_id}", &mut params), Err(Failure::Permanent { .. })));
     }
 }

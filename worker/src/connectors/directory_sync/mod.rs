@@ -22,6 +22,7 @@
 //! claim in the store) enqueues a `run` job.
 
 pub mod config;
+mod directory_target;
 pub mod model;
 pub mod script;
 mod source;
@@ -54,6 +55,8 @@ const LEASE: Duration = Duration::from_secs(30);
 pub struct Wiring {
     /// The source config's connector, quotas and the limiter.
     pub(crate) source: Caller,
+    /// The target config's connector, quotas and the limiter (a `wecom` or `feishu` target).
+    pub(crate) target: Option<Caller>,
     /// Snapshots, applied marks, leases.
     pub store: Arc<dyn DirectoryStore>,
     /// Confirmed publishing (amqp target); None when the sync does not publish.
@@ -169,6 +172,12 @@ impl DirectorySync {
         let decisions = self.decide(&proposals, &source, &snapshot).await?;
         let applied_before =
             if dry_run { Default::default() } else { wiring.store.applied(&self.name).await.map_err(store_failure)? };
+        // Target ids recorded by an interrupted try of this run (the snapshot has the older ones).
+        for mark in &applied_before {
+            if let Some((key, id)) = mark.strip_prefix(TARGET_ID_MARK).and_then(|rest| rest.split_once('\t')) {
+                snapshot.target_ids.insert(key.to_string(), id.to_string());
+            }
+        }
 
         let mut counts: BTreeMap<&'static str, BTreeMap<&'static str, u64>> = BTreeMap::new();
         let (mut aborted, mut failed, mut planned) = (Vec::new(), Vec::new(), Vec::new());
@@ -217,8 +226,21 @@ impl DirectorySync {
                     "operation_id": mark, "config": self.name, "operationType": operation.as_str(), "type": object,
                     "id": proposal.record_id, "data": decision.data, "previous": proposal.before,
                 });
-                match self.apply(wiring, *operation, &mark, &body).await {
-                    Ok(()) => {
+                let change = directory_target::Change {
+                    object: proposal.object,
+                    source_id: &proposal.record_id,
+                    record: &decision.data,
+                    operation: *operation,
+                    operation_id: &mark,
+                };
+                match self.apply(wiring, &change, &body, &snapshot.target_ids, call.job_id).await {
+                    Ok(target_id) => {
+                        if let Some(id) = target_id {
+                            let key = directory_target::id_key(proposal.object, &proposal.record_id);
+                            let id_mark = format!("{TARGET_ID_MARK}{key}\t{id}");
+                            wiring.store.mark_applied(&self.name, &id_mark).await.map_err(store_failure)?;
+                            snapshot.target_ids.insert(key, id);
+                        }
                         wiring.store.mark_applied(&self.name, &mark).await.map_err(store_failure)?;
                         *counts.entry(object).or_default().entry(operation.as_str()).or_default() += 1;
                     }
@@ -282,20 +304,42 @@ impl DirectorySync {
         .map_err(|e| Failure::transient(format!("the script thread failed: {e}")))?
     }
 
-    async fn apply(&self, wiring: &Wiring, operation: Operation, mark: &str, body: &Value) -> Result<(), ApplyError> {
+    /// Applies one operation; returns the id a directory target gave a new object.
+    async fn apply(
+        &self,
+        wiring: &Wiring,
+        change: &directory_target::Change<'_>,
+        body: &Value,
+        ids: &BTreeMap<String, String>,
+        job_id: uuid::Uuid,
+    ) -> Result<Option<String>, ApplyError> {
+        let mark = change.operation_id;
         match &self.settings.target {
-            Target::Webhook { url, secret } => target::webhook(&self.client, url, secret.as_ref(), mark, body).await,
+            Target::Webhook { url, secret } => {
+                target::webhook(&self.client, url, secret.as_ref(), mark, body).await.map(|()| None)
+            }
             Target::Amqp => match &wiring.publisher {
-                Some(publisher) => target::amqp(publisher, &wiring.exchange, operation.as_str(), mark, body).await,
+                Some(publisher) => target::amqp(publisher, &wiring.exchange, change.operation.as_str(), mark, body)
+                    .await
+                    .map(|()| None),
                 None => Err(ApplyError::Unavailable("no publisher for the amqp target".into())),
             },
-            Target::Directory(directory) => Err(ApplyError::Record(format!(
-                "a {}.{} target is not supported by this build yet",
-                directory.kind, directory.name
-            ))),
+            Target::Directory(directory) => match &wiring.target {
+                Some(caller) => {
+                    let source_kind = self.settings.source.kind.as_str();
+                    directory_target::DirectoryTarget { caller, source_kind, ids, job_id }.apply(change).await
+                }
+                None => Err(ApplyError::Unavailable(format!(
+                    "the target {}.{} is not wired",
+                    directory.kind, directory.name
+                ))),
+            },
         }
     }
 }
+
+/// Prefix of the applied mark that records a target id (`id\t<key>\t<target id>`).
+const TARGET_ID_MARK: &str = "id\t";
 
 /// The operations to apply for a decision, against what the target holds: CREATE of a record it
 /// has is an UPDATE, UPDATE of one it lacks a CREATE; DELETE and DISABLE of one it lacks are
@@ -332,6 +376,10 @@ fn record_applied(snapshot: &mut Snapshot, proposal: &Proposed, operations: &[Op
             }
         }
     }
+    // A disabled member stays in the target: its id is kept for when it comes back.
+    if operations.contains(&Operation::Delete) {
+        snapshot.target_ids.remove(&directory_target::id_key(proposal.object, &proposal.record_id));
+    }
 }
 
 #[async_trait::async_trait]
@@ -360,10 +408,6 @@ pub fn check_references(config: &Config, syncs: &[Arc<DirectorySync>]) -> Result
                     format!("no {} config named {:?}", target.kind, target.name),
                 ));
             }
-            return Err(ConfigError::field(
-                at("target"),
-                "a directory target is not supported by this build yet (use \"webhook\" or \"amqp\")",
-            ));
         }
     }
     Ok(())
@@ -411,14 +455,22 @@ pub async fn wire_all(syncs: &[Arc<DirectorySync>], services: Services<'_>) -> R
     }
     for sync in syncs {
         let key = (sync.settings.source.kind.clone(), sync.settings.source.name.clone());
-        let Some((connector, quotas)) = services.connectors.get(&key) else { continue };
-        sync.wire(Wiring {
-            source: Caller {
+        let caller = |key: (String, String)| {
+            services.connectors.get(&key).map(|(connector, quotas)| Caller {
                 connector: connector.clone(),
                 config: key,
                 quotas: quotas.clone(),
                 limiter: services.limiter.clone(),
-            },
+            })
+        };
+        let Some(source) = caller(key) else { continue };
+        let target = match &sync.settings.target {
+            Target::Directory(directory) => caller((directory.kind.clone(), directory.name.clone())),
+            _ => None,
+        };
+        sync.wire(Wiring {
+            source,
+            target,
             store: services.store.clone(),
             publisher: Some(services.publisher.clone()),
             exchange: exchange.clone(),

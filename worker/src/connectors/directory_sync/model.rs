@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub departments: BTreeMap<String, Value>,
     /// Member records by id.
     pub members: BTreeMap<String, Value>,
+    /// The ids a directory target gave the records, by `department:<id>` / `member:<id>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_ids: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -197,6 +200,7 @@ mod tests {
                 .map(|(id, name, parent)| (id.to_string(), department(id, name, parent)))
                 .collect(),
             members: members.iter().map(|(id, d)| (id.to_string(), member(id, d))).collect(),
+            target_ids: BTreeMap::new(),
         }
     }
 

@@ -89,6 +89,7 @@ async fn sync(source: Arc<FakeWecom>, webhook: &str, store: Arc<dyn DirectorySto
             quotas: Quota::parse_all("10000/min").unwrap(),
             limiter: Arc::new(LocalLimiter::default()),
         },
+        target: None,
         store,
         publisher: None,
         exchange: "t.directory".into(),

@@ -6,8 +6,11 @@
 //! behind an async mutex held across the fetch, so jobs needing a token meanwhile wait for that
 //! fetch instead of starting their own. Token-invalid codes drop the cached token and are retried.
 //!
-//! Actions are [`Body::Query`] GETs; a read's result is the answer's `data` (with `has_more` and
-//! `page_token` for the next page).
+//! Reads are [`Body::Query`] GETs; a read's result is the answer's `data` (with `has_more` and
+//! `page_token` for the next page). Contact writes are [`Body::Params`] calls
+//! (docs/providers/feishu.md#contact-writes): each `{param}` of the path is filled from the params,
+//! [`QUERY_PARAMS`] go in the query and the rest is the JSON body (none for a DELETE); the result
+//! is the answer's `data`.
 
 pub mod config;
 pub mod error;
@@ -20,7 +23,7 @@ use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use yizhan_schemas::{Body, Endpoint};
+use yizhan_schemas::{Body, Endpoint, Method};
 
 use self::config::FeishuConfig;
 use super::call::{Call, Connector, Failure, Success};
@@ -35,6 +38,8 @@ pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 /// Feishu returns the same token until less than 30 minutes are left, then a new one.
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(30 * 60);
 const RATE_LIMIT_RESET: &str = "x-ogw-ratelimit-reset";
+/// The params of a contact write that Feishu takes in the query, not the body.
+pub const QUERY_PARAMS: [&str; 3] = ["user_id_type", "department_id_type", "client_token"];
 
 #[derive(Debug, Clone)]
 struct CachedToken {
@@ -118,12 +123,24 @@ impl Feishu {
     }
 
     async fn call(&self, call: Call<'_>) -> Result<Success, Failure> {
-        let Endpoint::Http { method, path, body: Body::Query { renames } } = call.action.endpoint else {
-            return Err(Failure::permanent(format!("feishu cannot execute {:?}", call.action.endpoint)));
+        let (method, path, query, body) = match call.action.endpoint {
+            Endpoint::Http { method, path, body: Body::Query { renames } } => {
+                (method, path.to_string(), json_api::query_pairs(call.params, renames)?, None)
+            }
+            Endpoint::Http { method, path, body: Body::Params } => {
+                let mut params =
+                    call.params.as_object().cloned().ok_or_else(|| Failure::permanent("params must be an object"))?;
+                let path = json_api::fill_path(path, &mut params)?;
+                let query_params: serde_json::Map<String, Value> =
+                    QUERY_PARAMS.iter().filter_map(|name| Some((name.to_string(), params.remove(*name)?))).collect();
+                let query = json_api::query_pairs(&Value::Object(query_params), &[])?;
+                let body = (method != Method::Delete).then_some(Value::Object(params));
+                (method, path, query, body)
+            }
+            other => return Err(Failure::permanent(format!("feishu cannot execute {other:?}"))),
         };
-        let query = json_api::query_pairs(call.params, renames)?;
         let token = self.token().await?;
-        self.request(json_api::method(method), path, &query, &token)
+        self.request(json_api::method(method), &path, &query, body.as_ref(), &token)
             .await
             .map_err(|failure| failure.redact_secrets(&[token.expose()]))
     }
@@ -133,17 +150,19 @@ impl Feishu {
         method: reqwest::Method,
         path: &str,
         query: &[(String, String)],
+        body: Option<&Value>,
         token: &Secret,
     ) -> Result<Success, Failure> {
         let secrets = [self.app_secret.expose(), token.expose()];
-        let response = self
+        let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
             .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| http::transport_failure(e, &secrets))?;
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| http::transport_failure(e, &secrets))?;
         let answer = Answer::read(response, &secrets).await?;
         let reset = answer.seconds_header(RATE_LIMIT_RESET);
         match answer.code("code") {

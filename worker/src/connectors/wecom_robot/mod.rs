@@ -115,6 +115,7 @@ fn reqwest_method(method: Method) -> reqwest::Method {
         Method::Post => reqwest::Method::POST,
         Method::Put => reqwest::Method::PUT,
         Method::Delete => reqwest::Method::DELETE,
+        Method::Patch => reqwest::Method::PATCH,
     }
 }
 
