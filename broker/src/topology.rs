@@ -7,6 +7,7 @@
 //!              (the routing key, lane and tenant, is kept, so the job comes back to its own queue)
 //! <p>.dead (fanout) --> <p>.dead   quorum; permanent, exhausted, invalid and ambiguous jobs
 //! <p>.jobs --callback--> <p>.callbacks   quorum; completion callbacks (retried like jobs)
+//! <p>.control (fanout) --> one exclusive auto-delete queue per worker: reload requests
 //! ```
 //! The tenant `default` has the original lanes and routing keys, so AMQP publishers that know
 //! nothing of tenants are unchanged; every other tenant's lanes are declared on its first use
@@ -93,6 +94,11 @@ impl Names {
     /// [`CALLBACK_ROUTING_KEY`].
     pub fn callbacks(&self) -> String {
         format!("{}.callbacks", self.prefix)
+    }
+
+    /// The fanout exchange of control messages to every worker (reload).
+    pub fn control(&self) -> String {
+        format!("{}.control", self.prefix)
     }
 
     /// The delay exchange and queue for one delay.
@@ -197,12 +203,44 @@ pub async fn declare_tenant(channel: &Channel, names: &Names, tenant: &str) -> R
     Ok(())
 }
 
+/// Declares a server-named, exclusive, auto-delete queue bound to the control exchange (declared
+/// by [`declare`]) and returns its name: each worker's own copy of every control message, gone
+/// with the worker's connection.
+pub async fn declare_control_queue(channel: &Channel, names: &Names) -> Result<String, TopologyError> {
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |source| TopologyError::Declare { what, source }
+    };
+    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    let queue =
+        channel.queue_declare("".into(), options, FieldTable::default()).await.map_err(err("a control queue"))?;
+    let name = queue.name().to_string();
+    let control = names.control();
+    channel
+        .queue_bind(
+            name.as_str().into(),
+            control.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err("the control queue's binding"))?;
+    Ok(name)
+}
+
 /// Declares the whole topology; safe to call from every process at every start.
 pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), TopologyError> {
     let names = &topology.names;
     let durable_exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
     let durable_queue = QueueDeclareOptions { durable: true, ..Default::default() };
     let err = |what: String| move |source| TopologyError::Declare { what: what.clone(), source };
+
+    let control = names.control();
+    channel
+        .exchange_declare(control.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+        .await
+        .map_err(err(format!("exchange {control}")))?;
 
     let dead = names.dead();
     channel

@@ -17,12 +17,17 @@
 pub mod campaigns;
 
 use std::sync::Arc;
+pub mod dead_letters;
+pub mod quota;
+pub mod reload;
+mod scope;
+mod trace;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, FromRef, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +43,7 @@ use yizhan_state::{CancelOutcome, JobStatus, ParkingLot, StateStore};
 use self::campaigns::{CampaignMetrics, CampaignState};
 
 use crate::Producer;
-use crate::auth::Tokens;
+use crate::auth::{Principal, Tokens};
 
 /// Every route: (method, path, needs a bearer token). The router is built from this table, and the
 /// OpenAPI test checks it against `openapi.json`, so the three cannot drift apart.
@@ -55,9 +60,13 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", crate::receipts::ROUTE, false),
     ("GET", "/v1/catalog", true),
     ("GET", "/healthz", false),
+    ("GET", "/v1/dlq", true),
+    ("POST", "/v1/dlq/replay", true),
+    ("POST", "/v1/dlq/purge", true),
     ("GET", "/readyz", false),
     ("GET", "/metrics", false),
 ];
+    ("POST", "/v1/admin/reload", true),
 
 /// The OpenAPI document, as checked in.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -98,6 +107,12 @@ pub struct ApiState {
 
 /// The producer's own metrics (no label carries a job id or a token).
 #[derive(Clone)]
+    /// The tenants' submission quotas (their limits are in `tokens`).
+    pub quotas: Arc<quota::Quotas>,
+    /// Where the dead-letter endpoints find the queue.
+    pub dead_letters: Arc<dead_letters::DeadLetterAccess>,
+    /// What `POST /v1/admin/reload` and SIGHUP read again.
+    pub reload: Arc<reload::Reload>,
 pub struct ApiMetrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -193,9 +208,13 @@ pub fn router(state: ApiState) -> Router {
             open = open.route(path, handler);
         }
     }
+            ("GET", "/v1/dlq") => get(dead_letters::list),
+            ("POST", "/v1/dlq/replay") => post(dead_letters::replay),
+            ("POST", "/v1/dlq/purge") => post(dead_letters::purge),
     let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     protected
         .merge(open)
+            ("POST", "/v1/admin/reload") => post(reload::post_reload),
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(state.limits.max_body))
         .with_state(state)
@@ -205,13 +224,39 @@ fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": reason.into()}))).into_response()
 }
 
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if state.tokens.verify(request.headers().get(header::AUTHORIZATION)) {
-        next.run(request).await
-    } else {
+/// Most header bytes (names and values) of one request; hyper's own limit is far larger.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 64;
+
+/// 431 for a request with more than [`MAX_HEADERS`] headers or [`MAX_HEADER_BYTES`] of them,
+/// before any handler or token check runs.
+async fn limit_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them are accepted"),
+        );
+    }
+    next.run(request).await
+}
+
+/// 401 without a known token, 403 when the token lacks the route's scope; else the request goes on
+/// with the token's [`Principal`] as an extension.
+async fn require_token(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let Some(principal) = state.tokens.authenticate_header(request.headers().get(header::AUTHORIZATION)) else {
         let mut response = error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer <token>` is required");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        response
+        return response;
+    };
+    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    if let Some(scope) = scope::required_scope(request.method(), route)
+        && !principal.can.has(scope)
+    {
+        return error(StatusCode::FORBIDDEN, format!("this token lacks the scope {:?}", scope.as_str()));
+        .layer(middleware::from_fn(limit_headers))
     }
 }
 
@@ -223,11 +268,17 @@ async fn count_requests(State(state): State<ApiState>, request: Request, next: N
     response
 }
 
-async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_jobs(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(e) => {
@@ -274,6 +325,13 @@ async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejec
         state.metrics.jobs("unconfirmed", jobs.len());
         return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is unreachable; nothing was enqueued");
     };
+    if let Err(over) = check_quotas(&state, producer, &jobs).await {
+        state.metrics.jobs("rejected", jobs.len());
+        let retry_after = over.retry_after.as_secs_f64().ceil().max(1.0).to_string();
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, over.reason);
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after.parse().expect("digits are a header value"));
+        return response;
+    }
     let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all(&jobs)).await else {
         state.metrics.jobs("unconfirmed", jobs.len());
         return error(
@@ -283,20 +341,33 @@ async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejec
     };
     let mut ids = Vec::with_capacity(results.len());
     let mut failure = None;
-    for result in results {
+    for (result, job) in results.into_iter().zip(&jobs) {
+    let refused = scope::authorize_jobs(&principal, &items, &mut jobs);
+    if !refused.is_empty() {
+        state.metrics.jobs("rejected", items.len());
+        return scope::forbidden(refused);
+    }
         match result {
-            Ok(id) => ids.push(id),
+            Ok(id) => {
+                ids.push(id);
+                owned.push((id, job.tenant.as_str()));
+            }
             // The error names the job and the broker's complaint; it never carries the URL's password.
             Err(e) => failure = Some(e.to_string()),
         }
     }
-    // Recorded before the answer, so that a GET right after it finds them; the jobs are enqueued
-    // either way, so a store failure does not turn the answer into an error.
-    if let Err(e) = state.store.accept(&ids, yizhan_state::now_millis()).await {
+    for &(_, tenant) in &owned {
+        state.quotas.add_queued(tenant, 1);
+    }
+    // Recorded before the answer, so that a GET right after it finds them (and a scoped token
+    // finds only its tenant's); the jobs are enqueued either way, so a store failure does not
+    // turn the answer into an error.
+    if let Err(e) = scope::record_accepted(&*state.store, &owned, yizhan_state::now_millis()).await {
         warn!(error = %e, jobs = ids.len(), "could not record accepted jobs; GET answers 404 until a worker takes them");
     }
     match failure {
         None => {
+    let mut owned = Vec::with_capacity(results.len());
             state.metrics.jobs("accepted", ids.len());
             info!(jobs = ids.len(), "jobs accepted");
             (StatusCode::ACCEPTED, axum::Json(json!({"ids": ids}))).into_response()
@@ -312,12 +383,53 @@ async fn post_jobs(State(state): State<ApiState>, body: Result<Bytes, BytesRejec
     }
 }
 
-async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+/// The quotas of the tenants of `jobs`: the rate first (no broker round trip), then the queued jobs.
+async fn check_quotas(state: &ApiState, producer: &Producer, jobs: &[Job]) -> Result<(), quota::OverQuota> {
+    let set = state.tokens.current();
+    if set.quotas().is_empty() {
+        return Ok(());
+    }
+    let mut per_tenant: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for job in jobs {
+        *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
+    }
+    for (tenant, count) in per_tenant {
+        let quota = set.quota(tenant);
+        if quota.max_queued.is_some() {
+            let queued = match state.quotas.fresh_depth(tenant) {
+                Some(queued) => queued,
+                None => {
+                    // Unknown depth (broker trouble): let the publish itself tell.
+                    let queued = producer.queued(tenant).await.unwrap_or(0);
+                    state.quotas.set_depth(tenant, queued);
+                    queued
+                }
+            };
+            quota::Quotas::check_queued(tenant, &quota, queued, u64::from(count))?;
+        }
+        state.quotas.take_rate(tenant, &quota, count)?;
+    }
+    Ok(())
+}
+
+/// 404 for a job that is not the token's tenant's, as for one never submitted: no existence leak.
+async fn get_job(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "the job id is not a UUID");
     };
     match state.store.status(id).await {
-        Ok(Some(status)) => axum::Json(status_json(&status)).into_response(),
+        Ok(Some(status)) => match scope::may_see_job(&*state.store, &principal, id, status.campaign).await {
+            Ok(true) => axum::Json(status_json(&status)).into_response(),
+            Ok(false) => not_found(),
+            Err(e) => {
+                warn!(error = %e, "state store");
+                error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
+            }
+        },
         Ok(None) => match state.store.accepted(id).await {
             Ok(true) => axum::Json(json!({"id": id, "status": "queued", "attempts": 0})).into_response(),
             Ok(false) => error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
@@ -331,11 +443,19 @@ async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Respo
             error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
         }
     }
+    let not_found = || error(StatusCode::NOT_FOUND, "no job with this id was submitted");
 }
 
 /// `DELETE /v1/jobs/{id}`: 200 `{"id", "status": "cancelled"}` (also for a job cancelled before),
+            Ok(true) if !matches!(scope::may_see_job(&*state.store, &principal, id, None).await, Ok(true)) => {
+                not_found()
+            }
 /// 409 with the status of a job that started or finished, 404 for an unknown id.
-async fn delete_job(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+async fn delete_job(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "the job id is not a UUID");
     };
@@ -352,6 +472,23 @@ async fn delete_job(State(state): State<ApiState>, Path(id): Path<String>) -> Re
         Err(e) => {
             warn!(error = %e, "state store");
             error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
+        }
+    }
+    if principal.tenant.is_some() {
+        let campaign = match state.store.status(id).await {
+            Ok(status) => status.and_then(|s| s.campaign),
+            Err(e) => {
+                warn!(error = %e, "state store");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable");
+            }
+        };
+        match scope::may_see_job(&*state.store, &principal, id, campaign).await {
+            Ok(true) => {}
+            Ok(false) => return error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
+            Err(e) => {
+                warn!(error = %e, "state store");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable");
+            }
         }
     }
 }
@@ -491,7 +628,13 @@ pub async fn serve(
     serve: &ServeSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let tokens = Tokens::parse(serve.api_tokens.as_deref(), &|var| std::env::var(var).ok())?;
+    let token_sources =
+        crate::auth::TokenSources { list: serve.api_tokens.clone(), file: serve.api_token_file.clone() };
+    let tokens = Tokens::load(&token_sources, &|var| std::env::var(var).ok())?;
+    /// A TOML file of scoped tokens (tenant, configs, scopes) and tenant quotas; see the README.
+    /// Read again on SIGHUP and `POST /v1/admin/reload`.
+    #[arg(long = "api-token-file", env = "YIZHAN_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
     if tokens.is_empty() {
         warn!("no API tokens configured (--api-tokens / YIZHAN_API_TOKENS): every /v1 request is refused");
     }
@@ -518,3 +661,10 @@ pub async fn serve(
     info!(addr = %serve.http_addr, "serving the HTTP API");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(listen_error)
 }
+        quotas: Default::default(),
+        dead_letters: Arc::new(dead_letters::DeadLetterAccess::new(settings.amqp_url.clone(), settings.names())),
+        reload: Arc::new(reload::Reload {
+            tokens: Some(token_sources.clone()),
+            config: Some(settings.config.clone()),
+        }),
+    reload::reload_on_sighup(state.reload.clone(), state.tokens.clone());

@@ -149,7 +149,7 @@ impl Dlq {
 
     /// Sends the dead letters `select` picks back to `<prefix>.jobs` as fresh first attempts marked
     /// as replays, each to its lane of its tenant, and keeps the others.
-    pub async fn replay(&self, select: &dyn Fn(&DeadLetter) -> bool) -> Result<ReplayReport, DlqError> {
+    pub async fn replay(&self, select: &(dyn Fn(&DeadLetter) -> bool + Sync)) -> Result<ReplayReport, DlqError> {
         let taken = self.take_all().await?;
         let (chosen, mut kept): (Vec<Taken>, Vec<Taken>) = taken.into_iter().partition(|t| select(&t.letter));
         let mut report = ReplayReport { kept: kept.len(), ..Default::default() };
@@ -223,6 +223,23 @@ impl Dlq {
 
     /// How many messages the dead-letter queue holds.
     pub async fn depth(&self) -> Result<u32, DlqError> {
+    /// Deletes the dead letters `select` picks and keeps the others (a tenant's purge); returns
+    /// the ids deleted.
+    pub async fn discard(&self, select: &(dyn Fn(&DeadLetter) -> bool + Sync)) -> Result<Vec<Option<String>>, DlqError> {
+        let taken = self.take_all().await?;
+        let (chosen, kept): (Vec<Taken>, Vec<Taken>) = taken.into_iter().partition(|t| select(&t.letter));
+        let mut discarded = Vec::with_capacity(chosen.len());
+        for t in chosen {
+            settle(&t.delivery, &Ok(())).await;
+            discarded.push(t.letter.id);
+        }
+        let failed = self.put_back(kept).await;
+        if let Some(reason) = failed.first() {
+            tracing::warn!(%reason, "some dead letters were requeued instead of republished");
+        }
+        Ok(discarded)
+    }
+
         let queue = self
             .channel
             .queue_declare(
@@ -276,7 +293,15 @@ impl Dlq {
 
 /// The tenant whose lane a replayed letter goes to: its job's, when that can name queues.
 fn tenant_of(taken: &Taken) -> &str {
-    taken.letter.tenant.as_deref().filter(|tenant| yizhan_schemas::is_valid_tenant(tenant)).unwrap_or(DEFAULT_TENANT)
+    taken.letter.tenant()
+}
+
+impl DeadLetter {
+    /// The letter's tenant: its job's, when that can name queues, else `default` (also for a
+    /// message that is not a job).
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().filter(|tenant| yizhan_schemas::is_valid_tenant(tenant)).unwrap_or(DEFAULT_TENANT)
+    }
 }
 
 /// Acks the original once its copy is confirmed; otherwise returns it to the queue.

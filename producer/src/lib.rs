@@ -16,6 +16,7 @@
 //! ```
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod callbacks;
 pub mod dlq;
@@ -118,6 +119,39 @@ impl Producer {
 
     /// Publishes jobs with their confirms pipelined; results in input order. A tenant's first job
     /// declares its queues and registers it first (once per producer).
+    /// Jobs waiting to be taken in `tenant`'s lanes (ready messages, summed); a lane not declared
+    /// yet counts 0. One passive declare per lane, each on a channel of its own (a refused one
+    /// closes its channel).
+    pub async fn queued(&self, tenant: &str) -> Result<u64, lapin::Error> {
+        let mut total = 0;
+        for lane in yizhan_schemas::Priority::ALL {
+            let channel = self.connection.create_channel().await?;
+            let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+            let queue = self.names.tenant_lane(lane, tenant);
+            if let Ok(queue) = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
+                total += u64::from(queue.message_count());
+                let _ = channel.close(200, "counted".into()).await;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Asks every running worker to reload its connector config: one message on the fanout
+    /// exchange `<prefix>.control`, confirmed. Unroutable: no worker is running.
+    pub async fn broadcast_reload(&self) -> Result<(), PublishError> {
+        let exchange = self.names.control();
+        let message = Message {
+            exchange: &exchange,
+            routing_key: "",
+            body: br#"{"reload":true}"#,
+            message_id: None,
+            headers: FieldTable::default(),
+            // A worker that is not consuming now reads its config when it starts anyway.
+            expiration_ms: Some(60_000),
+        };
+        self.publisher.publish_all(&[message]).await.pop().expect("one result per message")
+    }
+
     pub async fn submit_all(&self, jobs: &[Job]) -> Vec<Result<Uuid, ProducerError>> {
         let unready = self.tenants.unready(jobs.iter().map(|job| job.tenant.as_str()));
         let failed =

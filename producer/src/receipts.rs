@@ -135,7 +135,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// `${VAR}` from the environment, `file:/path` from the file (trailing newline trimmed), else the
 /// text itself; the error never carries the value.
-fn resolve(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn resolve(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if let Some(var) = raw.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
         env(var).ok_or_else(|| format!("environment variable {var} is not set"))
     } else if let Some(path) = raw.strip_prefix("file:") {

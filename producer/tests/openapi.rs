@@ -22,6 +22,9 @@ async fn start() -> String {
         metrics: ApiMetrics::new(),
         callback_allow: Default::default(),
         receipt_tokens: Default::default(),
+        quotas: Default::default(),
+        dead_letters: Default::default(),
+        reload: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

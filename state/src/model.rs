@@ -565,6 +565,21 @@ pub trait StateStore: Send + Sync + 'static {
     /// Cancels one job that has not started: a waiting record (retrying, scheduled, deferred) of
     /// this job becomes `cancelled` (its campaign's counts move); an accepted job without a record
     /// gets a tombstone (see the claim rules); a running or final one is `Started`.
+    /// [`StateStore::accept`], also recording that the jobs belong to `tenant` (only a tenant
+    /// other than `default` is recorded), so that a scoped API token reads only its tenant's jobs.
+    /// A store without owner records accepts only (its jobs then read as tenant `default`'s).
+    async fn accept_owned(&self, tenant: &str, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError> {
+        let _ = tenant;
+        self.accept(job_ids, now).await
+    }
+
+    /// The tenant [`StateStore::accept_owned`] recorded for `job_id` (within the retention); None
+    /// for tenant `default`'s jobs and unknown ones.
+    async fn owner(&self, job_id: Uuid) -> Result<Option<String>, StoreError> {
+        let _ = job_id;
+        Ok(None)
+    }
+
     async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError>;
 
     /// Creates a campaign (control `running`, total 0), unless one with the same `(tenant, key)`

@@ -929,6 +929,26 @@ impl StateStore for RedisStore {
 
     async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError> {
         let answer: String = CANCEL_JOB
+    async fn accept_owned(&self, tenant: &str, job_ids: &[Uuid], _now: Millis) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job_id in job_ids {
+            pipe.cmd("SET").arg(self.accepted_key(*job_id)).arg("1").arg("PX").arg(self.retention_ms).ignore();
+            let owner = crate::tenants::redis_owner_key(&self.namespace, *job_id);
+            pipe.cmd("SET").arg(owner).arg(tenant).arg("PX").arg(self.retention_ms).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn owner(&self, job_id: Uuid) -> Result<Option<String>, StoreError> {
+        let key = crate::tenants::redis_owner_key(&self.namespace, job_id);
+        Ok(redis::cmd("GET").arg(key).query_async(&mut self.conn.clone()).await?)
+    }
+
             .key(self.job_key(job_id))
             .key(self.accepted_key(job_id))
             .key(self.tombstone_key(job_id))

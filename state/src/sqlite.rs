@@ -301,6 +301,23 @@ impl StateStore for SqliteStore {
         }
     }
 
+    async fn accept_owned(&self, tenant: &str, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        match self.call(Op::AcceptOwned { tenant: tenant.to_string(), job_ids: job_ids.to_vec(), now }).await? {
+            Reply::Done => Ok(()),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn owner(&self, job_id: Uuid) -> Result<Option<String>, StoreError> {
+        match self.call(Op::Owner(job_id)).await? {
+            Reply::Owner(owner) => Ok(owner),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
     async fn prune(&self, now: Millis) -> Result<u64, StoreError> {
         match self.call(Op::Prune(now)).await? {
             Reply::Pruned(n) => Ok(n),
@@ -425,6 +442,8 @@ enum Op {
     Campaign { id: Uuid, now: Millis },
     ControlCampaign { id: Uuid, control: CampaignControl, now: Millis },
     CampaignControls(Vec<Uuid>),
+    AcceptOwned { tenant: String, job_ids: Vec<Uuid>, now: Millis },
+    Owner(Uuid),
     RegisterTenants(Vec<String>),
     Tenants,
     RecordReceipts { receipts: Vec<Receipt>, now: Millis },
@@ -445,6 +464,7 @@ enum Reply {
     Controls(Vec<(Uuid, CampaignControl)>),
     Tenants(Vec<String>),
     Receipts(ReceiptsRecorded),
+    Owner(Option<String>),
     Pending(Vec<PendingReceipt>),
 }
 
@@ -510,13 +530,24 @@ fn serve(mut conn: Connection, ctx: &Ctx, mut receiver: mpsc::Receiver<Request>)
 
 fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
     let read_only = batch.iter().all(|r| {
-        matches!(r.op, Op::Status(_) | Op::Accepted(_) | Op::Campaign { .. } | Op::CampaignControls(_) | Op::Tenants)
+        matches!(r.op, Op::Status(_) | Op::Accepted(_) | Op::Owner(_) | Op::Campaign { .. } | Op::CampaignControls(_) | Op::Tenants)
     });
     let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
     let mut tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
         Err(e) => {
             for request in batch.drain(..) {
+fn insert_accepted(conn: &Connection, ctx: &Ctx, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO yizhan_accepted (namespace, job_id, accepted_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (namespace, job_id) DO UPDATE SET accepted_at = excluded.accepted_at",
+    )?;
+    for job_id in job_ids {
+        insert.execute(params![ctx.ns, job_id.to_string(), now])?;
+    }
+    Ok(())
+}
+
                 let _ = request.reply.send(Err(copy_error(&e)));
             }
             return;
@@ -615,13 +646,7 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
         }
         Op::Status(job_id) => status(conn, ctx, *job_id).map(Reply::Status),
         Op::Accept { job_ids, now } => {
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO yizhan_accepted (namespace, job_id, accepted_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (namespace, job_id) DO UPDATE SET accepted_at = excluded.accepted_at",
-            )?;
-            for job_id in job_ids {
-                insert.execute(params![ctx.ns, job_id.to_string(), now])?;
-            }
+            insert_accepted(conn, ctx, job_ids, *now)?;
             Ok(Reply::Done)
         }
         Op::Accepted(job_id) => {
@@ -633,6 +658,12 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
         Op::Prune(now) => {
             let cutoff = now.saturating_sub(ctx.retention_ms);
             // A waiting record is kept until the retention after it is due (send_at up to 30 days).
+        Op::AcceptOwned { tenant, job_ids, now } => {
+            tenants::sqlite_own(conn, &ctx.ns, tenant, job_ids, *now)?;
+            insert_accepted(conn, ctx, job_ids, *now)?;
+            Ok(Reply::Done)
+        }
+        Op::Owner(job_id) => tenants::sqlite_owner(conn, &ctx.ns, *job_id).map(Reply::Owner),
             let pruned = conn
                 .prepare_cached(
                     "DELETE FROM yizhan_keys WHERE namespace = ?1 AND updated_at < ?2
@@ -656,6 +687,7 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             let early_cutoff = now.saturating_sub(duration_ms(EARLY_RECEIPT_TTL));
             conn.prepare_cached("DELETE FROM yizhan_early_receipts WHERE namespace = ?1 AND stored_at < ?2")?
                 .execute(params![ctx.ns, early_cutoff])?;
+            tenants::sqlite_prune_owners(conn, &ctx.ns, cutoff)?;
             conn.prepare_cached("DELETE FROM yizhan_leases WHERE namespace = ?1 AND until < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
             // Campaigns are few: no index on their times, a scan here.

@@ -53,13 +53,29 @@ impl Api {
 
     /// One authenticated request; the status and the JSON body (null when it has none).
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
+        self.call_as(TOKEN, method, path, body).await
+    }
+
+    /// [`Api::call`] with another bearer token (a scoped one of a token file).
+    pub async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let response = self.request_as(token, method, path, body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The raw response of one request with `token`, for its headers.
+    pub async fn request_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        request.send().await.unwrap()
     }
 
     /// `POST path` with a JSON body.

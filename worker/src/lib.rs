@@ -17,9 +17,10 @@ pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod receipts;
+mod reload;
 pub mod timerules;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ use crate::acks::Acks;
 use crate::config::Config;
 use crate::lanes::{Event, Lanes};
 use crate::metrics::Metrics;
-use crate::pipeline::{Configured, Pipeline};
-use crate::ratelimit::{Limiter, LocalLimiter, Quota, RedisLimiter};
+use crate::pipeline::Pipeline;
+use crate::ratelimit::{Limiter, LocalLimiter, RedisLimiter};
 
 /// Worker-only settings, next to the shared [`Settings`].
 #[derive(Debug, Clone, clap::Args)]
@@ -98,40 +99,7 @@ pub enum WorkerError {
 pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let config = Config::load(&settings.config)?;
     let client = connectors::http::client();
-    let mut configured = HashMap::new();
-    let mut syncs = Vec::new();
-    for ((kind, name), connector_config) in &config.connectors {
-        let spec = yizhan_schemas::find_kind(kind).expect("config checked kinds");
-        let quota_text = connector_config.common.rate_limit.as_deref().unwrap_or(spec.default_rate_limit);
-        let quotas = Quota::parse_all(quota_text)
-            .map_err(|reason| config::ConfigError::field(connector_config.path(), reason))?;
-        let per_recipient = spec
-            .actions
-            .iter()
-            .filter_map(|action| Some((action.name, action.per_recipient?)))
-            .map(|(name, limit)| (name, Quota::parse_all(limit.rate).expect("catalog rates parse (tested)")))
-            .collect();
-        // Directory syncs are kept aside to be wired to their sources and the store below.
-        let connector: Arc<dyn connectors::Connector> = if kind == "directory_sync" {
-            let sync = Arc::new(connectors::directory_sync::DirectorySync::new(connector_config, client.clone())?);
-            syncs.push(sync.clone());
-            sync
-        } else {
-            connectors::build(connector_config, &client)?
-        };
-        configured.insert(
-            (kind.clone(), name.clone()),
-            Configured {
-                connector,
-                quotas,
-                per_recipient,
-                on_ambiguous: connector_config.common.on_ambiguous,
-                rules: connector_config.common.time_rules().clone(),
-                fallback: connector_config.common.fallback(),
-            },
-        );
-    }
-    connectors::directory_sync::check_references(&config, &syncs)?;
+    let (configured, syncs) = reload::build_configured(&config, &client)?;
     let store = yizhan_state::open(&settings.state, &settings.prefix).await?;
     let parking = yizhan_state::open_parking(&settings.state, &settings.prefix).await?;
     // A fleet shares Redis for its state, and so for its limits; one node limits locally.
@@ -193,7 +161,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let pipeline = Arc::new(Pipeline {
         names: names.clone(),
         retry_delays: settings.retry_delays.clone(),
-        connectors: configured,
+        connectors: arc_swap::ArcSwap::from_pointee(configured),
         store,
         parking,
         limiter,
@@ -235,7 +203,7 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     let directory = yizhan_state::open_directory(&settings.state, &settings.prefix).await?;
     let sync_publisher = Arc::new(Publisher::open(&publish_conn).await.map_err(broker_error)?);
     let sources =
-        pipeline.connectors.iter().map(|(key, c)| (key.clone(), (c.connector.clone(), c.quotas.clone()))).collect();
+        pipeline.connectors.load().iter().map(|(key, c)| (key.clone(), (c.connector.clone(), c.quotas.clone()))).collect();
     let services = connectors::directory_sync::Services {
         connectors: &sources,
         limiter: pipeline.limiter.clone(),
@@ -257,6 +225,9 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     for puller in receipts::pullers(&config, &pipeline, &owner)? {
         tokio::spawn(puller.run(background.clone()));
     }
+    // SIGHUP and the API's reload message re-read the connector config file.
+    let reloader = Arc::new(reload::Reloader { path: settings.config.clone(), client, pipeline: pipeline.clone() });
+    reload::listen(reloader, consume_conn.clone(), names.clone(), format!("{owner}-control"), background.clone()).await?;
     let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
 

@@ -64,7 +64,8 @@ pub fn pullers(config: &Config, pipeline: &Pipeline, owner: &str) -> Result<Vec<
         let Some(interval) = receipt_mode(connector_config)?.and_then(|mode| mode.pull_interval()) else {
             continue;
         };
-        let Some(configured) = pipeline.connectors.get(&(kind.clone(), name.clone())) else {
+        let configs = pipeline.connectors.load();
+        let Some(configured) = configs.get(&(kind.clone(), name.clone())) else {
             continue;
         };
         pullers.push(Puller {

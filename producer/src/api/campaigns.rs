@@ -17,7 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use prometheus::{IntCounterVec, Opts};
@@ -30,6 +30,7 @@ use yizhan_schemas::{CampaignHead, FieldError, Job, expand, validate_campaign_ow
 use yizhan_state::{CampaignControl, CampaignRecord, CampaignStatus, Millis, ParkingLot, StateStore, now_millis};
 
 use crate::Producer;
+use crate::auth::Principal;
 
 /// Recipients validated and published together: one `publish_all`, its confirms awaited while the
 /// next chunk is published.
@@ -257,18 +258,26 @@ async fn add(state: &CampaignState, id: Uuid, jobs: usize) -> Result<(), Refusal
 }
 
 /// `POST /v1/campaigns`.
-pub async fn post_campaign(State(state): State<CampaignState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn post_campaign(
+    State(state): State<CampaignState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let value = match parse_body(body) {
         Ok(value) => value,
         Err(response) => return *response,
     };
     let checked = tokio::task::spawn_blocking(move || validate_campaign_owned(value)).await;
-    let (head, recipients) = match checked.expect("validation does not panic") {
+    let (mut head, recipients) = match checked.expect("validation does not panic") {
         Ok(checked) => checked,
+    let asked_tenant = value.get("tenant").and_then(Value::as_str).map(str::to_string);
         Err(errors) => return invalid(&errors),
     };
     if let Some(refused) = crate::callbacks::refusal(&state.callback_allow, head.callback.as_ref()) {
         return invalid(&[refused]);
+    }
+    if let Some(refused) = super::scope::authorize_campaign(&principal, asked_tenant.as_deref(), &mut head) {
+        return refused;
     }
     let count = recipients.len();
     let head = Arc::new(head);
@@ -335,13 +344,14 @@ pub async fn post_recipients(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    Extension(principal): Extension<Arc<Principal>>,
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(response) => return *response,
     };
     let (record, status) = match state.store.campaign(id).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no campaign with this id"),
+        Ok(Some(found)) if principal.owns(&found.0.tenant) => found,
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no campaign with this id"),
         Err(e) => return store_unavailable(&e),
     };
     if status.status == "cancelled" {
@@ -409,19 +419,23 @@ pub fn campaign_json(status: &CampaignStatus) -> Value {
 }
 
 /// `GET /v1/campaigns/{id}`.
-pub async fn get_campaign(State(state): State<CampaignState>, Path(id): Path<String>) -> Response {
+pub async fn get_campaign(
+    State(state): State<CampaignState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(response) => return *response,
     };
     match state.store.campaign(id).await {
-        Ok(Some((_, status))) => Json(campaign_json(&status)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no campaign with this id"),
+        Ok(Some((record, status))) if principal.owns(&record.tenant) => Json(campaign_json(&status)).into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "no campaign with this id"),
         Err(e) => store_unavailable(&e),
     }
 }
 
-async fn control(state: CampaignState, id: String, control: CampaignControl) -> Response {
+async fn control(state: CampaignState, principal: &Principal, id: String, control: CampaignControl) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(response) => return *response,
@@ -429,6 +443,14 @@ async fn control(state: CampaignState, id: String, control: CampaignControl) -> 
     let status = match state.store.control_campaign(id, control).await {
         Ok(Some(status)) => status,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no campaign with this id"),
+    // A scoped token controls only its tenant's campaigns; another's is as unknown to it.
+    if principal.tenant.is_some() {
+        match state.store.campaign(id).await {
+            Ok(Some((record, _))) if principal.owns(&record.tenant) => {}
+            Ok(_) => return error(StatusCode::NOT_FOUND, "no campaign with this id"),
+            Err(e) => return store_unavailable(&e),
+        }
+    }
         Err(e) => return store_unavailable(&e),
     };
     let cancel = matches!(control, CampaignControl::Cancelled);
@@ -462,6 +484,7 @@ async fn control(state: CampaignState, id: String, control: CampaignControl) -> 
     Json(campaign_json(&status)).into_response()
 }
 
+    crate::audit::record(principal, &format!("campaign {event}"), &format!("campaign {id}"));
 async fn wake(parking: &dyn ParkingLot, id: Uuid, held_only: bool) {
     if let Err(e) = parking.wake(&id.to_string(), held_only, now_millis()).await {
         warn!(error = %e, campaign = %id, "could not wake the campaign's parked jobs");
@@ -469,18 +492,30 @@ async fn wake(parking: &dyn ParkingLot, id: Uuid, held_only: bool) {
 }
 
 /// `POST /v1/campaigns/{id}/pause`.
-pub async fn pause(State(state): State<CampaignState>, Path(id): Path<String>) -> Response {
-    control(state, id, CampaignControl::Paused).await
+pub async fn pause(
+    State(state): State<CampaignState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Response {
+    control(state, &principal, id, CampaignControl::Paused).await
 }
 
 /// `POST /v1/campaigns/{id}/resume`.
-pub async fn resume(State(state): State<CampaignState>, Path(id): Path<String>) -> Response {
-    control(state, id, CampaignControl::Running).await
+pub async fn resume(
+    State(state): State<CampaignState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Response {
+    control(state, &principal, id, CampaignControl::Running).await
 }
 
 /// `POST /v1/campaigns/{id}/cancel`.
-pub async fn cancel(State(state): State<CampaignState>, Path(id): Path<String>) -> Response {
-    control(state, id, CampaignControl::Cancelled).await
+pub async fn cancel(
+    State(state): State<CampaignState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Response {
+    control(state, &principal, id, CampaignControl::Cancelled).await
 }
 
 #[cfg(test)]

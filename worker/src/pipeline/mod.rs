@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use rand::Rng;
@@ -98,6 +99,7 @@ impl Publish for Publisher {
 }
 
 /// A connector config ready to execute jobs.
+#[derive(Clone)]
 pub struct Configured {
     /// The connector built from the config.
     pub connector: Arc<dyn Connector>,
@@ -113,14 +115,18 @@ pub struct Configured {
     pub fallback: Option<Fallback>,
 }
 
+/// The configs of a worker by (kind, name).
+pub type ConfiguredMap = HashMap<(String, String), Configured>;
+
 /// Everything a delivery needs; shared by all in-flight jobs of a worker.
 pub struct Pipeline {
     /// The exchange and queue names of the worker's prefix.
     pub names: Names,
     /// The wait after failed attempt n is entry n-1, the last repeating; never empty.
     pub retry_delays: Vec<Duration>,
-    /// The configs of the config file by (kind, name); a job naming another is invalid.
-    pub connectors: HashMap<(String, String), Configured>,
+    /// The configs of the config file by (kind, name); a job naming another is invalid. Swapped
+    /// whole on reload; each job reads the map once, without a lock (an atomic pointer load).
+    pub connectors: ArcSwap<ConfiguredMap>,
     /// Claims, leases and outcomes by idempotency key.
     pub store: Arc<dyn StateStore>,
     /// Where jobs that must wait longer than [`MAX_INLINE_WAIT`] are held until they can run.
@@ -224,6 +230,8 @@ struct Work<'a> {
     attempt: u32,
     action: &'static ActionSpec,
     configured: &'a Configured,
+    /// The configs in force when the job was taken (its fallbacks are looked up there).
+    configs: &'a ConfiguredMap,
     /// Its campaign was cancelled.
     cancelled: bool,
 }
@@ -273,7 +281,9 @@ impl Pipeline {
 
     async fn process_job(&self, incoming: &Incoming<'_>, job: &Job, attempt: u32) -> Result<(), Unsettled> {
         let labels = (job.connector.as_str(), job.action.as_str());
-        let Some(configured) = self.connectors.get(&(job.connector.clone(), job.config.clone())) else {
+        // The configs in force now; a reload during the job leaves this job on them.
+        let configs = self.connectors.load_full();
+        let Some(configured) = configs.get(&(job.connector.clone(), job.config.clone())) else {
             let reason =
                 format!("$.config: no {} config named {:?} in this worker's config file", job.connector, job.config);
             return self.apply(incoming, Some(job), labels, attempt, decide::invalid(reason)).await;
@@ -314,7 +324,8 @@ impl Pipeline {
             }
         };
         self.hold(&job.idempotency_key);
-        let work = Work { job, attempt, action, configured, cancelled: campaign == CampaignControl::Cancelled };
+        let cancelled = campaign == CampaignControl::Cancelled;
+        let work = Work { job, attempt, action, configured, configs: &configs, cancelled };
         let settle = self.run_claimed(&work, progress.as_ref(), orphaned).await;
         let mut effects = decide::settle(settle, attempt, &self.backoff(), now_millis());
         if job.callback.is_some() {
@@ -378,11 +389,12 @@ impl Pipeline {
     ) -> Settle {
         let Work { job, attempt, action, configured, .. } = *work;
         let writes = action.effect == ActionEffect::Write;
-        let (mut name, mut target) = self.target_for(job, configured, attempt);
+        let configs = work.configs;
+        let (mut name, mut target) = target_for(configs, job, configured, attempt);
         loop {
             let config = (job.connector.clone(), name.to_string());
             if let Err(wait) = self.take_tokens(work, name, target, params).await {
-                if let Some(next) = self.fallback_of(job, target)
+                if let Some(next) = fallback_of(configs, job, target)
                     && let Some(fallback) = &target.fallback
                     && self.limiter.paused_for(&config).await.ok().flatten().is_some_and(|left| left > fallback.after)
                 {
@@ -420,7 +432,7 @@ impl Pipeline {
                         self.pause(&config, reason, *retry_after).await;
                     }
                     if let Failure::Unreachable { .. } = failure
-                        && let Some(next) = self.fallback_of(job, target)
+                        && let Some(next) = fallback_of(configs, job, target)
                     {
                         let why = "unreachable";
                         FailedOver { connector: &job.connector, action: &job.action, from: name, to: next.0, why }
@@ -432,29 +444,6 @@ impl Pipeline {
                 }
             }
         }
-    }
-
-    /// The config that takes attempt `attempt`: the job's own for its first `fallback_attempts`,
-    /// then its fallback for as many of that one's, and so on down the chain.
-    fn target_for<'a>(&'a self, job: &'a Job, configured: &'a Configured, attempt: u32) -> (&'a str, &'a Configured) {
-        let (mut name, mut target) = (job.config.as_str(), configured);
-        let mut left = attempt;
-        while let (Some(fallback), Some(next)) = (&target.fallback, self.fallback_of(job, target)) {
-            if left <= fallback.attempts {
-                break;
-            }
-            left -= fallback.attempts;
-            (name, target) = next;
-        }
-        (name, target)
-    }
-
-    /// The fallback config of `target`, by name, when it has one.
-    fn fallback_of<'a>(&'a self, job: &Job, target: &Configured) -> Option<(&'a str, &'a Configured)> {
-        let fallback = target.fallback.as_ref()?;
-        self.connectors
-            .get_key_value(&(job.connector.clone(), fallback.config.clone()))
-            .map(|((_, name), configured)| (name.as_str(), configured))
     }
 
     /// Takes a token of every limit of the call (the action's bucket, and each recipient's where
@@ -902,4 +891,32 @@ fn envelope_labels(body: &[u8]) -> (String, String) {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("unknown").to_string();
     (field("connector"), field("action"))
+}
+
+/// The config that takes attempt `attempt`: the job's own for its first `fallback_attempts`,
+/// then its fallback for as many of that one's, and so on down the chain.
+fn target_for<'a>(
+    configs: &'a ConfiguredMap,
+    job: &'a Job,
+    configured: &'a Configured,
+    attempt: u32,
+) -> (&'a str, &'a Configured) {
+    let (mut name, mut target) = (job.config.as_str(), configured);
+    let mut left = attempt;
+    while let (Some(fallback), Some(next)) = (&target.fallback, fallback_of(configs, job, target)) {
+        if left <= fallback.attempts {
+            break;
+        }
+        left -= fallback.attempts;
+        (name, target) = next;
+    }
+    (name, target)
+}
+
+/// The fallback config of `target`, by name, when it has one.
+fn fallback_of<'a>(configs: &'a ConfiguredMap, job: &Job, target: &Configured) -> Option<(&'a str, &'a Configured)> {
+    let fallback = target.fallback.as_ref()?;
+    configs
+        .get_key_value(&(job.connector.clone(), fallback.config.clone()))
+        .map(|((_, name), configured)| (name.as_str(), configured))
 }

@@ -129,7 +129,7 @@ async fn fixture_with(on_ambiguous: OnAmbiguous, answers: Vec<Result<Success, Fa
     let pipeline = Pipeline {
         names: Names::new("unit"),
         retry_delays: vec![Duration::from_secs(5), Duration::from_secs(30)],
-        connectors,
+        connectors: arc_swap::ArcSwap::from_pointee(connectors),
         store: Arc::new(store),
         parking: Arc::new(parking),
         limiter: limiter.clone(),
@@ -611,10 +611,11 @@ fn with_backup(f: &mut Fixture, answers: Vec<Result<Success, Failure>>, attempts
         calls: AtomicUsize::new(0),
         params: Mutex::new(Vec::new()),
     });
-    let primary = f.pipeline.connectors.get_mut(&(SMS.0.to_string(), SMS.1.to_string())).unwrap();
+    let mut configs = (**f.pipeline.connectors.load()).clone();
+    let primary = configs.get_mut(&(SMS.0.to_string(), SMS.1.to_string())).unwrap();
     primary.fallback = Some(Fallback { config: "backup".into(), after: Duration::from_secs(30), attempts });
     let quotas = primary.quotas.clone();
-    f.pipeline.connectors.insert(
+    configs.insert(
         (SMS.0.to_string(), "backup".to_string()),
         Configured {
             connector: backup.clone(),
@@ -625,6 +626,7 @@ fn with_backup(f: &mut Fixture, answers: Vec<Result<Success, Failure>>, attempts
             fallback: None,
         },
     );
+    f.pipeline.connectors.store(Arc::new(configs));
     backup
 }
 
