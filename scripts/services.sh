@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure RabbitMQ (127.0.0.1:5672, guest/guest) and Redis (127.0.0.1:6379) are up: starts them
 # when installed but stopped, installs them from Debian packages when missing. Idempotent.
-# Also installs (never starts) redis-sentinel, Dovecot and Postfix: the sentinel and qq_mail tests
+# Also installs (never starts) redis-sentinel, Dovecot, Postfix, Chromium and chromedriver: the sentinel and qq_mail tests
 # run private instances of them on free ports (scripts/redis-sentinel.sh, tests/src/mail.rs); a
 # system instance the packages may start is not used.
 set -euo pipefail
@@ -25,6 +25,10 @@ command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 [ -x /usr/lib/postfix/sbin/master ] || missing+=(postfix)
+# Headless Chromium and its WebDriver for the console's browser tests (tests/tests/console.rs,
+# through scripts/chromedriver.sh).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # pip, to install Tencent Cloud's official Python SDK below.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)

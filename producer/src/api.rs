@@ -620,6 +620,10 @@ pub struct ServeSettings {
     /// Most jobs in one `POST /v1/jobs` (more answer 413).
     #[arg(long = "http-max-batch", env = "YIZHAN_HTTP_MAX_BATCH", default_value_t = 1000)]
     pub http_max_batch: usize,
+    /// The workers' metrics URLs (`http://host:9464/metrics`), comma-separated: the console's
+    /// overview scrapes them for jobs by outcome when it is viewed.
+    #[arg(long = "worker-metrics", env = "YIZHAN_WORKER_METRICS", value_delimiter = ',')]
+    pub worker_metrics: Vec<String>,
 }
 
 /// Runs the API until `shutdown` resolves.
@@ -659,7 +663,19 @@ pub async fn serve(
     let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
     let listener = tokio::net::TcpListener::bind(&serve.http_addr).await.map_err(listen_error)?;
     info!(addr = %serve.http_addr, "serving the HTTP API");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(listen_error)
+    let console = crate::ui::UiState::new(
+        state.clone(),
+        crate::ui::UiSettings {
+            amqp_url: settings.amqp_url.clone(),
+            names: settings.names(),
+            delays: settings.retry_delays.clone(),
+            config: settings.config.clone(),
+            state_url: settings.state.clone(),
+            worker_metrics: serve.worker_metrics.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect(),
+        },
+    );
+    let app = router(state).merge(crate::ui::router(console));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(listen_error)
 }
         quotas: Default::default(),
         dead_letters: Arc::new(dead_letters::DeadLetterAccess::new(settings.amqp_url.clone(), settings.names())),

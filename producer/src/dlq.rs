@@ -138,7 +138,14 @@ impl Dlq {
 
     /// Every dead letter there now; the queue is left as it was (see the module docs).
     pub async fn list(&self) -> Result<Vec<DeadLetter>, DlqError> {
-        let taken = self.take_all().await?;
+        self.list_first(usize::MAX).await
+    }
+
+    /// The first `limit` dead letters (the console's bounded read). With more in the queue, the
+    /// ones read go back behind the others (copies are published to its tail), so that a queue
+    /// longer than `limit` is not left in its order.
+    pub async fn list_first(&self, limit: usize) -> Result<Vec<DeadLetter>, DlqError> {
+        let taken = self.take_up_to(limit).await?;
         let letters = taken.iter().map(|t| t.letter.clone()).collect();
         let failed = self.put_back(taken).await;
         if let Some(reason) = failed.first() {
@@ -216,13 +223,6 @@ impl Dlq {
         Ok(report)
     }
 
-    /// Empties the dead-letter queue; returns how many messages it held.
-    pub async fn purge(&self) -> Result<u32, DlqError> {
-        Ok(self.channel.queue_purge(self.names.dead().as_str().into(), QueuePurgeOptions::default()).await?)
-    }
-
-    /// How many messages the dead-letter queue holds.
-    pub async fn depth(&self) -> Result<u32, DlqError> {
     /// Deletes the dead letters `select` picks and keeps the others (a tenant's purge); returns
     /// the ids deleted.
     pub async fn discard(&self, select: &(dyn Fn(&DeadLetter) -> bool + Sync)) -> Result<Vec<Option<String>>, DlqError> {
@@ -240,6 +240,13 @@ impl Dlq {
         Ok(discarded)
     }
 
+    /// Empties the dead-letter queue; returns how many messages it held.
+    pub async fn purge(&self) -> Result<u32, DlqError> {
+        Ok(self.channel.queue_purge(self.names.dead().as_str().into(), QueuePurgeOptions::default()).await?)
+    }
+
+    /// How many messages the dead-letter queue holds.
+    pub async fn depth(&self) -> Result<u32, DlqError> {
         let queue = self
             .channel
             .queue_declare(
@@ -254,10 +261,16 @@ impl Dlq {
     /// Takes every message there now, unacked; unacked messages are not handed out again on this
     /// channel, so the loop ends when the queue has nothing left for us.
     async fn take_all(&self) -> Result<Vec<Taken>, DlqError> {
+        self.take_up_to(usize::MAX).await
+    }
+
+    /// Takes at most `limit` messages, unacked, as [`Dlq::take_all`] does.
+    async fn take_up_to(&self, limit: usize) -> Result<Vec<Taken>, DlqError> {
         let queue = self.names.dead();
         let mut taken = Vec::new();
-        while let Some(message) =
-            self.channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await?
+        while taken.len() < limit
+            && let Some(message) =
+                self.channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await?
         {
             let letter = describe(&message.delivery);
             taken.push(Taken { delivery: message.delivery, letter });

@@ -22,6 +22,7 @@ pub mod callbacks;
 pub mod dlq;
 pub mod receipts;
 mod tenants;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,6 +106,11 @@ impl Producer {
     pub fn with_tenants(mut self, registry: Arc<dyn StateStore>) -> Producer {
         self.tenants.set_registry(registry);
         self
+    }
+
+    /// The broker connection, for the console's queue depths.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// Whether the connection to the broker is up (it recovers by itself with `Recovery::Automatic`).

@@ -1,4 +1,4 @@
-# Shared by scripts/rabbit-cluster.sh and scripts/redis-sentinel.sh (sourced, not run): a fixture
+# Shared by scripts/rabbit-cluster.sh, scripts/redis-sentinel.sh and scripts/chromedriver.sh (sourced, not run): a fixture
 # directory DIR guarded by the lock DIR.lock (flock on fd 9), owned by processes listed in
 # DIR/owners, and a watchdog that calls the script's `down` once no owner has been alive for
 # OWNERS_GRACE seconds. A test process that owns a fixture may die any way it likes (a panic, a

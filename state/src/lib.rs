@@ -34,7 +34,7 @@ pub use model::{
     StoreError, WaitReason, now_millis,
 };
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
-pub use redis_conn::{RedisConnection, WAIT_TIMEOUT, is_redis_url, redis_connect};
+pub use redis_conn::{RedisConnection, WAIT_TIMEOUT, config_pause_key, is_redis_url, redis_connect};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 

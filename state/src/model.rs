@@ -41,6 +41,9 @@ pub enum StoreError {
     /// The thread or task that runs the blocking SQLite calls failed or stopped.
     #[error("state store task failed: {0}")]
     Task(String),
+    /// This backend does not offer the operation (named).
+    #[error("this state store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 /// A request to run attempt `attempt` of job `job_id` under idempotency key `key`.
@@ -598,6 +601,15 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The controls of the known campaigns among `ids`, in one round trip (unknown ids are left out).
     async fn campaign_controls(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, CampaignControl)>, StoreError>;
+
+    /// Campaigns newest first by id (UUIDv7 ids: creation order), at most `limit`, only those whose
+    /// id is below `before` when given: the console's list, a page at a time, read through an
+    /// index (never a scan of jobs). A backend without such an index answers
+    /// [`StoreError::Unsupported`].
+    async fn campaigns(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<CampaignStatus>, StoreError> {
+        let _ = (before, limit);
+        Err(StoreError::Unsupported("listing campaigns"))
+    }
 
     /// Adds tenants to the registry (already registered ones are ignored).
     async fn register_tenants(&self, tenants: &[String]) -> Result<(), StoreError>;

@@ -49,6 +49,12 @@ pub fn is_redis_url(url: &str) -> bool {
     ["redis://", "rediss://", "redis+sentinel://"].iter().any(|scheme| url.starts_with(scheme))
 }
 
+/// The key of a connector config's provider pause in a fleet's Redis: a key with a time to live,
+/// set by the workers' limiter and read by the console (one home for the name).
+pub fn config_pause_key(namespace: &str, kind: &str, config: &str) -> String {
+    format!("{namespace}:pause:{kind}:{config}")
+}
+
 /// A connection to the Redis of a state URL, cheap to clone (clones share it); use it like any
 /// redis-rs async connection (`query_async`, `Script::invoke_async`, pipelines).
 #[derive(Clone)]

@@ -12,7 +12,9 @@
 //! holds a receipt that came first, `{namespace}:pull:{queue}` (sorted set, by due time) lists the
 //! messages whose receipts are asked for, and `{namespace}:lease:{name}` is a lease. A campaign is the hash
 //! `{namespace}:campaign:{id}` (`tenant`, `key`, `head`, `send_at`, `created_at`, `total`,
-//! `control`, and the counters `n:<status>`), found by `{namespace}:campaign_key:{tenant}:{key}`.
+//! `control`, and the counters `n:<status>`), found by `{namespace}:campaign_key:{tenant}:{key}`;
+//! `{namespace}:campaigns` (sorted set, all scores 0, so ordered by id) lists them for the console
+//! (an id whose campaign expired is dropped from it when a listing meets it).
 //! Every write sets the touched keys' expiry to the retention (a waiting record's to the retention
 //! after it is due), so Redis prunes by itself.
 
@@ -30,7 +32,7 @@ use crate::model::{
     Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
 };
 use crate::redis_conn::{RedisConnection, percent_decode, redis_connect};
-use crate::sqlite::{duration_ms, parse_control, parse_json, tombstone_status};
+use crate::sqlite::{duration_ms, parse_campaign_id, parse_control, parse_json, tombstone_status};
 use crate::{redact, tenants};
 
 /// The Lua function that moves a campaign's counters (see [`StateStore`]): nothing for a record
@@ -545,6 +547,10 @@ impl RedisStore {
         format!("{}:campaign:{id}", self.namespace)
     }
 
+    fn campaign_list_key(&self) -> String {
+        format!("{}:campaigns", self.namespace)
+    }
+
     fn campaign_index_prefix(&self) -> String {
         format!("{}:campaign_key:", self.namespace)
     }
@@ -1002,6 +1008,13 @@ impl StateStore for RedisStore {
         }
         let id = Uuid::parse_str(id).map_err(|e| StoreError::Corrupt { key: name, reason: format!("bad id: {e}") })?;
         let (record, _, total, _) = parse_campaign(id, fields)?;
+        // The console's index; idempotent, so a campaign submitted again is listed once.
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.campaign_list_key())
+            .arg(0)
+            .arg(id.to_string())
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok((record, total))
     }
 
@@ -1040,6 +1053,41 @@ impl StateStore for RedisStore {
             .zip(controls)
             .filter_map(|(id, control)| control.map(|c| parse_control(*id, &c).map(|c| (*id, c))))
             .collect()
+    }
+
+    async fn campaigns(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<CampaignStatus>, StoreError> {
+        let index = self.campaign_list_key();
+        let mut list = Vec::with_capacity(limit.min(1000));
+        let mut upper = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
+        // Ids of expired campaigns are dropped as they are met, so each round makes progress.
+        while list.len() < limit {
+            let want = limit - list.len();
+            let ids: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                .arg(&index)
+                .arg(&upper)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(want)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let Some(last) = ids.last() else { break };
+            upper = format!("({last}");
+            let fetched = ids.len();
+            for id in ids {
+                match self.campaign(parse_campaign_id(&id)?).await? {
+                    Some((_, status)) => list.push(status),
+                    None => {
+                        let _: i64 =
+                            redis::cmd("ZREM").arg(&index).arg(&id).query_async(&mut self.conn.clone()).await?;
+                    }
+                }
+            }
+            if fetched < want {
+                break;
+            }
+        }
+        Ok(list)
     }
 
     async fn register_tenants(&self, tenants: &[String]) -> Result<(), StoreError> {

@@ -370,6 +370,13 @@ impl StateStore for SqliteStore {
         }
     }
 
+    async fn campaigns(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<CampaignStatus>, StoreError> {
+        match self.call(Op::Campaigns { before, limit, now: now_millis() }).await? {
+            Reply::CampaignList(list) => Ok(list),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
     async fn register_tenants(&self, tenants: &[String]) -> Result<(), StoreError> {
         if tenants.is_empty() {
             return Ok(());
@@ -442,6 +449,7 @@ enum Op {
     Campaign { id: Uuid, now: Millis },
     ControlCampaign { id: Uuid, control: CampaignControl, now: Millis },
     CampaignControls(Vec<Uuid>),
+    Campaigns { before: Option<Uuid>, limit: usize, now: Millis },
     AcceptOwned { tenant: String, job_ids: Vec<Uuid>, now: Millis },
     Owner(Uuid),
     RegisterTenants(Vec<String>),
@@ -462,6 +470,7 @@ enum Reply {
     Found(bool),
     Campaign(Option<(CampaignRecord, CampaignStatus)>),
     Controls(Vec<(Uuid, CampaignControl)>),
+    CampaignList(Vec<CampaignStatus>),
     Tenants(Vec<String>),
     Receipts(ReceiptsRecorded),
     Owner(Option<String>),
@@ -722,6 +731,29 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             Ok(Reply::Found(changed > 0))
         }
         Op::Campaign { id, now } => campaign(conn, ctx, *id, *now).map(Reply::Campaign),
+        Op::Campaigns { before, limit, now } => {
+            // The primary key (namespace, id) read backwards: a page costs `limit` rows.
+            let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+            let ids: Vec<String> = match before {
+                Some(before) => conn
+                    .prepare_cached(
+                        "SELECT id FROM yizhan_campaigns WHERE namespace = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    )?
+                    .query_map(params![ctx.ns, before.to_string(), limit], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?,
+                None => conn
+                    .prepare_cached("SELECT id FROM yizhan_campaigns WHERE namespace = ?1 ORDER BY id DESC LIMIT ?2")?
+                    .query_map(params![ctx.ns, limit], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?,
+            };
+            let mut list = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some((_, status)) = campaign(conn, ctx, parse_campaign_id(&id)?, *now)? {
+                    list.push(status);
+                }
+            }
+            Ok(Reply::CampaignList(list))
+        }
         Op::ControlCampaign { id, control, now } => {
             conn.prepare_cached(
                 "UPDATE yizhan_campaigns SET control = ?3, updated_at = MAX(updated_at, ?4)

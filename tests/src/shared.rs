@@ -1,6 +1,6 @@
 //! Servers shared by the tests of one test binary: a 3-node RabbitMQ cluster
-//! (`scripts/rabbit-cluster.sh`) and a Redis master with a replica and three sentinels
-//! (`scripts/redis-sentinel.sh`).
+//! (`scripts/rabbit-cluster.sh`), a Redis master with a replica and three sentinels
+//! (`scripts/redis-sentinel.sh`) and a chromedriver (`scripts/chromedriver.sh`).
 //!
 //! The scripts start them once per test run and binary (the directory is named after nextest's
 //! run id, or this process when run by `cargo test`): the first test to ask starts them, later
@@ -201,5 +201,24 @@ impl RedisSentinel {
             assert!(Instant::now() < deadline, "no failover from port {old} within {timeout:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A chromedriver on 127.0.0.1 (see `scripts/chromedriver.sh`); each WebDriver session it opens
+/// runs a headless Chromium of its own.
+#[derive(Debug)]
+pub struct ChromeDriver {
+    /// `http://127.0.0.1:<port>`, the WebDriver endpoint.
+    pub url: String,
+}
+
+static CHROMEDRIVER: OnceCell<ChromeDriver> = OnceCell::const_new();
+static CHROMEDRIVER_TURN: Mutex<()> = Mutex::const_new(());
+
+impl ChromeDriver {
+    /// The binary's chromedriver, running, for this test alone (in this process).
+    pub async fn shared() -> Lease<ChromeDriver> {
+        let dir = fixture_dir("chromedriver");
+        lease(&CHROMEDRIVER, &CHROMEDRIVER_TURN, "chromedriver.sh", &dir, |url| ChromeDriver { url }).await
     }
 }

@@ -314,7 +314,7 @@ impl RedisLimiter {
     }
 
     fn pause_key(&self, config: &ConfigKey) -> String {
-        format!("{}:pause:{}:{}", self.namespace, config.0, config.1)
+        yizhan_state::config_pause_key(&self.namespace, &config.0, &config.1)
     }
 }
 

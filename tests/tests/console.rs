@@ -1,0 +1,393 @@
+//! The operators' console (`/ui`, issue 23) in a real browser: headless Chromium from Debian's
+//! packages, driven over WebDriver (`fantoccini` against `chromedriver`, one per test binary:
+//! [`ChromeDriver::shared`]). WebDriver rather than DevTools: it is the W3C protocol that
+//! chromedriver keeps stable across Chromium versions, so Debian's matching pair is all it needs.
+//!
+//! Every wait is for an element or a condition, with a deadline. Screenshots of each page go to
+//! `target/console/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use yizhan_sandbox::SandboxConfig;
+use yizhan_tests::api::{Api, TOKEN};
+use yizhan_tests::shared::ChromeDriver;
+use yizhan_tests::{Harness, Store, WAIT, eventually, number, sms_job};
+
+/// How long an element may take to appear (pages are served locally; broker reads are quick).
+const ELEMENT_WAIT: Duration = Duration::from_secs(20);
+
+/// A new headless Chromium session on the shared chromedriver.
+async fn browser(driver: &ChromeDriver) -> Client {
+    let mut args = vec!["--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"];
+    // Chromium's sandbox cannot start as root (CI runs as root).
+    if runs_as_root() {
+        args.push("--no-sandbox");
+    }
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("goog:chromeOptions".into(), json!({"args": args}));
+    ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Whether this process runs as root (`id -u`; no libc call needed).
+fn runs_as_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `target/console/`, next to the binaries.
+fn screenshot_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe.ancestors().nth(3).expect("target/<profile>/deps/<exe>");
+    let dir = target.join("console");
+    std::fs::create_dir_all(&dir).expect("target/console");
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write the screenshot");
+}
+
+async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(ELEMENT_WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no element {css:?} within {ELEMENT_WAIT:?}: {e}"))
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    wait_for(client, css).await.text().await.expect("element text")
+}
+
+/// Signs in through the login form; the overview shows.
+async fn sign_in(client: &Client, api: &Api) {
+    client.goto(&format!("{}/ui/login", api.base)).await.unwrap();
+    wait_for(client, "#token").await.send_keys(TOKEN).await.unwrap();
+    wait_for(client, "#login button[type=submit]").await.click().await.unwrap();
+    wait_for(client, "#lanes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_dead_letters_and_replay_by_clicking() {
+    // 10 of the 100 jobs name a config whose secret key is wrong: the sandbox refuses them
+    // (AuthFailure, permanent), so they are dead-lettered.
+    let h = Harness::start(
+        "console",
+        Store::Sqlite,
+        SandboxConfig::default_accounts(),
+        &format!(
+            "[connectors.tencent_sms.bad]\nsecret_id = \"{}\"\nsecret_key = \"wrong-key\"\nsdk_app_id = \"{}\"\nendpoint = \"{{sandbox}}\"\n",
+            yizhan_sandbox::DEFAULT_SECRET_ID,
+            yizhan_sandbox::DEFAULT_SDK_APP_ID
+        ),
+    )
+    .await;
+    let worker = h.spawn_worker(&[]).await;
+    let api = Api::start_with(&h, &[("YIZHAN_WORKER_METRICS", &format!("{}/metrics", worker.metrics))]).await;
+
+    let numbers: Vec<String> = (0..100).map(number).collect();
+    let jobs: Vec<_> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut job = sms_job(&[n], None);
+            if i % 10 == 0 {
+                job.config = "bad".into();
+            }
+            job
+        })
+        .collect();
+    let ids = h.submit(&jobs).await;
+    let bad_numbers: Vec<&String> = numbers.iter().step_by(10).collect();
+    let dead_queue = h.names().dead();
+    eventually("90 sent and 10 dead-lettered", WAIT, || async {
+        h.sandbox().sent_sms().len() >= 90 && h.queue_depth(&dead_queue).await == 10
+    })
+    .await;
+    eventually("the worker counted 90 successes and 10 dead letters", WAIT, || async {
+        worker.jobs_total("succeeded").await == 90 && worker.jobs_total("dead_lettered").await == 10
+    })
+    .await;
+
+    let driver = ChromeDriver::shared().await;
+    let client = browser(&driver).await;
+
+    // No session: the login page.
+    client.goto(&format!("{}/ui/dead", api.base)).await.unwrap();
+    wait_for(&client, "#login").await;
+    assert!(client.current_url().await.unwrap().path().ends_with("/ui/login"));
+    screenshot(&client, "login").await;
+    // A wrong token stays there.
+    wait_for(&client, "#token").await.send_keys("not-the-token").await.unwrap();
+    wait_for(&client, "#login button[type=submit]").await.click().await.unwrap();
+    assert!(text_of(&client, "p.error").await.contains("not a valid API token"));
+    sign_in(&client, &api).await;
+
+    // Overview: the lanes with their consumer, the outcomes from the worker's counters.
+    let lane = format!("tr[data-queue=\"{}.jobs.normal\"] td:nth-child(4)", h.prefix);
+    assert_eq!(text_of(&client, &lane).await, "1", "one worker consumes the normal lane");
+    let dead_row = format!("tr[data-queue=\"{dead_queue}\"] td:nth-child(3)");
+    assert_eq!(text_of(&client, &dead_row).await, "10");
+    assert_eq!(text_of(&client, "tr[data-outcome=succeeded] td:nth-child(2)").await, "90");
+    assert_eq!(text_of(&client, "tr[data-outcome=dead_lettered] td:nth-child(2)").await, "10");
+    screenshot(&client, "overview").await;
+
+    // Dead letters: the 10, each with its reason.
+    wait_for(&client, "nav a[href=\"/ui/dead\"]").await.click().await.unwrap();
+    wait_for(&client, "#letters").await;
+    let rows = client.find_all(Locator::Css("tr.letter")).await.unwrap();
+    assert_eq!(rows.len(), 10, "the DLQ page lists the 10 dead letters");
+    let source = client.source().await.unwrap();
+    assert!(source.contains("permanent") && source.contains("tencent_sms"), "kind and connector are shown");
+    for secret in [yizhan_sandbox::DEFAULT_SECRET_KEY, "wrong-key"] {
+        assert!(!source.contains(secret), "a secret on the DLQ page");
+    }
+    screenshot(&client, "dead-letters").await;
+    // A filter that matches none of them.
+    client.goto(&format!("{}/ui/dead?kind=exhausted", api.base)).await.unwrap();
+    wait_for(&client, "#letters").await;
+    assert!(client.find_all(Locator::Css("tr.letter")).await.unwrap().is_empty());
+    // One letter.
+    let one = ids[0];
+    client.goto(&format!("{}/ui/dead/letter/{one}", api.base)).await.unwrap();
+    assert!(text_of(&client, "#letter").await.contains("permanent"));
+    screenshot(&client, "dead-letter").await;
+
+    // Fix the config (the right key) and restart the worker on it.
+    drop(worker);
+    let config = std::fs::read_to_string(&h.config_path).unwrap();
+    std::fs::write(&h.config_path, config.replace("\"wrong-key\"", "\"${YIZHAN_TEST_SMS_KEY}\"")).unwrap();
+    let worker = h.spawn_worker(&[]).await;
+
+    // Replay by clicking: select every letter, then "Replay selected".
+    client.goto(&format!("{}/ui/dead", api.base)).await.unwrap();
+    wait_for(&client, "#letters").await;
+    for checkbox in client.find_all(Locator::Css("tr.letter input[type=checkbox]")).await.unwrap() {
+        checkbox.click().await.unwrap();
+    }
+    wait_for(&client, "#replay-selected").await.click().await.unwrap();
+    let flash = text_of(&client, "#flash").await;
+    assert!(flash.contains("Replayed 10"), "{flash}");
+    screenshot(&client, "dead-letters-replayed").await;
+
+    // Each replayed job is delivered once.
+    eventually("the 10 replayed jobs delivered", WAIT, || async {
+        bad_numbers.iter().all(|n| h.sandbox().sms_count_for(n) >= 1)
+    })
+    .await;
+    eventually("the worker settled the 10 replays", WAIT, || async { worker.jobs_total("succeeded").await == 10 })
+        .await;
+    for n in &numbers {
+        assert_eq!(h.sandbox().sms_count_for(n), 1, "{n} was sent exactly once");
+    }
+    assert_eq!(h.queue_depth(&dead_queue).await, 0);
+
+    // Job lookup: a replayed job succeeded.
+    client.goto(&format!("{}/ui/jobs", api.base)).await.unwrap();
+    wait_for(&client, "#lookup input[name=id]").await.send_keys(&one.to_string()).await.unwrap();
+    wait_for(&client, "#lookup button").await.click().await.unwrap();
+    assert_eq!(text_of(&client, "#job-status").await, "succeeded");
+    screenshot(&client, "job").await;
+
+    // Configs: the policy of each config, never a secret.
+    client.goto(&format!("{}/ui/configs", api.base)).await.unwrap();
+    assert!(text_of(&client, "tr[data-config=\"wecom_robot.ops\"]").await.contains("6000/min"));
+    wait_for(&client, "tr[data-config=\"tencent_sms.bad\"]").await;
+    let source = client.source().await.unwrap();
+    for secret in
+        [yizhan_sandbox::DEFAULT_SECRET_KEY, yizhan_sandbox::DEFAULT_SECRET_ID, yizhan_sandbox::DEFAULT_ROBOT_KEYS[0]]
+    {
+        assert!(!source.contains(secret), "a credential on the configs page");
+    }
+    screenshot(&client, "configs").await;
+
+    // Signing out ends the session.
+    wait_for(&client, "form.logout button").await.click().await.unwrap();
+    wait_for(&client, "#login").await;
+    client.goto(&format!("{}/ui", api.base)).await.unwrap();
+    wait_for(&client, "#login").await;
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_pause_and_resume_by_clicking() {
+    let h = Harness::start("console-campaign", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    // No worker: the campaign's jobs wait in their lane, so it stays in progress.
+    let api = Api::start(&h).await;
+    let recipients: Vec<Value> = (0..5).map(|i| json!({"to": number(i)})).collect();
+    let (status, created) = api
+        .post(
+            "/v1/campaigns",
+            &json!({
+                "name": "spring sale", "idempotency_key": "spring-sale",
+                "connector": "tencent_sms", "config": "default", "action": "send_sms",
+                "params": {"sign_name": "Yizhan", "template_id": "1001", "template_params": ["123456"]},
+                "recipients": recipients,
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let driver = ChromeDriver::shared().await;
+    let client = browser(&driver).await;
+    sign_in(&client, &api).await;
+    wait_for(&client, "nav a[href=\"/ui/campaigns\"]").await.click().await.unwrap();
+    let row = format!("tr[data-id=\"{id}\"]");
+    assert!(text_of(&client, &row).await.contains("spring sale"));
+    screenshot(&client, "campaigns").await;
+    wait_for(&client, &format!("{row} a")).await.click().await.unwrap();
+    assert_eq!(text_of(&client, "#campaign-status").await, "running");
+    screenshot(&client, "campaign").await;
+
+    wait_for(&client, "#campaign-pause").await.click().await.unwrap();
+    wait_for(&client, "#campaign-resume").await;
+    assert_eq!(text_of(&client, "#campaign-status").await, "paused");
+    let (_, seen) = api.call(reqwest::Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(seen["status"], "paused", "the API sees the pause: {seen}");
+    screenshot(&client, "campaign-paused").await;
+
+    wait_for(&client, "#campaign-resume").await.click().await.unwrap();
+    wait_for(&client, "#campaign-pause").await;
+    assert_eq!(text_of(&client, "#campaign-status").await, "running");
+    let (_, seen) = api.call(reqwest::Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(seen["status"], "running", "{seen}");
+    client.close().await.unwrap();
+}
+
+/// `application/x-www-form-urlencoded` of `fields`.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect::<String>()
+    };
+    fields.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect::<Vec<_>>().join("&")
+}
+
+/// The login form's CSRF token and cookie, from `GET /ui/login`.
+async fn login_form(http: &reqwest::Client, api: &Api) -> (String, String) {
+    let response = http.get(format!("{}/ui/login", api.base)).send().await.unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let html = response.text().await.unwrap();
+    (hidden_csrf(&html), cookie)
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_csrf_guard_every_form() {
+    let h = Harness::start("console-csrf", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let api = Api::start(&h).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // A dead letter that a forged purge must not remove.
+    let dead = h.names().dead();
+    let publisher = yizhan_broker::Publisher::open(&h.connection).await.unwrap();
+    publisher
+        .publish(yizhan_broker::Message {
+            exchange: &dead,
+            routing_key: "",
+            body: b"{\"connector\":\"tencent_sms\"}",
+            message_id: None,
+            headers: Default::default(),
+            expiration_ms: None,
+        })
+        .await
+        .unwrap();
+    eventually("the dead letter is in", WAIT, || async { h.queue_depth(&dead).await == 1 }).await;
+
+    // Without a session every page and form goes to the login page.
+    for (method, path) in [("GET", "/ui"), ("GET", "/ui/dead"), ("GET", "/ui/configs"), ("POST", "/ui/dead/purge")] {
+        let request = http.request(method.parse().unwrap(), format!("{}{path}", api.base));
+        let response = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("confirm", "yes")]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{method} {path}");
+        assert_eq!(response.headers()["location"], "/ui/login", "{method} {path}");
+    }
+    // The login form itself needs its CSRF token.
+    let (csrf, login_cookie) = login_form(&http, &api).await;
+    let forged = http
+        .post(format!("{}/ui/login", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", TOKEN)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "a login without the CSRF cookie and field");
+    let wrong = http
+        .post(format!("{}/ui/login", api.base))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", TOKEN), ("csrf", "0000")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403, "a login with a wrong CSRF token");
+    let signed_in = http
+        .post(format!("{}/ui/login", api.base))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let set_cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("yizhan_session="))
+        .expect("a session cookie");
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(!set_cookie.contains(TOKEN), "the cookie never carries the token");
+    let session = set_cookie.split(';').next().unwrap().to_string();
+
+    // With the session, pages load; the purge form's own token is on its page.
+    let page = http.get(format!("{}/ui/dead/purge", api.base)).header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    let form_csrf = hidden_csrf(&page.text().await.unwrap());
+    // A form post without the CSRF token, or with another, is refused and changes nothing.
+    for fields in [vec![("confirm", "yes")], vec![("confirm", "yes"), ("csrf", "f00d")]] {
+        let response = http
+            .post(format!("{}/ui/dead/purge", api.base))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&fields))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{fields:?}");
+    }
+    assert_eq!(h.queue_depth(&dead).await, 1, "a refused purge purged nothing");
+    // With it, the purge goes through.
+    let response = http
+        .post(format!("{}/ui/dead/purge", api.base))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("confirm", "yes"), ("csrf", form_csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/ui/dead?purged=1");
+    assert_eq!(h.queue_depth(&dead).await, 0);
+}
