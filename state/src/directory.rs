@@ -59,12 +59,14 @@ pub async fn open_directory(url: &str, namespace: &str) -> Result<Arc<dyn Direct
     } else if crate::redis_conn::is_redis_url(url) {
         let store = RedisStore::open(url, namespace, crate::model::DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisDirectory { conn: store.connection(), namespace: namespace.to_string() }))
+    } else if crate::postgres::is_postgres_url(url) {
+        Ok(Arc::new(crate::postgres::PostgresDirectory::open(url, namespace).await?))
     } else {
         Err(StoreError::BadUrl(crate::redact::url_credentials(url)))
     }
 }
 
-fn ttl_ms(ttl: Duration) -> Millis {
+pub(crate) fn ttl_ms(ttl: Duration) -> Millis {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
@@ -371,6 +373,14 @@ mod tests {
         contract(open_directory(&url, "t-dir-sqlite").await.unwrap()).await;
         // Another namespace in the same file sees nothing.
         let other = open_directory(&url, "t-dir-other").await.unwrap();
+        assert_eq!(other.snapshot("hr").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_the_contract() {
+        let database = crate::ScratchDatabase::create().await.unwrap();
+        contract(open_directory(database.url(), "t-dir-postgres").await.unwrap()).await;
+        let other = open_directory(database.url(), "t-dir-other").await.unwrap();
         assert_eq!(other.snapshot("hr").await.unwrap(), None);
     }
 

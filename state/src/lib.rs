@@ -9,14 +9,16 @@
 //! a paused campaign's jobs until it is resumed. Delivery receipts are matched to their jobs by
 //! the provider's message id (`sid`), indexed in the same write as the job's success.
 //!
-//! Two backends share one contract and one test suite: SQLite (`sqlite://PATH`, single node) and
-//! Redis (`redis://HOST:PORT/DB`, a fleet). Times are passed in by the caller (milliseconds since the
-//! Unix epoch) so that leases are testable without sleeping; fleet clocks must agree to well within
-//! the lease.
+//! Three backends share one contract and one test suite: SQLite (`sqlite://PATH`, single node),
+//! Redis (`redis://HOST:PORT/DB`, a fleet) and PostgreSQL (`postgres://USER@HOST:PORT/DB`, a fleet
+//! whose records live in a database it already runs). Times are passed in by the caller
+//! (milliseconds since the Unix epoch) so that leases are testable without sleeping; fleet clocks
+//! must agree to well within the lease.
 
 mod directory;
 mod model;
 mod parking;
+mod postgres;
 pub mod redact;
 mod redis_conn;
 mod redis_store;
@@ -34,13 +36,16 @@ pub use model::{
     StoreError, WaitReason, now_millis,
 };
 pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
+pub use postgres::{
+    PostgresDirectory, PostgresParking, PostgresStore, ScratchDatabase, TEST_POSTGRES_URL, is_postgres_url,
+};
 pub use redis_conn::{RedisConnection, WAIT_TIMEOUT, config_pause_key, is_redis_url, redis_connect};
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by a URL: `sqlite://PATH` (relative or absolute; `sqlite::memory:` for an
-/// in-memory store) or `redis://HOST:PORT/DB`. `namespace` separates deployments that share one
-/// store (the queue prefix).
+/// in-memory store), `redis://HOST:PORT/DB` or `postgres://USER@HOST:PORT/DB`. `namespace`
+/// separates deployments that share one store (the queue prefix).
 pub async fn open(url: &str, namespace: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     open_with_retention(url, namespace, DEFAULT_RETENTION).await
 }
@@ -57,6 +62,8 @@ pub async fn open_with_retention(
         Ok(Arc::new(SqliteStore::open(":memory:", namespace, retention).await?))
     } else if is_redis_url(url) {
         Ok(Arc::new(RedisStore::open(url, namespace, retention).await?))
+    } else if is_postgres_url(url) {
+        Ok(Arc::new(PostgresStore::open(url, namespace, retention).await?))
     } else {
         Err(StoreError::BadUrl(redact::url_credentials(url)))
     }

@@ -22,7 +22,7 @@ pub fn now_millis() -> Millis {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names no backend; it is carried with its password redacted.
-    #[error("unsupported state store URL {0:?}: expected sqlite://PATH or redis://HOST:PORT/DB")]
+    #[error("unsupported state store URL {0:?}: expected sqlite://PATH, redis://HOST:PORT/DB or postgres://USER@HOST:PORT/DB")]
     BadUrl(String),
     /// SQLite refused the statement or could not open the file.
     #[error("sqlite: {0}")]
@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The Redis server is unreachable or refused the command.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The PostgreSQL server is unreachable or refused the statement.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// A stored record does not parse (written by another version, or edited by hand).
     #[error("corrupt record for key {key:?}: {reason}")]
     Corrupt {

@@ -89,7 +89,7 @@ pub trait ParkingLot: Send + Sync + 'static {
 }
 
 /// Entries made due per statement (SQLite) or script (Redis) by a wake.
-const WAKE_CHUNK: usize = 10_000;
+pub(crate) const WAKE_CHUNK: usize = 10_000;
 
 /// Opens the parking lot of the state store named by `url` (see [`crate::open`]).
 pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingLot>, StoreError> {
@@ -100,6 +100,8 @@ pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingL
     } else if crate::redis_conn::is_redis_url(url) {
         let store = RedisStore::open(url, namespace, DEFAULT_RETENTION).await?;
         Ok(Arc::new(RedisParking { conn: store.connection(), namespace: namespace.to_string() }))
+    } else if crate::postgres::is_postgres_url(url) {
+        Ok(Arc::new(crate::postgres::PostgresParking::open(url, namespace).await?))
     } else {
         Err(StoreError::BadUrl(crate::redact::url_credentials(url)))
     }
@@ -118,7 +120,7 @@ impl fmt::Debug for SqliteParking {
 }
 
 /// The due time a held entry is stored with: never reached.
-const HELD_DUE: Millis = Millis::MAX;
+pub(crate) const HELD_DUE: Millis = Millis::MAX;
 
 /// The tables; `campaign`, `held` and `parked_due` (the due time it was parked with, which a
 /// take does not move) came with campaigns ([`PARKING_INDEXES`] needs them, so older files get

@@ -808,7 +808,7 @@ struct Current {
 }
 
 /// The states a claim treats like `retrying`: the job waits for its next copy.
-fn is_waiting(state: &str) -> bool {
+pub(crate) fn is_waiting(state: &str) -> bool {
     matches!(state, "retrying" | "scheduled" | "deferred")
 }
 
@@ -1199,7 +1199,7 @@ fn create_campaign(
 }
 
 /// The counters of a campaign besides its record statuses.
-const STORED_COUNTS: [&str; 3] = ["duplicate", "delivered", "undelivered"];
+pub(crate) const STORED_COUNTS: [&str; 3] = ["duplicate", "delivered", "undelivered"];
 
 /// A campaign row: the record, its control, total and stored counters (the record statuses and
 /// [`STORED_COUNTS`]).
@@ -1260,7 +1260,7 @@ pub(crate) fn parse_control(id: Uuid, text: &str) -> Result<CampaignControl, Sto
     })
 }
 
-fn parse_campaign_id(text: &str) -> Result<Uuid, StoreError> {
+pub(crate) fn parse_campaign_id(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text)
         .map_err(|e| StoreError::Corrupt { key: format!("campaign {text}"), reason: format!("bad id: {e}") })
 }
@@ -1452,7 +1452,7 @@ pub(crate) fn parse_delivery(key: &str, text: Option<&str>) -> Result<Option<BTr
     .transpose()
 }
 
-fn to_json(value: Option<&Value>) -> Option<String> {
+pub(crate) fn to_json(value: Option<&Value>) -> Option<String> {
     value.map(Value::to_string)
 }
 

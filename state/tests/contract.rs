@@ -1,6 +1,7 @@
-//! One contract suite, run against every backend: SQLite on a file, SQLite in memory, and Redis at
+//! One contract suite, run against every backend: SQLite on a file, SQLite in memory, Redis at
 //! `redis://127.0.0.1:6379/0` (each test in its own random namespace, so tests run in parallel and
-//! nothing is flushed). Leases are driven by the caller-supplied `now`: nothing sleeps.
+//! nothing is flushed), and PostgreSQL at 127.0.0.1:5432 (each test in a database of its own,
+//! dropped when it ends, passed or failed). Leases are driven by the caller-supplied `now`: nothing sleeps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use tempfile::TempDir;
 use uuid::Uuid;
 use yizhan_state::{
     CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryState,
-    ExpectedReceipts, Finish, FinishedState, Millis, PendingReceipt, Receipt, RedisStore, SqliteStore, StateStore,
-    WaitReason, now_millis,
+    ExpectedReceipts, Finish, FinishedState, Millis, PendingReceipt, PostgresStore, Receipt, RedisStore,
+    ScratchDatabase, SqliteStore, StateStore, WaitReason, now_millis,
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -23,6 +24,7 @@ enum Backend {
     SqliteFile(TempDir),
     SqliteMemory,
     Redis,
+    Postgres(ScratchDatabase),
 }
 
 impl Backend {
@@ -36,6 +38,10 @@ impl Backend {
 
     fn redis() -> Self {
         Self::Redis
+    }
+
+    async fn postgres() -> Self {
+        Self::Postgres(ScratchDatabase::create().await.expect("create a database (is PostgreSQL on 127.0.0.1:5432?)"))
     }
 
     /// A store in namespace `ns` (for a file, the same file every time).
@@ -54,6 +60,7 @@ impl Backend {
                     .await
                     .expect("open redis (is it running on 127.0.0.1:6379?)"),
             ),
+            Self::Postgres(db) => Arc::new(PostgresStore::open(db.url(), ns, RETENTION).await.expect("open postgres")),
         }
     }
 
@@ -1126,6 +1133,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(&super::Backend::redis()).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::Backend::postgres().await).await;
                 }
             )*
         }

@@ -1,11 +1,12 @@
 //! The parking lot's contract, on SQLite (a file shared by two handles, as two workers on one node
-//! would share it) and on Redis (each test in its own namespace). Times are passed in: nothing sleeps.
+//! would share it), on Redis (each test in its own namespace) and on PostgreSQL (each test in a
+//! database of its own). Times are passed in: nothing sleeps.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use yizhan_state::{Parked, ParkingLot, Taken, open_parking};
+use yizhan_state::{Parked, ParkingLot, ScratchDatabase, Taken, open_parking};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 const LEASE: Duration = Duration::from_secs(30);
@@ -14,11 +15,28 @@ fn namespace() -> String {
     format!("parking-test-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Where a test's parking lot lives: a temp dir for SQLite, a database of its own for PostgreSQL.
+struct Place {
+    dir: TempDir,
+    database: Option<ScratchDatabase>,
+}
+
+impl Place {
+    async fn new(backend: &str) -> Place {
+        let database = match backend {
+            "postgres" => Some(ScratchDatabase::create().await.expect("create a postgres database")),
+            _ => None,
+        };
+        Place { dir: tempfile::tempdir().expect("temp dir"), database }
+    }
+}
+
 /// Two handles on one parking lot, as two workers of a fleet have.
-async fn two_handles(backend: &str, dir: &TempDir) -> (Arc<dyn ParkingLot>, Arc<dyn ParkingLot>) {
+async fn two_handles(backend: &str, place: &Place) -> (Arc<dyn ParkingLot>, Arc<dyn ParkingLot>) {
     let ns = namespace();
-    let url = match backend {
-        "sqlite" => format!("sqlite://{}", dir.path().join("state.db").display()),
+    let url = match (backend, &place.database) {
+        ("sqlite", _) => format!("sqlite://{}", place.dir.path().join("state.db").display()),
+        (_, Some(database)) => database.url().to_string(),
         _ => REDIS_URL.to_string(),
     };
     let a = open_parking(&url, &ns).await.expect("open parking");
@@ -40,7 +58,7 @@ fn entry(id: &str, due: i64) -> Parked {
 }
 
 async fn contract(backend: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Place::new(backend).await;
     let (a, b) = two_handles(backend, &dir).await;
     let t0 = 1_000_000;
 
@@ -98,6 +116,11 @@ async fn redis_parking_lot_holds_hides_and_releases() {
     contract("redis").await;
 }
 
+#[tokio::test]
+async fn postgres_parking_lot_holds_hides_and_releases() {
+    contract("postgres").await;
+}
+
 fn campaign_entry(id: &str, campaign: &str, held: bool, due: i64) -> Parked {
     Parked { campaign: Some(campaign.to_string()), held, reason: "paused".to_string(), ..entry(id, due) }
 }
@@ -111,7 +134,7 @@ fn ids(taken: &[Taken]) -> Vec<&str> {
 /// Held entries wait for a wake whatever their due time; a wake makes a campaign's held entries
 /// (or all its entries) due at once, and `held_campaigns` names the campaigns still holding some.
 async fn hold_and_wake(backend: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Place::new(backend).await;
     let (a, b) = two_handles(backend, &dir).await;
     let t0 = 1_000_000;
     let far = t0 + 86_400_000;
@@ -169,7 +192,7 @@ async fn hold_and_wake(backend: &str) {
 
 /// More held entries than one wake chunk: one call wakes them all.
 async fn wake_goes_in_chunks(backend: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Place::new(backend).await;
     let (a, _) = two_handles(backend, &dir).await;
     const HELD: usize = 12_345;
     const LATER: usize = 10_500;
@@ -215,6 +238,11 @@ async fn redis_parking_lot_holds_and_wakes_campaigns() {
     hold_and_wake("redis").await;
 }
 
+#[tokio::test]
+async fn postgres_parking_lot_holds_and_wakes_campaigns() {
+    hold_and_wake("postgres").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_wake_goes_in_chunks() {
     wake_goes_in_chunks("sqlite").await;
@@ -223,6 +251,11 @@ async fn sqlite_wake_goes_in_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_wake_goes_in_chunks() {
     wake_goes_in_chunks("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wake_goes_in_chunks() {
+    wake_goes_in_chunks("postgres").await;
 }
 
 #[tokio::test]
