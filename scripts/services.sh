@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure RabbitMQ (127.0.0.1:5672, guest/guest) and Redis (127.0.0.1:6379) are up: starts them
+# Makes sure RabbitMQ (127.0.0.1:5672, guest/guest), Redis (127.0.0.1:6379) and PostgreSQL
+# (127.0.0.1:5432, user postgres, trust) are up: starts them
 # when installed but stopped, installs them from Debian packages when missing. Idempotent.
 # Also installs (never starts) redis-sentinel, Dovecot, Postfix, Chromium and chromedriver: the sentinel and qq_mail tests
 # run private instances of them on free ports (scripts/redis-sentinel.sh, tests/src/mail.rs); a
@@ -25,6 +26,8 @@ command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 [ -x /usr/lib/postfix/sbin/master ] || missing+=(postfix)
+# PostgreSQL for the postgres:// state store's tests (state/tests, tests/tests/postgres.rs).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 # Headless Chromium and its WebDriver for the console's browser tests (tests/tests/console.rs,
 # through scripts/chromedriver.sh).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -56,6 +59,29 @@ if ! port_open 5672; then
   rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
 fi
 
+# PostgreSQL on 127.0.0.1:5432, trusting user postgres over local TCP, with a database `test`:
+# the tests create (and drop) a database of their own on it (yizhan_state::ScratchDatabase).
+pg_trusts() { psql -h 127.0.0.1 -U postgres -d postgres -w -tAc 'SELECT 1' >/dev/null 2>&1; }
+if ! port_open 5432; then
+  echo "services: starting postgresql" >&2
+  pg_version="$(ls /usr/lib/postgresql | sort -V | tail -1)"
+  [ -d "/etc/postgresql/$pg_version/main" ] || pg_createcluster "$pg_version" main >/dev/null
+  pg_ctlcluster "$pg_version" main start
+fi
+wait_port postgresql 5432 60
+if ! pg_trusts; then
+  echo "services: letting user postgres in from 127.0.0.1 without a password (tests only)" >&2
+  for hba in /etc/postgresql/*/*/pg_hba.conf; do
+    grep -q '# yizhan tests' "$hba" || sed -i '1i host all postgres 127.0.0.1/32 trust # yizhan tests' "$hba"
+  done
+  for cluster in /etc/postgresql/*/*/; do
+    pg_ctlcluster "$(basename "$(dirname "$cluster")")" "$(basename "$cluster")" reload || true
+  done
+  for _ in $(seq 1 40); do pg_trusts && break; sleep 0.25; done
+fi
+psql -h 127.0.0.1 -U postgres -d postgres -w -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 ||
+  psql -h 127.0.0.1 -U postgres -d postgres -w -qc 'CREATE DATABASE test'
+
 # Tencent Cloud's official Python SDK, for sandbox/tests/tencent_official_sdk.rs (the sandbox must
 # accept the provider's own client's requests).
 if ! python3 -c 'import tencentcloud.sms.v20210111, tencentcloud.ses.v20201002' >/dev/null 2>&1; then
@@ -68,4 +94,4 @@ fi
 
 wait_port redis 6379 30
 wait_port rabbitmq 5672 120
-echo "services: rabbitmq and redis are up; redis-sentinel, dovecot and postfix are installed" >&2
+echo "services: rabbitmq, redis and postgresql are up; redis-sentinel, dovecot and postfix are installed" >&2
