@@ -12,6 +12,8 @@
 //! - The campaign endpoints, `/v1/campaigns...` (see [`campaigns`]).
 //! - `POST /v1/receipts/tencent_sms/{config}?token=`: the SMS status callback, open (the config's
 //!   `receipt_token` authenticates it; see [`crate::receipts`]).
+//! - `GET|POST /v1/events/wecom/{config}`: WeCom's contact-change callback, open (WeCom's
+//!   signature and AES authenticate it; see [`crate::wecom_events`]).
 //! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
 
 pub mod campaigns;
@@ -58,6 +60,8 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/v1/campaigns/{id}/resume", true),
     ("POST", "/v1/campaigns/{id}/cancel", true),
     ("POST", crate::receipts::ROUTE, false),
+    ("GET", crate::wecom_events::ROUTE, false),
+    ("POST", crate::wecom_events::ROUTE, false),
     ("GET", "/v1/catalog", true),
     ("GET", "/healthz", false),
     ("GET", "/v1/dlq", true),
@@ -103,6 +107,8 @@ pub struct ApiState {
     pub callback_allow: Arc<yizhan_broker::CallbackAllow>,
     /// The `receipt_token` of each SMS config whose receipts are pushed to this API.
     pub receipt_tokens: Arc<crate::receipts::ReceiptTokens>,
+    /// The change-event callback settings of the WeCom configs (`POST /v1/events/wecom/{config}`).
+    pub wecom_callbacks: Arc<crate::wecom_events::WecomCallbacks>,
 }
 
 /// The producer's own metrics (no label carries a job id or a token).
@@ -168,6 +174,12 @@ impl FromRef<ApiState> for crate::receipts::ReceiptState {
     }
 }
 
+impl FromRef<ApiState> for crate::wecom_events::EventState {
+    fn from_ref(state: &ApiState) -> crate::wecom_events::EventState {
+        crate::wecom_events::EventState { producer: state.producer.clone(), callbacks: state.wecom_callbacks.clone() }
+    }
+}
+
 impl FromRef<ApiState> for CampaignState {
     fn from_ref(state: &ApiState) -> CampaignState {
         CampaignState {
@@ -196,6 +208,8 @@ pub fn router(state: ApiState) -> Router {
             ("POST", "/v1/campaigns/{id}/resume") => post(campaigns::resume),
             ("POST", "/v1/campaigns/{id}/cancel") => post(campaigns::cancel),
             ("POST", crate::receipts::ROUTE) => post(crate::receipts::post_receipts),
+            ("GET", crate::wecom_events::ROUTE) => get(crate::wecom_events::verify_url),
+            ("POST", crate::wecom_events::ROUTE) => post(crate::wecom_events::post_event),
             ("GET", "/v1/catalog") => get(get_catalog),
             ("GET", "/healthz") => get(healthz),
             ("GET", "/readyz") => get(readyz),
@@ -659,6 +673,7 @@ pub async fn serve(
         metrics: ApiMetrics::new(),
         callback_allow: Arc::new(settings.callback_allow.clone()),
         receipt_tokens: Arc::new(crate::receipts::ReceiptTokens::load(&settings.config)?),
+        wecom_callbacks: Arc::new(crate::wecom_events::WecomCallbacks::load(&settings.config)?),
     };
     let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
     let listener = tokio::net::TcpListener::bind(&serve.http_addr).await.map_err(listen_error)?;

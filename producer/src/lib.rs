@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod receipts;
 mod tenants;
 pub mod ui;
+pub mod wecom_events;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -22,6 +22,7 @@ async fn start() -> String {
         metrics: ApiMetrics::new(),
         callback_allow: Default::default(),
         receipt_tokens: Default::default(),
+        wecom_callbacks: Default::default(),
         quotas: Default::default(),
         dead_letters: Default::default(),
         reload: Default::default(),

@@ -51,6 +51,7 @@ pub mod tencent_meeting;
 mod throttle;
 pub mod wecom;
 mod wecom_contacts;
+pub mod wecom_events;
 pub mod wecom_robot;
 
 use std::net::SocketAddr;

@@ -194,9 +194,40 @@ impl SandboxState {
         self.wecom.with(|data, _| data.directory.clone())
     }
 
-    /// Changes the WeCom corp's directory (add, rename, remove departments and members).
+    /// Changes the WeCom corp's directory (add, rename, remove departments and members). With a
+    /// callback set ([`Self::set_wecom_callback`]) and inside a Tokio runtime, each change is then
+    /// announced to it as WeCom's signed, encrypted `change_contact` event, in the background.
     pub fn edit_wecom_directory<R>(&self, edit: impl FnOnce(&mut Directory) -> R) -> R {
-        self.wecom.with(|data, _| edit(&mut data.directory))
+        let (result, announce) = self.wecom.with(|data, _| {
+            let before = data.directory.clone();
+            let result = edit(&mut data.directory);
+            let announce = data.callback.clone().map(|callback| {
+                let now = chrono::Utc::now().timestamp();
+                let events = crate::wecom_events::changes(&before, &data.directory, &callback.corp_id, now);
+                (callback, events)
+            });
+            (result, announce)
+        });
+        if let (Some((callback, events)), Ok(runtime)) = (announce, tokio::runtime::Handle::try_current())
+            && !events.is_empty()
+        {
+            let wecom = self.wecom.clone();
+            runtime.spawn(async move {
+                let sent = crate::wecom_events::send(callback, events).await;
+                wecom.with(|data, _| data.events_sent.extend(sent));
+            });
+        }
+        result
+    }
+
+    /// Announces later edits of the WeCom directory to `callback` (None: to nobody).
+    pub fn set_wecom_callback(&self, callback: Option<crate::wecom_events::WecomCallback>) {
+        self.wecom.with(|data, _| data.callback = callback);
+    }
+
+    /// What the callback receiver answered each announced change: (ChangeType, HTTP status).
+    pub fn wecom_events_sent(&self) -> Vec<crate::wecom_events::SentEvent> {
+        self.wecom.with(|data, _| data.events_sent.clone())
     }
 
     /// The Feishu tenant's directory as the contact reads see it now.

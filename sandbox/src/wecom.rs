@@ -185,6 +185,10 @@ pub(crate) struct WecomState {
     messages: Vec<Value>,
     /// (agentid, userid) → delivery times within the longest of [`MEMBER_LIMITS`].
     deliveries: HashMap<(String, String), VecDeque<Instant>>,
+    /// Where directory edits are announced ([`crate::wecom_events`]).
+    pub(crate) callback: Option<crate::wecom_events::WecomCallback>,
+    /// What the receiver answered each announced change, oldest first.
+    pub(crate) events_sent: Vec<crate::wecom_events::SentEvent>,
 }
 
 impl Default for WecomState {
@@ -194,6 +198,8 @@ impl Default for WecomState {
             tokens: HashMap::new(),
             messages: Vec::new(),
             deliveries: HashMap::new(),
+            callback: None,
+            events_sent: Vec::new(),
         }
     }
 }

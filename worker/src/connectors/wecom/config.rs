@@ -27,6 +27,12 @@ pub struct WecomConfig {
     /// The app's `agentid`, used by `send_app_message` when the job gives none.
     #[serde(default)]
     pub agentid: Option<u64>,
+    /// The change-event callback's Token; read by `yizhan-producer serve` (src/wecom_events.rs).
+    #[serde(default)]
+    pub callback_token: Option<Secret>,
+    /// The change-event callback's EncodingAESKey (43 characters); read by the producer.
+    #[serde(default)]
+    pub encoding_aes_key: Option<Secret>,
 }
 
 impl WecomConfig {
