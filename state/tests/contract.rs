@@ -1178,3 +1178,37 @@ contract!(
     pending_receipts_are_taken_until_final,
     leases_have_one_holder,
 );
+
+/// The console's campaign list: newest first by id, a page at a time, each campaign once however
+/// often it is submitted (SQLite and Redis; the PostgreSQL store does not list campaigns yet).
+async fn campaigns_are_listed_newest_first(backend: &Backend) {
+    let store = backend.store().await;
+    assert!(store.campaigns(None, 10).await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let record = campaign_record("default", None);
+        let (created, _) = store.create_campaign(&record).await.unwrap();
+        // Submitted again: the same campaign, listed once.
+        assert_eq!(store.create_campaign(&record).await.unwrap().0.id, created.id);
+        ids.push(created.id);
+    }
+    let newest_first: Vec<Uuid> = ids.iter().rev().copied().collect();
+    let first = store.campaigns(None, 3).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.id).collect::<Vec<_>>(), newest_first[..3]);
+    assert_eq!(first[0].name.as_deref(), Some("spring sale"));
+    let rest = store.campaigns(Some(first[2].id), 10).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.id).collect::<Vec<_>>(), newest_first[3..]);
+    assert!(store.campaigns(Some(ids[0]), 10).await.unwrap().is_empty());
+}
+
+mod campaign_list {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::campaigns_are_listed_newest_first(&super::Backend::sqlite_file()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        super::campaigns_are_listed_newest_first(&super::Backend::redis()).await;
+    }
+}
