@@ -17,6 +17,7 @@
 //! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
 
 pub mod campaigns;
+mod trace;
 
 use std::sync::Arc;
 pub mod dead_letters;
@@ -229,6 +230,7 @@ pub fn router(state: ApiState) -> Router {
     protected
         .merge(open)
             ("POST", "/v1/admin/reload") => post(reload::post_reload),
+        .layer(middleware::from_fn(trace::server_span))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(state.limits.max_body))
         .with_state(state)
@@ -346,7 +348,7 @@ async fn post_jobs(
         response.headers_mut().insert(header::RETRY_AFTER, retry_after.parse().expect("digits are a header value"));
         return response;
     }
-    let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all(&jobs)).await else {
+    let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&jobs, &trace::message_headers())).await else {
         state.metrics.jobs("unconfirmed", jobs.len());
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -160,6 +160,12 @@ impl Producer {
     }
 
     pub async fn submit_all(&self, jobs: &[Job]) -> Vec<Result<Uuid, ProducerError>> {
+        self.submit_all_with(jobs, &FieldTable::default()).await
+    }
+
+    /// [`Producer::submit_all`] with `headers` on every message (the W3C trace context of the
+    /// request that submits them).
+    pub async fn submit_all_with(&self, jobs: &[Job], headers: &FieldTable) -> Vec<Result<Uuid, ProducerError>> {
         let unready = self.tenants.unready(jobs.iter().map(|job| job.tenant.as_str()));
         let failed =
             if unready.is_empty() { HashMap::new() } else { self.tenants.prepare(&self.connection, unready).await };
@@ -178,7 +184,7 @@ impl Producer {
                 routing_key,
                 body,
                 message_id: Some(id),
-                headers: FieldTable::default(),
+                headers: headers.clone(),
                 expiration_ms: None,
             })
             .collect();

@@ -164,12 +164,17 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Only the API exports traces (it starts them); the other commands log.
+    let traces = matches!(cli.command, Command::Serve(_));
+    let telemetry = match yizhan_telemetry::init("yizhan-producer", yizhan_telemetry::LogFormat::Text, "warn", traces) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(flag) = cli.serve_before.first_given()
         && !matches!(cli.command, Command::Serve(_))
     {
@@ -189,7 +194,10 @@ async fn main() -> ExitCode {
         Command::Serve(serve) => {
             let after = matches.subcommand_matches("serve").expect("the serve subcommand matched");
             let serve = cli.serve_before.apply(serve, after);
-            match yizhan_producer::api::serve(&cli.settings, &serve, shutdown_signal()).await {
+            let served = yizhan_producer::api::serve(&cli.settings, &serve, shutdown_signal()).await;
+            // The spans of the last requests are still in the exporter's buffer.
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

@@ -176,12 +176,18 @@ rate_limit = "6000/min"
 
     /// Starts a worker process; waits until it consumes.
     pub async fn spawn_worker(&self, args: &[&str]) -> Worker {
+        self.spawn_worker_with(args, &[]).await
+    }
+
+    /// [`Harness::spawn_worker`] with `env` on top of the harness's environment.
+    pub async fn spawn_worker_with(&self, args: &[&str], env: &[(&str, &str)]) -> Worker {
         let port = free_port();
         let log = self.dir.path().join(format!("worker-{port}.log"));
         let child = Command::new(binary("yizhan-worker"))
             .envs(self.env())
             .env("YIZHAN_METRICS_ADDR", format!("127.0.0.1:{port}"))
             .env("YIZHAN_LEASE", "2s")
+            .envs(env.iter().copied())
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

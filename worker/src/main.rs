@@ -3,6 +3,7 @@
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use yizhan_broker::Settings;
+use yizhan_telemetry::LogFormat;
 use yizhan_worker::WorkerSettings;
 
 #[derive(Parser)]
@@ -27,13 +28,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
+    let format = if cli.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
+    let telemetry = yizhan_telemetry::init("yizhan-worker", format, "info", true)?;
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -43,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    yizhan_worker::run(cli.settings, cli.worker, shutdown).await?;
+    let ran = yizhan_worker::run(cli.settings, cli.worker, shutdown).await;
+    // The spans of the last jobs are still in the exporter's buffer.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    ran?;
     Ok(())
 }
 

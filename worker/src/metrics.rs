@@ -27,7 +27,8 @@ pub enum JobOutcome {
 }
 
 impl JobOutcome {
-    fn label(self) -> &'static str {
+    /// The `outcome` label, also the settle span's `outcome`.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             JobOutcome::Succeeded => "succeeded",
             JobOutcome::Retried => "retried",
@@ -51,6 +52,17 @@ pub enum RequestResult {
     Transient,
     /// The provider refused the call for good.
     Permanent,
+}
+
+impl RequestResult {
+    /// The `result` label, also the provider call span's `result`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RequestResult::Ok => "ok",
+            RequestResult::Transient => "transient",
+            RequestResult::Permanent => "permanent",
+        }
+    }
 }
 
 /// The worker's registry and its metrics; clones share them.
@@ -189,12 +201,7 @@ impl Metrics {
     /// Counts one provider call by its classified result.
     pub fn provider_request(&self, connector: &str, result: RequestResult) {
         let (connector, _) = bounded(connector, "");
-        let result = match result {
-            RequestResult::Ok => "ok",
-            RequestResult::Transient => "transient",
-            RequestResult::Permanent => "permanent",
-        };
-        self.provider_requests.with_label_values(&[connector, result]).inc();
+        self.provider_requests.with_label_values(&[connector, result.label()]).inc();
     }
 
     /// Observes the time a job waited for a rate-limit token (0 when none was needed).

@@ -176,6 +176,8 @@ async fn expand_all(head: Arc<CampaignHead>, recipients: Vec<Value>) -> Result<V
 /// Returns the confirmed count, or a failure (some jobs may be enqueued then: resubmitting is safe,
 /// their idempotency keys absorb them).
 async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal> {
+    // Every job of the campaign continues the request's trace.
+    let trace = super::trace::message_headers();
     let total = jobs.len();
     if total == 0 {
         return Ok(0);
@@ -207,9 +209,10 @@ async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal
             // Not recorded as accepted one by one, as `POST /v1/jobs` does: nobody holds a campaign
             // job's id before a worker records it, and the campaign's counters say how many are
             // queued. (A million inserts would also contend with the workers for the store.)
+            let trace = trace.clone();
             publishing.spawn(async move {
                 let producer = producer.get().expect("checked above: connected once");
-                let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all(&chunk)).await else {
+                let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&chunk, &trace)).await else {
                     return (0, Some(format!("the broker did not confirm within {CONFIRM_TIMEOUT:?}")));
                 };
                 let mut confirmed = 0;

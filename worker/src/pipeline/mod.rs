@@ -273,9 +273,7 @@ impl Pipeline {
                 return Ok(None);
             }
         };
-        let span =
-            tracing::info_span!("job", job_id = %job.id, connector = %job.connector, action = %job.action, attempt);
-        self.process_job(&incoming, &job, attempt).instrument(span).await?;
+        self.process_job(&incoming, &job, attempt).instrument(job_span(&incoming, &job, attempt)).await?;
         Ok(Some((job.connector, job.action)))
     }
 
@@ -312,6 +310,7 @@ impl Pipeline {
                 replay: attempt == 1 && incoming.is_replay(),
                 campaign: job.campaign,
             })
+            .instrument(yizhan_telemetry::span!("claim"))
             .await?;
         let finished_before = matches!(claim, Claim::Finished { .. });
         let (progress, orphaned) = match decide::on_claim(claim, attempt, &self.backoff()) {
@@ -320,7 +319,7 @@ impl Pipeline {
                 if job.callback.is_some() {
                     effects = decide::with_callback(effects, finished_before);
                 }
-                return self.apply(incoming, Some(job), labels, attempt, effects).await;
+                return self.apply(incoming, Some(job), labels, attempt, effects).instrument(settle_span()).await;
             }
         };
         self.hold(&job.idempotency_key);
@@ -331,7 +330,7 @@ impl Pipeline {
         if job.callback.is_some() {
             effects = decide::with_callback(effects, false);
         }
-        let settled = self.apply(incoming, Some(job), labels, attempt, effects).await;
+        let settled = self.apply(incoming, Some(job), labels, attempt, effects).instrument(settle_span()).await;
         self.release(&job.idempotency_key);
         settled
     }
@@ -393,7 +392,8 @@ impl Pipeline {
         let (mut name, mut target) = target_for(configs, job, configured, attempt);
         loop {
             let config = (job.connector.clone(), name.to_string());
-            if let Err(wait) = self.take_tokens(work, name, target, params).await {
+            let waiting = yizhan_telemetry::span!("rate-limit wait", config = name);
+            if let Err(wait) = self.take_tokens(work, name, target, params).instrument(waiting).await {
                 if let Some(next) = fallback_of(configs, job, target)
                     && let Some(fallback) = &target.fallback
                     && self.limiter.paused_for(&config).await.ok().flatten().is_some_and(|left| left > fallback.after)
@@ -414,8 +414,16 @@ impl Pipeline {
                 return Settle::NotYet { until, progress: progress.cloned(), why: WaitReason::RateLimit, reason };
             }
             let call = Call { job_id: job.id, action, params, attempt, progress };
-            match target.connector.execute(call).await {
+            let calling = yizhan_telemetry::span!(
+                "provider call",
+                otel.kind = "client",
+                config = name,
+                result = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            match target.connector.execute(call).instrument(calling.clone()).await {
                 Ok(success) => {
+                    calling.record("result", RequestResult::Ok.label());
                     ProviderCalled { connector: &job.connector, result: RequestResult::Ok }.emit(&self.metrics);
                     let result = with_capped(success.result, capped);
                     let result = if name == job.config { result } else { with_config(result, name) };
@@ -427,6 +435,8 @@ impl Pipeline {
                         Failure::Permanent { .. } => RequestResult::Permanent,
                         _ => RequestResult::Transient,
                     };
+                    calling.record("result", result.label());
+                    calling.record("otel.status_code", "ERROR");
                     ProviderCalled { connector: &job.connector, result }.emit(&self.metrics);
                     if let Failure::Throttled { reason, retry_after } = &failure {
                         self.pause(&config, reason, *retry_after).await;
@@ -603,6 +613,9 @@ impl Pipeline {
                     self.publish_callback(job, completion).await?;
                 }
                 Effect::Settled { outcome, reason } => {
+                    if yizhan_telemetry::exporting() {
+                        tracing::Span::current().record("outcome", outcome.label());
+                    }
                     let in_campaign = job.is_some_and(|j| j.campaign.is_some());
                     JobSettled { connector, action, outcome, reason: reason.as_deref(), in_campaign }
                         .emit(&self.metrics);
@@ -830,6 +843,32 @@ impl Pipeline {
         }
         self.store.renew(&self.owner, &keys, now_millis(), self.lease).await
     }
+}
+
+/// The span of one delivery of a job. When this worker exports traces it continues the trace of
+/// the message's `traceparent` (the submitting request's, on every attempt of the job); otherwise
+/// it is the log span it always was, and the headers are not read.
+fn job_span(incoming: &Incoming<'_>, job: &Job, attempt: u32) -> tracing::Span {
+    if !yizhan_telemetry::exporting() {
+        return tracing::info_span!("job", job_id = %job.id, connector = %job.connector, action = %job.action, attempt);
+    }
+    let span = tracing::info_span!(
+        "job",
+        otel.kind = "consumer",
+        job_id = %job.id,
+        connector = %job.connector,
+        config = %job.config,
+        action = %job.action,
+        attempt,
+    );
+    yizhan_telemetry::continue_from_message(&span, incoming.headers);
+    span
+}
+
+/// The span of carrying out a delivery's effects (record, retry copy, dead letter, callback, ack
+/// decision); `outcome` is its `yizhan_jobs_total` outcome.
+fn settle_span() -> tracing::Span {
+    yizhan_telemetry::span!("settle", outcome = tracing::field::Empty)
 }
 
 /// The wire name of a final state, as the status API writes it.
