@@ -48,6 +48,9 @@ pub enum Store {
     Sqlite,
     /// The shared Redis at [`REDIS_URL`], namespaced by the test's prefix.
     Redis,
+    /// A PostgreSQL database of the test's own on the local server
+    /// ([`yizhan_state::ScratchDatabase`]), dropped with the harness.
+    Postgres,
 }
 
 /// One test's world: prefix, temp dir, sandbox, config file, state store.
@@ -60,8 +63,10 @@ pub struct Harness {
     pub sandbox: Sandbox,
     /// `YIZHAN_CONFIG`: the generated `yizhan.toml` in [`Harness::dir`].
     pub config_path: PathBuf,
-    /// `YIZHAN_STATE`: a `sqlite://` path in `dir`, or [`REDIS_URL`].
+    /// `YIZHAN_STATE`: a `sqlite://` path in `dir`, [`REDIS_URL`], or the test's PostgreSQL database.
     pub state_url: String,
+    /// The test's PostgreSQL database ([`Store::Postgres`]); dropped after the harness's cleanup.
+    pub database: Option<yizhan_state::ScratchDatabase>,
     /// The broker of this test: the shared one unless [`Harness::start_on`] named another.
     pub amqp_url: String,
     /// The test's own connection to that broker, for inspecting and publishing.
@@ -115,14 +120,19 @@ rate_limit = "6000/min"
             ),
         )
         .unwrap();
-        let state_url = match store {
-            Store::Sqlite => format!("sqlite://{}", dir.path().join("state.db").display()),
-            Store::Redis => REDIS_URL.to_string(),
+        let database = match store {
+            Store::Postgres => Some(yizhan_state::ScratchDatabase::create().await.expect("a postgres database")),
+            Store::Sqlite | Store::Redis => None,
+        };
+        let state_url = match (store, &database) {
+            (Store::Postgres, Some(database)) => database.url().to_string(),
+            (Store::Redis, _) => REDIS_URL.to_string(),
+            _ => format!("sqlite://{}", dir.path().join("state.db").display()),
         };
         let connection = yizhan_broker::connect(amqp_url, "yizhan-test", yizhan_broker::Recovery::Automatic)
             .await
             .expect("broker up");
-        Harness { prefix, dir, sandbox, config_path, state_url, amqp_url: amqp_url.to_string(), connection }
+        Harness { prefix, dir, sandbox, config_path, state_url, database, amqp_url: amqp_url.to_string(), connection }
     }
 
     /// What the sandbox saw, and its faults (same as `self.sandbox.state()`).
