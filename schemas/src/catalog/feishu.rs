@@ -112,24 +112,27 @@ pub(super) struct ListDepartmentUsers {
 
 /// `department_id_type`: how department ids in the path, params and answer are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
 pub(super) enum DepartmentIdType {
     /// The custom `department_id`.
-    DepartmentId,
+    #[serde(rename = "department_id")]
+    Custom,
     /// The `open_department_id` (`od-…`), Feishu's default.
-    OpenDepartmentId,
+    #[serde(rename = "open_department_id")]
+    Open,
 }
 
 /// `user_id_type`: how user ids in the path, params and answer are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
 pub(super) enum UserIdType {
     /// The app's `open_id` (`ou_…`), Feishu's default.
-    OpenId,
+    #[serde(rename = "open_id")]
+    Open,
     /// The developer's `union_id`.
-    UnionId,
+    #[serde(rename = "union_id")]
+    Union,
     /// The tenant's `user_id`.
-    UserId,
+    #[serde(rename = "user_id")]
+    Tenant,
 }
 
 /// `POST /open-apis/contact/v3/departments`; the answer's `department` carries its ids.
