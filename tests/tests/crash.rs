@@ -70,7 +70,16 @@ async fn wait_settled(h: &Harness, ids: &[uuid::Uuid]) -> HashMap<String, usize>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_run_loses_nothing_and_repeats_only_jobs_in_flight() {
-    let h = Harness::start("kill-retry", Store::Redis, SandboxConfig::default_accounts(), "").await;
+    sigkill_mid_run("kill-retry", Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_run_with_postgres_loses_nothing_and_repeats_only_jobs_in_flight() {
+    sigkill_mid_run("kill-retry-pg", Store::Postgres).await;
+}
+
+async fn sigkill_mid_run(test: &str, store: Store) {
+    let h = Harness::start(test, store, SandboxConfig::default_accounts(), "").await;
     let ids = slow_backlog(&h, 600, "default").await;
     let mut worker = h.spawn_worker(&["--concurrency", CONCURRENCY]).await;
     h.sandbox().wait_for_sms(150, LONG_WAIT).await.unwrap();
@@ -110,7 +119,16 @@ async fn sigkill_under_dead_letter_policy_sends_nothing_twice_and_parks_the_ambi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_jobs_and_exits_zero() {
-    let h = Harness::start("term", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    sigterm_drains("term", Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_postgres_drains_in_flight_jobs_and_exits_zero() {
+    sigterm_drains("term-pg", Store::Postgres).await;
+}
+
+async fn sigterm_drains(test: &str, store: Store) {
+    let h = Harness::start(test, store, SandboxConfig::default_accounts(), "").await;
     let ids = slow_backlog(&h, 200, "default").await;
     let mut worker = h.spawn_worker(&["--concurrency", "8"]).await;
     h.sandbox().wait_for_sms(40, LONG_WAIT).await.unwrap();

@@ -35,7 +35,17 @@ async fn one_sms_job_is_sent_once_and_recorded() {
 /// every request's signature verified.
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_failures_end_with_exactly_one_sms_per_number() {
-    let h = Harness::start("sms-mixed", Store::Redis, SandboxConfig::default_accounts(), "").await;
+    mixed_failures("sms-mixed", Store::Redis).await;
+}
+
+/// The same with the records in PostgreSQL (issue 20's acceptance).
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_failures_with_postgres_end_with_exactly_one_sms_per_number() {
+    mixed_failures("sms-mixed-pg", Store::Postgres).await;
+}
+
+async fn mixed_failures(test: &str, store: Store) {
+    let h = Harness::start(test, store, SandboxConfig::default_accounts(), "").await;
     let sandbox = h.sandbox();
     let throttled: Vec<String> = (0..10).map(number).collect();
     let http_500: Vec<String> = (10..20).map(number).collect();
