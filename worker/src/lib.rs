@@ -175,6 +175,11 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         campaigns: pipeline::CampaignControls::default(),
     });
 
+    // SIGHUP and the API's reload message re-read the connector config file; listening before
+    // the worker says it is ready, so that a SIGHUP once it is never meets the default action.
+    let reloader = Arc::new(reload::Reloader { path: settings.config.clone(), client, pipeline: pipeline.clone() });
+    reload::listen(reloader, consume_conn.clone(), names.clone(), format!("{owner}-control"), shutdown.clone()).await?;
+
     // Acks go out coalesced, up to `FLUSH_EVERY` after a job ends, and until then its delivery
     // still counts against the broker's window: with a window of just the concurrency, slots
     // would idle waiting for deliveries (at 14k jobs/s, 5 ms is 70 of 256). A quarter more keeps
@@ -225,9 +230,6 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     for puller in receipts::pullers(&config, &pipeline, &owner)? {
         tokio::spawn(puller.run(background.clone()));
     }
-    // SIGHUP and the API's reload message re-read the connector config file.
-    let reloader = Arc::new(reload::Reloader { path: settings.config.clone(), client, pipeline: pipeline.clone() });
-    reload::listen(reloader, consume_conn.clone(), names.clone(), format!("{owner}-control"), background.clone()).await?;
     let (tenants_tx, mut tenants_rx) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(lanes::poll_tenants(pipeline.store.clone(), tenants_tx, background.clone()));
 
