@@ -71,6 +71,9 @@ pub struct UiState {
 impl UiState {
     /// The console's state over the API's.
     pub fn new(api: ApiState, settings: UiSettings) -> UiState {
+        // reqwest is built without a default TLS provider; the broker connection installs the same
+        // one, but in the background, possibly after this client is built.
+        yizhan_broker::install_crypto_provider();
         UiState {
             api,
             settings: Arc::new(settings),
