@@ -1180,7 +1180,7 @@ contract!(
 );
 
 /// The console's campaign list: newest first by id, a page at a time, each campaign once however
-/// often it is submitted (SQLite and Redis; the PostgreSQL store does not list campaigns yet).
+/// often it is submitted.
 async fn campaigns_are_listed_newest_first(backend: &Backend) {
     let store = backend.store().await;
     assert!(store.campaigns(None, 10).await.unwrap().is_empty());
@@ -1210,5 +1210,39 @@ mod campaign_list {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis() {
         super::campaigns_are_listed_newest_first(&super::Backend::redis()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::campaigns_are_listed_newest_first(&super::Backend::postgres().await).await;
+    }
+}
+
+/// The owner of an accepted job of a tenant (issue 22's scoped tokens), recorded with the accept.
+async fn owners_are_recorded_with_the_accept(backend: &Backend) {
+    let store = backend.store().await;
+    let (mine, unknown, t0) = (job(), job(), now_millis());
+    store.accept_owned("acme", &[mine, mine], t0).await.unwrap();
+    store.accept_owned("acme", &[], t0).await.unwrap();
+    assert!(store.accepted(mine).await.unwrap());
+    assert_eq!(store.owner(mine).await.unwrap().as_deref(), Some("acme"));
+    assert_eq!(store.owner(unknown).await.unwrap(), None);
+    assert!(!store.accepted(unknown).await.unwrap());
+}
+
+mod owners {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::owners_are_recorded_with_the_accept(&super::Backend::sqlite_file()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        super::owners_are_recorded_with_the_accept(&super::Backend::redis()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::owners_are_recorded_with_the_accept(&super::Backend::postgres().await).await;
     }
 }

@@ -10,7 +10,10 @@ use tracing::{info, warn};
 use crate::model::StoreError;
 
 /// Every migration, in order: (version, name, SQL). A new one is appended, never edited.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("../../migrations/postgres/001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/001_init.sql")),
+    (2, "owners", include_str!("../../migrations/postgres/002_owners.sql")),
+];
 
 /// The advisory lock key of the migrations ("yizhan" in ASCII), the same in every process.
 const MIGRATION_LOCK: i64 = 0x7969_7a68_616e;

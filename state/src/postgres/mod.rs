@@ -749,6 +749,7 @@ async fn prune(tx: &impl GenericClient, ns: &str, now: Millis, retention_ms: i64
         "DELETE FROM yizhan_jobs j WHERE j.namespace = $1 AND j.updated_at < $2
            AND NOT EXISTS (SELECT 1 FROM yizhan_keys k WHERE k.namespace = $1 AND k.key = j.key)",
         "DELETE FROM yizhan_accepted WHERE namespace = $1 AND accepted_at < $2",
+        "DELETE FROM yizhan_owners WHERE namespace = $1 AND accepted_at < $2",
         "DELETE FROM yizhan_tombstones WHERE namespace = $1 AND at < $2",
         "DELETE FROM yizhan_counted WHERE namespace = $1 AND at < $2",
         "DELETE FROM yizhan_sids WHERE namespace = $1 AND at < $2",
@@ -837,6 +838,59 @@ impl StateStore for PostgresStore {
             .await?;
         client.execute(&statement, &[&self.namespace, &ids, &now]).await?;
         Ok(())
+    }
+
+    async fn accept_owned(&self, tenant: &str, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = job_ids.iter().collect::<BTreeSet<_>>().into_iter().map(Uuid::to_string).collect();
+        let client = self.pool.get().await?;
+        // One statement, so one commit: the owners and the accepted marks.
+        let statement = client
+            .prepare_cached(
+                "WITH owned AS (
+                     INSERT INTO yizhan_owners (namespace, job_id, tenant, accepted_at)
+                     SELECT $1, id, $4, $3 FROM unnest($2::text[]) AS id
+                     ON CONFLICT (namespace, job_id) DO UPDATE
+                     SET tenant = excluded.tenant, accepted_at = excluded.accepted_at)
+                 INSERT INTO yizhan_accepted (namespace, job_id, accepted_at)
+                 SELECT $1, id, $3 FROM unnest($2::text[]) AS id
+                 ON CONFLICT (namespace, job_id) DO UPDATE SET accepted_at = excluded.accepted_at",
+            )
+            .await?;
+        client.execute(&statement, &[&self.namespace, &ids, &now, &tenant]).await?;
+        Ok(())
+    }
+
+    async fn owner(&self, job_id: Uuid) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement =
+            client.prepare_cached("SELECT tenant FROM yizhan_owners WHERE namespace = $1 AND job_id = $2").await?;
+        Ok(client.query_opt(&statement, &[&self.namespace, &job_id.to_string()]).await?.map(|row| row.get(0)))
+    }
+
+    async fn campaigns(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<CampaignStatus>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (ns, now) = (self.namespace.as_str(), now_millis());
+        // The primary key (namespace, id) read backwards: a page costs `limit` rows. No id sorts
+        // above "~" (UUIDs are hex and dashes), so no `before` reads from the newest.
+        let before = before.map_or_else(|| "~".to_string(), |id| id.to_string());
+        in_transaction!(self.pool, |tx| {
+            let statement = tx
+                .prepare_cached(
+                    "SELECT id FROM yizhan_campaigns WHERE namespace = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .await?;
+            let mut list = Vec::new();
+            for row in tx.query(&statement, &[&ns, &before, &limit]).await? {
+                let id: String = row.get(0);
+                if let Some((_, status)) = campaign(&tx, ns, parse_campaign_id(&id)?, now).await? {
+                    list.push(status);
+                }
+            }
+            Ok(list)
+        })
     }
 
     async fn accepted(&self, job_id: Uuid) -> Result<bool, StoreError> {
