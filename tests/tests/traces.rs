@@ -19,7 +19,7 @@ use prost::Message;
 use serde_json::{Value, json};
 use yizhan_sandbox::{DEFAULT_ROBOT_KEYS, Fault, Provider, SandboxConfig};
 use yizhan_tests::api::{Api, TOKEN};
-use yizhan_tests::{Harness, Store, WAIT, eventually};
+use yizhan_tests::{Harness, Store, WAIT, Worker, eventually};
 
 /// The caller's trace: its trace id and the id of its span that sent the request.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -199,21 +199,41 @@ fn assert_no_secrets(spans: &[Received]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_traced_submit_is_followed_to_the_provider_through_a_retry() {
+/// A test's stack: the receiver, a harness whose robot fails its first call with a 502, an
+/// exporting worker, and an API that exports too when `api_exports`; then one traced job submitted
+/// and succeeded on its retry.
+async fn traced_job_with_one_retry(test: &str, api_exports: bool) -> Traced {
     let (receiver, spans) = otlp_receiver().await;
-    let h = Harness::start("traces", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let h = Harness::start(test, Store::Sqlite, SandboxConfig::default_accounts(), "").await;
     h.sandbox().push_fault(Fault::http_status(Provider::WecomRobot, 502).times(1)).unwrap();
     let env = otel_env(receiver);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let api = Api::start_with(&h, &env).await;
-    let _worker = h.spawn_worker_with(&[], &env).await;
-
+    let api = Api::start_with(&h, if api_exports { &env } else { &[] }).await;
+    let worker = h.spawn_worker_with(&[], &env).await;
     let id = submit_traced(&api).await;
     succeeded_on_retry(&api, &id).await;
-    let worker = worker_spans(&spans).await;
+    Traced { id, h, spans, _api: api, _worker: worker }
+}
+
+/// What [`traced_job_with_one_retry`] leaves running: the processes export until they are dropped.
+struct Traced {
+    id: String,
+    h: Harness,
+    spans: Spans,
+    _api: Api,
+    _worker: Worker,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_submit_is_followed_to_the_provider_through_a_retry() {
+    let Traced { id, h, spans, .. } = &traced_job_with_one_retry("traces", true).await;
+    let worker = worker_spans(spans).await;
 
     // The API's request span continues the caller's span, and the jobs continue the request's.
+    eventually("the API's span exported", WAIT, || async {
+        spans.lock().unwrap().iter().any(|s| s.service == "yizhan-producer")
+    })
+    .await;
     let all = spans.lock().unwrap().clone();
     let requests: Vec<&Received> = all
         .iter()
@@ -226,7 +246,7 @@ async fn a_traced_submit_is_followed_to_the_provider_through_a_retry() {
     assert_eq!(request.parent, CALLER_SPAN, "the request span's parent is the caller's span");
     assert_eq!(request.attribute("http.request.method"), Some("POST"));
     assert_eq!(request.attribute("http.response.status_code"), Some("202"));
-    assert_attempts(&worker, &id, &request.span_id);
+    assert_attempts(&worker, id, &request.span_id);
     assert_no_secrets(&all);
     let sandbox_calls = h.sandbox().robot_messages(DEFAULT_ROBOT_KEYS[0]).len();
     assert_eq!(sandbox_calls, 1, "sent once, on the retry");
@@ -236,18 +256,9 @@ async fn a_traced_submit_is_followed_to_the_provider_through_a_retry() {
 /// continue it: every attempt's job span is a child of the caller's span.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_without_an_exporter_passes_the_trace_context_through() {
-    let (receiver, spans) = otlp_receiver().await;
-    let h = Harness::start("traces-pass", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
-    h.sandbox().push_fault(Fault::http_status(Provider::WecomRobot, 502).times(1)).unwrap();
-    let env = otel_env(receiver);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let api = Api::start(&h).await;
-    let _worker = h.spawn_worker_with(&[], &env).await;
-
-    let id = submit_traced(&api).await;
-    succeeded_on_retry(&api, &id).await;
-    let worker = worker_spans(&spans).await;
-    assert_attempts(&worker, &id, CALLER_SPAN);
+    let Traced { id, spans, .. } = &traced_job_with_one_retry("traces-pass", false).await;
+    let worker = worker_spans(spans).await;
+    assert_attempts(&worker, id, CALLER_SPAN);
     assert!(
         spans.lock().unwrap().iter().all(|s| s.service == "yizhan-worker"),
         "the API exported nothing without OTEL_EXPORTER_OTLP_ENDPOINT"
