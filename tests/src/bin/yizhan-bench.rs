@@ -172,6 +172,7 @@ async fn throughput(jobs: usize) {
         redis.peak_rss_kib as f64 / 1024.0
     );
     println!("  {} SendSms calls; CPU µs per job: {}", redis.calls, redis.cpu);
+    postgres_run(jobs, ceiling.rate).await;
 
     // The same campaign two ways, of the same size (a million jobs cost the worker, the store and
     // the sandbox more per job than a hundred thousand): submitted by the library, as above, and
@@ -197,6 +198,18 @@ async fn throughput(jobs: usize) {
             rate / 2.0
         );
     }
+}
+
+/// A campaign with the records in PostgreSQL (limits local to the worker), printed like the Redis run.
+async fn postgres_run(jobs: usize, ceiling: f64) {
+    let run = end_to_end(jobs, "postgres", Jobs::Campaign).await;
+    println!(
+        "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; PostgreSQL state store, local limiter; a campaign; RSS {:.1} MiB)",
+        run.rate,
+        100.0 * run.rate / ceiling,
+        run.peak_rss_kib as f64 / 1024.0
+    );
+    println!("  {} SendSms calls; CPU µs per job: {}", run.calls, run.cpu);
 }
 
 /// What the jobs of a run have in common.
@@ -307,6 +320,8 @@ struct Stack {
     sandbox: Sandbox,
     workers: Vec<(Child, String)>,
     state: String,
+    /// The run's own PostgreSQL database (`--state postgres`), dropped with the stack.
+    _database: Option<yizhan_state::ScratchDatabase>,
     /// One client for the polling: `reqwest::get` would build a client, and load the system's root
     /// certificates, on every poll, stealing CPU from what is measured.
     http: reqwest::Client,
@@ -331,12 +346,16 @@ impl Stack {
             ),
         )
         .unwrap();
-        let state = if store == "redis" {
-            REDIS.to_string()
-        } else {
-            format!("sqlite://{}", dir.path().join("state.db").display())
+        let database = match store {
+            "postgres" => Some(yizhan_state::ScratchDatabase::create().await.expect("a postgres database")),
+            _ => None,
         };
-        Stack { dir, prefix, sandbox, workers: Vec::new(), state, http: reqwest::Client::new() }
+        let state = match (store, &database) {
+            ("redis", _) => REDIS.to_string(),
+            (_, Some(database)) => database.url().to_string(),
+            _ => format!("sqlite://{}", dir.path().join("state.db").display()),
+        };
+        Stack { dir, prefix, sandbox, workers: Vec::new(), state, _database: database, http: reqwest::Client::new() }
     }
 
     async fn spawn_worker(&mut self) {
