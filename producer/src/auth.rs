@@ -268,10 +268,8 @@ impl Tokens {
                 path: path.display().to_string(),
                 reason: format!("cannot read: {e}"),
             })?;
-            add_file(&mut set, &text, env).map_err(|reason| AuthError::TokenFile {
-                path: path.display().to_string(),
-                reason,
-            })?;
+            add_file(&mut set, &text, env)
+                .map_err(|reason| AuthError::TokenFile { path: path.display().to_string(), reason })?;
         }
         Ok(Tokens::from_set(set))
     }
@@ -487,7 +485,10 @@ max_queued = 100
             ("[[tokens]]\ntoken = \"${UNSET}\"\ntenant = \"a\"\ncan = []\n", "tokens[0].token"),
             ("[[tokens]]\ntoken = \"s3cr3t\"\ntenant = \"a\"\ncan = [\"fly\"]\n", "line 4"),
             ("[[tokens]]\ntoken = \"s3cr3t\"\ntenant = \"a\"\n", "missing field `can`"),
-            ("[[tokens]]\ntoken = \"s3cr3t\"\ntenant = \"a\"\ncan = []\n[[tokens]]\ntoken = \"s3cr3t\"\ntenant = \"b\"\ncan = []\n", "tokens[1].token: the same token"),
+            (
+                "[[tokens]]\ntoken = \"s3cr3t\"\ntenant = \"a\"\ncan = []\n[[tokens]]\ntoken = \"s3cr3t\"\ntenant = \"b\"\ncan = []\n",
+                "tokens[1].token: the same token",
+            ),
         ];
         for (text, expected) in cases {
             let err = add_file(&mut TokenSet::default(), text, &|_| None).unwrap_err();

@@ -209,7 +209,8 @@ async fn a_tenant_over_its_quota_gets_429_and_another_is_unaffected() {
 
     // Beta is not slowed by alpha; its own limit is the jobs waiting in its queues.
     for i in 0..3 {
-        let (status, body) = api.call_as(BETA, Method::POST, "/v1/jobs", Some(&sms_job(&format!("+86138000001{i:02}")))).await;
+        let (status, body) =
+            api.call_as(BETA, Method::POST, "/v1/jobs", Some(&sms_job(&format!("+86138000001{i:02}")))).await;
         assert_eq!(status, 202, "{body}");
     }
     let full = api.request_as(BETA, Method::POST, "/v1/jobs", Some(&sms_job("+8613800000199"))).await;
@@ -243,7 +244,8 @@ fn secret_ids_for(h: &Harness, phone: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_rotates_the_sms_secret_and_a_broken_file_is_refused() {
-    let sandbox = SandboxConfig::default_accounts().tencent_account(NEW_SECRET_ID, NEW_SECRET_KEY, &[DEFAULT_SDK_APP_ID]);
+    let sandbox =
+        SandboxConfig::default_accounts().tencent_account(NEW_SECRET_ID, NEW_SECRET_KEY, &[DEFAULT_SDK_APP_ID]);
     let h = Harness::start("tenantreload", Store::Sqlite, sandbox, "").await;
     let mut worker = h.spawn_worker(&[]).await;
     let api = start_api(&h, "").await;

@@ -87,10 +87,16 @@ impl Reloader {
         for (key, configured) in current.iter().filter(|((kind, _), _)| kind == "directory_sync") {
             fresh.insert(key.clone(), configured.clone());
         }
-        let removed: Vec<String> =
-            current.keys().filter(|key| !fresh.contains_key(*key)).map(|(kind, name)| format!("{kind}.{name}")).collect();
-        let added: Vec<String> =
-            fresh.keys().filter(|key| !current.contains_key(*key)).map(|(kind, name)| format!("{kind}.{name}")).collect();
+        let removed: Vec<String> = current
+            .keys()
+            .filter(|key| !fresh.contains_key(*key))
+            .map(|(kind, name)| format!("{kind}.{name}"))
+            .collect();
+        let added: Vec<String> = fresh
+            .keys()
+            .filter(|key| !current.contains_key(*key))
+            .map(|(kind, name)| format!("{kind}.{name}"))
+            .collect();
         let configs = fresh.len();
         self.pipeline.connectors.store(Arc::new(fresh));
         // An audit line (target `yizhan_audit`, at warn like the API's, so default filters keep it).

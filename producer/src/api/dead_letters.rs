@@ -90,9 +90,11 @@ pub async fn replay(
 ) -> Response {
     let request: ReplayRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("$: expected {{\"ids\": [...]}} or {{\"all\": true}}: {e}")),
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("$: expected {{\"ids\": [...]}} or {{\"all\": true}}: {e}"));
+        }
     };
-    if request.ids.is_empty() == !request.all {
+    if request.ids.is_empty() != request.all {
         return error(StatusCode::BAD_REQUEST, "$: name the ids to replay, or set all (not both)");
     }
     let _one_at_a_time = state.dead_letters.busy.lock().await;

@@ -51,8 +51,7 @@ pub fn reload_on_sighup(reload: Arc<Reload>, tokens: Arc<Tokens>) {
         return;
     };
     tokio::spawn(async move {
-        let signal =
-            Principal { name: "SIGHUP".into(), tenant: None, can: Scopes::ALL, configs: ConfigPatterns::ALL };
+        let signal = Principal { name: "SIGHUP".into(), tenant: None, can: Scopes::ALL, configs: ConfigPatterns::ALL };
         while hangups.recv().await.is_some() {
             match reload.apply(&tokens) {
                 Ok(()) => {
@@ -85,10 +84,18 @@ pub async fn post_reload(State(state): State<ApiState>, Extension(principal): Ex
             }
             Err(e) => {
                 warn!(error = %e, "could not tell the workers to reload");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "the API reloaded; the workers could not be told (broker)");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the API reloaded; the workers could not be told (broker)",
+                );
             }
         },
-        None => return error(StatusCode::SERVICE_UNAVAILABLE, "the API reloaded; the broker is unreachable to tell the workers"),
+        None => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the API reloaded; the broker is unreachable to tell the workers",
+            );
+        }
     };
     crate::audit::record(&principal, "reload", "api and workers");
     Json(json!({"reloaded": true, "workers_notified": workers_notified})).into_response()

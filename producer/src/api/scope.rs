@@ -83,7 +83,11 @@ pub(crate) fn forbidden(errors: Vec<Value>) -> Response {
 
 /// Records accepted ids, with their tenant for those of a tenant other than `default` (which
 /// scoped tokens read by), one store call per tenant of the batch.
-pub(crate) async fn record_accepted(store: &dyn StateStore, jobs: &[(Uuid, &str)], now: Millis) -> Result<(), StoreError> {
+pub(crate) async fn record_accepted(
+    store: &dyn StateStore,
+    jobs: &[(Uuid, &str)],
+    now: Millis,
+) -> Result<(), StoreError> {
     let mut by_tenant: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
     for &(id, tenant) in jobs {
         by_tenant.entry(tenant).or_default().push(id);
