@@ -17,14 +17,13 @@
 //! - `GET /v1/catalog`, and unauthenticated `GET /healthz`, `/readyz` (broker connected), `/metrics`.
 
 pub mod campaigns;
-mod trace;
-
-use std::sync::Arc;
 pub mod dead_letters;
 pub mod quota;
 pub mod reload;
 mod scope;
 mod trace;
+
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
@@ -63,15 +62,15 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", crate::receipts::ROUTE, false),
     ("GET", crate::wecom_events::ROUTE, false),
     ("POST", crate::wecom_events::ROUTE, false),
-    ("GET", "/v1/catalog", true),
-    ("GET", "/healthz", false),
     ("GET", "/v1/dlq", true),
     ("POST", "/v1/dlq/replay", true),
     ("POST", "/v1/dlq/purge", true),
+    ("GET", "/v1/catalog", true),
+    ("POST", "/v1/admin/reload", true),
+    ("GET", "/healthz", false),
     ("GET", "/readyz", false),
     ("GET", "/metrics", false),
 ];
-    ("POST", "/v1/admin/reload", true),
 
 /// The OpenAPI document, as checked in.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -110,16 +109,16 @@ pub struct ApiState {
     pub receipt_tokens: Arc<crate::receipts::ReceiptTokens>,
     /// The change-event callback settings of the WeCom configs (`POST /v1/events/wecom/{config}`).
     pub wecom_callbacks: Arc<crate::wecom_events::WecomCallbacks>,
-}
-
-/// The producer's own metrics (no label carries a job id or a token).
-#[derive(Clone)]
     /// The tenants' submission quotas (their limits are in `tokens`).
     pub quotas: Arc<quota::Quotas>,
     /// Where the dead-letter endpoints find the queue.
     pub dead_letters: Arc<dead_letters::DeadLetterAccess>,
     /// What `POST /v1/admin/reload` and SIGHUP read again.
     pub reload: Arc<reload::Reload>,
+}
+
+/// The producer's own metrics (no label carries a job id or a token).
+#[derive(Clone)]
 pub struct ApiMetrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -211,7 +210,11 @@ pub fn router(state: ApiState) -> Router {
             ("POST", crate::receipts::ROUTE) => post(crate::receipts::post_receipts),
             ("GET", crate::wecom_events::ROUTE) => get(crate::wecom_events::verify_url),
             ("POST", crate::wecom_events::ROUTE) => post(crate::wecom_events::post_event),
+            ("GET", "/v1/dlq") => get(dead_letters::list),
+            ("POST", "/v1/dlq/replay") => post(dead_letters::replay),
+            ("POST", "/v1/dlq/purge") => post(dead_letters::purge),
             ("GET", "/v1/catalog") => get(get_catalog),
+            ("POST", "/v1/admin/reload") => post(reload::post_reload),
             ("GET", "/healthz") => get(healthz),
             ("GET", "/readyz") => get(readyz),
             ("GET", "/metrics") => get(metrics),
@@ -223,15 +226,12 @@ pub fn router(state: ApiState) -> Router {
             open = open.route(path, handler);
         }
     }
-            ("GET", "/v1/dlq") => get(dead_letters::list),
-            ("POST", "/v1/dlq/replay") => post(dead_letters::replay),
-            ("POST", "/v1/dlq/purge") => post(dead_letters::purge),
     let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     protected
         .merge(open)
-            ("POST", "/v1/admin/reload") => post(reload::post_reload),
         .layer(middleware::from_fn(trace::server_span))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn(limit_headers))
         .layer(DefaultBodyLimit::max(state.limits.max_body))
         .with_state(state)
 }
@@ -272,8 +272,9 @@ async fn require_token(State(state): State<ApiState>, mut request: Request, next
         && !principal.can.has(scope)
     {
         return error(StatusCode::FORBIDDEN, format!("this token lacks the scope {:?}", scope.as_str()));
-        .layer(middleware::from_fn(limit_headers))
     }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -293,8 +294,6 @@ async fn post_jobs(
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
-    request.extensions_mut().insert(principal);
-    next.run(request).await
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(e) => {
@@ -336,6 +335,11 @@ async fn post_jobs(
         state.metrics.jobs("rejected", items.len());
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"errors": errors}))).into_response();
     }
+    let refused = scope::authorize_jobs(&principal, &items, &mut jobs);
+    if !refused.is_empty() {
+        state.metrics.jobs("rejected", items.len());
+        return scope::forbidden(refused);
+    }
 
     let Some(producer) = state.producer.get() else {
         state.metrics.jobs("unconfirmed", jobs.len());
@@ -356,13 +360,9 @@ async fn post_jobs(
         );
     };
     let mut ids = Vec::with_capacity(results.len());
+    let mut owned = Vec::with_capacity(results.len());
     let mut failure = None;
     for (result, job) in results.into_iter().zip(&jobs) {
-    let refused = scope::authorize_jobs(&principal, &items, &mut jobs);
-    if !refused.is_empty() {
-        state.metrics.jobs("rejected", items.len());
-        return scope::forbidden(refused);
-    }
         match result {
             Ok(id) => {
                 ids.push(id);
@@ -383,7 +383,6 @@ async fn post_jobs(
     }
     match failure {
         None => {
-    let mut owned = Vec::with_capacity(results.len());
             state.metrics.jobs("accepted", ids.len());
             info!(jobs = ids.len(), "jobs accepted");
             (StatusCode::ACCEPTED, axum::Json(json!({"ids": ids}))).into_response()
@@ -437,6 +436,7 @@ async fn get_job(
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "the job id is not a UUID");
     };
+    let not_found = || error(StatusCode::NOT_FOUND, "no job with this id was submitted");
     match state.store.status(id).await {
         Ok(Some(status)) => match scope::may_see_job(&*state.store, &principal, id, status.campaign).await {
             Ok(true) => axum::Json(status_json(&status)).into_response(),
@@ -447,6 +447,9 @@ async fn get_job(
             }
         },
         Ok(None) => match state.store.accepted(id).await {
+            Ok(true) if !matches!(scope::may_see_job(&*state.store, &principal, id, None).await, Ok(true)) => {
+                not_found()
+            }
             Ok(true) => axum::Json(json!({"id": id, "status": "queued", "attempts": 0})).into_response(),
             Ok(false) => error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
             Err(e) => {
@@ -459,13 +462,9 @@ async fn get_job(
             error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
         }
     }
-    let not_found = || error(StatusCode::NOT_FOUND, "no job with this id was submitted");
 }
 
 /// `DELETE /v1/jobs/{id}`: 200 `{"id", "status": "cancelled"}` (also for a job cancelled before),
-            Ok(true) if !matches!(scope::may_see_job(&*state.store, &principal, id, None).await, Ok(true)) => {
-                not_found()
-            }
 /// 409 with the status of a job that started or finished, 404 for an unknown id.
 async fn delete_job(
     State(state): State<ApiState>,
@@ -475,21 +474,6 @@ async fn delete_job(
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "the job id is not a UUID");
     };
-    match state.store.cancel_job(id, yizhan_state::now_millis()).await {
-        Ok(CancelOutcome::Cancelled) => {
-            info!(job = %id, "job cancelled");
-            axum::Json(json!({"id": id, "status": "cancelled"})).into_response()
-        }
-        Ok(CancelOutcome::Started(status)) if status.status == "cancelled" => {
-            axum::Json(json!({"id": id, "status": "cancelled"})).into_response()
-        }
-        Ok(CancelOutcome::Started(status)) => (StatusCode::CONFLICT, axum::Json(status_json(&status))).into_response(),
-        Ok(CancelOutcome::Unknown) => error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
-        Err(e) => {
-            warn!(error = %e, "state store");
-            error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
-        }
-    }
     if principal.tenant.is_some() {
         let campaign = match state.store.status(id).await {
             Ok(status) => status.and_then(|s| s.campaign),
@@ -505,6 +489,21 @@ async fn delete_job(
                 warn!(error = %e, "state store");
                 return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable");
             }
+        }
+    }
+    match state.store.cancel_job(id, yizhan_state::now_millis()).await {
+        Ok(CancelOutcome::Cancelled) => {
+            info!(job = %id, "job cancelled");
+            axum::Json(json!({"id": id, "status": "cancelled"})).into_response()
+        }
+        Ok(CancelOutcome::Started(status)) if status.status == "cancelled" => {
+            axum::Json(json!({"id": id, "status": "cancelled"})).into_response()
+        }
+        Ok(CancelOutcome::Started(status)) => (StatusCode::CONFLICT, axum::Json(status_json(&status))).into_response(),
+        Ok(CancelOutcome::Unknown) => error(StatusCode::NOT_FOUND, "no job with this id was submitted"),
+        Err(e) => {
+            warn!(error = %e, "state store");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable")
         }
     }
 }
@@ -630,6 +629,10 @@ pub struct ServeSettings {
     /// refused.
     #[arg(long, env = "YIZHAN_API_TOKENS", hide_env_values = true)]
     pub api_tokens: Option<String>,
+    /// A TOML file of scoped tokens (tenant, configs, scopes) and tenant quotas; see the README.
+    /// Read again on SIGHUP and `POST /v1/admin/reload`.
+    #[arg(long = "api-token-file", env = "YIZHAN_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
     /// Largest request body in bytes (larger ones answer 413).
     #[arg(long = "http-max-body", env = "YIZHAN_HTTP_MAX_BODY", default_value_t = 8 * 1024 * 1024)]
     pub http_max_body: usize,
@@ -651,10 +654,6 @@ pub async fn serve(
     let token_sources =
         crate::auth::TokenSources { list: serve.api_tokens.clone(), file: serve.api_token_file.clone() };
     let tokens = Tokens::load(&token_sources, &|var| std::env::var(var).ok())?;
-    /// A TOML file of scoped tokens (tenant, configs, scopes) and tenant quotas; see the README.
-    /// Read again on SIGHUP and `POST /v1/admin/reload`.
-    #[arg(long = "api-token-file", env = "YIZHAN_API_TOKEN_FILE")]
-    pub api_token_file: Option<std::path::PathBuf>,
     if tokens.is_empty() {
         warn!("no API tokens configured (--api-tokens / YIZHAN_API_TOKENS): every /v1 request is refused");
     }
@@ -676,7 +675,14 @@ pub async fn serve(
         callback_allow: Arc::new(settings.callback_allow.clone()),
         receipt_tokens: Arc::new(crate::receipts::ReceiptTokens::load(&settings.config)?),
         wecom_callbacks: Arc::new(crate::wecom_events::WecomCallbacks::load(&settings.config)?),
+        quotas: Default::default(),
+        dead_letters: Arc::new(dead_letters::DeadLetterAccess::new(settings.amqp_url.clone(), settings.names())),
+        reload: Arc::new(reload::Reload {
+            tokens: Some(token_sources.clone()),
+            config: Some(settings.config.clone()),
+        }),
     };
+    reload::reload_on_sighup(state.reload.clone(), state.tokens.clone());
     let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
     let listener = tokio::net::TcpListener::bind(&serve.http_addr).await.map_err(listen_error)?;
     info!(addr = %serve.http_addr, "serving the HTTP API");
@@ -694,10 +700,3 @@ pub async fn serve(
     let app = router(state).merge(crate::ui::router(console));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(listen_error)
 }
-        quotas: Default::default(),
-        dead_letters: Arc::new(dead_letters::DeadLetterAccess::new(settings.amqp_url.clone(), settings.names())),
-        reload: Arc::new(reload::Reload {
-            tokens: Some(token_sources.clone()),
-            config: Some(settings.config.clone()),
-        }),
-    reload::reload_on_sighup(state.reload.clone(), state.tokens.clone());

@@ -119,13 +119,6 @@ impl Producer {
         self.connection.status().connected()
     }
 
-    /// Publishes one job; returns its id once the broker confirmed it.
-    pub async fn submit(&self, job: &Job) -> Result<Uuid, ProducerError> {
-        self.submit_all(std::slice::from_ref(job)).await.pop().expect("one result per job")
-    }
-
-    /// Publishes jobs with their confirms pipelined; results in input order. A tenant's first job
-    /// declares its queues and registers it first (once per producer).
     /// Jobs waiting to be taken in `tenant`'s lanes (ready messages, summed); a lane not declared
     /// yet counts 0. One passive declare per lane, each on a channel of its own (a refused one
     /// closes its channel).
@@ -159,6 +152,13 @@ impl Producer {
         self.publisher.publish_all(&[message]).await.pop().expect("one result per message")
     }
 
+    /// Publishes one job; returns its id once the broker confirmed it.
+    pub async fn submit(&self, job: &Job) -> Result<Uuid, ProducerError> {
+        self.submit_all(std::slice::from_ref(job)).await.pop().expect("one result per job")
+    }
+
+    /// Publishes jobs with their confirms pipelined; results in input order. A tenant's first job
+    /// declares its queues and registers it first (once per producer).
     pub async fn submit_all(&self, jobs: &[Job]) -> Vec<Result<Uuid, ProducerError>> {
         self.submit_all_with(jobs, &FieldTable::default()).await
     }

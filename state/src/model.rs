@@ -565,12 +565,6 @@ pub trait StateStore: Send + Sync + 'static {
     /// Whether the API accepted `job_id` (within the retention).
     async fn accepted(&self, job_id: Uuid) -> Result<bool, StoreError>;
 
-    /// Deletes records unchanged for longer than the retention. Redis expires keys by itself.
-    async fn prune(&self, now: Millis) -> Result<u64, StoreError>;
-
-    /// Cancels one job that has not started: a waiting record (retrying, scheduled, deferred) of
-    /// this job becomes `cancelled` (its campaign's counts move); an accepted job without a record
-    /// gets a tombstone (see the claim rules); a running or final one is `Started`.
     /// [`StateStore::accept`], also recording that the jobs belong to `tenant` (only a tenant
     /// other than `default` is recorded), so that a scoped API token reads only its tenant's jobs.
     /// A store without owner records accepts only (its jobs then read as tenant `default`'s).
@@ -586,6 +580,12 @@ pub trait StateStore: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Deletes records unchanged for longer than the retention. Redis expires keys by itself.
+    async fn prune(&self, now: Millis) -> Result<u64, StoreError>;
+
+    /// Cancels one job that has not started: a waiting record (retrying, scheduled, deferred) of
+    /// this job becomes `cancelled` (its campaign's counts move); an accepted job without a record
+    /// gets a tombstone (see the claim rules); a running or final one is `Started`.
     async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError>;
 
     /// Creates a campaign (control `running`, total 0), unless one with the same `(tenant, key)`

@@ -929,12 +929,6 @@ impl StateStore for RedisStore {
         Ok(found)
     }
 
-    async fn prune(&self, _now: Millis) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-
-    async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError> {
-        let answer: String = CANCEL_JOB
     async fn accept_owned(&self, tenant: &str, job_ids: &[Uuid], _now: Millis) -> Result<(), StoreError> {
         if job_ids.is_empty() {
             return Ok(());
@@ -955,6 +949,12 @@ impl StateStore for RedisStore {
         Ok(redis::cmd("GET").arg(key).query_async(&mut self.conn.clone()).await?)
     }
 
+    async fn prune(&self, _now: Millis) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn cancel_job(&self, job_id: Uuid, now: Millis) -> Result<CancelOutcome, StoreError> {
+        let answer: String = CANCEL_JOB
             .key(self.job_key(job_id))
             .key(self.accepted_key(job_id))
             .key(self.tombstone_key(job_id))

@@ -442,6 +442,8 @@ enum Op {
     Status(Uuid),
     Accept { job_ids: Vec<Uuid>, now: Millis },
     Accepted(Uuid),
+    AcceptOwned { tenant: String, job_ids: Vec<Uuid>, now: Millis },
+    Owner(Uuid),
     Prune(Millis),
     CancelJob { job_id: Uuid, now: Millis },
     CreateCampaign { record: CampaignRecord, now: Millis },
@@ -450,8 +452,6 @@ enum Op {
     ControlCampaign { id: Uuid, control: CampaignControl, now: Millis },
     CampaignControls(Vec<Uuid>),
     Campaigns { before: Option<Uuid>, limit: usize, now: Millis },
-    AcceptOwned { tenant: String, job_ids: Vec<Uuid>, now: Millis },
-    Owner(Uuid),
     RegisterTenants(Vec<String>),
     Tenants,
     RecordReceipts { receipts: Vec<Receipt>, now: Millis },
@@ -464,6 +464,7 @@ enum Reply {
     Done,
     Status(Option<JobStatus>),
     Accepted(bool),
+    Owner(Option<String>),
     Pruned(u64),
     Cancel(CancelOutcome),
     Created(CampaignRecord, u64),
@@ -473,7 +474,6 @@ enum Reply {
     CampaignList(Vec<CampaignStatus>),
     Tenants(Vec<String>),
     Receipts(ReceiptsRecorded),
-    Owner(Option<String>),
     Pending(Vec<PendingReceipt>),
 }
 
@@ -537,15 +537,6 @@ fn serve(mut conn: Connection, ctx: &Ctx, mut receiver: mpsc::Receiver<Request>)
     }
 }
 
-fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
-    let read_only = batch.iter().all(|r| {
-        matches!(r.op, Op::Status(_) | Op::Accepted(_) | Op::Owner(_) | Op::Campaign { .. } | Op::CampaignControls(_) | Op::Tenants)
-    });
-    let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
-    let mut tx = match conn.transaction_with_behavior(behavior) {
-        Ok(tx) => tx,
-        Err(e) => {
-            for request in batch.drain(..) {
 fn insert_accepted(conn: &Connection, ctx: &Ctx, job_ids: &[Uuid], now: Millis) -> Result<(), StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO yizhan_accepted (namespace, job_id, accepted_at) VALUES (?1, ?2, ?3)
@@ -557,6 +548,15 @@ fn insert_accepted(conn: &Connection, ctx: &Ctx, job_ids: &[Uuid], now: Millis) 
     Ok(())
 }
 
+fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
+    let read_only = batch.iter().all(|r| {
+        matches!(r.op, Op::Status(_) | Op::Accepted(_) | Op::Owner(_) | Op::Campaign { .. } | Op::CampaignControls(_) | Op::Tenants)
+    });
+    let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
+    let mut tx = match conn.transaction_with_behavior(behavior) {
+        Ok(tx) => tx,
+        Err(e) => {
+            for request in batch.drain(..) {
                 let _ = request.reply.send(Err(copy_error(&e)));
             }
             return;
@@ -658,6 +658,12 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             insert_accepted(conn, ctx, job_ids, *now)?;
             Ok(Reply::Done)
         }
+        Op::AcceptOwned { tenant, job_ids, now } => {
+            tenants::sqlite_own(conn, &ctx.ns, tenant, job_ids, *now)?;
+            insert_accepted(conn, ctx, job_ids, *now)?;
+            Ok(Reply::Done)
+        }
+        Op::Owner(job_id) => tenants::sqlite_owner(conn, &ctx.ns, *job_id).map(Reply::Owner),
         Op::Accepted(job_id) => {
             let found = conn
                 .prepare_cached("SELECT 1 FROM yizhan_accepted WHERE namespace = ?1 AND job_id = ?2")?
@@ -667,12 +673,6 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
         Op::Prune(now) => {
             let cutoff = now.saturating_sub(ctx.retention_ms);
             // A waiting record is kept until the retention after it is due (send_at up to 30 days).
-        Op::AcceptOwned { tenant, job_ids, now } => {
-            tenants::sqlite_own(conn, &ctx.ns, tenant, job_ids, *now)?;
-            insert_accepted(conn, ctx, job_ids, *now)?;
-            Ok(Reply::Done)
-        }
-        Op::Owner(job_id) => tenants::sqlite_owner(conn, &ctx.ns, *job_id).map(Reply::Owner),
             let pruned = conn
                 .prepare_cached(
                     "DELETE FROM yizhan_keys WHERE namespace = ?1 AND updated_at < ?2
@@ -687,6 +687,7 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             .execute(params![ctx.ns, cutoff])?;
             conn.prepare_cached("DELETE FROM yizhan_accepted WHERE namespace = ?1 AND accepted_at < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
+            tenants::sqlite_prune_owners(conn, &ctx.ns, cutoff)?;
             conn.prepare_cached("DELETE FROM yizhan_tombstones WHERE namespace = ?1 AND at < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
             conn.prepare_cached("DELETE FROM yizhan_counted WHERE namespace = ?1 AND at < ?2")?
@@ -696,7 +697,6 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
             let early_cutoff = now.saturating_sub(duration_ms(EARLY_RECEIPT_TTL));
             conn.prepare_cached("DELETE FROM yizhan_early_receipts WHERE namespace = ?1 AND stored_at < ?2")?
                 .execute(params![ctx.ns, early_cutoff])?;
-            tenants::sqlite_prune_owners(conn, &ctx.ns, cutoff)?;
             conn.prepare_cached("DELETE FROM yizhan_leases WHERE namespace = ?1 AND until < ?2")?
                 .execute(params![ctx.ns, cutoff])?;
             // Campaigns are few: no index on their times, a scan here.

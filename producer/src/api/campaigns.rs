@@ -270,17 +270,17 @@ pub async fn post_campaign(
         Ok(value) => value,
         Err(response) => return *response,
     };
+    let asked_tenant = value.get("tenant").and_then(Value::as_str).map(str::to_string);
     let checked = tokio::task::spawn_blocking(move || validate_campaign_owned(value)).await;
     let (mut head, recipients) = match checked.expect("validation does not panic") {
         Ok(checked) => checked,
-    let asked_tenant = value.get("tenant").and_then(Value::as_str).map(str::to_string);
         Err(errors) => return invalid(&errors),
     };
-    if let Some(refused) = crate::callbacks::refusal(&state.callback_allow, head.callback.as_ref()) {
-        return invalid(&[refused]);
-    }
     if let Some(refused) = super::scope::authorize_campaign(&principal, asked_tenant.as_deref(), &mut head) {
         return refused;
+    }
+    if let Some(refused) = crate::callbacks::refusal(&state.callback_allow, head.callback.as_ref()) {
+        return invalid(&[refused]);
     }
     let count = recipients.len();
     let head = Arc::new(head);
@@ -344,10 +344,10 @@ pub async fn post_campaign(
 /// `POST /v1/campaigns/{id}/recipients`: `{"recipients": [...]}`.
 pub async fn post_recipients(
     State(state): State<CampaignState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    Extension(principal): Extension<Arc<Principal>>,
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(response) => return *response,
@@ -443,9 +443,6 @@ async fn control(state: CampaignState, principal: &Principal, id: String, contro
         Ok(id) => id,
         Err(response) => return *response,
     };
-    let status = match state.store.control_campaign(id, control).await {
-        Ok(Some(status)) => status,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no campaign with this id"),
     // A scoped token controls only its tenant's campaigns; another's is as unknown to it.
     if principal.tenant.is_some() {
         match state.store.campaign(id).await {
@@ -454,6 +451,9 @@ async fn control(state: CampaignState, principal: &Principal, id: String, contro
             Err(e) => return store_unavailable(&e),
         }
     }
+    let status = match state.store.control_campaign(id, control).await {
+        Ok(Some(status)) => status,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no campaign with this id"),
         Err(e) => return store_unavailable(&e),
     };
     let cancel = matches!(control, CampaignControl::Cancelled);
@@ -484,10 +484,10 @@ async fn control(state: CampaignState, principal: &Principal, id: String, contro
         }
     }
     info!(campaign = %id, event, "campaign control");
+    crate::audit::record(principal, &format!("campaign {event}"), &format!("campaign {id}"));
     Json(campaign_json(&status)).into_response()
 }
 
-    crate::audit::record(principal, &format!("campaign {event}"), &format!("campaign {id}"));
 async fn wake(parking: &dyn ParkingLot, id: Uuid, held_only: bool) {
     if let Err(e) = parking.wake(&id.to_string(), held_only, now_millis()).await {
         warn!(error = %e, campaign = %id, "could not wake the campaign's parked jobs");
