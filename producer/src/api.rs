@@ -352,7 +352,9 @@ async fn post_jobs(
         response.headers_mut().insert(header::RETRY_AFTER, retry_after.parse().expect("digits are a header value"));
         return response;
     }
-    let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&jobs, &trace::message_headers())).await else {
+    let Ok(results) =
+        tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&jobs, &trace::message_headers())).await
+    else {
         state.metrics.jobs("unconfirmed", jobs.len());
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -677,10 +679,7 @@ pub async fn serve(
         wecom_callbacks: Arc::new(crate::wecom_events::WecomCallbacks::load(&settings.config)?),
         quotas: Default::default(),
         dead_letters: Arc::new(dead_letters::DeadLetterAccess::new(settings.amqp_url.clone(), settings.names())),
-        reload: Arc::new(reload::Reload {
-            tokens: Some(token_sources.clone()),
-            config: Some(settings.config.clone()),
-        }),
+        reload: Arc::new(reload::Reload { tokens: Some(token_sources.clone()), config: Some(settings.config.clone()) }),
     };
     reload::reload_on_sighup(state.reload.clone(), state.tokens.clone());
     let listen_error = |source| ServeError::Listen { addr: serve.http_addr.clone(), source };
@@ -694,7 +693,12 @@ pub async fn serve(
             delays: settings.retry_delays.clone(),
             config: settings.config.clone(),
             state_url: settings.state.clone(),
-            worker_metrics: serve.worker_metrics.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect(),
+            worker_metrics: serve
+                .worker_metrics
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
         },
     );
     let app = router(state).merge(crate::ui::router(console));

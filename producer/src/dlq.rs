@@ -225,7 +225,10 @@ impl Dlq {
 
     /// Deletes the dead letters `select` picks and keeps the others (a tenant's purge); returns
     /// the ids deleted.
-    pub async fn discard(&self, select: &(dyn Fn(&DeadLetter) -> bool + Sync)) -> Result<Vec<Option<String>>, DlqError> {
+    pub async fn discard(
+        &self,
+        select: &(dyn Fn(&DeadLetter) -> bool + Sync),
+    ) -> Result<Vec<Option<String>>, DlqError> {
         let taken = self.take_all().await?;
         let (chosen, kept): (Vec<Taken>, Vec<Taken>) = taken.into_iter().partition(|t| select(&t.letter));
         let mut discarded = Vec::with_capacity(chosen.len());

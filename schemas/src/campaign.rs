@@ -662,7 +662,8 @@ mod tests {
             json!({"connector": "qq_mail", "config": "news", "action": "send_mail",
                    "params": {"subject": "News", "body": "hi", "mime_type": "text/plain"}}),
         ];
-        let tos = ["+8613800000001", "13800000002", "0086 138-0000-0003", "+1", "not a phone", "a@b", "x".repeat(300).leak()];
+        let tos =
+            ["+8613800000001", "13800000002", "0086 138-0000-0003", "+1", "not a phone", "a@b", "x".repeat(300).leak()];
         let mut fast = 0;
         for head in heads {
             let (head, _) = validate_campaign(&head).unwrap();

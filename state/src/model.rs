@@ -22,7 +22,9 @@ pub fn now_millis() -> Millis {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names no backend; it is carried with its password redacted.
-    #[error("unsupported state store URL {0:?}: expected sqlite://PATH, redis://HOST:PORT/DB or postgres://USER@HOST:PORT/DB")]
+    #[error(
+        "unsupported state store URL {0:?}: expected sqlite://PATH, redis://HOST:PORT/DB or postgres://USER@HOST:PORT/DB"
+    )]
     BadUrl(String),
     /// SQLite refused the statement or could not open the file.
     #[error("sqlite: {0}")]

@@ -550,7 +550,15 @@ fn insert_accepted(conn: &Connection, ctx: &Ctx, job_ids: &[Uuid], now: Millis) 
 
 fn run_batch(conn: &mut Connection, ctx: &Ctx, batch: &mut Vec<Request>) {
     let read_only = batch.iter().all(|r| {
-        matches!(r.op, Op::Status(_) | Op::Accepted(_) | Op::Owner(_) | Op::Campaign { .. } | Op::CampaignControls(_) | Op::Tenants)
+        matches!(
+            r.op,
+            Op::Status(_)
+                | Op::Accepted(_)
+                | Op::Owner(_)
+                | Op::Campaign { .. }
+                | Op::CampaignControls(_)
+                | Op::Tenants
+        )
     });
     let behavior = if read_only { TransactionBehavior::Deferred } else { TransactionBehavior::Immediate };
     let mut tx = match conn.transaction_with_behavior(behavior) {

@@ -79,7 +79,11 @@ pub(crate) fn sqlite_own(
     Ok(())
 }
 
-pub(crate) fn sqlite_owner(conn: &Connection, namespace: &str, job_id: uuid::Uuid) -> Result<Option<String>, StoreError> {
+pub(crate) fn sqlite_owner(
+    conn: &Connection,
+    namespace: &str,
+    job_id: uuid::Uuid,
+) -> Result<Option<String>, StoreError> {
     use rusqlite::OptionalExtension;
     let owner = conn
         .prepare_cached("SELECT tenant FROM yizhan_owners WHERE namespace = ?1 AND job_id = ?2")?

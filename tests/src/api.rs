@@ -57,7 +57,13 @@ impl Api {
     }
 
     /// [`Api::call`] with another bearer token (a scoped one of a token file).
-    pub async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let response = self.request_as(token, method, path, body).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))

@@ -207,8 +207,12 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     // Directory syncs: their sources, snapshots and leases; scheduled runs (one per period).
     let directory = yizhan_state::open_directory(&settings.state, &settings.prefix).await?;
     let sync_publisher = Arc::new(Publisher::open(&publish_conn).await.map_err(broker_error)?);
-    let sources =
-        pipeline.connectors.load().iter().map(|(key, c)| (key.clone(), (c.connector.clone(), c.quotas.clone()))).collect();
+    let sources = pipeline
+        .connectors
+        .load()
+        .iter()
+        .map(|(key, c)| (key.clone(), (c.connector.clone(), c.quotas.clone())))
+        .collect();
     let services = connectors::directory_sync::Services {
         connectors: &sources,
         limiter: pipeline.limiter.clone(),

@@ -212,7 +212,8 @@ async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal
             let trace = trace.clone();
             publishing.spawn(async move {
                 let producer = producer.get().expect("checked above: connected once");
-                let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&chunk, &trace)).await else {
+                let Ok(results) = tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&chunk, &trace)).await
+                else {
                     return (0, Some(format!("the broker did not confirm within {CONFIRM_TIMEOUT:?}")));
                 };
                 let mut confirmed = 0;

@@ -33,5 +33,12 @@ fn the_new_kinds_have_their_actions_and_limits() {
     assert!(validate_params("feishu", "create_user", &user).is_ok());
     assert!(validate_params("feishu", "create_user", &json!({"name": "n", "department_ids": []})).is_err());
     assert!(validate_params("feishu", "update_user", &json!({"user_id": "ou_1", "user_id_type": "email"})).is_err());
-    assert!(validate_params("feishu", "create_department", &json!({"name": "d", "parent_department_id": "0", "department_id": "-x"})).is_err());
+    assert!(
+        validate_params(
+            "feishu",
+            "create_department",
+            &json!({"name": "d", "parent_department_id": "0", "department_id": "-x"})
+        )
+        .is_err()
+    );
 }
