@@ -128,7 +128,7 @@ impl WecomCallbacks {
                 ReceiptConfigError::Parse { reason, .. } => {
                     ReceiptConfigError::Parse { path: path.display().to_string(), reason }
                 }
-                other => other,
+                field @ ReceiptConfigError::Field { .. } => field,
             }),
             Err(_) => Ok(WecomCallbacks::default()),
         }

@@ -107,9 +107,8 @@ pub(crate) fn changes(before: &Directory, after: &Directory, corp_id: &str, now:
 
 /// POSTs each event, signed and encrypted, in order; what the receiver answered each.
 pub(crate) async fn send(callback: WecomCallback, events: Vec<(String, String)>) -> Vec<SentEvent> {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
-        Ok(client) => client,
-        Err(_) => return events.into_iter().map(|(change, _)| (change, 0)).collect(),
+    let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(5)).build() else {
+        return events.into_iter().map(|(change, _)| (change, 0)).collect();
     };
     let mut sent = Vec::new();
     for (change, xml) in events {

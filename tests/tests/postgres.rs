@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use uuid::Uuid;
 use yizhan_sandbox::SandboxConfig;
+use yizhan_schemas::Job;
 use yizhan_state::{CampaignRecord, StateStore, now_millis};
 use yizhan_tests::{Harness, Store, WAIT, number, sms_job};
 
@@ -73,10 +74,8 @@ async fn jobs_go_once_duplicates_are_refused_and_a_campaign_counts_exactly() {
             job
         })
         .collect();
-    jobs.extend(jobs[..5].to_vec().into_iter().map(|mut job| {
-        job.id = Uuid::now_v7();
-        job
-    }));
+    let again: Vec<_> = jobs[..5].iter().map(|job| Job { id: Uuid::now_v7(), ..job.clone() }).collect();
+    jobs.extend(again);
     h.submit(&jobs).await;
     let done = |status: &yizhan_state::CampaignStatus| status.status == "done";
     yizhan_tests::eventually("the campaign is done", WAIT, || {

@@ -401,13 +401,10 @@ pub fn check_references(config: &Config, syncs: &[Arc<DirectorySync>]) -> Result
         if config.get(&source.kind, &source.name).is_none() {
             return Err(ConfigError::field(at("source"), format!("no {} config named {:?}", source.kind, source.name)));
         }
-        if let Target::Directory(target) = &sync.settings.target {
-            if config.get(&target.kind, &target.name).is_none() {
-                return Err(ConfigError::field(
-                    at("target"),
-                    format!("no {} config named {:?}", target.kind, target.name),
-                ));
-            }
+        if let Target::Directory(target) = &sync.settings.target
+            && config.get(&target.kind, &target.name).is_none()
+        {
+            return Err(ConfigError::field(at("target"), format!("no {} config named {:?}", target.kind, target.name)));
         }
     }
     Ok(())
