@@ -37,6 +37,7 @@ use crate::lanes::{Event, Lanes};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::ratelimit::{Limiter, LocalLimiter, RedisLimiter};
+pub use crate::reload::ListenError;
 
 /// Worker-only settings, next to the shared [`Settings`].
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +66,9 @@ pub enum WorkerError {
     /// The connector config file is unreadable or invalid.
     #[error("config: {0}")]
     Config(#[from] config::ConfigError),
+    /// The reload listener (SIGHUP and the control queue) could not start.
+    #[error("reload: {0}")]
+    Reload(#[from] reload::ListenError),
     /// The state store or its parking lot cannot be opened.
     #[error("state store: {0}")]
     Store(#[from] yizhan_state::StoreError),

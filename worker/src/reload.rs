@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 use yizhan_broker::Names;
 
-use crate::WorkerError;
 use crate::config::{Config, ConfigError};
 use crate::connectors::{self, directory_sync::DirectorySync};
 use crate::pipeline::{Configured, ConfiguredMap, Pipeline};
@@ -111,6 +110,17 @@ impl Reloader {
     }
 }
 
+/// Why the worker could not listen for reload messages.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The broker refused the control queue's channel or consumer.
+    #[error("broker (the consuming connection): {0}")]
+    Broker(#[from] lapin::Error),
+    /// Declaring the control queue failed.
+    #[error("{0}")]
+    Topology(#[from] yizhan_broker::TopologyError),
+}
+
 /// Reloads on SIGHUP and on every message of this worker's control queue, until `stop`.
 pub(crate) async fn listen(
     reloader: Arc<Reloader>,
@@ -118,17 +128,12 @@ pub(crate) async fn listen(
     names: Names,
     tag: String,
     stop: CancellationToken,
-) -> Result<(), WorkerError> {
-    let broker = |source| WorkerError::Broker { url: String::from("(the consuming connection)"), source };
-    let channel = connection.create_channel().await.map_err(broker)?;
+) -> Result<(), ListenError> {
+    let channel = connection.create_channel().await?;
     let queue = yizhan_broker::declare_control_queue(&channel, &names).await?;
     let options = BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() };
-    let mut control = Some(
-        channel
-            .basic_consume(queue.as_str().into(), tag.as_str().into(), options, FieldTable::default())
-            .await
-            .map_err(broker)?,
-    );
+    let mut control =
+        Some(channel.basic_consume(queue.as_str().into(), tag.as_str().into(), options, FieldTable::default()).await?);
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     if hangups.is_none() {
         warn!("cannot listen for SIGHUP: reload through the API only");

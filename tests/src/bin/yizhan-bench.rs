@@ -447,7 +447,38 @@ impl Stack {
         for delay in yizhan_broker::parse_delays("2s,5s,30s,2m,10m,1h").unwrap() {
             let _ = channel.queue_delete(names.delay(delay).as_str().into(), QueueDeleteOptions::default()).await;
         }
+        if self.state == REDIS {
+            delete_redis_namespace(&self.prefix).await;
+        }
         self.sandbox.shutdown().await;
+    }
+}
+
+/// Deletes the run's keys (`<prefix>:…`), a few at a time with SCAN: a run leaves a record per job,
+/// and a Redis left with millions of them slows every later user of it.
+async fn delete_redis_namespace(prefix: &str) {
+    let Ok(client) = redis::Client::open(REDIS) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
