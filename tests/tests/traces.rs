@@ -128,15 +128,8 @@ async fn submit_traced(api: &Api) -> String {
 
 /// Waits until the job succeeded on its second attempt (the first failed transiently).
 async fn succeeded_on_retry(api: &Api, id: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        let (_, status) = api.job(id).await;
-        if status["status"] == "succeeded" {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "the job did not succeed on its retry: {status}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    eventually("the job succeeded on its retry", WAIT, || async { api.job(id).await.1["status"] == "succeeded" }).await;
+    let (_, status) = api.job(id).await;
     assert_eq!(status["attempts"], 2, "one transient failure, then success: {status}");
 }
 
