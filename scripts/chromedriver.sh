@@ -16,10 +16,6 @@ set -euo pipefail
 # shellcheck source=scripts/lib/owners.sh
 . "$(dirname "$0")/lib/owners.sh"
 
-die() { echo "chromedriver: $*" >&2; exit 1; }
-
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-
 running() {
   local pid
   pid=$(cat "$DIR/pid" 2>/dev/null) || return 1
@@ -58,24 +54,14 @@ down() {
   rm -rf "$DIR" "$DIR.lock"
 }
 
-[ $# -ge 2 ] || usage
-cmd=$1 DIR=$2
-shift 2
-case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
-[ "$cmd" = __watch ] && watch_owners
-lock_fixture
+open_fixture "$@"
+set -- "${ARGS[@]}"
 
-case "$cmd" in
+case "$CMD" in
   up)
-    owner=""
-    while [ $# -gt 0 ]; do
-      case "$1" in
-        --owner) owner=$2; shift 2 ;;
-        *) usage ;;
-      esac
-    done
+    [ $# -eq 0 ] || usage
     command -v chromedriver >/dev/null || die "chromedriver is not installed (scripts/services.sh installs chromium-driver)"
-    [ -z "$owner" ] || add_owner "$owner" "$0"
+    add_owner
     running || start
     cat "$DIR/url"
     ;;

@@ -25,10 +25,6 @@ CTL=/usr/lib/rabbitmq/bin/rabbitmqctl
 # shellcheck source=scripts/lib/owners.sh
 . "$(dirname "$0")/lib/owners.sh"
 
-die() { echo "rabbit-cluster: $*" >&2; exit 1; }
-
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-
 # node_env I: the environment of node I's server and of rabbitmqctl against it.
 node_env() {
   local i=$1 d="$DIR/n$1"
@@ -138,25 +134,20 @@ down() {
   rm -rf "$DIR" "$DIR.lock"
 }
 
-[ $# -ge 2 ] || usage
-cmd=$1 DIR=$2
-shift 2
-case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
-[ "$cmd" = __watch ] && watch_owners
-lock_fixture
+open_fixture "$@"
+set -- "${ARGS[@]}"
 
-case "$cmd" in
+case "$CMD" in
   up)
-    nodes=3 owner=""
+    nodes=3
     while [ $# -gt 0 ]; do
       case "$1" in
         --nodes) nodes=$2; shift 2 ;;
-        --owner) owner=$2; shift 2 ;;
         *) usage ;;
       esac
     done
     [ -x "$SERVER" ] || die "rabbitmq-server is not installed (scripts/services.sh installs it)"
-    [ -z "$owner" ] || add_owner "$owner" "$0"
+    add_owner
     if [ -f "$DIR/formed" ]; then
       # Nodes stopped (or lost) since come back; the running ones are left alone.
       n=$(wc -l <"$DIR/nodes") restarted=()

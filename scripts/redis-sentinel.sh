@@ -23,10 +23,6 @@ MASTER_NAME=yizhan
 # shellcheck source=scripts/lib/owners.sh
 . "$(dirname "$0")/lib/owners.sh"
 
-die() { echo "redis-sentinel: $*" >&2; exit 1; }
-
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-
 # DIR/ports: "redis1 redis2 sentinel1 sentinel2 sentinel3"
 port_of() { cut -d' ' -f"$1" "$DIR/ports"; }
 
@@ -158,24 +154,14 @@ down() {
   rm -rf "$DIR" "$DIR.lock"
 }
 
-[ $# -ge 2 ] || usage
-cmd=$1 DIR=$2
-shift 2
-case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
-[ "$cmd" = __watch ] && watch_owners
-lock_fixture
+open_fixture "$@"
+set -- "${ARGS[@]}"
 
-case "$cmd" in
+case "$CMD" in
   up)
-    owner=""
-    while [ $# -gt 0 ]; do
-      case "$1" in
-        --owner) owner=$2; shift 2 ;;
-        *) usage ;;
-      esac
-    done
+    [ $# -eq 0 ] || usage
     command -v redis-sentinel >/dev/null || die "redis-sentinel is not installed (scripts/services.sh installs it)"
-    [ -z "$owner" ] || add_owner "$owner" "$0"
+    add_owner
     if [ -f "$DIR/formed" ]; then
       for s in 1 2 3; do running "s$s" || start_sentinel "s$s"; done
       for r in 1 2; do
