@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -59,14 +60,16 @@ pub enum ReceiptConfigError {
 }
 
 /// The `receipt_token` of every `tencent_sms` config with `receipts = "push"`, as SHA-256 digests.
-#[derive(Clone, Default)]
+/// The set is swapped whole on reload ([`ReceiptTokens::replace`]): the route reads it without a
+/// lock, and a callback checked before the swap is not affected by it.
+#[derive(Default)]
 pub struct ReceiptTokens {
-    digests: BTreeMap<String, [u8; 32]>,
+    digests: ArcSwap<BTreeMap<String, [u8; 32]>>,
 }
 
 impl std::fmt::Debug for ReceiptTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiptTokens").field("configs", &self.digests.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("ReceiptTokens").field("configs", &self.digests.load().keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -106,12 +109,19 @@ impl ReceiptTokens {
             }
             digests.insert(name.clone(), digest(token.as_bytes()));
         }
-        Ok(ReceiptTokens { digests })
+        Ok(ReceiptTokens { digests: ArcSwap::from_pointee(digests) })
+    }
+
+    /// Puts `fresh` in force: from now on only its tokens verify (a rotated token replaces the
+    /// old one, a removed config's callbacks are refused).
+    pub fn replace(&self, fresh: ReceiptTokens) {
+        self.digests.store(fresh.digests.into_inner());
     }
 
     /// Whether `token` is config `config`'s; constant time in the token.
     pub fn verify(&self, config: &str, token: Option<&str>) -> bool {
-        let (Some(expected), Some(token)) = (self.digests.get(config), token) else {
+        let digests = self.digests.load();
+        let (Some(expected), Some(token)) = (digests.get(config), token) else {
             return false;
         };
         let given = digest(token.as_bytes());
@@ -120,12 +130,12 @@ impl ReceiptTokens {
 
     /// How many configs take pushed receipts.
     pub fn len(&self) -> usize {
-        self.digests.len()
+        self.digests.load().len()
     }
 
     /// Whether no config takes pushed receipts.
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
+        self.digests.load().is_empty()
     }
 }
 
@@ -327,6 +337,12 @@ mod tests {
         assert!(!tokens.verify("codes", Some("ignored-without-push")));
         assert!(!tokens.verify("nope", Some("0123456789abcdef-from-env")));
         assert!(!format!("{tokens:?}").contains("0123456789"));
+
+        // A reload swaps the set: the rotated token verifies, the old one no longer does.
+        let rotated = text.replace("${RECEIPT_TOKEN}", "rotated-receipt-token");
+        tokens.replace(ReceiptTokens::parse(&rotated, &env).unwrap());
+        assert!(tokens.verify("marketing", Some("rotated-receipt-token")));
+        assert!(!tokens.verify("marketing", Some("0123456789abcdef-from-env")));
 
         let missing = "[connectors.tencent_sms.m]\nreceipts = \"push\"\nreceipt_token = \"${NOPE}\"\n";
         let error = ReceiptTokens::parse(missing, &env).unwrap_err().to_string();
