@@ -1,7 +1,8 @@
 //! The producer library: connect, submit validated jobs, get their ids once the broker confirmed
 //! them. The CLI (`yizhan-producer submit`) and the HTTP API share it.
 //!
-//! Jobs are routed by lane and tenant ([`Names::routing_key`]): the tenant `default` keeps the
+//! Jobs are routed by lane and tenant ([`Names::routing_key`]), and with sharded lanes to the shard
+//! of their idempotency key ([`Names::job_routing_key`]): the tenant `default` keeps the
 //! original lanes; another tenant's lanes are declared on its first job and the tenant registered
 //! in the state store ([`Producer::with_tenants`]), where workers find it and consume its queues.
 //!
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod dlq;
 pub mod receipts;
+pub mod serve;
 mod tenants;
 pub mod ui;
 pub mod wecom_events;
@@ -119,15 +121,15 @@ impl Producer {
         self.connection.status().connected()
     }
 
-    /// Jobs waiting to be taken in `tenant`'s lanes (ready messages, summed); a lane not declared
-    /// yet counts 0. One passive declare per lane, each on a channel of its own (a refused one
-    /// closes its channel).
+    /// Jobs waiting to be taken in `tenant`'s lanes (ready messages, summed over their shards); a
+    /// lane not declared yet counts 0. One passive declare per lane and shard, each on a channel
+    /// of its own (a refused one closes its channel).
     pub async fn queued(&self, tenant: &str) -> Result<u64, lapin::Error> {
         let mut total = 0;
-        for lane in yizhan_schemas::Priority::ALL {
+        let lanes = yizhan_schemas::Priority::ALL.into_iter().flat_map(|lane| self.names.lane_shards(lane, tenant));
+        for queue in lanes {
             let channel = self.connection.create_channel().await?;
             let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-            let queue = self.names.tenant_lane(lane, tenant);
             if let Ok(queue) = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
                 total += u64::from(queue.message_count());
                 let _ = channel.close(200, "counted".into()).await;
@@ -175,7 +177,10 @@ impl Producer {
             jobs.iter().filter(|job| failed.is_empty() || !failed.contains_key(&job.tenant)).collect();
         let prepared: Vec<(Vec<u8>, String, std::borrow::Cow<'static, str>)> = sent
             .iter()
-            .map(|job| (job.to_message(), job.id.to_string(), self.names.routing_key(job.priority, &job.tenant)))
+            .map(|job| {
+                let routing_key = self.names.job_routing_key(job.priority, &job.tenant, &job.idempotency_key);
+                (job.to_message(), job.id.to_string(), routing_key)
+            })
             .collect();
         let messages: Vec<Message<'_>> = prepared
             .iter()

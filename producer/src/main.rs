@@ -12,8 +12,8 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use yizhan_broker::Settings;
 use yizhan_producer::Producer;
-use yizhan_producer::api::ServeSettings;
 use yizhan_producer::dlq::{DeadLetter, Dlq, Filter, parse_since};
+use yizhan_producer::serve::ServeSettings;
 use yizhan_schemas::{FieldError, Job, MissingId, validate_job};
 
 #[derive(Parser)]
@@ -194,7 +194,7 @@ async fn main() -> ExitCode {
         Command::Serve(serve) => {
             let after = matches.subcommand_matches("serve").expect("the serve subcommand matched");
             let serve = cli.serve_before.apply(serve, after);
-            let served = yizhan_producer::api::serve(&cli.settings, &serve, shutdown_signal()).await;
+            let served = yizhan_producer::serve::serve(&cli.settings, &serve, shutdown_signal()).await;
             // The spans of the last requests are still in the exporter's buffer.
             let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
             match served {

@@ -28,14 +28,14 @@ mod tenants;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use directory::{DirectoryStore, RedisDirectory, SqliteDirectory, open_directory};
+pub use directory::{DirectoryStore, RedisDirectory, SqliteDirectory};
 pub use model::{
     CAMPAIGN_COUNTS, CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest,
     DEFAULT_RETENTION, Delivery, DeliveryDone, DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish,
     FinishedState, JobStatus, Millis, PendingReceipt, RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore,
     StoreError, WaitReason, now_millis,
 };
-pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken, open_parking};
+pub use parking::{Parked, ParkingLot, RedisParking, SqliteParking, Taken};
 pub use postgres::{
     PostgresDirectory, PostgresParking, PostgresStore, ScratchDatabase, TEST_POSTGRES_URL, is_postgres_url,
 };
@@ -64,6 +64,36 @@ pub async fn open_with_retention(
         Ok(Arc::new(RedisStore::open(url, namespace, retention).await?))
     } else if is_postgres_url(url) {
         Ok(Arc::new(PostgresStore::open(url, namespace, retention).await?))
+    } else {
+        Err(StoreError::BadUrl(redact::url_credentials(url)))
+    }
+}
+
+/// Opens the directory store of the state store at `url` (the URLs of [`open`]), under `namespace`.
+pub async fn open_directory(url: &str, namespace: &str) -> Result<Arc<dyn DirectoryStore>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(SqliteDirectory::open(path, namespace)?))
+    } else if url == "sqlite::memory:" {
+        Ok(Arc::new(SqliteDirectory::open(":memory:", namespace)?))
+    } else if is_redis_url(url) {
+        Ok(Arc::new(RedisDirectory::open(url, namespace).await?))
+    } else if is_postgres_url(url) {
+        Ok(Arc::new(PostgresDirectory::open(url, namespace).await?))
+    } else {
+        Err(StoreError::BadUrl(redact::url_credentials(url)))
+    }
+}
+
+/// Opens the parking lot of the state store at `url` (the URLs of [`open`]), under `namespace`.
+pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingLot>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(SqliteParking::open(path, namespace)?))
+    } else if url == "sqlite::memory:" {
+        Ok(Arc::new(SqliteParking::open(":memory:", namespace)?))
+    } else if is_redis_url(url) {
+        Ok(Arc::new(RedisParking::open(url, namespace).await?))
+    } else if is_postgres_url(url) {
+        Ok(Arc::new(PostgresParking::open(url, namespace).await?))
     } else {
         Err(StoreError::BadUrl(redact::url_credentials(url)))
     }

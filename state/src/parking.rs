@@ -91,22 +91,6 @@ pub trait ParkingLot: Send + Sync + 'static {
 /// Entries made due per statement (SQLite) or script (Redis) by a wake.
 pub(crate) const WAKE_CHUNK: usize = 10_000;
 
-/// Opens the parking lot of the state store named by `url` (see [`crate::open`]).
-pub async fn open_parking(url: &str, namespace: &str) -> Result<Arc<dyn ParkingLot>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(SqliteParking::open(path, namespace)?))
-    } else if url == "sqlite::memory:" {
-        Ok(Arc::new(SqliteParking::open(":memory:", namespace)?))
-    } else if crate::redis_conn::is_redis_url(url) {
-        let store = RedisStore::open(url, namespace, DEFAULT_RETENTION).await?;
-        Ok(Arc::new(RedisParking { conn: store.connection(), namespace: namespace.to_string() }))
-    } else if crate::postgres::is_postgres_url(url) {
-        Ok(Arc::new(crate::postgres::PostgresParking::open(url, namespace).await?))
-    } else {
-        Err(StoreError::BadUrl(crate::redact::url_credentials(url)))
-    }
-}
-
 /// SQLite: a table next to the store's, on a connection of its own (parking is off the hot path).
 pub struct SqliteParking {
     conn: Arc<Mutex<Connection>>,
@@ -377,6 +361,14 @@ impl ParkingLot for SqliteParking {
 pub struct RedisParking {
     conn: RedisConnection,
     namespace: String,
+}
+
+impl RedisParking {
+    /// The parking lot in the Redis at `url`, under `namespace`.
+    pub async fn open(url: &str, namespace: &str) -> Result<Self, StoreError> {
+        let store = RedisStore::open(url, namespace, DEFAULT_RETENTION).await?;
+        Ok(Self { conn: store.connection(), namespace: namespace.to_string() })
+    }
 }
 
 impl fmt::Debug for RedisParking {

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use yizhan_schemas::{CampaignHead, FieldError, Job, expand, validate_campaign_owned};
 use yizhan_state::{CampaignControl, CampaignRecord, CampaignStatus, Millis, ParkingLot, StateStore, now_millis};
 
+use super::problem::error;
 use crate::Producer;
 use crate::auth::Principal;
 
@@ -55,6 +56,10 @@ pub struct CampaignState {
     pub metrics: CampaignMetrics,
     /// The hosts completion callbacks may reach; a campaign with another is refused.
     pub callback_allow: Arc<yizhan_broker::CallbackAllow>,
+    /// The tokens, whose file sets the tenants' quotas.
+    pub tokens: Arc<crate::auth::Tokens>,
+    /// The tenants' quota state, shared with `POST /v1/jobs`: a recipient counts as a job.
+    pub quotas: Arc<super::quota::Quotas>,
 }
 
 /// The campaign counters; no label carries a campaign id.
@@ -98,10 +103,6 @@ impl Default for CampaignMetrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn error(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, Json(json!({"error": reason.into()}))).into_response()
 }
 
 fn store_unavailable(e: &yizhan_state::StoreError) -> Response {
@@ -172,10 +173,11 @@ async fn expand_all(head: Arc<CampaignHead>, recipients: Vec<Value>) -> Result<V
     if errors.is_empty() { Ok(jobs) } else { Err(errors) }
 }
 
-/// Publishes `jobs` in chunks, [`PUBLISHING`] at once.
+/// Publishes `jobs` of `tenant` in chunks, [`PUBLISHING`] at once; the confirmed ones count in
+/// the tenant's queued jobs until the next reading of its queues.
 /// Returns the confirmed count, or a failure (some jobs may be enqueued then: resubmitting is safe,
 /// their idempotency keys absorb them).
-async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal> {
+async fn publish(state: &CampaignState, jobs: Vec<Job>, tenant: &str) -> Result<usize, Refusal> {
     // Every job of the campaign continues the request's trace.
     let trace = super::trace::message_headers();
     let total = jobs.len();
@@ -184,10 +186,7 @@ async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal
     }
     if state.producer.get().is_none() {
         state.metrics.jobs("unconfirmed", total);
-        return Err(Box::new(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the broker is unreachable; nothing was enqueued",
-        )));
+        return Err(unreachable());
     }
     let mut chunks = Vec::with_capacity(total.div_ceil(CHUNK));
     let mut jobs = jobs.into_iter();
@@ -235,6 +234,7 @@ async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal
         }
     }
     state.metrics.jobs("accepted", confirmed);
+    state.quotas.add_queued(tenant, confirmed as u64);
     match failure {
         None => Ok(confirmed),
         Some(reason) => {
@@ -247,6 +247,28 @@ async fn publish(state: &CampaignState, jobs: Vec<Job>) -> Result<usize, Refusal
             Err(Box::new(error(StatusCode::SERVICE_UNAVAILABLE, reason)))
         }
     }
+}
+
+/// The tenant's quotas for `jobs` more (429 with `Retry-After` past them, nothing enqueued); a
+/// chunk of R recipients counts as R submissions and R queued jobs. Also refuses (503) while the
+/// broker has never been reachable, as publishing would.
+fn unreachable() -> Refusal {
+    Box::new(error(StatusCode::SERVICE_UNAVAILABLE, "the broker is unreachable; nothing was enqueued"))
+}
+
+async fn admit(state: &CampaignState, tenant: &str, jobs: usize) -> Result<(), Refusal> {
+    if jobs == 0 {
+        return Ok(());
+    }
+    let Some(producer) = state.producer.get() else {
+        state.metrics.jobs("unconfirmed", jobs);
+        return Err(unreachable());
+    };
+    state.quotas.admit(&state.tokens, producer, tenant, jobs).await.map_err(|over| {
+        state.metrics.jobs("rejected", jobs);
+        info!(tenant, jobs, reason = %over.reason, "campaign jobs over the tenant's quota");
+        Box::new(over.response())
+    })
 }
 
 /// Counts `jobs` more in the campaign's total.
@@ -292,9 +314,9 @@ pub async fn post_campaign(
             return invalid(&errors);
         }
     };
-    if count > 0 && state.producer.get().is_none() {
-        state.metrics.jobs("unconfirmed", count);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is unreachable; nothing was enqueued");
+    // Before the campaign is created: a refused request leaves nothing behind.
+    if let Err(response) = admit(&state, &head.tenant, jobs.len()).await {
+        return *response;
     }
 
     let head_value = serde_json::to_value(&*head).expect("a head serialises");
@@ -331,7 +353,7 @@ pub async fn post_campaign(
             job.campaign = Some(stored.id);
         }
     }
-    let confirmed = match publish(&state, jobs).await {
+    let confirmed = match publish(&state, jobs, &head.tenant).await {
         Ok(confirmed) => confirmed,
         Err(response) => return *response,
     };
@@ -375,6 +397,7 @@ pub async fn post_recipients(
         Ok(_) => return invalid(&[FieldError::new("$", "must be an object with `recipients`")]),
         Err(response) => return *response,
     };
+    let tenant = record.tenant;
     let head: CampaignHead = match serde_json::from_value(record.head) {
         Ok(head) => head,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("the stored campaign does not parse: {e}")),
@@ -387,7 +410,10 @@ pub async fn post_recipients(
             return invalid(&errors);
         }
     };
-    let confirmed = match publish(&state, jobs).await {
+    if let Err(response) = admit(&state, &tenant, jobs.len()).await {
+        return *response;
+    }
+    let confirmed = match publish(&state, jobs, &tenant).await {
         Ok(confirmed) => confirmed,
         Err(response) => return *response,
     };

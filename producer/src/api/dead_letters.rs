@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::warn;
 
-use super::{ApiState, error};
+use yizhan_state::StateStore;
+
+use super::problem::error;
 use crate::auth::Principal;
 use crate::dlq::{DeadLetter, Dlq};
 
@@ -32,6 +34,15 @@ pub struct DeadLetterAccess {
     /// The deployment's names.
     pub names: Option<yizhan_broker::Names>,
     busy: tokio::sync::Mutex<()>,
+}
+
+/// What the dead-letter handlers need of the API's state.
+#[derive(Clone)]
+pub struct DeadLetterState {
+    /// Where the queue is, and its readers' lock.
+    pub access: Arc<DeadLetterAccess>,
+    /// The state store, whose tenant registry scopes the letters.
+    pub store: Arc<dyn StateStore>,
 }
 
 impl DeadLetterAccess {
@@ -46,8 +57,8 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "the broker is unreachable")
 }
 
-async fn connect(state: &ApiState) -> Result<Dlq, Response> {
-    let access = &state.dead_letters;
+async fn connect(state: &DeadLetterState) -> Result<Dlq, Response> {
+    let access = &state.access;
     let Some(names) = access.names.clone() else {
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "no broker is configured"));
     };
@@ -58,8 +69,8 @@ async fn connect(state: &ApiState) -> Result<Dlq, Response> {
 }
 
 /// `GET /v1/dlq`.
-pub async fn list(State(state): State<ApiState>, Extension(principal): Extension<Arc<Principal>>) -> Response {
-    let _one_at_a_time = state.dead_letters.busy.lock().await;
+pub async fn list(State(state): State<DeadLetterState>, Extension(principal): Extension<Arc<Principal>>) -> Response {
+    let _one_at_a_time = state.access.busy.lock().await;
     let dlq = match connect(&state).await {
         Ok(dlq) => dlq,
         Err(response) => return response,
@@ -84,7 +95,7 @@ struct ReplayRequest {
 
 /// `POST /v1/dlq/replay`.
 pub async fn replay(
-    State(state): State<ApiState>,
+    State(state): State<DeadLetterState>,
     Extension(principal): Extension<Arc<Principal>>,
     body: Bytes,
 ) -> Response {
@@ -97,7 +108,7 @@ pub async fn replay(
     if request.ids.is_empty() != request.all {
         return error(StatusCode::BAD_REQUEST, "$: name the ids to replay, or set all (not both)");
     }
-    let _one_at_a_time = state.dead_letters.busy.lock().await;
+    let _one_at_a_time = state.access.busy.lock().await;
     let dlq = match connect(&state).await {
         Ok(dlq) => dlq,
         Err(response) => return response,
@@ -117,8 +128,8 @@ pub async fn replay(
 }
 
 /// `POST /v1/dlq/purge`.
-pub async fn purge(State(state): State<ApiState>, Extension(principal): Extension<Arc<Principal>>) -> Response {
-    let _one_at_a_time = state.dead_letters.busy.lock().await;
+pub async fn purge(State(state): State<DeadLetterState>, Extension(principal): Extension<Arc<Principal>>) -> Response {
+    let _one_at_a_time = state.access.busy.lock().await;
     let dlq = match connect(&state).await {
         Ok(dlq) => dlq,
         Err(response) => return response,

@@ -1,5 +1,5 @@
 //! Reloading the API process: `POST /v1/admin/reload` (scope `admin`) and SIGHUP re-read the token
-//! file (tokens, scopes, quotas) and check the connector config file; a file with an error is
+//! file (tokens, scopes, quotas) and the connector config file's SMS receipt tokens; a file with an error is
 //! refused with the error's path and the old tokens stay in force. The endpoint then tells every
 //! worker to reload its connector config (a message on `<prefix>.control`); SIGHUP reloads only
 //! the process it is sent to.
@@ -14,31 +14,45 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{ApiState, error};
+use tokio::sync::OnceCell;
+
+use super::problem::error;
+use crate::Producer;
 use crate::auth::{ConfigPatterns, Principal, Scopes, TokenSources, Tokens};
+use crate::receipts::ReceiptTokens;
 
 /// What a reload reads again.
 #[derive(Debug, Default, Clone)]
 pub struct Reload {
     /// The token list and file; None: the tokens are not reloadable (kept as they are).
     pub tokens: Option<TokenSources>,
-    /// The connector config file, checked (its SMS receipt section) before anything changes.
+    /// The connector config file: its SMS `receipt_token`s are read again into `receipts`.
     pub config: Option<PathBuf>,
+    /// The receipt tokens the receipt route checks (the API state's, shared).
+    pub receipts: Arc<ReceiptTokens>,
 }
 
 impl Reload {
     /// Reads everything first, then puts the new tokens in force; on an error nothing changes
     /// and the error (naming the file and the bad item, never a value) is returned.
     pub fn apply(&self, tokens: &Tokens) -> Result<(), String> {
-        if let Some(config) = &self.config {
-            crate::receipts::ReceiptTokens::load(config).map_err(|e| e.to_string())?;
-        }
-        if let Some(sources) = &self.tokens {
-            let fresh = Tokens::load(sources, &|var| std::env::var(var).ok()).map_err(|e| e.to_string())?;
+        let receipts = match &self.config {
+            Some(config) => Some(ReceiptTokens::load(config).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let fresh = match &self.tokens {
+            Some(sources) => Some(Tokens::load(sources, &|var| std::env::var(var).ok()).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        // Everything read: now both swap.
+        if let Some(fresh) = fresh {
             if fresh.is_empty() {
                 warn!("the reloaded token sources hold no token: every /v1 request is refused");
             }
             tokens.replace(fresh);
+        }
+        if let Some(receipts) = receipts {
+            self.receipts.replace(receipts);
         }
         Ok(())
     }
@@ -67,9 +81,23 @@ pub fn reload_on_sighup(reload: Arc<Reload>, tokens: Arc<Tokens>) {
     });
 }
 
+/// What the reload endpoint needs of the API's state.
+#[derive(Clone)]
+pub struct ReloadState {
+    /// What a reload reads again.
+    pub reload: Arc<Reload>,
+    /// The tokens a reload replaces.
+    pub tokens: Arc<Tokens>,
+    /// The broker connection that tells the workers.
+    pub producer: Arc<OnceCell<Producer>>,
+}
+
 /// `POST /v1/admin/reload`: 200 `{"reloaded": true, "workers_notified": bool}`; 400 with the
 /// error's path when a file is invalid (nothing changed, workers not told).
-pub async fn post_reload(State(state): State<ApiState>, Extension(principal): Extension<Arc<Principal>>) -> Response {
+pub async fn post_reload(
+    State(state): State<ReloadState>,
+    Extension(principal): Extension<Arc<Principal>>,
+) -> Response {
     if let Err(reason) = state.reload.apply(&state.tokens) {
         warn!(%reason, "reload refused; the previous configuration stays in force");
         crate::audit::record(&principal, "reload refused", "api");

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use yizhan_state::{CampaignStatus, StoreError};
 
 use super::html::{csrf_field, esc, notice, page, problem_page, time};
-use super::{FormExt, SessionExt, UiState};
+use super::state::{FormExt, SessionExt, UiState, lacks};
 use crate::api::campaigns::{self as api, CampaignState};
 use crate::auth::Scope;
 
@@ -42,7 +42,7 @@ pub(super) async fn list(
     session: SessionExt,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Campaigns, "Campaigns", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Campaigns, "Campaigns", ACTIVE) {
         return refused;
     }
     let id = query.id.trim();
@@ -115,7 +115,7 @@ pub(super) async fn list(
 
 /// `GET /ui/campaigns/{id}`.
 pub(super) async fn show(State(state): State<UiState>, session: SessionExt, Path(id): Path<String>) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Campaigns, "Campaign", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Campaigns, "Campaign", ACTIVE) {
         return refused;
     }
     let csrf = &session.csrf;
@@ -185,7 +185,7 @@ pub(super) async fn control(
     _form: FormExt,
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Campaigns, "Campaign", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Campaigns, "Campaign", ACTIVE) {
         return refused;
     }
     let campaigns = CampaignState::from_ref(&state.api);

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::html::{esc, notice, page as frame, problem_page};
-use super::{SessionExt, UiState};
+use super::state::{SessionExt, UiState};
 use crate::auth::Principal;
 
 /// The policy keys shown, in order (none holds a secret).

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::html::{csrf_field, esc, json_block, notice, page, problem_page};
-use super::{FormExt, SessionExt, UiState};
+use super::state::{FormExt, SessionExt, UiState, lacks};
 use crate::auth::Scope;
 use crate::dlq::{DeadLetter, Dlq, Filter, parse_since};
 
@@ -67,7 +67,7 @@ pub(super) async fn list(
     session: SessionExt,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
         return refused;
     }
     let csrf = &session.csrf;
@@ -176,7 +176,7 @@ pub(super) async fn list(
 
 /// `GET /ui/dead/letter/{id}`: one letter (searched among the first [`LIST_LIMIT`]).
 pub(super) async fn show(State(state): State<UiState>, session: SessionExt, Path(id): Path<String>) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
         return refused;
     }
     let csrf = &session.csrf;
@@ -225,7 +225,7 @@ pub(super) async fn show(State(state): State<UiState>, session: SessionExt, Path
 
 /// `POST /ui/dead/replay`: `scope=selected` with `id` fields, or `scope=matching` with the filters.
 pub(super) async fn replay(State(state): State<UiState>, session: SessionExt, form: FormExt) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
         return refused;
     }
     let csrf = &session.csrf;
@@ -288,7 +288,7 @@ pub(super) async fn replay(State(state): State<UiState>, session: SessionExt, fo
 
 /// `GET /ui/dead/purge`: asks first, naming how many letters would go.
 pub(super) async fn confirm_purge(State(state): State<UiState>, session: SessionExt) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
         return refused;
     }
     let csrf = &session.csrf;
@@ -314,7 +314,7 @@ pub(super) async fn confirm_purge(State(state): State<UiState>, session: Session
 
 /// `POST /ui/dead/purge` with `confirm=yes`.
 pub(super) async fn purge(State(state): State<UiState>, session: SessionExt, form: FormExt) -> Response {
-    if let Some(refused) = super::lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
+    if let Some(refused) = lacks(&session, Scope::Dlq, "Dead letters", ACTIVE) {
         return refused;
     }
     let csrf = &session.csrf;

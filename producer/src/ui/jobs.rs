@@ -10,7 +10,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::html::{esc, json_block, notice, page as frame, time};
-use super::{SessionExt, UiState};
+use super::state::{SessionExt, UiState, lacks};
 
 const ACTIVE: &str = "/ui/jobs";
 
@@ -23,7 +23,7 @@ pub(super) struct JobQuery {
 
 /// `GET /ui/jobs?id=`.
 pub(super) async fn page(State(state): State<UiState>, session: SessionExt, Query(query): Query<JobQuery>) -> Response {
-    if let Some(refused) = super::lacks(&session, crate::auth::Scope::Read, "Jobs", ACTIVE) {
+    if let Some(refused) = lacks(&session, crate::auth::Scope::Read, "Jobs", ACTIVE) {
         return refused;
     }
     let id_text = query.id.trim();

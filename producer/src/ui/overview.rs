@@ -19,7 +19,7 @@ use lapin::types::FieldTable;
 use yizhan_schemas::{DEFAULT_TENANT, Priority};
 
 use super::html::{esc, notice, page as frame};
-use super::{SessionExt, UiState};
+use super::state::{Sample, SessionExt, UiState};
 
 /// Tenants whose lanes the overview shows (the first ones the store lists; the rest are counted).
 const MAX_TENANTS: usize = 20;
@@ -37,13 +37,6 @@ const OUTCOMES: &[&str] = &[
 ];
 /// A previous sample older than this gives no rate (it would average over too long).
 const RATE_WINDOW: Duration = Duration::from_secs(600);
-
-/// The workers' counters at one moment.
-#[derive(Debug, Clone)]
-pub(super) struct Sample {
-    at: Instant,
-    outcomes: BTreeMap<String, f64>,
-}
 
 /// One queue's depth: None when it does not exist (or the broker refused the declare).
 struct Depth {

@@ -6,22 +6,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, HeaderValue, header};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::html::login_page;
-use super::{FormExt, SessionExt, UiState};
 use crate::auth::Principal;
 
 /// The session cookie's name.
 pub(super) const SESSION_COOKIE: &str = "yizhan_session";
 /// The login form's double-submit cookie.
-const LOGIN_COOKIE: &str = "yizhan_login";
+pub(super) const LOGIN_COOKIE: &str = "yizhan_login";
 /// A session ends this long after sign-in.
-const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+pub(super) const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// Most sessions kept at once: past it, the oldest are dropped (a flood of sign-ins cannot grow
 /// memory without bound).
 const MAX_SESSIONS: usize = 10_000;
@@ -66,7 +62,7 @@ impl Sessions {
     }
 
     /// A new session for `principal`; its id, for the cookie.
-    fn create(&self, principal: Arc<Principal>) -> String {
+    pub(super) fn create(&self, principal: Arc<Principal>) -> String {
         let id = random_token();
         let now = Instant::now();
         let session = Session { csrf: random_token(), principal, expires: now + SESSION_TTL };
@@ -82,7 +78,7 @@ impl Sessions {
         id
     }
 
-    fn remove(&self, headers: &HeaderMap) {
+    pub(super) fn remove(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers, SESSION_COOKIE) {
             self.live.lock().expect("sessions").remove(&digest(id));
         }
@@ -126,7 +122,7 @@ impl Form {
 }
 
 /// 32 random bytes as hex, from the thread's CSPRNG.
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex(&bytes)
@@ -141,12 +137,12 @@ fn digest(id: &str) -> [u8; 32] {
 }
 
 /// Constant-time equality of two byte strings (lengths are not secret: tokens have one length).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The value of cookie `name` in the request.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -159,7 +155,7 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// `Set-Cookie` for the console: HTTP-only, `SameSite=Strict`, `Secure` when the request came
 /// over HTTPS (a TLS-terminating proxy says so in `X-Forwarded-Proto`).
-fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age: Duration) -> HeaderValue {
+pub(super) fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age: Duration) -> HeaderValue {
     let secure = headers.get("x-forwarded-proto").is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     let cookie = format!(
         "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{}",
@@ -167,59 +163,6 @@ fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age:
         if secure { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&cookie).expect("cookie values are hex")
-}
-
-/// `GET /ui/login`: the form, with a fresh double-submit token in a cookie and in the form.
-pub(super) async fn login_form(headers: HeaderMap) -> Response {
-    login_response(&headers, StatusCode::OK, None)
-}
-
-fn login_response(headers: &HeaderMap, status: StatusCode, problem: Option<&str>) -> Response {
-    let token = random_token();
-    let mut response = (status, Html(login_page(&token, problem))).into_response();
-    let cookie = set_cookie(headers, LOGIN_COOKIE, &token, "/ui/login", Duration::from_secs(3600));
-    response.headers_mut().insert(header::SET_COOKIE, cookie);
-    response
-}
-
-/// `POST /ui/login`: `csrf` must equal the login cookie; a valid API token opens a session.
-pub(super) async fn login(State(state): State<UiState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let form = Form::parse(&body);
-    let expected = cookie(&headers, LOGIN_COOKIE);
-    let csrf_ok = match (form.get("csrf"), expected) {
-        (Some(presented), Some(expected)) => same(presented.as_bytes(), expected.as_bytes()),
-        _ => false,
-    };
-    if !csrf_ok {
-        return super::forbidden();
-    }
-    let token = form.get("token").unwrap_or_default().trim();
-    let principal = if token.is_empty() { None } else { state.api.tokens.authenticate(token) };
-    let Some(principal) = principal else {
-        // Never echo the token; the same answer for every wrong one.
-        return login_response(&headers, StatusCode::UNAUTHORIZED, Some("That is not a valid API token."));
-    };
-    tracing::info!(who = %principal.who(), "console: signed in");
-    let id = state.sessions.create(principal);
-    let mut response = Redirect::to("/ui").into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &id, "/ui", SESSION_TTL));
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, "", "/ui/login", Duration::ZERO));
-    response
-}
-
-/// `POST /ui/logout`: ends the session and clears its cookie.
-pub(super) async fn logout(
-    State(state): State<UiState>,
-    headers: HeaderMap,
-    _session: SessionExt,
-    _form: FormExt,
-) -> Response {
-    state.sessions.remove(&headers);
-    let mut response = Redirect::to("/ui/login").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, "", "/ui", Duration::ZERO));
-    response
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 
+use super::pool::{connect, in_transaction};
 use crate::directory::{DirectoryStore, ttl_ms};
 use crate::model::{StoreError, now_millis};
-use crate::postgres::in_transaction;
 
 /// A run writes a few hundred rows: two connections.
 const POOL_SIZE: usize = 2;
@@ -29,7 +29,7 @@ impl fmt::Debug for PostgresDirectory {
 impl PostgresDirectory {
     /// Connects to the database at `url` (migrating its schema).
     pub async fn open(url: &str, namespace: &str) -> Result<Self, StoreError> {
-        Ok(Self { pool: super::connect(url, POOL_SIZE).await?, namespace: namespace.to_string() })
+        Ok(Self { pool: connect(url, POOL_SIZE).await?, namespace: namespace.to_string() })
     }
 }
 

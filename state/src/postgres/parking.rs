@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 
+use super::pool::{connect, in_transaction};
 use crate::model::{Millis, StoreError};
 use crate::parking::{HELD_DUE, Parked, ParkingLot, Taken, WAKE_CHUNK};
-use crate::postgres::in_transaction;
 
 /// Parking is off the hot path: a few connections.
 const POOL_SIZE: usize = 4;
@@ -29,7 +29,7 @@ impl fmt::Debug for PostgresParking {
 impl PostgresParking {
     /// Connects to the database at `url` (migrating its schema).
     pub async fn open(url: &str, namespace: &str) -> Result<Self, StoreError> {
-        Ok(Self { pool: super::connect(url, POOL_SIZE).await?, namespace: namespace.to_string() })
+        Ok(Self { pool: connect(url, POOL_SIZE).await?, namespace: namespace.to_string() })
     }
 }
 
