@@ -12,4 +12,4 @@ pub use callback::{CALLBACK_ROUTING_KEY, CallbackAllow, OutgoingCallback, publis
 pub use connect::{Nodes, NodesError, Recovery, connect, install_crypto_provider};
 pub use publish::{Message, PublishError, Publisher};
 pub use settings::{Settings, parse_delays};
-pub use topology::{Names, Topology, TopologyError, declare, declare_control_queue, declare_tenant};
+pub use topology::{Names, Topology, TopologyError, declare, declare_control_queue, declare_tenant, shard_of};

@@ -25,6 +25,11 @@ pub struct Settings {
     /// created and must be the same for every process of a fleet.
     #[arg(long, global = true, env = "YIZHAN_QUORUM_GROUP_SIZE", value_parser = clap::value_parser!(u16).range(1..))]
     pub quorum_group_size: Option<u16>,
+    /// Queues per lane (and per retry delay): jobs are spread over them by a hash of their
+    /// idempotency key, and workers consume all of them. 1 keeps the unsharded names; raise it on
+    /// the workers before the producers (README, "Sharded lanes").
+    #[arg(long, global = true, env = "YIZHAN_LANE_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub lane_shards: u16,
     /// Prefix of every exchange and queue name (and of the state store's keys).
     #[arg(long, global = true, env = "YIZHAN_PREFIX", default_value = "yizhan")]
     pub prefix: String,
@@ -60,9 +65,9 @@ pub struct Settings {
 
 impl Settings {
     /// The exchange and queue names under `--prefix`, declaring new queues with
-    /// `--quorum-group-size` replicas.
+    /// `--quorum-group-size` replicas, each lane in `--lane-shards` queues.
     pub fn names(&self) -> Names {
-        Names::new(self.prefix.clone()).with_quorum_group_size(self.quorum_group_size)
+        Names::new(self.prefix.clone()).with_quorum_group_size(self.quorum_group_size).with_shards(self.lane_shards)
     }
 }
 
@@ -110,5 +115,15 @@ mod tests {
         let unset = Cli::try_parse_from(["x"]).unwrap();
         assert_eq!(unset.settings.names().quorum_group_size, None);
         assert!(Cli::try_parse_from(["x", "--quorum-group-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn lane_shards_go_into_the_names_default_one() {
+        use clap::Parser;
+        assert_eq!(Cli::try_parse_from(["x"]).unwrap().settings.names().shards(), 1);
+        let cli = Cli::try_parse_from(["x", "--lane-shards", "4"]).unwrap();
+        assert_eq!(cli.settings.names().shards(), 4);
+        assert!(Cli::try_parse_from(["x", "--lane-shards", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--lane-shards", "257"]).is_err());
     }
 }

@@ -12,6 +12,13 @@
 //! The tenant `default` has the original lanes and routing keys, so AMQP publishers that know
 //! nothing of tenants are unchanged; every other tenant's lanes are declared on its first use
 //! ([`declare_tenant`]), so that workers can take tenants round-robin within a lane.
+//!
+//! Sharded lanes (`YIZHAN_LANE_SHARDS=N`, [`Names::with_shards`]): every lane queue above, and
+//! every delay queue, is N queues. Shard 0 is the queue and routing key above, unchanged, so a
+//! publisher that knows nothing of shards still lands in a consumed queue; shard k ≥ 1 appends
+//! `.s.<k>` to the queue (`<p>.jobs.high.s.3`, `<p>.jobs.high.acme.s.3`, `<p>.delay.5s.s.3`) and
+//! to the routing key (`high.s.3`, `high.acme.s.3`). No tenant can collide with it: a tenant has no
+//! dot. A job's shard is [`shard_of`] its idempotency key, so the copies of one key meet in one queue.
 //! Dead-lettering between quorum queues is `at-least-once` (with `reject-publish` overflow), so a
 //! job waiting in a delay queue cannot be dropped on its way back.
 
@@ -41,12 +48,77 @@ pub struct Names {
     /// It applies when a queue is created: RabbitMQ refuses to declare an existing queue again with
     /// another value, so every process of a fleet must be given the same one.
     pub quorum_group_size: Option<u16>,
+    /// Queues per lane (and per delay), at least 1; see [`Names::with_shards`].
+    shards: u16,
 }
 
 impl Names {
     /// The names under `prefix`; no name is declared here.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Names { prefix: prefix.into(), quorum_group_size: None }
+        Names { prefix: prefix.into(), quorum_group_size: None, shards: 1 }
+    }
+
+    /// The same names with each lane and delay spread over `shards` queues (0 counts as 1). Every
+    /// process declares and consumes shards `0..shards`; a producer routes a job to
+    /// [`shard_of`] its idempotency key.
+    pub fn with_shards(mut self, shards: u16) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// Queues per lane and per delay (1: unsharded).
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// The shard of a job with idempotency key `key` among this process's shards (0 when
+    /// unsharded, without hashing).
+    pub fn shard(&self, key: &str) -> u16 {
+        if self.shards == 1 { 0 } else { shard_of(key, self.shards) }
+    }
+
+    /// Shard `shard` of the queue of one lane of `tenant`: [`Names::tenant_lane`] for shard 0,
+    /// `<that>.s.<shard>` for the others.
+    pub fn lane_shard(&self, priority: Priority, tenant: &str, shard: u16) -> String {
+        with_shard(self.tenant_lane(priority, tenant), shard)
+    }
+
+    /// Every queue of one lane of `tenant`, shard 0 first.
+    pub fn lane_shards(&self, priority: Priority, tenant: &str) -> Vec<String> {
+        (0..self.shards).map(|shard| self.lane_shard(priority, tenant, shard)).collect()
+    }
+
+    /// The routing key of shard `shard` of one lane of `tenant`: [`Names::routing_key`] for shard
+    /// 0, `<that>.s.<shard>` for the others.
+    pub fn shard_routing_key(&self, priority: Priority, tenant: &str, shard: u16) -> Cow<'static, str> {
+        let key = self.routing_key(priority, tenant);
+        if shard == 0 { key } else { Cow::Owned(with_shard(key.into_owned(), shard)) }
+    }
+
+    /// The routing key a job is published with: its lane and tenant's ([`Names::routing_key`]),
+    /// on the shard of its idempotency key. Unsharded, exactly [`Names::routing_key`].
+    pub fn job_routing_key(&self, priority: Priority, tenant: &str, idempotency_key: &str) -> Cow<'static, str> {
+        if self.shards == 1 {
+            return self.routing_key(priority, tenant);
+        }
+        self.shard_routing_key(priority, tenant, self.shard(idempotency_key))
+    }
+
+    /// The routing key a copy of a delivery goes back with (a retry, a parked job): the key it
+    /// came with, on this process's shard of its idempotency key. A key this process cannot place
+    /// on its own shards (another N before a change) so still reaches a consumed queue, and a job
+    /// published to shard 0 by a client that knows nothing of shards moves to its own shard.
+    /// Unsharded, a key without a shard comes back as it is, borrowed.
+    pub fn reshard<'k>(&self, routing_key: &'k str, idempotency_key: &str) -> Cow<'k, str> {
+        let (base, shard) = split_shard(routing_key);
+        let wanted = self.shard(idempotency_key);
+        if shard == Some(wanted) || (shard.is_none() && wanted == 0) {
+            Cow::Borrowed(routing_key)
+        } else if wanted == 0 {
+            Cow::Borrowed(base)
+        } else {
+            Cow::Owned(with_shard(base.to_string(), wanted))
+        }
     }
 
     /// The same names, declaring new quorum queues with `size` replicas (`None`: the broker's default).
@@ -105,6 +177,56 @@ impl Names {
     pub fn delay(&self, delay: Duration) -> String {
         format!("{}.delay.{}", self.prefix, delay_label(delay))
     }
+
+    /// `routing_key` if it names one of this process's shards (or none), else its shard 0: a
+    /// copy published long ago (a parked job) by a process with more shards, before N was
+    /// lowered, so still reaches a consumed queue.
+    pub fn within_shards<'k>(&self, routing_key: &'k str) -> &'k str {
+        match split_shard(routing_key) {
+            (base, Some(shard)) if shard >= self.shards => base,
+            _ => routing_key,
+        }
+    }
+
+    /// Shard `shard` of the delay exchange and queue for one delay: [`Names::delay`] for shard 0,
+    /// `<that>.s.<shard>` for the others. A retry waits in its job's shard, so that a retry storm
+    /// spreads over the shards as the jobs did.
+    pub fn delay_shard(&self, delay: Duration, shard: u16) -> String {
+        with_shard(self.delay(delay), shard)
+    }
+}
+
+/// `name` for shard 0, `<name>.s.<shard>` for the others.
+fn with_shard(mut name: String, shard: u16) -> String {
+    if shard != 0 {
+        use std::fmt::Write;
+        let _ = write!(name, ".s.{shard}");
+    }
+    name
+}
+
+/// A routing key without its shard suffix, and the shard it names (None: none, so shard 0).
+/// Only the suffix [`with_shard`] writes counts (`.s.` and digits without a leading zero).
+fn split_shard(key: &str) -> (&str, Option<u16>) {
+    if let Some((base, digits)) = key.rsplit_once(".s.")
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+        && let Ok(shard) = digits.parse::<u16>()
+    {
+        return (base, Some(shard));
+    }
+    (key, None)
+}
+
+/// The shard, among `shards`, of a job with idempotency key `key`: FNV-1a (64 bits) of its bytes,
+/// modulo `shards`. Stable across processes, versions and platforms: the producer and every
+/// worker must agree on it, so it is written out here, not taken from `std`'s hasher (random per
+/// process) or a crate that may change it.
+pub fn shard_of(key: &str, shards: u16) -> u16 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = key.bytes().fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
+    (hash % u64::from(shards.max(1))) as u16
 }
 
 /// The names under a prefix, with the broker's group size ([`Names::new`]).
@@ -132,7 +254,8 @@ fn delay_label(delay: Duration) -> String {
     humantime::format_duration(delay).to_string().replace(' ', "")
 }
 
-/// What to declare: the lanes, the dead-letter queue and one delay queue per distinct delay.
+/// What to declare: the lanes, the dead-letter queue and one delay queue per distinct delay (each
+/// lane and delay queue once per shard of the names).
 #[derive(Debug, Clone)]
 pub struct Topology {
     /// The names of every exchange and queue.
@@ -175,7 +298,7 @@ fn quorum_args(names: &Names, dead_letter_exchange: &str) -> FieldTable {
     args
 }
 
-/// Declares the three lanes of `tenant` and binds them to the jobs exchange (declared by
+/// Declares the three lanes of `tenant` (each of their shards) and binds them to the jobs exchange (declared by
 /// [`declare`]); idempotent. The producer calls it on a tenant's first job, workers before they
 /// consume a tenant's queues.
 pub async fn declare_tenant(channel: &Channel, names: &Names, tenant: &str) -> Result<(), TopologyError> {
@@ -183,12 +306,12 @@ pub async fn declare_tenant(channel: &Channel, names: &Names, tenant: &str) -> R
     let err = |what: String| move |source| TopologyError::Declare { what: what.clone(), source };
     let jobs = names.jobs_exchange();
     let dead = names.dead();
-    for priority in Priority::ALL {
-        let lane = names.tenant_lane(priority, tenant);
+    for (priority, shard) in Priority::ALL.into_iter().flat_map(|p| (0..names.shards()).map(move |s| (p, s))) {
+        let lane = names.lane_shard(priority, tenant, shard);
         let mut args = quorum_args(names, &dead);
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
         channel.queue_declare(lane.as_str().into(), durable_queue, args).await.map_err(err(format!("queue {lane}")))?;
-        let routing_key = names.routing_key(priority, tenant);
+        let routing_key = names.shard_routing_key(priority, tenant, shard);
         channel
             .queue_bind(
                 lane.as_str().into(),
@@ -292,8 +415,8 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Topol
     let mut delays = topology.delays.clone();
     delays.sort();
     delays.dedup();
-    for delay in delays {
-        let name = names.delay(delay);
+    for (delay, shard) in delays.into_iter().flat_map(|d| (0..names.shards()).map(move |s| (d, s))) {
+        let name = names.delay_shard(delay, shard);
         channel
             .exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
             .await
@@ -340,5 +463,81 @@ mod tests {
         assert!(matches!(names.routing_key(Priority::High, "default"), Cow::Borrowed("high")), "no allocation");
         assert_eq!(names.tenant_lane(Priority::Bulk, "team-b"), "acme.jobs.bulk.team-b");
         assert_eq!(names.routing_key(Priority::Normal, "team-b"), "normal.team-b");
+    }
+
+    #[test]
+    fn one_shard_keeps_every_name_and_routing_key() {
+        let names = Names::new("acme");
+        let sharded_once = Names::new("acme").with_shards(1);
+        assert_eq!(names, sharded_once);
+        assert_eq!(Names::new("acme").with_shards(0).shards(), 1, "0 counts as 1");
+        for priority in Priority::ALL {
+            for tenant in ["default", "team-b"] {
+                assert_eq!(names.lane_shards(priority, tenant), [names.tenant_lane(priority, tenant)]);
+                assert_eq!(names.lane_shard(priority, tenant, 0), names.tenant_lane(priority, tenant));
+                assert_eq!(names.job_routing_key(priority, tenant, "any-key"), names.routing_key(priority, tenant));
+            }
+        }
+        assert_eq!(names.lane_shard(Priority::High, "default", 0), "acme.jobs.high");
+        assert_eq!(names.job_routing_key(Priority::High, "default", "k"), "high");
+        assert!(
+            matches!(names.job_routing_key(Priority::High, "default", "k"), Cow::Borrowed("high")),
+            "no allocation"
+        );
+        assert_eq!(names.delay_shard(Duration::from_secs(5), 0), "acme.delay.5s");
+        assert!(matches!(names.reshard("normal", "k"), Cow::Borrowed("normal")));
+        assert!(matches!(names.reshard("normal.acme", "k"), Cow::Borrowed("normal.acme")));
+        // A key published by a process with more shards comes back to shard 0, which exists.
+        assert_eq!(names.reshard("normal.acme.s.3", "k"), "normal.acme");
+    }
+
+    #[test]
+    fn shards_get_their_own_names_that_no_tenant_can_take() {
+        let names = Names::new("acme").with_shards(4);
+        assert_eq!(
+            names.lane_shards(Priority::Bulk, "default"),
+            ["acme.jobs.bulk", "acme.jobs.bulk.s.1", "acme.jobs.bulk.s.2", "acme.jobs.bulk.s.3"]
+        );
+        assert_eq!(names.lane_shard(Priority::Bulk, "team-b", 2), "acme.jobs.bulk.team-b.s.2");
+        assert_eq!(names.shard_routing_key(Priority::Bulk, "default", 0), "bulk");
+        assert_eq!(names.shard_routing_key(Priority::Bulk, "default", 3), "bulk.s.3");
+        assert_eq!(names.shard_routing_key(Priority::High, "team-b", 1), "high.team-b.s.1");
+        assert_eq!(names.delay_shard(Duration::from_secs(5), 2), "acme.delay.5s.s.2");
+        // The tenant `s1` (valid) keeps a name no shard of `default` has.
+        assert_ne!(names.tenant_lane(Priority::Bulk, "s1"), names.lane_shard(Priority::Bulk, "default", 1));
+        assert_ne!(names.routing_key(Priority::Bulk, "s"), names.shard_routing_key(Priority::Bulk, "default", 1));
+    }
+
+    #[test]
+    fn the_shard_is_fnv1a_of_the_idempotency_key() {
+        // FNV-1a 64 reference vectors (the hash's published test values), then modulo the shards.
+        assert_eq!(shard_of("", 1 << 15), (0xcbf2_9ce4_8422_2325u64 % (1 << 15)) as u16);
+        assert_eq!(shard_of("a", 1 << 15), (0xaf63_dc4c_8601_ec8cu64 % (1 << 15)) as u16);
+        assert_eq!(shard_of("foobar", 1 << 15), (0x8594_4171_f739_67e8u64 % (1 << 15)) as u16);
+        assert_eq!([shard_of("", 4), shard_of("a", 4), shard_of("foobar", 4)], [1, 0, 0]);
+        assert_eq!(shard_of("spring-2025:+8613800000000", 4), 3);
+        assert_eq!(shard_of("0190b3d2-7c1e-7000-8000-000000000001", 16), 6);
+        let names = Names::new("acme").with_shards(4);
+        assert_eq!(names.shard("spring-2025:+8613800000000"), 3);
+        assert_eq!(names.job_routing_key(Priority::Bulk, "team-b", "spring-2025:+8613800000000"), "bulk.team-b.s.3");
+        assert_eq!(names.job_routing_key(Priority::Bulk, "team-b", "foobar"), "bulk.team-b", "shard 0: the plain key");
+        assert_eq!(Names::new("acme").shard("spring-2025:+8613800000000"), 0);
+    }
+
+    #[test]
+    fn a_copy_goes_back_to_its_keys_shard() {
+        let names = Names::new("acme").with_shards(4);
+        let key = "spring-2025:+8613800000000"; // shard 3
+        assert!(matches!(names.reshard("bulk.s.3", key), Cow::Borrowed("bulk.s.3")), "its own: unchanged");
+        assert_eq!(names.reshard("bulk", key), "bulk.s.3", "from a publisher that knows nothing of shards");
+        assert_eq!(names.reshard("bulk.team-b.s.1", key), "bulk.team-b.s.3");
+        assert_eq!(names.reshard("bulk.team-b.s.3", "foobar"), "bulk.team-b", "shard 0");
+        assert!(matches!(names.reshard("bulk.team-b", "foobar"), Cow::Borrowed("bulk.team-b")));
+        assert_eq!(names.within_shards("bulk.team-b.s.3"), "bulk.team-b.s.3");
+        assert_eq!(Names::new("acme").with_shards(2).within_shards("bulk.team-b.s.3"), "bulk.team-b", "gone: shard 0");
+        assert_eq!(Names::new("acme").within_shards("bulk"), "bulk");
+        // Not a shard suffix: kept whole.
+        assert_eq!(names.reshard("bulk.s.03", "foobar"), "bulk.s.03");
+        assert_eq!(names.reshard("bulk.s.", "foobar"), "bulk.s.");
     }
 }

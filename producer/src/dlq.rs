@@ -196,7 +196,10 @@ impl Dlq {
                     Some("bulk") => Priority::Bulk,
                     _ => Priority::Normal,
                 };
-                (headers, self.names.routing_key(lane, tenant_of(t)))
+                // The shard of its idempotency key (a job without one has its id as key).
+                let key = t.letter.job.get("idempotency_key").and_then(Value::as_str);
+                let key = key.or(t.letter.id.as_deref()).unwrap_or_default();
+                (headers, self.names.job_routing_key(lane, tenant_of(t), key))
             })
             .collect();
         let messages: Vec<Message<'_>> = chosen

@@ -1,7 +1,9 @@
 //! What a worker consumes: per lane (`high`, `normal`, `bulk`) one consumer per tenant queue —
 //! tenant `default`'s from the start, the others' as the state store's tenant registry names them
-//! (read at start and every [`TENANT_POLL`]). Lanes are taken most urgent first and, within a lane,
-//! tenants in turn, so that one tenant's backlog does not hold another's jobs behind it.
+//! (read at start and every [`TENANT_POLL`]) — and, with sharded lanes, one per shard of each.
+//! Lanes are taken most urgent first and, within a lane, its queues in turn (a tenant's shards
+//! side by side, every tenant with as many), so that one tenant's backlog does not hold another's
+//! jobs behind it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -60,6 +62,8 @@ pub(crate) enum Event {
 
 struct TenantConsumer {
     tenant: String,
+    /// Which of the tenant's queues of the lane it consumes (0 when unsharded).
+    shard: u16,
     queue: String,
     tag: String,
     consumer: Consumer,
@@ -173,20 +177,27 @@ impl Lanes {
         Ok(self.consume_lanes(tenant).await?)
     }
 
-    /// Starts a consumer on each lane of `tenant` that has none (a partial earlier attempt keeps
-    /// what it started).
+    /// Starts a consumer on each shard of each lane of `tenant` that has none (a partial earlier
+    /// attempt keeps what it started).
     async fn consume_lanes(&mut self, tenant: &str) -> Result<(), lapin::Error> {
-        for lane in &mut self.lanes {
-            if lane.consumers.iter().any(|c| c.tenant == tenant) {
+        let shards = self.names.shards();
+        for (lane, shard) in (0..self.lanes.len()).flat_map(|lane| (0..shards).map(move |s| (lane, s))) {
+            let lane = &mut self.lanes[lane];
+            if lane.consumers.iter().any(|c| c.tenant == tenant && c.shard == shard) {
                 continue;
             }
-            let queue = self.names.tenant_lane(lane.priority, tenant);
-            // Tenant `default` keeps the tags it always had.
-            let tag = if tenant == DEFAULT_TENANT {
+            let queue = self.names.lane_shard(lane.priority, tenant, shard);
+            // Tenant `default` keeps the tags it always had; a shard's tag ends as its queue's
+            // name does (no tenant has a dot, so no tag is another's).
+            let mut tag = if tenant == DEFAULT_TENANT {
                 format!("{}-{}", self.owner, lane.priority.as_str())
             } else {
                 format!("{}-{}-{tenant}", self.owner, lane.priority.as_str())
             };
+            if shard != 0 {
+                use std::fmt::Write;
+                let _ = write!(tag, ".s.{shard}");
+            }
             let consumer = self
                 .channel
                 .basic_consume(
@@ -196,7 +207,14 @@ impl Lanes {
                     FieldTable::default(),
                 )
                 .await?;
-            lane.consumers.push(TenantConsumer { tenant: tenant.to_string(), queue, tag, consumer, owes_error: false });
+            lane.consumers.push(TenantConsumer {
+                tenant: tenant.to_string(),
+                shard,
+                queue,
+                tag,
+                consumer,
+                owes_error: false,
+            });
         }
         Ok(())
     }

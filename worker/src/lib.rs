@@ -48,8 +48,8 @@ pub struct WorkerSettings {
     /// Jobs executed at once by this process.
     #[arg(long, env = "YIZHAN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
-    /// Unacknowledged deliveries the broker may push per lane (default: the concurrency plus a
-    /// quarter).
+    /// Unacknowledged deliveries the broker may push per lane queue (default: the concurrency plus
+    /// a quarter, shared by a lane's shards).
     #[arg(long, env = "YIZHAN_PREFETCH")]
     pub prefetch: Option<u16>,
     /// Lease of a claim; a worker silent for this long is taken for dead and its jobs ambiguous.
@@ -188,7 +188,9 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     // still counts against the broker's window: with a window of just the concurrency, slots
     // would idle waiting for deliveries (at 14k jobs/s, 5 ms is 70 of 256). A quarter more keeps
     // them fed without hoarding jobs other workers could take.
-    let default_prefetch = worker.concurrency.max(1) + worker.concurrency / 4;
+    // With sharded lanes the window is shared by a lane's shards, so a worker holds no more
+    // jobs than unsharded (each shard's consumer gets its part, at least 1).
+    let default_prefetch = (worker.concurrency.max(1) + worker.concurrency / 4).div_ceil(usize::from(names.shards()));
     let prefetch = worker.prefetch.unwrap_or(default_prefetch.min(u16::MAX as usize) as u16);
     channel.basic_qos(prefetch, BasicQosOptions { global: false }).await.map_err(broker_error)?;
     let mut lanes = Lanes::start(consume_conn.clone(), channel.clone(), names.clone(), owner.clone())

@@ -212,14 +212,15 @@ impl<'a> Incoming<'a> {
 
     /// Where a copy of this delivery goes back to: the lane it came from, so that a job whose
     /// body names a tenant but was published to a plain lane (a raw AMQP client) comes back to
-    /// a queue that exists; the job's own lane when the delivery says nothing.
+    /// a queue that exists; the job's own lane when the delivery says nothing. With sharded lanes,
+    /// on the shard of its idempotency key ([`Names::reshard`]).
     fn lane<'j>(&self, names: &Names, job: &'j Job) -> std::borrow::Cow<'j, str>
     where
         'a: 'j,
     {
         match self.routing_key.filter(|key| !key.is_empty()) {
-            Some(key) => std::borrow::Cow::Borrowed(key),
-            None => names.routing_key(job.priority, &job.tenant),
+            Some(key) => names.reshard(key, &job.idempotency_key),
+            None => names.job_routing_key(job.priority, &job.tenant, &job.idempotency_key),
         }
     }
 }
@@ -661,7 +662,8 @@ impl Pipeline {
         delay: Duration,
     ) -> Result<(), Unsettled> {
         let lane_delay = self.delay_lane(delay);
-        let exchange = self.names.delay(lane_delay);
+        // The job's shard of the delay: a retry storm spreads over the shards as the jobs did.
+        let exchange = self.names.delay_shard(lane_delay, self.names.shard(&job.idempotency_key));
         let mut headers = incoming.headers();
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
         // Up to 20% earlier than the lane's TTL, so retries of a burst spread out (full TTL caps it).
@@ -767,7 +769,8 @@ impl Pipeline {
             .iter()
             .map(|t| Message {
                 exchange: &exchange,
-                routing_key: &t.entry.routing_key,
+                // Parked before N was lowered, a job on a shard gone comes back to shard 0.
+                routing_key: self.names.within_shards(&t.entry.routing_key),
                 body: &t.entry.body,
                 message_id: t.entry.id.split(':').next(),
                 headers: serde_json::from_str(&t.entry.headers).unwrap_or_default(),

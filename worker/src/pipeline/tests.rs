@@ -699,6 +699,20 @@ async fn a_retry_goes_back_to_the_lane_the_job_came_from() {
     assert_eq!(f.broker.sent()[0].routing_key, "normal", "not acme's lane, which may not exist");
 }
 
+#[tokio::test]
+async fn with_sharded_lanes_a_retry_waits_and_comes_back_on_its_keys_shard() {
+    let mut f = fixture(OnAmbiguous::Retry, vec![Err(Failure::transient("HTTP 503"))]).await;
+    f.pipeline.names = Names::new("unit").with_shards(4);
+    let key = "spring-2025:+8613800000000"; // shard 3 of 4 (broker's fixed vectors)
+    let body = sms_to(Uuid::now_v7(), key, &["+8613800000000"], json!({"tenant": "acme"}));
+    let headers = attempt_headers(1);
+    let incoming = Incoming { body: &body, headers: Some(&headers), routing_key: Some("bulk.acme.s.3") };
+    f.pipeline.process(incoming).await.unwrap();
+    let sent = f.broker.sent();
+    assert_eq!(sent[0].exchange, "unit.delay.5s.s.3", "its shard of the delay");
+    assert_eq!(sent[0].routing_key, "bulk.acme.s.3", "back to its shard");
+}
+
 // Completion callbacks: published (confirmed) after a final record, before the ack; none for a
 // job without one.
 
