@@ -346,10 +346,15 @@ fn authorize(state: &Own<FeishuState>, request: &Captured, allowed: &[Method]) -
     })
 }
 
-/// A contact read: the request and the directory in, the answer's `data` out.
-type ReadHandler = fn(&Captured, &Directory) -> Result<Map<String, Value>, FeishuError>;
-
-async fn read_call(state: &Own<FeishuState>, request: Request, action: &str, handle: ReadHandler) -> Response {
+/// A contact call (read or write) of `action`: recorded, its faults and token checked, then
+/// `handle` makes the answer's `data`.
+async fn contact_call(
+    state: &Own<FeishuState>,
+    request: Request,
+    action: &str,
+    allowed: &[Method],
+    handle: impl FnOnce(&Captured, &RequestFacts) -> Result<Map<String, Value>, FeishuError>,
+) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
     state.record_request(Provider::Feishu, &request);
     let app = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.token_app(t));
@@ -357,21 +362,32 @@ async fn read_call(state: &Own<FeishuState>, request: Request, action: &str, han
     if let Some(answer) = state.before_processing(&facts).await {
         return answer;
     }
-    let result = authorize(state, &request, &[Method::GET]).and_then(|_| {
-        let data = state.with(|d, _| handle(&request, &d.directory))?;
-        injected(state, &facts)?;
+    let result = authorize(state, &request, allowed).and_then(|_| {
         let mut answer = Map::new();
-        answer.insert("data".into(), Value::Object(data));
+        answer.insert("data".into(), Value::Object(handle(&request, &facts)?));
         Ok(answer)
     });
     respond(state, Provider::Feishu, &facts, result).await
+}
+
+/// A contact read: the request and the directory in, the answer's `data` out.
+type ReadHandler = fn(&Captured, &Directory) -> Result<Map<String, Value>, FeishuError>;
+
+/// A read's fault applies once its params passed.
+async fn read_call(state: &Own<FeishuState>, request: Request, action: &str, handle: ReadHandler) -> Response {
+    contact_call(state, request, action, &[Method::GET], |request, facts| {
+        let data = state.with(|d, _| handle(request, &d.directory))?;
+        injected(state, facts)?;
+        Ok(data)
+    })
+    .await
 }
 
 /// `GET /open-apis/contact/v3/departments?parent_department_id=&fetch_child=&page_size=&page_token=`,
 /// and `POST` (create).
 pub(crate) async fn departments(State(state): State<Own<FeishuState>>, request: Request) -> Response {
     if request.method() == Method::POST {
-        return write_call(&state, request, "create_department", None, (&[Method::POST], create_department)).await;
+        return write_call(&state, request, "department", None).await;
     }
     read_call(&state, request, "departments", |request, directory| {
         let parent = request.param("parent_department_id").unwrap_or("0");
@@ -432,37 +448,83 @@ fn refuse_403<T>(code: i64, msg: impl Into<String>) -> Result<T, FeishuError> {
     Err(FeishuError { status: StatusCode::FORBIDDEN, code, msg: msg.into(), injected: false })
 }
 
-/// A contact write: the request, its body, the path's id and the tenant's state in, `data` out.
-type WriteHandler =
-    fn(&Captured, &Map<String, Value>, Option<&str>, &mut FeishuState) -> Result<Map<String, Value>, FeishuError>;
+/// A contact write: the request, its body, the path's id (empty for a create) and the tenant's
+/// state in; out the object it leaves, if any, which the answer's `data.<object>` carries.
+type WriteHandler = fn(&Captured, &Map<String, Value>, &str, &mut FeishuState) -> WriteResult;
+type WriteResult = Result<Option<Value>, FeishuError>;
 
-async fn write_call(
-    state: &Own<FeishuState>,
-    request: Request,
-    action: &str,
-    id: Option<String>,
-    (allowed, handle): (&[Method], WriteHandler),
-) -> Response {
-    let request = Captured::read(request, READ_LIMIT).await;
-    state.record_request(Provider::Feishu, &request);
-    let app = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).and_then(|t| state.token_app(t));
-    let facts = facts(Provider::Feishu, &request, app, Some(action.into()));
-    if let Some(answer) = state.before_processing(&facts).await {
-        return answer;
+/// One contact write (docs/providers/feishu.md#contact-writes), named as the catalog names it
+/// (faults match that name). A `POST` is a create on the collection, with `client_token`
+/// replays; `PATCH` and `DELETE` name the object in the path.
+struct ContactWrite {
+    action: &'static str,
+    /// `department` or `user`: what the path names, and the field of `data` the answer uses.
+    object: &'static str,
+    method: Method,
+    /// Checks the query's id-type params the action takes, before anything else.
+    id_types: fn(&Captured) -> Result<(), FeishuError>,
+    apply: WriteHandler,
+}
+
+static CONTACT_WRITES: [ContactWrite; 6] = [
+    ContactWrite::new("create_department", "department", Method::POST, department_id_type, create_department),
+    ContactWrite::new("update_department", "department", Method::PATCH, department_id_type, patch_department),
+    ContactWrite::new("delete_department", "department", Method::DELETE, department_id_type, delete_department),
+    ContactWrite::new("create_user", "user", Method::POST, user_id_types, create_user),
+    ContactWrite::new("update_user", "user", Method::PATCH, user_id_types, patch_user),
+    ContactWrite::new("delete_user", "user", Method::DELETE, user_id_type, delete_user),
+];
+
+impl ContactWrite {
+    const fn new(
+        action: &'static str,
+        object: &'static str,
+        method: Method,
+        id_types: fn(&Captured) -> Result<(), FeishuError>,
+        apply: WriteHandler,
+    ) -> Self {
+        ContactWrite { action, object, method, id_types, apply }
     }
-    let result = authorize(state, &request, allowed).and_then(|_| {
+}
+
+/// The write on `object` that the method asks for (a create without a path id, the others with
+/// one); any other method is refused with 99991400.
+async fn write_call(state: &Own<FeishuState>, request: Request, object: &str, id: Option<String>) -> Response {
+    let write = CONTACT_WRITES
+        .iter()
+        .find(|w| w.object == object && w.method == request.method() && (w.method == Method::POST) == id.is_none());
+    let allowed: &[Method] = match (write, &id) {
+        (Some(write), _) => std::slice::from_ref(&write.method),
+        (None, None) => &[Method::POST],
+        (None, Some(_)) => &[Method::PATCH, Method::DELETE],
+    };
+    contact_call(state, request, write.map_or(object, |w| w.action), allowed, |request, facts| {
+        let Some(write) = write else {
+            return refuse_400(99991400, "method not allowed");
+        };
         let body = match serde_json::from_slice::<Value>(&request.body) {
             Ok(Value::Object(body)) => body,
             _ if request.body.is_empty() && request.method == Method::DELETE => Map::new(),
             _ => return refuse_400(99992402, "field validation failed: the body is not a JSON object"),
         };
-        injected(state, &facts)?;
-        let data = state.with(|d, _| handle(&request, &body, id.as_deref(), d))?;
-        let mut answer = Map::new();
-        answer.insert("data".into(), Value::Object(data));
-        Ok(answer)
-    });
-    respond(state, Provider::Feishu, &facts, result).await
+        injected(state, facts)?;
+        state.with(|d, _| {
+            (write.id_types)(request)?;
+            let create = write.method == Method::POST;
+            if create && let Some(answer) = replay(d, request, &body) {
+                return answer;
+            }
+            let mut data = Map::new();
+            if let Some(object) = (write.apply)(request, &body, id.as_deref().unwrap_or_default(), d)? {
+                data.insert(write.object.into(), object);
+            }
+            if create {
+                remember(d, request, &body, &data);
+            }
+            Ok(data)
+        })
+    })
+    .await
 }
 
 /// The `{id}` of `…/departments/{id}` or `…/users/{id}`.
@@ -473,20 +535,18 @@ fn path_id(request: &Request, prefix: &str) -> Option<String> {
 /// `PATCH|DELETE /open-apis/contact/v3/departments/{department_id}`.
 pub(crate) async fn department(State(state): State<Own<FeishuState>>, request: Request) -> Response {
     let id = path_id(&request, &format!("{DEPARTMENTS_PATH}/"));
-    let handle: WriteHandler = if request.method() == Method::DELETE { delete_department } else { patch_department };
-    write_call(&state, request, "department", id, (&[Method::PATCH, Method::DELETE], handle)).await
+    write_call(&state, request, "department", id).await
 }
 
 /// `POST /open-apis/contact/v3/users`.
 pub(crate) async fn create_users(State(state): State<Own<FeishuState>>, request: Request) -> Response {
-    write_call(&state, request, "create_user", None, (&[Method::POST], create_user)).await
+    write_call(&state, request, "user", None).await
 }
 
 /// `PATCH|DELETE /open-apis/contact/v3/users/{user_id}`.
 pub(crate) async fn user(State(state): State<Own<FeishuState>>, request: Request) -> Response {
     let id = path_id(&request, &format!("{USERS_ROOT}/"));
-    let handle: WriteHandler = if request.method() == Method::DELETE { delete_user } else { patch_user };
-    write_call(&state, request, "user", id, (&[Method::PATCH, Method::DELETE], handle)).await
+    write_call(&state, request, "user", id).await
 }
 
 fn field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -506,6 +566,17 @@ fn department_id_type(request: &Captured) -> Result<(), FeishuError> {
         None | Some("open_department_id" | "department_id") => Ok(()),
         Some(_) => refuse_400(99992402, "field validation failed: department_id_type"),
     }
+}
+
+/// `user_id_type` is `open_id` (default), `union_id` or `user_id`.
+fn user_id_type(request: &Captured) -> Result<(), FeishuError> {
+    user_key(request, "").map(drop)
+}
+
+/// A user write's `user_id_type` and `department_id_type`.
+fn user_id_types(request: &Captured) -> Result<(), FeishuError> {
+    user_id_type(request)?;
+    department_id_type(request)
 }
 
 /// The `user_id` a path id names, as `user_id_type` says (`open_id` `ou_<id>`, `union_id`
@@ -563,16 +634,7 @@ fn remember(d: &mut FeishuState, request: &Captured, body: &Map<String, Value>, 
     }
 }
 
-fn create_department(
-    request: &Captured,
-    body: &Map<String, Value>,
-    _: Option<&str>,
-    d: &mut FeishuState,
-) -> Result<Map<String, Value>, FeishuError> {
-    department_id_type(request)?;
-    if let Some(answer) = replay(d, request, body) {
-        return answer;
-    }
+fn create_department(_: &Captured, body: &Map<String, Value>, _: &str, d: &mut FeishuState) -> WriteResult {
     let name = required(body, "name")?.to_string();
     let parent = required(body, "parent_department_id")?.to_string();
     let order = order(body)?.unwrap_or(0);
@@ -599,21 +661,12 @@ fn create_department(
         return refuse_400(40018, "duplicate name error");
     }
     directory.put_department(&id, &name, &parent, order);
-    let mut answer = Map::new();
-    answer.insert("department".into(), department_json(&directory.departments[&id]));
-    remember(d, request, body, &answer);
-    Ok(answer)
+    Ok(Some(department_json(&directory.departments[&id])))
 }
 
-fn patch_department(
-    request: &Captured,
-    body: &Map<String, Value>,
-    id: Option<&str>,
-    d: &mut FeishuState,
-) -> Result<Map<String, Value>, FeishuError> {
-    department_id_type(request)?;
+fn patch_department(_: &Captured, body: &Map<String, Value>, id: &str, d: &mut FeishuState) -> WriteResult {
     let directory = &mut d.directory;
-    let Some(current) = id.and_then(|id| directory.departments.get(id)).cloned() else {
+    let Some(current) = directory.departments.get(id).cloned() else {
         return refuse_403(40004, "no dept authority error");
     };
     let name = field(body, "name").unwrap_or(&current.name).to_string();
@@ -626,20 +679,11 @@ fn patch_department(
     }
     let order = order(body)?.unwrap_or(current.order);
     directory.put_department(&current.id, &name, &parent, order);
-    let mut answer = Map::new();
-    answer.insert("department".into(), department_json(&directory.departments[&current.id]));
-    Ok(answer)
+    Ok(Some(department_json(&directory.departments[&current.id])))
 }
 
-fn delete_department(
-    request: &Captured,
-    _: &Map<String, Value>,
-    id: Option<&str>,
-    d: &mut FeishuState,
-) -> Result<Map<String, Value>, FeishuError> {
-    department_id_type(request)?;
+fn delete_department(_: &Captured, _: &Map<String, Value>, id: &str, d: &mut FeishuState) -> WriteResult {
     let directory = &mut d.directory;
-    let id = id.unwrap_or_default();
     if id == "0" {
         return refuse_400(40002, "process root dept error");
     }
@@ -653,7 +697,7 @@ fn delete_department(
         return refuse_400(43011, "delete has member dept error");
     }
     directory.departments.remove(id);
-    Ok(Map::new())
+    Ok(None)
 }
 
 /// The user fields of a create or patch applied to `member`, with Feishu's uniqueness checks.
@@ -699,17 +743,7 @@ fn apply_user(directory: &Directory, member: &mut Member, body: &Map<String, Val
     Ok(())
 }
 
-fn create_user(
-    request: &Captured,
-    body: &Map<String, Value>,
-    _: Option<&str>,
-    d: &mut FeishuState,
-) -> Result<Map<String, Value>, FeishuError> {
-    user_key(request, "")?;
-    department_id_type(request)?;
-    if let Some(answer) = replay(d, request, body) {
-        return answer;
-    }
+fn create_user(_: &Captured, body: &Map<String, Value>, _: &str, d: &mut FeishuState) -> WriteResult {
     required(body, "name")?;
     if !body.get("department_ids").is_some_and(Value::is_array) {
         return refuse_400(99992402, "field validation failed: department_ids is required");
@@ -727,42 +761,29 @@ fn create_user(
         Some(id) => id.to_string(),
         None => format!("{:08x}", rand::rng().random::<u32>()),
     };
-    let mut member = Member::new(&id, "", "0", "", None);
-    apply_user(&d.directory, &mut member, body)?;
-    let mut answer = Map::new();
-    answer.insert("user".into(), user_json(&member));
-    d.directory.put_member(member);
-    remember(d, request, body, &answer);
-    Ok(answer)
+    save_user(d, Member::new(&id, "", "0", "", None), body)
 }
 
-fn patch_user(
-    request: &Captured,
-    body: &Map<String, Value>,
-    id: Option<&str>,
-    d: &mut FeishuState,
-) -> Result<Map<String, Value>, FeishuError> {
-    department_id_type(request)?;
-    let key = user_key(request, id.unwrap_or_default())?;
-    let Some(mut member) = d.directory.members.get(&key).cloned() else {
+fn patch_user(request: &Captured, body: &Map<String, Value>, id: &str, d: &mut FeishuState) -> WriteResult {
+    let key = user_key(request, id)?;
+    let Some(member) = d.directory.members.get(&key).cloned() else {
         return refuse_403(41050, "no user authority error");
     };
-    apply_user(&d.directory, &mut member, body)?;
-    let mut answer = Map::new();
-    answer.insert("user".into(), user_json(&member));
-    d.directory.put_member(member);
-    Ok(answer)
+    save_user(d, member, body)
 }
 
-fn delete_user(
-    request: &Captured,
-    _: &Map<String, Value>,
-    id: Option<&str>,
-    d: &mut FeishuState,
-) -> Result<Map<String, Value>, FeishuError> {
-    let key = user_key(request, id.unwrap_or_default())?;
+/// `member` with the body's fields, stored; the answer's user.
+fn save_user(d: &mut FeishuState, mut member: Member, body: &Map<String, Value>) -> WriteResult {
+    apply_user(&d.directory, &mut member, body)?;
+    let user = user_json(&member);
+    d.directory.put_member(member);
+    Ok(Some(user))
+}
+
+fn delete_user(request: &Captured, _: &Map<String, Value>, id: &str, d: &mut FeishuState) -> WriteResult {
+    let key = user_key(request, id)?;
     match d.directory.members.remove(&key) {
-        Some(_) => Ok(Map::new()),
+        Some(_) => Ok(None),
         None => refuse_403(41050, "no user authority error"),
     }
 }
