@@ -8,65 +8,43 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{ActionSpec, Body, Effect, Endpoint, KindSpec, Method, schema};
 
+const DEPARTMENTS: &str = "/open-apis/contact/v3/departments";
+const DEPARTMENT: &str = "/open-apis/contact/v3/departments/{department_id}";
+const USERS_BY_DEPARTMENT: &str = "/open-apis/contact/v3/users/find_by_department";
+const USERS: &str = "/open-apis/contact/v3/users";
+const USER: &str = "/open-apis/contact/v3/users/{user_id}";
+
 pub(super) const KIND: KindSpec = KindSpec {
     name: "feishu",
     title: "飞书自建应用 Feishu self-built app",
     // Feishu's contact reads allow 1000/min and 50/s per app.
     default_rate_limit: "50/s",
     actions: &[
-        ActionSpec {
-            name: "list_departments",
-            effect: Effect::Read,
-            params: schema::<ListDepartments>,
-            endpoint: Endpoint::Http {
-                method: Method::Get,
-                path: "/open-apis/contact/v3/departments",
-                body: Body::Query { renames: &[] },
-            },
-            bucket: "contact",
-            per_recipient: None,
-            recipient: None,
-        },
-        ActionSpec {
-            name: "list_department_users",
-            effect: Effect::Read,
-            params: schema::<ListDepartmentUsers>,
-            endpoint: Endpoint::Http {
-                method: Method::Get,
-                path: "/open-apis/contact/v3/users/find_by_department",
-                body: Body::Query { renames: &[] },
-            },
-            bucket: "contact",
-            per_recipient: None,
-            recipient: None,
-        },
-        write("create_department", schema::<CreateDepartment>, Method::Post, "/open-apis/contact/v3/departments"),
-        write(
-            "update_department",
-            schema::<UpdateDepartment>,
-            Method::Patch,
-            "/open-apis/contact/v3/departments/{department_id}",
-        ),
-        write(
-            "delete_department",
-            schema::<DeleteDepartment>,
-            Method::Delete,
-            "/open-apis/contact/v3/departments/{department_id}",
-        ),
-        write("create_user", schema::<CreateUser>, Method::Post, "/open-apis/contact/v3/users"),
-        write("update_user", schema::<UpdateUser>, Method::Patch, "/open-apis/contact/v3/users/{user_id}"),
-        write("delete_user", schema::<DeleteUser>, Method::Delete, "/open-apis/contact/v3/users/{user_id}"),
+        contact::<ListDepartments>("list_departments", Method::Get, DEPARTMENTS),
+        contact::<ListDepartmentUsers>("list_department_users", Method::Get, USERS_BY_DEPARTMENT),
+        contact::<CreateDepartment>("create_department", Method::Post, DEPARTMENTS),
+        contact::<UpdateDepartment>("update_department", Method::Patch, DEPARTMENT),
+        contact::<DeleteDepartment>("delete_department", Method::Delete, DEPARTMENT),
+        contact::<CreateUser>("create_user", Method::Post, USERS),
+        contact::<UpdateUser>("update_user", Method::Patch, USER),
+        contact::<DeleteUser>("delete_user", Method::Delete, USER),
     ],
 };
 
-/// A contact write: a JSON body, `{param}`s of the path filled from the params.
-const fn write(name: &'static str, params: fn() -> schemars::Schema, method: Method, path: &'static str) -> ActionSpec {
+/// One contact entry. A read (`GET`) sends its params as the query and shares the app's read
+/// limit; a write sends a JSON body, fills the `{param}`s of its path from the params, and has a
+/// bucket of its own.
+const fn contact<T: JsonSchema>(name: &'static str, method: Method, path: &'static str) -> ActionSpec {
+    let (effect, body, bucket) = match method {
+        Method::Get => (Effect::Read, Body::Query { renames: &[] }, "contact"),
+        _ => (Effect::Write, Body::Params, "contact_write"),
+    };
     ActionSpec {
         name,
-        effect: Effect::Write,
-        params,
-        endpoint: Endpoint::Http { method, path, body: Body::Params },
-        bucket: "contact_write",
+        effect,
+        params: schema::<T>,
+        endpoint: Endpoint::Http { method, path, body },
+        bucket,
         per_recipient: None,
         recipient: None,
     }
