@@ -647,3 +647,157 @@ pub trait StateStore: Send + Sync + 'static {
 
 /// How long records are kept after their last change, unless the store is opened with another.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A key's record as a claim reads it (the SQL backends' row; Redis decides in its script).
+#[derive(Debug)]
+pub(crate) struct StoredKey {
+    pub(crate) job_id: String,
+    pub(crate) state: String,
+    pub(crate) attempt: i64,
+    pub(crate) lease_until: Option<i64>,
+    pub(crate) retry_published: bool,
+    pub(crate) progress: Option<String>,
+}
+
+/// What a claim on an existing record does, decided without I/O: the answer, whether the claimer
+/// takes the key (with this attempt), and whether a campaign counts the job a duplicate.
+#[derive(Debug)]
+pub(crate) struct ClaimDecision {
+    pub(crate) answer: Claim,
+    pub(crate) acquire_attempt: Option<i64>,
+    pub(crate) count_duplicate: bool,
+}
+
+impl StoredKey {
+    /// The claim rule of the SQL backends, one place for both: a finished key answers its end
+    /// (a dead one is taken again by a replay), a running key is busy until its lease runs out
+    /// and then taken as orphaned, a waiting key is taken by its own job's next attempt.
+    pub(crate) fn decide(&self, request: &ClaimRequest, job_id: &str) -> Result<ClaimDecision, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt { key: request.key.clone(), reason };
+        let stored_attempt =
+            u32::try_from(self.attempt).map_err(|_| corrupt(format!("attempt {} out of range", self.attempt)))?;
+        let progress = || parse_json(&request.key, "progress", self.progress.as_deref());
+        let finished = |state| (Claim::Finished { state }, None);
+        let (answer, acquire_attempt) = match self.state.as_str() {
+            "succeeded" => finished(FinishedState::Succeeded),
+            "dead" if request.replay => {
+                (Claim::Acquired { progress: progress()?, orphaned_attempt: None }, Some(request.attempt))
+            }
+            "dead" => finished(FinishedState::Dead),
+            "cancelled" => finished(FinishedState::Cancelled),
+            "capped" => finished(FinishedState::Capped),
+            "running" => {
+                let lease_until = self.lease_until.unwrap_or(0);
+                if lease_until > request.now {
+                    let left = lease_until.saturating_sub(request.now).max(1);
+                    (Claim::Busy { retry_in: Duration::from_millis(left.unsigned_abs()) }, None)
+                } else {
+                    let orphaned = Claim::Acquired { progress: progress()?, orphaned_attempt: Some(stored_attempt) };
+                    (orphaned, Some(request.attempt.max(stored_attempt)))
+                }
+            }
+            state if is_waiting(state) => {
+                if self.job_id != job_id {
+                    (Claim::Stale, None)
+                } else if request.attempt > stored_attempt {
+                    (Claim::Acquired { progress: progress()?, orphaned_attempt: None }, Some(request.attempt))
+                } else if request.attempt == stored_attempt && !self.retry_published {
+                    (Claim::RetryUnpublished { attempt: stored_attempt, progress: progress()? }, None)
+                } else {
+                    (Claim::Stale, None)
+                }
+            }
+            other => return Err(corrupt(format!("unknown state {other:?}"))),
+        };
+        let count_duplicate = matches!(answer, Claim::Finished { .. } | Claim::Stale) && self.job_id != job_id;
+        Ok(ClaimDecision { answer, acquire_attempt: acquire_attempt.map(i64::from), count_duplicate })
+    }
+}
+
+/// The states a claim treats like `retrying`: the job waits for its next copy.
+pub(crate) fn is_waiting(state: &str) -> bool {
+    matches!(state, "retrying" | "scheduled" | "deferred")
+}
+
+/// A stored JSON column, or why the record is corrupt.
+pub(crate) fn parse_json(key: &str, field: &str, text: Option<&str>) -> Result<Option<Value>, StoreError> {
+    match text {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: format!("{field} is not JSON: {e}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "0190c0de-0000-7000-8000-000000000001";
+
+    fn request(attempt: u32, replay: bool) -> ClaimRequest {
+        ClaimRequest {
+            key: "k".into(),
+            job_id: JOB.parse().unwrap(),
+            attempt,
+            owner: "w".into(),
+            now: 1_000,
+            lease: Duration::from_secs(30),
+            replay,
+            campaign: None,
+        }
+    }
+
+    fn stored(state: &str, job_id: &str, attempt: i64, lease_until: Option<i64>, retry_published: bool) -> StoredKey {
+        let (job_id, state) = (job_id.to_string(), state.to_string());
+        StoredKey { job_id, state, attempt, lease_until, retry_published, progress: Some("{\"sent\":[1]}".into()) }
+    }
+
+    #[test]
+    fn a_running_key_is_busy_until_its_lease_runs_out_then_taken_as_orphaned() {
+        let busy = stored("running", "other", 2, Some(1_500), false).decide(&request(1, false), JOB).unwrap();
+        assert_eq!(busy.answer, Claim::Busy { retry_in: Duration::from_millis(500) });
+        assert_eq!((busy.acquire_attempt, busy.count_duplicate), (None, false));
+
+        let orphaned = stored("running", "other", 2, Some(999), false).decide(&request(1, false), JOB).unwrap();
+        let progress = Some(serde_json::json!({"sent": [1]}));
+        assert_eq!(orphaned.answer, Claim::Acquired { progress, orphaned_attempt: Some(2) });
+        assert_eq!(orphaned.acquire_attempt, Some(2), "the higher of the two attempts");
+    }
+
+    #[test]
+    fn a_waiting_key_is_taken_by_its_own_jobs_next_attempt_only() {
+        let next = stored("retrying", JOB, 1, None, true).decide(&request(2, false), JOB).unwrap();
+        assert!(matches!(next.answer, Claim::Acquired { orphaned_attempt: None, .. }));
+        assert_eq!(next.acquire_attempt, Some(2));
+
+        let unpublished = stored("retrying", JOB, 2, None, false).decide(&request(2, false), JOB).unwrap();
+        assert!(matches!(unpublished.answer, Claim::RetryUnpublished { attempt: 2, .. }));
+        assert_eq!(unpublished.acquire_attempt, None);
+
+        let copy = stored("retrying", JOB, 2, None, true).decide(&request(2, false), JOB).unwrap();
+        assert_eq!((copy.answer, copy.count_duplicate), (Claim::Stale, false));
+
+        let foreign = stored("scheduled", "other", 1, None, true).decide(&request(5, false), JOB).unwrap();
+        assert_eq!((foreign.answer, foreign.count_duplicate), (Claim::Stale, true));
+    }
+
+    #[test]
+    fn finished_keys_answer_their_end_and_only_a_replay_takes_a_dead_one() {
+        let done = stored("succeeded", "other", 1, None, false).decide(&request(1, true), JOB).unwrap();
+        assert_eq!(done.answer, Claim::Finished { state: FinishedState::Succeeded });
+        assert!(done.count_duplicate && done.acquire_attempt.is_none());
+
+        let dead = stored("dead", JOB, 3, None, false).decide(&request(1, false), JOB).unwrap();
+        assert_eq!((dead.answer, dead.count_duplicate), (Claim::Finished { state: FinishedState::Dead }, false));
+
+        let replayed = stored("dead", JOB, 3, None, false).decide(&request(1, true), JOB).unwrap();
+        assert_eq!(replayed.acquire_attempt, Some(1));
+    }
+
+    #[test]
+    fn an_unknown_state_or_attempt_is_corrupt() {
+        assert!(stored("exploded", JOB, 1, None, false).decide(&request(1, false), JOB).is_err());
+        assert!(stored("running", JOB, -1, None, false).decide(&request(1, false), JOB).is_err());
+    }
+}

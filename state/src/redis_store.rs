@@ -26,13 +26,14 @@ use std::time::Duration;
 use redis::Script;
 use uuid::Uuid;
 
+use crate::model::parse_json;
 use crate::model::{
     CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
     DeliveryState, EARLY_RECEIPT_TTL, Finish, FinishedState, JobStatus, Millis, PendingReceipt, RECORD_STATUSES,
     Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
 };
 use crate::redis_conn::{RedisConnection, percent_decode, redis_connect};
-use crate::sqlite::{duration_ms, parse_campaign_id, parse_control, parse_json, tombstone_status};
+use crate::sqlite::{duration_ms, parse_campaign_id, parse_control, tombstone_status};
 use crate::{redact, tenants};
 
 /// The Lua function that moves a campaign's counters (see [`StateStore`]): nothing for a record

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::model::{
     CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
     DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish, FinishedState, JobStatus, Millis, PendingReceipt,
-    RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
+    RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, StoredKey, is_waiting, now_millis, parse_json,
 };
 use crate::tenants;
 
@@ -805,21 +805,6 @@ fn execute(conn: &Connection, ctx: &Ctx, op: &Op) -> Result<Reply, StoreError> {
     }
 }
 
-/// What a claim needs of the current record.
-struct Current {
-    job_id: String,
-    state: String,
-    attempt: i64,
-    lease_until: Option<i64>,
-    retry_published: bool,
-    progress: Option<String>,
-}
-
-/// The states a claim treats like `retrying`: the job waits for its next copy.
-pub(crate) fn is_waiting(state: &str) -> bool {
-    matches!(state, "retrying" | "scheduled" | "deferred")
-}
-
 fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, StoreError> {
     let job_id = request.job_id.to_string();
     conn.prepare_cached(
@@ -834,7 +819,7 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
              FROM yizhan_keys WHERE namespace = ?1 AND key = ?2",
         )?
         .query_row(params![ctx.ns, request.key], |row| {
-            Ok(Current {
+            Ok(StoredKey {
                 job_id: row.get(0)?,
                 state: row.get(1)?,
                 attempt: row.get(2)?,
@@ -865,50 +850,14 @@ fn claim(conn: &Connection, ctx: &Ctx, request: &ClaimRequest) -> Result<Claim, 
         acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
         return Ok(Claim::Acquired { progress: None, orphaned_attempt: None });
     };
-    let corrupt = |reason: String| StoreError::Corrupt { key: request.key.clone(), reason };
-    let stored_attempt =
-        u32::try_from(current.attempt).map_err(|_| corrupt(format!("attempt {} out of range", current.attempt)))?;
-    let progress = || parse_json(&request.key, "progress", current.progress.as_deref());
-    let answer = match current.state.as_str() {
-        "succeeded" => Claim::Finished { state: FinishedState::Succeeded },
-        "dead" if request.replay => {
-            let progress = progress()?;
-            acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
-            Claim::Acquired { progress, orphaned_attempt: None }
-        }
-        "dead" => Claim::Finished { state: FinishedState::Dead },
-        "cancelled" => cancelled,
-        "capped" => Claim::Finished { state: FinishedState::Capped },
-        "running" => {
-            let lease_until = current.lease_until.unwrap_or(0);
-            if lease_until > request.now {
-                let left = lease_until.saturating_sub(request.now).max(1);
-                return Ok(Claim::Busy { retry_in: Duration::from_millis(left.unsigned_abs()) });
-            }
-            let progress = progress()?;
-            let attempt = i64::from(request.attempt.max(stored_attempt));
-            acquire(conn, ctx, request, &job_id, attempt)?;
-            Claim::Acquired { progress, orphaned_attempt: Some(stored_attempt) }
-        }
-        state if is_waiting(state) => {
-            if current.job_id != job_id {
-                Claim::Stale
-            } else if request.attempt > stored_attempt {
-                let progress = progress()?;
-                acquire(conn, ctx, request, &job_id, i64::from(request.attempt))?;
-                Claim::Acquired { progress, orphaned_attempt: None }
-            } else if request.attempt == stored_attempt && !current.retry_published {
-                Claim::RetryUnpublished { attempt: stored_attempt, progress: progress()? }
-            } else {
-                Claim::Stale
-            }
-        }
-        other => return Err(corrupt(format!("unknown state {other:?}"))),
-    };
-    if matches!(answer, Claim::Finished { .. } | Claim::Stale) && current.job_id != job_id {
+    let decision = current.decide(request, &job_id)?;
+    if let Some(attempt) = decision.acquire_attempt {
+        acquire(conn, ctx, request, &job_id, attempt)?;
+    }
+    if decision.count_duplicate {
         count_duplicate(conn, ctx, request, &job_id)?;
     }
-    Ok(answer)
+    Ok(decision.answer)
 }
 
 /// Counts a campaign's job that will not run because its key belongs to another job, once per
@@ -1462,15 +1411,6 @@ pub(crate) fn parse_delivery(key: &str, text: Option<&str>) -> Result<Option<BTr
 
 pub(crate) fn to_json(value: Option<&Value>) -> Option<String> {
     value.map(Value::to_string)
-}
-
-pub(crate) fn parse_json(key: &str, field: &str, text: Option<&str>) -> Result<Option<Value>, StoreError> {
-    match text {
-        None => Ok(None),
-        Some(text) => serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: format!("{field} is not JSON: {e}") }),
-    }
 }
 
 pub(crate) fn duration_ms(duration: Duration) -> i64 {

@@ -41,11 +41,10 @@ pub use scratch::{ScratchDatabase, TEST_POSTGRES_URL};
 use crate::model::{
     CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
     DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish, FinishedState, JobStatus, Millis, PendingReceipt,
-    RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, now_millis,
+    RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, StoredKey, is_waiting, now_millis, parse_json,
 };
 use crate::sqlite::{
-    STORED_COUNTS, duration_ms, is_waiting, parse_campaign_id, parse_control, parse_delivery, parse_json, to_json,
-    tombstone_status,
+    STORED_COUNTS, duration_ms, parse_campaign_id, parse_control, parse_delivery, to_json, tombstone_status,
 };
 
 /// Connections of a store's pool: enough for a worker's concurrent claims and finishes (each holds
@@ -74,16 +73,6 @@ impl PostgresStore {
     }
 }
 
-/// What a claim needs of the current record.
-struct Current {
-    job_id: String,
-    state: String,
-    attempt: i64,
-    lease_until: Option<i64>,
-    retry_published: bool,
-    progress: Option<String>,
-}
-
 async fn claim(tx: &impl GenericClient, ns: &str, request: &ClaimRequest) -> Result<Claim, StoreError> {
     let job_id = request.job_id.to_string();
     let (index_job, select, tombstone) = tokio::try_join!(
@@ -107,7 +96,7 @@ async fn claim(tx: &impl GenericClient, ns: &str, request: &ClaimRequest) -> Res
             tx.query_opt(&select, &select_params),
             tx.query_opt(&tombstone, &tombstone_params),
         )?;
-        let current = current.map(|row| Current {
+        let current = current.map(|row| StoredKey {
             job_id: row.get(0),
             state: row.get(1),
             attempt: row.get(2),
@@ -133,50 +122,14 @@ async fn claim(tx: &impl GenericClient, ns: &str, request: &ClaimRequest) -> Res
             // Another worker created the record meanwhile (and committed): decide on its row.
             continue;
         };
-        let corrupt = |reason: String| StoreError::Corrupt { key: request.key.clone(), reason };
-        let stored_attempt =
-            u32::try_from(current.attempt).map_err(|_| corrupt(format!("attempt {} out of range", current.attempt)))?;
-        let progress = || parse_json(&request.key, "progress", current.progress.as_deref());
-        let answer = match current.state.as_str() {
-            "succeeded" => Claim::Finished { state: FinishedState::Succeeded },
-            "dead" if request.replay => {
-                let progress = progress()?;
-                acquire(tx, ns, request, &job_id, i64::from(request.attempt)).await?;
-                Claim::Acquired { progress, orphaned_attempt: None }
-            }
-            "dead" => Claim::Finished { state: FinishedState::Dead },
-            "cancelled" => cancelled,
-            "capped" => Claim::Finished { state: FinishedState::Capped },
-            "running" => {
-                let lease_until = current.lease_until.unwrap_or(0);
-                if lease_until > request.now {
-                    let left = lease_until.saturating_sub(request.now).max(1);
-                    return Ok(Claim::Busy { retry_in: Duration::from_millis(left.unsigned_abs()) });
-                }
-                let progress = progress()?;
-                let attempt = i64::from(request.attempt.max(stored_attempt));
-                acquire(tx, ns, request, &job_id, attempt).await?;
-                Claim::Acquired { progress, orphaned_attempt: Some(stored_attempt) }
-            }
-            state if is_waiting(state) => {
-                if current.job_id != job_id {
-                    Claim::Stale
-                } else if request.attempt > stored_attempt {
-                    let progress = progress()?;
-                    acquire(tx, ns, request, &job_id, i64::from(request.attempt)).await?;
-                    Claim::Acquired { progress, orphaned_attempt: None }
-                } else if request.attempt == stored_attempt && !current.retry_published {
-                    Claim::RetryUnpublished { attempt: stored_attempt, progress: progress()? }
-                } else {
-                    Claim::Stale
-                }
-            }
-            other => return Err(corrupt(format!("unknown state {other:?}"))),
-        };
-        if matches!(answer, Claim::Finished { .. } | Claim::Stale) && current.job_id != job_id {
+        let decision = current.decide(request, &job_id)?;
+        if let Some(attempt) = decision.acquire_attempt {
+            acquire(tx, ns, request, &job_id, attempt).await?;
+        }
+        if decision.count_duplicate {
             count_duplicate(tx, ns, request, &job_id).await?;
         }
-        return Ok(answer);
+        return Ok(decision.answer);
     }
 }
 
