@@ -13,6 +13,9 @@
 //! the CPU went, in µs per job, for the broker, the worker, Redis and this process (producer and
 //! sandbox), since the machine's cores are shared.
 //!
+//! `--compare-workers BEFORE,AFTER` runs only the end-to-end figures, alternating two worker
+//! binaries (a change's before and after, built with `--release`) in one run.
+//!
 //! `--ack-every 1` makes the ceiling ack one by one, as a worker that did not coalesce acks would;
 //! `--concurrency N` sets the worker's (256); `--only-rate-limit` skips the throughput part.
 
@@ -78,6 +81,14 @@ impl CpuSplit {
         self
     }
 
+    /// CPU µs per job of process `name` since `start`.
+    fn used_us(&self, name: &str, jobs: usize) -> f64 {
+        let Some(((_, pid), start)) = self.pids.iter().zip(&self.start).find(|((n, _), _)| *n == name) else {
+            return 0.0;
+        };
+        pid.map_or(0.0, |pid| (cpu_seconds(pid) - start) * 1e6 / jobs as f64)
+    }
+
     /// CPU µs per job of each process since `start`.
     fn per_job(&self, jobs: usize) -> String {
         self.pids
@@ -102,6 +113,12 @@ async fn main() {
     let jobs = arg("--jobs", 100_000);
     println!("yizhan-bench: {jobs} jobs, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
 
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pair) = args.iter().position(|a| a == "--compare-workers").and_then(|i| args.get(i + 1)) {
+        let (before, after) = pair.split_once(',').expect("--compare-workers BEFORE,AFTER (two worker binaries)");
+        compare_workers(jobs, before.into(), after.into()).await;
+        return;
+    }
     if !std::env::args().any(|a| a == "--only-rate-limit") {
         throughput(jobs).await;
     }
@@ -196,6 +213,38 @@ async fn throughput(jobs: usize) {
         println!(
             "latency at {:>6.0} jobs/s  p50 {p50:.1} ms, p99 {p99:.1} ms (submit → provider received; {what})",
             rate / 2.0
+        );
+    }
+}
+
+/// Two worker binaries (a change's before and after) on the same jobs in one run, alternating
+/// `--runs` times so that the machine's drift falls on both: the median rate, worker CPU per job
+/// and peak RSS of each, for a campaign and for verification codes, with SQLite.
+async fn compare_workers(jobs: usize, before: std::path::PathBuf, after: std::path::PathBuf) {
+    let runs = arg("--runs", 3).max(1);
+    for (kind, what) in [(Jobs::Campaign, "a campaign"), (Jobs::Codes, "verification codes")] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            a.push(end_to_end_on(jobs, "sqlite", kind, Some(&before)).await);
+            b.push(end_to_end_on(jobs, "sqlite", kind, Some(&after)).await);
+        }
+        let line = |name: &str, runs: &[EndToEnd]| {
+            let rate = median_by(runs, |e| e.rate).rate;
+            let cpu = median_by(runs, |e| e.worker_us).worker_us;
+            let rss = runs.iter().map(|e| e.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+            let each: Vec<String> = runs.iter().map(|e| format!("{:.0}/{:.0}", e.rate, e.worker_us)).collect();
+            println!(
+                "{name:<7} {rate:>9.0} jobs/s, worker {cpu:.1} µs/job, peak RSS {rss:.1} MiB ({what}; runs jobs/s/µs: {})",
+                each.join(" ")
+            );
+            (rate, cpu)
+        };
+        let (rate_a, cpu_a) = line("before", &a);
+        let (rate_b, cpu_b) = line("after", &b);
+        println!(
+            "  after vs before: rate {:+.1}%, worker CPU per job {:+.1}% (medians of {runs} alternating runs of {jobs} jobs)",
+            100.0 * (rate_b - rate_a) / rate_a,
+            100.0 * (cpu_b - cpu_a) / cpu_a
         );
     }
 }
@@ -319,6 +368,8 @@ struct Stack {
     prefix: String,
     sandbox: Sandbox,
     workers: Vec<(Child, String)>,
+    /// The worker binary: next to this one, or one named by `--compare-workers`.
+    worker_exe: std::path::PathBuf,
     state: String,
     /// The run's own PostgreSQL database (`--state postgres`), dropped with the stack.
     _database: Option<yizhan_state::ScratchDatabase>,
@@ -355,13 +406,14 @@ impl Stack {
             (_, Some(database)) => database.url().to_string(),
             _ => format!("sqlite://{}", dir.path().join("state.db").display()),
         };
-        Stack { dir, prefix, sandbox, workers: Vec::new(), state, _database: database, http: reqwest::Client::new() }
+        let worker_exe = std::env::current_exe().unwrap().parent().unwrap().join("yizhan-worker");
+        let http = reqwest::Client::new();
+        Stack { dir, prefix, sandbox, workers: Vec::new(), worker_exe, state, _database: database, http }
     }
 
     async fn spawn_worker(&mut self) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let exe = std::env::current_exe().unwrap().parent().unwrap().join("yizhan-worker");
-        let child = Command::new(exe)
+        let child = Command::new(&self.worker_exe)
             .env("YIZHAN_PREFIX", &self.prefix)
             .env("YIZHAN_CONFIG", self.dir.path().join("yizhan.toml"))
             .env("YIZHAN_STATE", &self.state)
@@ -500,13 +552,23 @@ struct EndToEnd {
     rss_tenths: Vec<u64>,
     /// CPU µs per job of each process.
     cpu: String,
+    /// CPU µs per job of the worker.
+    worker_us: f64,
     /// `SendSms` calls the sandbox received.
     calls: usize,
 }
 
 /// N jobs submitted as fast as confirms allow while one worker executes them.
 async fn end_to_end(n: usize, store: &str, kind: Jobs) -> EndToEnd {
+    end_to_end_on(n, store, kind, None).await
+}
+
+/// [`end_to_end`] with the worker binary `worker` (None: the one next to this binary).
+async fn end_to_end_on(n: usize, store: &str, kind: Jobs, worker: Option<&std::path::Path>) -> EndToEnd {
     let mut stack = Stack::start("1000000/s", store).await;
+    if let Some(worker) = worker {
+        stack.worker_exe = worker.to_path_buf();
+    }
     stack.spawn_worker().await;
     let producer = stack.producer().await;
     let jobs: Vec<Job> = (0..n).map(|i| sms_job(i, kind)).collect();
@@ -520,12 +582,13 @@ async fn end_to_end(n: usize, store: &str, kind: Jobs) -> EndToEnd {
     let submit_rate = n as f64 / start.elapsed().as_secs_f64();
     let rss_tenths = stack.wait_for_sampling_rss(n as u64).await;
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let worker_us = cpu.used_us("worker", n);
     let cpu = cpu.per_job(n);
     let peak_rss_kib = stack.peak_rss_kib();
     assert_eq!(stack.sandbox.state().stats().sms_sent, n as u64, "every job sent exactly once");
     let calls = stack.sandbox.state().requests_for(Provider::Tencent).len();
     stack.stop().await;
-    EndToEnd { rate, submit_rate, peak_rss_kib, rss_tenths, cpu, calls }
+    EndToEnd { rate, submit_rate, peak_rss_kib, rss_tenths, cpu, worker_us, calls }
 }
 
 /// A campaign of `n` recipients submitted the way a user would: the CLI streams a CSV through
@@ -596,6 +659,7 @@ async fn campaign_through_api(n: usize) -> EndToEnd {
     let submit_rate = n as f64 / start.elapsed().as_secs_f64();
     stack.wait_for(n as u64).await;
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let worker_us = cpu.used_us("worker", n);
     let cpu = format!("{}, cli {:.0}", cpu.per_job(n), cli_cpu * 1e6 / n as f64);
     let peak_rss_kib = stack.peak_rss_kib();
     assert_eq!(stack.sandbox.state().stats().sms_sent, n as u64, "every recipient sent exactly once");
@@ -603,7 +667,7 @@ async fn campaign_through_api(n: usize) -> EndToEnd {
     let _ = Command::new("kill").arg("-TERM").arg(api.id().to_string()).status();
     let _ = api.wait();
     stack.stop().await;
-    EndToEnd { rate, submit_rate, peak_rss_kib, rss_tenths: Vec::new(), cpu, calls }
+    EndToEnd { rate, submit_rate, peak_rss_kib, rss_tenths: Vec::new(), cpu, worker_us, calls }
 }
 
 /// Jobs submitted at `rate`; the time from submit to the provider's receipt, per job (found by
