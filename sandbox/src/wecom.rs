@@ -175,13 +175,15 @@ pub fn api_paths() -> impl Iterator<Item = &'static str> {
     APIS.iter().map(|a| a.path)
 }
 
+/// Who an access token was issued to: (corp_id, area, expiry).
+type TokenOwner = (String, Area, Instant);
+
 /// Tokens, accepted messages and the corp's directory.
 #[derive(Debug)]
 pub(crate) struct WecomState {
     /// What the contacts APIs read and write ([`crate::wecom_contacts`]).
     pub(crate) directory: Directory,
-    /// token → (corp_id, area, expiry).
-    tokens: HashMap<String, (String, Area, Instant)>,
+    tokens: HashMap<String, TokenOwner>,
     messages: Vec<Value>,
     /// (agentid, userid) → delivery times within the longest of [`MEMBER_LIMITS`].
     deliveries: HashMap<(String, String), VecDeque<Instant>>,
@@ -370,6 +372,28 @@ fn area_of(corp: &WecomCorp, secret: &str) -> Option<Area> {
     }
 }
 
+/// The request's `access_token`, and its owner as the sandbox issued it.
+fn token_of(state: &Own<WecomState>, request: &Captured) -> (String, Option<TokenOwner>) {
+    let token = request.param("access_token").unwrap_or_default().to_string();
+    let owner = state.with(|data, _| data.tokens.get(&token).cloned());
+    (token, owner)
+}
+
+/// The corp and area of a valid token (docs/providers/wecom.md#access-token): 41001 when it is
+/// missing, 40014 when unknown, 42001 when expired.
+fn valid_token(token: &str, owner: Option<TokenOwner>) -> Result<(String, Area), Refusal> {
+    if token.is_empty() {
+        return refuse(41001, "access_token missing");
+    }
+    let Some((corp, area, expiry)) = owner else {
+        return refuse(40014, "invalid access_token");
+    };
+    if expiry <= Instant::now() {
+        return refuse(42001, "access_token expired");
+    }
+    Ok((corp, area))
+}
+
 /// Any API of [`APIS`].
 async fn call(State(state): State<Own<WecomState>>, request: Request) -> Response {
     let request = Captured::read(request, READ_LIMIT).await;
@@ -377,8 +401,7 @@ async fn call(State(state): State<Own<WecomState>>, request: Request) -> Respons
     let Some(api) = APIS.iter().find(|a| a.path == request.path()) else {
         return respond(&state, &facts(&request, None, ""), refuse(404, "unknown api")).await;
     };
-    let token = request.param("access_token").unwrap_or_default().to_string();
-    let owner = state.with(|data, _| data.tokens.get(&token).cloned());
+    let (token, owner) = token_of(&state, &request);
     let action = api.path.trim_start_matches("/cgi-bin/");
     let facts = facts(&request, owner.as_ref().map(|o| o.0.clone()), action);
     if let Some(answer) = state.before_processing(&facts).await {
@@ -393,19 +416,10 @@ fn handle(
     request: &Captured,
     api: &Api,
     token: &str,
-    owner: Option<(String, Area, Instant)>,
+    owner: Option<TokenOwner>,
     facts: &RequestFacts,
 ) -> Result<Map<String, Value>, Refusal> {
-    // docs/providers/wecom.md#access-token
-    if token.is_empty() {
-        return refuse(41001, "access_token missing");
-    }
-    let Some((_, area, expiry)) = owner else {
-        return refuse(40014, "invalid access_token");
-    };
-    if expiry <= Instant::now() {
-        return refuse(42001, "access_token expired");
-    }
+    let (_, area) = valid_token(token, owner)?;
     match (api.area, area) {
         (Contacts, Contacts) | (App, App) | (Ext, App | Ext) => {}
         (Contacts, _) => return refuse(60011, "no privilege to access/modify contact/party/agent"),
@@ -490,8 +504,7 @@ fn handle(
 async fn upload_media(State(state): State<Own<WecomState>>, request: Request) -> Response {
     let request = Captured::read(request, MEDIA_READ_LIMIT).await;
     state.record_request(Provider::Wecom, &request);
-    let token = request.param("access_token").unwrap_or_default().to_string();
-    let owner = state.with(|data, _| data.tokens.get(&token).cloned());
+    let (token, owner) = token_of(&state, &request);
     let action = request.path().trim_start_matches("/cgi-bin/").to_string();
     let facts = facts(&request, owner.as_ref().map(|o| o.0.clone()), &action);
     if let Some(answer) = state.before_processing(&facts).await {
@@ -505,18 +518,10 @@ async fn store_media(
     state: &Own<WecomState>,
     request: &Captured,
     token: &str,
-    owner: Option<(String, Area, Instant)>,
+    owner: Option<TokenOwner>,
     facts: &RequestFacts,
 ) -> Result<Map<String, Value>, Refusal> {
-    if token.is_empty() {
-        return refuse(41001, "access_token missing");
-    }
-    let Some((corp, area, expiry)) = owner else {
-        return refuse(40014, "invalid access_token");
-    };
-    if expiry <= Instant::now() {
-        return refuse(42001, "access_token expired");
-    }
+    let (corp, area) = valid_token(token, owner)?;
     if area != App {
         return refuse(48002, "api forbidden");
     }
