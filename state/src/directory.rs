@@ -13,14 +13,15 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::model::{DEFAULT_RETENTION, Millis, StoreError, now_millis};
 use crate::redis_conn::RedisConnection;
 use crate::redis_store::RedisStore;
+use crate::sqlite::SideConnection;
 
 /// Snapshots, applied operations, leases and period claims of directory sync.
 #[async_trait::async_trait]
@@ -77,13 +78,12 @@ CREATE TABLE IF NOT EXISTS yizhan_directory_leases (
 
 /// SQLite: three small tables on a connection of their own (a run writes a few hundred rows).
 pub struct SqliteDirectory {
-    conn: Arc<Mutex<Connection>>,
-    namespace: String,
+    side: SideConnection,
 }
 
 impl fmt::Debug for SqliteDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteDirectory").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("SqliteDirectory").field("namespace", &self.side.namespace).finish_non_exhaustive()
     }
 }
 
@@ -92,22 +92,7 @@ impl SqliteDirectory {
     pub fn open(path: &str, namespace: &str) -> Result<Self, StoreError> {
         let conn = crate::sqlite::connect(path)?;
         conn.execute_batch(SQLITE_SCHEMA)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), namespace: namespace.to_string() })
-    }
-
-    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection, &str) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        let namespace = self.namespace.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().map_err(|_| StoreError::Task("directory connection poisoned".into()))?;
-            f(&mut conn, &namespace)
-        })
-        .await
-        .map_err(|e| StoreError::Task(format!("directory task failed: {e}")))?
+        Ok(Self { side: SideConnection::new(conn, namespace, "directory") })
     }
 }
 
@@ -115,60 +100,66 @@ impl SqliteDirectory {
 impl DirectoryStore for SqliteDirectory {
     async fn snapshot(&self, config: &str) -> Result<Option<String>, StoreError> {
         let config = config.to_string();
-        self.with(move |conn, ns| {
-            Ok(conn
-                .prepare_cached("SELECT snapshot FROM yizhan_directory_snapshots WHERE namespace = ?1 AND config = ?2")?
-                .query_row(params![ns, config], |row| row.get(0))
-                .optional()?)
-        })
-        .await
+        self.side
+            .with(move |conn, ns| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT snapshot FROM yizhan_directory_snapshots WHERE namespace = ?1 AND config = ?2",
+                    )?
+                    .query_row(params![ns, config], |row| row.get(0))
+                    .optional()?)
+            })
+            .await
     }
 
     async fn applied(&self, config: &str) -> Result<HashSet<String>, StoreError> {
         let config = config.to_string();
-        self.with(move |conn, ns| {
-            let mut select =
-                conn.prepare_cached("SELECT op FROM yizhan_directory_applied WHERE namespace = ?1 AND config = ?2")?;
-            let ops = select.query_map(params![ns, config], |row| row.get(0))?.collect::<Result<_, _>>()?;
-            Ok(ops)
-        })
-        .await
+        self.side
+            .with(move |conn, ns| {
+                let mut select = conn
+                    .prepare_cached("SELECT op FROM yizhan_directory_applied WHERE namespace = ?1 AND config = ?2")?;
+                let ops = select.query_map(params![ns, config], |row| row.get(0))?.collect::<Result<_, _>>()?;
+                Ok(ops)
+            })
+            .await
     }
 
     async fn mark_applied(&self, config: &str, op: &str) -> Result<(), StoreError> {
         let (config, op) = (config.to_string(), op.to_string());
-        self.with(move |conn, ns| {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO yizhan_directory_applied (namespace, config, op) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![ns, config, op])?;
-            Ok(())
-        })
-        .await
+        self.side
+            .with(move |conn, ns| {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO yizhan_directory_applied (namespace, config, op) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![ns, config, op])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn finish_run(&self, config: &str, snapshot: &str) -> Result<(), StoreError> {
         let (config, snapshot) = (config.to_string(), snapshot.to_string());
-        self.with(move |conn, ns| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO yizhan_directory_snapshots (namespace, config, snapshot) VALUES (?1, ?2, ?3)
+        self.side
+            .with(move |conn, ns| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.prepare_cached(
+                    "INSERT INTO yizhan_directory_snapshots (namespace, config, snapshot) VALUES (?1, ?2, ?3)
                  ON CONFLICT (namespace, config) DO UPDATE SET snapshot = excluded.snapshot",
-            )?
-            .execute(params![ns, config, snapshot])?;
-            tx.prepare_cached("DELETE FROM yizhan_directory_applied WHERE namespace = ?1 AND config = ?2")?
-                .execute(params![ns, config])?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                )?
+                .execute(params![ns, config, snapshot])?;
+                tx.prepare_cached("DELETE FROM yizhan_directory_applied WHERE namespace = ?1 AND config = ?2")?
+                    .execute(params![ns, config])?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         let (name, owner) = (name.to_string(), owner.to_string());
         let now = now_millis();
         let expires_at = now.saturating_add(ttl_ms(ttl));
-        self.with(move |conn, ns| {
+        self.side.with(move |conn, ns| {
             let changed = conn
                 .prepare_cached(
                     "INSERT INTO yizhan_directory_leases (namespace, name, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
@@ -183,32 +174,34 @@ impl DirectoryStore for SqliteDirectory {
 
     async fn release(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         let (name, owner) = (name.to_string(), owner.to_string());
-        self.with(move |conn, ns| {
-            conn.prepare_cached(
-                "DELETE FROM yizhan_directory_leases WHERE namespace = ?1 AND name = ?2 AND owner = ?3",
-            )?
-            .execute(params![ns, name, owner])?;
-            Ok(())
-        })
-        .await
+        self.side
+            .with(move |conn, ns| {
+                conn.prepare_cached(
+                    "DELETE FROM yizhan_directory_leases WHERE namespace = ?1 AND name = ?2 AND owner = ?3",
+                )?
+                .execute(params![ns, name, owner])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn claim_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
         let name = name.to_string();
         let now = now_millis();
         let expires_at = now.saturating_add(ttl_ms(ttl));
-        self.with(move |conn, ns| {
-            // A claim is a lease nobody renews: the owner is the claim itself.
-            let changed = conn
+        self.side
+            .with(move |conn, ns| {
+                // A claim is a lease nobody renews: the owner is the claim itself.
+                let changed = conn
                 .prepare_cached(
                     "INSERT INTO yizhan_directory_leases (namespace, name, owner, expires_at) VALUES (?1, ?2, '', ?3)
                      ON CONFLICT (namespace, name) DO UPDATE SET expires_at = excluded.expires_at
                      WHERE expires_at <= ?4",
                 )?
                 .execute(params![ns, name, expires_at, now])?;
-            Ok(changed == 1)
-        })
-        .await
+                Ok(changed == 1)
+            })
+            .await
     }
 }
 

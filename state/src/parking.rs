@@ -19,16 +19,17 @@
 //! entries cost the caller one call and never block the store for long.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Script;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DEFAULT_RETENTION, Millis, StoreError};
 use crate::redis_conn::RedisConnection;
 use crate::redis_store::RedisStore;
+use crate::sqlite::SideConnection;
 
 /// A message held back until `due`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,13 +94,12 @@ pub(crate) const WAKE_CHUNK: usize = 10_000;
 
 /// SQLite: a table next to the store's, on a connection of its own (parking is off the hot path).
 pub struct SqliteParking {
-    conn: Arc<Mutex<Connection>>,
-    namespace: String,
+    side: SideConnection,
 }
 
 impl fmt::Debug for SqliteParking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteParking").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("SqliteParking").field("namespace", &self.side.namespace).finish_non_exhaustive()
     }
 }
 
@@ -150,23 +150,7 @@ impl SqliteParking {
             &[("campaign", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"), ("parked_due", "INTEGER")],
         )?;
         conn.execute_batch(PARKING_INDEXES)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), namespace: namespace.to_string() })
-    }
-
-    /// Runs `f` on the connection off the async threads.
-    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection, &str) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        let namespace = self.namespace.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().map_err(|_| StoreError::Task("parking connection poisoned".into()))?;
-            f(&mut conn, &namespace)
-        })
-        .await
-        .map_err(|e| StoreError::Task(format!("parking task failed: {e}")))?
+        Ok(Self { side: SideConnection::new(conn, namespace, "parking") })
     }
 }
 
@@ -175,119 +159,123 @@ impl ParkingLot for SqliteParking {
     async fn park(&self, entry: &Parked) -> Result<(), StoreError> {
         let entry = entry.clone();
         let held = entry.held && entry.campaign.is_some();
-        self.with(move |conn, ns| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO yizhan_parked
+        self.side
+            .with(move |conn, ns| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.prepare_cached(
+                    "INSERT INTO yizhan_parked
                    (namespace, id, due, token, routing_key, body, headers, reason, campaign, held, parked_due)
                  VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (namespace, id) DO UPDATE SET due = excluded.due, token = token + 1,
                    routing_key = excluded.routing_key, body = excluded.body, headers = excluded.headers,
                    reason = excluded.reason, campaign = excluded.campaign, held = excluded.held,
                    parked_due = excluded.parked_due",
-            )?
-            .execute(params![
-                ns,
-                entry.id,
-                if held { HELD_DUE } else { entry.due },
-                entry.routing_key,
-                entry.body,
-                entry.headers,
-                entry.reason,
-                entry.campaign,
-                held,
-                entry.due
-            ])?;
-            match (held, &entry.campaign) {
-                (true, Some(campaign)) => {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO yizhan_parked_held (namespace, campaign) VALUES (?1, ?2)",
-                    )?
-                    .execute(params![ns, campaign])?;
-                }
-                // It may have been its campaign's last held entry.
-                (false, Some(campaign)) => {
-                    tx.prepare_cached(
-                        "DELETE FROM yizhan_parked_held WHERE namespace = ?1 AND campaign = ?2
+                )?
+                .execute(params![
+                    ns,
+                    entry.id,
+                    if held { HELD_DUE } else { entry.due },
+                    entry.routing_key,
+                    entry.body,
+                    entry.headers,
+                    entry.reason,
+                    entry.campaign,
+                    held,
+                    entry.due
+                ])?;
+                match (held, &entry.campaign) {
+                    (true, Some(campaign)) => {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO yizhan_parked_held (namespace, campaign) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![ns, campaign])?;
+                    }
+                    // It may have been its campaign's last held entry.
+                    (false, Some(campaign)) => {
+                        tx.prepare_cached(
+                            "DELETE FROM yizhan_parked_held WHERE namespace = ?1 AND campaign = ?2
                            AND NOT EXISTS (SELECT 1 FROM yizhan_parked
                                            WHERE namespace = ?1 AND campaign = ?2 AND held = 1)",
-                    )?
-                    .execute(params![ns, campaign])?;
+                        )?
+                        .execute(params![ns, campaign])?;
+                    }
+                    (_, None) => {}
                 }
-                (_, None) => {}
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn take_due(&self, now: Millis, limit: usize, lease: Duration) -> Result<Vec<Taken>, StoreError> {
         let hidden_until = now + lease.as_millis() as Millis;
-        self.with(move |conn, ns| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut taken = Vec::new();
-            {
-                let mut select = tx.prepare_cached(
-                    "SELECT id, due, token, routing_key, body, headers, reason, campaign FROM yizhan_parked
+        self.side
+            .with(move |conn, ns| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut taken = Vec::new();
+                {
+                    let mut select = tx.prepare_cached(
+                        "SELECT id, due, token, routing_key, body, headers, reason, campaign FROM yizhan_parked
                      WHERE namespace = ?1 AND due <= ?2 ORDER BY due LIMIT ?3",
-                )?;
-                let rows = select.query_map(params![ns, now, limit as i64], |row| {
-                    Ok(Taken {
-                        entry: Parked {
-                            id: row.get(0)?,
-                            due: row.get(1)?,
-                            routing_key: row.get(3)?,
-                            body: row.get(4)?,
-                            headers: row.get(5)?,
-                            reason: row.get(6)?,
-                            campaign: row.get(7)?,
-                            held: false,
-                        },
-                        token: row.get::<_, i64>(2)? + 1,
-                    })
-                })?;
-                for row in rows {
-                    taken.push(row?);
+                    )?;
+                    let rows = select.query_map(params![ns, now, limit as i64], |row| {
+                        Ok(Taken {
+                            entry: Parked {
+                                id: row.get(0)?,
+                                due: row.get(1)?,
+                                routing_key: row.get(3)?,
+                                body: row.get(4)?,
+                                headers: row.get(5)?,
+                                reason: row.get(6)?,
+                                campaign: row.get(7)?,
+                                held: false,
+                            },
+                            token: row.get::<_, i64>(2)? + 1,
+                        })
+                    })?;
+                    for row in rows {
+                        taken.push(row?);
+                    }
+                    let mut hide = tx.prepare_cached(
+                        "UPDATE yizhan_parked SET due = ?3, token = token + 1 WHERE namespace = ?1 AND id = ?2",
+                    )?;
+                    for t in &taken {
+                        hide.execute(params![ns, t.entry.id, hidden_until])?;
+                    }
                 }
-                let mut hide = tx.prepare_cached(
-                    "UPDATE yizhan_parked SET due = ?3, token = token + 1 WHERE namespace = ?1 AND id = ?2",
-                )?;
-                for t in &taken {
-                    hide.execute(params![ns, t.entry.id, hidden_until])?;
-                }
-            }
-            tx.commit()?;
-            Ok(taken)
-        })
-        .await
+                tx.commit()?;
+                Ok(taken)
+            })
+            .await
     }
 
     async fn release(&self, taken: &[(String, i64)]) -> Result<(), StoreError> {
         let taken = taken.to_vec();
-        self.with(move |conn, ns| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut delete =
-                    tx.prepare_cached("DELETE FROM yizhan_parked WHERE namespace = ?1 AND id = ?2 AND token = ?3")?;
-                for (id, token) in &taken {
-                    delete.execute(params![ns, id, token])?;
+        self.side
+            .with(move |conn, ns| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut delete =
+                        tx.prepare_cached("DELETE FROM yizhan_parked WHERE namespace = ?1 AND id = ?2 AND token = ?3")?;
+                    for (id, token) in &taken {
+                        delete.execute(params![ns, id, token])?;
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn waiting(&self) -> Result<u64, StoreError> {
-        self.with(|conn, ns| {
-            let n: Option<i64> = conn
-                .query_row("SELECT COUNT(*) FROM yizhan_parked WHERE namespace = ?1", params![ns], |row| row.get(0))
-                .optional()?;
-            Ok(n.unwrap_or(0) as u64)
-        })
-        .await
+        self.side
+            .with(|conn, ns| {
+                let n: Option<i64> = conn
+                    .query_row("SELECT COUNT(*) FROM yizhan_parked WHERE namespace = ?1", params![ns], |row| row.get(0))
+                    .optional()?;
+                Ok(n.unwrap_or(0) as u64)
+            })
+            .await
     }
 
     async fn wake(&self, campaign: &str, held_only: bool, now: Millis) -> Result<u64, StoreError> {
@@ -301,6 +289,7 @@ impl ParkingLot for SqliteParking {
             loop {
                 let campaign = campaign.to_string();
                 let changed = self
+                    .side
                     .with(move |conn, ns| {
                         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                         let changed = if held {
@@ -343,13 +332,14 @@ impl ParkingLot for SqliteParking {
     }
 
     async fn held_campaigns(&self) -> Result<Vec<String>, StoreError> {
-        self.with(|conn, ns| {
-            let mut select =
-                conn.prepare_cached("SELECT campaign FROM yizhan_parked_held WHERE namespace = ?1 ORDER BY campaign")?;
-            let campaigns = select.query_map(params![ns], |row| row.get(0))?.collect::<Result<_, _>>()?;
-            Ok(campaigns)
-        })
-        .await
+        self.side
+            .with(|conn, ns| {
+                let mut select = conn
+                    .prepare_cached("SELECT campaign FROM yizhan_parked_held WHERE namespace = ?1 ORDER BY campaign")?;
+                let campaigns = select.query_map(params![ns], |row| row.get(0))?.collect::<Result<_, _>>()?;
+                Ok(campaigns)
+            })
+            .await
     }
 }
 

@@ -482,6 +482,41 @@ struct Request {
     reply: oneshot::Sender<Result<Reply, StoreError>>,
 }
 
+/// A connection of its own to the store's file, for the tables off the hot path (the directory,
+/// the parking lot): calls run one at a time on the blocking threads.
+pub(crate) struct SideConnection {
+    conn: std::sync::Arc<std::sync::Mutex<Connection>>,
+    pub(crate) namespace: String,
+    /// What it serves, for errors.
+    what: &'static str,
+}
+
+impl SideConnection {
+    /// `conn`, its schema already in place, for `namespace`.
+    pub(crate) fn new(conn: Connection, namespace: &str, what: &'static str) -> Self {
+        SideConnection {
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+            namespace: namespace.to_string(),
+            what,
+        }
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    pub(crate) async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (conn, namespace, what) = (self.conn.clone(), self.namespace.clone(), self.what);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().map_err(|_| StoreError::Task(format!("{what} connection poisoned")))?;
+            f(&mut conn, &namespace)
+        })
+        .await
+        .map_err(|e| StoreError::Task(format!("{what} task failed: {e}")))?
+    }
+}
+
 /// Opens the database (WAL, `synchronous=NORMAL`, the store's schema); the parking lot shares it.
 pub(crate) fn connect(path: &str) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
