@@ -189,6 +189,13 @@ async fn throughput(jobs: usize) {
         redis.peak_rss_kib as f64 / 1024.0
     );
     println!("  {} SendSms calls; CPU µs per job: {}", redis.calls, redis.cpu);
+    let redis_codes = end_to_end(jobs, "redis", Jobs::Codes).await;
+    println!(
+        "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; verification codes, a call per job)",
+        redis_codes.rate,
+        100.0 * redis_codes.rate / ceiling.rate
+    );
+    println!("  CPU µs per job: {}", redis_codes.cpu);
     postgres_run(jobs, ceiling.rate).await;
 
     // The same campaign two ways, of the same size (a million jobs cost the worker, the store and
