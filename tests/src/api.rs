@@ -84,6 +84,11 @@ impl Api {
         request.send().await.unwrap()
     }
 
+    /// The process id, for signals (SIGHUP reloads).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(body)).await

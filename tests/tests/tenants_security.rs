@@ -17,8 +17,10 @@ use yizhan_tests::{Harness, Store, eventually};
 const ALPHA: &str = "alpha-token-0123456789";
 const BETA: &str = "beta-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
+const GAMMA: &str = "gamma-token-0123456789";
 
-/// Alpha may use the robot config, beta the SMS config; neither may administer.
+/// Alpha may use the robot config, beta the SMS config, gamma the SMS config for campaigns only;
+/// none may administer.
 fn token_file(h: &Harness, quotas: &str) -> String {
     let path = h.dir.path().join("tokens.toml");
     std::fs::write(
@@ -38,6 +40,13 @@ token = "${{BETA_TOKEN}}"
 tenant = "beta"
 configs = ["tencent_sms.default"]
 can = ["submit", "read", "dlq"]
+
+[[tokens]]
+name = "gamma-marketing"
+token = "{GAMMA}"
+tenant = "gamma"
+configs = ["tencent_sms.default"]
+can = ["campaigns"]
 
 [[tokens]]
 name = "ops-admin"
@@ -225,6 +234,238 @@ async fn a_tenant_over_its_quota_gets_429_and_another_is_unaffected() {
     .await;
 }
 
+/// A campaign of gamma's with `recipients` numbers.
+fn campaign(key: &str, recipients: std::ops::Range<usize>) -> Value {
+    json!({"name": "quota", "idempotency_key": key, "connector": "tencent_sms", "config": "default",
+        "action": "send_sms", "params": {"sign_name": "Yizhan", "template_id": "1001", "template_params": ["1"]},
+        "recipients": recipient_list(recipients)})
+}
+
+fn recipient_list(range: std::ops::Range<usize>) -> Value {
+    range.map(|i| json!({"to": format!("+86137000{i:05}")})).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn campaign_recipients_count_against_the_tenants_quotas() {
+    let h = Harness::start("tenantcampquota", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let quotas =
+        "[tenants.gamma]\nsubmits_per_second = 5\nmax_queued = 10\n\n[tenants.alpha]\nsubmits_per_second = 5\n";
+    let api = start_api(&h, quotas).await;
+
+    // A campaign larger than the bucket (8 > 5) is admitted while the bucket is full, whole.
+    let (status, body) = api.call_as(GAMMA, Method::POST, "/v1/campaigns", Some(&campaign("q-1", 0..8))).await;
+    assert_eq!((status, &body["jobs"]), (202, &json!(8)), "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(queued(&h, "gamma").await, 8);
+
+    // It left the bucket in debt: a chunk right after it is refused, nothing of it enqueued, and
+    // so is a new campaign (which is not created either).
+    let recipients = format!("/v1/campaigns/{id}/recipients");
+    let over =
+        api.request_as(GAMMA, Method::POST, &recipients, Some(&json!({"recipients": recipient_list(8..9)}))).await;
+    assert_eq!(over.status(), 429);
+    let retry_after: u64 = over.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
+    let body: Value = over.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("5 submissions per second"), "{body}");
+    let over = api.request_as(GAMMA, Method::POST, "/v1/campaigns", Some(&campaign("q-2", 100..101))).await;
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    assert_eq!(queued(&h, "gamma").await, 8, "nothing of the refused requests was enqueued");
+
+    // Another tenant with the same quota is not slowed by gamma's debt.
+    let (status, body) = api.call_as(ALPHA, Method::POST, "/v1/jobs", Some(&json!([robot_job(), robot_job()]))).await;
+    assert_eq!(status, 202, "{body}");
+
+    // Once the debt is paid, chunks go on; the jobs waiting count against max_queued (10).
+    eventually("gamma may add recipients again", Duration::from_secs(5), || async {
+        let chunk = json!({"recipients": recipient_list(8..10)});
+        api.call_as(GAMMA, Method::POST, &recipients, Some(&chunk)).await.0 == 202
+    })
+    .await;
+    assert_eq!(queued(&h, "gamma").await, 10);
+    let full =
+        api.request_as(GAMMA, Method::POST, &recipients, Some(&json!({"recipients": recipient_list(10..11)}))).await;
+    assert_eq!(full.status(), 429);
+    assert!(full.headers().contains_key("retry-after"));
+    let body: Value = full.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("10 jobs queued"), "{body}");
+    // A chunk that could never fit says to split it.
+    let (status, body) = api.call_as(GAMMA, Method::POST, "/v1/campaigns", Some(&campaign("q-3", 200..211))).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("max_queued of 10"), "{body}");
+    assert_eq!(queued(&h, "gamma").await, 10);
+    let (_, status) = api.call_as(GAMMA, Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(status["total"], 10, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sms_receipt_tokens_rotate_on_reload_and_sighup() {
+    const FIRST: &str = "receipt-token-first-000001";
+    const SECOND: &str = "receipt-token-second-00002";
+    const THIRD: &str = "receipt-token-third-000003";
+    let extra = format!(
+        "\n[connectors.tencent_sms.pushed]\nsecret_id = \"{}\"\nsecret_key = \"${{YIZHAN_TEST_SMS_KEY}}\"\n\
+         sdk_app_id = \"{}\"\nendpoint = \"{{sandbox}}\"\nreceipts = \"push\"\nreceipt_token = \"{FIRST}\"\n",
+        DEFAULT_SECRET_ID, DEFAULT_SDK_APP_ID
+    );
+    let h = Harness::start("tenantreceipts", Store::Sqlite, SandboxConfig::default_accounts(), &extra).await;
+    let api = start_api(&h, "").await;
+    // A final report of a message not known yet: kept, answered as the provider expects.
+    let report = json!([{"user_receive_time": "2025-01-01 08:00:00", "nationcode": "86", "mobile": "13800000001",
+        "report_status": "SUCCESS", "errmsg": "DELIVRD", "description": "ok", "sid": "rotation:1"}]);
+    let client = reqwest::Client::new();
+    let receipt = |token: &'static str| {
+        let (client, report) = (client.clone(), report.clone());
+        let url = format!("{}/v1/receipts/tencent_sms/pushed?token={token}", api.base);
+        async move { client.post(url).json(&report).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!((receipt(FIRST).await, receipt(SECOND).await), (200, 401));
+
+    // POST /v1/admin/reload: the rotated token is accepted, the old one refused.
+    let original = std::fs::read_to_string(&h.config_path).unwrap();
+    std::fs::write(&h.config_path, original.replace(FIRST, SECOND)).unwrap();
+    let (status, body) = api.call_as(ADMIN, Method::POST, "/v1/admin/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((receipt(FIRST).await, receipt(SECOND).await), (401, 200));
+
+    // A broken receipt section is refused with its path; the tokens in force stay.
+    std::fs::write(&h.config_path, original.replace(&format!("\"{FIRST}\""), "\"${UNSET_RECEIPT_TOKEN}\"")).unwrap();
+    let (status, body) = api.call_as(ADMIN, Method::POST, "/v1/admin/reload", None).await;
+    assert_eq!(status, 400, "{body}");
+    let reason = body["error"].as_str().unwrap();
+    assert!(reason.contains("connectors.tencent_sms.pushed.receipt_token"), "{body}");
+    assert!(reason.contains("UNSET_RECEIPT_TOKEN is not set"), "{body}");
+    assert_eq!(receipt(SECOND).await, 200);
+
+    // SIGHUP to the API does the same.
+    std::fs::write(&h.config_path, original.replace(FIRST, THIRD)).unwrap();
+    std::process::Command::new("kill").args(["-HUP", &api.pid().to_string()]).status().unwrap();
+    eventually("the token of the reloaded file accepted", Duration::from_secs(10), || async {
+        receipt(THIRD).await == 200
+    })
+    .await;
+    assert_eq!((receipt(FIRST).await, receipt(SECOND).await), (401, 401));
+
+    // Each reload left an audit line naming who; no token value is in the log.
+    let log = std::fs::read_to_string(&api.log).unwrap();
+    let audits: Vec<&str> = log.lines().filter(|l| l.contains("yizhan_audit") && l.contains("reload")).collect();
+    assert!(audits.iter().any(|l| l.contains("ops-admin")), "an audit line for the admin's reload:\n{log}");
+    assert!(audits.iter().any(|l| l.contains("SIGHUP")), "an audit line for the SIGHUP reload:\n{log}");
+    for secret in [FIRST, SECOND, THIRD, ADMIN] {
+        assert!(!log.contains(secret), "the log shows a token");
+    }
+}
+
+/// What a webhook receiver got: (X-Yizhan-Signature, raw body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, axum::body::Bytes)>>>;
+
+async fn webhook_receiver() -> (String, Received) {
+    use axum::extract::State;
+    let received = Received::default();
+    let app = axum::Router::new()
+        .route(
+            "/directory",
+            axum::routing::post(
+                |State(received): State<Received>, headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                    let signature = headers.get("x-yizhan-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    received.lock().unwrap().push((signature.to_string(), body));
+                    "ok"
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/directory", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// Runs directory sync `hr` once (one attempt); its final status.
+async fn sync_run(h: &Harness) -> yizhan_state::JobStatus {
+    let mut run = yizhan_tests::job("directory_sync", "hr", "run", json!({}));
+    run.max_attempts = 1;
+    let id = h.submit(&[run]).await[0];
+    let store = h.store().await;
+    eventually("the directory sync run ends", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded" || s.status == "dead") }
+    })
+    .await;
+    store.status(id).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_sync_started_after_a_reload_uses_the_new_config_and_secrets() {
+    const OLD_HOOK_SECRET: &str = "old-webhook-secret-0001";
+    const NEW_HOOK_SECRET: &str = "new-webhook-secret-0002";
+    const WRONG_CONTACTS_SECRET: &str = "not-the-contacts-secret";
+    let (old_url, old_hook) = webhook_receiver().await;
+    let (new_url, new_hook) = webhook_receiver().await;
+    let (corp, _, contacts_secret) = yizhan_sandbox::DEFAULT_WECOM_CORP;
+    // The source's secret starts wrong: the first run fails on it.
+    let config = format!(
+        r#"
+[connectors.wecom.hr]
+corp_id = "{corp}"
+contacts_secret = "{WRONG_CONTACTS_SECRET}"
+endpoint = "{{sandbox}}"
+
+[connectors.directory_sync.hr]
+source = "wecom.hr"
+target = "webhook"
+webhook_url = "{old_url}"
+webhook_secret = "{OLD_HOOK_SECRET}"
+"#
+    );
+    let h = Harness::start("tenantdirsync", Store::Sqlite, SandboxConfig::default_accounts(), &config).await;
+    h.sandbox().edit_wecom_directory(|d| {
+        d.put_department("1", "Demo", "0", 1);
+        for i in 0..3 {
+            let id = format!("m{i}");
+            let member = yizhan_sandbox::directory::Member::new(&id, &id, "1", &format!("{id}@example.com"), None);
+            d.put_member(member);
+        }
+    });
+    let mut worker = h.spawn_worker(&[]).await;
+    let failed = sync_run(&h).await;
+    assert_eq!(failed.status, "dead", "{failed:?}");
+    assert!(old_hook.lock().unwrap().is_empty());
+
+    // The secret rotates and the sync moves to another webhook and secret; SIGHUP.
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let rotated = text
+        .replace(WRONG_CONTACTS_SECRET, contacts_secret)
+        .replace(&old_url, &new_url)
+        .replace(OLD_HOOK_SECRET, NEW_HOOK_SECRET);
+    std::fs::write(&h.config_path, rotated).unwrap();
+    std::process::Command::new("kill").args(["-HUP", &worker.child.id().to_string()]).status().unwrap();
+    eventually("the worker reloaded", Duration::from_secs(10), || async {
+        worker.log_text().contains("connector configs reloaded")
+    })
+    .await;
+
+    // The next run reads the source with the new secret and applies to the new webhook, signed
+    // with the new secret: every record of the directory (ours among them) once.
+    let done = sync_run(&h).await;
+    assert_eq!(done.status, "succeeded", "{done:?}");
+    let received = new_hook.lock().unwrap().clone();
+    let proposed = done.result.as_ref().and_then(|r| r["proposed"].as_u64()).unwrap();
+    assert!(proposed >= 4, "{:?}", done.result);
+    assert_eq!(received.len() as u64, proposed, "{:?}", done.result);
+    assert!(received.iter().any(|(_, body)| String::from_utf8_lossy(body).contains("m2@example.com")));
+    for (signature, body) in &received {
+        let expected = yizhan_worker::connectors::directory_sync::target::signature(NEW_HOOK_SECRET, body);
+        assert_eq!(signature, &expected, "signed with the new webhook secret");
+    }
+    assert!(old_hook.lock().unwrap().is_empty(), "nothing went to the old webhook");
+    let log = worker.log_text();
+    for secret in [OLD_HOOK_SECRET, NEW_HOOK_SECRET, contacts_secret, WRONG_CONTACTS_SECRET] {
+        assert!(!log.contains(secret), "the worker's log shows a secret");
+    }
+    assert_eq!(worker.signal_and_wait("TERM"), Some(0));
+}
+
 const NEW_SECRET_ID: &str = "AKIDrotated00000000000000000000000000";
 const NEW_SECRET_KEY: &str = "rotated-sandbox-secret-key";
 
@@ -240,6 +481,57 @@ fn secret_ids_for(h: &Harness, phone: &str) -> Vec<String> {
             Some(credential.split('/').next()?.to_string())
         })
         .collect()
+}
+
+/// The SecretIds of the `PullSmsSendStatus` requests so far, oldest first.
+fn pull_secret_ids(h: &Harness) -> Vec<String> {
+    h.sandbox()
+        .requests_for(yizhan_sandbox::Provider::Tencent)
+        .into_iter()
+        .filter(|r| r.headers.iter().any(|(name, value)| name == "x-tc-action" && value == "PullSmsSendStatus"))
+        .filter_map(|r| {
+            let auth = r.headers.iter().find(|(name, _)| name == "authorization")?.1.clone();
+            Some(auth.split("Credential=").nth(1)?.split('/').next()?.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipt_pulls_after_a_reload_are_signed_with_the_rotated_secret() {
+    let sandbox =
+        SandboxConfig::default_accounts().tencent_account(NEW_SECRET_ID, NEW_SECRET_KEY, &[DEFAULT_SDK_APP_ID]);
+    let extra = format!(
+        "\n[connectors.tencent_sms.pulled]\nsecret_id = \"{DEFAULT_SECRET_ID}\"\n\
+         secret_key = \"${{YIZHAN_TEST_SMS_KEY}}\"\nsdk_app_id = \"{DEFAULT_SDK_APP_ID}\"\n\
+         endpoint = \"{{sandbox}}\"\nreceipts = \"pull\"\npull_interval = \"200ms\"\n"
+    );
+    let h = Harness::start("tenantpull", Store::Sqlite, sandbox, &extra).await;
+    let mut worker = h.spawn_worker(&[]).await;
+    eventually("a pull signed with the first secret", Duration::from_secs(10), || async {
+        pull_secret_ids(&h).iter().any(|id| id == DEFAULT_SECRET_ID)
+    })
+    .await;
+
+    let rotated = std::fs::read_to_string(&h.config_path)
+        .unwrap()
+        .replace(DEFAULT_SECRET_ID, NEW_SECRET_ID)
+        .replace("secret_key = \"${YIZHAN_TEST_SMS_KEY}\"", &format!("secret_key = \"{NEW_SECRET_KEY}\""));
+    std::fs::write(&h.config_path, rotated).unwrap();
+    std::process::Command::new("kill").args(["-HUP", &worker.child.id().to_string()]).status().unwrap();
+    eventually("the worker reloaded", Duration::from_secs(10), || async {
+        worker.log_text().contains("connector configs reloaded")
+    })
+    .await;
+    // A pull may have been under way during the reload; the ones after it use the new secret.
+    let before = pull_secret_ids(&h).len();
+    eventually("two pulls after the reload", Duration::from_secs(10), || async {
+        pull_secret_ids(&h).len() >= before + 2
+    })
+    .await;
+    let after = pull_secret_ids(&h);
+    assert!(after[before + 1..].iter().all(|id| id == NEW_SECRET_ID), "{after:?}");
+    assert!(!h.sandbox().rejected().iter().any(|(provider, _)| provider == "tencent"), "no pull was refused");
+    assert_eq!(worker.signal_and_wait("TERM"), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -181,8 +181,14 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
 
     // SIGHUP and the API's reload message re-read the connector config file; listening before
     // the worker says it is ready, so that a SIGHUP once it is never meets the default action.
-    let reloader = Arc::new(reload::Reloader { path: settings.config.clone(), client, pipeline: pipeline.clone() });
-    reload::listen(reloader, consume_conn.clone(), names.clone(), format!("{owner}-control"), shutdown.clone()).await?;
+    let reloader = Arc::new(reload::Reloader {
+        path: settings.config.clone(),
+        client,
+        pipeline: pipeline.clone(),
+        syncs: Default::default(),
+    });
+    reload::listen(reloader.clone(), consume_conn.clone(), names.clone(), format!("{owner}-control"), shutdown.clone())
+        .await?;
 
     // Acks go out coalesced, up to `FLUSH_EVERY` after a job ends, and until then its delivery
     // still counts against the broker's window: with a window of just the concurrency, slots
@@ -213,6 +219,15 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
     // Directory syncs: their sources, snapshots and leases; scheduled runs (one per period).
     let directory = yizhan_state::open_directory(&settings.state, &settings.prefix).await?;
     let sync_publisher = Arc::new(Publisher::open(&publish_conn).await.map_err(broker_error)?);
+    let schedules: connectors::directory_sync::Schedules =
+        Arc::new(arc_swap::ArcSwap::from_pointee(connectors::directory_sync::schedules(&syncs)));
+    // From now on a reload builds and wires the syncs again (secrets rotate for the next run);
+    // set before the syncs of the start are wired, so that no reload in between is missed.
+    let _ = reloader.syncs.set(reload::SyncServices {
+        store: directory.clone(),
+        publisher: sync_publisher.clone(),
+        schedules: schedules.clone(),
+    });
     let sources = pipeline
         .connectors
         .load()
@@ -228,7 +243,6 @@ pub async fn run(settings: Settings, worker: WorkerSettings, shutdown: Cancellat
         owner: &owner,
     };
     connectors::directory_sync::wire_all(&syncs, services).await.map_err(broker_error)?;
-    let schedules = syncs.iter().filter_map(|s| Some((s.name().to_string(), s.settings().schedule?))).collect();
     tokio::spawn(connectors::directory_sync::run_schedules(
         schedules,
         directory,

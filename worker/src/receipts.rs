@@ -42,8 +42,9 @@ pub struct Puller {
     pub kind: String,
     /// The config's name.
     pub config: String,
-    /// The config's connector, which asks the provider.
-    pub connector: Arc<dyn Connector>,
+    /// The pipeline, whose connectors a reload swaps: each pull asks the provider through the
+    /// config's current connector (see [`Puller::connector`]).
+    pub pipeline: Arc<Pipeline>,
     /// `pull_interval`.
     pub interval: Duration,
     /// Where receipts are recorded and the pull lease is held.
@@ -58,20 +59,19 @@ pub struct Puller {
 
 /// The pullers of every config of `config` with `receipts = "pull"`, on the pipeline's
 /// connectors, store and publisher.
-pub fn pullers(config: &Config, pipeline: &Pipeline, owner: &str) -> Result<Vec<Puller>, ConfigError> {
+pub fn pullers(config: &Config, pipeline: &Arc<Pipeline>, owner: &str) -> Result<Vec<Puller>, ConfigError> {
     let mut pullers = Vec::new();
     for ((kind, name), connector_config) in &config.connectors {
         let Some(interval) = receipt_mode(connector_config)?.and_then(|mode| mode.pull_interval()) else {
             continue;
         };
-        let configs = pipeline.connectors.load();
-        let Some(configured) = configs.get(&(kind.clone(), name.clone())) else {
+        if !pipeline.connectors.load().contains_key(&(kind.clone(), name.clone())) {
             continue;
-        };
+        }
         pullers.push(Puller {
             kind: kind.clone(),
             config: name.clone(),
-            connector: configured.connector.clone(),
+            pipeline: pipeline.clone(),
             interval,
             store: pipeline.store.clone(),
             owner: owner.to_string(),
@@ -108,9 +108,17 @@ impl Puller {
         }
     }
 
+    /// The config's connector as the pipeline has it now, so that a reload's rotated secrets
+    /// sign the next pull; None once a reload removed the config (nothing is pulled for it).
+    fn connector(&self) -> Option<Arc<dyn Connector>> {
+        let configs = self.pipeline.connectors.load();
+        configs.get(&(self.kind.clone(), self.config.clone())).map(|c| c.connector.clone())
+    }
+
     /// One pull: pages until the provider has no more (or the messages asked about are done);
     /// returns the receipts counted.
     pub async fn pull(&self) -> Result<u64, PullError> {
+        let Some(connector) = self.connector() else { return Ok(0) };
         let queue = pull_queue(&self.kind, &self.config);
         let interval_ms = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
         let mut counted = 0;
@@ -120,11 +128,8 @@ impl Puller {
                 .store
                 .take_pending_receipts(&queue, now, now.saturating_add(interval_ms), PENDING_PER_ROUND)
                 .await?;
-            let page = self
-                .connector
-                .pull_receipts(&pending)
-                .await
-                .map_err(|f| PullError::Provider(f.reason().to_string()))?;
+            let page =
+                connector.pull_receipts(&pending).await.map_err(|f| PullError::Provider(f.reason().to_string()))?;
             counted += self.record(&page.receipts).await?;
             let more = page.more || pending.len() == PENDING_PER_ROUND;
             if !more {

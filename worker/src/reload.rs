@@ -7,11 +7,14 @@
 //! the whole map is swapped at once ([`crate::pipeline::Pipeline::connectors`]): the next job
 //! takes the new configs (secrets, endpoints, limits, rules), jobs in flight finish on the ones
 //! they started with, and a job naming a removed config is dead-lettered `invalid` when taken.
-//! Directory syncs are wired to their sources and schedules at start: a running one keeps its
-//! config until a restart, and a new one needs a restart.
+//! Directory syncs are built and wired again too, on the new map's source and target connectors:
+//! a run that starts after the reload uses the new sync config and the new secrets of its source
+//! and target, a run in progress finishes on the old ones, and the schedules follow the new file.
+//! (Until the worker has opened the directory store, during its start, a reload keeps the syncs
+//! it started with.)
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use lapin::Connection;
@@ -19,10 +22,12 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
-use yizhan_broker::Names;
+use yizhan_broker::{Names, Publisher};
+use yizhan_state::DirectoryStore;
 
 use crate::config::{Config, ConfigError};
-use crate::connectors::{self, directory_sync::DirectorySync};
+use crate::connectors::directory_sync::{self, DirectorySync, Schedules};
+use crate::connectors::{self};
 use crate::pipeline::{Configured, ConfiguredMap, Pipeline};
 use crate::ratelimit::Quota;
 
@@ -73,18 +78,62 @@ pub(crate) struct Reloader {
     pub(crate) path: PathBuf,
     pub(crate) client: reqwest::Client,
     pub(crate) pipeline: Arc<Pipeline>,
+    /// What reloaded directory syncs are wired with; set once the worker has opened it.
+    pub(crate) syncs: OnceLock<SyncServices>,
+}
+
+/// The services of directory syncs that a reload wires new ones with.
+pub(crate) struct SyncServices {
+    /// Snapshots, applied marks, leases.
+    pub(crate) store: Arc<dyn DirectoryStore>,
+    /// The syncs' publisher (amqp targets, scheduled runs).
+    pub(crate) publisher: Arc<Publisher>,
+    /// What the schedules loop reads.
+    pub(crate) schedules: Schedules,
+}
+
+/// Why a reload was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    /// The file, or a config in it, is invalid (the error names the field).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The exchange of a new amqp directory target could not be declared.
+    #[error("broker (declaring the directory exchange): {0}")]
+    Broker(#[from] lapin::Error),
 }
 
 impl Reloader {
     /// Reads and builds the file, then swaps the configs in; on an error nothing changes.
-    pub(crate) fn reload(&self, why: &str) -> Result<(), ConfigError> {
+    pub(crate) async fn reload(&self, why: &str) -> Result<(), ReloadError> {
         let config = Config::load(&self.path)?;
-        let (mut fresh, _unwired) = build_configured(&config, &self.client)?;
+        let (mut fresh, syncs) = build_configured(&config, &self.client)?;
         let current = self.pipeline.connectors.load_full();
-        // Running directory syncs stay as wired at start.
-        fresh.retain(|(kind, _), _| kind != "directory_sync");
-        for (key, configured) in current.iter().filter(|((kind, _), _)| kind == "directory_sync") {
-            fresh.insert(key.clone(), configured.clone());
+        match self.syncs.get() {
+            // The new syncs read through the new connectors: rotated secrets, moved endpoints.
+            Some(services) => {
+                let built: directory_sync::Built = fresh
+                    .iter()
+                    .map(|(key, configured)| (key.clone(), (configured.connector.clone(), configured.quotas.clone())))
+                    .collect();
+                let wiring = directory_sync::Services {
+                    connectors: &built,
+                    limiter: self.pipeline.limiter.clone(),
+                    store: services.store.clone(),
+                    publisher: services.publisher.clone(),
+                    names: &self.pipeline.names,
+                    owner: &self.pipeline.owner,
+                };
+                directory_sync::wire_all(&syncs, wiring).await?;
+                services.schedules.store(Arc::new(directory_sync::schedules(&syncs)));
+            }
+            // Not wired yet (the worker is starting): the syncs stay as they are.
+            None => {
+                fresh.retain(|(kind, _), _| kind != "directory_sync");
+                for (key, configured) in current.iter().filter(|((kind, _), _)| kind == "directory_sync") {
+                    fresh.insert(key.clone(), configured.clone());
+                }
+            }
         }
         let removed: Vec<String> = current
             .keys()
@@ -103,8 +152,8 @@ impl Reloader {
         Ok(())
     }
 
-    fn reload_logged(&self, why: &str) {
-        if let Err(e) = self.reload(why) {
+    async fn reload_logged(&self, why: &str) {
+        if let Err(e) = self.reload(why).await {
             error!(error = %e, by = why, "reload refused: the previous connector configs stay in force");
         }
     }
@@ -154,9 +203,9 @@ pub(crate) async fn listen(
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some(_) = hangup => reloader.reload_logged("SIGHUP"),
+                Some(_) = hangup => reloader.reload_logged("SIGHUP").await,
                 next = message => match next {
-                    Some(Ok(_)) => reloader.reload_logged("POST /v1/admin/reload"),
+                    Some(Ok(_)) => reloader.reload_logged("POST /v1/admin/reload").await,
                     Some(Err(e)) => {
                         warn!(error = %e, "control queue: waiting for the broker connection to recover");
                         if channel.wait_for_recovery(e).await.is_err() {

@@ -480,22 +480,30 @@ pub async fn wire_all(syncs: &[Arc<DirectorySync>], services: Services<'_>) -> R
 /// How often a worker looks whether a scheduled period began.
 const SCHEDULE_POLL: Duration = Duration::from_millis(500);
 
+/// Every scheduled sync's name and period; swapped whole by a reload, read by [`run_schedules`]
+/// at each look.
+pub type Schedules = Arc<arc_swap::ArcSwap<Vec<(String, Duration)>>>;
+
+/// The schedules of `syncs`.
+pub fn schedules(syncs: &[Arc<DirectorySync>]) -> Vec<(String, Duration)> {
+    syncs.iter().filter_map(|s| Some((s.name().to_string(), s.settings().schedule?))).collect()
+}
+
 /// Enqueues a `run` job for each scheduled sync once per period, fleet-wide: the worker that
 /// first claims the period in the store publishes it (idempotency key
-/// `directory_sync:<config>:<period>`, so even a duplicate publish runs once).
+/// `directory_sync:<config>:<period>`, so even a duplicate publish runs once). The schedules are
+/// read again at each look, so that a reload's schedules take effect without a restart.
 pub async fn run_schedules(
-    syncs: Vec<(String, Duration)>,
+    syncs: Schedules,
     store: Arc<dyn DirectoryStore>,
     publisher: Arc<Publisher>,
     names: Names,
     stop: CancellationToken,
 ) {
-    if syncs.is_empty() {
-        return;
-    }
     loop {
         let now_ms = u128::from(yizhan_state::now_millis().max(0) as u64);
-        for (name, every) in &syncs {
+        let current = syncs.load_full();
+        for (name, every) in current.iter() {
             let period = now_ms / every.as_millis().max(1);
             let claim = format!("schedule:{name}:{period}");
             match store.claim_once(&claim, *every * 2).await {
