@@ -545,3 +545,37 @@ pub async fn next_delivery(consumer: &mut lapin::Consumer, timeout: Duration) ->
 pub fn number(i: usize) -> String {
     format!("+86138{i:08}")
 }
+
+/// Milliseconds since the Unix epoch, the unit of the store's times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// RFC 3339 in UTC with milliseconds, for `send_at` (civil date from days since the epoch,
+/// proleptic Gregorian).
+pub fn rfc3339_millis(ms: i64) -> String {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let s = ms_of_day / 1000;
+    let (hour, minute, second, milli) = (s / 3600, s / 60 % 60, s % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_millis_writes_utc_dates() {
+        assert_eq!(super::rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339_millis(951_827_696_789), "2000-02-29T12:34:56.789Z");
+        assert_eq!(super::rfc3339_millis(1_735_689_599_001), "2024-12-31T23:59:59.001Z");
+        assert_eq!(super::rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
+}

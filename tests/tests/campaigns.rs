@@ -1,13 +1,13 @@
 //! Campaigns (issue 17) and cancelling one job (issue 18) through the real `yizhan-producer serve`
 //! and `yizhan-producer campaign`, with real workers, the broker, the state store and the sandbox.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
 use yizhan_schemas::Priority;
 use yizhan_tests::api::{Api, TOKEN};
-use yizhan_tests::{Harness, Store, WAIT, eventually, number};
+use yizhan_tests::{Harness, Store, WAIT, eventually, now_ms, number, rfc3339_millis};
 
 /// Longer than [`WAIT`]: the largest campaigns here send 5,000 SMS at a paced rate.
 const LONG_WAIT: Duration = Duration::from_secs(120);
@@ -94,33 +94,11 @@ fn assert_each_once_with_its_params(h: &Harness, range: std::ops::Range<usize>) 
 
 /// An RFC 3339 UTC time `ahead` from now.
 fn rfc3339_in(ahead: Duration) -> String {
-    rfc3339((SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + ahead).as_secs())
-}
-
-/// Seconds since the epoch as RFC 3339 UTC (civil date from days, proleptic Gregorian).
-fn rfc3339(t: u64) -> String {
-    let (days, seconds) = ((t / 86_400) as i64, t % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
+    rfc3339_millis(now_ms() + ahead.as_millis() as i64)
 }
 
 fn count(campaign: &Value, status: &str) -> u64 {
     campaign["counts"][status].as_u64().unwrap_or_else(|| panic!("no count {status}: {campaign}"))
-}
-
-#[test]
-fn rfc3339_writes_utc_dates() {
-    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-    assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
-    assert_eq!(rfc3339(1_735_689_599), "2024-12-31T23:59:59Z");
 }
 
 #[tokio::test(flavor = "multi_thread")]

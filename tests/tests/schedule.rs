@@ -3,7 +3,7 @@
 //! hours, recipient caps (one worker, and two sharing Redis), and bad settings refused at start.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::json;
 use yizhan_sandbox::{SandboxConfig, SandboxState};
@@ -11,7 +11,7 @@ use yizhan_schemas::{Job, MissingId, validate_job_value};
 use yizhan_state::StateStore;
 use yizhan_tests::api::Api;
 use yizhan_tests::rabbit::RabbitNode;
-use yizhan_tests::{Harness, Store, WAIT, Worker, binary, eventually, number};
+use yizhan_tests::{Harness, Store, WAIT, Worker, binary, eventually, now_ms, number, rfc3339_millis};
 
 /// How late after its time a job may reach the provider (the bound).
 const ON_TIME: Duration = Duration::from_secs(2);
@@ -44,35 +44,6 @@ fn sms(config: &str, to: &[&str], priority: &str, send_at: Option<i64>) -> Job {
         value["send_at"] = json!(rfc3339_millis(at));
     }
     validate_job_value(&value, MissingId::Assign).unwrap_or_else(|e| panic!("invalid test job: {e:?}"))
-}
-
-/// Milliseconds since the Unix epoch, the unit of the store's times.
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// RFC 3339 in UTC with milliseconds (civil date from days since the epoch, proleptic Gregorian).
-fn rfc3339_millis(ms: i64) -> String {
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let s = ms_of_day / 1000;
-    let (hour, minute, second, milli) = (s / 3600, s / 60 % 60, s % 60, ms_of_day % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
-}
-
-#[test]
-fn rfc3339_millis_writes_utc_dates() {
-    assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-    assert_eq!(rfc3339_millis(951_827_696_789), "2000-02-29T12:34:56.789Z");
-    assert_eq!(rfc3339_millis(1_735_689_599_001), "2024-12-31T23:59:59.001Z");
 }
 
 /// `at` is `expected`, or at most a few milliseconds later: the worker reckons the wait from its
