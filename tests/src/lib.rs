@@ -317,6 +317,26 @@ rate_limit = "6000/min"
     pub async fn store(&self) -> std::sync::Arc<dyn yizhan_state::StateStore> {
         yizhan_state::open(&self.state_url, &self.prefix).await.unwrap()
     }
+
+    /// Submits `job` and waits up to `timeout` until it has ended (succeeded or dead); its status
+    /// then.
+    pub async fn finish(&self, job: Job, timeout: Duration) -> yizhan_state::JobStatus {
+        let id = self.submit(&[job]).await[0];
+        let store = self.store().await;
+        eventually("the job ends", timeout, || {
+            let store = store.clone();
+            async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded" || s.status == "dead") }
+        })
+        .await;
+        store.status(id).await.unwrap().unwrap()
+    }
+
+    /// [`Harness::finish`] for a job that must succeed: its result (`null` when it has none).
+    pub async fn succeed(&self, job: Job, timeout: Duration) -> Value {
+        let status = self.finish(job, timeout).await;
+        assert_eq!(status.status, "succeeded", "{status:?}");
+        status.result.unwrap_or(Value::Null)
+    }
 }
 
 /// Deletes the test's exchanges, queues and Redis keys when the test ends, passed or panicked: a

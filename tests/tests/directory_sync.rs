@@ -11,7 +11,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
 use yizhan_sandbox::directory::{Directory, Member};
-use yizhan_tests::{Harness, Store, eventually, job};
+use yizhan_tests::{Harness, Store, job};
 
 /// The seed's example script (001, "(beta) 特殊逻辑脚本"), completed into a whole script:
 /// departments pass as proposed; a member is created once hired, with the department's name
@@ -119,19 +119,9 @@ async fn start(test: &str, script: &str, on_missing: &str, extra: &str) -> (Harn
     (h, received, path)
 }
 
-/// Submits a run and waits for it to succeed; returns its result.
+/// Runs the sync once; its result.
 async fn run(h: &Harness) -> Value {
-    let ids = h.submit(&[job("directory_sync", "hr", "run", json!({}))]).await;
-    let store = h.store().await;
-    let id = ids[0];
-    eventually("the run succeeds", Duration::from_secs(30), || {
-        let store = store.clone();
-        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded" || s.status == "dead") }
-    })
-    .await;
-    let status = store.status(id).await.unwrap().unwrap();
-    assert_eq!(status.status, "succeeded", "{status:?}");
-    status.result.expect("a run has a result")
+    h.succeed(job("directory_sync", "hr", "run", json!({})), Duration::from_secs(30)).await
 }
 
 /// (operationType, type, id) of what the receiver got since `from`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
 use yizhan_sandbox::directory::{Directory, Member};
-use yizhan_tests::{Harness, Store, eventually, job};
+use yizhan_tests::{Harness, Store, job};
 
 fn wecom_config() -> String {
     format!(
@@ -36,19 +36,9 @@ endpoint = "{{sandbox}}"
     )
 }
 
-/// Submits a run and waits for it to succeed; returns its result.
+/// Runs the sync once; its result.
 async fn run(h: &Harness) -> Value {
-    let ids = h.submit(&[job("directory_sync", "mirror", "run", json!({}))]).await;
-    let store = h.store().await;
-    let id = ids[0];
-    eventually("the run ends", Duration::from_secs(60), || {
-        let store = store.clone();
-        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded" || s.status == "dead") }
-    })
-    .await;
-    let status = store.status(id).await.unwrap().unwrap();
-    assert_eq!(status.status, "succeeded", "{status:?}");
-    status.result.expect("a run has a result")
+    h.succeed(job("directory_sync", "mirror", "run", json!({})), Duration::from_secs(60)).await
 }
 
 /// A directory's departments as paths of names (`Operations/SRE`), independent of ids.
