@@ -13,30 +13,8 @@ use yizhan_sandbox::SandboxConfig;
 use yizhan_sandbox::directory::{Directory, Member};
 use yizhan_tests::{Harness, Store, job};
 
-/// The seed's example script (001, "(beta) 特殊逻辑脚本"), completed into a whole script:
-/// departments pass as proposed; a member is created once hired, with the department's name
-/// read through `getObjectByID`; members whose e-mail contains "tencent" are never updated.
-const SEED_SCRIPT: &str = r#"if (context.data.type === "department") {
-  return context;
-}
-// 获取到该人员的部门的部门名
-context.data.departmentName = repo.getObjectByID(context.data.DeptID).name;
-// 如果人员的雇佣日期在今天之前，创建人员
-if (context.operationType === "CREATE") {
-  if (context.data.hiredate - today() <= 0) {
-    repo.executeCreate();
-  } else {
-    repo.abort();
-  }
-  return context;
-}
-// 如果人员的邮箱包含tencent，不进行更新操作
-if (context.data.email.contain("tencent")) {
-  repo.abort("UPDATE");
-  return context;
-}
-return context;
-"#;
+/// The seed's example script, completed (what it does: its opening comment).
+const SEED_SCRIPT: &str = include_str!("../../examples/hr.js");
 
 const SECRET: &str = "directory-webhook-secret";
 

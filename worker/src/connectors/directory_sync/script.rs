@@ -357,30 +357,10 @@ mod tests {
 
     use super::*;
 
-    /// The seed's example, completed (the README's and tests/tests/directory_sync.rs's):
+    /// The seed's example, completed (examples/hr.js, as the README shows it):
     /// departments pass as proposed; members are created once hired, with their department's
     /// name; "tencent" addresses are never updated.
-    pub(crate) const SEED_EXAMPLE: &str = r#"if (context.data.type === "department") {
-  return context;
-}
-// 获取到该人员的部门的部门名
-context.data.departmentName = repo.getObjectByID(context.data.DeptID).name;
-// 如果人员的雇佣日期在今天之前，创建人员
-if (context.operationType === "CREATE") {
-  if (context.data.hiredate - today() <= 0) {
-    repo.executeCreate();
-  } else {
-    repo.abort();
-  }
-  return context;
-}
-// 如果人员的邮箱包含tencent，不进行更新操作
-if (context.data.email.contain("tencent")) {
-  repo.abort("UPDATE");
-  return context;
-}
-return context;
-"#;
+    pub(crate) const SEED_EXAMPLE: &str = include_str!("../../../../examples/hr.js");
 
     const TODAY: i64 = 1_750_000_000;
 
