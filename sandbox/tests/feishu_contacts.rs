@@ -21,15 +21,8 @@ impl App {
         let sandbox = start().await;
         let (app_id, app_secret) = DEFAULT_FEISHU_APP;
         let url = format!("{}/open-apis/auth/v3/tenant_access_token/internal", sandbox.url());
-        let answer: Value = client()
-            .post(url)
-            .json(&json!({"app_id": app_id, "app_secret": app_secret}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let response = client().post(url).json(&json!({"app_id": app_id, "app_secret": app_secret})).send().await;
+        let answer: Value = response.unwrap().json().await.unwrap();
         let token = answer["tenant_access_token"].as_str().unwrap().to_string();
         App { sandbox, token }
     }
@@ -46,15 +39,17 @@ impl App {
         let answer: Value = response.json().await.unwrap();
         (status, answer["code"].as_i64().unwrap(), answer)
     }
+
+    /// A `POST` (create) to `path`.
+    async fn create(&self, path: &str, body: Value, query: &[(&str, &str)]) -> (u16, i64, Value) {
+        self.call(Method::POST, path, query, Some(body)).await
+    }
 }
 
 #[tokio::test]
 async fn feishu_department_writes_follow_feishus_rules() {
     let app = App::start().await;
-    let create = |body: Value, query: &'static [(&'static str, &'static str)]| {
-        let app = &app;
-        async move { app.call(Method::POST, DEPARTMENTS, query, Some(body)).await }
-    };
+    let create = |body: Value, query: &'static [(&'static str, &'static str)]| app.create(DEPARTMENTS, body, query);
     let platform = json!({"name": "Platform", "parent_department_id": "0", "order": "5"});
     let (status, code, first) = create(platform.clone(), &[("client_token", "ct-1")]).await;
     assert_eq!((status, code), (200, 0), "{first}");
@@ -117,10 +112,7 @@ async fn feishu_department_writes_follow_feishus_rules() {
 #[tokio::test]
 async fn feishu_user_writes_follow_feishus_rules() {
     let app = App::start().await;
-    let create = |body: Value, query: &'static [(&'static str, &'static str)]| {
-        let app = &app;
-        async move { app.call(Method::POST, USERS, query, Some(body)).await }
-    };
+    let create = |body: Value, query: &'static [(&'static str, &'static str)]| app.create(USERS, body, query);
     let ada = json!({"name": "Ada", "mobile": "+8613800000001", "email": "ada@example.com",
                      "department_ids": ["od-sandbox-eng"], "employee_type": 1, "user_id": "ada"});
     let (status, code, first) = create(ada.clone(), &[("client_token", "ct-ada")]).await;
