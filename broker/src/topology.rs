@@ -219,14 +219,28 @@ fn split_shard(key: &str) -> (&str, Option<u16>) {
 }
 
 /// The shard, among `shards`, of a job with idempotency key `key`: FNV-1a (64 bits) of its bytes,
-/// modulo `shards`. Stable across processes, versions and platforms: the producer and every
-/// worker must agree on it, so it is written out here, not taken from `std`'s hasher (random per
-/// process) or a crate that may change it.
+/// mixed by MurmurHash3's 64-bit finalizer, modulo `shards`. Stable across processes, versions and
+/// platforms: the producer and every worker must agree on it, so it is written out here, not
+/// taken from `std`'s hasher (random per process) or a crate that may change it. The finalizer
+/// because FNV's low bits depend only on the low bits of the key's bytes: with 16 shards, all the
+/// keys of one length written with `1`, `a`, `A`, `Q`, `q` would share one.
 pub fn shard_of(key: &str, shards: u16) -> u16 {
+    (fmix64(fnv1a64(key.as_bytes())) % u64::from(shards.max(1))) as u16
+}
+
+/// MurmurHash3's `fmix64`: every output bit depends on every input bit.
+fn fmix64(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = key.bytes().fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
-    (hash % u64::from(shards.max(1))) as u16
+    bytes.iter().fold(OFFSET, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
 }
 
 /// The names under a prefix, with the broker's group size ([`Names::new`]).
@@ -510,18 +524,38 @@ mod tests {
 
     #[test]
     fn the_shard_is_fnv1a_of_the_idempotency_key() {
-        // FNV-1a 64 reference vectors (the hash's published test values), then modulo the shards.
-        assert_eq!(shard_of("", 1 << 15), (0xcbf2_9ce4_8422_2325u64 % (1 << 15)) as u16);
-        assert_eq!(shard_of("a", 1 << 15), (0xaf63_dc4c_8601_ec8cu64 % (1 << 15)) as u16);
-        assert_eq!(shard_of("foobar", 1 << 15), (0x8594_4171_f739_67e8u64 % (1 << 15)) as u16);
-        assert_eq!([shard_of("", 4), shard_of("a", 4), shard_of("foobar", 4)], [1, 0, 0]);
-        assert_eq!(shard_of("spring-2025:+8613800000000", 4), 3);
-        assert_eq!(shard_of("0190b3d2-7c1e-7000-8000-000000000001", 16), 6);
+        // FNV-1a 64's published test values, then the finalizer and the modulo.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(fmix64(fnv1a64(b"spring-2025:+8613800000000")), 0x0337_fc39_44de_683b);
+        assert_eq!([shard_of("", 4), shard_of("a", 4), shard_of("b", 4), shard_of("c", 4)], [2, 3, 0, 2]);
+        assert_eq!(shard_of("spring-2025:+8613800000000", 16), 11);
+        assert_eq!(shard_of("0190b3d2-7c1e-7000-8000-000000000001", 16), 3);
         let names = Names::new("acme").with_shards(4);
         assert_eq!(names.shard("spring-2025:+8613800000000"), 3);
         assert_eq!(names.job_routing_key(Priority::Bulk, "team-b", "spring-2025:+8613800000000"), "bulk.team-b.s.3");
-        assert_eq!(names.job_routing_key(Priority::Bulk, "team-b", "foobar"), "bulk.team-b", "shard 0: the plain key");
+        assert_eq!(names.job_routing_key(Priority::Bulk, "team-b", "b"), "bulk.team-b", "shard 0: the plain key");
         assert_eq!(Names::new("acme").shard("spring-2025:+8613800000000"), 0);
+    }
+
+    #[test]
+    fn keys_alike_in_their_low_bits_still_spread() {
+        // Every 4-character key over characters whose low four bits are equal (0x1): FNV-1a's own
+        // low bits would put all 1,296 on one of 16 shards.
+        let chars = ['1', 'a', 'A', 'Q', 'q', '!'];
+        let mut counts = [0u32; 16];
+        for i in 0..6usize.pow(4) {
+            let key: String = (0..4).map(|d| chars[i / 6usize.pow(d) % 6]).collect();
+            counts[usize::from(shard_of(&key, 16))] += 1;
+        }
+        assert!(counts.iter().all(|&n| (50..=110).contains(&n)), "{counts:?}");
+        // A campaign's keys, `<campaign key>:<number>`: within 10% of even.
+        let mut counts = [0u32; 16];
+        for i in 0..16_000 {
+            counts[usize::from(shard_of(&format!("spring:+86138{i:08}"), 16))] += 1;
+        }
+        assert!(counts.iter().all(|&n| (900..=1100).contains(&n)), "{counts:?}");
     }
 
     #[test]
@@ -531,13 +565,13 @@ mod tests {
         assert!(matches!(names.reshard("bulk.s.3", key), Cow::Borrowed("bulk.s.3")), "its own: unchanged");
         assert_eq!(names.reshard("bulk", key), "bulk.s.3", "from a publisher that knows nothing of shards");
         assert_eq!(names.reshard("bulk.team-b.s.1", key), "bulk.team-b.s.3");
-        assert_eq!(names.reshard("bulk.team-b.s.3", "foobar"), "bulk.team-b", "shard 0");
-        assert!(matches!(names.reshard("bulk.team-b", "foobar"), Cow::Borrowed("bulk.team-b")));
+        assert_eq!(names.reshard("bulk.team-b.s.3", "b"), "bulk.team-b", "shard 0");
+        assert!(matches!(names.reshard("bulk.team-b", "b"), Cow::Borrowed("bulk.team-b")));
         assert_eq!(names.within_shards("bulk.team-b.s.3"), "bulk.team-b.s.3");
         assert_eq!(Names::new("acme").with_shards(2).within_shards("bulk.team-b.s.3"), "bulk.team-b", "gone: shard 0");
         assert_eq!(Names::new("acme").within_shards("bulk"), "bulk");
         // Not a shard suffix: kept whole.
-        assert_eq!(names.reshard("bulk.s.03", "foobar"), "bulk.s.03");
-        assert_eq!(names.reshard("bulk.s.", "foobar"), "bulk.s.");
+        assert_eq!(names.reshard("bulk.s.03", "b"), "bulk.s.03");
+        assert_eq!(names.reshard("bulk.s.", "b"), "bulk.s.");
     }
 }

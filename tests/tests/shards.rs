@@ -3,7 +3,9 @@
 //! each queue exactly what the hash predicts, tenants and priorities alike — and a worker with
 //! the same setting consumes every shard, each job executed once. A retry comes back to its own
 //! shard, and a job published by a client that knows nothing of shards (plain routing key) is
-//! still consumed. That one shard keeps today's names is a unit test of `yizhan-broker`.
+//! still consumed. A campaign posted to an API with the same setting spreads over the shards, and
+//! pausing and resuming it works as unsharded. That one shard keeps today's names is a unit test
+//! of `yizhan-broker`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use yizhan_broker::{Names, shard_of};
 use yizhan_producer::Producer;
 use yizhan_sandbox::{DEFAULT_ROBOT_KEYS, Fault, Provider, SandboxConfig};
 use yizhan_schemas::{DEFAULT_TENANT, Job, Priority};
+use yizhan_tests::api::Api;
 use yizhan_tests::{Harness, RETRY_DELAYS, Store, WAIT, eventually, job, number, sms_job};
 
 const SHARDS: u16 = 4;
@@ -230,4 +233,95 @@ async fn a_job_published_without_shards_is_consumed_and_retried_on_its_keys_shar
     let worker = h.spawn_worker_with(&[], &SHARDS_ENV).await;
     eventually("the retry sent", WAIT, || async { h.sandbox().robot_messages(robot).len() == 2 }).await;
     eventually("recorded", WAIT, || async { worker.jobs_total("succeeded").await == 1 }).await;
+}
+
+/// A paced SMS config, so that a campaign is still running when it is paused.
+fn paced() -> String {
+    format!(
+        "[connectors.tencent_sms.paced]\nsecret_id = \"{}\"\nsecret_key = \"${{YIZHAN_TEST_SMS_KEY}}\"\n\
+         sdk_app_id = \"{}\"\nendpoint = \"{{sandbox}}\"\nrate_limit = \"500/s\"\n",
+        yizhan_sandbox::DEFAULT_SECRET_ID,
+        yizhan_sandbox::DEFAULT_SDK_APP_ID,
+    )
+}
+
+/// Jobs waiting in each shard of tenant `default`'s lanes (summed over the lanes).
+async fn shard_depths(h: &Harness, names: &Names) -> Vec<u32> {
+    let mut depths = Vec::new();
+    for shard in 0..SHARDS {
+        let mut depth = 0;
+        for priority in Priority::ALL {
+            depth += h.queue_depth(&names.lane_shard(priority, DEFAULT_TENANT, shard)).await;
+        }
+        depths.push(depth);
+    }
+    depths
+}
+
+/// The campaign as `GET /v1/campaigns/{id}` shows it.
+async fn campaign(api: &Api, id: &str) -> serde_json::Value {
+    let (status, body) = api.call(reqwest::Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `POST /v1/campaigns/{id}/{action}` (pause, resume).
+async fn control(api: &Api, id: &str, action: &str) -> (u16, serde_json::Value) {
+    api.call(reqwest::Method::POST, &format!("/v1/campaigns/{id}/{action}"), None).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sharded_campaign_spreads_pauses_and_resumes_and_sends_each_once() {
+    const RECIPIENTS: usize = 2000;
+    let h = Harness::start("shards-campaign", Store::Redis, SandboxConfig::default_accounts(), &paced()).await;
+    let _cleanup = ShardCleanup::new(&h);
+    let names = names(&h);
+    let api = Api::start_with(&h, &SHARDS_ENV).await;
+    let recipients: Vec<_> = (0..RECIPIENTS).map(|i| json!({"to": number(i)})).collect();
+    let head = json!({
+        "name": "sharded", "idempotency_key": format!("{}-campaign", h.prefix),
+        "connector": "tencent_sms", "config": "paced", "action": "send_sms",
+        "params": {"sign_name": "Yizhan", "template_id": "1001", "template_params": ["123456"]},
+        "recipients": recipients,
+    });
+    let (status, body) = api.post("/v1/campaigns", &head).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+
+    // Before any worker: the campaign's jobs wait in every shard (of whichever lane).
+    eventually("every job enqueued", WAIT, || async {
+        shard_depths(&h, &names).await.iter().sum::<u32>() as usize == RECIPIENTS
+    })
+    .await;
+    let depths = shard_depths(&h, &names).await;
+    println!("campaign jobs per shard: {depths:?}");
+    assert!(depths.iter().all(|&n| n > 0), "every shard gets some: {depths:?}");
+
+    let _workers = [h.spawn_worker_with(&[], &SHARDS_ENV).await, h.spawn_worker_with(&[], &SHARDS_ENV).await];
+    h.sandbox().wait_for_sms(200, WAIT).await.unwrap();
+    let (status, paused) = control(&api, &id, "pause").await;
+    assert_eq!((status, paused["status"].as_str()), (200, Some("paused")), "{paused}");
+    // Every worker holds within 2 s of the answer (each reads a campaign's control at most once
+    // a second): from then on, once no job of it is running, nothing more may be sent.
+    let paused_at = std::time::Instant::now();
+    eventually("the pause took hold (no job of it running)", WAIT, || async {
+        paused_at.elapsed() >= Duration::from_secs(2) && campaign(&api, &id).await["counts"]["running"] == 0
+    })
+    .await;
+    let held_at = h.sandbox().sent_sms().len();
+    assert!(held_at < RECIPIENTS, "the campaign finished before the pause took hold");
+    // The window of silence, observed as such.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = h.sandbox().sent_sms().len();
+    println!("held at {held_at}, after 2 s {after}: {}", campaign(&api, &id).await["counts"]);
+    assert_eq!(after, held_at, "SMS were sent while the campaign was paused");
+
+    let (status, resumed) = control(&api, &id, "resume").await;
+    assert_eq!((status, resumed["status"].as_str()), (200, Some("running")), "{resumed}");
+    eventually("the campaign done", WAIT, || async { campaign(&api, &id).await["status"] == "done" }).await;
+    assert_eq!(campaign(&api, &id).await["counts"]["succeeded"], RECIPIENTS);
+    let sent = h.sandbox().sent_sms();
+    assert_eq!(sent.len(), RECIPIENTS, "one SMS each");
+    let distinct: std::collections::HashSet<_> = sent.iter().map(|s| s.phone.clone()).collect();
+    assert_eq!(distinct.len(), RECIPIENTS, "no number twice");
 }
