@@ -363,10 +363,7 @@ async fn post_jobs(
     };
     if let Err(over) = check_quotas(&state, producer, &jobs).await {
         state.metrics.jobs("rejected", jobs.len());
-        let retry_after = over.retry_after.as_secs_f64().ceil().max(1.0).to_string();
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, over.reason);
-        response.headers_mut().insert(header::RETRY_AFTER, retry_after.parse().expect("digits are a header value"));
-        return response;
+        return over.response();
     }
     let Ok(results) =
         tokio::time::timeout(CONFIRM_TIMEOUT, producer.submit_all_with(&jobs, &trace::message_headers())).await
@@ -416,31 +413,14 @@ async fn post_jobs(
     }
 }
 
-/// The quotas of the tenants of `jobs`: the rate first (no broker round trip), then the queued jobs.
+/// The quotas of the tenants of `jobs`, each tenant's jobs admitted together (as a campaign chunk is).
 async fn check_quotas(state: &ApiState, producer: &Producer, jobs: &[Job]) -> Result<(), quota::OverQuota> {
-    let set = state.tokens.current();
-    if set.quotas().is_empty() {
-        return Ok(());
-    }
-    let mut per_tenant: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    let mut per_tenant: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for job in jobs {
         *per_tenant.entry(job.tenant.as_str()).or_default() += 1;
     }
     for (tenant, count) in per_tenant {
-        let quota = set.quota(tenant);
-        if quota.max_queued.is_some() {
-            let queued = match state.quotas.fresh_depth(tenant) {
-                Some(queued) => queued,
-                None => {
-                    // Unknown depth (broker trouble): let the publish itself tell.
-                    let queued = producer.queued(tenant).await.unwrap_or(0);
-                    state.quotas.set_depth(tenant, queued);
-                    queued
-                }
-            };
-            quota::Quotas::check_queued(tenant, &quota, queued, u64::from(count))?;
-        }
-        state.quotas.take_rate(tenant, &quota, count)?;
+        state.quotas.admit(&state.tokens, producer, tenant, count).await?;
     }
     Ok(())
 }
