@@ -11,8 +11,9 @@
 //! * IMAP: `imap_port` (STARTTLS, no plaintext login before it) and `imaps_port` (implicit TLS).
 //! * POP3: `pop3_port` (STLS) and `pop3s_port` (implicit TLS).
 //! * Recipient checks go through a policy service in this process: [`MailServer::throttle`]
-//!   makes RCPT TO answer `550 … frequency limited` (QQ Mail's throttle, providers.md §7), and
-//!   [`THROTTLED`] / [`MISSING`] always answer the throttle / `550 Mailbox not found`.
+//!   makes RCPT TO answer `550 … frequency limited` (QQ Mail's throttle,
+//!   docs/providers/qq-mail.md#smtp-replies), and [`THROTTLED`] / [`MISSING`] always answer the
+//!   throttle / `550 Mailbox not found`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,7 +34,7 @@ pub const PASSWORD: &str = "qqauthcode16char";
 pub const THROTTLED: &str = "throttled@example.test";
 /// Always answered `550 Mailbox not found`.
 pub const MISSING: &str = "missing@example.test";
-/// QQ Mail's answer to a throttled sender or recipient (providers.md §7).
+/// QQ Mail's answer to a throttled sender or recipient (docs/providers/qq-mail.md#smtp-replies).
 pub const FREQUENCY_LIMITED: &str = "550 Mailbox unavailable or access denied, frequency limited";
 
 const DOVECOT: &str = "/usr/sbin/dovecot";

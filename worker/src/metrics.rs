@@ -1,4 +1,4 @@
-//! The worker's Prometheus metrics (contract § Metrics). Labels are bounded: connector and action
+//! The worker's Prometheus metrics (README, "Metrics and health"). Labels are bounded: connector and action
 //! come from the catalog (`unknown` for anything else), never a job id, recipient or secret.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};

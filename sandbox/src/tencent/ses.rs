@@ -1,5 +1,5 @@
-//! SES, version 2020-10-02 (docs/providers/tencent-cloud.md#ses): sending domains (identities) and
-//! `SendEmail`.
+//! SES, version 2020-10-02 (docs/providers/tencent-cloud.md#ses-service-ses-version-2020-10-02):
+//! sending domains (identities) and `SendEmail`.
 //!
 //! Identities are kept per sandbox (not per account); the configured `ses_domains` exist verified
 //! from the start. `CreateEmailIdentity` adds an unverified one, `UpdateEmailIdentity` (请求验证)

@@ -15,7 +15,8 @@ pub(super) const KIND: KindSpec = KindSpec {
     name: "qq_mail",
     title: "QQ 邮箱 QQ Mail (SMTP / IMAP / POP3)",
     // Tencent keeps its per-minute/hour/day thresholds secret and answers excess with `550 …
-    // frequency limited` (providers.md §7); the commonly quoted caps are 100 to 500 mails a day.
+    // frequency limited`; the commonly quoted caps are 100 to 500 mails a day
+    // (docs/providers/qq-mail.md#sending-limits).
     // 20 a minute per bucket (sending and each mailbox protocol apart) stays well under the bursts
     // that trigger those throttles; configs with a known quota set `rate_limit`.
     default_rate_limit: "20/min",

@@ -11,7 +11,7 @@ use super::spec::{ActionSpec, Effect, Endpoint, KindSpec, schema};
 pub(super) const KIND: KindSpec = KindSpec {
     name: "tencent_ses",
     title: "腾讯云邮件推送 Tencent Cloud SES",
-    // SendEmail allows 20 requests/s per account (providers.md §1.8).
+    // SendEmail allows 20 requests/s per account (docs/providers/tencent-cloud.md#sendemail).
     default_rate_limit: "20/s",
     actions: &[
         ActionSpec {

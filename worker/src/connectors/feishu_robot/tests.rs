@@ -35,7 +35,7 @@ fn ok() -> ResponseTemplate {
     )
 }
 
-/// The signed body: `expected` plus the §5.1 vector's timestamp and sign.
+/// The signed body: `expected` plus the signature vector's timestamp and sign (docs/providers/feishu.md#bot-signature).
 fn assert_request(request: &Request, expected: Value) {
     assert_eq!(request.method.as_str(), "POST");
     assert_eq!(request.url.path(), format!("/open-apis/bot/v2/hook/{HOOK}"));

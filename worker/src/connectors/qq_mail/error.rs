@@ -1,4 +1,4 @@
-//! Classification of mail answers (providers.md §7, §9).
+//! Classification of mail answers (docs/providers/qq-mail.md#smtp-replies).
 //!
 //! Tencent throttles with **5xx** replies (`550 Ip frequency limited`, `550 Mailbox unavailable or
 //! access denied`), so the SMTP class comes from the reply text first and the 4xx/5xx split only
@@ -133,7 +133,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    /// Every reply of providers.md §7 and §9, one row each.
+    /// Every reply of docs/providers/qq-mail.md#smtp-replies, one row each.
     #[test]
     fn every_listed_smtp_reply_is_classified() {
         let table: &[(u16, &str, Class)] = &[

@@ -1,4 +1,4 @@
-//! A small RFC 1939 POP3 client (no maintained async crate exists, rust-notes §4.3): USER, PASS,
+//! A small RFC 1939 POP3 client (no maintained async crate exists): USER, PASS,
 //! STAT, UIDL, RETR (dot-unstuffed), DELE, QUIT, and STLS (RFC 2595). Generic over the stream, so
 //! it runs over a plain `TcpStream`, a rustls stream, or a test's in-process peer.
 

@@ -69,7 +69,8 @@ impl Tc3Signer {
         )
     }
 
-    /// `hex(HMAC(SecretSigning, StringToSign))` with the derived-key chain of §1.3 step 3.
+    /// `hex(HMAC(SecretSigning, StringToSign))` with the derived-key chain of
+    /// docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256, step 3.
     fn signature(&self, date: &str, string_to_sign: &str) -> String {
         let secret_date = hmac_sha256(format!("TC3{}", self.secret_key.expose()).as_bytes(), date.as_bytes());
         let secret_service = hmac_sha256(&secret_date, self.service.as_bytes());

@@ -50,7 +50,7 @@ mod tests {
 
     const RETRY: Class = Class::Retry { retry_after: None };
 
-    /// Every code docs/providers/tencent-cloud.md#ses lists, one row each.
+    /// Every code docs/providers/tencent-cloud.md#ses-error-classes-the-worker-uses lists, one row each.
     #[test]
     fn every_listed_ses_code_is_classified() {
         let table: &[(&str, Class)] = &[

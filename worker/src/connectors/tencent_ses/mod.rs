@@ -5,7 +5,7 @@
 //! `send_email` maps `html`/`text` to `Simple` (base64-encoded, as the API requires),
 //! `template` to `Template` (its data as the JSON string `TemplateData`) and `attachments` to
 //! `Attachments` (`FileName`, `Content`). The result is the `Response` object as Tencent answered
-//! it (`RequestId` included). Wire details: docs/providers/tencent-cloud.md#ses.
+//! it (`RequestId` included). Wire details: docs/providers/tencent-cloud.md#ses-service-ses-version-2020-10-02.
 //!
 //! With `receipts = "pull"`, a sent mail expects one receipt per `destination` address (sid
 //! `<MessageId> <address>`), asked for with `GetSendEmailStatus` every `pull_interval` until final

@@ -6,7 +6,7 @@ use crate::connectors::call::Failure;
 
 /// 不合法的access_token / access_token已过期: refresh the token and retry the call once.
 pub const TOKEN_INVALID: [i64; 2] = [40014, 42001];
-/// 接口调用超过限制: the minute window blocks for 60 s (§2.3).
+/// 接口调用超过限制: the minute window blocks for 60 s (docs/providers/wecom.md#rate-limits).
 pub const FREQ_LIMITED: i64 = 45009;
 /// System busy, rate and concurrency limits, data-version conflicts, "retry later" codes.
 pub const TRANSIENT: [i64; 8] = [-1, FREQ_LIMITED, 45033, 6000, 41063, 301022, 302005, 90304];
