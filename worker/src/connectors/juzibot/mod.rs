@@ -11,7 +11,7 @@ pub mod error;
 mod tests;
 
 use serde_json::Value;
-use yizhan_schemas::{Body, Effect, Endpoint};
+use yizhan_schemas::{Body, Endpoint};
 
 use self::config::JuzibotConfig;
 use super::call::{Call, Connector, Failure, Success};
@@ -68,10 +68,8 @@ impl Juzibot {
             (Some(code), Some(json)) => {
                 Err(error::classify(code, json.get("errmsg").and_then(Value::as_str).unwrap_or_default()))
             }
-            // A read is asked again harmlessly; a write may have happened.
-            _ if call.action.effect == Effect::Read => {
-                Err(Failure::transient(format!("answer without errcode: {}", http::snippet(&answer.body))))
-            }
+            // The call may or may not have acted: a lost answer, which only the pipeline's `classify`
+            // turns into a retry (a read) or the config's `on_ambiguous` (a write).
             _ => Err(Failure::Ambiguous { reason: format!("answer without errcode: {}", http::snippet(&answer.body)) }),
         }
     }
