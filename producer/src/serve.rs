@@ -92,6 +92,11 @@ pub struct ServeSettings {
     /// overview scrapes them for jobs by outcome when it is viewed.
     #[arg(long = "worker-metrics", env = "YIZHAN_WORKER_METRICS", value_delimiter = ',')]
     pub worker_metrics: Vec<String>,
+    /// RabbitMQ's management API, e.g. `http://guest:guest@127.0.0.1:15672` (the plugin
+    /// `rabbitmq_management`): the console's overview reads each lane's ready and unacked
+    /// messages from it. Unset: ready only, from the broker itself.
+    #[arg(long = "rabbit-management", env = "YIZHAN_RABBIT_MANAGEMENT_URL", hide_env_values = true)]
+    pub rabbit_management: Option<String>,
 }
 
 /// Runs the API until `shutdown` resolves.
@@ -115,6 +120,7 @@ pub async fn serve(
         store.clone(),
     );
     let receipt_tokens = Arc::new(crate::receipts::ReceiptTokens::load(&settings.config)?);
+    let wecom_callbacks = Arc::new(crate::wecom_events::WecomCallbacks::load(&settings.config)?);
     let state = ApiState {
         producer,
         store,
@@ -124,13 +130,14 @@ pub async fn serve(
         metrics: ApiMetrics::new(),
         callback_allow: Arc::new(settings.callback_allow.clone()),
         receipt_tokens: receipt_tokens.clone(),
-        wecom_callbacks: Arc::new(crate::wecom_events::WecomCallbacks::load(&settings.config)?),
+        wecom_callbacks: wecom_callbacks.clone(),
         quotas: Default::default(),
         dead_letters: Arc::new(DeadLetterAccess::new(settings.amqp_url.clone(), settings.names())),
         reload: Arc::new(Reload {
             tokens: Some(token_sources.clone()),
             config: Some(settings.config.clone()),
             receipts: receipt_tokens,
+            wecom: wecom_callbacks,
         }),
     };
     reload::reload_on_sighup(state.reload.clone(), state.tokens.clone());
@@ -151,6 +158,7 @@ pub async fn serve(
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect(),
+            rabbit_management: serve.rabbit_management.clone().filter(|u| !u.trim().is_empty()),
         },
     );
     let app = router(state).merge(crate::ui::router(console));

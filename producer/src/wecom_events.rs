@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
@@ -63,14 +64,15 @@ struct Callback {
 }
 
 /// The callback settings of every `wecom` config that has them, by config name.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct WecomCallbacks {
-    configs: BTreeMap<String, Callback>,
+    /// Swapped whole by a reload: a callback in progress keeps the settings it started with.
+    configs: ArcSwap<BTreeMap<String, Arc<Callback>>>,
 }
 
 impl std::fmt::Debug for WecomCallbacks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WecomCallbacks").field("configs", &self.configs.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("WecomCallbacks").field("configs", &self.configs.load().keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -172,12 +174,18 @@ impl WecomCallbacks {
                 callback.syncs.push(sync.clone());
             }
         }
-        Ok(WecomCallbacks { configs })
+        let configs = configs.into_iter().map(|(name, callback)| (name, Arc::new(callback))).collect();
+        Ok(WecomCallbacks { configs: ArcSwap::from_pointee(configs) })
+    }
+
+    /// Puts `fresh`'s settings in force (a reload: tokens and AES keys rotate, configs come and go).
+    pub fn replace(&self, fresh: WecomCallbacks) {
+        self.configs.store(fresh.configs.into_inner());
     }
 
     /// The message of a callback to `config`, when its signature and ciphertext are WeCom's.
-    fn open(&self, config: &str, query: &Signed, encrypted: &str) -> Option<(&Callback, String)> {
-        let callback = self.configs.get(config)?;
+    fn open(&self, config: &str, query: &Signed, encrypted: &str) -> Option<(Arc<Callback>, String)> {
+        let callback = self.configs.load().get(config)?.clone();
         let expected = signature(&callback.token, &query.timestamp, &query.nonce, encrypted);
         // Constant time in the signature.
         let same = expected.len() == query.msg_signature.len()
@@ -311,13 +319,36 @@ mod tests {
         "#
         );
         let callbacks = WecomCallbacks::parse(&text, &|_| None).unwrap();
-        assert_eq!(callbacks.configs["hr"].syncs, ["mirror"]);
+        assert_eq!(callbacks.configs.load()["hr"].syncs, ["mirror"]);
         let bad = text.replace(ENCODING_AES_KEY, "short");
         let error = WecomCallbacks::parse(&bad, &|_| None).unwrap_err().to_string();
         assert!(error.starts_with("connectors.wecom.hr.encoding_aes_key"), "{error}");
         let half = text.replace(&format!("callback_token = \"{TOKEN}\""), "");
         assert!(WecomCallbacks::parse(&half, &|_| None).unwrap_err().to_string().contains("callback_token"));
         assert!(!format!("{callbacks:?}").contains(TOKEN));
+    }
+
+    #[test]
+    fn a_reload_rotates_the_callback_token_for_the_next_event() {
+        let settings = |token: &str| {
+            format!(
+                "[connectors.wecom.hr]\ncorp_id = \"{CORP_ID}\"\ncallback_token = \"{token}\"\nencoding_aes_key = \"{ENCODING_AES_KEY}\"\n"
+            )
+        };
+        let signed = |token: &str| Signed {
+            msg_signature: signature(token, "1409659589", "263014780", ECHOSTR),
+            timestamp: "1409659589".into(),
+            nonce: "263014780".into(),
+            echostr: None,
+        };
+        let callbacks = WecomCallbacks::parse(&settings(TOKEN), &|_| None).unwrap();
+        assert!(callbacks.open("hr", &signed(TOKEN), ECHOSTR).is_some());
+        callbacks.replace(WecomCallbacks::parse(&settings("rotated"), &|_| None).unwrap());
+        assert!(callbacks.open("hr", &signed(TOKEN), ECHOSTR).is_none(), "the old token is refused");
+        let (_, message) = callbacks.open("hr", &signed("rotated"), ECHOSTR).expect("the new token");
+        assert_eq!(message, "1616140317555161061");
+        callbacks.replace(WecomCallbacks::default());
+        assert!(callbacks.open("hr", &signed("rotated"), ECHOSTR).is_none(), "a removed config takes no event");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::problem::error;
 use crate::Producer;
 use crate::auth::{ConfigPatterns, Principal, Scopes, TokenSources, Tokens};
 use crate::receipts::ReceiptTokens;
+use crate::wecom_events::WecomCallbacks;
 
 /// What a reload reads again.
 #[derive(Debug, Default, Clone)]
@@ -30,15 +31,20 @@ pub struct Reload {
     pub config: Option<PathBuf>,
     /// The receipt tokens the receipt route checks (the API state's, shared).
     pub receipts: Arc<ReceiptTokens>,
+    /// The WeCom change-event settings the event route checks (the API state's, shared).
+    pub wecom: Arc<WecomCallbacks>,
 }
 
 impl Reload {
     /// Reads everything first, then puts the new tokens in force; on an error nothing changes
     /// and the error (naming the file and the bad item, never a value) is returned.
     pub fn apply(&self, tokens: &Tokens) -> Result<(), String> {
-        let receipts = match &self.config {
-            Some(config) => Some(ReceiptTokens::load(config).map_err(|e| e.to_string())?),
-            None => None,
+        let (receipts, wecom) = match &self.config {
+            Some(config) => (
+                Some(ReceiptTokens::load(config).map_err(|e| e.to_string())?),
+                Some(WecomCallbacks::load(config).map_err(|e| e.to_string())?),
+            ),
+            None => (None, None),
         };
         let fresh = match &self.tokens {
             Some(sources) => Some(Tokens::load(sources, &|var| std::env::var(var).ok()).map_err(|e| e.to_string())?),
@@ -53,6 +59,9 @@ impl Reload {
         }
         if let Some(receipts) = receipts {
             self.receipts.replace(receipts);
+        }
+        if let Some(wecom) = wecom {
+            self.wecom.replace(wecom);
         }
         Ok(())
     }
