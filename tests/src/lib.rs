@@ -31,6 +31,9 @@ pub const RETRY_DELAYS: &str = "200ms,400ms";
 /// How long a test waits for a condition before failing: generous, since a wait ends as soon as its
 /// condition holds (a test that needs longer names its own bound and says why).
 pub const WAIT: Duration = Duration::from_secs(60);
+/// The bound of the tests that outlast [`WAIT`] by design: a job waiting out a provider's
+/// one-minute pause, thousands of messages at a paced rate, jobs outliving killed workers.
+pub const LONG_WAIT: Duration = Duration::from_secs(180);
 
 /// A path to one of the workspace's binaries, next to the test executable's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {

@@ -11,10 +11,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use yizhan_sandbox::{DEFAULT_ROBOT_KEYS, SandboxConfig};
 use yizhan_schemas::Priority;
-use yizhan_tests::{Harness, Store, binary, eventually, number};
+use yizhan_tests::{Harness, LONG_WAIT, Store, binary, eventually, number};
 
-/// Longer than [`yizhan_tests::WAIT`]: one test sends 1,000 SMS through the API.
-const LONG_WAIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "api-test-token";
 
 /// A running `yizhan-producer serve`.

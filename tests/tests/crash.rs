@@ -5,10 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use yizhan_sandbox::{Fault, Provider, SandboxConfig};
-use yizhan_tests::{Harness, Store, number, sms_job};
+use yizhan_tests::{Harness, LONG_WAIT, Store, number, sms_job};
 
-/// Longer than [`yizhan_tests::WAIT`]: 150 jobs outlive killed workers.
-const LONG_WAIT: Duration = Duration::from_secs(120);
 const CONCURRENCY: &str = "16";
 
 const STRICT_CONFIG: &str = r#"

@@ -5,11 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use yizhan_sandbox::{DEFAULT_WECOM_CORP, Fault, Provider, SandboxConfig};
-use yizhan_tests::{Harness, Store, eventually, job};
+use yizhan_tests::{Harness, LONG_WAIT, Store, eventually, job};
 use yizhan_worker::pipeline::MAX_INLINE_WAIT;
 
-/// Longer than [`yizhan_tests::WAIT`]: 1,000 jobs wait out WeCom's one-minute pause first.
-const LONG_WAIT: Duration = Duration::from_secs(180);
 const JOBS: usize = 1000;
 /// WeCom's 45009 asks for a minute.
 const PAUSE: Duration = Duration::from_secs(60);

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,7 +15,7 @@ use yizhan_sandbox::{Provider, ReceiptPlan, SandboxConfig, SandboxState};
 use yizhan_schemas::{Job, MissingId, validate_job_value};
 use yizhan_state::{CampaignRecord, StateStore, now_millis};
 use yizhan_tests::api::Api;
-use yizhan_tests::{Harness, Store, eventually, number};
+use yizhan_tests::{Harness, Store, WAIT, eventually, number};
 
 const RECEIPT_TOKEN: &str = "receipt-token-0123456789abcdef";
 const JOBS: usize = 500;
@@ -24,8 +23,6 @@ const FAILING: usize = 10;
 const WITH_CALLBACK: usize = 3;
 /// Every 7th report twice.
 const DUPLICATE_EVERY: u32 = 7;
-/// Each test ends well within 30 s; a wait ends as soon as its condition holds.
-const WAIT: Duration = Duration::from_secs(25);
 
 /// The receipt calls of these tests.
 trait ReceiptCalls {

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use yizhan_sandbox::{Provider, SandboxConfig};
-use yizhan_tests::{Harness, Store, Worker, number, sms_job};
+use yizhan_tests::{Harness, LONG_WAIT, Store, Worker, number, sms_job};
 
 /// Jobs in each backlog.
 const JOBS: usize = 300;
@@ -17,8 +17,6 @@ const JOBS: usize = 300;
 const CONCURRENCY: &str = "8";
 /// What the fake provider takes to answer each request.
 const LATENCY: Duration = Duration::from_millis(50);
-/// Longer than [`yizhan_tests::WAIT`]: every job pays the provider's latency.
-const LONG_WAIT: Duration = Duration::from_secs(120);
 
 /// Queues `JOBS` SMS jobs (numbers `first..first + JOBS`) with no worker running, then starts
 /// `workers` workers at once and times the drain from the first SMS the provider accepted to the

@@ -2,14 +2,10 @@
 //! concurrent jobs, one refresh when the tokens expire mid-run, no member past WeCom's 30 messages
 //! a minute, 45009 retried, unknown users dead-lettered.
 
-use std::time::Duration;
-
 use serde_json::json;
 use yizhan_sandbox::{DEFAULT_WECOM_CORP, Fault, Provider, SandboxConfig};
-use yizhan_tests::{Harness, Store, eventually, job};
+use yizhan_tests::{Harness, LONG_WAIT, Store, eventually, job};
 
-/// Longer than [`yizhan_tests::WAIT`]: a job waits out WeCom's one-minute 45009 pause.
-const LONG_WAIT: Duration = Duration::from_secs(120);
 const BURST: usize = 1000;
 /// One past WeCom's 30 messages a minute to one member: the last must wait for the first to age.
 const TO_ONE_MEMBER: usize = 31;
