@@ -1,5 +1,6 @@
-//! Fake WeCom application API (docs/providers/wecom.md): `gettoken` and the 48 APIs of the `wecom`
-//! connector, each checking its token and its required fields from one table ([`APIS`]).
+//! Fake WeCom application API (docs/providers/wecom.md): `gettoken`, the 50 JSON APIs of the `wecom`
+//! connector, each checking its token and its required fields from one table ([`APIS`]), and the two
+//! media uploads. Each rule group of the table cites the section listing the official page it follows.
 //!
 //! Answers are HTTP 200 `{"errcode","errmsg",...}`:
 //!
@@ -98,6 +99,7 @@ use Area::{App, Contacts, ExternalContact as Ext};
 
 #[rustfmt::skip]
 const APIS: &[Api] = &[
+    // docs/providers/wecom.md#contacts (required fields per API in its table)
     api(true, "/cgi-bin/department/list", Contacts, &[], r#"{"department": [{"id": 1, "name": "Sandbox", "parentid": 0, "order": 100000000}, {"id": 2, "name": "Engineering", "parentid": 1, "order": 100}]}"#),
     api(true, "/cgi-bin/department/simplelist", Contacts, &[], "{}"),
     api(true, "/cgi-bin/department/get", Contacts, &["id"], "{}"),
@@ -112,12 +114,16 @@ const APIS: &[Api] = &[
     api(false, "/cgi-bin/user/batchdelete", Contacts, &["useridlist"], "{}"),
     api(true, "/cgi-bin/user/simplelist", Contacts, &["department_id"], r#"{"userlist": [{"userid": "zhangsan", "name": "张三", "department": [1]}]}"#),
     api(true, "/cgi-bin/user/list", Contacts, &["department_id"], r#"{"userlist": [{"userid": "zhangsan", "name": "张三", "department": [1], "status": 1}]}"#),
+    // docs/providers/wecom.md#app-messages
     api(false, "/cgi-bin/message/send", App, &["msgtype", "agentid"], "{}"),
     api(false, "/cgi-bin/message/recall", App, &["msgid"], "{}"),
+    // docs/providers/wecom.md#appchat
     api(false, "/cgi-bin/appchat/create", App, &["userlist"], r#"{"chatid": "sandboxchat"}"#),
     api(false, "/cgi-bin/appchat/update", App, &["chatid"], "{}"),
     api(true, "/cgi-bin/appchat/get", App, &["chatid"], r#"{"chat_info": {"chatid": "sandboxchat", "name": "Sandbox", "owner": "zhangsan", "userlist": ["zhangsan", "lisi"]}}"#),
     api(false, "/cgi-bin/appchat/send", App, &["chatid", "msgtype"], "{}"),
+    // docs/providers/wecom.md#customer-contact (we require more than WeCom for the statistics' day_end_time
+    // and add_msg_template's chat_type and text: docs/providers/wecom.md#where-our-rules-and-wecoms-pages-differ)
     api(true, "/cgi-bin/externalcontact/get", Ext, &["external_userid"], r#"{"external_contact": {"external_userid": "wmsandbox", "name": "Customer", "type": 1}, "follow_user": [], "next_cursor": ""}"#),
     api(false, "/cgi-bin/externalcontact/batch/get_by_user", Ext, &["userid_list"], r#"{"external_contact_list": [], "next_cursor": ""}"#),
     api(false, "/cgi-bin/externalcontact/groupchat/get", Ext, &["chat_id"], r#"{"group_chat": {"chat_id": "wrsandbox", "name": "Customers", "owner": "zhangsan", "member_list": []}}"#),
@@ -139,6 +145,8 @@ const APIS: &[Api] = &[
     api(false, "/cgi-bin/externalcontact/update_contact_way", Ext, &["config_id"], "{}"),
     api(false, "/cgi-bin/externalcontact/del_contact_way", Ext, &["config_id"], "{}"),
     api(false, "/cgi-bin/externalcontact/close_temp_chat", Ext, &["userid", "external_userid"], "{}"),
+    // docs/providers/wecom.md#calendars-and-schedules (calendar/update and schedule/add differ from the
+    // current pages: docs/providers/wecom.md#where-our-rules-and-wecoms-pages-differ)
     api(false, "/cgi-bin/oa/calendar/add", App, &["calendar.organizer", "calendar.summary", "calendar.color"], r#"{"cal_id": "calsandbox"}"#),
     api(false, "/cgi-bin/oa/calendar/update", App, &["calendar.cal_id"], "{}"),
     api(false, "/cgi-bin/oa/calendar/get", App, &["cal_id_list"], r#"{"calendar_list": []}"#),
