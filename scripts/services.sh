@@ -58,6 +58,10 @@ if ! port_open 5672; then
   rabbitmq-server -detached >/dev/null 2>&1 || true
   rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
 fi
+# The management API (port 15672) for the console's unacked counts (tests/tests/console.rs).
+# Enabling an enabled plugin is a no-op; Debian's rabbitmq-server package ships it disabled.
+rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 ||
+  echo "services: could not enable rabbitmq_management (the console's unacked counts need it)" >&2
 
 # PostgreSQL on 127.0.0.1:5432, trusting user postgres over local TCP, with a database `test`:
 # the tests create (and drop) a database of their own on it (yizhan_state::ScratchDatabase).

@@ -50,6 +50,12 @@ impl DeadLetterAccess {
     pub fn new(amqp_url: String, names: yizhan_broker::Names) -> DeadLetterAccess {
         DeadLetterAccess { amqp_url, names: Some(names), busy: tokio::sync::Mutex::new(()) }
     }
+
+    /// Waits for the readers' lock: every reader of the queue (these endpoints, the console)
+    /// holds it, since a read takes every message out and puts the kept ones back.
+    pub async fn one_at_a_time(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.busy.lock().await
+    }
 }
 
 fn unavailable(e: &dyn std::fmt::Display) -> Response {

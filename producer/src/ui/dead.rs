@@ -5,6 +5,9 @@
 //! A quorum queue cannot be peeked: listing takes letters and publishes them back (see
 //! [`crate::dlq`]), so the page reads at most [`LIST_LIMIT`] of them and says how many more there
 //! are. Replaying and purging act on the whole queue.
+//!
+//! Every page here holds the API's readers' lock ([`crate::api::dead_letters::DeadLetterAccess::one_at_a_time`]) while it
+//! uses the queue: two readers at once would each see only the letters the other had not taken.
 
 use std::fmt::Write;
 
@@ -56,9 +59,11 @@ impl ListQuery {
     }
 }
 
-async fn connect(state: &UiState) -> Result<Dlq, String> {
+/// The dead-letter queue, with the readers' lock: keep the guard until done with the queue.
+async fn connect(state: &UiState) -> Result<(tokio::sync::MutexGuard<'_, ()>, Dlq), String> {
+    let one_at_a_time = state.api.dead_letters.one_at_a_time().await;
     let dlq = Dlq::connect(&state.settings.amqp_url, state.settings.names.clone()).await.map_err(|e| e.to_string())?;
-    Ok(dlq.with_tenants(state.api.store.clone()))
+    Ok((one_at_a_time, dlq.with_tenants(state.api.store.clone())))
 }
 
 /// `GET /ui/dead`.
@@ -75,8 +80,8 @@ pub(super) async fn list(
         Ok(filter) => filter,
         Err(e) => return problem_page(StatusCode::BAD_REQUEST, "Dead letters", ACTIVE, csrf, &e),
     };
-    let dlq = match connect(&state).await {
-        Ok(dlq) => dlq,
+    let (_one_at_a_time, dlq) = match connect(&state).await {
+        Ok(connected) => connected,
         Err(e) => return problem_page(StatusCode::SERVICE_UNAVAILABLE, "Dead letters", ACTIVE, csrf, &e),
     };
     let depth = dlq.depth().await.unwrap_or(0);
@@ -180,8 +185,8 @@ pub(super) async fn show(State(state): State<UiState>, session: SessionExt, Path
         return refused;
     }
     let csrf = &session.csrf;
-    let dlq = match connect(&state).await {
-        Ok(dlq) => dlq,
+    let (_one_at_a_time, dlq) = match connect(&state).await {
+        Ok(connected) => connected,
         Err(e) => return problem_page(StatusCode::SERVICE_UNAVAILABLE, "Dead letter", ACTIVE, csrf, &e),
     };
     let letters = match dlq.list_first(LIST_LIMIT).await {
@@ -263,8 +268,8 @@ pub(super) async fn replay(State(state): State<UiState>, session: SessionExt, fo
             );
         }
     };
-    let dlq = match connect(&state).await {
-        Ok(dlq) => dlq,
+    let (_one_at_a_time, dlq) = match connect(&state).await {
+        Ok(connected) => connected,
         Err(e) => return problem_page(StatusCode::SERVICE_UNAVAILABLE, "Dead letters", ACTIVE, csrf, &e),
     };
     let principal = &session.principal;
@@ -292,8 +297,8 @@ pub(super) async fn confirm_purge(State(state): State<UiState>, session: Session
         return refused;
     }
     let csrf = &session.csrf;
-    let dlq = match connect(&state).await {
-        Ok(dlq) => dlq,
+    let (_one_at_a_time, dlq) = match connect(&state).await {
+        Ok(connected) => connected,
         Err(e) => return problem_page(StatusCode::SERVICE_UNAVAILABLE, "Purge dead letters", ACTIVE, csrf, &e),
     };
     let depth = dlq.depth().await.unwrap_or(0);
@@ -327,8 +332,8 @@ pub(super) async fn purge(State(state): State<UiState>, session: SessionExt, for
             "The purge was not confirmed.",
         );
     }
-    let dlq = match connect(&state).await {
-        Ok(dlq) => dlq,
+    let (_one_at_a_time, dlq) = match connect(&state).await {
+        Ok(connected) => connected,
         Err(e) => return problem_page(StatusCode::SERVICE_UNAVAILABLE, "Purge dead letters", ACTIVE, csrf, &e),
     };
     // A tenant's token deletes its own letters only (as `POST /v1/dlq/purge`).

@@ -30,6 +30,9 @@ pub struct UiSettings {
     pub state_url: String,
     /// The workers' `/metrics` URLs (`--worker-metrics`), scraped when the overview is viewed.
     pub worker_metrics: Vec<String>,
+    /// RabbitMQ's management API (`--rabbit-management`, credentials in the URL): when set, the
+    /// overview reads each queue's ready and unacked counts from it (see [`super::overview`]).
+    pub rabbit_management: Option<String>,
 }
 
 /// The console's state: the API's, and its own.
