@@ -141,16 +141,12 @@ impl Dlq {
         self.list_first(usize::MAX).await
     }
 
-    /// The first `limit` dead letters (the console's bounded read). With more in the queue, the
-    /// ones read go back behind the others (copies are published to its tail), so that a queue
-    /// longer than `limit` is not left in its order.
+    /// The first `limit` dead letters (the console's bounded read); they go back to the queue as
+    /// they were (requeued, not copied).
     pub async fn list_first(&self, limit: usize) -> Result<Vec<DeadLetter>, DlqError> {
         let taken = self.take_up_to(limit).await?;
         let letters = taken.iter().map(|t| t.letter.clone()).collect();
-        let failed = self.put_back(taken).await;
-        if let Some(reason) = failed.first() {
-            tracing::warn!(%reason, "some dead letters were requeued instead of republished");
-        }
+        self.put_back(taken).await;
         Ok(letters)
     }
 
@@ -222,7 +218,7 @@ impl Dlq {
                 Err(e) => report.failed.push(format!("{}: {e}", t.letter.id.as_deref().unwrap_or("(no id)"))),
             }
         }
-        report.failed.extend(self.put_back(kept).await);
+        self.put_back(kept).await;
         Ok(report)
     }
 
@@ -239,10 +235,7 @@ impl Dlq {
             settle(&t.delivery, &Ok(())).await;
             discarded.push(t.letter.id);
         }
-        let failed = self.put_back(kept).await;
-        if let Some(reason) = failed.first() {
-            tracing::warn!(%reason, "some dead letters were requeued instead of republished");
-        }
+        self.put_back(kept).await;
         Ok(discarded)
     }
 
@@ -284,29 +277,19 @@ impl Dlq {
         Ok(taken)
     }
 
-    /// Republishes `taken` to the dead-letter queue unchanged, then acks the originals.
-    async fn put_back(&self, taken: Vec<Taken>) -> Vec<String> {
-        let dead = self.names.dead();
-        let messages: Vec<Message<'_>> = taken
-            .iter()
-            .map(|t| Message {
-                exchange: &dead,
-                routing_key: "",
-                body: &t.delivery.data,
-                message_id: t.letter.id.as_deref(),
-                headers: headers_of(&t.delivery),
-                expiration_ms: None,
-            })
-            .collect();
-        let results = self.publisher.publish_all(&messages).await;
-        let mut failed = Vec::new();
-        for (t, result) in taken.iter().zip(results) {
-            settle(&t.delivery, &result).await;
-            if let Err(e) = result {
-                failed.push(format!("{}: {e}", t.letter.id.as_deref().unwrap_or("(no id)")));
+    /// Returns `taken` to the dead-letter queue as they are (a requeue). Not as republished copies
+    /// with the originals acked: on quorum queues RabbitMQ may ignore acks sent just before the
+    /// channel closes (rabbitmq-server issue 10327, seen here on 3.10), which left originals next
+    /// to their copies, so every read could grow the queue. A requeue that is lost so is done by
+    /// the channel's close anyway: each letter comes back exactly once.
+    async fn put_back(&self, taken: Vec<Taken>) {
+        for t in taken {
+            let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+            if let Err(e) = t.delivery.nack(requeue).await {
+                // The channel closing returns the message to the queue anyway.
+                tracing::warn!(error = %e, "requeueing a dead letter failed; the channel's close returns it");
             }
         }
-        failed
     }
 }
 
