@@ -32,9 +32,14 @@ async fn contract(store: Arc<dyn DirectoryStore>) {
     store.release("run:hr", "b").await.unwrap();
     assert!(!store.lease("run:hr", "b", ttl).await.unwrap(), "b cannot release a's lease");
     store.release("run:hr", "a").await.unwrap();
-    assert!(store.lease("run:hr", "b", Duration::from_millis(50)).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(120)).await; // the lease's own expiry is under test
-    assert!(store.lease("run:hr", "a", ttl).await.unwrap(), "an expired lease is taken over");
+    assert!(store.lease("run:hr", "b", Duration::from_millis(300)).await.unwrap());
+    assert!(!store.lease("run:hr", "a", ttl).await.unwrap(), "held by b until it runs out");
+    // The lease's own expiry is under test: polled until a takes it over, within a bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.lease("run:hr", "a", ttl).await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "an expired lease is taken over");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     assert!(store.claim_once("tick:hr:1", ttl).await.unwrap());
     assert!(!store.claim_once("tick:hr:1", ttl).await.unwrap());

@@ -386,14 +386,7 @@ async fn webhook_receiver() -> (String, Received) {
 async fn sync_run(h: &Harness) -> yizhan_state::JobStatus {
     let mut run = yizhan_tests::job("directory_sync", "hr", "run", json!({}));
     run.max_attempts = 1;
-    let id = h.submit(&[run]).await[0];
-    let store = h.store().await;
-    eventually("the directory sync run ends", Duration::from_secs(30), || {
-        let store = store.clone();
-        async move { store.status(id).await.unwrap().is_some_and(|s| s.status == "succeeded" || s.status == "dead") }
-    })
-    .await;
-    store.status(id).await.unwrap().unwrap()
+    h.finish(run, Duration::from_secs(30)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
