@@ -7,6 +7,7 @@ pub mod mail;
 pub mod modgraph;
 pub mod rabbit;
 pub mod shared;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

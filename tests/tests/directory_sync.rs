@@ -1,45 +1,18 @@
 //! Issue 21 acceptance: directory sync with the seed's logic script, from the sandbox's WeCom
 //! directory to a webhook receiver (real worker, RabbitMQ, state store, sandbox).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
 use yizhan_sandbox::directory::{Directory, Member};
+use yizhan_tests::webhook::Webhook;
 use yizhan_tests::{Harness, Store, job};
 
 /// The seed's example script, completed (what it does: its opening comment).
 const SEED_SCRIPT: &str = include_str!("../../examples/hr.js");
 
 const SECRET: &str = "directory-webhook-secret";
-
-/// What the webhook receiver got: (signature header, body).
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-async fn receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/directory",
-            post(|State(received): State<Received>, headers: HeaderMap, body: Bytes| async move {
-                let signature = headers.get("x-yizhan-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                assert_eq!(signature, yizhan_worker::connectors::directory_sync::target::signature(SECRET, &body));
-                received.lock().unwrap().push((signature.to_string(), value));
-                "ok"
-            }),
-        )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/directory", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
 
 /// 3 departments, 500 members: every fifth not hired yet, every tenth a tencent.com address.
 fn directory() -> Directory {
@@ -86,8 +59,9 @@ on_missing = "{on_missing}"
     )
 }
 
-async fn start(test: &str, script: &str, on_missing: &str, extra: &str) -> (Harness, Received, std::path::PathBuf) {
-    let (url, received) = receiver().await;
+async fn start(test: &str, script: &str, on_missing: &str, extra: &str) -> (Harness, Webhook, std::path::PathBuf) {
+    let received = Webhook::start().await;
+    let url = received.url.clone();
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("hr.js");
     std::fs::write(&path, script).unwrap();
@@ -103,11 +77,10 @@ async fn run(h: &Harness) -> Value {
 }
 
 /// (operationType, type, id) of what the receiver got since `from`.
-fn operations(received: &Received, from: usize) -> Vec<(String, String, String)> {
-    let received = received.lock().unwrap();
-    let mut ops: Vec<_> = received[from..]
+fn operations(received: &Webhook, from: usize) -> Vec<(String, String, String)> {
+    let mut ops: Vec<_> = received.bodies_signed_with(SECRET)[from..]
         .iter()
-        .map(|(_, body)| {
+        .map(|body| {
             let text = |f: &str| body[f].as_str().unwrap_or_default().to_string();
             (text("operationType"), text("type"), text("id"))
         })
@@ -134,10 +107,10 @@ async fn the_seed_script_syncs_a_wecom_directory_to_a_webhook_once_per_change() 
     assert_eq!(result["counts"]["member"]["CREATE"], 400);
     assert_eq!(result["aborted"].as_array().unwrap().len(), 100, "the unhired are aborted, and reported");
     // Departments come first, and members carry their department's name from the script.
-    let bodies = received.lock().unwrap().clone();
-    assert!(bodies[..3].iter().all(|(_, b)| b["type"] == "department"));
-    let m001 = bodies.iter().find(|(_, b)| b["id"] == "m001").unwrap();
-    assert_eq!(m001.1["data"]["departmentName"], "Sales");
+    let bodies = received.bodies_signed_with(SECRET);
+    assert!(bodies[..3].iter().all(|b| b["type"] == "department"));
+    let m001 = bodies.iter().find(|b| b["id"] == "m001").unwrap();
+    assert_eq!(m001["data"]["departmentName"], "Sales");
 
     // 5 changes (2 tencent addresses), a renamed department, 3 removals.
     h.sandbox().edit_wecom_directory(|d| {
@@ -149,7 +122,7 @@ async fn the_seed_script_syncs_a_wecom_directory_to_a_webhook_once_per_change() 
             d.members.remove(id);
         }
     });
-    let seen = received.lock().unwrap().len();
+    let seen = received.len();
     let result = run(&h).await;
     let second = operations(&received, seen);
     let count = |op: &str, t: &str| second.iter().filter(|(o, ty, _)| o == op && ty == t).count();
@@ -163,7 +136,7 @@ async fn the_seed_script_syncs_a_wecom_directory_to_a_webhook_once_per_change() 
     );
 
     // Nothing changed: nothing sent.
-    let seen = received.lock().unwrap().len();
+    let seen = received.len();
     run(&h).await;
     assert_eq!(operations(&received, seen), Vec::<(String, String, String)>::new());
 }
@@ -193,7 +166,7 @@ async fn removals_become_disables_and_an_endless_loop_fails_its_record_only() {
     h.sandbox().edit_wecom_directory(|d| {
         d.members.remove("m002");
     });
-    let seen = received.lock().unwrap().len();
+    let seen = received.len();
     run(&h).await;
     assert_eq!(operations(&received, seen), [("DISABLE".to_string(), "member".to_string(), "m002".to_string())]);
 }
@@ -300,7 +273,8 @@ async fn take(consumer: &mut lapin::Consumer, n: usize) -> Vec<(String, String)>
 
 #[tokio::test]
 async fn a_feishu_directory_syncs_too_and_its_edits_follow() {
-    let (url, received) = receiver().await;
+    let received = Webhook::start().await;
+    let url = received.url.clone();
     let extra = format!(
         r#"
 [connectors.feishu.hr]
@@ -324,7 +298,7 @@ webhook_secret = "{SECRET}"
     let directory = h.sandbox().feishu_directory();
     assert_eq!(first.iter().filter(|(_, t, _)| t == "department").count(), directory.departments.len());
     assert_eq!(first.iter().filter(|(_, t, _)| t == "member").count(), directory.members.len(), "every page read");
-    let sre = received.lock().unwrap().iter().find(|(_, b)| b["id"] == "u-sre-01").unwrap().1.clone();
+    let sre = received.bodies_signed_with(SECRET).into_iter().find(|b| b["id"] == "u-sre-01").unwrap();
     assert_eq!(sre["data"]["DeptID"], "od-sandbox-sre");
     assert_eq!(sre["data"]["hiredate"], 1_614_556_800, "join_time, 2021-03-01");
 
@@ -332,7 +306,7 @@ webhook_secret = "{SECRET}"
         d.members.get_mut("u-eng-01").unwrap().enabled = false;
         d.members.remove("u-eng-02");
     });
-    let seen = received.lock().unwrap().len();
+    let seen = received.len();
     run(&h).await;
     let second = operations(&received, seen);
     assert_eq!(

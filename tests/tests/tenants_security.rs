@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use yizhan_sandbox::{DEFAULT_SDK_APP_ID, DEFAULT_SECRET_ID, SandboxConfig};
 use yizhan_tests::api::{Api, TOKEN};
+use yizhan_tests::webhook::Webhook;
 use yizhan_tests::{Harness, Store, eventually};
 
 const ALPHA: &str = "alpha-token-0123456789";
@@ -358,30 +359,6 @@ async fn sms_receipt_tokens_rotate_on_reload_and_sighup() {
     }
 }
 
-/// What a webhook receiver got: (X-Yizhan-Signature, raw body).
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, axum::body::Bytes)>>>;
-
-async fn webhook_receiver() -> (String, Received) {
-    use axum::extract::State;
-    let received = Received::default();
-    let app = axum::Router::new()
-        .route(
-            "/directory",
-            axum::routing::post(
-                |State(received): State<Received>, headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
-                    let signature = headers.get("x-yizhan-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    received.lock().unwrap().push((signature.to_string(), body));
-                    "ok"
-                },
-            ),
-        )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/directory", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
-
 /// Runs directory sync `hr` once (one attempt); its final status.
 async fn sync_run(h: &Harness) -> yizhan_state::JobStatus {
     let mut run = yizhan_tests::job("directory_sync", "hr", "run", json!({}));
@@ -394,8 +371,8 @@ async fn a_directory_sync_started_after_a_reload_uses_the_new_config_and_secrets
     const OLD_HOOK_SECRET: &str = "old-webhook-secret-0001";
     const NEW_HOOK_SECRET: &str = "new-webhook-secret-0002";
     const WRONG_CONTACTS_SECRET: &str = "not-the-contacts-secret";
-    let (old_url, old_hook) = webhook_receiver().await;
-    let (new_url, new_hook) = webhook_receiver().await;
+    let (old_hook, new_hook) = (Webhook::start().await, Webhook::start().await);
+    let (old_url, new_url) = (old_hook.url.clone(), new_hook.url.clone());
     let (corp, _, contacts_secret) = yizhan_sandbox::DEFAULT_WECOM_CORP;
     // The source's secret starts wrong: the first run fails on it.
     let config = format!(
@@ -424,7 +401,7 @@ webhook_secret = "{OLD_HOOK_SECRET}"
     let mut worker = h.spawn_worker(&[]).await;
     let failed = sync_run(&h).await;
     assert_eq!(failed.status, "dead", "{failed:?}");
-    assert!(old_hook.lock().unwrap().is_empty());
+    assert!(old_hook.is_empty());
 
     // The secret rotates and the sync moves to another webhook and secret; SIGHUP.
     let text = std::fs::read_to_string(&h.config_path).unwrap();
@@ -443,7 +420,7 @@ webhook_secret = "{OLD_HOOK_SECRET}"
     // with the new secret: every record of the directory (ours among them) once.
     let done = sync_run(&h).await;
     assert_eq!(done.status, "succeeded", "{done:?}");
-    let received = new_hook.lock().unwrap().clone();
+    let received = new_hook.calls();
     let proposed = done.result.as_ref().and_then(|r| r["proposed"].as_u64()).unwrap();
     assert!(proposed >= 4, "{:?}", done.result);
     assert_eq!(received.len() as u64, proposed, "{:?}", done.result);
@@ -452,7 +429,7 @@ webhook_secret = "{OLD_HOOK_SECRET}"
         let expected = yizhan_worker::connectors::directory_sync::target::signature(NEW_HOOK_SECRET, body);
         assert_eq!(signature, &expected, "signed with the new webhook secret");
     }
-    assert!(old_hook.lock().unwrap().is_empty(), "nothing went to the old webhook");
+    assert!(old_hook.is_empty(), "nothing went to the old webhook");
     let log = worker.log_text();
     for secret in [OLD_HOOK_SECRET, NEW_HOOK_SECRET, contacts_secret, WRONG_CONTACTS_SECRET] {
         assert!(!log.contains(secret), "the worker's log shows a secret");

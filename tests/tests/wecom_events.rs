@@ -3,46 +3,22 @@
 //! WeCom does; the API enqueues an incremental sync, and the real worker applies the change to
 //! the target (a webhook receiver here). Forged events are refused with 401.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
 use yizhan_sandbox::directory::Member;
 use yizhan_sandbox::wecom_events::{WecomCallback, encrypt, signature};
 use yizhan_tests::api::Api;
+use yizhan_tests::webhook::Webhook;
 use yizhan_tests::{Harness, Store, eventually, job};
 
 const TOKEN: &str = "events-callback-token";
 /// 43 characters of base64, as WeCom shows an EncodingAESKey.
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
-type Received = Arc<Mutex<Vec<Value>>>;
-
-async fn receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/directory",
-            post(|State(received): State<Received>, body: Bytes| async move {
-                received.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                "ok"
-            }),
-        )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/directory", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
-
-fn operations(received: &Received) -> Vec<(String, String)> {
-    let mut ops: Vec<(String, String)> = received
-        .lock()
-        .unwrap()
+fn operations(received: &Webhook) -> Vec<(String, String)> {
+    let mut ops: Vec<(String, String)> = bodies(received)
         .iter()
         .map(|b| (b["operationType"].as_str().unwrap_or_default().into(), b["id"].as_str().unwrap_or_default().into()))
         .collect();
@@ -52,7 +28,8 @@ fn operations(received: &Received) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_signed_change_event_syncs_the_change_and_a_forged_one_is_refused() {
-    let (url, received) = receiver().await;
+    let received = Webhook::start().await;
+    let url = received.url.clone();
     let corp = yizhan_sandbox::DEFAULT_WECOM_CORP.0;
     let extra = format!(
         r#"
@@ -84,7 +61,7 @@ webhook_url = "{url}"
         async move { store.status(first).await.unwrap().is_some_and(|s| s.status == "succeeded") }
     })
     .await;
-    let initial = received.lock().unwrap().len();
+    let initial = received.len();
     assert_eq!(initial, 6, "2 departments and 4 members: {:?}", operations(&received));
 
     // WeCom's URL check: the decrypted echostr comes back; a wrong signature is refused.
@@ -144,12 +121,12 @@ webhook_url = "{url}"
     assert_eq!(sent, [("create_user".to_string(), 200), ("update_user".to_string(), 200)]);
     let received_now = received.clone();
     eventually("the change reaches the target", Duration::from_secs(30), || {
-        let n = received_now.lock().unwrap().len();
+        let n = received_now.len();
         async move { n >= initial + 2 }
     })
     .await;
     let changes: Vec<(String, String)> = {
-        let all = received.lock().unwrap();
+        let all = bodies(&received);
         let mut ops: Vec<(String, String)> = all[initial..]
             .iter()
             .map(|b| (b["operationType"].as_str().unwrap().into(), b["id"].as_str().unwrap().into()))
@@ -158,4 +135,9 @@ webhook_url = "{url}"
         ops
     };
     assert_eq!(changes, [("CREATE".to_string(), "newbie".to_string()), ("UPDATE".into(), "lisi".into())]);
+}
+
+/// The receiver's bodies as JSON (this sync has no webhook secret).
+fn bodies(received: &Webhook) -> Vec<Value> {
+    received.calls().iter().map(|(_, body)| serde_json::from_slice(body).unwrap_or(Value::Null)).collect()
 }
