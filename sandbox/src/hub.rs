@@ -30,6 +30,9 @@ struct Shared {
     data: Mutex<Data>,
     /// Bumped after every change, so waiters re-check their condition.
     version: watch::Sender<u64>,
+    /// Bumped when the receipt plan changes: the callback sender, idle without a URL, waits
+    /// on it rather than on every SMS.
+    plan_version: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -64,7 +67,8 @@ fn push_capped<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
 impl Hub {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         let (version, _) = watch::channel(0);
-        Self { shared: Arc::new(Shared { config, data: Mutex::new(Data::default()), version }) }
+        let (plan_version, _) = watch::channel(0);
+        Self { shared: Arc::new(Shared { config, data: Mutex::new(Data::default()), version, plan_version }) }
     }
 
     /// The configuration the sandbox runs with.
@@ -197,6 +201,12 @@ impl Hub {
     /// How deliveries are reported from now on (reports already made keep their due times).
     pub(crate) fn set_receipt_plan(&self, plan: ReceiptPlan) {
         self.change(|d| d.receipts.plan = plan);
+        self.shared.plan_version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Receives a bump on every receipt plan change.
+    pub(crate) fn plan_changes(&self) -> watch::Receiver<u64> {
+        self.shared.plan_version.subscribe()
     }
 
     /// How deliveries are reported.
@@ -233,9 +243,10 @@ impl Hub {
         })
     }
 
-    /// When the next report falls due.
-    pub(crate) fn next_receipt_due(&self) -> Option<Instant> {
-        self.data().receipts.next_due()
+    /// Whether due reports are POSTed (the plan has a callback URL), and when the next falls due.
+    pub(crate) fn push_schedule(&self) -> (bool, Option<Instant>) {
+        let data = self.data();
+        (data.receipts.plan.callback_url.is_some(), data.receipts.next_due())
     }
 
     // ----- crate-internal: used by the fake providers ------------------------------------------

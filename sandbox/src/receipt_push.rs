@@ -26,6 +26,7 @@ pub(crate) async fn push_loop(hub: Hub) {
         }
     };
     let mut changes = hub.changes();
+    let mut plans = hub.plan_changes();
     loop {
         if let Some((url, reports)) = hub.take_push() {
             let body = Value::Array(reports.iter().map(|r| r.callback_entry()).collect());
@@ -36,13 +37,17 @@ pub(crate) async fn push_loop(hub: Hub) {
             }
             continue;
         }
-        let wake = hub
-            .next_receipt_due()
-            .map_or(IDLE, |due| due.saturating_duration_since(Instant::now().into_std()))
-            .min(IDLE);
+        let (pushing, next_due) = hub.push_schedule();
+        if !pushing {
+            // Reports wait for `PullSmsSendStatus`: nothing to do until a plan names a URL.
+            let _ = plans.changed().await;
+            continue;
+        }
+        let wake = next_due.map_or(IDLE, |due| due.saturating_duration_since(Instant::now().into_std())).min(IDLE);
         tokio::select! {
             _ = time::sleep(wake) => {}
             _ = changes.changed() => {}
+            _ = plans.changed() => {}
         }
     }
 }

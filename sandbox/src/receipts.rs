@@ -10,6 +10,7 @@
 //! out once. SES statuses (`GetSendEmailStatus`) are read from the plan when asked: delivered,
 //! or bounced for the addresses it names, once `delay_ms` has passed.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -133,9 +134,13 @@ impl Report {
 #[derive(Debug, Default)]
 pub(crate) struct Receipts {
     pub plan: ReceiptPlan,
-    pending: Vec<Report>,
+    /// By due time (then by arrival, which keeps equal times apart): the sender and the pull
+    /// read the soonest first, in O(log n), whatever the backlog (a million-number campaign).
+    pending: BTreeMap<(Instant, u64), Report>,
     /// Reports made, for `duplicate_every`.
     made: u64,
+    /// Reports queued so far (made or put back): the arrival number of each.
+    queued: u64,
 }
 
 impl Receipts {
@@ -151,14 +156,15 @@ impl Receipts {
         let success = !self.plan.fails_phone(&sms.phone);
         for _ in 0..copies {
             let jitter = if self.plan.jitter_ms > 0 { rand::rng().random_range(0..=self.plan.jitter_ms) } else { 0 };
-            self.pending.push(Report {
+            let due = now + Duration::from_millis(self.plan.delay_ms + jitter);
+            self.insert(Report {
                 sid: sms.serial_no.clone(),
                 phone: sms.phone.clone(),
                 sdk_app_id: sms.sdk_app_id.clone(),
                 session_context: sms.session_context.clone(),
                 success,
                 received_at: sms.sent_at + i64::try_from(self.plan.delay_ms / 1000).unwrap_or(0),
-                due: now + Duration::from_millis(self.plan.delay_ms + jitter),
+                due,
             });
         }
     }
@@ -179,25 +185,32 @@ impl Receipts {
         self.take(now, max, |r| r.sdk_app_id == sdk_app_id)
     }
 
+    fn insert(&mut self, report: Report) {
+        self.queued += 1;
+        self.pending.insert((report.due, self.queued), report);
+    }
+
     fn take(&mut self, now: Instant, max: usize, wanted: impl Fn(&Report) -> bool) -> Vec<Report> {
-        let mut due: Vec<usize> =
-            (0..self.pending.len()).filter(|&i| self.pending[i].due <= now && wanted(&self.pending[i])).collect();
-        due.sort_by_key(|&i| self.pending[i].due);
-        due.truncate(max);
-        due.sort_unstable_by(|a, b| b.cmp(a));
-        let mut taken: Vec<Report> = due.into_iter().map(|i| self.pending.swap_remove(i)).collect();
-        taken.sort_by_key(|r| r.due);
-        taken
+        let due: Vec<(Instant, u64)> = self
+            .pending
+            .range(..=(now, u64::MAX))
+            .filter(|(_, report)| wanted(report))
+            .map(|(at, _)| *at)
+            .take(max)
+            .collect();
+        due.iter().filter_map(|at| self.pending.remove(at)).collect()
     }
 
     /// Reports a receiver refused, due again at `at`.
     pub(crate) fn put_back(&mut self, reports: Vec<Report>, at: Instant) {
-        self.pending.extend(reports.into_iter().map(|r| Report { due: at, ..r }));
+        for report in reports {
+            self.insert(Report { due: at, ..report });
+        }
     }
 
     /// When the next report falls due.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.pending.iter().map(|r| r.due).min()
+        self.pending.keys().next().map(|(at, _)| *at)
     }
 
     /// Reports not handed out yet.
