@@ -33,6 +33,17 @@ use yizhan_schemas::{Job, MissingId, validate_job_value};
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const REDIS: &str = "redis://127.0.0.1:6379/0";
 
+/// Whether run `name` is wanted: all are unless `--only a,b` names some (`sqlite-codes`,
+/// `redis-campaign`, `redis-codes`, `postgres`, `api`, `latency`, `rate-limit`; the ceiling and the SQLite
+/// campaign always run, as the others' yardsticks).
+fn wanted(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)) {
+        Some(list) => list.split(',').any(|n| n == name),
+        None => true,
+    }
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -123,6 +134,9 @@ async fn main() {
         throughput(jobs).await;
     }
     for workers in [1, 2, 4] {
+        if !wanted("rate-limit") {
+            break;
+        }
         let p = precision(workers).await;
         println!(
             "rate limit, {workers} worker(s)  configured {}/s, observed {:.1}/s ({:+.2}%), max in any 1 s window {}, longest gap {} ms",
@@ -174,48 +188,61 @@ async fn throughput(jobs: usize) {
     let tenths: Vec<String> = e2e_runs[0].rss_tenths.iter().map(|kib| format!("{:.1}", *kib as f64 / 1024.0)).collect();
     println!("  RSS MiB at each tenth of the first run: {}", tenths.join(" "));
     let rate = e2e.rate;
-    let codes = end_to_end(jobs, "sqlite", Jobs::Codes).await;
-    println!(
-        "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; SQLite; verification codes, a call per job)",
-        codes.rate,
-        100.0 * codes.rate / ceiling.rate
-    );
-    println!("  CPU µs per job: {}", codes.cpu);
-    let redis = end_to_end(jobs, "redis", Jobs::Campaign).await;
-    println!(
-        "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; a campaign; RSS {:.1} MiB)",
-        redis.rate,
-        100.0 * redis.rate / ceiling.rate,
-        redis.peak_rss_kib as f64 / 1024.0
-    );
-    println!("  {} SendSms calls; CPU µs per job: {}", redis.calls, redis.cpu);
-    let redis_codes = end_to_end(jobs, "redis", Jobs::Codes).await;
-    println!(
-        "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; verification codes, a call per job)",
-        redis_codes.rate,
-        100.0 * redis_codes.rate / ceiling.rate
-    );
-    println!("  CPU µs per job: {}", redis_codes.cpu);
-    postgres_run(jobs, ceiling.rate).await;
-
-    // The same campaign two ways, of the same size (a million jobs cost the worker, the store and
-    // the sandbox more per job than a hundred thousand): submitted by the library, as above, and
-    // by the CLI through the API.
-    let recipients = arg("--campaign-recipients", 1_000_000);
-    let plain = if recipients == jobs { e2e.rate } else { end_to_end(recipients, "sqlite", Jobs::Campaign).await.rate };
-    let api = campaign_through_api(recipients).await;
-    println!(
-        "campaign via the API   {:>9.0} jobs/s  ({:.1}% of the same campaign's {plain:.0} submitted by the library; {recipients} recipients: `yizhan-producer campaign submit` → POST /v1/campaigns and /recipients → SQLite; gap {:+.1}%)",
-        api.rate,
-        100.0 * api.rate / plain,
-        100.0 * (api.rate - plain) / plain,
-    );
-    println!(
-        "  submitted at {:.0} recipients/s; {} SendSms calls; CPU µs per job: {}",
-        api.submit_rate, api.calls, api.cpu
-    );
+    if wanted("sqlite-codes") {
+        let codes = end_to_end(jobs, "sqlite", Jobs::Codes).await;
+        println!(
+            "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; SQLite; verification codes, a call per job)",
+            codes.rate,
+            100.0 * codes.rate / ceiling.rate
+        );
+        println!("  CPU µs per job: {}", codes.cpu);
+    }
+    if wanted("redis-campaign") {
+        let redis = end_to_end(jobs, "redis", Jobs::Campaign).await;
+        println!(
+            "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; a campaign; RSS {:.1} MiB)",
+            redis.rate,
+            100.0 * redis.rate / ceiling.rate,
+            redis.peak_rss_kib as f64 / 1024.0
+        );
+        println!("  {} SendSms calls; CPU µs per job: {}", redis.calls, redis.cpu);
+    }
+    if wanted("redis-codes") {
+        let redis_codes = end_to_end(jobs, "redis", Jobs::Codes).await;
+        println!(
+            "yizhan end to end       {:>9.0} jobs/s  ({:.1}% of the ceiling; Redis state store and limiter; verification codes, a call per job)",
+            redis_codes.rate,
+            100.0 * redis_codes.rate / ceiling.rate
+        );
+        println!("  CPU µs per job: {}", redis_codes.cpu);
+    }
+    if wanted("postgres") {
+        postgres_run(jobs, ceiling.rate).await;
+    }
+    if wanted("api") {
+        // The same campaign two ways, of the same size (a million jobs cost the worker, the store and
+        // the sandbox more per job than a hundred thousand): submitted by the library, as above, and
+        // by the CLI through the API.
+        let recipients = arg("--campaign-recipients", 1_000_000);
+        let plain =
+            if recipients == jobs { e2e.rate } else { end_to_end(recipients, "sqlite", Jobs::Campaign).await.rate };
+        let api = campaign_through_api(recipients).await;
+        println!(
+            "campaign via the API   {:>9.0} jobs/s  ({:.1}% of the same campaign's {plain:.0} submitted by the library; {recipients} recipients: `yizhan-producer campaign submit` → POST /v1/campaigns and /recipients → SQLite; gap {:+.1}%)",
+            api.rate,
+            100.0 * api.rate / plain,
+            100.0 * (api.rate - plain) / plain,
+        );
+        println!(
+            "  submitted at {:.0} recipients/s; {} SendSms calls; CPU µs per job: {}",
+            api.submit_rate, api.calls, api.cpu
+        );
+    }
 
     for (kind, what) in [(Jobs::Campaign, "a campaign"), (Jobs::Codes, "verification codes")] {
+        if !wanted("latency") {
+            break;
+        }
         let (p50, p99) = latency((jobs / 4).max(1000), rate / 2.0, kind).await;
         println!(
             "latency at {:>6.0} jobs/s  p50 {p50:.1} ms, p99 {p99:.1} ms (submit → provider received; {what})",
@@ -501,8 +528,10 @@ impl Stack {
         let connection = yizhan_broker::connect(AMQP, "bench-cleanup", Recovery::FailFast).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
         let names = yizhan_broker::Names::new(self.prefix.clone());
-        for queue in
-            ["high", "normal", "bulk"].map(|l| format!("{}.jobs.{l}", self.prefix)).into_iter().chain([names.dead()])
+        for queue in ["high", "normal", "bulk"]
+            .map(|l| format!("{}.jobs.{l}", self.prefix))
+            .into_iter()
+            .chain([names.dead(), names.callbacks()])
         {
             let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
         }
