@@ -21,6 +21,11 @@ struct Args {
     listen: SocketAddr,
 }
 
+/// jemalloc, as the worker and the producer (see worker/src/main.rs): a benchmark's provider
+/// should not spend its CPU in glibc's allocator.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
