@@ -23,6 +23,37 @@ pub struct Api {
 }
 
 impl Api {
+    /// Signs in to the console over plain HTTP (no browser) with [`TOKEN`]: the session cookie
+    /// (`yizhan_session=...`).
+    pub async fn session_cookie(&self, http: &reqwest::Client) -> String {
+        let (csrf, login_cookie) = self.login_form(http).await;
+        let signed_in = http
+            .post(format!("{}/ui/login", self.base))
+            .header("cookie", &login_cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 303);
+        let cookie = signed_in
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("yizhan_session="))
+            .expect("a session cookie");
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// The console's login form: its CSRF token and cookie, from `GET /ui/login`.
+    pub async fn login_form(&self, http: &reqwest::Client) -> (String, String) {
+        let response = http.get(format!("{}/ui/login", self.base)).send().await.unwrap();
+        let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let html = response.text().await.unwrap();
+        (hidden_csrf(&html), cookie)
+    }
+
     /// Starts the API on `h`'s broker, state store and config.
     pub async fn start(h: &Harness) -> Api {
         Api::start_with(h, &[]).await
@@ -105,4 +136,20 @@ impl Drop for Api {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect::<String>()
+    };
+    fields.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect::<Vec<_>>().join("&")
+}
+
+/// The value of a console form's hidden `csrf` field.
+pub fn hidden_csrf(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().unwrap().to_string()
 }

@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
-use yizhan_tests::api::{Api, TOKEN};
+use yizhan_tests::api::{Api, TOKEN, form_body, hidden_csrf};
 use yizhan_tests::shared::ChromeDriver;
 use yizhan_tests::{Harness, Store, WAIT, eventually, number, sms_job};
 
@@ -340,28 +340,6 @@ async fn overview_shows_unacked_per_lane_from_the_management_api() {
     channel.close(200, "done".into()).await.unwrap();
 }
 
-/// Signs in over plain HTTP (no browser): the session cookie (`yizhan_session=...`).
-async fn session_cookie(http: &reqwest::Client, api: &Api) -> String {
-    let (csrf, login_cookie) = login_form(http, api).await;
-    let signed_in = http
-        .post(format!("{}/ui/login", api.base))
-        .header("cookie", &login_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 303);
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("yizhan_session="))
-        .expect("a session cookie");
-    cookie.split(';').next().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_and_api_read_the_dead_letters_one_at_a_time() {
     // Reading the queue takes every letter out and puts a copy back: a reader beside another one
@@ -395,7 +373,7 @@ async fn console_and_api_read_the_dead_letters_one_at_a_time() {
     eventually("the dead letters are in", WAIT, || async { h.queue_depth(&dead).await as usize == LETTERS }).await;
 
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let session = session_cookie(&http, &api).await;
+    let session = api.session_cookie(&http).await;
     let console_ids = || async {
         let page = http.get(format!("{}/ui/dead", api.base)).header("cookie", &session).send().await.unwrap();
         assert_eq!(page.status(), 200);
@@ -424,28 +402,6 @@ async fn console_and_api_read_the_dead_letters_one_at_a_time() {
 }
 
 /// `application/x-www-form-urlencoded` of `fields`.
-fn form_body(fields: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-            .collect::<String>()
-    };
-    fields.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect::<Vec<_>>().join("&")
-}
-
-/// The login form's CSRF token and cookie, from `GET /ui/login`.
-async fn login_form(http: &reqwest::Client, api: &Api) -> (String, String) {
-    let response = http.get(format!("{}/ui/login", api.base)).send().await.unwrap();
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let html = response.text().await.unwrap();
-    (hidden_csrf(&html), cookie)
-}
-
-fn hidden_csrf(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_csrf_guard_every_form() {
     let h = Harness::start("console-csrf", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
@@ -480,7 +436,7 @@ async fn sessions_and_csrf_guard_every_form() {
         assert_eq!(response.headers()["location"], "/ui/login", "{method} {path}");
     }
     // The login form itself needs its CSRF token.
-    let (csrf, login_cookie) = login_form(&http, &api).await;
+    let (csrf, login_cookie) = api.login_form(&http).await;
     let forged = http
         .post(format!("{}/ui/login", api.base))
         .header("content-type", "application/x-www-form-urlencoded")

@@ -325,3 +325,36 @@ async fn a_sharded_campaign_spreads_pauses_and_resumes_and_sends_each_once() {
     let distinct: std::collections::HashSet<_> = sent.iter().map(|s| s.phone.clone()).collect();
     assert_eq!(distinct.len(), RECIPIENTS, "no number twice");
 }
+
+/// The console's overview lists every shard of a lane, each with its depth: an operator sees a
+/// backlog on shard 3 as well as on shard 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_overview_lists_every_shard() {
+    let h = Harness::start("shards-console", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
+    let _cleanup = ShardCleanup::new(&h);
+    let names = names(&h);
+    let api = Api::start_with(&h, &SHARDS_ENV).await;
+    // Two jobs on shard 3 of the normal lane, none elsewhere, and no worker.
+    let producer = producer(&h).await;
+    let jobs: Vec<Job> = (0..)
+        .map(|i| sms_job(&[&number(i)], None))
+        .filter(|job| shard_of(&job.idempotency_key, SHARDS) == 3)
+        .take(2)
+        .collect();
+    for result in producer.submit_all(&jobs).await {
+        result.expect("confirmed");
+    }
+    let shard3 = names.lane_shard(Priority::Normal, DEFAULT_TENANT, 3);
+    eventually("2 jobs on shard 3", WAIT, || async { h.queue_depth(&shard3).await == 2 }).await;
+
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let session = api.session_cookie(&http).await;
+    let page = http.get(format!("{}/ui", api.base)).header("cookie", &session).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    for queue in names.lane_shards(Priority::Normal, DEFAULT_TENANT) {
+        assert!(page.contains(&format!("data-queue=\"{queue}\"")), "{queue} is not on the overview");
+    }
+    let row = page.split(&format!("data-queue=\"{shard3}\"")).nth(1).expect("shard 3's row");
+    let ready = row.split("data-col=\"ready\">").nth(1).and_then(|cell| cell.split('<').next());
+    assert_eq!(ready, Some("2"), "shard 3's ready count: {row:.300}");
+}

@@ -103,7 +103,14 @@ pub(super) async fn page(State(state): State<UiState>, session: SessionExt) -> R
     shown.truncate(MAX_TENANTS);
     for tenant in &shown {
         for lane in [Priority::High, Priority::Normal, Priority::Bulk] {
-            queues.push((format!("{} lane, tenant {tenant}", lane.as_str()), names.tenant_lane(lane, tenant)));
+            // Every shard of a sharded lane (YIZHAN_LANE_SHARDS), shard 0 being the lane's own queue.
+            for (shard, queue) in names.lane_shards(lane, tenant).into_iter().enumerate() {
+                let what = match shard {
+                    0 => format!("{} lane, tenant {tenant}", lane.as_str()),
+                    k => format!("{} lane, tenant {tenant}, shard {k}", lane.as_str()),
+                };
+                queues.push((what, queue));
+            }
         }
     }
     for delay in &state.settings.delays {
