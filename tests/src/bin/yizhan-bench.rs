@@ -16,6 +16,8 @@
 //! `--compare-workers BEFORE,AFTER` runs only the end-to-end figures, alternating two worker
 //! binaries (a change's before and after, built with `--release`) in one run.
 //!
+//! `--api-runs N` alternates the library's and the API's campaign N times (1).
+//!
 //! `--ack-every 1` makes the ceiling ack one by one, as a worker that did not coalesce acks would;
 //! `--concurrency N` sets the worker's (256); `--only-rate-limit` skips the throughput part.
 
@@ -229,15 +231,33 @@ async fn throughput(jobs: usize) {
         // the sandbox more per job than a hundred thousand): submitted by the library, as above, and
         // by the CLI through the API.
         let recipients = arg("--campaign-recipients", 1_000_000);
-        let plain =
-            if recipients == jobs { e2e.rate } else { end_to_end(recipients, "sqlite", Jobs::Campaign).await.rate };
-        let api = campaign_through_api(recipients).await;
+        // `--api-runs N` (1): the two alternate N times and each is the median of its runs.
+        let api_runs = arg("--api-runs", 1).max(1);
+        let (mut plains, mut apis) = (Vec::new(), Vec::new());
+        for _ in 0..api_runs {
+            plains.push(if recipients == jobs && api_runs == 1 {
+                e2e.rate
+            } else {
+                end_to_end(recipients, "sqlite", Jobs::Campaign).await.rate
+            });
+            apis.push(campaign_through_api(recipients).await);
+        }
+        let plain = *median_by(&plains, |r| *r);
+        let api = median_by(&apis, |e| e.rate);
         println!(
             "campaign via the API   {:>9.0} jobs/s  ({:.1}% of the same campaign's {plain:.0} submitted by the library; {recipients} recipients: `yizhan-producer campaign submit` → POST /v1/campaigns and /recipients → SQLite; gap {:+.1}%)",
             api.rate,
             100.0 * api.rate / plain,
             100.0 * (api.rate - plain) / plain,
         );
+        if api_runs > 1 {
+            let each = |rates: Vec<f64>| rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+            println!(
+                "  median of {api_runs} alternating runs: library {}; API {}",
+                each(plains.clone()),
+                each(apis.iter().map(|e| e.rate).collect())
+            );
+        }
         println!(
             "  submitted at {:.0} recipients/s; {} SendSms calls; CPU µs per job: {}",
             api.submit_rate, api.calls, api.cpu
