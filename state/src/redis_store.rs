@@ -1,4 +1,6 @@
 //! The Redis backend: every write is one Lua script, so each operation is one atomic round trip.
+//! Claims and finishes made at the same time share one script call (see [`Batcher`]), each still
+//! atomic and answered on its own.
 //!
 //! Keys: `{namespace}:key:{idempotency key}` is a hash holding the record (fields `job_id`, `state`,
 //! `attempt`, `owner`, `lease_until`, `retry_published`, `next_attempt_at`, `progress` (JSON),
@@ -20,10 +22,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::model::parse_json;
@@ -46,14 +50,15 @@ local function count(cprefix, camp, from, to, retention)
     return
   end
   local ckey = cprefix .. camp
-  if redis.call('EXISTS', ckey) == 0 then
+  -- -2: no such campaign (PTTL answers whether it exists and how long it lives in one call).
+  local ttl = redis.call('PTTL', ckey)
+  if ttl == -2 then
     return
   end
   if from then
     redis.call('HINCRBY', ckey, 'n:' .. from, -1)
   end
   redis.call('HINCRBY', ckey, 'n:' .. to, 1)
-  local ttl = redis.call('PTTL', ckey)
   if ttl >= 0 and ttl < tonumber(retention) then
     redis.call('PEXPIRE', ckey, retention)
   end
@@ -62,168 +67,242 @@ end
     };
 }
 
-/// KEYS: record, job index, tombstone, counted marker. ARGV: job id, attempt, owner, now, lease
-/// until, retention ms, key, replay ('1' or '0'), campaign ('' for none), campaign prefix.
-static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+/// The Lua functions of the batched scripts (see [`Batcher`]): `error_reply` makes a failed item's
+/// error its own answer (Redis's error as it is, a table with `err`, or a Lua error's text);
+/// `call_chunked` runs a command over a list of pairs of any length.
+macro_rules! lua_batch_helpers {
+    () => {
+        r"
+local function error_reply(e)
+  if type(e) == 'table' and e.err then
+    return e
+  end
+  return redis.error_reply(tostring(e))
+end
+-- Lua's unpack takes a few thousand values at most: a long list of pairs goes in chunks.
+local function call_chunked(command, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+"
+    };
+}
+
+/// Claims, many in one call (see [`Batcher`]); each item is answered as if it ran alone. KEYS: per
+/// claim its record, job index, tombstone and counted marker. ARGV: retention ms, campaign prefix,
+/// then per claim: job id, attempt, owner, now, lease until, key, replay ('1' or '0'), campaign
+/// ('' for none). Returns one answer per claim (a Redis error for a claim that failed).
+static CLAIMS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_count!(),
+        lua_batch_helpers!(),
         r"
-local rec_key, job_key, tomb_key, counted_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local job_id, attempt, owner, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local lease_until, retention, idem_key, replay = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local campaign, cprefix = ARGV[9], ARGV[10]
-redis.call('SET', job_key, idem_key, 'PX', retention)
-local rec = redis.call('HMGET', rec_key, 'job_id', 'state', 'attempt', 'lease_until',
-    'retry_published', 'progress', 'campaign')
-local r_job, r_state, r_attempt, r_lease, r_pub, r_progress, r_campaign =
-    rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]
-local function duplicate()
+local retention, cprefix = ARGV[1], ARGV[2]
+local function duplicate(campaign, counted_key)
   if campaign ~= '' and redis.call('SET', counted_key, '1', 'NX', 'PX', retention) then
     count(cprefix, campaign, false, 'duplicate', retention)
   end
 end
-local function acquire(new_attempt)
-  redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'running', 'attempt', new_attempt,
-      'owner', owner, 'lease_until', lease_until, 'retry_published', '0', 'updated_at', now)
-  redis.call('HDEL', rec_key, 'next_attempt_at')
+-- r_state, r_next, r_campaign: what the record held (nil when absent).
+local function acquire(rec_key, r_state, r_next, r_campaign, job_id, new_attempt, owner, lease_until, now, campaign)
   local rec_campaign = r_campaign
   if not r_state and campaign ~= '' then
-    redis.call('HSET', rec_key, 'campaign', campaign)
+    redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'running', 'attempt', new_attempt, 'owner', owner,
+        'lease_until', lease_until, 'retry_published', '0', 'updated_at', now, 'campaign', campaign)
     rec_campaign = campaign
+  else
+    redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'running', 'attempt', new_attempt, 'owner', owner,
+        'lease_until', lease_until, 'retry_published', '0', 'updated_at', now)
+  end
+  -- Only a field that is there needs deleting (a new record has none).
+  if r_next then
+    redis.call('HDEL', rec_key, 'next_attempt_at')
   end
   redis.call('PEXPIRE', rec_key, retention)
   count(cprefix, rec_campaign, r_state, 'running', retention)
 end
--- Only a job that is not the record's own can have a tombstone (cancelled before any record).
-if (not r_state or r_job ~= job_id) and redis.call('EXISTS', tomb_key) == 1 then
-  if not r_state then
-    redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'cancelled', 'attempt', '0', 'updated_at', now)
-    if campaign ~= '' then
-      redis.call('HSET', rec_key, 'campaign', campaign)
+local function claim(rec_key, job_key, tomb_key, counted_key, job_id, attempt, owner, now, lease_until, idem_key,
+    replay, campaign)
+  redis.call('SET', job_key, idem_key, 'PX', retention)
+  local rec = redis.call('HMGET', rec_key, 'job_id', 'state', 'attempt', 'lease_until',
+      'retry_published', 'progress', 'campaign', 'next_attempt_at')
+  local r_job, r_state, r_attempt, r_lease, r_pub, r_progress, r_campaign, r_next =
+      rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8]
+  -- Only a job that is not the record's own can have a tombstone (cancelled before any record).
+  if (not r_state or r_job ~= job_id) and redis.call('EXISTS', tomb_key) == 1 then
+    if not r_state then
+      if campaign ~= '' then
+        redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'cancelled', 'attempt', '0', 'updated_at', now,
+            'campaign', campaign)
+      else
+        redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'cancelled', 'attempt', '0', 'updated_at', now)
+      end
+      redis.call('PEXPIRE', rec_key, retention)
+      count(cprefix, campaign, false, 'cancelled', retention)
+      return {'finished', 'cancelled'}
     end
-    redis.call('PEXPIRE', rec_key, retention)
-    count(cprefix, campaign, false, 'cancelled', retention)
+    duplicate(campaign, counted_key)
     return {'finished', 'cancelled'}
   end
-  duplicate()
-  return {'finished', 'cancelled'}
-end
-if not r_state then
-  acquire(attempt)
-  return {'acquired', '', ''}
-end
-local progress = r_progress or ''
-if r_state == 'dead' and replay == '1' then
-  acquire(attempt)
-  return {'acquired', progress, ''}
-end
-if r_state == 'succeeded' or r_state == 'dead' or r_state == 'cancelled' or r_state == 'capped' then
-  if r_job ~= job_id then
-    duplicate()
+  if not r_state then
+    acquire(rec_key, r_state, r_next, r_campaign, job_id, attempt, owner, lease_until, now, campaign)
+    return {'acquired', '', ''}
   end
-  return {'finished', r_state}
-end
-local stored = tonumber(r_attempt or '0') or 0
-if r_state == 'running' then
-  if (tonumber(r_lease or '0') or 0) > tonumber(now) then
-    return {'busy', r_lease}
-  end
-  if stored > tonumber(attempt) then
-    acquire(r_attempt)
-  else
-    acquire(attempt)
-  end
-  return {'acquired', progress, r_attempt or '0'}
-end
-if r_state == 'retrying' or r_state == 'scheduled' or r_state == 'deferred' then
-  if r_job ~= job_id then
-    duplicate()
-    return {'stale'}
-  end
-  if tonumber(attempt) > stored then
-    acquire(attempt)
+  local progress = r_progress or ''
+  if r_state == 'dead' and replay == '1' then
+    acquire(rec_key, r_state, r_next, r_campaign, job_id, attempt, owner, lease_until, now, campaign)
     return {'acquired', progress, ''}
   end
-  if tonumber(attempt) == stored and r_pub ~= '1' then
-    return {'retry_unpublished', r_attempt, progress}
+  if r_state == 'succeeded' or r_state == 'dead' or r_state == 'cancelled' or r_state == 'capped' then
+    if r_job ~= job_id then
+      duplicate(campaign, counted_key)
+    end
+    return {'finished', r_state}
   end
-  return {'stale'}
+  local stored = tonumber(r_attempt or '0') or 0
+  if r_state == 'running' then
+    if (tonumber(r_lease or '0') or 0) > tonumber(now) then
+      return {'busy', r_lease}
+    end
+    local new_attempt = attempt
+    if stored > tonumber(attempt) then
+      new_attempt = r_attempt
+    end
+    acquire(rec_key, r_state, r_next, r_campaign, job_id, new_attempt, owner, lease_until, now, campaign)
+    return {'acquired', progress, r_attempt or '0'}
+  end
+  if r_state == 'retrying' or r_state == 'scheduled' or r_state == 'deferred' then
+    if r_job ~= job_id then
+      duplicate(campaign, counted_key)
+      return {'stale'}
+    end
+    if tonumber(attempt) > stored then
+      acquire(rec_key, r_state, r_next, r_campaign, job_id, attempt, owner, lease_until, now, campaign)
+      return {'acquired', progress, ''}
+    end
+    if tonumber(attempt) == stored and r_pub ~= '1' then
+      return {'retry_unpublished', r_attempt, progress}
+    end
+    return {'stale'}
+  end
+  return {'corrupt', tostring(r_state)}
 end
-return {'corrupt', tostring(r_state)}
+local out = {}
+for i = 0, (#ARGV - 2) / 8 - 1 do
+  local k, a = 4 * i, 2 + 8 * i
+  local ok, answer = pcall(claim, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a + 1], ARGV[a + 2],
+      ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+  if ok then
+    out[i + 1] = answer
+  else
+    out[i + 1] = error_reply(answer)
+  end
+end
+return out
 ",
     ))
 });
 
-/// KEYS: record. ARGV: the record's expiry (ms), retention ms, job index prefix, campaign prefix,
-/// the new state, number of field/value pairs n, number of fields to delete m, the n pairs, the
-/// m fields; then the expected receipts: their number s, the idempotency key, the pull queue
-/// ('' for none), the callback ('' for none), the sid, early-receipt and pull-queue prefixes,
-/// now, and s (sid, recipient) pairs. A missing record is left alone.
-static FINISH: LazyLock<Script> = LazyLock::new(|| {
+/// Finishes, many in one call (see [`Batcher`]); each item is answered as if it ran alone. KEYS:
+/// per finish its record. ARGV: retention ms, job index, campaign, sid, early-receipt and
+/// pull-queue prefixes; then per finish the number of its arguments and the arguments: the
+/// record's expiry (ms), the new state, number of field/value pairs n, number of fields to delete
+/// m, the n pairs, the m fields, then the expected receipts: their number s, and when s > 0 the
+/// idempotency key, the pull queue ('' for none), the callback ('' for none), now and s (sid,
+/// recipient) pairs. A missing record is left alone (answer 0, else 1).
+static FINISHES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_count!(),
+        lua_batch_helpers!(),
         r"
-local rec = redis.call('HMGET', KEYS[1], 'job_id', 'state', 'campaign')
-local job = rec[1]
-if not job then
-  return 0
-end
-local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
-local set = {}
-for i = 8, 7 + 2 * n do
-  set[#set + 1] = ARGV[i]
-end
-redis.call('HSET', KEYS[1], unpack(set))
-local del = {}
-for i = 8 + 2 * n, 7 + 2 * n + m do
-  del[#del + 1] = ARGV[i]
-end
-if #del > 0 then
-  redis.call('HDEL', KEYS[1], unpack(del))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', ARGV[3] .. job, ARGV[1])
-count(ARGV[4], rec[3], rec[2], ARGV[5], ARGV[2])
-local r = 8 + 2 * n + m
-local s = tonumber(ARGV[r] or '0')
-if s > 0 then
-  local idem, pull, notify = ARGV[r + 1], ARGV[r + 2], ARGV[r + 3]
-  local sidp, earlyp, pullp, now = ARGV[r + 4], ARGV[r + 5], ARGV[r + 6], ARGV[r + 7]
-  local pending, delivered, undelivered = 0, 0, 0
-  for i = 0, s - 1 do
-    local sid, recipient = ARGV[r + 8 + 2 * i], ARGV[r + 9 + 2 * i]
-    local skey = sidp .. sid
-    redis.call('HSET', skey, 'key', idem, 'recipient', recipient, 'at', now, 'pull', pull)
-    redis.call('PEXPIRE', skey, ARGV[2])
-    local early = redis.call('GET', earlyp .. sid)
-    if early then
-      redis.call('HSET', KEYS[1], 'd:' .. recipient, early)
-      redis.call('DEL', earlyp .. sid)
-      if string.sub(early, 1, 10) == 'delivered' .. string.char(9) then
-        delivered = delivered + 1
+local retention, jobp, cprefix = ARGV[1], ARGV[2], ARGV[3]
+local sidp, earlyp, pullp = ARGV[4], ARGV[5], ARGV[6]
+-- a: where the finish's arguments start in ARGV.
+local function finish(key, a)
+  local rec = redis.call('HMGET', key, 'job_id', 'state', 'campaign')
+  local job = rec[1]
+  if not job then
+    return 0
+  end
+  local expiry, state = ARGV[a], ARGV[a + 1]
+  local n, m = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  -- Every field the record gets, written by one HSET at the end: the new state's pairs, then the
+  -- receipts' fields (the fields deleted below are never among them).
+  local set = {}
+  for i = a + 4, a + 3 + 2 * n do
+    set[#set + 1] = ARGV[i]
+  end
+  local del = {}
+  for i = a + 4 + 2 * n, a + 3 + 2 * n + m do
+    del[#del + 1] = ARGV[i]
+  end
+  local r = a + 4 + 2 * n + m
+  local s = tonumber(ARGV[r] or '0')
+  local delivered, undelivered = 0, 0
+  if s > 0 then
+    local idem, pull, notify, now = ARGV[r + 1], ARGV[r + 2], ARGV[r + 3], ARGV[r + 4]
+    local pending = 0
+    local due = {}
+    for i = 0, s - 1 do
+      local sid, recipient = ARGV[r + 5 + 2 * i], ARGV[r + 6 + 2 * i]
+      local skey = sidp .. sid
+      redis.call('HSET', skey, 'key', idem, 'recipient', recipient, 'at', now, 'pull', pull)
+      redis.call('PEXPIRE', skey, retention)
+      local early = redis.call('GET', earlyp .. sid)
+      set[#set + 1] = 'd:' .. recipient
+      if early then
+        set[#set + 1] = early
+        redis.call('DEL', earlyp .. sid)
+        if string.sub(early, 1, 10) == 'delivered' .. string.char(9) then
+          delivered = delivered + 1
+        else
+          undelivered = undelivered + 1
+        end
       else
-        undelivered = undelivered + 1
-      end
-    else
-      redis.call('HSET', KEYS[1], 'd:' .. recipient, 'pending')
-      pending = pending + 1
-      if pull ~= '' then
-        redis.call('ZADD', pullp .. pull, now, sid)
-        redis.call('PEXPIRE', pullp .. pull, ARGV[2])
+        set[#set + 1] = 'pending'
+        pending = pending + 1
+        due[#due + 1] = now
+        due[#due + 1] = sid
       end
     end
+    if pull ~= '' and #due > 0 then
+      call_chunked('ZADD', pullp .. pull, due)
+      redis.call('PEXPIRE', pullp .. pull, retention)
+    end
+    set[#set + 1] = 'dpending'
+    set[#set + 1] = pending
+    if notify ~= '' then
+      set[#set + 1] = 'notify'
+      set[#set + 1] = notify
+    end
   end
-  redis.call('HSET', KEYS[1], 'dpending', pending)
-  if notify ~= '' then
-    redis.call('HSET', KEYS[1], 'notify', notify)
+  call_chunked('HSET', key, set)
+  if #del > 0 then
+    redis.call('HDEL', key, unpack(del))
   end
+  redis.call('PEXPIRE', key, expiry)
+  redis.call('PEXPIRE', jobp .. job, expiry)
+  count(cprefix, rec[3], rec[2], state, retention)
   local camp = rec[3]
-  if camp and camp ~= '' and delivered + undelivered > 0 and redis.call('EXISTS', ARGV[4] .. camp) == 1 then
-    redis.call('HINCRBY', ARGV[4] .. camp, 'n:delivered', delivered)
-    redis.call('HINCRBY', ARGV[4] .. camp, 'n:undelivered', undelivered)
+  if camp and camp ~= '' and delivered + undelivered > 0 and redis.call('EXISTS', cprefix .. camp) == 1 then
+    redis.call('HINCRBY', cprefix .. camp, 'n:delivered', delivered)
+    redis.call('HINCRBY', cprefix .. camp, 'n:undelivered', undelivered)
   end
+  return 1
 end
-return 1
+local out = {}
+local a = 7
+for i = 1, #KEYS do
+  local ok, answer = pcall(finish, KEYS[i], a + 1)
+  if ok then
+    out[i] = answer
+  else
+    out[i] = error_reply(answer)
+  end
+  a = a + 1 + tonumber(ARGV[a])
+end
+return out
 ",
     ))
 });
@@ -472,6 +551,164 @@ return {}
     )
 });
 
+/// Most calls one batch carries: Redis runs nothing else while a script runs, so a batch stays a
+/// few milliseconds of work.
+const BATCH_MAX: usize = 128;
+/// Batches of one kind in flight at once: while one is in Redis or on the wire, the next fills.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// One call's share of a batched script call: its keys and arguments, in the script's order.
+struct Call {
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+/// A call's own answer out of its batch's reply (its item of the script's array), or its error.
+type Answer = Result<Value, StoreError>;
+type Waiting = (Call, oneshot::Sender<Answer>);
+
+/// Coalesces one kind of call (claims or finishes) into batched script calls: every EVALSHA has a
+/// fixed cost in Redis (reading the request, setting the script up, writing the reply; with
+/// Sentinel a WAIT too), so concurrent calls share one. A call goes out at once while fewer than
+/// [`BATCHES_IN_FLIGHT`] batches are out (no timer: an idle store adds no latency); calls made
+/// meanwhile queue and go together, up to [`BATCH_MAX`], when one returns. The script answers
+/// every item on its own, so one item's failure is its alone; a failed call fails all its items.
+/// The task ends once the store (the queue's sender) is dropped and the queued calls went out.
+struct Batcher {
+    queue: mpsc::UnboundedSender<Waiting>,
+}
+
+impl Batcher {
+    /// Starts the batcher of `script`, whose arguments begin with `head` (shared by every item).
+    fn start(script: &'static Script, head: Vec<String>, conn: RedisConnection, secrets: Arc<Secrets>) -> Self {
+        // Unbounded: every queued call has a caller awaiting it, so the callers bound the queue.
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(run_batches(waiting, script, Arc::new(head), conn, secrets));
+        Self { queue }
+    }
+
+    async fn call(&self, call: Call) -> Answer {
+        let stopped = || StoreError::Task("the redis batcher stopped (its runtime shut down)".into());
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((call, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run_batches(
+    mut waiting: mpsc::UnboundedReceiver<Waiting>,
+    script: &'static Script,
+    head: Arc<Vec<String>>,
+    conn: RedisConnection,
+    secrets: Arc<Secrets>,
+) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let Some(first) = waiting.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX
+            && let Ok(next) = waiting.try_recv()
+        {
+            batch.push(next);
+        }
+        // A caller that gave up before its call went out does not have it made.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (head, conn, secrets) = (Arc::clone(&head), conn.clone(), Arc::clone(&secrets));
+        tokio::spawn(async move {
+            let answers = invoke_batch(conn, script, &head, &batch).await;
+            drop(slot);
+            deliver(batch, answers, &secrets);
+        });
+    }
+}
+
+/// One EVALSHA of `script` for the whole batch (loading the script when Redis lacks it): the
+/// reply's items, one per call, errors included.
+async fn invoke_batch(
+    mut conn: RedisConnection,
+    script: &Script,
+    head: &[String],
+    batch: &[Waiting],
+) -> RedisResult<Vec<Value>> {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(batch.iter().map(|(call, _)| call.keys.len()).sum::<usize>());
+    for (call, _) in batch {
+        cmd.arg(&call.keys);
+    }
+    cmd.arg(head);
+    for (call, _) in batch {
+        cmd.arg(&call.args);
+    }
+    // Not `query_async`: it fails the whole reply when any item is an error.
+    let mut reply = top_level(conn.req_packed_command(&cmd).await);
+    if reply.as_ref().is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
+        script.load_async(&mut conn).await?;
+        reply = top_level(conn.req_packed_command(&cmd).await);
+    }
+    match reply? {
+        Value::Array(answers) if answers.len() == batch.len() => Ok(answers),
+        other => Err(RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "a batched script's reply does not answer each call",
+            format!("{} calls, reply {}", batch.len(), reply_shape(&other)),
+        ))),
+    }
+}
+
+/// A reply's own error as an error; the errors inside it (one per failed item) stay values.
+fn top_level(reply: RedisResult<Value>) -> RedisResult<Value> {
+    match reply? {
+        Value::ServerError(e) => Err(e.into()),
+        value => Ok(value),
+    }
+}
+
+/// What kind of reply came (never its content: it may hold job data).
+fn reply_shape(reply: &Value) -> String {
+    match reply {
+        Value::Array(items) => format!("an array of {}", items.len()),
+        Value::Nil => "nil".into(),
+        _ => "not an array".into(),
+    }
+}
+
+/// Hands each caller its answer; a failed call fails every item, each with its own copy.
+fn deliver(batch: Vec<Waiting>, answers: RedisResult<Vec<Value>>, secrets: &Secrets) {
+    match answers {
+        Ok(answers) => {
+            for ((_, reply), answer) in batch.into_iter().zip(answers) {
+                let answer = match answer {
+                    Value::ServerError(e) => Err(secrets.scrub(e.into())),
+                    value => Ok(value),
+                };
+                // A caller that gave up meanwhile takes no answer.
+                let _ = reply.send(answer);
+            }
+        }
+        Err(e) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(secrets.scrub(e.clone())));
+            }
+        }
+    }
+}
+
+/// What must not appear in an error: the URL's credentials, and the URL as it may be shown.
+struct Secrets {
+    secrets: Vec<String>,
+    redacted: String,
+}
+
+impl Secrets {
+    fn scrub(&self, e: RedisError) -> StoreError {
+        scrub(e, &self.secrets, &self.redacted)
+    }
+}
+
 /// The Redis state store; cheap to share, reconnects by itself.
 pub struct RedisStore {
     conn: RedisConnection,
@@ -481,6 +718,11 @@ pub struct RedisStore {
     retention_ms: i64,
     /// `{namespace}:campaign:`, built once: every claim and finish passes it.
     campaign_prefix: String,
+    secrets: Arc<Secrets>,
+    /// Started at the first claim or finish, on the runtime that makes it (a store opened only
+    /// for its connection starts none).
+    claims: OnceLock<Batcher>,
+    finishes: OnceLock<Batcher>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -517,10 +759,34 @@ impl RedisStore {
         })?;
         Ok(Self {
             conn,
-            url: redacted,
+            url: redacted.clone(),
             namespace: namespace.to_string(),
             retention_ms: duration_ms(retention).max(1),
             campaign_prefix: format!("{namespace}:campaign:"),
+            secrets: Arc::new(Secrets { secrets, redacted }),
+            claims: OnceLock::new(),
+            finishes: OnceLock::new(),
+        })
+    }
+
+    fn claims(&self) -> &Batcher {
+        self.claims.get_or_init(|| {
+            let head = vec![self.retention_ms.to_string(), self.campaign_prefix.clone()];
+            Batcher::start(LazyLock::force(&CLAIMS), head, self.conn.clone(), Arc::clone(&self.secrets))
+        })
+    }
+
+    fn finishes(&self) -> &Batcher {
+        self.finishes.get_or_init(|| {
+            let head = vec![
+                self.retention_ms.to_string(),
+                format!("{}:job:", self.namespace),
+                self.campaign_prefix.clone(),
+                self.sid_prefix(),
+                self.early_prefix(),
+                self.pull_prefix(),
+            ];
+            Batcher::start(LazyLock::force(&FINISHES), head, self.conn.clone(), Arc::clone(&self.secrets))
         })
     }
 
@@ -724,23 +990,26 @@ fn nonempty(text: &str) -> Option<&str> {
 impl StateStore for RedisStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let lease_until = request.now.saturating_add(duration_ms(request.lease));
-        let reply: Vec<String> = CLAIM
-            .key(self.record_key(&request.key))
-            .key(self.job_key(request.job_id))
-            .key(self.tombstone_key(request.job_id))
-            .key(self.counted_key(request.job_id))
-            .arg(request.job_id.to_string())
-            .arg(request.attempt.to_string())
-            .arg(&request.owner)
-            .arg(request.now.to_string())
-            .arg(lease_until.to_string())
-            .arg(self.retention_ms.to_string())
-            .arg(&request.key)
-            .arg(if request.replay { "1" } else { "0" })
-            .arg(request.campaign.map(|c| c.to_string()).unwrap_or_default())
-            .arg(&self.campaign_prefix)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let call = Call {
+            keys: vec![
+                self.record_key(&request.key),
+                self.job_key(request.job_id),
+                self.tombstone_key(request.job_id),
+                self.counted_key(request.job_id),
+            ],
+            args: vec![
+                request.job_id.to_string(),
+                request.attempt.to_string(),
+                request.owner.clone(),
+                request.now.to_string(),
+                lease_until.to_string(),
+                request.key.clone(),
+                if request.replay { "1" } else { "0" }.to_string(),
+                request.campaign.map(|c| c.to_string()).unwrap_or_default(),
+            ],
+        };
+        let reply: Vec<String> =
+            redis::from_redis_value(self.claims().call(call).await?).map_err(|e| StoreError::Redis(e.into()))?;
         let key = request.key.as_str();
         let field = |i: usize| reply.get(i).map(String::as_str).unwrap_or_default();
         match field(0) {
@@ -848,38 +1117,31 @@ impl StateStore for RedisStore {
         set.push(("state", state.to_string()));
         set.push(("updated_at", now.to_string()));
 
-        let mut invocation = FINISH.key(self.record_key(key));
-        invocation
-            .arg(expiry.to_string())
-            .arg(self.retention_ms.to_string())
-            .arg(format!("{}:job:", self.namespace))
-            .arg(&self.campaign_prefix)
-            .arg(state)
-            .arg(set.len().to_string())
-            .arg(del.len().to_string());
-        for (field, value) in &set {
-            invocation.arg(*field).arg(value);
+        // The item's arguments after their number (see `FINISHES`).
+        let mut args =
+            vec![String::new(), expiry.to_string(), state.to_string(), set.len().to_string(), del.len().to_string()];
+        for (field, value) in set {
+            args.push(field.to_string());
+            args.push(value);
         }
-        for field in &del {
-            invocation.arg(*field);
-        }
-        if let Finish::Succeeded { receipts, .. } = finish
-            && !receipts.is_empty()
-        {
-            invocation
-                .arg(receipts.sids.len().to_string())
-                .arg(key)
-                .arg(receipts.pull.as_deref().unwrap_or_default())
-                .arg(receipts.callback.as_deref().unwrap_or_default())
-                .arg(self.sid_prefix())
-                .arg(self.early_prefix())
-                .arg(self.pull_prefix())
-                .arg(now.to_string());
-            for (sid, recipient) in &receipts.sids {
-                invocation.arg(sid).arg(recipient);
+        args.extend(del.iter().map(|field| field.to_string()));
+        match finish {
+            Finish::Succeeded { receipts, .. } if !receipts.is_empty() => {
+                args.push(receipts.sids.len().to_string());
+                args.push(key.to_string());
+                args.push(receipts.pull.clone().unwrap_or_default());
+                args.push(receipts.callback.clone().unwrap_or_default());
+                args.push(now.to_string());
+                for (sid, recipient) in &receipts.sids {
+                    args.push(sid.clone());
+                    args.push(recipient.clone());
+                }
             }
+            _ => args.push("0".to_string()),
         }
-        let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        args[0] = (args.len() - 1).to_string();
+        let answer = self.finishes().call(Call { keys: vec![self.record_key(key)], args }).await?;
+        let _: i64 = redis::from_redis_value(answer).map_err(|e| StoreError::Redis(e.into()))?;
         Ok(())
     }
 
@@ -1177,8 +1439,28 @@ impl StateStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{percent_decode, secrets_of};
+    use redis::{ErrorKind, RedisError};
+    use tokio::sync::oneshot;
+
+    use super::{Call, Secrets, deliver, percent_decode, secrets_of};
     use crate::redact;
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_call_without_the_password() {
+        let secrets = Secrets { secrets: vec!["hunter2".into()], redacted: "redis://:***@h:6379/0".into() };
+        let (mut batch, mut answers) = (Vec::new(), Vec::new());
+        for i in 0..3 {
+            let (reply, answer) = oneshot::channel();
+            batch.push((Call { keys: vec![format!("k{i}")], args: Vec::new() }, reply));
+            answers.push(answer);
+        }
+        let failure = RedisError::from((ErrorKind::Io, "connection lost", "AUTH hunter2 refused".to_string()));
+        deliver(batch, Err(failure), &secrets);
+        for answer in answers {
+            let error = answer.await.unwrap().unwrap_err().to_string();
+            assert!(error.contains("connection lost") && !error.contains("hunter2"), "{error}");
+        }
+    }
 
     #[test]
     fn finds_and_masks_passwords() {
