@@ -234,3 +234,25 @@ async fn email_status_turns_final_after_the_delay() {
     }
     sandbox.shutdown().await;
 }
+
+/// Reports made while no callback URL is set wait to be pulled; a plan naming a URL later sends
+/// them (the sender, idle without a URL, wakes on the plan change).
+#[tokio::test]
+async fn reports_waiting_for_a_pull_are_pushed_once_a_url_is_set() {
+    let sandbox = start().await;
+    let phones = numbers(3);
+    let phone_refs: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let answer = Tc3::default().send(&sandbox, &sms_body(&phone_refs)).await;
+    assert_eq!(error_code(&answer), None, "{answer}");
+    let state = sandbox.state();
+    assert_eq!(state.receipts_pending(), 3, "queued for PullSmsSendStatus");
+    assert_eq!(state.stats().receipts_pushed, 0);
+
+    let receiver = Receiver::default();
+    let url = start_receiver(receiver.clone()).await;
+    state.set_receipt_plan(ReceiptPlan { callback_url: Some(url), ..ReceiptPlan::default() });
+    state.wait_until("3 reports pushed", WAIT, |s| s.stats().receipts_pushed >= 3).await.unwrap();
+    assert_eq!(receiver.taken.lock().unwrap().len(), 3, "each report once (the refused request came again)");
+    assert_eq!(state.receipts_pending(), 0);
+    sandbox.shutdown().await;
+}
