@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::LazyLock;
 use std::thread;
 use std::time::Duration;
 
@@ -24,6 +23,9 @@ use crate::model::{
     RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, StoredKey, is_waiting, now_millis, parse_json,
 };
 use crate::tenants;
+
+mod counting;
+use counting::Counting;
 
 /// The most requests run in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -149,35 +151,6 @@ CREATE TABLE IF NOT EXISTS yizhan_leases (
 ) WITHOUT ROWID;
 ";
 
-/// Campaign counters move with the records in the statement that changes them (triggers), so
-/// that no code path can forget them; a record without a campaign only evaluates the WHEN. The
-/// counters have a narrow table of their own (no index but the key), so that a change rewrites
-/// a few numbers, not the campaign's head.
-static TRIGGERS: LazyLock<String> = LazyLock::new(|| {
-    let on_insert: Vec<String> =
-        RECORD_STATUSES.iter().map(|s| format!("n_{s} = n_{s} + (NEW.state = '{s}')")).collect();
-    let on_update: Vec<String> =
-        RECORD_STATUSES.iter().map(|s| format!("n_{s} = n_{s} + (NEW.state = '{s}') - (OLD.state = '{s}')")).collect();
-    format!(
-        "
-CREATE TRIGGER IF NOT EXISTS yizhan_keys_campaign_insert AFTER INSERT ON yizhan_keys
-WHEN NEW.campaign IS NOT NULL
-BEGIN
-    UPDATE yizhan_campaign_counts SET {}, updated_at = MAX(updated_at, NEW.updated_at)
-    WHERE namespace = NEW.namespace AND id = NEW.campaign;
-END;
-CREATE TRIGGER IF NOT EXISTS yizhan_keys_campaign_update AFTER UPDATE OF state ON yizhan_keys
-WHEN NEW.campaign IS NOT NULL AND OLD.state IS NOT NEW.state
-BEGIN
-    UPDATE yizhan_campaign_counts SET {}, updated_at = MAX(updated_at, NEW.updated_at)
-    WHERE namespace = NEW.namespace AND id = NEW.campaign;
-END;
-",
-        on_insert.join(", "),
-        on_update.join(", ")
-    )
-});
-
 /// The SQLite state store. Several deployments may share one file: records are keyed by
 /// `(namespace, key)`.
 pub struct SqliteStore {
@@ -201,12 +174,12 @@ impl SqliteStore {
     pub async fn open(path: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
         let (requests, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let ctx = Ctx { ns: namespace.to_string(), retention_ms: duration_ms(retention) };
+        let (ns, retention_ms) = (namespace.to_string(), duration_ms(retention));
         let db_path = path.to_string();
         thread::Builder::new()
             .name("yizhan-state-sqlite".to_string())
-            .spawn(move || match connect(&db_path) {
-                Ok(conn) => {
+            .spawn(move || match open_connection(&db_path, ns, retention_ms) {
+                Ok((conn, ctx)) => {
                     if ready_tx.send(Ok(())).is_ok() {
                         serve(conn, &ctx, receiver);
                     }
@@ -432,6 +405,22 @@ impl StateStore for SqliteStore {
 struct Ctx {
     ns: String,
     retention_ms: i64,
+    /// The campaign changes of the batch being run.
+    counting: Counting,
+}
+
+impl Ctx {
+    /// The context of the store's connection `conn`, which it makes count campaign changes.
+    fn new(conn: &Connection, ns: String, retention_ms: i64) -> Result<Ctx, StoreError> {
+        Ok(Ctx { ns, retention_ms, counting: Counting::install(conn)? })
+    }
+}
+
+/// The store thread's connection and its context.
+fn open_connection(path: &str, ns: String, retention_ms: i64) -> Result<(Connection, Ctx), StoreError> {
+    let conn = connect(path)?;
+    let ctx = Ctx::new(&conn, ns, retention_ms)?;
+    Ok((conn, ctx))
 }
 
 enum Op {
@@ -531,7 +520,6 @@ pub(crate) fn connect(path: &str) -> Result<Connection, StoreError> {
         "yizhan_campaign_counts",
         &[("n_delivered", "INTEGER NOT NULL DEFAULT 0"), ("n_undelivered", "INTEGER NOT NULL DEFAULT 0")],
     )?;
-    conn.execute_batch(&TRIGGERS)?;
     conn.execute_batch(tenants::SQLITE_SCHEMA)?;
     Ok(conn)
 }
@@ -650,8 +638,18 @@ fn without_savepoints(
     };
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
-        // Dropping `tx` rolls the pass back.
-        results.push(Ok(execute(&tx, ctx, &request.op).ok()?));
+        match execute(&tx, ctx, &request.op) {
+            Ok(reply) => results.push(Ok(reply)),
+            Err(_) => {
+                // Dropping `tx` rolls the pass back.
+                ctx.counting.forget();
+                return None;
+            }
+        }
+    }
+    if let Err(e) = ctx.counting.add_to_counters(&tx) {
+        ctx.counting.forget();
+        return Some(Err(BatchFailure::RolledBack(e.to_string())));
     }
     Some(tx.commit().map(|()| results).map_err(BatchFailure::Sqlite))
 }
@@ -661,15 +659,24 @@ fn with_savepoints(conn: &mut Connection, ctx: &Ctx, behavior: TransactionBehavi
     let mut tx = conn.transaction_with_behavior(behavior).map_err(BatchFailure::Sqlite)?;
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
+        let mark = ctx.counting.mark();
         let result = in_savepoint(&mut tx, ctx, &request.op);
+        if result.is_err() {
+            ctx.counting.restore(mark);
+        }
         if tx.is_autocommit()
             && let Err(e) = &result
         {
             // SQLite rolled the whole transaction back (I/O error, full disk, ...): nothing in this
             // batch was recorded.
+            ctx.counting.forget();
             return Err(BatchFailure::RolledBack(e.to_string()));
         }
         results.push(result);
+    }
+    if let Err(e) = ctx.counting.add_to_counters(&tx) {
+        ctx.counting.forget();
+        return Err(BatchFailure::RolledBack(e.to_string()));
     }
     tx.commit().map_err(BatchFailure::Sqlite)?;
     Ok(results)
@@ -1512,7 +1519,7 @@ mod tests {
     #[test]
     fn a_failing_request_undoes_itself_alone() {
         let mut conn = connect(":memory:").unwrap();
-        let ctx = Ctx { ns: "t".to_string(), retention_ms: 60_000 };
+        let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
         conn.execute(
             "INSERT INTO yizhan_keys (namespace, key, job_id, state, attempt, updated_at)
              VALUES ('t', 'bad', '0190f3d4-0000-7000-8000-000000000000', 'bogus', 1, 0)",
@@ -1532,11 +1539,89 @@ mod tests {
         assert_eq!(running, 2, "both neighbours are recorded once");
     }
 
+    fn running_count(conn: &Connection, campaign: Uuid) -> i64 {
+        conn.query_row(
+            "SELECT n_running FROM yizhan_campaign_counts WHERE namespace = 't' AND id = ?1",
+            [campaign.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// A campaign's counters take the requests of a batch that were recorded, not the one that
+    /// failed, even when they all ran in the pass that was undone.
+    #[test]
+    fn a_failing_request_is_not_counted_in_its_campaign() {
+        let mut conn = connect(":memory:").unwrap();
+        let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
+        let campaign = Uuid::now_v7();
+        conn.execute(
+            "INSERT INTO yizhan_campaign_counts (namespace, id, updated_at) VALUES ('t', ?1, 0)",
+            [campaign.to_string()],
+        )
+        .unwrap();
+        // A record whose state is no status fails the claim that reads it.
+        conn.execute(
+            "INSERT INTO yizhan_keys (namespace, key, job_id, state, attempt, updated_at, campaign)
+             VALUES ('t', 'bad', '0190f3d4-0000-7000-8000-000000000000', 'bogus', 1, 0, ?1)",
+            [campaign.to_string()],
+        )
+        .unwrap();
+        let in_campaign = |key| {
+            let (mut request, answer) = claim(key);
+            if let Op::Claim(claim) = &mut request.op {
+                claim.campaign = Some(campaign);
+            }
+            (request, answer)
+        };
+        let (mut batch, _answers): (Vec<_>, Vec<_>) = ["a", "bad", "c"].map(in_campaign).into_iter().unzip();
+        run_batch(&mut conn, &ctx, &mut batch);
+        assert_eq!(running_count(&conn, campaign), 2, "a and c, each once");
+        let (mut batch, _answers): (Vec<_>, Vec<_>) = ["d"].map(in_campaign).into_iter().unzip();
+        run_batch(&mut conn, &ctx, &mut batch);
+        assert_eq!(running_count(&conn, campaign), 3, "nothing of the failed pass is left to count again");
+    }
+
+    /// A file from an older version has triggers that counted by themselves: opened by this
+    /// version it counts each change once.
+    #[test]
+    fn the_old_counting_triggers_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let path = path.to_str().unwrap();
+        let campaign = Uuid::now_v7();
+        {
+            let old = connect(path).unwrap();
+            old.execute_batch(
+                "CREATE TRIGGER yizhan_keys_campaign_insert AFTER INSERT ON yizhan_keys
+                 WHEN NEW.campaign IS NOT NULL
+                 BEGIN
+                     UPDATE yizhan_campaign_counts SET n_running = n_running + (NEW.state = 'running')
+                     WHERE namespace = NEW.namespace AND id = NEW.campaign;
+                 END;",
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO yizhan_campaign_counts (namespace, id, updated_at) VALUES ('t', ?1, 0)",
+                [campaign.to_string()],
+            )
+            .unwrap();
+        }
+        let mut conn = connect(path).unwrap();
+        let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
+        let (mut request, _answer) = claim("a");
+        if let Op::Claim(claim) = &mut request.op {
+            claim.campaign = Some(campaign);
+        }
+        run_batch(&mut conn, &ctx, &mut vec![request]);
+        assert_eq!(running_count(&conn, campaign), 1);
+    }
+
     /// Without a failure, one transaction records the whole batch.
     #[test]
     fn a_batch_is_recorded_whole() {
         let mut conn = connect(":memory:").unwrap();
-        let ctx = Ctx { ns: "t".to_string(), retention_ms: 60_000 };
+        let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
         let (requests, answers): (Vec<_>, Vec<_>) = ["a", "b", "a"].map(claim).into_iter().unzip();
         let mut batch = requests;
         run_batch(&mut conn, &ctx, &mut batch);
