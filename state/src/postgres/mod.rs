@@ -16,8 +16,10 @@
 //! aborts as a deadlock victim or serialization failure is run again (it changed nothing).
 //!
 //! Batches: what the SQLite backend writes for many ids at once (renewals, accepted ids, tenants,
-//! campaign controls, parking releases) is one statement over an array here.
+//! campaign controls, parking releases) is one statement over an array here; claims and finishes
+//! made at the same time share a transaction (see [`batch`]).
 
+mod batch;
 mod directory;
 mod migrate;
 mod parking;
@@ -26,6 +28,7 @@ mod scratch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -56,6 +59,8 @@ pub struct PostgresStore {
     pool: Pool,
     namespace: String,
     retention_ms: i64,
+    /// Started on first use, on the runtime that uses the store.
+    batcher: OnceLock<batch::Batcher>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -69,7 +74,16 @@ impl PostgresStore {
     /// URL form; plain TCP, no TLS) and migrates its schema.
     pub async fn open(url: &str, namespace: &str, retention: Duration) -> Result<Self, StoreError> {
         let pool = connect(url, POOL_SIZE).await?;
-        Ok(Self { pool, namespace: namespace.to_string(), retention_ms: duration_ms(retention) })
+        Ok(Self {
+            pool,
+            namespace: namespace.to_string(),
+            retention_ms: duration_ms(retention),
+            batcher: OnceLock::new(),
+        })
+    }
+
+    fn batcher(&self) -> &batch::Batcher {
+        self.batcher.get_or_init(|| batch::Batcher::start(self.pool.clone(), Arc::from(self.namespace.as_str())))
     }
 }
 
@@ -659,8 +673,7 @@ async fn prune(tx: &impl GenericClient, ns: &str, now: Millis, retention_ms: i64
 #[async_trait::async_trait]
 impl StateStore for PostgresStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
-        let ns = self.namespace.as_str();
-        in_transaction!(self.pool, |tx| claim(&tx, ns, request).await)
+        self.batcher().claim(request.clone()).await
     }
 
     async fn renew(&self, owner: &str, keys: &[String], now: Millis, lease: Duration) -> Result<(), StoreError> {
@@ -682,8 +695,7 @@ impl StateStore for PostgresStore {
     }
 
     async fn finish(&self, key: &str, _owner: &str, finish: &Finish, now: Millis) -> Result<(), StoreError> {
-        let ns = self.namespace.as_str();
-        in_transaction!(self.pool, |tx| finish_key(&tx, ns, key, finish, now).await)
+        self.batcher().finish(key.to_string(), finish.clone(), now).await
     }
 
     async fn retry_published(&self, key: &str, attempt: u32) -> Result<(), StoreError> {
