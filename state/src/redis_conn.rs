@@ -355,22 +355,14 @@ impl Sentinel {
     async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
         let (generation, mut connection) = self.master().await?;
         let result = connection.req_packed_command(cmd).await;
-        self.settle(generation, &mut connection, result, |_| None).await
+        self.settle(generation, &mut connection, result, lost_master_in).await
     }
 
     async fn commands(&self, pipeline: &redis::Pipeline, offset: usize, count: usize) -> RedisResult<Vec<Value>> {
         let (generation, mut connection) = self.master().await?;
         let result = connection.req_packed_commands(pipeline, offset, count).await;
-        // A pipeline's server errors come back as values, not as its result.
-        self.settle(generation, &mut connection, result, |values: &Vec<Value>| {
-            values.iter().find_map(|value| match value {
-                Value::ServerError(error) if is_lost_master(&RedisError::from(error.clone())) => {
-                    Some(RedisError::from(error.clone()))
-                }
-                _ => None,
-            })
-        })
-        .await
+        self.settle(generation, &mut connection, result, |values: &Vec<Value>| values.iter().find_map(lost_master_in))
+            .await
     }
 
     /// After a call on the master of `generation`: a lost master is forgotten; a successful call
@@ -596,6 +588,20 @@ fn is_lost_master(error: &RedisError) -> bool {
         || matches!(error.kind(), ErrorKind::Server(ReadOnly | MasterDown | BusyLoading))
 }
 
+/// The error in a reply that says the master is lost. Server errors come back as values, not as
+/// the call's result: a command's own (`READONLY` for a write to a demoted master), or an item's of
+/// an array (a batched script answers each item, an item's error included, in an array).
+fn lost_master_in(value: &Value) -> Option<RedisError> {
+    let lost = |value: &Value| match value {
+        Value::ServerError(error) => Some(RedisError::from(error.clone())).filter(is_lost_master),
+        _ => None,
+    };
+    match value {
+        Value::Array(items) => items.iter().find_map(lost),
+        value => lost(value),
+    }
+}
+
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
@@ -630,6 +636,20 @@ mod tests {
 
     fn parse(url: &str) -> RedisResult<SentinelUrl> {
         SentinelUrl::parse(url.strip_prefix("redis+sentinel://").unwrap())
+    }
+
+    /// A demoted master answers a write with `READONLY`, as the reply itself or, from a batched
+    /// script, as one item of it: either way the master is to be found again. Other errors are
+    /// the call's alone.
+    #[test]
+    fn readonly_in_a_reply_or_in_an_item_means_the_master_is_lost() {
+        let value = |resp: &str| redis::parse_redis_value(resp.as_bytes()).unwrap();
+        let readonly = "-READONLY You can't write against a read only replica.\r\n";
+        assert!(lost_master_in(&value(readonly)).is_some());
+        assert!(lost_master_in(&value(&format!("*2\r\n:1\r\n{readonly}"))).is_some());
+        assert!(lost_master_in(&value("-ERR corrupt record\r\n")).is_none());
+        assert!(lost_master_in(&value("*2\r\n:1\r\n-ERR corrupt record\r\n")).is_none());
+        assert!(lost_master_in(&value("+OK\r\n")).is_none());
     }
 
     #[test]
