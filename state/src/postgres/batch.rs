@@ -14,6 +14,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::pool::in_transaction;
+use super::records::{claim, finish_key};
 use crate::model::{Claim, ClaimRequest, Finish, Millis, StoreError};
 
 /// The most calls in one transaction: enough to spread a commit over many jobs, few enough that a
@@ -147,9 +148,7 @@ fn mixed_up() -> StoreError {
 
 async fn execute(tx: &impl GenericClient, ns: &str, call: &Call) -> Result<Done, StoreError> {
     match call {
-        Call::Claim(request) => super::claim(tx, ns, request).await.map(Done::Claim),
-        Call::Finish { key, finish, now } => {
-            super::finish_key(tx, ns, key, finish, *now).await.map(|()| Done::Finished)
-        }
+        Call::Claim(request) => claim(tx, ns, request).await.map(Done::Claim),
+        Call::Finish { key, finish, now } => finish_key(tx, ns, key, finish, *now).await.map(|()| Done::Finished),
     }
 }
