@@ -113,15 +113,21 @@ async fn stopping_the_node_of_the_worker_and_the_producer_loses_no_job() {
     assert_eq!(members(&cluster, &lane).await, 3, "a lane is replicated on every node by default");
 
     // The producer: 20 batches of 100, one every 150 ms, each posted again until accepted (the
-    // idempotency keys absorb a batch stored by the broker whose answer was lost).
+    // idempotency keys absorb a batch stored by the broker whose answer was lost). The second half
+    // waits for the node to have stopped, so that the stop is mid-run however long it takes.
     let client = reqwest::Client::new();
     let prefix = h.prefix.clone();
+    let (node_stopped, stopped) = tokio::sync::oneshot::channel::<()>();
     let producer = tokio::spawn({
         let api = api.clone();
         async move {
             let mut pace = tokio::time::interval(Duration::from_millis(150));
             let mut refused = 0;
+            let mut stopped = Some(stopped);
             for batch in 0..20 {
+                if batch == 10 {
+                    stopped.take().expect("once").await.expect("the test reports the stop");
+                }
                 pace.tick().await;
                 let jobs: Vec<Value> =
                     (batch * 100..batch * 100 + 100).map(|i| sms(i, &format!("{prefix}-{i}"))).collect();
@@ -149,6 +155,7 @@ async fn stopping_the_node_of_the_worker_and_the_producer_loses_no_job() {
     let stop = Instant::now();
     cluster.stop_node(1).await;
     assert!(sandbox.sent_sms().len() < 2000, "the node must stop mid-run");
+    node_stopped.send(()).expect("the producer waits for the stop");
     eventually(
         "the worker is ready again on another node",
         Duration::from_secs(15).saturating_sub(stop.elapsed()),
