@@ -15,6 +15,7 @@
 //! (milliseconds since the Unix epoch) so that leases are testable without sleeping; fleet clocks
 //! must agree to well within the lease.
 
+mod batching;
 mod directory;
 mod model;
 mod parking;

@@ -27,9 +27,10 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::batching::{self, take_batches};
 use crate::model::parse_json;
 use crate::model::{
     CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
@@ -565,7 +566,7 @@ struct Call {
 
 /// A call's own answer out of its batch's reply (its item of the script's array), or its error.
 type Answer = Result<Value, StoreError>;
-type Waiting = (Call, oneshot::Sender<Answer>);
+type Waiting = batching::Waiting<Call, Answer>;
 
 /// Coalesces one kind of call (claims or finishes) into batched script calls: every EVALSHA has a
 /// fixed cost in Redis (reading the request, setting the script up, writing the reply; with
@@ -596,34 +597,20 @@ impl Batcher {
 }
 
 async fn run_batches(
-    mut waiting: mpsc::UnboundedReceiver<Waiting>,
+    waiting: mpsc::UnboundedReceiver<Waiting>,
     script: &'static Script,
     head: Arc<Vec<String>>,
     conn: RedisConnection,
     secrets: Arc<Secrets>,
 ) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let Some(first) = waiting.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX
-            && let Ok(next) = waiting.try_recv()
-        {
-            batch.push(next);
-        }
-        // A caller that gave up before its call went out does not have it made.
-        batch.retain(|(_, reply)| !reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
+    take_batches(waiting, BATCH_MAX, BATCHES_IN_FLIGHT, |batch| {
         let (head, conn, secrets) = (Arc::clone(&head), conn.clone(), Arc::clone(&secrets));
-        tokio::spawn(async move {
+        async move {
             let answers = invoke_batch(conn, script, &head, &batch).await;
-            drop(slot);
             deliver(batch, answers, &secrets);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// One EVALSHA of `script` for the whole batch (loading the script when Redis lacks it): the

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::pool::in_transaction;
 use super::records::{claim, finish_key};
+use crate::batching::{self, take_batches};
 use crate::model::{Claim, ClaimRequest, Finish, Millis, StoreError};
 
 /// The most calls in one transaction: enough to spread a commit over many jobs, few enough that a
@@ -44,7 +45,7 @@ enum Done {
     Finished,
 }
 
-type Waiting = (Call, oneshot::Sender<Result<Done, StoreError>>);
+type Waiting = batching::Waiting<Call, Result<Done, StoreError>>;
 
 /// The queue of a store's batched calls; its task ends once the store (the queue's sender) is
 /// dropped and the queued calls went out.
@@ -82,30 +83,14 @@ impl Batcher {
     }
 }
 
-async fn dispatch(mut waiting: mpsc::UnboundedReceiver<Waiting>, pool: Pool, namespace: Arc<str>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let Some(first) = waiting.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX
-            && let Ok(next) = waiting.try_recv()
-        {
-            batch.push(next);
-        }
-        // A caller that gave up before its call went out does not have it made.
-        batch.retain(|(_, reply)| !reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
+async fn dispatch(waiting: mpsc::UnboundedReceiver<Waiting>, pool: Pool, namespace: Arc<str>) {
+    take_batches(waiting, BATCH_MAX, IN_FLIGHT, |mut batch| {
         // Stable: the calls of one key keep the order they came in.
         batch.sort_by(|a, b| a.0.key().cmp(b.0.key()));
         let (pool, namespace) = (pool.clone(), Arc::clone(&namespace));
-        tokio::spawn(async move {
-            run(&pool, &namespace, batch).await;
-            drop(slot);
-        });
-    }
+        async move { run(&pool, &namespace, batch).await }
+    })
+    .await;
 }
 
 /// Runs `batch` in one transaction, or each call in its own when one of them fails.
