@@ -632,23 +632,18 @@ fn without_savepoints(
     behavior: TransactionBehavior,
     batch: &[Request],
 ) -> Option<BatchOutcome> {
+    // A pass counts its own changes only: none are left of a pass rolled back.
+    ctx.counting.forget();
     let tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
         Err(e) => return Some(Err(BatchFailure::Sqlite(e))),
     };
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
-        match execute(&tx, ctx, &request.op) {
-            Ok(reply) => results.push(Ok(reply)),
-            Err(_) => {
-                // Dropping `tx` rolls the pass back.
-                ctx.counting.forget();
-                return None;
-            }
-        }
+        // Dropping `tx` rolls the pass back.
+        results.push(Ok(execute(&tx, ctx, &request.op).ok()?));
     }
     if let Err(e) = ctx.counting.add_to_counters(&tx) {
-        ctx.counting.forget();
         return Some(Err(BatchFailure::RolledBack(e.to_string())));
     }
     Some(tx.commit().map(|()| results).map_err(BatchFailure::Sqlite))
@@ -656,6 +651,7 @@ fn without_savepoints(
 
 /// Runs the batch with a savepoint per request, so that a failing request undoes itself alone.
 fn with_savepoints(conn: &mut Connection, ctx: &Ctx, behavior: TransactionBehavior, batch: &[Request]) -> BatchOutcome {
+    ctx.counting.forget();
     let mut tx = conn.transaction_with_behavior(behavior).map_err(BatchFailure::Sqlite)?;
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
@@ -669,15 +665,11 @@ fn with_savepoints(conn: &mut Connection, ctx: &Ctx, behavior: TransactionBehavi
         {
             // SQLite rolled the whole transaction back (I/O error, full disk, ...): nothing in this
             // batch was recorded.
-            ctx.counting.forget();
             return Err(BatchFailure::RolledBack(e.to_string()));
         }
         results.push(result);
     }
-    if let Err(e) = ctx.counting.add_to_counters(&tx) {
-        ctx.counting.forget();
-        return Err(BatchFailure::RolledBack(e.to_string()));
-    }
+    ctx.counting.add_to_counters(&tx).map_err(|e| BatchFailure::RolledBack(e.to_string()))?;
     tx.commit().map_err(BatchFailure::Sqlite)?;
     Ok(results)
 }
@@ -1580,6 +1572,38 @@ mod tests {
         let (mut batch, _answers): (Vec<_>, Vec<_>) = ["d"].map(in_campaign).into_iter().unzip();
         run_batch(&mut conn, &ctx, &mut batch);
         assert_eq!(running_count(&conn, campaign), 3, "nothing of the failed pass is left to count again");
+    }
+
+    /// A request that fails after its record changed (here a trigger aborts it once the counting
+    /// trigger has seen the change) takes its change back from the counters with its savepoint.
+    #[test]
+    fn a_request_failing_after_its_change_is_not_counted() {
+        let mut conn = connect(":memory:").unwrap();
+        let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
+        let campaign = Uuid::now_v7();
+        conn.execute(
+            "INSERT INTO yizhan_campaign_counts (namespace, id, updated_at) VALUES ('t', ?1, 0)",
+            [campaign.to_string()],
+        )
+        .unwrap();
+        // Created after the counting triggers, so it fires after them.
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER boom AFTER INSERT ON main.yizhan_keys WHEN NEW.key = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+        )
+        .unwrap();
+        let in_campaign = |key| {
+            let (mut request, answer) = claim(key);
+            if let Op::Claim(claim) = &mut request.op {
+                claim.campaign = Some(campaign);
+            }
+            (request, answer)
+        };
+        let (mut batch, answers): (Vec<_>, Vec<_>) = ["a", "boom", "c"].map(in_campaign).into_iter().unzip();
+        run_batch(&mut conn, &ctx, &mut batch);
+        let answers: Vec<_> = answers.into_iter().map(|mut a| a.try_recv().expect("answered")).collect();
+        assert!(answers[1].is_err(), "the aborted claim fails");
+        assert_eq!(running_count(&conn, campaign), 2, "a and c; not the aborted claim");
     }
 
     /// A file from an older version has triggers that counted by themselves: opened by this

@@ -144,7 +144,7 @@ impl Counting {
         *self.moves() = mark;
     }
 
-    /// Forgets the changes of a transaction that was rolled back.
+    /// Forgets any changes not added (those of a pass that was rolled back).
     pub(super) fn forget(&self) {
         self.moves().0.clear();
     }
