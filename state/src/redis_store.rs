@@ -27,10 +27,9 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::batching::{self, take_batches};
+use crate::batching::{self, Batches};
 use crate::model::parse_json;
 use crate::model::{
     CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
@@ -564,53 +563,25 @@ struct Call {
     args: Vec<String>,
 }
 
-/// A call's own answer out of its batch's reply (its item of the script's array), or its error.
-type Answer = Result<Value, StoreError>;
-type Waiting = batching::Waiting<Call, Answer>;
+type Waiting = batching::Waiting<Call, Value>;
 
-/// Coalesces one kind of call (claims or finishes) into batched script calls: every EVALSHA has a
-/// fixed cost in Redis (reading the request, setting the script up, writing the reply; with
-/// Sentinel a WAIT too), so concurrent calls share one. A call goes out at once while fewer than
-/// [`BATCHES_IN_FLIGHT`] batches are out (no timer: an idle store adds no latency); calls made
-/// meanwhile queue and go together, up to [`BATCH_MAX`], when one returns. The script answers
-/// every item on its own, so one item's failure is its alone; a failed call fails all its items.
-/// The task ends once the store (the queue's sender) is dropped and the queued calls went out.
-struct Batcher {
-    queue: mpsc::UnboundedSender<Waiting>,
-}
+/// Coalesces one kind of call (claims or finishes) into batched script calls (see
+/// [`Batches`]): every EVALSHA has a fixed cost in Redis (reading the request, setting the script
+/// up, writing the reply; with Sentinel a WAIT too), so concurrent calls share one. The script
+/// answers every item on its own (its item of the script's array, or its error), so one item's
+/// failure is its alone; a failed call fails all its items.
+type Batcher = Batches<Call, Value>;
 
-impl Batcher {
-    /// Starts the batcher of `script`, whose arguments begin with `head` (shared by every item).
-    fn start(script: &'static Script, head: Vec<String>, conn: RedisConnection, secrets: Arc<Secrets>) -> Self {
-        // Unbounded: every queued call has a caller awaiting it, so the callers bound the queue.
-        let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run_batches(waiting, script, Arc::new(head), conn, secrets));
-        Self { queue }
-    }
-
-    async fn call(&self, call: Call) -> Answer {
-        let stopped = || StoreError::Task("the redis batcher stopped (its runtime shut down)".into());
-        let (reply, answer) = oneshot::channel();
-        self.queue.send((call, reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-async fn run_batches(
-    waiting: mpsc::UnboundedReceiver<Waiting>,
-    script: &'static Script,
-    head: Arc<Vec<String>>,
-    conn: RedisConnection,
-    secrets: Arc<Secrets>,
-) {
-    take_batches(waiting, BATCH_MAX, BATCHES_IN_FLIGHT, |batch| {
+/// Starts the batcher of `script`, whose arguments begin with `head` (shared by every item).
+fn start_batcher(script: &'static Script, head: Vec<String>, conn: RedisConnection, secrets: Arc<Secrets>) -> Batcher {
+    let head = Arc::new(head);
+    Batches::start("redis batcher", BATCH_MAX, BATCHES_IN_FLIGHT, move |batch| {
         let (head, conn, secrets) = (Arc::clone(&head), conn.clone(), Arc::clone(&secrets));
         async move {
             let answers = invoke_batch(conn, script, &head, &batch).await;
             deliver(batch, answers, &secrets);
         }
     })
-    .await;
 }
 
 /// One EVALSHA of `script` for the whole batch (loading the script when Redis lacks it): the
@@ -759,7 +730,7 @@ impl RedisStore {
     fn claims(&self) -> &Batcher {
         self.claims.get_or_init(|| {
             let head = vec![self.retention_ms.to_string(), self.campaign_prefix.clone()];
-            Batcher::start(LazyLock::force(&CLAIMS), head, self.conn.clone(), Arc::clone(&self.secrets))
+            start_batcher(LazyLock::force(&CLAIMS), head, self.conn.clone(), Arc::clone(&self.secrets))
         })
     }
 
@@ -773,7 +744,7 @@ impl RedisStore {
                 self.early_prefix(),
                 self.pull_prefix(),
             ];
-            Batcher::start(LazyLock::force(&FINISHES), head, self.conn.clone(), Arc::clone(&self.secrets))
+            start_batcher(LazyLock::force(&FINISHES), head, self.conn.clone(), Arc::clone(&self.secrets))
         })
     }
 

@@ -6,16 +6,16 @@
 //! returns. A batch runs its calls one after the other in key order, so that two batches lock the
 //! rows they share in the same order, each call exactly as it would run alone; a caller hears back
 //! only once the transaction committed. If one call fails, the transaction is rolled back and every
-//! call of the batch runs again in a transaction of its own: a failure stays its call's alone.
+//! call of the batch runs again in a transaction of its own: a failure stays its call's alone. A
+//! connection lost or a server unreachable fails the whole batch at once.
 
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio::sync::{mpsc, oneshot};
 
 use super::pool::in_transaction;
 use super::records::{claim, finish_key};
-use crate::batching::{self, take_batches};
+use crate::batching::{self, Batches};
 use crate::model::{Claim, ClaimRequest, Finish, Millis, StoreError};
 
 /// The most calls in one transaction: enough to spread a commit over many jobs, few enough that a
@@ -45,52 +45,34 @@ enum Done {
     Finished,
 }
 
-type Waiting = batching::Waiting<Call, Result<Done, StoreError>>;
+type Waiting = batching::Waiting<Call, Done>;
 
-/// The queue of a store's batched calls; its task ends once the store (the queue's sender) is
-/// dropped and the queued calls went out.
-pub(super) struct Batcher {
-    queue: mpsc::UnboundedSender<Waiting>,
-}
+/// The queue of a store's batched calls.
+pub(super) struct Batcher(Batches<Call, Done>);
 
 impl Batcher {
     pub(super) fn start(pool: Pool, namespace: Arc<str>) -> Batcher {
-        // Unbounded: every queued call has a caller awaiting it, so the callers bound the queue.
-        let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(dispatch(waiting, pool, namespace));
-        Batcher { queue }
+        Batcher(Batches::start("postgres batcher", BATCH_MAX, IN_FLIGHT, move |mut batch: Vec<Waiting>| {
+            // Stable: the calls of one key keep the order they came in.
+            batch.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+            let (pool, namespace) = (pool.clone(), Arc::clone(&namespace));
+            async move { run(&pool, &namespace, batch).await }
+        }))
     }
 
     pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        match self.call(Call::Claim(request)).await? {
+        match self.0.call(Call::Claim(request)).await? {
             Done::Claim(claim) => Ok(claim),
             Done::Finished => Err(mixed_up()),
         }
     }
 
     pub(super) async fn finish(&self, key: String, finish: Finish, now: Millis) -> Result<(), StoreError> {
-        match self.call(Call::Finish { key, finish, now }).await? {
+        match self.0.call(Call::Finish { key, finish, now }).await? {
             Done::Finished => Ok(()),
             Done::Claim(_) => Err(mixed_up()),
         }
     }
-
-    async fn call(&self, call: Call) -> Result<Done, StoreError> {
-        let stopped = || StoreError::Task("the postgres batcher stopped (its runtime shut down)".into());
-        let (reply, answer) = oneshot::channel();
-        self.queue.send((call, reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-async fn dispatch(waiting: mpsc::UnboundedReceiver<Waiting>, pool: Pool, namespace: Arc<str>) {
-    take_batches(waiting, BATCH_MAX, IN_FLIGHT, |mut batch| {
-        // Stable: the calls of one key keep the order they came in.
-        batch.sort_by(|a, b| a.0.key().cmp(b.0.key()));
-        let (pool, namespace) = (pool.clone(), Arc::clone(&namespace));
-        async move { run(&pool, &namespace, batch).await }
-    })
-    .await;
 }
 
 /// Runs `batch` in one transaction, or each call in its own when one of them fails.
@@ -112,17 +94,36 @@ async fn run(pool: &Pool, ns: &str, batch: Vec<Waiting>) {
                 let _ = reply.send(Ok(done));
             }
         }
-        Err(e) if batch.len() == 1 => {
-            let _ = batch.into_iter().next().expect("one call").1.send(Err(e));
+        Err(e) if batch.len() == 1 || !may_be_one_calls(&e) => {
+            // An error is not `Clone`: the first caller gets it, the others its text.
+            let text = e.to_string();
+            let mut batch = batch.into_iter();
+            if let Some((_, reply)) = batch.next() {
+                let _ = reply.send(Err(e));
+            }
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Task(text.clone())));
+            }
         }
         Err(_) => {
-            // Nothing of the batch was recorded: each call alone, in key order as before.
+            // Rolled back: each call alone, in key order as before.
             for (call, reply) in batch {
                 let alone: Result<Done, StoreError> =
                     async { in_transaction!(pool, |tx| execute(&tx, ns, &call).await) }.await;
                 let _ = reply.send(alone);
             }
         }
+    }
+}
+
+/// Whether a batch's failure may be one call's own (a statement the server refused, a corrupt
+/// record), so that the calls run again one by one. A lost connection or an unreachable server
+/// fails every call at once, as each would have failed alone, rather than once per call in turn.
+fn may_be_one_calls(error: &StoreError) -> bool {
+    match error {
+        StoreError::Postgres(e) => e.code().is_some(),
+        StoreError::Task(_) => false,
+        _ => true,
     }
 }
 
@@ -135,5 +136,16 @@ async fn execute(tx: &impl GenericClient, ns: &str, call: &Call) -> Result<Done,
     match call {
         Call::Claim(request) => claim(tx, ns, request).await.map(Done::Claim),
         Call::Finish { key, finish, now } => finish_key(tx, ns, key, finish, *now).await.map(|()| Done::Finished),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_record_is_one_calls_own_and_a_lost_pool_is_everyones() {
+        assert!(may_be_one_calls(&StoreError::Corrupt { key: "k".into(), reason: "state \"bogus\"".into() }));
+        assert!(!may_be_one_calls(&StoreError::Task("postgres pool: timed out".into())));
     }
 }
