@@ -1,8 +1,11 @@
 //! What is particular to one backend: SQLite retention and files, Redis expiry, URL handling and
 //! keeping passwords out of errors.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{LEASE, acquired, request};
 use uuid::Uuid;
 use yizhan_state::{
     CampaignRecord, Claim, ClaimRequest, Finish, Parked, ParkingLot, RedisStore, SqliteParking, SqliteStore,
@@ -10,27 +13,9 @@ use yizhan_state::{
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
-const LEASE: Duration = Duration::from_secs(30);
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", Uuid::now_v7())
-}
-
-fn request(key: &str, job_id: Uuid, owner: &str, now: i64) -> ClaimRequest {
-    ClaimRequest {
-        key: key.to_string(),
-        job_id,
-        attempt: 1,
-        owner: owner.to_string(),
-        now,
-        lease: LEASE,
-        replay: false,
-        campaign: None,
-    }
-}
-
-fn acquired() -> Claim {
-    Claim::Acquired { progress: None, orphaned_attempt: None }
 }
 
 #[tokio::test]
@@ -42,10 +27,10 @@ async fn sqlite_prune_deletes_records_older_than_retention() {
     let t0 = now_millis();
     let (old_key, old_job) = (unique("old"), Uuid::now_v7());
     let (new_key, new_job) = (unique("new"), Uuid::now_v7());
-    store.claim(&request(&old_key, old_job, "w1", t0)).await.unwrap();
+    store.claim(&request(&old_key, old_job, "w1", t0, None)).await.unwrap();
     let done = Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() };
     store.finish(&old_key, "w1", &done, t0 + 1_000).await.unwrap();
-    store.claim(&request(&new_key, new_job, "w1", t0 + 10_000)).await.unwrap();
+    store.claim(&request(&new_key, new_job, "w1", t0 + 10_000, None)).await.unwrap();
 
     // Unchanged for exactly the retention: kept.
     assert_eq!(store.prune(t0 + 1_000 + 3_600_000).await.unwrap(), 0);
@@ -54,7 +39,7 @@ async fn sqlite_prune_deletes_records_older_than_retention() {
     assert_eq!(store.prune(t0 + 1_001 + 3_600_000).await.unwrap(), 1);
     assert_eq!(store.status(old_job).await.unwrap(), None);
     assert!(store.status(new_job).await.unwrap().is_some());
-    assert_eq!(store.claim(&request(&old_key, Uuid::now_v7(), "w2", t0 + 3_700_000)).await.unwrap(), acquired());
+    assert_eq!(store.claim(&request(&old_key, Uuid::now_v7(), "w2", t0 + 3_700_000, None)).await.unwrap(), acquired());
 }
 
 #[tokio::test]
@@ -66,7 +51,7 @@ async fn sqlite_prune_keeps_a_job_findable_while_its_record_is_recent() {
     let (key, job, t0) = (unique("slow"), Uuid::now_v7(), now_millis());
     // Claimed, then finished two hours later (retries): the claim is older than the retention,
     // the record is not.
-    store.claim(&request(&key, job, "w1", t0)).await.unwrap();
+    store.claim(&request(&key, job, "w1", t0, None)).await.unwrap();
     store
         .finish(
             &key,
@@ -91,8 +76,8 @@ async fn sqlite_prune_spares_other_namespaces() {
     let a = SqliteStore::open(path, "a", retention).await.unwrap();
     let b = SqliteStore::open(path, "b", retention).await.unwrap();
     let (key, job_a, job_b, t0) = (unique("k"), Uuid::now_v7(), Uuid::now_v7(), now_millis());
-    a.claim(&request(&key, job_a, "w1", t0)).await.unwrap();
-    b.claim(&request(&key, job_b, "w1", t0)).await.unwrap();
+    a.claim(&request(&key, job_a, "w1", t0, None)).await.unwrap();
+    b.claim(&request(&key, job_b, "w1", t0, None)).await.unwrap();
     assert_eq!(a.prune(t0 + 3_600_000).await.unwrap(), 1);
     assert_eq!(a.status(job_a).await.unwrap(), None);
     assert!(b.status(job_b).await.unwrap().is_some());
@@ -105,10 +90,13 @@ async fn sqlite_records_survive_reopening() {
     let path = path.to_str().unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
     let first = SqliteStore::open(path, "ns", Duration::from_secs(60)).await.unwrap();
-    assert_eq!(first.claim(&request(&key, job, "w1", t0)).await.unwrap(), acquired());
+    assert_eq!(first.claim(&request(&key, job, "w1", t0, None)).await.unwrap(), acquired());
     drop(first);
     let second = SqliteStore::open(path, "ns", Duration::from_secs(60)).await.unwrap();
-    assert!(matches!(second.claim(&request(&key, Uuid::now_v7(), "w2", t0 + 1)).await.unwrap(), Claim::Busy { .. }));
+    assert!(matches!(
+        second.claim(&request(&key, Uuid::now_v7(), "w2", t0 + 1, None)).await.unwrap(),
+        Claim::Busy { .. }
+    ));
     assert_eq!(second.status(job).await.unwrap().unwrap().status, "running");
 }
 
@@ -123,7 +111,7 @@ async fn sqlite_two_stores_on_one_file_agree() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let request = request(&key, Uuid::now_v7(), &format!("w{i}"), t0);
+            let request = request(&key, Uuid::now_v7(), &format!("w{i}"), t0, None);
             tokio::spawn(async move { store.claim(&request).await })
         })
         .collect();
@@ -140,7 +128,7 @@ async fn sqlite_two_stores_on_one_file_agree() {
 async fn sqlite_urls_open() {
     let store = open("sqlite::memory:", "ns").await.unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
-    assert_eq!(store.claim(&request(&key, job, "w1", t0)).await.unwrap(), acquired());
+    assert_eq!(store.claim(&request(&key, job, "w1", t0, None)).await.unwrap(), acquired());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
     open(&url, "ns").await.unwrap();
@@ -203,7 +191,7 @@ async fn sqlite_files_from_before_campaigns_are_upgraded() {
     let (campaign, _) = store.create_campaign(&record).await.unwrap();
     store.add_to_campaign(campaign.id, 1).await.unwrap();
     let job = Uuid::now_v7();
-    let claim = ClaimRequest { campaign: Some(campaign.id), ..request(&unique("new"), job, "w1", t0) };
+    let claim = ClaimRequest { campaign: Some(campaign.id), ..request(&unique("new"), job, "w1", t0, None) };
     assert_eq!(store.claim(&claim).await.unwrap(), acquired());
     assert_eq!(store.status(job).await.unwrap().unwrap().campaign, Some(campaign.id));
     assert_eq!(store.campaign(campaign.id).await.unwrap().unwrap().1.counts["running"], 1);
@@ -236,7 +224,7 @@ async fn sqlite_prune_keeps_scheduled_records_until_after_their_time() {
     let hour = 3_600_000;
     let store = open_with_retention(&url, "ns", Duration::from_secs(3600)).await.unwrap();
     let (key, job, t0) = (unique("later"), Uuid::now_v7(), now_millis());
-    store.claim(&request(&key, job, "w1", t0)).await.unwrap();
+    store.claim(&request(&key, job, "w1", t0, None)).await.unwrap();
     let until = t0 + 10 * hour;
     let waiting =
         Finish::Waiting { attempt: 0, progress: None, reason: "send_at".into(), until, why: WaitReason::Scheduled };
@@ -261,7 +249,8 @@ async fn sqlite_prune_keeps_campaigns_while_they_are_active_or_scheduled() {
     let idle = store.create_campaign(&campaign(None)).await.unwrap().0.id;
     let scheduled = store.create_campaign(&campaign(Some(t0 + 3 * hour))).await.unwrap().0.id;
     let active = store.create_campaign(&campaign(None)).await.unwrap().0.id;
-    let claim = ClaimRequest { campaign: Some(active), ..request(&unique("k"), Uuid::now_v7(), "w1", t0 + 2 * hour) };
+    let claim =
+        ClaimRequest { campaign: Some(active), ..request(&unique("k"), Uuid::now_v7(), "w1", t0 + 2 * hour, None) };
     store.claim(&claim).await.unwrap();
 
     store.prune(t0 + hour + 60_000).await.unwrap();
@@ -278,7 +267,7 @@ async fn redis_scheduled_records_outlive_the_retention_until_their_time() {
     let ns = unique("test");
     let store = RedisStore::open(REDIS_URL, &ns, Duration::from_secs(600)).await.unwrap();
     let (key, job, t0) = (unique("later"), Uuid::now_v7(), now_millis());
-    store.claim(&request(&key, job, "w1", t0)).await.unwrap();
+    store.claim(&request(&key, job, "w1", t0, None)).await.unwrap();
     let until = t0 + 3_600_000;
     let waiting =
         Finish::Waiting { attempt: 0, progress: None, reason: "send_at".into(), until, why: WaitReason::Scheduled };
@@ -328,7 +317,7 @@ async fn redis_prune_is_a_no_op_and_keys_expire() {
     let retention = Duration::from_secs(600);
     let store = RedisStore::open(REDIS_URL, &ns, retention).await.unwrap();
     let (key, job, t0) = (unique("k"), Uuid::now_v7(), now_millis());
-    store.claim(&request(&key, job, "w1", t0)).await.unwrap();
+    store.claim(&request(&key, job, "w1", t0, None)).await.unwrap();
     let done = Finish::Succeeded { attempt: 1, result: None, receipts: Default::default() };
     store.finish(&key, "w1", &done, t0 + 1).await.unwrap();
     assert_eq!(store.prune(t0 + 10 * 3_600_000).await.unwrap(), 0);

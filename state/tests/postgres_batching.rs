@@ -2,16 +2,17 @@
 //! answered as if it ran alone. Each test works in a database of its own, dropped when the test
 //! ends, passed or failed.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{acquired, claim_each_key_three_times_at_once, new_campaign, request};
 use uuid::Uuid;
 use yizhan_state::{
-    CampaignRecord, Claim, ClaimRequest, ExpectedReceipts, Finish, FinishedState, Millis, PostgresStore,
-    ScratchDatabase, StateStore, StoreError, now_millis,
+    Claim, ExpectedReceipts, Finish, FinishedState, PostgresStore, ScratchDatabase, StateStore, StoreError, now_millis,
 };
 
-const LEASE: Duration = Duration::from_secs(30);
 const RETENTION: Duration = Duration::from_secs(3600);
 const NS: &str = "t-batch";
 
@@ -28,23 +29,6 @@ async fn raw(database: &ScratchDatabase) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client
-}
-
-fn request(key: &str, job_id: Uuid, owner: &str, now: Millis, campaign: Option<Uuid>) -> ClaimRequest {
-    ClaimRequest {
-        key: key.to_string(),
-        job_id,
-        attempt: 1,
-        owner: owner.to_string(),
-        now,
-        lease: LEASE,
-        replay: false,
-        campaign,
-    }
-}
-
-fn acquired() -> Claim {
-    Claim::Acquired { progress: None, orphaned_attempt: None }
 }
 
 /// Transactions that wrote the namespace's records: rows written by one share its `xmin`.
@@ -64,43 +48,10 @@ async fn concurrent_claims_and_finishes_share_transactions() {
     let database = database().await;
     let store = store(&database).await;
     let client = raw(&database).await;
-    let record = CampaignRecord {
-        id: Uuid::now_v7(),
-        tenant: "default".into(),
-        key: format!("c-{}", Uuid::now_v7()),
-        head: serde_json::json!({}),
-        send_at: None,
-        created_at: now_millis(),
-    };
-    let (campaign, _) = store.create_campaign(&record).await.unwrap();
-    assert!(store.add_to_campaign(campaign.id, 100).await.unwrap());
-    let campaign = campaign.id;
-
+    let campaign = new_campaign(store.as_ref(), 100).await;
     let t0 = now_millis();
     let keys: Vec<(String, Uuid)> = (0..100).map(|i| (format!("k-{i}"), Uuid::now_v7())).collect();
-    let mut claims = Vec::new();
-    for claimer in 0..3 {
-        for (index, (key, job)) in keys.iter().enumerate() {
-            let (store, request) = (Arc::clone(&store), request(key, *job, &format!("w{claimer}"), t0, Some(campaign)));
-            claims.push(tokio::spawn(async move { (index, request.owner.clone(), store.claim(&request).await) }));
-        }
-    }
-    let mut winners: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
-    let mut busy = vec![0; keys.len()];
-    for claim in claims {
-        let (index, owner, answer) = claim.await.unwrap();
-        match answer.unwrap() {
-            answer if answer == acquired() => winners[index].push(owner),
-            Claim::Busy { retry_in } => {
-                assert_eq!(retry_in, LEASE);
-                busy[index] += 1;
-            }
-            other => panic!("key {index}: unexpected claim answer {other:?}"),
-        }
-    }
-    for (index, owners) in winners.iter().enumerate() {
-        assert_eq!((owners.len(), busy[index]), (1, 2), "key {index}: winners {owners:?}");
-    }
+    let winners = claim_each_key_three_times_at_once(&store, &keys, t0, campaign).await;
     let claimed_in = writing_transactions(&client).await;
     assert!(claimed_in <= 10, "300 claims queued together were recorded in {claimed_in} transactions");
     let (_, status) = store.campaign(campaign).await.unwrap().unwrap();
@@ -110,7 +61,7 @@ async fn concurrent_claims_and_finishes_share_transactions() {
         .iter()
         .enumerate()
         .map(|(index, (key, _))| {
-            let (store, key, owner) = (Arc::clone(&store), key.clone(), winners[index][0].clone());
+            let (store, key, owner) = (Arc::clone(&store), key.clone(), winners[index].clone());
             let finish = Finish::Succeeded {
                 attempt: 1,
                 result: Some(serde_json::json!({"ok": true})),

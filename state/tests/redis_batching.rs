@@ -2,17 +2,18 @@
 //! still answered as if it ran alone. Each test works in a namespace of its own, deleted when the
 //! test ends, passed or failed.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{acquired, claim_each_key_three_times_at_once, new_campaign, request};
 use uuid::Uuid;
 use yizhan_state::{
-    CampaignRecord, Claim, ClaimRequest, DeliveryState, ExpectedReceipts, Finish, FinishedState, Millis, RedisStore,
-    StateStore, StoreError, now_millis,
+    Claim, DeliveryState, ExpectedReceipts, Finish, FinishedState, RedisStore, StateStore, StoreError, now_millis,
 };
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
-const LEASE: Duration = Duration::from_secs(30);
 const RETENTION: Duration = Duration::from_secs(3600);
 
 /// A namespace whose keys are deleted when the test ends, passed or panicked (as the harness
@@ -58,23 +59,6 @@ async fn store(namespace: &Namespace) -> Arc<RedisStore> {
     Arc::new(RedisStore::open(REDIS_URL, &namespace.0, RETENTION).await.expect("open redis (is it on 127.0.0.1:6379?)"))
 }
 
-fn request(key: &str, job_id: Uuid, owner: &str, now: Millis, campaign: Option<Uuid>) -> ClaimRequest {
-    ClaimRequest {
-        key: key.to_string(),
-        job_id,
-        attempt: 1,
-        owner: owner.to_string(),
-        now,
-        lease: LEASE,
-        replay: false,
-        campaign,
-    }
-}
-
-fn acquired() -> Claim {
-    Claim::Acquired { progress: None, orphaned_attempt: None }
-}
-
 fn succeeded(receipts: ExpectedReceipts) -> Finish {
     Finish::Succeeded { attempt: 1, result: Some(serde_json::json!({"ok": true})), receipts }
 }
@@ -86,45 +70,10 @@ fn succeeded(receipts: ExpectedReceipts) -> Finish {
 async fn concurrent_claims_and_finishes_are_answered_one_by_one() {
     let namespace = Namespace::new();
     let store = store(&namespace).await;
-    let record = CampaignRecord {
-        id: Uuid::now_v7(),
-        tenant: "default".into(),
-        key: format!("c-{}", Uuid::now_v7()),
-        head: serde_json::json!({}),
-        send_at: None,
-        created_at: now_millis(),
-    };
-    let (campaign, _) = store.create_campaign(&record).await.unwrap();
-    assert!(store.add_to_campaign(campaign.id, 100).await.unwrap());
-    let campaign = campaign.id;
-
+    let campaign = new_campaign(store.as_ref(), 100).await;
     let t0 = now_millis();
     let keys: Vec<(String, Uuid)> = (0..100).map(|i| (format!("k-{i}"), Uuid::now_v7())).collect();
-    let mut claims = Vec::new();
-    for claimer in 0..3 {
-        for (index, (key, job)) in keys.iter().enumerate() {
-            let (store, request) = (Arc::clone(&store), request(key, *job, &format!("w{claimer}"), t0, Some(campaign)));
-            claims.push(tokio::spawn(async move { (index, request.owner.clone(), store.claim(&request).await) }));
-        }
-    }
-    let mut winners: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
-    let mut busy = vec![0; keys.len()];
-    for claim in claims {
-        let (index, owner, answer) = claim.await.unwrap();
-        match answer.unwrap() {
-            answer if answer == acquired() => winners[index].push(owner),
-            Claim::Busy { retry_in } => {
-                assert_eq!(retry_in, LEASE);
-                busy[index] += 1;
-            }
-            other => panic!("key {index}: unexpected claim answer {other:?}"),
-        }
-    }
-    for (index, owners) in winners.iter().enumerate() {
-        assert_eq!((owners.len(), busy[index]), (1, 2), "key {index}: winners {owners:?}");
-    }
-    let (_, status) = store.campaign(campaign).await.unwrap().unwrap();
-    assert_eq!((status.counts["running"], status.counts["queued"]), (100, 0));
+    let winners = claim_each_key_three_times_at_once(&store, &keys, t0, campaign).await;
 
     // Every tenth job expects two receipts, pulled from one queue.
     let pull = "sms";
@@ -145,7 +94,7 @@ async fn concurrent_claims_and_finishes_are_answered_one_by_one() {
         .iter()
         .enumerate()
         .map(|(index, (key, _))| {
-            let (store, key, owner) = (Arc::clone(&store), key.clone(), winners[index][0].clone());
+            let (store, key, owner) = (Arc::clone(&store), key.clone(), winners[index].clone());
             let finish = succeeded(expected(index));
             tokio::spawn(async move { store.finish(&key, &owner, &finish, t0 + 10).await })
         })
