@@ -27,23 +27,26 @@ impl Api {
     /// (`yizhan_session=...`).
     pub async fn session_cookie(&self, http: &reqwest::Client) -> String {
         let (csrf, login_cookie) = self.login_form(http).await;
-        let signed_in = http
-            .post(format!("{}/ui/login", self.base))
-            .header("cookie", &login_cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
-            .send()
-            .await
-            .unwrap();
+        let signed_in = self.post_login(http, Some(&login_cookie), &[("token", TOKEN), ("csrf", csrf.as_str())]).await;
         assert_eq!(signed_in.status(), 303);
-        let cookie = signed_in
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .find(|c| c.starts_with("yizhan_session="))
-            .expect("a session cookie");
-        cookie.split(';').next().unwrap().to_string()
+        session_set_cookie(&signed_in).split(';').next().unwrap().to_string()
+    }
+
+    /// `POST /ui/login` with the form `fields`, and the login form's cookie when given.
+    pub async fn post_login(
+        &self,
+        http: &reqwest::Client,
+        cookie: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = http
+            .post(format!("{}/ui/login", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(fields));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.unwrap()
     }
 
     /// The console's login form: its CSRF token and cookie, from `GET /ui/login`.
@@ -146,6 +149,17 @@ pub fn form_body(fields: &[(&str, &str)]) -> String {
             .collect::<String>()
     };
     fields.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect::<Vec<_>>().join("&")
+}
+
+/// The `Set-Cookie` of a sign-in's session cookie, attributes included.
+pub fn session_set_cookie(signed_in: &reqwest::Response) -> String {
+    signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("yizhan_session="))
+        .expect("a session cookie")
 }
 
 /// The value of a console form's hidden `csrf` field.

@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use yizhan_sandbox::SandboxConfig;
-use yizhan_tests::api::{Api, TOKEN, form_body, hidden_csrf};
+use yizhan_tests::api::{Api, TOKEN, form_body, hidden_csrf, session_set_cookie};
 use yizhan_tests::shared::ChromeDriver;
 use yizhan_tests::{Harness, Store, WAIT, eventually, number, sms_job};
 
@@ -401,7 +401,6 @@ async fn console_and_api_read_the_dead_letters_one_at_a_time() {
     }
 }
 
-/// `application/x-www-form-urlencoded` of `fields`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_csrf_guard_every_form() {
     let h = Harness::start("console-csrf", Store::Sqlite, SandboxConfig::default_accounts(), "").await;
@@ -437,39 +436,13 @@ async fn sessions_and_csrf_guard_every_form() {
     }
     // The login form itself needs its CSRF token.
     let (csrf, login_cookie) = api.login_form(&http).await;
-    let forged = http
-        .post(format!("{}/ui/login", api.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[("token", TOKEN)]))
-        .send()
-        .await
-        .unwrap();
+    let forged = api.post_login(&http, None, &[("token", TOKEN)]).await;
     assert_eq!(forged.status(), 403, "a login without the CSRF cookie and field");
-    let wrong = http
-        .post(format!("{}/ui/login", api.base))
-        .header("cookie", &login_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[("token", TOKEN), ("csrf", "0000")]))
-        .send()
-        .await
-        .unwrap();
+    let wrong = api.post_login(&http, Some(&login_cookie), &[("token", TOKEN), ("csrf", "0000")]).await;
     assert_eq!(wrong.status(), 403, "a login with a wrong CSRF token");
-    let signed_in = http
-        .post(format!("{}/ui/login", api.base))
-        .header("cookie", &login_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[("token", TOKEN), ("csrf", csrf.as_str())]))
-        .send()
-        .await
-        .unwrap();
+    let signed_in = api.post_login(&http, Some(&login_cookie), &[("token", TOKEN), ("csrf", csrf.as_str())]).await;
     assert_eq!(signed_in.status(), 303);
-    let set_cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("yizhan_session="))
-        .expect("a session cookie");
+    let set_cookie = session_set_cookie(&signed_in);
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     assert!(!set_cookie.contains(TOKEN), "the cookie never carries the token");
     let session = set_cookie.split(';').next().unwrap().to_string();
