@@ -1491,7 +1491,7 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 mod tests {
     use super::*;
 
-    fn claim(key: &str) -> (Request, oneshot::Receiver<Result<Reply, StoreError>>) {
+    fn claim(key: &str, campaign: Option<Uuid>) -> (Request, oneshot::Receiver<Result<Reply, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let op = Op::Claim(ClaimRequest {
             key: key.to_string(),
@@ -1501,7 +1501,7 @@ mod tests {
             now: 1_000,
             lease: Duration::from_secs(30),
             replay: false,
-            campaign: None,
+            campaign,
         });
         (Request { op, reply }, answer)
     }
@@ -1518,7 +1518,7 @@ mod tests {
             [],
         )
         .unwrap();
-        let (requests, answers): (Vec<_>, Vec<_>) = ["a", "bad", "c"].map(claim).into_iter().unzip();
+        let (requests, answers): (Vec<_>, Vec<_>) = ["a", "bad", "c"].map(|key| claim(key, None)).into_iter().unzip();
         let mut batch = requests;
         run_batch(&mut conn, &ctx, &mut batch);
         let answers: Vec<_> = answers.into_iter().map(|mut a| a.try_recv().expect("answered")).collect();
@@ -1529,6 +1529,17 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM yizhan_keys WHERE namespace = 't' AND state = 'running'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(running, 2, "both neighbours are recorded once");
+    }
+
+    /// A campaign's counters row (all zero), as creating the campaign makes it.
+    fn new_counters(conn: &Connection) -> Uuid {
+        let campaign = Uuid::now_v7();
+        conn.execute(
+            "INSERT INTO yizhan_campaign_counts (namespace, id, updated_at) VALUES ('t', ?1, 0)",
+            [campaign.to_string()],
+        )
+        .unwrap();
+        campaign
     }
 
     fn running_count(conn: &Connection, campaign: Uuid) -> i64 {
@@ -1546,12 +1557,7 @@ mod tests {
     fn a_failing_request_is_not_counted_in_its_campaign() {
         let mut conn = connect(":memory:").unwrap();
         let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
-        let campaign = Uuid::now_v7();
-        conn.execute(
-            "INSERT INTO yizhan_campaign_counts (namespace, id, updated_at) VALUES ('t', ?1, 0)",
-            [campaign.to_string()],
-        )
-        .unwrap();
+        let campaign = new_counters(&conn);
         // A record whose state is no status fails the claim that reads it.
         conn.execute(
             "INSERT INTO yizhan_keys (namespace, key, job_id, state, attempt, updated_at, campaign)
@@ -1559,13 +1565,7 @@ mod tests {
             [campaign.to_string()],
         )
         .unwrap();
-        let in_campaign = |key| {
-            let (mut request, answer) = claim(key);
-            if let Op::Claim(claim) = &mut request.op {
-                claim.campaign = Some(campaign);
-            }
-            (request, answer)
-        };
+        let in_campaign = |key| claim(key, Some(campaign));
         let (mut batch, _answers): (Vec<_>, Vec<_>) = ["a", "bad", "c"].map(in_campaign).into_iter().unzip();
         run_batch(&mut conn, &ctx, &mut batch);
         assert_eq!(running_count(&conn, campaign), 2, "a and c, each once");
@@ -1580,25 +1580,14 @@ mod tests {
     fn a_request_failing_after_its_change_is_not_counted() {
         let mut conn = connect(":memory:").unwrap();
         let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
-        let campaign = Uuid::now_v7();
-        conn.execute(
-            "INSERT INTO yizhan_campaign_counts (namespace, id, updated_at) VALUES ('t', ?1, 0)",
-            [campaign.to_string()],
-        )
-        .unwrap();
+        let campaign = new_counters(&conn);
         // Created after the counting triggers, so it fires after them.
         conn.execute_batch(
             "CREATE TEMP TRIGGER boom AFTER INSERT ON main.yizhan_keys WHEN NEW.key = 'boom'
              BEGIN SELECT RAISE(ABORT, 'boom'); END;",
         )
         .unwrap();
-        let in_campaign = |key| {
-            let (mut request, answer) = claim(key);
-            if let Op::Claim(claim) = &mut request.op {
-                claim.campaign = Some(campaign);
-            }
-            (request, answer)
-        };
+        let in_campaign = |key| claim(key, Some(campaign));
         let (mut batch, answers): (Vec<_>, Vec<_>) = ["a", "boom", "c"].map(in_campaign).into_iter().unzip();
         run_batch(&mut conn, &ctx, &mut batch);
         let answers: Vec<_> = answers.into_iter().map(|mut a| a.try_recv().expect("answered")).collect();
@@ -1633,10 +1622,7 @@ mod tests {
         }
         let mut conn = connect(path).unwrap();
         let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
-        let (mut request, _answer) = claim("a");
-        if let Op::Claim(claim) = &mut request.op {
-            claim.campaign = Some(campaign);
-        }
+        let (request, _answer) = claim("a", Some(campaign));
         run_batch(&mut conn, &ctx, &mut vec![request]);
         assert_eq!(running_count(&conn, campaign), 1);
     }
@@ -1646,7 +1632,7 @@ mod tests {
     fn a_batch_is_recorded_whole() {
         let mut conn = connect(":memory:").unwrap();
         let ctx = Ctx::new(&conn, "t".to_string(), 60_000).unwrap();
-        let (requests, answers): (Vec<_>, Vec<_>) = ["a", "b", "a"].map(claim).into_iter().unzip();
+        let (requests, answers): (Vec<_>, Vec<_>) = ["a", "b", "a"].map(|key| claim(key, None)).into_iter().unzip();
         let mut batch = requests;
         run_batch(&mut conn, &ctx, &mut batch);
         let answers: Vec<_> = answers.into_iter().map(|mut a| a.try_recv().expect("answered")).collect();
