@@ -4,6 +4,7 @@
 //! Only `POST /` with an empty query string is signed: that is the one form the JSON APIs use.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -18,7 +19,13 @@ pub struct Tc3Signer {
     secret_id: String,
     secret_key: Secret,
     service: String,
+    /// The last derived signing key and the UTC day it is for: deriving takes three HMACs, and a
+    /// key serves every request of its day. Never printed.
+    signing_key: Arc<Mutex<Option<DayKey>>>,
 }
+
+/// A UTC day (days since the epoch) and its signing key.
+type DayKey = (i64, [u8; 32]);
 
 impl fmt::Debug for Tc3Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,7 +55,7 @@ pub struct SignInput<'a> {
 impl Tc3Signer {
     /// A signer for one API key and one service (`sms`, `ses`: the credential scope's service).
     pub fn new(secret_id: impl Into<String>, secret_key: Secret, service: impl Into<String>) -> Self {
-        Tc3Signer { secret_id: secret_id.into(), secret_key, service: service.into() }
+        Tc3Signer { secret_id: secret_id.into(), secret_key, service: service.into(), signing_key: Arc::default() }
     }
 
     /// The SecretId, which the `Authorization` header carries in clear (it is not a secret).
@@ -62,20 +69,28 @@ impl Tc3Signer {
         let date = utc_date(input.timestamp);
         let scope = format!("{date}/{}/tc3_request", self.service);
         let to_sign = string_to_sign(input.timestamp, &scope, &canonical);
-        let signature = self.signature(&date, &to_sign);
+        let signature = hex::encode(hmac_sha256(&self.signing_key(input.timestamp, &date), to_sign.as_bytes()));
         format!(
             "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             self.secret_id
         )
     }
 
-    /// `hex(HMAC(SecretSigning, StringToSign))` with the derived-key chain of
-    /// docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256, step 3.
-    fn signature(&self, date: &str, string_to_sign: &str) -> String {
+    /// `SecretSigning` of the derived-key chain of docs/providers/tencent-cloud.md#signing-tc3-hmac-sha256,
+    /// step 3, for the UTC day of `timestamp` (whose date is `date`).
+    fn signing_key(&self, timestamp: i64, date: &str) -> [u8; 32] {
+        let day = timestamp.div_euclid(86_400);
+        let mut cached = self.signing_key.lock().expect("signing key cache");
+        if let Some((cached_day, key)) = *cached
+            && cached_day == day
+        {
+            return key;
+        }
         let secret_date = hmac_sha256(format!("TC3{}", self.secret_key.expose()).as_bytes(), date.as_bytes());
         let secret_service = hmac_sha256(&secret_date, self.service.as_bytes());
-        let secret_signing = hmac_sha256(&secret_service, b"tc3_request");
-        hex::encode(hmac_sha256(&secret_signing, string_to_sign.as_bytes()))
+        let key = hmac_sha256(&secret_service, b"tc3_request");
+        *cached = Some((day, key));
+        key
     }
 }
 
@@ -107,10 +122,10 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(message);
-    mac.finalize().into_bytes().to_vec()
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -192,6 +207,24 @@ mod tests {
             signer
                 .authorization(&input(&[("x-tc-action", "DescribeInstances")]))
                 .ends_with("Signature=644be983de9a8a3f00db8eadaba61467c3b429e2215758ba897b738ca469fd26")
+        );
+    }
+
+    #[test]
+    fn the_signing_key_follows_the_date() {
+        let signer = Tc3Signer::new(SECRET_ID, Secret::new(SECRET_KEY), "cvm");
+        let at = |timestamp| SignInput { timestamp, ..input(&[]) };
+        // Signed on the next day, then on the vector's day again: each as a fresh signer signs it.
+        let next_day = signer.authorization(&at(TIMESTAMP + 86_400));
+        assert_eq!(
+            next_day,
+            Tc3Signer::new(SECRET_ID, Secret::new(SECRET_KEY), "cvm").authorization(&at(TIMESTAMP + 86_400))
+        );
+        assert!(next_day.contains("/2019-02-26/cvm/"), "{next_day}");
+        assert!(
+            signer
+                .authorization(&input(&[]))
+                .ends_with("Signature=72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168")
         );
     }
 
