@@ -41,6 +41,9 @@ pub fn client() -> reqwest::Client {
         // Providers answer directly; a redirect would change the signed host, so it is an answer
         // to classify, not to follow.
         .redirect(reqwest::redirect::Policy::none())
+        // Retrying is the pipeline's, which classifies every failure. reqwest's own layer only
+        // replays HTTP/2 refusals (this client speaks HTTP/1.1), yet copies every request for it.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .build()
         .expect("the HTTP client builds once a TLS crypto provider is installed")
 }
