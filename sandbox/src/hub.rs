@@ -275,7 +275,9 @@ impl Hub {
                 Provider::Wecom => d.stats.wecom_requests += 1,
                 Provider::Unknown => d.stats.unknown_requests += 1,
             }
-            push_capped(&mut d.requests, request.to_record(provider), cap);
+            if cap > 0 {
+                push_capped(&mut d.requests, request.to_record(provider), cap);
+            }
         });
     }
 

@@ -105,3 +105,14 @@ async fn delay_endpoint_and_unknown_paths() {
     assert_eq!(state.requests_for(yizhan_sandbox::Provider::Unknown).len(), 1);
     assert_eq!(state.stats().unknown_requests, 1);
 }
+
+#[tokio::test]
+async fn a_record_limit_of_zero_keeps_the_counters_and_no_records() {
+    let sandbox = common::start_with(yizhan_sandbox::SandboxConfig::default_accounts().record_limit(0)).await;
+    let answer = Tc3::default().send(&sandbox, &sms_body(&["+8613800000001", "+8613800000002"])).await;
+    assert_eq!(status_codes(&answer), ["Ok", "Ok"]);
+    let state = sandbox.state();
+    assert_eq!(state.stats().tencent_requests, 1);
+    assert_eq!(state.stats().sms_sent, 2);
+    assert!(state.requests_for(yizhan_sandbox::Provider::Tencent).is_empty());
+}
