@@ -297,6 +297,43 @@ pub struct Delivery {
     pub at: Option<Millis>,
 }
 
+impl Delivery {
+    /// A receipt that came before its message's success was recorded, as stored (`state`, `code`,
+    /// `at`); none when its state is not one we know.
+    pub(crate) fn early(state: &str, code: Option<String>, at: Millis) -> Option<Delivery> {
+        DeliveryState::parse(state).map(|state| Delivery { state, code, at: Some(at) })
+    }
+}
+
+/// A success's `delivery` field, built message by message by the stores that index receipts:
+/// each recipient's early receipt, or pending; and how many of those were final.
+#[derive(Debug, Default)]
+pub(crate) struct Deliveries {
+    by_recipient: BTreeMap<String, Delivery>,
+    /// Early receipts that said delivered.
+    pub(crate) delivered: i64,
+    /// Early receipts that said failed.
+    pub(crate) undelivered: i64,
+}
+
+impl Deliveries {
+    /// `recipient`'s message, with the receipt that came first (`early`) or pending.
+    pub(crate) fn add(&mut self, recipient: &str, early: Option<Delivery>) {
+        let delivery = early.unwrap_or(Delivery { state: DeliveryState::Pending, code: None, at: None });
+        match delivery.state {
+            DeliveryState::Delivered => self.delivered += 1,
+            DeliveryState::Failed => self.undelivered += 1,
+            DeliveryState::Pending => {}
+        }
+        self.by_recipient.insert(recipient.to_owned(), delivery);
+    }
+
+    /// The JSON the record's `delivery` column holds.
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(&self.by_recipient).expect("a map of strings serialises")
+    }
+}
+
 /// The receipts a success expects: one per message the provider accepted, by the provider's id
 /// for it (`sid`: an SMS `SerialNo`, an SES `MessageId` and address).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -734,6 +771,20 @@ mod tests {
     use super::*;
 
     const JOB: &str = "0190c0de-0000-7000-8000-000000000001";
+
+    #[test]
+    fn deliveries_count_the_final_early_receipts_and_leave_the_rest_pending() {
+        let mut deliveries = Deliveries::default();
+        deliveries.add("+8613800000001", Delivery::early("delivered", Some("DELIVRD".into()), 5));
+        deliveries.add("+8613800000002", Delivery::early("failed", Some("UNDELIV".into()), 6));
+        deliveries.add("+8613800000003", None);
+        deliveries.add("+8613800000004", Delivery::early("bogus", None, 7));
+        assert_eq!((deliveries.delivered, deliveries.undelivered), (1, 1));
+        assert_eq!(
+            deliveries.to_json(),
+            r#"{"+8613800000001":{"state":"delivered","code":"DELIVRD","at":5},"+8613800000002":{"state":"failed","code":"UNDELIV","at":6},"+8613800000003":{"state":"pending"},"+8613800000004":{"state":"pending"}}"#
+        );
+    }
 
     fn request(attempt: u32, replay: bool) -> ClaimRequest {
         ClaimRequest {

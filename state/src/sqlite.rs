@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::model::{
-    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Delivery, DeliveryDone,
-    DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish, FinishedState, JobStatus, Millis, PendingReceipt,
-    RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, StoredKey, is_waiting, now_millis, parse_json,
+    CampaignControl, CampaignRecord, CampaignStatus, CancelOutcome, Claim, ClaimRequest, Deliveries, Delivery,
+    DeliveryDone, DeliveryState, EARLY_RECEIPT_TTL, ExpectedReceipts, Finish, FinishedState, JobStatus, Millis,
+    PendingReceipt, RECORD_STATUSES, Receipt, ReceiptsRecorded, StateStore, StoreError, StoredKey, is_waiting,
+    now_millis, parse_json,
 };
 use crate::tenants;
 
@@ -1304,8 +1305,7 @@ fn index_receipts(
     if receipts.is_empty() {
         return Ok(None);
     }
-    let mut delivery: BTreeMap<String, Delivery> = BTreeMap::new();
-    let (mut delivered, mut undelivered) = (0i64, 0i64);
+    let mut deliveries = Deliveries::default();
     for (sid, recipient) in &receipts.sids {
         let early = conn
             .prepare_cached("SELECT state, code, at FROM yizhan_early_receipts WHERE namespace = ?1 AND sid = ?2")?
@@ -1313,9 +1313,7 @@ fn index_receipts(
                 Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, i64>(2)?))
             })
             .optional()?;
-        let early = early.and_then(|(state, code, at)| {
-            DeliveryState::parse(&state).map(|state| Delivery { state, code, at: Some(at) })
-        });
+        let early = early.and_then(|(state, code, at)| Delivery::early(&state, code, at));
         // A message whose receipt is already here is not asked about.
         let pull = receipts.pull.as_deref().filter(|_| early.is_none());
         conn.prepare_cached(
@@ -1325,31 +1323,21 @@ fn index_receipts(
                 pull = excluded.pull, due = excluded.due, at = excluded.at",
         )?
         .execute(params![ctx.ns, sid, key, recipient, pull, now])?;
-        match early {
-            Some(found) => {
-                conn.prepare_cached("DELETE FROM yizhan_early_receipts WHERE namespace = ?1 AND sid = ?2")?
-                    .execute(params![ctx.ns, sid])?;
-                match found.state {
-                    DeliveryState::Delivered => delivered += 1,
-                    DeliveryState::Failed => undelivered += 1,
-                    DeliveryState::Pending => {}
-                }
-                delivery.insert(recipient.clone(), found);
-            }
-            None => {
-                delivery.insert(recipient.clone(), Delivery { state: DeliveryState::Pending, code: None, at: None });
-            }
+        if early.is_some() {
+            conn.prepare_cached("DELETE FROM yizhan_early_receipts WHERE namespace = ?1 AND sid = ?2")?
+                .execute(params![ctx.ns, sid])?;
         }
+        deliveries.add(recipient, early);
     }
-    if delivered + undelivered > 0 {
+    if deliveries.delivered + deliveries.undelivered > 0 {
         let campaign: Option<String> = conn
             .prepare_cached("SELECT campaign FROM yizhan_keys WHERE namespace = ?1 AND key = ?2")?
             .query_row(params![ctx.ns, key], |row| row.get(0))
             .optional()?
             .flatten();
-        count_deliveries(conn, ctx, campaign.as_deref(), delivered, undelivered, now)?;
+        count_deliveries(conn, ctx, campaign.as_deref(), deliveries.delivered, deliveries.undelivered, now)?;
     }
-    Ok(Some(serde_json::to_string(&delivery).expect("a map of strings serialises")))
+    Ok(Some(deliveries.to_json()))
 }
 
 /// Moves a campaign's `delivered` and `undelivered` counts (nothing without a campaign).

@@ -1,14 +1,11 @@
 //! A key's record: claims and finishes (with the message ids a success indexes for receipts),
 //! each run in the caller's transaction, alone or in a batch (see [`super::batch`]).
 
-use std::collections::BTreeMap;
-
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use crate::model::{
-    Claim, ClaimRequest, Delivery, DeliveryState, ExpectedReceipts, Finish, FinishedState, Millis, StoreError,
-    StoredKey,
+    Claim, ClaimRequest, Deliveries, Delivery, ExpectedReceipts, Finish, FinishedState, Millis, StoreError, StoredKey,
 };
 use crate::sqlite::{duration_ms, to_json};
 
@@ -285,34 +282,21 @@ async fn index_receipts(
                 pull = excluded.pull, due = excluded.due, at = excluded.at",
         ),
     )?;
-    let mut delivery: BTreeMap<String, Delivery> = BTreeMap::new();
-    let (mut delivered, mut undelivered) = (0i64, 0i64);
+    let mut deliveries = Deliveries::default();
     for (sid, recipient) in &receipts.sids {
-        let early = tx.query_opt(&take_early, &[&ns, sid]).await?.and_then(|row| {
-            let (state, code, at): (String, Option<String>, i64) = (row.get(0), row.get(1), row.get(2));
-            DeliveryState::parse(&state).map(|state| Delivery { state, code, at: Some(at) })
-        });
+        let early = tx
+            .query_opt(&take_early, &[&ns, sid])
+            .await?
+            .and_then(|row| Delivery::early(row.get(0), row.get(1), row.get(2)));
         // A message whose receipt is already here is not asked about.
         let pull = receipts.pull.as_deref().filter(|_| early.is_none());
         tx.execute(&index, &[&ns, sid, &key, recipient, &pull, &now]).await?;
-        match early {
-            Some(found) => {
-                match found.state {
-                    DeliveryState::Delivered => delivered += 1,
-                    DeliveryState::Failed => undelivered += 1,
-                    DeliveryState::Pending => {}
-                }
-                delivery.insert(recipient.clone(), found);
-            }
-            None => {
-                delivery.insert(recipient.clone(), Delivery { state: DeliveryState::Pending, code: None, at: None });
-            }
-        }
+        deliveries.add(recipient, early);
     }
-    if delivered + undelivered > 0 {
+    if deliveries.delivered + deliveries.undelivered > 0 {
         let select = tx.prepare_cached("SELECT campaign FROM yizhan_keys WHERE namespace = $1 AND key = $2").await?;
         let campaign: Option<String> = tx.query_opt(&select, &[&ns, &key]).await?.and_then(|row| row.get(0));
-        count_deliveries(tx, ns, campaign.as_deref(), delivered, undelivered, now).await?;
+        count_deliveries(tx, ns, campaign.as_deref(), deliveries.delivered, deliveries.undelivered, now).await?;
     }
-    Ok(Some(serde_json::to_string(&delivery).expect("a map of strings serialises")))
+    Ok(Some(deliveries.to_json()))
 }
