@@ -40,27 +40,51 @@ use crate::redis_conn::{RedisConnection, percent_decode, redis_connect};
 use crate::sqlite::{duration_ms, parse_campaign_id, parse_control, tombstone_status};
 use crate::{redact, tenants};
 
-/// The Lua function that moves a campaign's counters (see [`StateStore`]): nothing for a record
-/// without a campaign, or one whose campaign is unknown; keeps the campaign at least `retention`.
+/// The Lua functions that move campaigns' counters (see [`StateStore`]). `count` and `add_count`
+/// only sum the changes, per campaign and counter; `flush_counts`, at the end of the script, writes
+/// them: a batch of one campaign's jobs moves its counters with a few calls, not three per job.
+/// Nothing for a record without a campaign, or one whose campaign is unknown; a campaign counted
+/// is kept at least `retention`. Nothing else runs while a script runs, so writing the sums at its
+/// end is seen by every reader as the changes one by one.
 macro_rules! lua_count {
     () => {
         r"
-local function count(cprefix, camp, from, to, retention)
-  if not camp or camp == '' or from == to then
+local counts = {}
+local function add_count(camp, counter, n)
+  if not camp or camp == '' or n == 0 then
     return
   end
-  local ckey = cprefix .. camp
-  -- -2: no such campaign (PTTL answers whether it exists and how long it lives in one call).
-  local ttl = redis.call('PTTL', ckey)
-  if ttl == -2 then
+  local c = counts[camp]
+  if not c then
+    c = {}
+    counts[camp] = c
+  end
+  c[counter] = (c[counter] or 0) + n
+end
+local function count(camp, from, to)
+  if from == to then
     return
   end
   if from then
-    redis.call('HINCRBY', ckey, 'n:' .. from, -1)
+    add_count(camp, 'n:' .. from, -1)
   end
-  redis.call('HINCRBY', ckey, 'n:' .. to, 1)
-  if ttl >= 0 and ttl < tonumber(retention) then
-    redis.call('PEXPIRE', ckey, retention)
+  add_count(camp, 'n:' .. to, 1)
+end
+local function flush_counts(cprefix, retention)
+  for camp, c in pairs(counts) do
+    local ckey = cprefix .. camp
+    -- -2: no such campaign (PTTL answers whether it exists and how long it lives in one call).
+    local ttl = redis.call('PTTL', ckey)
+    if ttl ~= -2 then
+      for counter, n in pairs(c) do
+        if n ~= 0 then
+          redis.call('HINCRBY', ckey, counter, n)
+        end
+      end
+      if ttl >= 0 and ttl < tonumber(retention) then
+        redis.call('PEXPIRE', ckey, retention)
+      end
+    end
   end
 end
 "
@@ -101,7 +125,7 @@ static CLAIMS: LazyLock<Script> = LazyLock::new(|| {
 local retention, cprefix = ARGV[1], ARGV[2]
 local function duplicate(campaign, counted_key)
   if campaign ~= '' and redis.call('SET', counted_key, '1', 'NX', 'PX', retention) then
-    count(cprefix, campaign, false, 'duplicate', retention)
+    count(campaign, false, 'duplicate')
   end
 end
 -- r_state, r_next, r_campaign: what the record held (nil when absent).
@@ -120,7 +144,7 @@ local function acquire(rec_key, r_state, r_next, r_campaign, job_id, new_attempt
     redis.call('HDEL', rec_key, 'next_attempt_at')
   end
   redis.call('PEXPIRE', rec_key, retention)
-  count(cprefix, rec_campaign, r_state, 'running', retention)
+  count(rec_campaign, r_state, 'running')
 end
 local function claim(rec_key, job_key, tomb_key, counted_key, job_id, attempt, owner, now, lease_until, idem_key,
     replay, campaign)
@@ -139,7 +163,7 @@ local function claim(rec_key, job_key, tomb_key, counted_key, job_id, attempt, o
         redis.call('HSET', rec_key, 'job_id', job_id, 'state', 'cancelled', 'attempt', '0', 'updated_at', now)
       end
       redis.call('PEXPIRE', rec_key, retention)
-      count(cprefix, campaign, false, 'cancelled', retention)
+      count(campaign, false, 'cancelled')
       return {'finished', 'cancelled'}
     end
     duplicate(campaign, counted_key)
@@ -199,6 +223,7 @@ for i = 0, (#ARGV - 2) / 8 - 1 do
     out[i + 1] = error_reply(answer)
   end
 end
+flush_counts(cprefix, retention)
 return out
 ",
     ))
@@ -283,12 +308,9 @@ local function finish(key, a)
   end
   redis.call('PEXPIRE', key, expiry)
   redis.call('PEXPIRE', jobp .. job, expiry)
-  count(cprefix, rec[3], rec[2], state, retention)
-  local camp = rec[3]
-  if camp and camp ~= '' and delivered + undelivered > 0 and redis.call('EXISTS', cprefix .. camp) == 1 then
-    redis.call('HINCRBY', cprefix .. camp, 'n:delivered', delivered)
-    redis.call('HINCRBY', cprefix .. camp, 'n:undelivered', undelivered)
-  end
+  count(rec[3], rec[2], state)
+  add_count(rec[3], 'n:delivered', delivered)
+  add_count(rec[3], 'n:undelivered', undelivered)
   return 1
 end
 local out = {}
@@ -302,6 +324,7 @@ for i = 1, #KEYS do
   end
   a = a + 1 + tonumber(ARGV[a])
 end
+flush_counts(cprefix, retention)
 return out
 ",
     ))
@@ -312,7 +335,8 @@ return out
 /// Returns the receipts counted, the early ones kept, then (job id, callback) of every record
 /// whose receipts all became final and that has a callback.
 static RECEIPTS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        lua_count!(),
         r"
 local sidp, recp, earlyp, pullp, cprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local retention, early_ttl, now = tonumber(ARGV[6]), ARGV[7], ARGV[8]
@@ -337,12 +361,10 @@ for i = 9, #ARGV, 4 do
       if ttl >= 0 and ttl < retention then
         redis.call('PEXPIRE', rk, retention)
       end
-      if cur[2] and cur[2] ~= '' and redis.call('EXISTS', cprefix .. cur[2]) == 1 then
-        local counter = 'n:undelivered'
-        if state == 'delivered' then
-          counter = 'n:delivered'
-        end
-        redis.call('HINCRBY', cprefix .. cur[2], counter, 1)
+      if state == 'delivered' then
+        add_count(cur[2], 'n:delivered', 1)
+      else
+        add_count(cur[2], 'n:undelivered', 1)
       end
       if idx[3] and idx[3] ~= '' then
         redis.call('ZREM', pullp .. idx[3], sid)
@@ -355,13 +377,14 @@ for i = 9, #ARGV, 4 do
     end
   end
 end
+flush_counts(cprefix, retention)
 local out = {tostring(counted), tostring(early)}
 for _, v in ipairs(done) do
   out[#out + 1] = v
 end
 return out
 ",
-    )
+    ))
 });
 
 /// ARGV: pull queue key, sid prefix, now, next due, limit. Returns (sid, recipient, sent at) of
@@ -418,7 +441,8 @@ if key then
         redis.call('HSET', rec_key, 'state', 'cancelled', 'updated_at', ARGV[4])
         redis.call('HDEL', rec_key, 'next_attempt_at', 'error', 'owner', 'lease_until')
         redis.call('PEXPIRE', rec_key, ARGV[3])
-        count(ARGV[2], rec[3], state, 'cancelled', ARGV[3])
+        count(rec[3], state, 'cancelled')
+        flush_counts(ARGV[2], ARGV[3])
         return 'cancelled'
       end
       if state == 'cancelled' then

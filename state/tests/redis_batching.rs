@@ -207,3 +207,79 @@ async fn a_corrupt_record_fails_only_its_own_claim() {
         }
     }
 }
+
+/// One batch of claims and one of finishes over two campaigns and an unknown one: each
+/// campaign's counters move by its own jobs only (the script sums them per campaign and writes
+/// them at its end), an unknown campaign gets no hash, and a duplicate claimed twice in one batch
+/// is counted once. The test runs on one thread, so every spawned call of a step is queued before
+/// the batcher runs.
+#[tokio::test]
+async fn one_batch_moves_each_campaigns_counters_by_its_own_jobs() {
+    let namespace = Namespace::new();
+    let store = store(&namespace).await;
+    let (a, b, unknown) =
+        (new_campaign(store.as_ref(), 6).await, new_campaign(store.as_ref(), 4).await, Uuid::now_v7());
+    let t0 = now_millis();
+    let jobs: Vec<(String, Uuid, Uuid)> = (0..6)
+        .map(|i| (format!("a-{i}"), Uuid::now_v7(), a))
+        .chain((0..4).map(|i| (format!("b-{i}"), Uuid::now_v7(), b)))
+        .chain([("u-0".to_string(), Uuid::now_v7(), unknown)])
+        .collect();
+    let claims: Vec<_> = jobs
+        .iter()
+        .map(|(key, job, campaign)| {
+            let (store, request) = (Arc::clone(&store), request(key, *job, "w", t0, Some(*campaign)));
+            tokio::spawn(async move { store.claim(&request).await })
+        })
+        .collect();
+    for claim in claims {
+        assert_eq!(claim.await.unwrap().unwrap(), acquired());
+    }
+    let counts = |campaign: Uuid| {
+        let store = Arc::clone(&store);
+        async move {
+            let (_, status) = store.campaign(campaign).await.unwrap().expect("the campaign exists");
+            status.counts.into_iter().filter(|(_, n)| *n > 0).collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    assert_eq!(counts(a).await, [("running".to_string(), 6)].into());
+    assert_eq!(counts(b).await, [("running".to_string(), 4)].into());
+
+    let finish_of = |key: &str| match key {
+        "a-4" => Finish::Dead { attempt: 1, kind: "permanent".into(), error: "no".into(), progress: None },
+        "a-5" => Finish::Retrying { attempt: 1, progress: None, error: "later".into(), next_attempt_at: t0 + 60_000 },
+        _ => succeeded(Default::default()),
+    };
+    let finishes: Vec<_> = jobs
+        .iter()
+        .map(|(key, _, _)| {
+            let (store, key, finish) = (Arc::clone(&store), key.clone(), finish_of(key));
+            tokio::spawn(async move { store.finish(&key, "w", &finish, t0 + 1).await })
+        })
+        .collect();
+    for finish in finishes {
+        finish.await.unwrap().unwrap();
+    }
+
+    // A second job under a-0's key, delivered twice, and one under b-0's key.
+    let (again_a, again_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let duplicates: Vec<_> = [("a-0", again_a, a), ("a-0", again_a, a), ("b-0", again_b, b)]
+        .into_iter()
+        .map(|(key, job, campaign)| {
+            let (store, request) = (Arc::clone(&store), request(key, job, "w", t0 + 2, Some(campaign)));
+            tokio::spawn(async move { store.claim(&request).await })
+        })
+        .collect();
+    for claim in duplicates {
+        assert_eq!(claim.await.unwrap().unwrap(), Claim::Finished { state: FinishedState::Succeeded });
+    }
+
+    let owned = |pairs: &[(&str, u64)]| pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    assert_eq!(counts(a).await, owned(&[("dead", 1), ("duplicate", 1), ("retrying", 1), ("succeeded", 4)]));
+    assert_eq!(counts(b).await, owned(&[("duplicate", 1), ("succeeded", 4)]));
+    assert!(store.campaign(unknown).await.unwrap().is_none(), "counting creates no campaign");
+    let mut conn = raw().await;
+    let exists: bool =
+        redis::cmd("EXISTS").arg(format!("{}:campaign:{unknown}", namespace.0)).query_async(&mut conn).await.unwrap();
+    assert!(!exists, "counting writes no hash for an unknown campaign");
+}
