@@ -14,9 +14,11 @@
 //! sandbox), since the machine's cores are shared.
 //!
 //! `--compare-workers BEFORE,AFTER` runs only the end-to-end figures, alternating two worker
-//! binaries (a change's before and after, built with `--release`) in one run.
+//! binaries (a change's before and after, built with `--release`) in one run; with
+//! `--compare-store redis` (sqlite by default) on that state store.
 //!
-//! `--api-runs N` alternates the library's and the API's campaign N times (1).
+//! `--api-runs N` alternates the library's and the API's campaign N times (1); `--api-store
+//! redis` runs both with Redis as the state store (sqlite).
 //!
 //! `--ack-every 1` makes the ceiling ack one by one, as a worker that did not coalesce acks would;
 //! `--concurrency N` sets the worker's (256); `--only-rate-limit` skips the throughput part.
@@ -47,8 +49,13 @@ fn wanted(name: &str) -> bool {
 }
 
 fn arg(name: &str, default: usize) -> usize {
+    arg_text(name, "").parse().unwrap_or(default)
+}
+
+/// The value after option `name`, or `default`.
+fn arg_text(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v).to_string()
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -233,19 +240,21 @@ async fn throughput(jobs: usize) {
         let recipients = arg("--campaign-recipients", 1_000_000);
         // `--api-runs N` (1): the two alternate N times and each is the median of its runs.
         let api_runs = arg("--api-runs", 1).max(1);
+        // `--api-store redis` (sqlite): the state store of both.
+        let store = &arg_text("--api-store", "sqlite");
         let (mut plains, mut apis) = (Vec::new(), Vec::new());
         for _ in 0..api_runs {
-            plains.push(if recipients == jobs && api_runs == 1 {
+            plains.push(if recipients == jobs && api_runs == 1 && store == "sqlite" {
                 e2e.rate
             } else {
-                end_to_end(recipients, "sqlite", Jobs::Campaign).await.rate
+                end_to_end(recipients, store, Jobs::Campaign).await.rate
             });
-            apis.push(campaign_through_api(recipients).await);
+            apis.push(campaign_through_api(recipients, store).await);
         }
         let plain = *median_by(&plains, |r| *r);
         let api = median_by(&apis, |e| e.rate);
         println!(
-            "campaign via the API   {:>9.0} jobs/s  ({:.1}% of the same campaign's {plain:.0} submitted by the library; {recipients} recipients: `yizhan-producer campaign submit` → POST /v1/campaigns and /recipients → SQLite; gap {:+.1}%)",
+            "campaign via the API   {:>9.0} jobs/s  ({:.1}% of the same campaign's {plain:.0} submitted by the library; {recipients} recipients: `yizhan-producer campaign submit` → POST /v1/campaigns and /recipients → {store}; gap {:+.1}%)",
             api.rate,
             100.0 * api.rate / plain,
             100.0 * (api.rate - plain) / plain,
@@ -281,11 +290,12 @@ async fn throughput(jobs: usize) {
 /// and peak RSS of each, for a campaign and for verification codes, with SQLite.
 async fn compare_workers(jobs: usize, before: std::path::PathBuf, after: std::path::PathBuf) {
     let runs = arg("--runs", 3).max(1);
+    let store = &arg_text("--compare-store", "sqlite");
     for (kind, what) in [(Jobs::Campaign, "a campaign"), (Jobs::Codes, "verification codes")] {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            a.push(end_to_end_on(jobs, "sqlite", kind, Some(&before)).await);
-            b.push(end_to_end_on(jobs, "sqlite", kind, Some(&after)).await);
+            a.push(end_to_end_on(jobs, store, kind, Some(&before)).await);
+            b.push(end_to_end_on(jobs, store, kind, Some(&after)).await);
         }
         let line = |name: &str, runs: &[EndToEnd]| {
             let rate = median_by(runs, |e| e.rate).rate;
@@ -293,9 +303,12 @@ async fn compare_workers(jobs: usize, before: std::path::PathBuf, after: std::pa
             let rss = runs.iter().map(|e| e.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
             let each: Vec<String> = runs.iter().map(|e| format!("{:.0}/{:.0}", e.rate, e.worker_us)).collect();
             println!(
-                "{name:<7} {rate:>9.0} jobs/s, worker {cpu:.1} µs/job, peak RSS {rss:.1} MiB ({what}; runs jobs/s/µs: {})",
+                "{name:<7} {rate:>9.0} jobs/s, worker {cpu:.1} µs/job, peak RSS {rss:.1} MiB ({what}, {store}; runs jobs/s/µs: {})",
                 each.join(" ")
             );
+            for run in runs {
+                println!("          CPU µs per job: {}", run.cpu);
+            }
             (rate, cpu)
         };
         let (rate_a, cpu_a) = line("before", &a);
@@ -661,8 +674,8 @@ async fn end_to_end_on(n: usize, store: &str, kind: Jobs, worker: Option<&std::p
 /// A campaign of `n` recipients submitted the way a user would: the CLI streams a CSV through
 /// the HTTP API (`POST /v1/campaigns`, then chunks to `/recipients`), which validates, fans out and
 /// publishes with confirms, while one worker executes. Timed from the CLI's start to the last success.
-async fn campaign_through_api(n: usize) -> EndToEnd {
-    let mut stack = Stack::start("1000000/s", "sqlite", false).await;
+async fn campaign_through_api(n: usize, store: &str) -> EndToEnd {
+    let mut stack = Stack::start("1000000/s", store, false).await;
     stack.spawn_worker().await;
     let bin = std::env::current_exe().unwrap().parent().unwrap().join("yizhan-producer");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
