@@ -299,7 +299,8 @@ impl SandboxState {
     /// Waits until at least `n` SMS were accepted in all.
     pub async fn wait_for_sms(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
         let what = format!("{n} SMS");
-        self.wait_until(&what, timeout, |s| s.stats().sms_sent >= n as u64).await
+        let waited = self.wait_until(&what, timeout, |s| s.stats().sms_sent >= n as u64).await;
+        waited.map_err(|e| WaitTimeout { what: format!("{what} ({} sent)", self.stats().sms_sent), ..e })
     }
 
     /// Waits until at least `n` robot messages were delivered in all.

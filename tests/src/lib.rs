@@ -548,16 +548,29 @@ pub fn job(connector: &str, config: &str, action: &str, params: Value) -> Job {
 }
 
 /// Polls `check` until it holds or `timeout` passes (the condition is what the test waits for).
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(holds_within(timeout, check).await, "timed out after {timeout:?} waiting for: {what}");
+}
+
+/// Polls `check` until it holds (true) or `timeout` passes (false), for a test that says more
+/// than [`eventually`] when it fails.
+pub async fn holds_within<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = Instant::now() + timeout;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    true
 }
 
 /// Drains a consumer stream helper for tests that read lanes directly.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use yizhan_sandbox::{Provider, SandboxConfig};
 use yizhan_tests::shared::RabbitCluster;
-use yizhan_tests::{Harness, Store, WAIT, Worker, binary, eventually, number};
+use yizhan_tests::{Harness, Store, WAIT, Worker, binary, eventually, holds_within, number};
 
 const CONCURRENCY: usize = 8;
 const TOKEN: &str = "cluster-test-token";
@@ -159,15 +159,16 @@ async fn stopping_the_node_of_the_worker_and_the_producer_loses_no_job() {
     let down = Instant::now();
     assert!(sandbox.sent_sms().len() < 2000, "the node must stop mid-run");
     node_stopped.send(()).expect("the producer waits for the stop");
-    eventually(
-        "the worker is ready again on another node",
-        Duration::from_secs(15).saturating_sub(down.elapsed()),
-        || async {
-            ready(&format!("{}/readyz", worker.metrics)).await
-                && connected_ports(&worker_log).last().is_some_and(|port| *port != cluster.port(1))
-        },
-    )
+    let ready_again = holds_within(Duration::from_secs(15).saturating_sub(down.elapsed()), || async {
+        ready(&format!("{}/readyz", worker.metrics)).await
+            && connected_ports(&worker_log).last().is_some_and(|port| *port != cluster.port(1))
+    })
     .await;
+    assert!(
+        ready_again,
+        "the worker was not ready again on another node 15 s after node 1 was down; its log:\n{}",
+        worker.log_text()
+    );
     let (back, after_down) = (stop.elapsed(), down.elapsed());
     let refused = producer.await.unwrap();
     assert!(

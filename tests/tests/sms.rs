@@ -74,7 +74,9 @@ async fn mixed_failures(test: &str, store: Store) {
     h.submit(&jobs).await;
 
     let expected_sent = 220 - permanent.len() + 10;
-    sandbox.wait_for_sms(expected_sent, WAIT).await.unwrap();
+    if let Err(e) = sandbox.wait_for_sms(expected_sent, WAIT).await {
+        panic!("{e}; rejected: {:?}; worker log:\n{}", sandbox.rejected(), worker.log_text());
+    }
     let dead = h.take_dead(permanent.len(), WAIT).await;
     let mut dead_numbers: Vec<String> =
         dead.iter().map(|d| d.job()["params"]["phone_numbers"][0].as_str().unwrap().to_string()).collect();
