@@ -42,14 +42,16 @@ use crate::{redact, tenants};
 
 /// The Lua functions that move campaigns' counters (see [`StateStore`]). `count` and `add_count`
 /// only sum the changes, per campaign and counter; `flush_counts`, at the end of the script, writes
-/// them: a batch of one campaign's jobs moves its counters with a few calls, not three per job.
+/// them: a batch of one campaign's jobs moves its counters with a few calls, not five per job.
 /// Nothing for a record without a campaign, or one whose campaign is unknown; a campaign counted
 /// is kept at least `retention`. Nothing else runs while a script runs, so writing the sums at its
-/// end is seen by every reader as the changes one by one.
+/// end is seen by every reader as the changes one by one. A batched script sets `item` to the item
+/// it runs, so that a campaign whose counters cannot be written (its key is not a hash) fails the
+/// items that counted in it, and only those, as each would have failed alone.
 macro_rules! lua_count {
     () => {
         r"
-local counts = {}
+local counts, counted_by, item = {}, {}, 0
 local function add_count(camp, counter, n)
   if not camp or camp == '' or n == 0 then
     return
@@ -58,8 +60,10 @@ local function add_count(camp, counter, n)
   if not c then
     c = {}
     counts[camp] = c
+    counted_by[camp] = {}
   end
   c[counter] = (c[counter] or 0) + n
+  counted_by[camp][item] = true
 end
 local function count(camp, from, to)
   if from == to then
@@ -70,20 +74,33 @@ local function count(camp, from, to)
   end
   add_count(camp, 'n:' .. to, 1)
 end
-local function flush_counts(cprefix, retention)
+local function write_counts(cprefix, camp, c, retention)
+  local ckey = cprefix .. camp
+  -- -2: no such campaign (PTTL answers whether it exists and how long it lives in one call).
+  local ttl = redis.call('PTTL', ckey)
+  if ttl == -2 then
+    return
+  end
+  for counter, n in pairs(c) do
+    if n ~= 0 then
+      redis.call('HINCRBY', ckey, counter, n)
+    end
+  end
+  if ttl >= 0 and ttl < tonumber(retention) then
+    redis.call('PEXPIRE', ckey, retention)
+  end
+end
+-- on_error(items, e), in a batch: a campaign that cannot be written fails its items (a set of
+-- `item` numbers); without it, the script fails.
+local function flush_counts(cprefix, retention, on_error)
   for camp, c in pairs(counts) do
-    local ckey = cprefix .. camp
-    -- -2: no such campaign (PTTL answers whether it exists and how long it lives in one call).
-    local ttl = redis.call('PTTL', ckey)
-    if ttl ~= -2 then
-      for counter, n in pairs(c) do
-        if n ~= 0 then
-          redis.call('HINCRBY', ckey, counter, n)
-        end
+    if on_error then
+      local ok, e = pcall(write_counts, cprefix, camp, c, retention)
+      if not ok then
+        on_error(counted_by[camp], e)
       end
-      if ttl >= 0 and ttl < tonumber(retention) then
-        redis.call('PEXPIRE', ckey, retention)
-      end
+    else
+      write_counts(cprefix, camp, c, retention)
     end
   end
 end
@@ -215,6 +232,7 @@ end
 local out = {}
 for i = 0, (#ARGV - 2) / 8 - 1 do
   local k, a = 4 * i, 2 + 8 * i
+  item = i + 1
   local ok, answer = pcall(claim, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a + 1], ARGV[a + 2],
       ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
   if ok then
@@ -223,7 +241,11 @@ for i = 0, (#ARGV - 2) / 8 - 1 do
     out[i + 1] = error_reply(answer)
   end
 end
-flush_counts(cprefix, retention)
+flush_counts(cprefix, retention, function(items, e)
+  for failed in pairs(items) do
+    out[failed] = error_reply(e)
+  end
+end)
 return out
 ",
     ))
@@ -316,6 +338,7 @@ end
 local out = {}
 local a = 7
 for i = 1, #KEYS do
+  item = i
   local ok, answer = pcall(finish, KEYS[i], a + 1)
   if ok then
     out[i] = answer
@@ -324,7 +347,11 @@ for i = 1, #KEYS do
   end
   a = a + 1 + tonumber(ARGV[a])
 end
-flush_counts(cprefix, retention)
+flush_counts(cprefix, retention, function(items, e)
+  for failed in pairs(items) do
+    out[failed] = error_reply(e)
+  end
+end)
 return out
 ",
     ))

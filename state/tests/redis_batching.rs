@@ -283,3 +283,41 @@ async fn one_batch_moves_each_campaigns_counters_by_its_own_jobs() {
         redis::cmd("EXISTS").arg(format!("{}:campaign:{unknown}", namespace.0)).query_async(&mut conn).await.unwrap();
     assert!(!exists, "counting writes no hash for an unknown campaign");
 }
+
+/// A campaign whose key is not a hash (written by something else) fails the claims that count in
+/// it, each with Redis's error, and only those: the same batch's claims of another campaign are
+/// acquired and counted. The test runs on one thread, so the claims go out as one script call.
+#[tokio::test]
+async fn a_corrupt_campaign_fails_only_its_own_jobs() {
+    let namespace = Namespace::new();
+    let store = store(&namespace).await;
+    let (corrupt, sound) = (new_campaign(store.as_ref(), 3).await, new_campaign(store.as_ref(), 3).await);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:campaign:{corrupt}", namespace.0))
+        .arg("x")
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    let t0 = now_millis();
+    let claims: Vec<_> = (0..6)
+        .map(|i| {
+            let campaign = if i % 2 == 0 { corrupt } else { sound };
+            let (store, request) =
+                (Arc::clone(&store), request(&format!("k-{i}"), Uuid::now_v7(), "w", t0, Some(campaign)));
+            tokio::spawn(async move { (campaign, store.claim(&request).await) })
+        })
+        .collect();
+    for claim in claims {
+        match claim.await.unwrap() {
+            (campaign, Err(StoreError::Redis(error))) if campaign == corrupt => {
+                assert!(error.to_string().contains("WRONGTYPE"), "{error}")
+            }
+            (campaign, answer) => {
+                assert_eq!(campaign, sound, "a claim of the corrupt campaign answered {answer:?}");
+                assert_eq!(answer.unwrap(), acquired());
+            }
+        }
+    }
+    let (_, status) = store.campaign(sound).await.unwrap().unwrap();
+    assert_eq!((status.counts["running"], status.counts["queued"]), (3, 0));
+}

@@ -287,7 +287,8 @@ async fn throughput(jobs: usize) {
 
 /// Two worker binaries (a change's before and after) on the same jobs in one run, alternating
 /// `--runs` times so that the machine's drift falls on both: the median rate, worker CPU per job
-/// and peak RSS of each, for a campaign and for verification codes, with SQLite.
+/// and peak RSS of each, for a campaign and for verification codes, with SQLite (or the
+/// `--compare-store`).
 async fn compare_workers(jobs: usize, before: std::path::PathBuf, after: std::path::PathBuf) {
     let runs = arg("--runs", 3).max(1);
     let store = &arg_text("--compare-store", "sqlite");
