@@ -329,11 +329,13 @@ async fn callbacks_go_on_after_a_broker_restart() {
     .await;
     // It failed once under the full suite with nothing to go on: say which are missing, and
     // what the worker logged (its warnings say whether it lost the broker and came back).
+    let received = got();
+    let missing = |jobs: &[Job]| jobs.iter().filter(|job| !received.contains(&job.id)).count();
     assert!(
         all,
         "callbacks missing {WAIT:?} after the restart: {} of the first 20, {} of the 20 after; the worker's log:\n{}",
-        before.iter().filter(|job| !got().contains(&job.id)).count(),
-        after.iter().filter(|job| !got().contains(&job.id)).count(),
+        missing(&before),
+        missing(&after),
         worker.log_text()
     );
 }
