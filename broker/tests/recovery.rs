@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{BasicPublishOptions, BasicQosOptions};
 use lapin::{BasicProperties, Event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -145,12 +145,21 @@ async fn a_connection_reset_while_frames_wait_to_be_written_recovers() {
         "the connection did not come back in 20 s after its socket was reset (reconnecting: {})",
         connection.status().reconnecting()
     );
-    // Its channel is re-opened next.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !channel.status().connected() {
-        assert!(Instant::now() < deadline, "the channel was not re-opened in 10 s after the connection");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Its channel is re-opened next: while it recovers, an operation on it fails with an error
+    // that waits for the recovery.
+    let reopened = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Err(error) = channel.basic_qos(1, BasicQosOptions::default()).await {
+                if channel.wait_for_recovery(error).await.is_err() {
+                    return false;
+                }
+            } else {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(reopened, Ok(true), "the channel was not re-opened in 10 s after the connection");
     publisher.abort();
     let _ = connection.close(200, "done".into()).await;
 }
