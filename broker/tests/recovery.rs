@@ -4,9 +4,7 @@
 //! "reconnecting" for ever (a worker lost its broker for good when a cluster node stopped); the
 //! vendored copy clears them (vendor/README.md).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, BasicQosOptions};
@@ -89,9 +87,9 @@ async fn a_connection_reset_while_frames_wait_to_be_written_recovers() {
     // returns once written to the socket, so they stop when the buffers are full, with the next
     // one serialized in lapin's buffer.
     relay.stall();
-    let published = Arc::new(AtomicUsize::new(0));
+    let (published, mut completed) = watch::channel(0usize);
     let publisher = tokio::spawn({
-        let (channel, published) = (channel.clone(), published.clone());
+        let channel = channel.clone();
         let routing_key = format!("nowhere-{}", uuid::Uuid::now_v7().simple());
         async move {
             let body = vec![b'x'; 1 << 20];
@@ -106,24 +104,19 @@ async fn a_connection_reset_while_frames_wait_to_be_written_recovers() {
                 .await
                 .is_ok()
             {
-                published.fetch_add(1, Ordering::Relaxed);
+                published.send_modify(|n| *n += 1);
             }
         }
     });
-    // Full once no publish has returned for a second (a slow machine that pauses longer than
-    // that only makes the test reset earlier, which cannot fail it).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = (usize::MAX, Instant::now());
-    while Instant::now() < deadline {
-        let now = published.load(Ordering::Relaxed);
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() >= Duration::from_secs(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(published.load(Ordering::Relaxed) > 0, "some publishes went through before the buffers filled");
+    // The buffers are full once publishes stop completing: woken by each one, the wait ends when
+    // none has completed for a second. (A machine that pauses longer than that only makes the
+    // test reset earlier, which cannot make it fail.)
+    let filled = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), completed.changed()).await {}
+    })
+    .await;
+    assert!(filled.is_ok(), "publishes kept completing for 30 s through a relay that reads nothing");
+    assert!(*completed.borrow() > 0, "some publishes went through before the buffers filled");
 
     // The connection says when it is connected again; subscribed before the reset, so that
     // nothing is missed (the status still reads "connected" until lapin has seen the reset).
