@@ -207,11 +207,8 @@ fn set_mode(path: &Path, mode: u32) {
 /// node's ports must still be free when it starts again after a stop, and an outgoing connection
 /// can take an ephemeral one in between (a restart failed with `eaddrinuse` in a full run).
 fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
     loop {
-        // Each RandomState has new keys: a random number without another dependency.
-        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        let port = 20_000 + (random % 12_000) as u16;
+        let port = rand::random_range(20_000..32_000);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
